@@ -1,0 +1,163 @@
+"""Checkpoints as folders: ``model.safetensors``, ``optim.safetensors``, ``state.json``.
+
+A checkpoint is written under a temporary name, every file fsynced, then renamed into place; the
+``latest`` pointer is replaced last, so a process killed at any moment leaves either the previous
+checkpoint or the new one, never half of one. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError
+
+MODEL_FILE, OPTIM_FILE, STATE_FILE, LATEST = "model.safetensors", "optim.safetensors", "state.json", "latest"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def network_tensors(networks: nn.ModuleDict) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer as ``"<network>.<name>"`` -> contiguous CPU tensor."""
+    return {f"{net_name}.{k}": v.detach().cpu().contiguous()
+            for net_name, net in networks.items() for k, v in net.state_dict().items()}
+
+
+def optimizer_tensors(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split optimizer state into tensors (for safetensors) and JSON-able rest (param groups, scalars)."""
+    tensors, meta = {}, {}
+    for name, opt in optimizers.items():
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, state in sd["state"].items():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    tensors[f"{name}.{idx}.{key}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(str(idx), {})[key] = value
+        meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
+                    state: dict[str, Any]) -> Path:
+    """Write a checkpoint folder atomically and point ``<parent>/latest`` at it."""
+    folder = Path(folder)
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".tmp-{folder.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_file(network_tensors(networks), str(tmp / MODEL_FILE))
+        optim_tensors, optim_meta = optimizer_tensors(optimizers)
+        save_file(optim_tensors, str(tmp / OPTIM_FILE))
+        files = {}
+        for fname in (MODEL_FILE, OPTIM_FILE):
+            _fsync(tmp / fname)
+            files[fname] = {"size": (tmp / fname).stat().st_size, "sha256": _sha256(tmp / fname)}
+        full_state = {**state, "optimizers": optim_meta, "files": files}
+        with open(tmp / STATE_FILE, "w", encoding="utf-8") as f:
+            json.dump(full_state, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync(tmp)
+        if folder.exists():  # re-saving the same iteration: replace the old one only once the new is complete
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        _fsync(parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"could not write checkpoint {folder}: {exc.strerror or exc}; "
+                              f"free disk space and resume, the previous checkpoint is intact") from None
+    _write_text_atomic(parent / LATEST, folder.name + "\n")
+    return folder
+
+
+def verify_checkpoint(folder: Path) -> dict[str, Any]:
+    """Read ``state.json`` and check the recorded sizes and checksums; return the state."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder} is not a checkpoint folder (no {STATE_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: {exc}") from None
+    for fname, rec in state.get("files", {}).items():
+        path = folder / fname
+        if not path.is_file() or path.stat().st_size != rec["size"] or _sha256(path) != rec["sha256"]:
+            raise CheckpointError(f"checkpoint {folder} is damaged: {fname} does not match its recorded "
+                                  f"size/checksum")
+    return state
+
+
+def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict) -> None:
+    """Load ``model.safetensors`` into ``networks`` (strict: every tensor must match)."""
+    path = Path(folder_or_file)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+    for net_name, net in networks.items():
+        prefix = net_name + "."
+        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"weights {path} do not fit network '{net_name}' of this config: "
+                                  f"{first}") from None
+
+
+def load_optimizer_states(folder: Path, optimizers: dict[str, torch.optim.Optimizer], meta: dict) -> None:
+    try:
+        tensors = load_file(str(Path(folder) / OPTIM_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read optimizer state in {folder}: {exc}") from None
+    for name, opt in optimizers.items():
+        m = meta[name]
+        state: dict[int, dict[str, Any]] = {}
+        prefix = name + "."
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                idx, tkey = key[len(prefix):].split(".", 1)
+                state.setdefault(int(idx), {})[tkey] = value
+        for idx, scalars in m["scalars"].items():
+            state.setdefault(int(idx), {}).update(scalars)
+        opt.load_state_dict({"state": state, "param_groups": m["param_groups"]})

@@ -1,0 +1,128 @@
+"""The `gmdrit` command line: parse, load the config, call one core function, render the result.
+
+Only this module imports typer and rich. Core code raises ``GmdritError``; here it becomes one line
+on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from .errors import GmdritError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
+                  help="gmdrit: diverse unpaired image-to-image translation with Gaussian-mixture latents.")
+console = Console()
+err_console = Console(stderr=True)
+
+PresetOption = Annotated[str, typer.Option("--preset", "-p", help="preset name (see `gmdrit presets`) or YAML path")]
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: section.key=value")]
+
+
+def _setup_logging() -> None:
+    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
+
+
+@app.callback()
+def _main() -> None:
+    _setup_logging()
+
+
+@app.command()
+def presets() -> None:
+    """List the presets with a one-line description each."""
+    from .config import list_presets
+
+    table = Table("preset", "description", box=None, header_style="bold")
+    for name, description in list_presets().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the model families."""
+    from .models import MODEL_FAMILIES
+
+    table = Table("family", "description", box=None, header_style="bold")
+    for name, cls in MODEL_FAMILIES.items():
+        table.add_row(name, cls.description)
+    console.print(table)
+
+
+def _loss_text(losses: dict[str, float] | None, keys: tuple[str, ...]) -> str:
+    if not losses:
+        return ""
+    return "  ".join(f"{k} {losses[k]:.3f}" for k in keys if k in losses)
+
+
+@app.command()
+def train(
+    preset: PresetOption = "quickstart",
+    set_: SetOption = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="run folder (default runs/<preset name>)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and parameter counts, then exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --dry-run: print JSON")] = False,
+) -> None:
+    """Train a model from a preset."""
+    from .config import config_to_dict, dump_config, load_config
+    from .trainer import Run, describe_model
+
+    cfg = load_config(preset, set_ or [])
+    if dry_run:
+        counts = describe_model(cfg)
+        if as_json:
+            print(json.dumps({"config": config_to_dict(cfg), "params": counts}, indent=1))
+            return
+        console.print(dump_config(cfg), highlight=False, markup=False)
+        table = Table("network", "parameters", box=None, header_style="bold")
+        for name, count in counts.items():
+            table.add_row(name, f"{count:,}")
+        table.add_row("total", f"{sum(counts.values()):,}", style="bold")
+        console.print(table)
+        return
+    run_dir = run_dir or Path("runs") / cfg.name
+    run = Run(cfg, run_dir)
+    console.print(f"training [bold]{cfg.model.family}[/] ({cfg.name}) on {run.device} into {run_dir}")
+    shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random")
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+               TextColumn("{task.fields[losses]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=cfg.train.max_iters, completed=run.iteration, rate="", losses="")
+
+        def on_progress(iteration: int, losses: dict[str, float] | None) -> None:
+            speed = progress.tasks[task].speed
+            fields = {"rate": f"{speed:.2f} it/s" if speed else ""}
+            if losses:
+                fields["losses"] = _loss_text(losses, shown)
+            progress.update(task, completed=iteration, **fields)
+
+        result = run.fit(on_progress)
+    console.print(f"done: {result.iterations} iterations in {result.seconds:.0f} s; "
+                  f"run folder {result.run_dir} (checkpoint {result.checkpoint.name if result.checkpoint else '-'})")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 1."""
+    try:
+        app()
+    except GmdritError as exc:
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,334 @@
+"""One config tree of dataclasses, loaded from a preset YAML plus ``section.key=value`` overrides.
+
+Every problem found while resolving a config (unknown keys, wrong types, out-of-range values) is
+collected and reported at once in a single :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+         choices: tuple | None = None, min_exclusive: bool = False) -> Any:
+    """A dataclass field with its help text and validation rules in the metadata."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    root: str = _opt("data/apple2orange", "dataset folder (CycleGAN layout trainA/trainB or named train/<domain>)")
+    domains: list[str] = _opt(["A", "B"], "domain names, in the order of trainA, trainB, ...")
+    resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1)
+    crop: int = _opt(216, "training crop size in pixels", min=8)
+    flip: bool = _opt(True, "random horizontal flips during training")
+
+
+@dataclass
+class ModelConfig:
+    family: str = _opt("mdmm", "model family (see `gmdrit models`)")
+    nz: int = _opt(8, "attribute code length", min=1)
+    width: int = _opt(64, "base channel count of every network (64 = the official networks)", min=4)
+    dis_norm: str = _opt("none", "normalisation in the image discriminators", choices=("none", "instance"))
+    dis_spectral_norm: bool = _opt(False, "spectral norm on the discriminator convolutions")
+    use_content_dis: bool = _opt(False, "train the content discriminator (MDMM --isDcontent)")
+    content_dis_every: int = _opt(3, "with the content discriminator: one D+EG step every this many batches "
+                                     "(MDMM d_iter), the other batches update the content discriminator", min=1)
+
+
+@dataclass
+class LossConfig:
+    lambda_rec: float = _opt(10.0, "weight of the self and cross-cycle L1 reconstruction", min=0)
+    lambda_cls: float = _opt(1.0, "weight of the discriminators' domain classification on real images", min=0)
+    lambda_cls_fake: float = _opt(5.0, "weight of the domain classification of generated images (MDMM lambda_cls_G)", min=0)
+    lambda_latent: float = _opt(10.0, "weight of the latent regression of random attributes", min=0)
+    kl_content: float = _opt(0.01, "weight of the content-code penalty mean(z_c^2)", min=0)
+    kl_attribute: float = _opt(0.01, "weight of the attribute KL (summed over batch and dimensions)", min=0)
+
+
+@dataclass
+class OptimConfig:
+    lr_dis: float = _opt(1.0e-4, "learning rate of the image discriminators", min=0, min_exclusive=True)
+    lr_eg: float = _opt(1.0e-4, "learning rate of the encoders and the generator", min=0, min_exclusive=True)
+    lr_content_dis: float = _opt(4.0e-5, "learning rate of the content discriminator", min=0, min_exclusive=True)
+    beta1: float = _opt(0.5, "Adam beta1", min=0, max=1)
+    beta2: float = _opt(0.999, "Adam beta2", min=0, max=1)
+    weight_decay: float = _opt(1.0e-4, "Adam L2 weight decay", min=0)
+    lr_policy: str = _opt("lambda", "learning-rate policy, stepped per epoch", choices=("lambda", "step", "constant"))
+    n_epochs: int = _opt(1200, "epochs of the lambda policy (MDMM n_ep)", min=1)
+    n_epochs_decay: int = _opt(600, "epoch at which the lambda decay starts, or the step period (MDMM n_ep_decay)", min=1)
+    content_dis_clip: float = _opt(5.0, "gradient-norm clip of the content discriminator", min=0, min_exclusive=True)
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
+    batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2)
+    seed: int = _opt(0, "seed of every random number generator", min=0)
+    device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
+    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0)
+    log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
+    sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
+    save_every: int = _opt(1000, "save a checkpoint every this many iterations", min=1)
+
+
+@dataclass
+class Config:
+    name: str = _opt("custom", "preset name; the default run folder is runs/<name>")
+    description: str = _opt("", "one line shown by `gmdrit presets`")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.data.domains)
+
+
+# ----------------------------------------------------------------------------------------- keys
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field]]:
+    """Every leaf key of the config tree as ``{"section.key": (type, field)}``."""
+    hints = typing.get_type_hints(cls)
+    keys: dict[str, tuple[Any, dataclasses.Field]] = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            keys.update(all_keys(tp, f"{prefix}{f.name}."))
+        else:
+            keys[prefix + f.name] = (tp, f)
+    return keys
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not close:  # a right key in the wrong section
+        close = [k for k in valid if k.rsplit(".", 1)[-1] == leaf][:1]
+    if not close:
+        close = difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in valid], n=1, cutoff=0.6)
+        close = [k for k in valid if close and k.endswith("." + close[0])][:1]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ----------------------------------------------------------------------------------------- values
+
+def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, str | None]:
+    """Convert ``value`` to ``tp`` and check its range; return (value, error or None)."""
+    origin = typing.get_origin(tp)
+    if origin in (list,):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+            return value, f"{key}: expected a list of names, got {value!r}"
+        value = [str(v) for v in value]
+    elif origin in (typing.Union, types.UnionType):
+        raise AssertionError("optional config values are not supported")
+    elif tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            value = value.lower() in ("true", "yes", "on", "1")
+        if not isinstance(value, bool):
+            return value, f"{key}: expected true or false, got {value!r}"
+    elif tp is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value, f"{key}: expected an integer, got {value!r}"
+    elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, f"{key}: expected a number, got {value!r}"
+        value = float(value)
+    elif tp is str:
+        if value is None or isinstance(value, (list, dict)):
+            return value, f"{key}: expected a string, got {value!r}"
+        value = str(value)
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        return value, f"{key}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"
+    if meta.get("min") is not None and isinstance(value, (int, float)):
+        low = meta["min"]
+        if value < low or (meta.get("min_exclusive") and value == low):
+            return value, f"{key}: {value} must be {'>' if meta.get('min_exclusive') else '>='} {low:g}"
+    if meta.get("max") is not None and isinstance(value, (int, float)) and value > meta["max"]:
+        return value, f"{key}: {value} must be <= {meta['max']:g}"
+    return value, None
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Parse ``section.key=value`` strings; values are read as YAML scalars or lists."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"--set {item!r}: expected section.key=value")
+            continue
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return values, errors
+
+
+def _validate(cfg: Config) -> list[str]:
+    """Cross-field checks that single-key rules cannot express."""
+    errors = []
+    if cfg.train.batch_size % 2:
+        errors.append(f"train.batch_size: {cfg.train.batch_size} must be even (the batch is split into two halves)")
+    if cfg.data.crop > cfg.data.resize:
+        errors.append(f"data.crop: {cfg.data.crop} must be <= data.resize ({cfg.data.resize})")
+    if cfg.data.crop % 4:
+        errors.append(f"data.crop: {cfg.data.crop} must be a multiple of 4 (the content code is crop/4)")
+    if len(cfg.data.domains) < 2:
+        errors.append("data.domains: at least two domains are needed")
+    if len(set(cfg.data.domains)) != len(cfg.data.domains):
+        errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
+    from .models import MODEL_FAMILIES  # late import: models import this module
+
+    if cfg.model.family not in MODEL_FAMILIES:
+        errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(MODEL_FAMILIES)}"
+                      + _suggest(cfg.model.family, list(MODEL_FAMILIES)))
+    return errors
+
+
+def build_config(values: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from nested or dotted values; raise with every problem at once."""
+    keys = all_keys()
+    flat = _flatten(values)
+    errors: list[str] = []
+    resolved: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key not in keys:
+            errors.append(f"unknown key '{key}'{_suggest(key, list(keys))}")
+            continue
+        tp, f = keys[key]
+        value, problem = _coerce(key, value, tp, f)
+        if problem:
+            errors.append(problem)
+        else:
+            resolved[key] = value
+    cfg = Config()
+    for key, value in resolved.items():
+        obj = cfg
+        *path, leaf = key.split(".")
+        for part in path:
+            obj = getattr(obj, part)
+        setattr(obj, leaf, value)
+    errors += _validate(cfg)  # cross-field checks on what is valid so far: report everything at once
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML; :func:`load_config_file` reads it back to an equal Config."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------- presets
+
+def _preset_dir() -> Path:
+    return Path(str(resources.files("gmdrit_cli.presets")))
+
+
+def list_presets() -> dict[str, str]:
+    """``{name: description}`` of every preset shipped with the package, sorted by name."""
+    out = {}
+    for path in sorted(_preset_dir().glob("*.yaml")):
+        data = _read_yaml(path)
+        out[path.stem] = str(data.get("description", ""))
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}; fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def resolve_preset_path(preset: str) -> Path:
+    """A preset name from ``presets/`` or a path to a YAML file."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path")
+        return path
+    candidate = _preset_dir() / f"{preset}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = list(list_presets())
+    close = difflib.get_close_matches(preset, names, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"unknown preset '{preset}'{hint}; available: {', '.join(names)}")
+
+
+def load_config(preset: str, overrides: list[str] | None = None) -> Config:
+    """Resolve a preset plus ``--set`` overrides into a validated Config."""
+    path = resolve_preset_path(preset)
+    values = _flatten(_read_yaml(path))
+    values.setdefault("name", path.stem)
+    extra, errors = parse_overrides(overrides or [])
+    values.update(extra)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return build_config(values)
+
+
+def load_config_file(path: Path) -> Config:
+    """Read a resolved ``config.yaml`` (as written into a run folder)."""
+    return build_config(_read_yaml(Path(path)))

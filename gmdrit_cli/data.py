@@ -1,0 +1,201 @@
+"""Unpaired multi-domain image folders and a seeded, checkpointable batch sampler.
+
+Two layouts are accepted under ``root``:
+
+* CycleGAN style: ``trainA``, ``trainB``, ... are domains 0, 1, ... (named by ``data.domains``);
+* named folders: ``train/<domain name>`` for every name in ``data.domains``.
+
+Sampling follows official MDMM: each sample picks a domain uniformly at random, then an image
+uniformly (with replacement) within that domain; the random choices, crops and flips all come from
+one ``random.Random`` whose state is saved in checkpoints, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import DataError
+
+log = logging.getLogger("gmdrit")
+
+Image.init()
+IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
+SAMPLE_PREFIX = "sample:"
+
+
+def resolve_root(root: str | Path) -> Path:
+    """``sample:<name>`` names a dataset shipped inside the package; anything else is a path."""
+    text = str(root)
+    if text.startswith(SAMPLE_PREFIX):
+        return Path(__file__).parent / "sample_data" / text[len(SAMPLE_PREFIX):]
+    return Path(text).expanduser()
+
+
+def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Path]:
+    """The folder of each domain for ``split`` ('train' or 'test'), in either layout."""
+    root = resolve_root(root)
+    if not root.is_dir():
+        raise DataError(f"data folder '{root}' does not exist; point data.root at your dataset "
+                        f"(--set data.root=PATH)")
+    named = [root / split / name for name in domains]
+    if all(p.is_dir() for p in named):
+        return named
+    letters = string.ascii_uppercase[: len(domains)]
+    lettered = [root / f"{split}{letter}" for letter in letters]
+    if all(p.is_dir() for p in lettered):
+        return lettered
+    missing = [str(p) for p in lettered if not p.is_dir()]
+    raise DataError(f"data folder '{root}' has no {split} split for domains {domains}: expected "
+                    f"{', '.join(str(p.relative_to(root)) for p in lettered)} or "
+                    f"{', '.join(str(p.relative_to(root)) for p in named)} (missing: {', '.join(missing)})")
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """Decode an image fully, apply its EXIF orientation and convert it to 8-bit RGB."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL warns on odd EXIF or huge images; decoding decides
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode == "I;16" or im.mode.startswith("I;16") or im.mode == "I":
+                # 16-bit grey: scale to 8 bit instead of clipping (PIL's convert clips at 255)
+                arr = np.asarray(im, dtype=np.float32)
+                peak = 65535.0 if arr.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(background, im)
+            return im.convert("RGB")
+
+
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Sorted image files of a folder and the ones whose header cannot be read."""
+    good, bad = [], []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        try:
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - reading the header is the check
+            good.append(path)
+        except Exception:  # any decoder failure means the file is unusable
+            bad.append(path)
+    return good, bad
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """PIL RGB -> 3xHxW float tensor in [-1, 1]."""
+    arr = np.asarray(im, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_image(x: torch.Tensor) -> Image.Image:
+    """3xHxW tensor in [-1, 1] -> PIL RGB (rounded, clamped)."""
+    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().byte()
+    return Image.fromarray(arr.permute(1, 2, 0).numpy())
+
+
+@dataclass
+class Batch:
+    """A training batch: ``images`` Bx3xSxS in [-1, 1] and ``domains`` B (long domain indices)."""
+
+    images: torch.Tensor
+    domains: torch.Tensor
+
+
+class UnpairedImageFolders:
+    """The images of every domain of one split, with the MDMM sampler and transforms."""
+
+    def __init__(self, root: str | Path, domains: list[str], split: str = "train", *,
+                 resize: int, crop: int, flip: bool, seed: int = 0):
+        self.domains = list(domains)
+        self.resize, self.crop, self.flip, self.split = resize, crop, flip, split
+        self.folders = domain_folders(root, self.domains, split)
+        self.files: list[list[Path]] = []
+        for name, folder in zip(self.domains, self.folders):
+            good, bad = list_images(folder)
+            for path in bad:
+                log.warning("skipping unreadable image %s", path)
+            if not good:
+                raise DataError(f"domain '{name}' has no readable images in '{folder}'; add images "
+                                f"(any format Pillow reads) or fix data.root")
+            self.files.append(good)
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        """Samples per epoch, as MDMM: the size of the largest domain."""
+        return max(len(f) for f in self.files)
+
+    # -- sampler state (saved in checkpoints) ---------------------------------------------------
+
+    def state_dict(self) -> dict:
+        version, internal, gauss = self.rng.getstate()
+        return {"rng": [version, list(internal), gauss], "files": [[str(p) for p in f] for f in self.files]}
+
+    def load_state_dict(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        if len(state.get("files", [])) == len(self.files):  # keep files dropped before the save dropped
+            self.files = [[Path(p) for p in f] or self.files[i] for i, f in enumerate(state["files"])]
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def _load(self, domain: int) -> Image.Image:
+        """A random decodable image of ``domain``; undecodable files are reported once and dropped."""
+        files = self.files[domain]
+        while files:
+            path = files[self.rng.randrange(len(files))]
+            try:
+                return open_rgb(path)
+            except Exception:
+                log.warning("skipping unreadable image %s", path)
+                files.remove(path)
+        raise DataError(f"domain '{self.domains[domain]}' has no readable images left in "
+                        f"'{self.folders[domain]}'; replace the broken files")
+
+    def transform(self, im: Image.Image, train: bool = True) -> torch.Tensor:
+        """Resize (bicubic, square) -> crop (random when training, else centre) -> flip -> [-1, 1]."""
+        im = im.resize((self.resize, self.resize), Image.BICUBIC)
+        if train:
+            left = self.rng.randint(0, self.resize - self.crop)
+            top = self.rng.randint(0, self.resize - self.crop)
+        else:
+            left = top = int(round((self.resize - self.crop) / 2.0))
+        im = im.crop((left, top, left + self.crop, top + self.crop))
+        if train and self.flip and self.rng.random() < 0.5:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        return to_tensor(im)
+
+    def sample(self, batch_size: int) -> Batch:
+        """A training batch with domains drawn uniformly at random per sample."""
+        images, domains = [], []
+        for _ in range(batch_size):
+            d = self.rng.randrange(len(self.domains))
+            images.append(self.transform(self._load(d), train=True))
+            domains.append(d)
+        return Batch(torch.stack(images), torch.tensor(domains, dtype=torch.long))
+
+    def fixed_examples(self) -> Batch:
+        """The first image of every domain, centre-cropped: the inputs of the sample grids."""
+        images = []
+        for files in self.files:
+            for path in files:
+                try:
+                    images.append(self.transform(open_rgb(path), train=False))
+                    break
+                except Exception:
+                    continue
+            else:
+                raise DataError(f"no readable image among {files[0].parent}")
+        return Batch(torch.stack(images), torch.arange(len(self.files)))

@@ -1,0 +1,25 @@
+"""User-facing errors.
+
+Core code raises these; the CLI prints ``str(error)`` as one line and exits with code 1.
+Each message says what is wrong and what to do about it.
+"""
+
+
+class GmdritError(Exception):
+    """Base class of every error that is the user's to fix (bad input, bad config, missing file)."""
+
+
+class ConfigError(GmdritError):
+    """A preset, an override or a resolved config value is invalid."""
+
+
+class DataError(GmdritError):
+    """A data folder is missing, empty or unreadable."""
+
+
+class CheckpointError(GmdritError):
+    """A checkpoint or run folder is missing, damaged or incompatible."""
+
+
+class TrainingError(GmdritError):
+    """Training cannot continue (for example a loss became NaN)."""

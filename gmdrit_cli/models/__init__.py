@@ -1,0 +1,25 @@
+"""Registry of model families: name -> class. `gmdrit models` lists it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..config import Config
+    from .base import ModelFamily
+
+MODEL_FAMILIES: dict[str, type[ModelFamily]] = {}
+
+
+def register(cls: type[ModelFamily]) -> type[ModelFamily]:
+    MODEL_FAMILIES[cls.name] = cls
+    return cls
+
+
+def build_model(cfg: Config, device: torch.device) -> ModelFamily:
+    return MODEL_FAMILIES[cfg.model.family](cfg, device)
+
+
+from . import mdmm  # noqa: E402,F401  (registers the families)

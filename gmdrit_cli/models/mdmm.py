@@ -1,0 +1,243 @@
+"""MDMM (multi-domain DRIT++), the baseline family: reference sections 2-3, design page decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..config import Config
+from ..data import Batch
+from ..nets.mdmm import build_mdmm_networks
+from . import register
+from .base import ModelFamily
+
+
+def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
+
+
+@dataclass
+class Translation:
+    """Every tensor of MDMM's ``forward()`` (reference 3.2). Batch halves: A = first h, B = last h."""
+
+    content: torch.Tensor          # B x 256 x S/4 x S/4, noisy in train mode
+    attr_mean: torch.Tensor        # B x nz
+    attr_logvar: torch.Tensor      # B x nz
+    attr_random: torch.Tensor      # h x nz, shared by both halves
+    fake_encoded: torch.Tensor     # B x 3 x S x S: [B-content in A's attribute/domain; A-content in B's]
+    fake_random: torch.Tensor      # B x 3 x S x S: other half's content, random attribute, own domain
+    self_recon: torch.Tensor       # B x 3 x S x S
+    cycle_recon: torch.Tensor      # B x 3 x S x S
+    random_attr_mean: torch.Tensor  # B x nz: attribute encoder's mean on fake_random (latent regression)
+
+
+@register
+class MDMM(ModelFamily):
+    name = "mdmm"
+    description = "MDMM / DRIT++ baseline: Gaussian attribute N(0, I), domain one-hot code (Lee et al. 2019)"
+    constant_lr = frozenset({"dis_content"})
+
+    def __init__(self, cfg: Config, device: torch.device):
+        super().__init__(cfg, device)
+        m = cfg.model
+        nets = build_mdmm_networks(cfg.num_domains, cfg.data.crop, nz=m.nz, width=m.width,
+                                   dis_norm=m.dis_norm, dis_spectral_norm=m.dis_spectral_norm)
+        self.networks = nn.ModuleDict(nets).to(device)
+        self._build_optimizers()
+
+    def _build_optimizers(self) -> None:
+        o = self.cfg.optim
+        lrs = {"dis_encoded": o.lr_dis, "dis_random": o.lr_dis, "dis_content": o.lr_content_dis,
+               "content_encoder": o.lr_eg, "attribute_encoder": o.lr_eg, "generator": o.lr_eg}
+        for name, net in self.networks.items():
+            lr = lrs.get(name, o.lr_eg)
+            self.base_lrs[name] = lr
+            self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(o.beta1, o.beta2),
+                                                     weight_decay=o.weight_decay)
+
+    # -- forward --------------------------------------------------------------------------------
+
+    def encode_attribute(self, images: torch.Tensor, code: torch.Tensor, generator=None):
+        """(mean, logvar, sample) of the attribute of Bx3xSxS images with their Bx C domain code."""
+        mean, logvar = self.networks["attribute_encoder"](images, code)
+        sample = mean + _randn(mean.shape, mean, generator) * torch.exp(0.5 * logvar)
+        return mean, logvar, sample
+
+    def random_attribute(self, n: int, like: torch.Tensor, generator=None) -> torch.Tensor:
+        return _randn((n, self.cfg.model.nz), like, generator)
+
+    def translate(self, images: torch.Tensor, code: torch.Tensor, generator=None) -> Translation:
+        """MDMM's forward pass on a batch (images Bx3xSxS, code BxC one-hot), nothing detached."""
+        E_c, G = self.networks["content_encoder"], self.networks["generator"]
+        h = images.shape[0] // 2
+        content = E_c(images)
+        content_a, content_b = content[:h], content[h:]
+        mean, logvar, attr = self.encode_attribute(images, code, generator)
+        attr_a, attr_b = attr[:h], attr[h:]
+        attr_random = self.random_attribute(h, mean, generator)
+        code_a, code_b = code[:h], code[h:]
+
+        out_a = G(torch.cat([content_b, content_a, content_b]), torch.cat([attr_a, attr_a, attr_random]),
+                  torch.cat([code_a, code_a, code_a]))
+        out_b = G(torch.cat([content_a, content_b, content_a]), torch.cat([attr_b, attr_b, attr_random]),
+                  torch.cat([code_b, code_b, code_b]))
+        fake_a_enc, fake_aa, fake_a_rand = out_a.split(h)
+        fake_b_enc, fake_bb, fake_b_rand = out_b.split(h)
+
+        fake_encoded = torch.cat([fake_a_enc, fake_b_enc])
+        content2 = E_c(fake_encoded)
+        content2_b, content2_a = content2[:h], content2[h:]  # fake_a_enc carries B's content
+        _, _, attr2 = self.encode_attribute(fake_encoded, code, generator)
+        recon_a = G(content2_a, attr2[:h], code_a)
+        recon_b = G(content2_b, attr2[h:], code_b)
+
+        fake_random = torch.cat([fake_a_rand, fake_b_rand])
+        random_attr_mean, _ = self.networks["attribute_encoder"](fake_random, code)
+        return Translation(content, mean, logvar, attr_random, fake_encoded, fake_random,
+                           torch.cat([fake_aa, fake_bb]), torch.cat([recon_a, recon_b]), random_attr_mean)
+
+    # -- losses ---------------------------------------------------------------------------------
+
+    def discriminator_losses(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
+        """Loss of each image discriminator on detached fakes (reference 3.4)."""
+        out = {}
+        for name, fake in (("dis_encoded", t.fake_encoded), ("dis_random", t.fake_random)):
+            D = self.networks[name]
+            fake_logits, _ = D(fake.detach())
+            real_logits, real_cls = D(images)
+            gan = losses.adversarial(real_logits, True) + losses.adversarial(fake_logits, False)
+            out[name] = gan + self.cfg.loss.lambda_cls * losses.domain_classification(real_cls, code)
+        return out
+
+    def encoder_generator_terms(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
+        """Weighted terms of L_EG (reference 3.5, step 1)."""
+        w = self.cfg.loss
+        logits, cls = self.networks["dis_encoded"](t.fake_encoded)
+        terms = {
+            "adv_encoded": losses.adversarial(logits, True),
+            "cls_encoded": w.lambda_cls_fake * losses.domain_classification(cls, code),
+            "self_recon": w.lambda_rec * losses.l1(images, t.self_recon),
+            "cycle_recon": w.lambda_rec * losses.l1(images, t.cycle_recon),
+            "kl_content": w.kl_content * losses.content_penalty(t.content),
+            "kl_attribute": w.kl_attribute * losses.kl_standard_normal(t.attr_mean, t.attr_logvar),
+        }
+        if self.cfg.model.use_content_dis:
+            content_logits = self.networks["dis_content"](t.content)
+            terms["adv_content"] = losses.domain_classification(content_logits, 1.0 - code)
+        return terms
+
+    def generator_alone_terms(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
+        """Weighted terms of L_G_alone (reference 3.5, step 2)."""
+        w = self.cfg.loss
+        h = images.shape[0] // 2
+        logits, cls = self.networks["dis_random"](t.fake_random)
+        return {
+            "adv_random": losses.adversarial(logits, True),
+            "cls_random": w.lambda_cls_fake * losses.domain_classification(cls, code),
+            "latent": w.lambda_latent * (losses.l1(t.random_attr_mean[:h], t.attr_random)
+                                         + losses.l1(t.random_attr_mean[h:], t.attr_random)),
+        }
+
+    # -- updates --------------------------------------------------------------------------------
+
+    def _step(self, names: tuple[str, ...], grads: dict[nn.Parameter, torch.Tensor | None]) -> None:
+        for name in names:
+            for p in self.networks[name].parameters():
+                p.grad = grads.get(p)
+            self.optimizers[name].step()
+
+    def update_content_discriminator(self, batch: Batch) -> torch.Tensor:
+        """Reference 3.3: BCE of D_c on the (noisy, detached) content code; grad-norm clipped."""
+        D_c = self.networks["dis_content"]
+        with torch.no_grad():
+            content = self.networks["content_encoder"](batch.images)
+        loss = losses.domain_classification(D_c(content), self.onehot(batch.domains))
+        self.optimizers["dis_content"].zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(D_c.parameters(), self.cfg.optim.content_dis_clip)
+        self.optimizers["dis_content"].step()
+        return loss.detach()
+
+    def update_discriminators(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, loss in self.discriminator_losses(images, code, t).items():
+            self.optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizers[name].step()
+            out[name] = loss.detach()
+        return out
+
+    def update_encoders_generator(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
+        """The two-step E/G update, design page option 1.
+
+        Gradients of L_EG (for E_c, E_a, G) and of L_G_alone (for E_c, G) are both taken on the one
+        forward graph before any step; then E_c, E_a, G take an Adam step with the first and E_c, G a
+        second Adam step with the second. Equal to the official numerics, without a second forward.
+        """
+        eg_terms = self.encoder_generator_terms(images, code, t)
+        g_terms = self.generator_alone_terms(images, code, t)
+        return self._two_step_update(eg_terms, g_terms)
+
+    def _two_step_update(self, eg_terms, g_terms) -> dict[str, torch.Tensor]:
+        eg_names = ("content_encoder", "attribute_encoder", "generator")
+        g_names = ("content_encoder", "generator")
+        eg_params = [p for n in eg_names for p in self.networks[n].parameters()]
+        g_params = [p for n in g_names for p in self.networks[n].parameters()]
+        loss_eg = sum(eg_terms.values())
+        loss_g = sum(g_terms.values())
+        grads_eg = torch.autograd.grad(loss_eg, eg_params, retain_graph=True, allow_unused=True)
+        grads_g = torch.autograd.grad(loss_g, g_params, allow_unused=True)
+        self._step(eg_names, dict(zip(eg_params, grads_eg)))
+        self._step(g_names, dict(zip(g_params, grads_g)))
+        for name in eg_names:  # leave no stale gradients behind
+            for p in self.networks[name].parameters():
+                p.grad = None
+        out = {k: v.detach() for k, v in {**eg_terms, **g_terms}.items()}
+        out["loss_eg"] = loss_eg.detach()
+        out["loss_g_alone"] = loss_g.detach()
+        return out
+
+    def batches_per_step(self) -> int:
+        return self.cfg.model.content_dis_every if self.cfg.model.use_content_dis else 1
+
+    def train_step(self, batches: list[Batch], iteration: int) -> dict[str, torch.Tensor]:
+        """MDMM's interleaving: with D_c on, every batch but the last updates D_c only (reference 3.1)."""
+        out: dict[str, torch.Tensor] = {}
+        for batch in batches[:-1]:
+            out["dis_content"] = self.update_content_discriminator(batch)
+        batch = batches[-1]
+        images = batch.images.to(self.device, non_blocking=True)
+        code = self.onehot(batch.domains.to(self.device, non_blocking=True))
+        for net in self.networks.values():
+            net.train()
+        t = self.translate(images, code)
+        out.update(self.update_discriminators(images, code, t))
+        out.update(self.update_encoders_generator(images, code, t))
+        return out
+
+    # -- display --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_grid(self, examples: Batch) -> torch.Tensor:
+        """Row i: input of domain i, its translation to domain i+1 with the encoded attribute of the
+        domain-(i+1) example and with a random attribute, its self-reconstruction and its cross-cycle
+        reconstruction (the report's 2 x 5 layout for two domains)."""
+        for net in self.networks.values():
+            net.eval()
+        generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
+        images = examples.images.to(self.device)
+        c = images.shape[0]
+        rows = []
+        for i in range(c):
+            pair = torch.stack([images[i], images[(i + 1) % c]])
+            code = self.onehot(torch.tensor([i, (i + 1) % c], device=self.device))
+            t = self.translate(pair, code, generator)
+            # B's call outputs (index 1) hold A's content in B's domain: the translation of row i
+            rows.append(torch.stack([pair[0], t.fake_encoded[1], t.fake_random[1], t.self_recon[0],
+                                     t.cycle_recon[0]]))
+        for net in self.networks.values():
+            net.train()
+        return torch.stack(rows)

@@ -1,0 +1,1 @@
+"""Neural-network building blocks and per-family network definitions (pure ``nn.Module`` code)."""

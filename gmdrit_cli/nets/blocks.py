@@ -1,0 +1,250 @@
+"""Building blocks shared by the MDMM / GM-DRIT networks (reference section 2.0).
+
+Conventions: tensors are ``N x C x H x W``; "IN" is ``InstanceNorm2d(affine=False)`` without
+running statistics; "LN" is the MUNIT-style :class:`LayerNorm` defined here. Every convolution
+has a bias unless said otherwise.
+
+All blocks are pure ``nn.Module`` code: no device handling, no I/O.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+__all__ = [
+    "ReflectionPad2dSafe",
+    "LeakyReLUConv2d",
+    "ReLUINSConv2d",
+    "INSResBlock",
+    "LayerNorm",
+    "ReLUINSConvTranspose2d",
+    "BasicBlock",
+    "GaussianNoiseLayer",
+    "tile",
+    "init_conv_weights",
+]
+
+_NORMS = ("none", "instance")
+
+
+def _check_norm(norm: str) -> str:
+    norm = norm.lower()
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    return norm
+
+
+class ReflectionPad2dSafe(nn.Module):
+    """Reflection padding by ``padding`` on all four sides: ``N x C x H x W -> N x C x (H+2p) x (W+2p)``.
+
+    Identical to ``nn.ReflectionPad2d`` whenever that is defined (``padding < H`` and ``padding < W``).
+    On maps too small to reflect (e.g. the 1x1 map reached by the image discriminator at crop 32)
+    it falls back to replicate padding, the natural limit of reflecting a single pixel, so the
+    networks also run at tiny crop sizes. Has no parameters.
+    """
+
+    def __init__(self, padding: int) -> None:
+        super().__init__()
+        self.padding = int(padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        if p == 0:
+            return x
+        mode = "reflect" if (p < x.shape[-2] and p < x.shape[-1]) else "replicate"
+        return F.pad(x, (p, p, p, p), mode=mode)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+class LeakyReLUConv2d(nn.Module):
+    """RP(p) -> Conv(k, stride s, pad 0, bias) -> [IN] -> LReLU(0.01).
+
+    ``N x cin x H x W -> N x cout x H' x W'`` with ``H' = floor((H + 2p - k) / s) + 1``.
+
+    ``norm``: ``"none"`` (default; this is what the official code always does, because its norm
+    test compares two string literals and never fires) or ``"instance"`` (IN after the conv, as
+    the official code intended). ``spectral_norm`` wraps the conv weight in spectral normalisation.
+    IN has no parameters, so the parameter count does not depend on ``norm``.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int,
+        stride: int,
+        padding: int = 0,
+        norm: str = "none",
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        norm = _check_norm(norm)
+        conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=0, bias=True)
+        # Gaussian init before (optionally) parametrising, so spectral norm's power iteration
+        # starts from the weight actually used.
+        nn.init.normal_(conv.weight, 0.0, 0.02)
+        if spectral_norm:
+            conv = _spectral_norm(conv)
+        layers: list[nn.Module] = [ReflectionPad2dSafe(padding), conv]
+        if norm == "instance":
+            layers.append(nn.InstanceNorm2d(cout, affine=False, track_running_stats=False))
+        layers.append(nn.LeakyReLU(0.01))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ReLUINSConv2d(nn.Module):
+    """RP(p) -> Conv(k, stride s, bias) -> IN -> ReLU.
+
+    ``N x cin x H x W -> N x cout x H' x W'`` with ``H' = floor((H + 2p - k) / s) + 1``.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel_size: int, stride: int, padding: int = 0) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            ReflectionPad2dSafe(padding),
+            nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=0, bias=True),
+            nn.InstanceNorm2d(cout, affine=False, track_running_stats=False),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class INSResBlock(nn.Module):
+    """Residual block ``x + [RP1 -> Conv3x3 -> IN -> ReLU -> RP1 -> Conv3x3 -> IN](x)``.
+
+    ``N x c x H x W -> N x c x H x W``. No activation after the addition, no dropout.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            ReflectionPad2dSafe(1),
+            nn.Conv2d(channels, channels, 3, stride=1, padding=0, bias=True),
+            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
+            nn.ReLU(),
+            ReflectionPad2dSafe(1),
+            nn.Conv2d(channels, channels, 3, stride=1, padding=0, bias=True),
+            nn.InstanceNorm2d(channels, affine=False, track_running_stats=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.model(x)
+
+
+class LayerNorm(nn.Module):
+    """MUNIT-style layer norm: ``N x C x H x W -> N x C x H x W``.
+
+    Each sample is normalised jointly over (C, H, W) (biased variance, ``eps`` inside the square
+    root), then a per-channel affine map is applied with ``weight``/``bias`` of shape ``C x 1 x 1``
+    (init 1 / 0): 2*C parameters.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(num_channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[1:]
+        # Expanding the per-channel affine to (C, H, W) lets F.layer_norm do normalisation and
+        # affine in one fused call.
+        return F.layer_norm(x, shape, self.weight.expand(shape), self.bias.expand(shape), self.eps)
+
+
+class ReLUINSConvTranspose2d(nn.Module):
+    """ConvTranspose 3x3 (bias) -> LN -> ReLU.
+
+    ``stride=2`` (default, the official block): pad 1, output_padding 1, so
+    ``N x cin x H x W -> N x cout x 2H x 2W`` exactly.
+    ``stride=1``: pad 1, output_padding 0, resolution unchanged (the extra layer of the fork's
+    "double transposed conv" option, reference section 4.4).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 2) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError("stride must be 1 or 2")
+        self.model = nn.Sequential(
+            nn.ConvTranspose2d(cin, cout, 3, stride=stride, padding=1, output_padding=stride - 1, bias=True),
+            LayerNorm(cout),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class BasicBlock(nn.Module):
+    """Down-sampling residual block of the attribute encoder (norm=None, nl=LReLU(0.2)).
+
+    main:     LReLU(0.2) -> RP1 -> Conv3x3(cin->cin) -> LReLU(0.2) -> RP1 -> Conv3x3(cin->cout) -> AvgPool(2)
+    shortcut: AvgPool(2) -> Conv1x1(cin->cout)
+    output = main + shortcut; ``N x cin x H x W -> N x cout x floor(H/2) x floor(W/2)``.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.LeakyReLU(0.2),
+            ReflectionPad2dSafe(1),
+            nn.Conv2d(cin, cin, 3, stride=1, padding=0, bias=True),
+            nn.LeakyReLU(0.2),
+            ReflectionPad2dSafe(1),
+            nn.Conv2d(cin, cout, 3, stride=1, padding=0, bias=True),
+            nn.AvgPool2d(2, 2),
+        )
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(2, 2),
+            nn.Conv2d(cin, cout, 1, stride=1, padding=0, bias=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.shortcut(x)
+
+
+class GaussianNoiseLayer(nn.Module):
+    """Adds i.i.d. N(0, 1) noise in training mode; identity in eval mode. Shape-preserving.
+
+    The noise is drawn with ``torch.randn_like`` (input's device and dtype, global torch RNG),
+    so a seeded global RNG makes it reproducible.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return x + torch.randn_like(x)
+
+
+def tile(vec: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Broadcast an ``N x L`` vector over space: returns an ``N x L x h x w`` view (no copy)."""
+    n, length = vec.shape
+    return vec.reshape(n, length, 1, 1).expand(n, length, h, w)
+
+
+def init_conv_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
+    """Draw every Conv2d / ConvTranspose2d weight in ``module`` from N(0, std^2) (std 0.02).
+
+    Biases keep PyTorch's default init; Linear and LN parameters are untouched (reference 2.6).
+    For spectrally normalised convs the underlying (original) weight is re-drawn.
+    Returns ``module`` for chaining.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                if parametrize.is_parametrized(m, "weight"):
+                    m.parametrizations.weight.original.normal_(0.0, std)
+                else:
+                    m.weight.normal_(0.0, std)
+    return module
