@@ -48,6 +48,30 @@ class ModelConfig:
     use_content_dis: bool = _opt(False, "train the content discriminator (MDMM --isDcontent)")
     content_dis_every: int = _opt(3, "with the content discriminator: one D+EG step every this many batches "
                                      "(MDMM d_iter), the other batches update the content discriminator", min=1)
+    use_adain: bool = _opt(False, "GM-DRIT: AdaIN after the generator's shared block (report 5.3.1)")
+    double_convT: bool = _opt(False, "GM-DRIT: a second transposed conv after each upsampling one (report 5.3.2)")
+
+
+@dataclass
+class MixtureConfig:
+    """GM-DRIT's Gaussian-mixture attribute space (design page, "GM-DRIT, decisions")."""
+
+    components_per_domain: int = _opt(1, "mixture components per domain (K = domains x this)", min=1)
+    condition_on: str = _opt("inferred", "what conditions the generator: the encoder's inferred y (report 5.2) "
+                                         "or the domain one-hot with MDMM's losses (report 5.1)",
+                             choices=("inferred", "domain"))
+    init_temp: float = _opt(1.0, "initial Gumbel-softmax temperature", min=0, min_exclusive=True)
+    min_temp: float = _opt(0.5, "lowest Gumbel-softmax temperature", min=0, min_exclusive=True)
+    decay_temp_rate: float = _opt(0.013862944, "temperature decay per epoch: tau = max(init * exp(-rate * epoch), min)", min=0)
+    hard_gumbel: bool = _opt(False, "straight-through one-hot Gumbel samples")
+    w_gauss: float = _opt(0.01, "weight of KL(q(z|x,y) || p(z|y)) (summed over batch and dimensions)", min=0)
+    w_categ: float = _opt(1.0, "weight of KL(q(y|x) || Uniform(K))", min=0)
+    w_label: float = _opt(1.0, "weight of the cross-entropy of q(y|x)'s domain probabilities vs the true domain", min=0)
+    w_label_sim: float = _opt(1.0, "weight of the label-similarity loss on random-attribute fakes (D2's classifier)", min=0)
+    w_rec: float = _opt(1.0, "weight of the p(x|z) thumbnail reconstruction", min=0)
+    rec_type: str = _opt("bce", "loss of the p(x|z) thumbnail reconstruction", choices=("bce", "mse"))
+    thumbnail: int = _opt(16, "side of the p(x|z) thumbnail in pixels", min=2)
+    gan2_realism: bool = _opt(False, "also keep MDMM's realism term of D2 on random-attribute fakes")
 
 
 @dataclass
@@ -91,6 +115,7 @@ class Config:
     name: str = _opt("custom", "preset name; the default run folder is runs/<name>")
     description: str = _opt("", "one line shown by `gmdrit presets`")
     model: ModelConfig = field(default_factory=ModelConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
