@@ -292,7 +292,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML; :func:`load_config_file` reads it back to an equal Config."""
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, width=1000)
 
 
 # ----------------------------------------------------------------------------------------- presets

@@ -154,10 +154,11 @@ class Run:
             self.iteration += 1
             n = self.iteration
             logged = None
-            if n % t.log_every == 0 or n == t.max_iters:
+            saving = n % t.save_every == 0 or n == t.max_iters
+            if n % t.log_every == 0 or saving:
                 logged = {k: float(v) for k, v in losses.items()}  # the only host sync of the loop
                 bad = [k for k, v in logged.items() if not math.isfinite(v)]
-                if bad:
+                if bad:  # checked before any save, so no checkpoint ever holds a diverged model
                     raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
                                         f"lower the learning rates or resume from the last checkpoint")
                 self.log_metrics({"iter": n, "epoch": epoch, "lr_factor": factor,
@@ -165,7 +166,7 @@ class Run:
                 last = logged
             if n % t.sample_every == 0 or n == t.max_iters:
                 self.save_samples()
-            if n % t.save_every == 0 or n == t.max_iters:
+            if saving:
                 checkpoint = self.save()
             if on_progress is not None:
                 on_progress(n, logged)

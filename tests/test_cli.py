@@ -1,0 +1,76 @@
+"""The `gmdrit` command as a user runs it: a subprocess, its exit code, stdout and stderr."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tiny_overrides
+from gmdrit_cli.models import MODEL_FAMILIES
+
+
+def gmdrit(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def assert_user_error(proc, *fragments):
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def set_args(overrides):
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def test_user_errors_are_one_line(tmp_path):
+    assert_user_error(gmdrit("train", "--preset", "mdmm_basline"), "unknown preset", "mdmm_baseline")
+    assert_user_error(gmdrit("train", "--preset", "quickstart", "--set", "train.max_iter=3"),
+                      "unknown key 'train.max_iter'", "train.max_iters")
+    assert_user_error(gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={tmp_path / 'no'}",
+                             "--run-dir", str(tmp_path / "r")), "does not exist", "data.root")
+    empty = tmp_path / "empty"
+    for split in ("trainA", "trainB"):
+        (empty / split).mkdir(parents=True)
+    (empty / "trainA" / "readme.txt").write_text("no images here")
+    assert_user_error(gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={empty}",
+                             "--run-dir", str(tmp_path / "r")), "no readable images")
+    assert not (tmp_path / "r").exists()  # nothing is created for a run that cannot start
+
+
+def test_presets_and_models_listings():
+    proc = gmdrit("presets")
+    assert proc.returncode == 0
+    assert "quickstart" in proc.stdout and "mdmm_baseline" in proc.stdout
+    proc = gmdrit("models")
+    # rows start in the first column; wrapped descriptions continue indented
+    listed = {line.split()[0] for line in proc.stdout.splitlines()[1:] if line[1:2].strip()}
+    assert listed == set(MODEL_FAMILIES)  # the CLI lists exactly the registry
+
+
+def test_dry_run_json_shows_official_parameter_counts():
+    proc = gmdrit("train", "--preset", "mdmm_baseline", "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["params"] == {"content_encoder": 5_099_136, "attribute_encoder": 1_346_128, "generator": 5_435_252,
+                             "dis_encoded": 15_728_256, "dis_random": 15_728_256, "dis_content": 10_683_906}
+    assert out["config"]["data"]["crop"] == 216
+    text = gmdrit("train", "--preset", "mdmm_baseline", "--dry-run")
+    assert "5,099,136" in text.stdout and "crop: 216" in text.stdout
+
+
+def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
+    proc = gmdrit("train", "--preset", "mdmm_baseline", *set_args(tiny_overrides(tiny_data, 3)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "mdmm_baseline"  # default run folder: runs/<preset name>
+    assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert list((run / "samples").glob("*.png"))
+    assert (run / "checkpoints" / "iter_0000003" / "model.safetensors").is_file()
+    assert "done: 3 iterations" in proc.stdout
