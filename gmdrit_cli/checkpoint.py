@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from torch import nn
 from .errors import CheckpointError
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE, LATEST = "model.safetensors", "optim.safetensors", "state.json", "latest"
+_NAME = re.compile(r"^iter_(\d+)$")
+
+log = logging.getLogger("gmdrit")
 
 
 def _sha256(path: Path) -> str:
@@ -104,6 +109,9 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"could not write checkpoint {folder}: {exc.strerror or exc}; "
                               f"free disk space and resume, the previous checkpoint is intact") from None
+    except BaseException:  # e.g. a second Ctrl-C mid-write: drop the partial copy, keep the old ones
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _write_text_atomic(parent / LATEST, folder.name + "\n")
     return folder
 
@@ -161,3 +169,63 @@ def load_optimizer_states(folder: Path, optimizers: dict[str, torch.optim.Optimi
         for idx, scalars in m["scalars"].items():
             state.setdefault(int(idx), {}).update(scalars)
         opt.load_state_dict({"state": state, "param_groups": m["param_groups"]})
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{iteration:07d}"
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Complete checkpoint folders (renamed into place), newest iteration first."""
+    if not Path(checkpoints_dir).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(checkpoints_dir).iterdir()
+             if p.is_dir() and (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest valid checkpoint of a run folder (or the given checkpoint folder) and its state.
+
+    The ``latest`` pointer is tried first; a damaged checkpoint is skipped with a warning naming it and
+    the one used instead. Returns None when the run has no checkpoint at all.
+    """
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path, verify_checkpoint(path)
+    ckpt_dir = path / "checkpoints"
+    candidates = list_checkpoints(ckpt_dir)
+    pointer = ckpt_dir / LATEST
+    if pointer.is_file():
+        named = ckpt_dir / pointer.read_text(encoding="utf-8").strip()
+        if named in candidates:
+            candidates.remove(named)
+            candidates.insert(0, named)
+    damaged: list[tuple[Path, str]] = []
+    for folder in candidates:
+        try:
+            state = verify_checkpoint(folder)
+        except CheckpointError as exc:
+            damaged.append((folder, str(exc)))
+            continue
+        for bad, why in damaged:
+            log.warning("%s; using the previous valid checkpoint %s instead", why, folder)
+        return folder, state
+    if damaged:
+        raise CheckpointError(f"every checkpoint in {ckpt_dir} is damaged ({damaged[0][1]}); "
+                              f"start a new run with --fresh")
+    return None
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep_last: int, keep_every: int) -> list[Path]:
+    """Delete checkpoints beyond the newest ``keep_last``, except multiples of ``keep_every``."""
+    removed = []
+    for i, folder in enumerate(list_checkpoints(checkpoints_dir)):
+        iteration = int(_NAME.match(folder.name).group(1))
+        if i < keep_last or (keep_every and iteration % keep_every == 0):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    for stale in Path(checkpoints_dir).glob(".tmp-*"):  # left by a process killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+    return removed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -69,34 +70,12 @@ def _loss_text(losses: dict[str, float] | None, keys: tuple[str, ...]) -> str:
     return "  ".join(f"{k} {losses[k]:.3f}" for k in keys if k in losses)
 
 
-@app.command()
-def train(
-    preset: PresetOption = "quickstart",
-    set_: SetOption = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="run folder (default runs/<preset name>)")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and parameter counts, then exit")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="with --dry-run: print JSON")] = False,
-) -> None:
-    """Train a model from a preset."""
-    from .config import config_to_dict, dump_config, load_config
-    from .trainer import Run, describe_model
-
-    cfg = load_config(preset, set_ or [])
-    if dry_run:
-        counts = describe_model(cfg)
-        if as_json:
-            print(json.dumps({"config": config_to_dict(cfg), "params": counts}, indent=1))
-            return
-        console.print(dump_config(cfg), highlight=False, markup=False)
-        table = Table("network", "parameters", box=None, header_style="bold")
-        for name, count in counts.items():
-            table.add_row(name, f"{count:,}")
-        table.add_row("total", f"{sum(counts.values()):,}", style="bold")
-        console.print(table)
-        return
-    run_dir = run_dir or Path("runs") / cfg.name
-    run = Run(cfg, run_dir)
-    console.print(f"training [bold]{cfg.model.family}[/] ({cfg.name}) on {run.device} into {run_dir}")
+def _fit(run) -> None:
+    """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it)."""
+    cfg = run.cfg
+    if run.resumed_from is not None:
+        console.print(f"resuming {run.run_dir} from {run.resumed_from.name} (iteration {run.iteration})")
+    console.print(f"training {cfg.model.family} ({cfg.name}) on {run.device} into {run.run_dir}", markup=False)
     shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -112,8 +91,59 @@ def train(
             progress.update(task, completed=iteration, **fields)
 
         result = run.fit(on_progress)
-    console.print(f"done: {result.iterations} iterations in {result.seconds:.0f} s; "
-                  f"run folder {result.run_dir} (checkpoint {result.checkpoint.name if result.checkpoint else '-'})")
+    ckpt = result.checkpoint.name if result.checkpoint else "-"
+    if result.finished:
+        console.print(f"done: iteration {result.iterations} after {result.seconds:.0f} s; "
+                      f"run folder {result.run_dir} (checkpoint {ckpt})", markup=False)
+        return
+    console.print(f"stopped ({result.stopped}) at iteration {result.iterations}; checkpoint {ckpt} saved. "
+                  f"Continue with: gmdrit resume {result.run_dir}", markup=False)
+    if result.stopped != "time budget":
+        raise typer.Exit(128 + getattr(signal, result.stopped, 15))
+
+
+@app.command()
+def train(
+    preset: PresetOption = "quickstart",
+    set_: SetOption = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="run folder (default runs/<preset name>)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start a new run in a new folder instead of continuing")] = False,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and parameter counts, then exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --dry-run: print JSON")] = False,
+) -> None:
+    """Train a model from a preset; continues the run folder's checkpoint if there is one."""
+    from .config import config_to_dict, dump_config, load_config
+    from .trainer import describe_model, open_run
+
+    overrides = list(set_ or []) + ([f"train.time_budget={time_budget}"] if time_budget else [])
+    cfg = load_config(preset, overrides)
+    if dry_run:
+        counts = describe_model(cfg)
+        if as_json:
+            print(json.dumps({"config": config_to_dict(cfg), "params": counts}, indent=1))
+            return
+        console.print(dump_config(cfg), highlight=False, markup=False)
+        table = Table("network", "parameters", box=None, header_style="bold")
+        for name, count in counts.items():
+            table.add_row(name, f"{count:,}")
+        table.add_row("total", f"{sum(counts.values()):,}", style="bold")
+        console.print(table)
+        return
+    _fit(open_run(cfg, run_dir or Path("runs") / cfg.name, fresh=fresh))
+
+
+@app.command()
+def resume(
+    path: Annotated[Path, typer.Argument(help="run folder or checkpoint folder")],
+    set_: SetOption = None,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m")] = None,
+) -> None:
+    """Continue a run exactly where it stopped (only max_iters, time budget, logging and saving may change)."""
+    from .trainer import resume_run
+
+    overrides = list(set_ or []) + ([f"train.time_budget={time_budget}"] if time_budget else [])
+    _fit(resume_run(path, overrides))
 
 
 def main() -> None:

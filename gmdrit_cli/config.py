@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -108,6 +109,11 @@ class TrainConfig:
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
     sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
     save_every: int = _opt(1000, "save a checkpoint every this many iterations", min=1)
+    save_minutes: float = _opt(10.0, "also save a checkpoint when this many minutes passed since the last one", min=0,
+                               min_exclusive=True)
+    keep_last: int = _opt(3, "checkpoints kept: the newest this many ...", min=1)
+    keep_every: int = _opt(0, "... plus every checkpoint whose iteration is a multiple of this (0 = none)", min=0)
+    time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
 
 
 @dataclass
@@ -236,9 +242,27 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     return values, errors
 
 
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in '3h50m', '90m', '45s', '3600' or '1.5h'; None for ''; ValueError if unreadable."""
+    if not text.strip():
+        return None
+    match = _DURATION.match(text.lower())
+    if not match or not any(match.groups()):
+        raise ValueError(f"cannot read duration {text!r}; write it like 3h50m, 90m or 3600s")
+    h, m, sec = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + sec
+
+
 def _validate(cfg: Config) -> list[str]:
     """Cross-field checks that single-key rules cannot express."""
     errors = []
+    try:
+        parse_duration(cfg.train.time_budget)
+    except ValueError as exc:
+        errors.append(f"train.time_budget: {exc}")
     if cfg.train.batch_size % 2:
         errors.append(f"train.batch_size: {cfg.train.batch_size} must be even (the batch is split into two halves)")
     if cfg.data.crop > cfg.data.resize:

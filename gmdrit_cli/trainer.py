@@ -10,12 +10,15 @@ A run is a folder::
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
 import os
 import platform
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +29,11 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .checkpoint import save_checkpoint
-from .config import Config, config_to_dict, dump_config
+from .checkpoint import (checkpoint_name, find_checkpoint, load_network_weights, load_optimizer_states,
+                         prune_checkpoints, save_checkpoint)
+from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from .data import Batch, UnpairedImageFolders, domain_folders, to_image
-from .errors import ConfigError, DataError, TrainingError
+from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily, lr_multiplier
 
@@ -77,6 +81,42 @@ def describe_model(cfg: Config) -> dict[str, int]:
     return build_model(cfg, torch.device("cpu")).parameter_counts()
 
 
+#: keys that may change when a run continues: they do not change what the model computes
+RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every",
+                            "train.save_every", "train.save_minutes", "train.keep_last", "train.keep_every",
+                            "train.device", "train.threads", "name", "description"})
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _encode_bytes(t: torch.Tensor) -> str:
+    return base64.b64encode(t.numpy().tobytes()).decode("ascii")
+
+
+def _decode_bytes(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+
+
+def rng_state() -> dict:
+    """Every global random state (python, numpy, torch CPU and CUDA), JSON-able."""
+    np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "torch": _encode_bytes(torch.get_rng_state()),
+            "cuda": [_encode_bytes(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(_decode_bytes(state["torch"]))
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([_decode_bytes(s) for s in state["cuda"]])
+
+
 @dataclass
 class FitResult:
     run_dir: Path
@@ -84,6 +124,11 @@ class FitResult:
     seconds: float
     last_losses: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
+    stopped: str = "done"  # "done", "time budget" or the name of the signal that stopped it
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped == "done"
 
 
 class Run:
@@ -102,7 +147,10 @@ class Run:
         self.examples = self._display_examples()
         self.model: ModelFamily = build_model(cfg, self.device)
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
+        self.model.iters_per_epoch = self.iters_per_epoch
         self.iteration = 0
+        self.resumed_from: Path | None = None
+        self._stop_signal: str | None = None
 
     def _display_examples(self) -> Batch:
         """One fixed image per domain for the sample grids: from the test split when there is one."""
@@ -120,59 +168,195 @@ class Run:
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+        self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Drop logged lines past the iteration we start from (written after the checkpoint we resume)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["iter"] <= self.iteration:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut off by a kill
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+        os.replace(tmp, path)
 
     def log_metrics(self, record: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def save_samples(self) -> Path:
-        path = self.run_dir / "samples" / f"iter_{self.iteration:07d}.png"
+        path = self.run_dir / "samples" / f"{checkpoint_name(self.iteration)}.png"
         save_grid(self.model.sample_grid(self.examples), path)
         return path
 
+    # -- checkpoints ----------------------------------------------------------------------------
+
     def save(self) -> Path:
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
-                 "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(),
-                 "versions": library_versions()}
-        folder = self.run_dir / "checkpoints" / f"iter_{self.iteration:07d}"
-        return save_checkpoint(folder, self.model.networks, self.model.optimizers, state)
+                 "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(),
+                 "model_state": self.model.extra_state(self.iteration), "versions": library_versions()}
+        folder = self.run_dir / "checkpoints" / checkpoint_name(self.iteration)
+        saved = save_checkpoint(folder, self.model.networks, self.model.optimizers, state)
+        prune_checkpoints(self.run_dir / "checkpoints", self.cfg.train.keep_last, self.cfg.train.keep_every)
+        return saved
+
+    def restore(self, folder: Path, state: dict) -> None:
+        """Continue exactly from a checkpoint: weights, optimizers, iteration, sampler and every RNG."""
+        if state.get("family") != self.cfg.model.family:
+            raise CheckpointError(f"checkpoint {folder} holds a '{state.get('family')}' model, not "
+                                  f"'{self.cfg.model.family}'; use a matching preset or --fresh")
+        load_network_weights(folder, self.model.networks)
+        load_optimizer_states(folder, self.model.optimizers, state["optimizers"])
+        self.dataset.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.iteration = int(state["iteration"])
+        self.resumed_from = folder
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop at once; checkpoint writes are atomic
+        self._stop_signal = name
+        log.warning("%s received: finishing this iteration, then saving a checkpoint "
+                    "(Ctrl-C again stops at once)", name)
+
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
 
     # -- loop -----------------------------------------------------------------------------------
 
     def fit(self, on_progress: ProgressCallback | None = None) -> FitResult:
         cfg, t = self.cfg, self.cfg.train
         self.prepare_folder()
-        start = time.perf_counter()
+        budget = parse_duration(t.time_budget)
+        start = last_save = time.perf_counter()
+        iter_seconds = save_seconds = 0.0
         last: dict[str, float] = {}
         checkpoint = None
-        while self.iteration < t.max_iters:
-            epoch = self.iteration // self.iters_per_epoch
-            factor = lr_multiplier(cfg.optim.lr_policy, epoch, cfg.optim.n_epochs, cfg.optim.n_epochs_decay)
-            self.model.set_lr_multiplier(factor)
-            batches = [self.dataset.sample(t.batch_size) for _ in range(self.model.batches_per_step())]
-            losses = self.model.train_step(batches, self.iteration)
-            self.iteration += 1
-            n = self.iteration
-            logged = None
-            saving = n % t.save_every == 0 or n == t.max_iters
-            if n % t.log_every == 0 or saving:
-                logged = {k: float(v) for k, v in losses.items()}  # the only host sync of the loop
-                bad = [k for k, v in logged.items() if not math.isfinite(v)]
-                if bad:  # checked before any save, so no checkpoint ever holds a diverged model
-                    raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
-                                        f"lower the learning rates or resume from the last checkpoint")
-                self.log_metrics({"iter": n, "epoch": epoch, "lr_factor": factor,
-                                  "time": round(time.perf_counter() - start, 3), **logged})
-                last = logged
-            if n % t.sample_every == 0 or n == t.max_iters:
-                self.save_samples()
-            if saving:
+        stopped = "done"
+        previous = self._install_signal_handlers()
+        try:
+            while self.iteration < t.max_iters:
+                if budget is not None and iter_seconds:
+                    # stop while there is still time for one more iteration and a checkpoint, with margin
+                    needed = 2 * iter_seconds + 2 * save_seconds + 5.0
+                    if time.perf_counter() - start + needed > budget:
+                        stopped = "time budget"
+                        break
+                tick = time.perf_counter()
+                epoch = self.iteration // self.iters_per_epoch
+                factor = lr_multiplier(cfg.optim.lr_policy, epoch, cfg.optim.n_epochs, cfg.optim.n_epochs_decay)
+                self.model.set_lr_multiplier(factor)
+                batches = [self.dataset.sample(t.batch_size) for _ in range(self.model.batches_per_step())]
+                losses = self.model.train_step(batches, self.iteration)
+                self.iteration += 1
+                n = self.iteration
+                logged = None
+                saving = (n % t.save_every == 0 or n == t.max_iters or self._stop_signal is not None
+                          or time.perf_counter() - last_save > 60 * t.save_minutes)
+                if n % t.log_every == 0 or n == t.max_iters or saving:
+                    values = {k: float(v) for k, v in losses.items()}  # the only host sync of the loop
+                    bad = [k for k, v in values.items() if not math.isfinite(v)]
+                    if bad:  # checked before any save, so no checkpoint ever holds a diverged model
+                        raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
+                                            f"lower the learning rates or resume from the last checkpoint")
+                    if n % t.log_every == 0 or n == t.max_iters:  # unplanned saves do not add lines
+                        logged = values
+                        self.log_metrics({"iter": n, "epoch": epoch, "lr_factor": factor,
+                                          "time": round(time.perf_counter() - start, 3), **logged})
+                    last = values
+                if n % t.sample_every == 0 or n == t.max_iters:
+                    self.save_samples()
+                iter_seconds = max(iter_seconds * 0.9, time.perf_counter() - tick)
+                if saving:
+                    tick = time.perf_counter()
+                    checkpoint = self.save()
+                    last_save = time.perf_counter()
+                    save_seconds = max(save_seconds, last_save - tick)
+                if on_progress is not None:
+                    on_progress(n, logged)
+                if self._stop_signal is not None:
+                    stopped = self._stop_signal
+                    break
+            if stopped != "done" and (checkpoint is None or checkpoint.name != checkpoint_name(self.iteration)):
                 checkpoint = self.save()
-            if on_progress is not None:
-                on_progress(n, logged)
-        return FitResult(self.run_dir, self.iteration, time.perf_counter() - start, last, checkpoint)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return FitResult(self.run_dir, self.iteration, time.perf_counter() - start, last, checkpoint, stopped)
+
+
+def _unused_folder(run_dir: Path) -> Path:
+    """``run_dir`` if it holds no run yet, else the first free ``run_dir-2``, ``run_dir-3``, ..."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return run_dir
+    i = 2
+    while (candidate := run_dir.with_name(f"{run_dir.name}-{i}")).exists():
+        i += 1
+    return candidate
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    a, b = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
+    """A run of ``cfg`` in ``run_dir``: continued from its checkpoint if it has one, else new.
+
+    ``fresh`` never touches an existing run: it picks ``run_dir-2`` (-3, ...) when ``run_dir`` is taken.
+    """
+    run_dir = _unused_folder(Path(run_dir)) if fresh else Path(run_dir)
+    found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
+    if found is None:
+        return Run(cfg, run_dir)
+    folder, state = found
+    if state.get("family") != cfg.model.family:
+        raise CheckpointError(f"run folder {run_dir} holds a '{state.get('family')}' run, not "
+                              f"'{cfg.model.family}'; use --fresh or another --run-dir")
+    saved = build_config(state["config"])
+    changed = [k for k in config_differences(saved, cfg) if k not in RESUMABLE_KEYS]
+    if changed:
+        raise CheckpointError(f"run folder {run_dir} holds a run with a different config ({', '.join(changed)}); "
+                              f"use --fresh for a new run, or `gmdrit resume {run_dir}` to continue it")
+    run = Run(cfg, run_dir)
+    run.restore(folder, state)
+    return run
+
+
+def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
+    """Continue the run of a run folder or checkpoint folder, changing only resumable keys."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
+    found = find_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")
+    folder, state = found
+    values, errors = parse_overrides(overrides or [])
+    refused = [k for k in values if k not in RESUMABLE_KEYS]
+    if refused:
+        errors.append(f"cannot change {', '.join(refused)} when resuming: only "
+                      f"{', '.join(sorted(k for k in RESUMABLE_KEYS if k.startswith('train.')))} may change "
+                      f"mid-run (others change the model or its data); start a new run with `gmdrit train --fresh`")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    cfg = build_config({**_flatten(state["config"]), **values})
+    run = Run(cfg, folder.parent.parent)
+    run.restore(folder, state)
+    return run
 
 
 def train(cfg: Config, run_dir: Path, on_progress: ProgressCallback | None = None) -> FitResult:
-    """Train ``cfg`` into ``run_dir`` from scratch."""
-    return Run(cfg, run_dir).fit(on_progress)
+    """Train ``cfg`` into ``run_dir``, continuing its checkpoint if it has one."""
+    return open_run(cfg, run_dir).fit(on_progress)

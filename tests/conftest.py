@@ -33,5 +33,5 @@ def tiny_data(tmp_path: Path) -> Path:
 def tiny_overrides(root: Path, iters: int = 2) -> list[str]:
     """Overrides that shrink any preset to a model that trains in a fraction of a second per step."""
     return [f"data.root={root}", "data.resize=36", "data.crop=32", "model.width=8", "model.nz=8",
-            f"train.max_iters={iters}", "train.device=cpu", "train.log_every=1", "train.sample_every=1000",
+            f"train.max_iters={iters}", "train.device=cpu", "train.threads=1", "train.log_every=1", "train.sample_every=1000",
             "train.save_every=1000"]

@@ -73,4 +73,4 @@ def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
     assert list((run / "samples").glob("*.png"))
     assert (run / "checkpoints" / "iter_0000003" / "model.safetensors").is_file()
-    assert "done: 3 iterations" in proc.stdout
+    assert "done: iteration 3" in proc.stdout

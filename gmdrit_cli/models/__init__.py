@@ -23,3 +23,4 @@ def build_model(cfg: Config, device: torch.device) -> ModelFamily:
 
 
 from . import mdmm  # noqa: E402,F401  (registers the families)
+from . import gmdrit  # noqa: E402,F401

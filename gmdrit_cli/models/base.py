@@ -60,6 +60,11 @@ class ModelFamily:
             for group in opt.param_groups:
                 group["lr"] = lr
 
+    def extra_state(self, iteration: int) -> dict:
+        """Derived scalars recorded in ``state.json`` for people to read (resume recomputes them)."""
+        temperature = getattr(self, "temperature", None)
+        return {"gumbel_temperature": temperature(iteration)} if callable(temperature) else {}
+
     def iterations_per_epoch(self, dataset_len: int) -> int:
         return max(1, math.ceil(dataset_len / self.cfg.train.batch_size))
 

@@ -1,0 +1,181 @@
+"""Checkpoints and exact resume (issue: runs that survive a session limit)."""
+
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_overrides
+from gmdrit_cli.checkpoint import find_checkpoint, list_checkpoints
+from gmdrit_cli.config import load_config
+from gmdrit_cli.errors import CheckpointError, ConfigError
+from gmdrit_cli.models import MODEL_FAMILIES
+from gmdrit_cli.trainer import Run, open_run, resume_run, train
+
+PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res"}
+
+
+def cfg_for(family, root, iters, *extra):
+    return load_config(PRESET_OF_FAMILY[family], tiny_overrides(root, iters) + list(extra))
+
+
+def metrics_without_time(run_dir):
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("time")
+    return rows
+
+
+def final_tensors(run_dir):
+    folder, _ = find_checkpoint(run_dir)
+    return load_file(str(folder / "model.safetensors")), load_file(str(folder / "optim.safetensors")), folder
+
+
+def assert_same_run(a, b):
+    (wa, oa, fa), (wb, ob, fb) = final_tensors(a), final_tensors(b)
+    assert fa.name == fb.name
+    assert wa.keys() == wb.keys() and oa.keys() == ob.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    for k in oa:
+        assert torch.equal(oa[k], ob[k]), k
+    assert metrics_without_time(a) == metrics_without_time(b)
+
+
+@pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
+def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
+    n = 6
+    train(cfg_for(family, tiny_data, n), tmp_path / "straight")
+    half = train(cfg_for(family, tiny_data, n // 2), tmp_path / "split")
+    assert half.iterations == n // 2
+    run = resume_run(tmp_path / "split", [f"train.max_iters={n}"])
+    assert run.iteration == n // 2
+    assert run.fit().iterations == n
+    assert_same_run(tmp_path / "straight", tmp_path / "split")
+
+
+def test_train_on_existing_run_continues_and_fresh_never_overwrites(tiny_data, tmp_path):
+    train(cfg_for("mdmm", tiny_data, 2), tmp_path / "r")
+    run = open_run(cfg_for("mdmm", tiny_data, 4), tmp_path / "r")
+    assert run.iteration == 2 and run.resumed_from.name == "iter_0000002"
+    fresh = open_run(cfg_for("mdmm", tiny_data, 4), tmp_path / "r", fresh=True)
+    assert fresh.run_dir == tmp_path / "r-2" and fresh.iteration == 0
+    assert list_checkpoints(tmp_path / "r" / "checkpoints")[0].name == "iter_0000002"
+
+
+def test_incompatible_config_or_family_is_refused(tiny_data, tmp_path):
+    train(cfg_for("mdmm", tiny_data, 2), tmp_path / "r")
+    with pytest.raises(CheckpointError, match=r"different config \(model.nz\).*--fresh"):
+        open_run(cfg_for("mdmm", tiny_data, 4, "model.nz=4"), tmp_path / "r")
+    with pytest.raises(ConfigError, match="cannot change optim.lr_eg when resuming"):
+        resume_run(tmp_path / "r", ["optim.lr_eg=1.0e-3", "train.max_iters=5"])
+    if "gmdrit" in MODEL_FAMILIES:
+        with pytest.raises(CheckpointError, match="holds a 'mdmm' run"):
+            open_run(cfg_for("gmdrit", tiny_data, 4), tmp_path / "r")
+    folder, state = find_checkpoint(tmp_path / "r")
+    other = Run(cfg_for("mdmm", tiny_data, 4, "model.width=4"), tmp_path / "other")
+    with pytest.raises(CheckpointError, match="do not fit network"):
+        other.restore(folder, state)
+
+
+def test_retention_keeps_last_n_and_every_mth(tiny_data, tmp_path):
+    cfg = cfg_for("mdmm", tiny_data, 9, "train.save_every=1", "train.keep_last=2", "train.keep_every=4")
+    train(cfg, tmp_path / "r")
+    names = sorted(p.name for p in list_checkpoints(tmp_path / "r" / "checkpoints"))
+    assert names == ["iter_0000004", "iter_0000008", "iter_0000009"]
+    assert (tmp_path / "r" / "checkpoints" / "latest").read_text().strip() == "iter_0000009"
+
+
+def test_damaged_latest_falls_back_with_warning(tiny_data, tmp_path, caplog):
+    train(cfg_for("mdmm", tiny_data, 3, "train.save_every=1"), tmp_path / "r")
+    weights = tmp_path / "r" / "checkpoints" / "iter_0000003" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with caplog.at_level(logging.WARNING, logger="gmdrit"):
+        folder, state = find_checkpoint(tmp_path / "r")
+    assert folder.name == "iter_0000002" and state["iteration"] == 2
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "iter_0000003" in warning and "iter_0000002" in warning
+    with pytest.raises(CheckpointError, match="damaged"):
+        find_checkpoint(tmp_path / "r" / "checkpoints" / "iter_0000003")
+
+
+def test_time_budget_stops_before_the_budget_with_a_checkpoint(tiny_data, tmp_path):
+    cfg = cfg_for("mdmm", tiny_data, 100000, "train.time_budget=8s")
+    start = time.perf_counter()
+    result = train(cfg, tmp_path / "r")
+    assert time.perf_counter() - start < 8
+    assert result.stopped == "time budget" and 0 < result.iterations < 100000
+    folder, state = find_checkpoint(tmp_path / "r")
+    assert state["iteration"] == result.iterations == int(folder.name.split("_")[1])
+
+
+def test_no_unpickling_in_the_package():
+    package = Path(__file__).resolve().parents[1] / "gmdrit_cli"
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        for call in ("torch.load(", "import pickle", "pickle.load", "weights_only=False"):
+            assert call not in text, f"{path}: {call}"
+
+
+# -- process-level: signals and kills ----------------------------------------------------------------
+
+def start_training(tmp_path, root, iters, *extra):
+    args = [a for o in tiny_overrides(root, iters) + list(extra) for a in ("--set", o)]
+    return subprocess.Popen([sys.executable, "-m", "gmdrit_cli", "train", "--preset", "mdmm_baseline",
+                             "--run-dir", str(tmp_path / "r"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+
+
+def wait_for_iterations(run_dir, count, proc, timeout=120):
+    deadline = time.time() + timeout
+    metrics = Path(run_dir) / "metrics.jsonl"
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= count:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("training did not start in time")
+
+
+def test_sigterm_saves_and_prints_resume_hint(tiny_data, tmp_path):
+    proc = start_training(tmp_path, tiny_data, 100000)
+    wait_for_iterations(tmp_path / "r", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped (SIGTERM)" in out and f"gmdrit resume {tmp_path / 'r'}" in out
+    folder, state = find_checkpoint(tmp_path / "r")
+    assert folder.name == f"iter_{state['iteration']:07d}" and state["iteration"] >= 3
+    assert "Traceback" not in err
+
+
+def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, tmp_path):
+    """Kill -9 repeatedly (saving every iteration, so many kills land inside a checkpoint write);
+    each time a valid checkpoint is found, and the resumed run ends bitwise equal to a straight one."""
+    iters = 30
+    extra = ("train.save_every=1", "train.keep_last=2")
+    rng = random.Random(0)
+    proc = start_training(tmp_path, tiny_data, iters, *extra)
+    for _ in range(4):
+        wait_for_iterations(tmp_path / "r", 1, proc)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.kill()
+        proc.wait()
+        found = find_checkpoint(tmp_path / "r")
+        assert found is not None
+        folder, state = found
+        assert state["iteration"] >= 1
+        proc = subprocess.Popen([sys.executable, "-m", "gmdrit_cli", "resume", str(tmp_path / "r")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    train(cfg_for("mdmm", tiny_data, iters, *extra), tmp_path / "straight")
+    assert_same_run(tmp_path / "r", tmp_path / "straight")
