@@ -146,6 +146,10 @@ def resume(
     _fit(resume_run(path, overrides))
 
 
+# Commands of the other CLI modules register themselves on `app` when imported.
+from . import cli_infer  # noqa: E402,F401  (translate, interpolate, export)
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit code 1."""
     try:
