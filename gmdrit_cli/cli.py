@@ -148,6 +148,7 @@ def resume(
 
 # Commands of the other CLI modules register themselves on `app` when imported.
 from . import cli_infer  # noqa: E402,F401  (translate, interpolate, export)
+from . import cli_eval  # noqa: E402,F401  (eval)
 
 
 def main() -> None:
