@@ -25,8 +25,9 @@ from .errors import GmdritError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
                   help="gmdrit: diverse unpaired image-to-image translation with Gaussian-mixture latents.")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, CI, notebooks) gets wide lines instead of Rich's 80-column wrapping.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 PresetOption = Annotated[str, typer.Option("--preset", "-p", help="preset name (see `gmdrit presets`) or YAML path")]
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: section.key=value")]
@@ -149,6 +150,7 @@ def resume(
 # Commands of the other CLI modules register themselves on `app` when imported.
 from . import cli_infer  # noqa: E402,F401  (translate, interpolate, export)
 from . import cli_eval  # noqa: E402,F401  (eval)
+from . import cli_bench  # noqa: E402,F401  (benchmark)
 
 
 def main() -> None:

@@ -1,5 +1,213 @@
-"""CLI commands that use a trained model: translate, interpolate, export."""
+"""CLI commands that use a trained model: translate, interpolate, export.
+
+Parsing and rendering only; the work is in :mod:`gmdrit_cli.inference`. Inputs that fail are reported
+one line each on stderr, the others are still processed, and the command then exits with code 1.
+"""
 
 from __future__ import annotations
 
-from .cli import app, console  # noqa: F401
+import secrets
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .cli import app, console, err_console
+
+RunOption = Annotated[Optional[Path], typer.Option(
+    "--run", help="run folder: its latest valid checkpoint (or any path --checkpoint takes)")]
+CheckpointOption = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", "-c", help="checkpoint folder, or an exported model.safetensors (config.yaml beside it) or its folder")]
+SeedOption = Annotated[Optional[int], typer.Option(
+    "--seed", help="seed of the random attributes: the same seed gives the same output bytes (default: random, printed)")]
+SizeOption = Annotated[Optional[int], typer.Option(
+    "--size", help="working resolution in pixels, a multiple of 4 (default: the training crop)")]
+SquareOption = Annotated[bool, typer.Option(
+    "--square", help="write square outputs instead of keeping the input's aspect ratio")]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
+ThreadsOption = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)", min=0)]
+ReferenceOption = Annotated[Optional[list[Path]], typer.Option(
+    "--reference", "-r", help="reference image whose attribute is used (repeatable)")]
+InputsArgument = Annotated[list[str], typer.Argument(
+    metavar="INPUT...", help="image files, folders (their images) or globs", show_default=False)]
+
+
+class Between(str, Enum):
+    random = "random"
+    references = "references"
+    components = "components"
+    domains = "domains"
+
+
+def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads: int):
+    from .errors import GmdritError
+    from .inference import load_for_inference
+
+    if run is not None and checkpoint is not None:
+        raise GmdritError("give either --run or --checkpoint, not both")
+    path = run if run is not None else checkpoint
+    if path is None:
+        raise GmdritError("say which model to use: --run RUN (its latest checkpoint) or --checkpoint PATH")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return load_for_inference(path, device)
+
+
+def _seed(seed: Optional[int]) -> int:
+    return seed if seed is not None else secrets.randbelow(2**31)
+
+
+def _progress():
+    """A transient progress bar when stdout is a terminal (nothing in logs or pipes)."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[current]}"), console=console, transient=True,
+                        disable=not console.is_terminal)
+    task = progress.add_task("images", total=None, current="")
+
+    def update(done: int, total: int, current: str) -> None:
+        progress.update(task, completed=done, total=total, current=Path(current).name if current else "")
+
+    return progress, update
+
+
+def _header(model, seed: int, size: int, what: str) -> None:
+    source = getattr(model, "source", None)
+    where = source.describe() if source is not None else "model"
+    console.print(f"model {where} on {model.device}; {what}; seed {seed}; working size {size} px",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_failures(result, verb: str) -> None:
+    """One line per failed input, a summary, exit code 1 when anything failed."""
+    for note in result.notes:
+        err_console.print(Text.assemble(("note: ", "bold yellow"), note), soft_wrap=True, highlight=False)
+    if not result.failures:
+        if not result.items:
+            err_console.print(Text.assemble(("error: ", "bold red"), "no input images"), soft_wrap=True)
+            raise typer.Exit(1)
+        return
+    for failure in result.failures:
+        err_console.print(Text.assemble(("error: ", "bold red"), f"{failure.source}: {failure.message}"),
+                          soft_wrap=True, highlight=False)
+    total = len(result.items) + len(result.failures)
+    failed = ", ".join(f.source for f in result.failures)
+    err_console.print(f"{verb} {len(result.items)} of {total} inputs; failed: {failed}",
+                      soft_wrap=True, highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def translate(
+    inputs: InputsArgument,
+    domain: Annotated[str, typer.Option("--domain", "-d", help="target domain, by name (see the model's config)")],
+    samples: Annotated[Optional[int], typer.Option(
+        "--samples", "-n", help="outputs per input with random attributes [default: 5]", show_default=False)] = None,
+    component: Annotated[Optional[int], typer.Option(
+        "--component", "-k", help="GM-DRIT: draw attributes from this component of the domain (0-based)")] = None,
+    reference: ReferenceOption = None,
+    run: RunOption = None,
+    checkpoint: CheckpointOption = None,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    square: SquareOption = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("translations"),
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = 0,
+) -> None:
+    """Translate images into a domain: several outputs per input from random attributes, or the attribute of
+    reference images (--reference)."""
+    from .inference import check_size, resolve_domain, translate as run_translate
+
+    cfg, model = _load(run, checkpoint, device, threads)
+    resolve_domain(cfg, domain)
+    check_size(cfg, size)
+    seed = _seed(seed)
+    size_px = size or cfg.data.crop
+    mode = (f"attributes of {len(reference)} reference image(s)" if reference
+            else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else ""))
+    _header(model, seed, size_px, mode)
+    progress, update = _progress()
+    with progress:
+        result = run_translate(model, inputs, domain=domain, samples=samples, component=component,
+                               references=reference, seed=seed, size=size, square=square, out=out,
+                               on_progress=update)
+    if result.items:
+        table = Table("input", "outputs", "grid", "size", box=None, header_style="bold")
+        for item in result.items:
+            first, last = item.outputs[0], item.outputs[-1]
+            outputs = str(first) if first == last else f"{first} .. {last.name}"
+            table.add_row(str(item.source), outputs, str(item.grid), f"{item.size[0]}x{item.size[1]}")
+        console.print(table)
+        console.print(f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
+                      f"to '{result.domain}', {result.seconds:.1f} s)", markup=False, highlight=False, soft_wrap=True)
+    _report_failures(result, "translated")
+
+
+@app.command()
+def interpolate(
+    inputs: InputsArgument,
+    domain: Annotated[list[str], typer.Option(
+        "--domain", "-d", help="target domain; give two (start, end) with --between domains or references")],
+    steps: Annotated[int, typer.Option("--steps", help="frames, both endpoints included", min=2)] = 8,
+    between: Annotated[Between, typer.Option(
+        "--between", help="endpoints: two random attributes, two --reference images, two mixture components "
+                          "(GM-DRIT) or two domains")] = Between.random,
+    component: Annotated[Optional[list[int]], typer.Option(
+        "--component", "-k", help="GM-DRIT: pin the component (twice with --between components)")] = None,
+    reference: ReferenceOption = None,
+    run: RunOption = None,
+    checkpoint: CheckpointOption = None,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    square: SquareOption = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("interpolations"),
+    fps: Annotated[float, typer.Option("--fps", help="GIF frames per second")] = 8.0,
+    loop: Annotated[int, typer.Option("--loop", help="GIF loop count: 0 loops forever")] = 0,
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = 0,
+) -> None:
+    """Walk the attribute between two endpoints and decode each step: a strip PNG and an animated GIF per input."""
+    from .inference import check_size, interpolate as run_interpolate, resolve_domain
+
+    cfg, model = _load(run, checkpoint, device, threads)
+    for name in domain:
+        resolve_domain(cfg, name)
+    check_size(cfg, size)
+    seed = _seed(seed)
+    _header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}")
+    progress, update = _progress()
+    with progress:
+        result = run_interpolate(model, inputs, domains=list(domain), steps=steps, between=between.value,
+                                 components=component, references=reference, seed=seed, size=size,
+                                 square=square, out=out, fps=fps, loop=loop, on_progress=update)
+    if result.items:
+        table = Table("input", "strip", "gif", "size", box=None, header_style="bold")
+        for item in result.items:
+            table.add_row(str(item.source), str(item.strip), str(item.gif), f"{item.size[0]}x{item.size[1]}")
+        console.print(table)
+        console.print(f"wrote {len(result.written)} files into {result.out} ({result.steps} steps from "
+                      f"{result.start} to {result.end}, {result.seconds:.1f} s)",
+                      markup=False, highlight=False, soft_wrap=True)
+    _report_failures(result, "interpolated")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run folder (latest checkpoint), checkpoint folder or exported model")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write model.safetensors and config.yaml into")],
+) -> None:
+    """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
+    from .inference import export_model
+
+    result = export_model(run, out)
+    console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "
+                  f"and {result.config}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"use it with: gmdrit translate IMAGE --domain {result.source.cfg.data.domains[-1]} "
+                  f"--checkpoint {result.weights}", markup=False, highlight=False, soft_wrap=True)

@@ -117,6 +117,17 @@ class TrainConfig:
 
 
 @dataclass
+class SpeedConfig:
+    amp: str = _opt("auto", "autocast precision: auto = bf16 on GPUs and on CPUs with native bf16, else fp32",
+                    choices=("auto", "bf16", "fp16", "off"))
+    channels_last: str = _opt("auto", "channels-last memory format (auto = with reduced precision)",
+                              choices=("auto", "on", "off"))
+    compile: bool = _opt(False, "torch.compile every network (slow first iterations)")
+    optimizer: str = _opt("auto", "Adam implementation (auto = fused on CUDA, foreach on CPU)",
+                          choices=("auto", "fused", "foreach", "loop"))
+
+
+@dataclass
 class Config:
     name: str = _opt("custom", "preset name; the default run folder is runs/<name>")
     description: str = _opt("", "one line shown by `gmdrit presets`")
@@ -126,6 +137,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
     @property
     def num_domains(self) -> int:
@@ -200,6 +212,8 @@ def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, s
             return value, f"{key}: expected a number, got {value!r}"
         value = float(value)
     elif tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            value = "on" if value else "off"
         if value is None or isinstance(value, (list, dict)):
             return value, f"{key}: expected a string, got {value!r}"
         value = str(value)

@@ -12,6 +12,7 @@ def adversarial(logits: torch.Tensor, real: bool) -> torch.Tensor:
     logits: N x 1 x H x W realness logits. Returns a scalar. Summing over samples (not averaging) is
     what the official code does; it doubles the weight of these terms at batch size 2.
     """
+    logits = logits.float()  # losses are reduced in fp32 even under autocast
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     per_element = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return per_element.flatten(1).mean(dim=1).sum()
@@ -19,18 +20,19 @@ def adversarial(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 def domain_classification(logits: torch.Tensor, domains_onehot: torch.Tensor) -> torch.Tensor:
     """BCE-with-logits of N x C domain logits against the N x C one-hot domains, mean over N x C."""
-    return F.binary_cross_entropy_with_logits(logits, domains_onehot)
+    return F.binary_cross_entropy_with_logits(logits.float(), domains_onehot.float())
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over batch and dimensions (MDMM's reduction)."""
+    mean, logvar = mean.float(), logvar.float()
     return -0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp())
 
 
 def content_penalty(content: torch.Tensor) -> torch.Tensor:
     """MDMM's content 'KL': mean of the squared content code over all elements."""
-    return content.pow(2).mean()
+    return content.float().pow(2).mean()
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).abs().mean()
+    return (a.float() - b.float()).abs().mean()

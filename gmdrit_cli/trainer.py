@@ -84,7 +84,9 @@ def describe_model(cfg: Config) -> dict[str, int]:
 #: keys that may change when a run continues: they do not change what the model computes
 RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every",
                             "train.save_every", "train.save_minutes", "train.keep_last", "train.keep_every",
-                            "train.device", "train.threads", "name", "description"})
+                            "train.device", "train.threads", "name", "description",
+                            # how the step is computed, not what is trained
+                            "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer"})
 
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -201,6 +203,8 @@ class Run:
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
                  "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(),
                  "model_state": self.model.extra_state(self.iteration), "versions": library_versions()}
+        if getattr(self.model, "scaler", None) is not None:
+            state["loss_scaler"] = self.model.scaler.state_dict()
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.iteration)
         saved = save_checkpoint(folder, self.model.networks, self.model.optimizers, state)
         prune_checkpoints(self.run_dir / "checkpoints", self.cfg.train.keep_last, self.cfg.train.keep_every)
@@ -215,6 +219,8 @@ class Run:
         load_optimizer_states(folder, self.model.optimizers, state["optimizers"])
         self.dataset.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
+        if getattr(self.model, "scaler", None) is not None and "loss_scaler" in state:
+            self.model.scaler.load_state_dict(state["loss_scaler"])
         self.iteration = int(state["iteration"])
         self.resumed_from = folder
 

@@ -295,3 +295,12 @@ class GMDRIT(MDMM):
         """G(z_c N x 4w x S/4 x S/4, z N x nz, y N x K) -> images N x 3 x S x S in (-1, 1)."""
         image, _ = self.networks["generator"](content, z, y)
         return image
+
+    @torch.no_grad()
+    def attribute_prior(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) of the attribute prior at ``y`` (N x K): p(z|y) in the ``inferred`` stage (also for
+        soft y, as interpolation uses it), N(0, I) in the ``domain`` stage."""
+        if not self.inferred:
+            return super().attribute_prior(y)
+        mean, var = self.networks["generator"].prior(y)
+        return mean, var.sqrt()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import losses
+from .. import losses, speed
 from ..config import Config
 from ..data import Batch
 from ..nets.mdmm import build_mdmm_networks
@@ -49,6 +49,16 @@ class MDMM(ModelFamily):
         self._build_optimizers()
 
     def _build_optimizers(self) -> None:
+        """Adam per network (reference 3.6), and the speed settings that go with the networks."""
+        sp = self.cfg.speed
+        self.amp_dtype = speed.amp_dtype(sp.amp, self.device)
+        self.scaler = speed.LossScaler() if self.amp_dtype == torch.float16 else None
+        self.channels_last = speed.channels_last(sp.channels_last, self.device, self.amp_dtype)
+        if self.channels_last:
+            self.networks.to(memory_format=torch.channels_last)
+        if sp.compile:
+            for net in self.networks.values():
+                net.compile()  # in place: state_dict keys stay as they are
         o = self.cfg.optim
         lrs = {"dis_encoded": o.lr_dis, "dis_random": o.lr_dis, "dis_content": o.lr_content_dis,
                "content_encoder": o.lr_eg, "attribute_encoder": o.lr_eg, "generator": o.lr_eg}
@@ -56,7 +66,8 @@ class MDMM(ModelFamily):
             lr = lrs.get(name, o.lr_eg)
             self.base_lrs[name] = lr
             self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(o.beta1, o.beta2),
-                                                     weight_decay=o.weight_decay)
+                                                     weight_decay=o.weight_decay,
+                                                     **speed.optimizer_options(sp.optimizer, self.device))
 
     # -- forward --------------------------------------------------------------------------------
 
@@ -143,32 +154,50 @@ class MDMM(ModelFamily):
 
     # -- updates --------------------------------------------------------------------------------
 
+    def _grads(self, loss: torch.Tensor, params: list[nn.Parameter], retain_graph: bool = False):
+        """Gradients of ``loss``, loss-scaled under fp16 (None where the update must be skipped)."""
+        if self.scaler is None:
+            return list(torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True))
+        grads = list(torch.autograd.grad(loss * self.scaler.scale, params, retain_graph=retain_graph,
+                                         allow_unused=True))
+        return grads if self.scaler.unscale(grads) else None
+
     def _step(self, names: tuple[str, ...], grads: dict[nn.Parameter, torch.Tensor | None]) -> None:
         for name in names:
             for p in self.networks[name].parameters():
                 p.grad = grads.get(p)
             self.optimizers[name].step()
+            for p in self.networks[name].parameters():
+                p.grad = None  # leave no stale gradients behind
 
     def update_content_discriminator(self, batch: Batch) -> torch.Tensor:
         """Reference 3.3: BCE of D_c on the (noisy, detached) content code; grad-norm clipped."""
         D_c = self.networks["dis_content"]
-        with torch.no_grad():
-            content = self.networks["content_encoder"](batch.images)
-        loss = losses.domain_classification(D_c(content), self.onehot(batch.domains))
-        self.optimizers["dis_content"].zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(D_c.parameters(), self.cfg.optim.content_dis_clip)
-        self.optimizers["dis_content"].step()
+        images = self._to_device(batch.images)
+        with torch.no_grad(), self.autocast():
+            content = self.networks["content_encoder"](images)
+        with self.autocast():
+            loss = losses.domain_classification(D_c(content), self.onehot(batch.domains.to(self.device)))
+        params = list(D_c.parameters())
+        grads = self._grads(loss, params)
+        if grads is not None:
+            for p, g in zip(params, grads):
+                p.grad = g
+            nn.utils.clip_grad_norm_(params, self.cfg.optim.content_dis_clip)
+            self.optimizers["dis_content"].step()
+            for p in params:
+                p.grad = None
         return loss.detach()
 
     def update_discriminators(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, loss in self.discriminator_losses(images, code, t).items():
-            self.optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizers[name].step()
-            out[name] = loss.detach()
-        return out
+        with self.autocast():
+            d_losses = self.discriminator_losses(images, code, t)
+        for name, loss in d_losses.items():
+            params = list(self.networks[name].parameters())
+            grads = self._grads(loss, params)
+            if grads is not None:
+                self._step((name,), dict(zip(params, grads)))
+        return {k: v.detach() for k, v in d_losses.items()}
 
     def update_encoders_generator(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
         """The two-step E/G update, design page option 1.
@@ -177,8 +206,9 @@ class MDMM(ModelFamily):
         forward graph before any step; then E_c, E_a, G take an Adam step with the first and E_c, G a
         second Adam step with the second. Equal to the official numerics, without a second forward.
         """
-        eg_terms = self.encoder_generator_terms(images, code, t)
-        g_terms = self.generator_alone_terms(images, code, t)
+        with self.autocast():
+            eg_terms = self.encoder_generator_terms(images, code, t)
+            g_terms = self.generator_alone_terms(images, code, t)
         return self._two_step_update(eg_terms, g_terms)
 
     def _two_step_update(self, eg_terms, g_terms) -> dict[str, torch.Tensor]:
@@ -188,17 +218,26 @@ class MDMM(ModelFamily):
         g_params = [p for n in g_names for p in self.networks[n].parameters()]
         loss_eg = sum(eg_terms.values())
         loss_g = sum(g_terms.values())
-        grads_eg = torch.autograd.grad(loss_eg, eg_params, retain_graph=True, allow_unused=True)
-        grads_g = torch.autograd.grad(loss_g, g_params, allow_unused=True)
-        self._step(eg_names, dict(zip(eg_params, grads_eg)))
-        self._step(g_names, dict(zip(g_params, grads_g)))
-        for name in eg_names:  # leave no stale gradients behind
-            for p in self.networks[name].parameters():
-                p.grad = None
+        grads_eg = self._grads(loss_eg, eg_params, retain_graph=True)
+        grads_g = self._grads(loss_g, g_params)
+        if grads_eg is not None and grads_g is not None:  # fp16 overflow skips the whole update
+            self._step(eg_names, dict(zip(eg_params, grads_eg)))
+            self._step(g_names, dict(zip(g_params, grads_g)))
+            if self.scaler is not None:
+                self.scaler.update()
         out = {k: v.detach() for k, v in {**eg_terms, **g_terms}.items()}
         out["loss_eg"] = loss_eg.detach()
         out["loss_g_alone"] = loss_g.detach()
         return out
+
+    def autocast(self):
+        return speed.autocast(self.device, self.amp_dtype)
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda" and not images.is_pinned():
+            images = images.pin_memory()  # lets the copy below overlap with compute
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def batches_per_step(self) -> int:
         return self.cfg.model.content_dis_every if self.cfg.model.use_content_dis else 1
@@ -209,11 +248,12 @@ class MDMM(ModelFamily):
         for batch in batches[:-1]:
             out["dis_content"] = self.update_content_discriminator(batch)
         batch = batches[-1]
-        images = batch.images.to(self.device, non_blocking=True)
+        images = self._to_device(batch.images)
         code = self.onehot(batch.domains.to(self.device, non_blocking=True))
         for net in self.networks.values():
             net.train()
-        t = self.translate(images, code)
+        with self.autocast():
+            t = self.translate(images, code)
         out.update(self.update_discriminators(images, code, t))
         out.update(self.update_encoders_generator(images, code, t))
         return out
@@ -241,3 +281,50 @@ class MDMM(ModelFamily):
         for net in self.networks.values():
             net.train()
         return torch.stack(rows)
+
+    # -- test-time API (translate, interpolate; GM-DRIT overrides each with its mixture version) -------
+
+    def eval_mode(self) -> None:
+        """Networks in eval mode: the content encoder adds no noise."""
+        for net in self.networks.values():
+            net.eval()
+
+    @torch.no_grad()
+    def encode_content(self, images: torch.Tensor) -> torch.Tensor:
+        """E_c(images N x 3 x S x S) -> content N x 4w x S/4 x S/4 (noise-free in eval mode)."""
+        return self.networks["content_encoder"](images)
+
+    @torch.no_grad()
+    def sample_attributes(self, domain: int, n: int, component: int | None = None,
+                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random attributes for ``domain``: (z ~ N(0, I) n x nz, code = domain one-hot n x C).
+
+        MDMM has no mixture components: ``component`` must be None.
+        """
+        if not 0 <= domain < self.cfg.num_domains:
+            raise ValueError(f"domain must be in 0..{self.cfg.num_domains - 1}, got {domain}")
+        if component is not None:
+            raise ValueError("MDMM has no mixture components (component must be None)")
+        z = torch.randn((n, self.cfg.model.nz), device=self.device, generator=generator)
+        code = self.onehot(torch.full((n,), domain, dtype=torch.long, device=self.device))
+        return z, code
+
+    @torch.no_grad()
+    def encode_reference(self, images: torch.Tensor, domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attributes of reference images N x 3 x S x S of ``domains`` (N long): (z = mean of E_a N x nz,
+        code N x C). MDMM's attribute encoder is conditioned on the reference's domain code."""
+        code = self.onehot(domains.to(images.device))
+        mean, _ = self.networks["attribute_encoder"](images, code)
+        return mean, code
+
+    @torch.no_grad()
+    def attribute_prior(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) of the attribute prior at conditioning ``code`` (N x C): N(0, I) for MDMM."""
+        shape = (code.shape[0], self.cfg.model.nz)
+        return (torch.zeros(shape, device=code.device, dtype=code.dtype),
+                torch.ones(shape, device=code.device, dtype=code.dtype))
+
+    @torch.no_grad()
+    def generate(self, content: torch.Tensor, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """G(content N x 4w x S/4 x S/4, z N x nz, code N x C) -> images N x 3 x S x S in (-1, 1)."""
+        return self.networks["generator"](content, z, code)

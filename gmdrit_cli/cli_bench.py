@@ -1,0 +1,60 @@
+"""CLI command `gmdrit benchmark`: the report's seconds-per-iteration table, measured here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .cli import SetOption, app, console
+
+
+@app.command()
+def benchmark(
+    iters: Annotated[int, typer.Option("--iters", min=1, help="timed iterations per row")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed iterations first")] = 5,
+    rows: Annotated[Optional[str], typer.Option("--rows", help="comma-separated rows: gmdrit, double_gen_enc, half_discr, adain, double_conv, mdmm")] = None,
+    resolution: Annotated[str, typer.Option("--resolution", help="108, 216 or both")] = "both",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    amp: Annotated[Optional[str], typer.Option("--amp", help="bf16, fp16, off (default: speed.amp=auto)")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile every network")] = False,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="default: speed.channels_last=auto")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="time the real loader on this dataset folder too")] = None,
+    set_: SetOption = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for benchmark.json, .csv and .png")] = Path("benchmark"),
+) -> None:
+    """Time full training iterations of the report's Table 3 rows, beside the report's T4 figures."""
+    from .benchmark import run_benchmark, select_rows, write_outputs
+    from .errors import ConfigError
+
+    if resolution not in ("108", "216", "both"):
+        raise ConfigError(f"--resolution must be 108, 216 or both, not {resolution!r}")
+    resolutions = [108, 216] if resolution == "both" else [int(resolution)]
+    selected = select_rows([r.strip() for r in rows.split(",") if r.strip()] if rows else None, resolutions)
+    overrides = list(set_ or [])
+    if amp is not None:
+        overrides.append(f"speed.amp={amp}")
+    if compile_:
+        overrides.append("speed.compile=true")
+    if channels_last is not None:
+        overrides.append(f"speed.channels_last={'on' if channels_last else 'off'}")
+
+    def on_row(r) -> None:
+        console.print(f"{r.resolution} px {r.label}: median {r.median:.3f} s/it", markup=False)
+
+    result = run_benchmark(selected, iters=iters, warmup=warmup, device=device, overrides=overrides,
+                           data_root=data, on_row=on_row)
+    env = result.environment
+    table = Table(title=f"seconds per iteration on {env['device']} ({env.get('gpu', env['machine'])}), "
+                        f"torch {env['torch']}, {env['threads']} threads, {iters} iterations",
+                  header_style="bold")
+    for column in ("resolution", "model", "report T4", "ours (median)", "mean", "stdev", "ours/report", "peak memory"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in result.rows:
+        table.add_row(str(r.resolution), r.label, f"{r.report_seconds:.3f}", f"{r.median:.3f}", f"{r.mean:.3f}",
+                      f"{r.stdev:.3f}", f"{r.ratio:.2f}x", f"{r.peak_memory_bytes / 2**30:.2f} GiB")
+    console.print(table)
+    for path in write_outputs(result, out):
+        console.print(f"wrote {path}", markup=False)

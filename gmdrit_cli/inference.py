@@ -1,0 +1,745 @@
+"""Using a trained model: load it, translate images, interpolate attributes, export it.
+
+Core code only (no typer, no rich): every function returns a plain result object and the CLI
+(``cli_infer.py``) renders it. Problems that stop a whole call raise :class:`InferenceError` (one line);
+problems with one input image are collected as :class:`InputFailure` and the other inputs go on.
+
+A model can be given as
+
+* a run folder (``RUN/checkpoints/...``): its newest valid checkpoint;
+* a checkpoint folder (``RUN/checkpoints/iter_NNNNNNN``);
+* an exported ``model.safetensors`` with ``config.yaml`` beside it, or the folder holding both
+  (written by :func:`export_model`).
+
+Only the networks used at test time are loaded: the content encoder, the attribute encoder and the
+generator. Every file is written under a temporary name and renamed into place, and the output folder
+is only created once there is something to write, so a failing call leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
+from .config import Config, build_config, dump_config, load_config_file
+from .data import IMAGE_EXTENSIONS, open_rgb, to_image, to_tensor
+from .errors import CheckpointError, ConfigError, GmdritError
+from .models import build_model
+from .models.base import ModelFamily
+
+CONFIG_FILE = "config.yaml"
+#: the networks a translation needs; exports hold only these
+INFERENCE_NETWORKS = ("content_encoder", "attribute_encoder", "generator")
+BETWEEN = ("random", "references", "components", "domains")
+#: a translated output keeps the input's aspect ratio, with its long side at most this many working sizes
+MAX_ASPECT_FACTOR = 8
+GUTTER = 2
+
+
+class InferenceError(GmdritError):
+    """A translate / interpolate / export call cannot run (bad option, model or reference)."""
+
+
+ProgressCallback = Callable[[int, int, str], None]  # (done, total, current input)
+
+
+# ------------------------------------------------------------------------------------------ model
+
+@dataclass
+class ModelSource:
+    """Where a model's weights and config come from."""
+
+    path: Path            # what the user gave
+    weights: Path         # the model.safetensors read
+    cfg: Config
+    kind: str             # "checkpoint" (of a run or given directly) or "export"
+    iteration: int | None
+
+    def describe(self) -> str:
+        it = f", iteration {self.iteration}" if self.iteration is not None else ""
+        return f"{self.weights} ({self.cfg.model.family}, {self.kind}{it})"
+
+
+def _export_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+
+
+def resolve_model(path: Path | str) -> ModelSource:
+    """Find the weights and config of a run folder, checkpoint folder or exported model."""
+    given = Path(path).expanduser()
+    what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
+    if not given.exists():
+        raise CheckpointError(f"{given} does not exist; {what}")
+    if given.is_file() or (given.is_dir() and not (given / STATE_FILE).is_file()
+                           and not (given / "checkpoints").is_dir() and (given / MODEL_FILE).is_file()):
+        weights = given if given.is_file() else given / MODEL_FILE
+        if weights.suffix != ".safetensors":
+            raise CheckpointError(f"{weights} is not a model file; {what}")
+        config = weights.parent / CONFIG_FILE
+        if not config.is_file():
+            raise CheckpointError(f"{weights} has no {CONFIG_FILE} beside it; export models with "
+                                  f"`gmdrit export RUN --out DIR`, which writes both files")
+        cfg = load_config_file(config)
+        meta = _export_metadata(weights)
+        iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
+        return ModelSource(given, weights, cfg, "export", iteration)
+    if given.is_dir() and ((given / STATE_FILE).is_file() or (given / "checkpoints").is_dir()):
+        found = find_checkpoint(given)
+        if found is None:
+            raise CheckpointError(f"run folder {given} has no checkpoint yet; train it first (gmdrit train)")
+        folder, state = found
+        try:
+            cfg = build_config(state["config"])
+        except KeyError:
+            raise CheckpointError(f"checkpoint {folder} records no config; it cannot be used") from None
+        except ConfigError as exc:
+            raise CheckpointError(f"checkpoint {folder} has a config this version cannot read: {exc}") from None
+        return ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"))
+    raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise InferenceError(f"unknown device '{name}'; use cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InferenceError("no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def load_for_inference(path: Path | str, device: torch.device | str = "cpu") -> tuple[Config, ModelFamily]:
+    """The config and the model of a run folder / checkpoint folder / exported model, ready for test time.
+
+    Only the content encoder, attribute encoder and generator are kept (discriminators and optimizers are
+    dropped); the networks are in eval mode (no content noise). ``model.source`` says what was loaded.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    source = resolve_model(path)
+    cfg = source.cfg
+    model = build_model(cfg, device)
+    for name in list(model.networks.keys()):
+        if name not in INFERENCE_NETWORKS:
+            del model.networks[name]
+    model.optimizers.clear()
+    load_network_weights(source.weights, model.networks)
+    model.eval_mode()
+    model.source = source
+    return cfg, model
+
+
+# ------------------------------------------------------------------------------------------ export
+
+@dataclass
+class ExportResult:
+    source: ModelSource
+    out: Path
+    weights: Path
+    config: Path
+    bytes: int
+    parameters: int
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename to ``path``; the temporary file is removed on any failure."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _make_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InferenceError(f"output {folder} exists and is not a folder; choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InferenceError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+
+
+def export_model(path: Path | str, out: Path | str) -> ExportResult:
+    """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else."""
+    source = resolve_model(path)
+    out = Path(out).expanduser()
+    prefixes = tuple(f"{n}." for n in INFERENCE_NETWORKS)
+    try:
+        with safe_open(str(source.weights), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    # check the tensors fit the config before writing anything
+    probe = build_model(source.cfg, torch.device("cpu"))
+    networks = torch.nn.ModuleDict({n: probe.networks[n] for n in INFERENCE_NETWORKS})
+    expected = {f"{n}.{k}": v.shape for n, net in networks.items() for k, v in net.state_dict().items()}
+    wrong = sorted(k for k in expected.keys() | tensors.keys()
+                   if k not in tensors or k not in expected or tuple(tensors[k].shape) != tuple(expected[k]))
+    if wrong:
+        raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
+    metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
+                "networks": ",".join(INFERENCE_NETWORKS), "gmdrit": __version__}
+    if source.iteration is not None:
+        metadata["iteration"] = str(source.iteration)
+    _make_folder(out)
+    weights, config = out / MODEL_FILE, out / CONFIG_FILE
+    try:
+        _atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                                                     metadata=metadata))
+        _atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
+    except OSError as exc:
+        raise InferenceError(f"cannot write the export into {out}: {exc.strerror or exc}") from None
+    return ExportResult(source, out, weights, config, weights.stat().st_size,
+                        sum(v.numel() for v in tensors.values()))
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+@dataclass
+class InputFailure:
+    """One input that could not be used, with a one-line reason."""
+
+    source: str
+    message: str
+
+
+def _has_magic(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def expand_inputs(items: list[str | Path]) -> tuple[list[Path], list[InputFailure]]:
+    """Files, folders (their image files, sorted, not recursive) and globs -> image paths, in order and
+    without duplicates, plus one :class:`InputFailure` for each item that names nothing usable."""
+    paths: list[Path] = []
+    failures: list[InputFailure] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            paths.append(p)
+
+    for item in items:
+        text = str(item)
+        p = Path(text).expanduser()
+        if p.is_dir():
+            found = _folder_images(p)
+            if not found:
+                failures.append(InputFailure(text, "folder has no image files"))
+            for f in found:
+                add(f)
+        elif p.is_file():
+            add(p)
+        elif p.exists():
+            failures.append(InputFailure(text, "not a regular file"))
+        elif _has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            for d in (m for m in matches if m.is_dir()):
+                files += _folder_images(d)
+            if not files:
+                failures.append(InputFailure(text, "no file matches this pattern"))
+            for f in files:
+                add(f)
+        else:
+            failures.append(InputFailure(text, "no such file or folder"))
+    return paths, failures
+
+
+def read_image(path: Path) -> Image.Image:
+    """Decode an input image to RGB (EXIF orientation, alpha on white, 16-bit scaled), or raise
+    :class:`InferenceError` with a one-line reason."""
+    try:
+        if path.stat().st_size == 0:
+            raise InferenceError("empty file")
+        return open_rgb(path)
+    except InferenceError:
+        raise
+    except UnidentifiedImageError:
+        raise InferenceError("not an image (Pillow does not recognise its format)") from None
+    except Image.DecompressionBombError as exc:
+        raise InferenceError(f"image too large to decode safely: {exc}") from None
+    except PermissionError:
+        raise InferenceError("permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InferenceError(f"damaged or truncated image ({text})") from None
+    except MemoryError:
+        raise InferenceError("not enough memory to decode this image") from None
+    except Exception as exc:  # any other decoder failure: still one line for this input
+        raise InferenceError(f"cannot decode image ({type(exc).__name__}: {exc})") from None
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def resolve_domain(cfg: Config, name: str | int) -> int:
+    """A domain name of the model (case-insensitive) or its index -> index; unknown names list the valid ones."""
+    names = cfg.data.domains
+    text = str(name).strip()
+    if text in names:
+        return names.index(text)
+    lower = [n.lower() for n in names]
+    if text.lower() in lower:
+        return lower.index(text.lower())
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    close = difflib.get_close_matches(text.lower(), lower, n=1, cutoff=0.5)
+    hint = f" (did you mean '{names[lower.index(close[0])]}'?)" if close else ""
+    raise InferenceError(f"unknown domain '{text}'{hint}; this model's domains are: {', '.join(names)}")
+
+
+def check_size(cfg: Config, size: int | None) -> int:
+    size = cfg.data.crop if size is None else int(size)
+    if size < 16 or size % 4:
+        raise InferenceError(f"--size {size}: the working size must be a multiple of 4 and at least 16 "
+                             f"(the model was trained at {cfg.data.crop})")
+    return size
+
+
+def output_size(width: int, height: int, size: int, square: bool) -> tuple[int, int]:
+    """Size of a translated output: ``size`` x ``size`` with ``square``; otherwise the input's aspect ratio
+    with the same number of pixels as the working square, the long side at most ``MAX_ASPECT_FACTOR * size``."""
+    if square:
+        return size, size
+    ratio = width / height
+    w, h = size * math.sqrt(ratio), size / math.sqrt(ratio)
+    longest = MAX_ASPECT_FACTOR * size
+    if max(w, h) > longest:
+        scale = longest / max(w, h)
+        w, h = w * scale, h * scale
+    return max(1, round(w)), max(1, round(h))
+
+
+def to_model_input(im: Image.Image, size: int, device: torch.device) -> torch.Tensor:
+    """RGB image -> 1 x 3 x size x size in [-1, 1] (bicubic, aspect ratio not kept: as in training)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        square = im.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
+    return to_tensor(square).unsqueeze(0).to(device)
+
+
+def _resize(im: Image.Image, wh: tuple[int, int]) -> Image.Image:
+    return im if im.size == wh else im.resize(wh, Image.BICUBIC, reducing_gap=3.0)
+
+
+def compose(images: list[Image.Image], pad: int = GUTTER) -> Image.Image:
+    """Equal-sized images side by side with white gutters (top to bottom when they are more than twice as
+    wide as tall)."""
+    w, h = images[0].size
+    vertical = w > 2 * h
+    n = len(images)
+    size = (w + 2 * pad, n * (h + pad) + pad) if vertical else (n * (w + pad) + pad, h + 2 * pad)
+    canvas = Image.new("RGB", size, (255, 255, 255))
+    for i, im in enumerate(images):
+        canvas.paste(im, (pad, pad + i * (h + pad)) if vertical else (pad + i * (w + pad), pad))
+    return canvas
+
+
+def _save_png(im: Image.Image, path: Path) -> None:
+    _atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+
+
+def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> None:
+    duration = max(20, round(1000.0 / fps))
+    _atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                    duration=duration, loop=loop, optimize=False))
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem = path.stem or "image"
+    candidate, i = stem, 2
+    while candidate in used:
+        candidate = f"{stem}-{i}"
+        i += 1
+    used.add(candidate)
+    return candidate
+
+
+def _generator(model: ModelFamily, seed: int) -> torch.Generator:
+    return torch.Generator(device=model.device).manual_seed(int(seed))
+
+
+def _is_mixture(model: ModelFamily) -> bool:
+    """True for a GM-DRIT model conditioned on its inferred y (the only kind with mixture components)."""
+    return bool(getattr(model, "inferred", False))
+
+
+def _components_per_domain(model: ModelFamily) -> int:
+    return int(getattr(model, "components_per_domain", 1)) if _is_mixture(model) else 1
+
+
+def _check_component(model: ModelFamily, component: int | None, option: str = "--component") -> None:
+    if component is None:
+        return
+    if not _is_mixture(model):
+        kind = model.cfg.model.family if model.cfg.model.family != "gmdrit" else "gmdrit with condition_on: domain"
+        raise InferenceError(f"{option}: this model ({kind}) has no mixture components; leave it out")
+    cpd = _components_per_domain(model)
+    if not 0 <= component < cpd:
+        raise InferenceError(f"{option} {component}: this model has {cpd} component(s) per domain "
+                             f"(0..{cpd - 1})")
+
+
+def _generate(model: ModelFamily, content: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
+              chunk: int = 8) -> list[torch.Tensor]:
+    """One image per row of (z, y), all with the content of ``content`` (1 x ...)."""
+    out = []
+    for i in range(0, z.shape[0], chunk):
+        zz, yy = z[i:i + chunk], y[i:i + chunk]
+        out.extend(model.generate(content.expand(zz.shape[0], *content.shape[1:]), zz, yy))
+    return out
+
+
+def _load_references(model: ModelFamily, paths: list[Path | str], domains: list[int],
+                     size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(z, y) of each reference image (attribute encoder mean); notes for references the model reads as
+    another domain. A reference that cannot be read stops the call."""
+    images = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise InferenceError(f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}")
+        try:
+            images.append(to_model_input(read_image(path), size, model.device))
+        except InferenceError as exc:
+            raise InferenceError(f"reference {p}: {exc}") from None
+    x = torch.cat(images)
+    d = torch.tensor(domains, dtype=torch.long, device=model.device)
+    z, y = model.encode_reference(x, d)
+    notes = []
+    if _is_mixture(model):
+        names = model.cfg.data.domains
+        inferred = (y.argmax(dim=1) // _components_per_domain(model)).tolist()
+        for p, want, got in zip(paths, domains, inferred):
+            if want != got:
+                notes.append(f"reference {p} looks like '{names[got]}' to the model, not '{names[want]}'; "
+                             f"its attribute (and inferred component) is used as it is")
+    return z, y, notes
+
+
+# ------------------------------------------------------------------------------------------ translate
+
+@dataclass
+class TranslatedInput:
+    source: Path
+    outputs: list[Path]
+    grid: Path
+    size: tuple[int, int]  # (width, height) of each output
+
+
+@dataclass
+class TranslateResult:
+    model: ModelSource
+    domain: str
+    mode: str               # "latent" or "reference"
+    seed: int
+    size: int               # working resolution
+    out: Path
+    items: list[TranslatedInput] = field(default_factory=list)
+    failures: list[InputFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> list[Path]:
+        return [p for item in self.items for p in (*item.outputs, item.grid)]
+
+
+def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int, samples: int | None = None,
+              component: int | None = None, references: list[Path | str] | None = None, seed: int = 0,
+              size: int | None = None, square: bool = False, out: Path | str = "translations",
+              on_progress: ProgressCallback | None = None) -> TranslateResult:
+    """Translate every input image into ``domain``.
+
+    Latent-guided (no ``references``): ``samples`` outputs per input, attributes drawn from the model's prior
+    for ``domain`` (``component`` pins a GM-DRIT component) with a generator seeded by ``seed``; the same
+    draws serve every input of the call, so an input's outputs depend only on the seed, not on the other
+    inputs. Reference-guided: one output per reference image (of ``domain``), its encoded attribute.
+
+    Writes ``<stem>_to_<domain>_<k>.png`` (``_ref<k>`` with references) and ``<stem>_to_<domain>_grid.png``
+    (input then outputs) into ``out``.
+    """
+    start = time.perf_counter()
+    cfg = model.cfg
+    d = resolve_domain(cfg, domain)
+    size = check_size(cfg, size)
+    out = Path(out).expanduser()
+    references = list(references or [])
+    if references and component is not None:
+        raise InferenceError("--component applies to random attributes; with --reference the attribute "
+                             "(and component) comes from the reference image")
+    if references and samples is not None:
+        raise InferenceError("--samples applies to random attributes; with --reference there is one output "
+                             "per reference image")
+    _check_component(model, component)
+    samples = 5 if samples is None else samples
+    if not references and samples < 1:
+        raise InferenceError(f"--samples {samples}: give at least 1")
+    result = TranslateResult(model.source if hasattr(model, "source") else None, cfg.data.domains[d],
+                             "reference" if references else "latent", int(seed), size, out)
+    if references:
+        z, y, result.notes = _load_references(model, references, [d] * len(references), size)
+        tag = "ref"
+    else:
+        z, y = model.sample_attributes(d, samples, component, _generator(model, seed))
+        tag = ""
+    paths, result.failures = expand_inputs(inputs)
+    used: set[str] = set()
+    name = cfg.data.domains[d]
+    for i, path in enumerate(paths):
+        if on_progress:
+            on_progress(i, len(paths), str(path))
+        try:
+            im = read_image(path)
+        except InferenceError as exc:
+            result.failures.append(InputFailure(str(path), str(exc)))
+            continue
+        wh = output_size(im.width, im.height, size, square)
+        x = to_model_input(im, size, model.device)
+        fakes = [_resize(to_image(t), wh) for t in _generate(model, model.encode_content(x), z, y)]
+        stem = _unique_stem(path, used)
+        _make_folder(out)
+        outputs = []
+        for k, fake in enumerate(fakes, 1):
+            target = out / f"{stem}_to_{name}_{tag}{k}.png"
+            _save_png(fake, target)
+            outputs.append(target)
+        grid = out / f"{stem}_to_{name}_grid.png"
+        _save_png(compose([_resize(im, wh), *fakes]), grid)
+        result.items.append(TranslatedInput(path, outputs, grid, wh))
+    if on_progress:
+        on_progress(len(paths), len(paths), "")
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------------------------------ interpolate
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of ``a`` and ``b`` (N x D); linear where they are (anti)parallel."""
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    cos = ((a * b).sum(dim=1, keepdim=True) / (na * nb).clamp_min(1e-12)).clamp(-1.0, 1.0)
+    omega = torch.acos(cos)
+    so = torch.sin(omega)
+    linear = (1 - t) * a + t * b
+    safe = so.abs() > 1e-6
+    so = torch.where(safe, so, torch.ones_like(so))
+    spherical = (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+    return torch.where(safe, spherical, linear)
+
+
+@dataclass
+class Endpoints:
+    """The attribute path of an interpolation: ``frames`` (z, y) pairs, and what its ends are."""
+
+    z: torch.Tensor         # steps x nz
+    y: torch.Tensor         # steps x (C or K)
+    start: str
+    end: str
+    tag: str                # file-name part: <stem>_<tag>.png / .gif
+
+
+def _noise_of(model: ModelFamily, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    mean, std = model.attribute_prior(y)
+    return (z - mean) / std
+
+
+def _prior_path(model: ModelFamily, eps: list[torch.Tensor], y0: torch.Tensor, y1: torch.Tensor,
+                steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """z_t = mean(y_t) + std(y_t) * eps_t with y_t linear and eps_t spherical (or fixed) between the ends."""
+    zs, ys = [], []
+    for t in torch.linspace(0, 1, steps).tolist():
+        y = (1 - t) * y0 + t * y1
+        e = slerp(eps[0], eps[1], t) if len(eps) == 2 else eps[0]
+        mean, std = model.attribute_prior(y)
+        zs.append(mean + std * e)
+        ys.append(y)
+    return torch.cat(zs), torch.cat(ys)
+
+
+def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], steps: int,
+                       components: list[int] | None = None, references: list[Path | str] | None = None,
+                       seed: int = 0, size: int = 0) -> tuple[Endpoints, list[str]]:
+    """The (z, y) of every step, for ``between``:
+
+    * ``random``: two draws from the prior of ``domains[-1]`` (MDMM: N(0, I); GM-DRIT: p(z|y) of a component,
+      ``components[0]`` pins it), their noise interpolated spherically (``z = mean(y) + std(y) * slerp``);
+    * ``references``: the attributes of two reference images (of ``domains[0]`` and ``domains[-1]``), linear;
+    * ``components``: GM-DRIT, components ``components`` (default 0 and 1) of ``domains[-1]``, y linear,
+      z from the component prior at y with one fixed noise draw;
+    * ``domains``: ``domains[0]`` to ``domains[1]`` (MDMM: the domain code, a fixed z; GM-DRIT: the
+      component prior, as for components).
+    """
+    cfg = model.cfg
+    names = cfg.data.domains
+    components = list(components or [])
+    references = list(references or [])
+    gen = _generator(model, seed)
+    notes: list[str] = []
+    if between not in BETWEEN:
+        raise InferenceError(f"--between {between}: choose one of {', '.join(BETWEEN)}")
+    if between != "references" and references:
+        raise InferenceError("--reference is used with --between references only")
+    if between != "domains" and len(domains) > 1 and between != "references":
+        raise InferenceError(f"--between {between} walks inside one domain; give one --domain "
+                             f"(two only with --between domains or references)")
+    if between == "components" and not _is_mixture(model):
+        raise InferenceError("--between components: this model has no mixture components; "
+                             "use --between random or domains")
+    for c in components:
+        _check_component(model, c)
+    if between != "components" and len(components) > 1:
+        raise InferenceError("two --component values only with --between components")
+    target = domains[-1]
+    if between == "random":
+        c = components[0] if components else None
+        z0, y0 = model.sample_attributes(target, 1, c, gen)
+        z1, y1 = model.sample_attributes(target, 1, c, gen)
+        z, y = _prior_path(model, [_noise_of(model, z0, y0), _noise_of(model, z1, y1)], y0, y1, steps)
+        pinned = f"_component{c}" if c is not None else ""
+        return Endpoints(z, y, "random attribute 1", "random attribute 2", f"to_{names[target]}_random{pinned}"), notes
+    if between == "references":
+        if len(references) != 2:
+            raise InferenceError(f"--between references needs two reference images (--reference A --reference B), "
+                                 f"got {len(references)}")
+        ref_domains = [domains[0], domains[-1]]
+        zr, yr, notes = _load_references(model, references, ref_domains, size)
+        ts = torch.linspace(0, 1, steps, device=zr.device)[:, None]
+        z = (1 - ts) * zr[0:1] + ts * zr[1:2]
+        y = (1 - ts) * yr[0:1] + ts * yr[1:2]
+        tag = f"references_{Path(str(references[0])).stem}_{Path(str(references[1])).stem}"
+        return Endpoints(z, y, str(references[0]), str(references[1]), tag), notes
+    if between == "components":
+        cpd = _components_per_domain(model)
+        pair = components or [0, 1]
+        if len(pair) != 2:
+            raise InferenceError("--between components needs two --component values (or none for 0 and 1)")
+        if cpd < 2:
+            raise InferenceError(f"--between components: this model has 1 component per domain "
+                                 f"(mixture.components_per_domain); use --between domains or random")
+        if pair[0] == pair[1]:
+            raise InferenceError(f"--between components: the two components are the same ({pair[0]})")
+        z0, y0 = model.sample_attributes(target, 1, pair[0], gen)
+        _, y1 = model.sample_attributes(target, 1, pair[1], gen)
+        z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
+        return Endpoints(z, y, f"{names[target]} component {pair[0]}", f"{names[target]} component {pair[1]}",
+                         f"to_{names[target]}_components_{pair[0]}_{pair[1]}"), notes
+    # domains
+    if len(domains) == 1:
+        if cfg.num_domains != 2:
+            raise InferenceError("--between domains: give the start and end domains (--domain A --domain B)")
+        domains = [1 - domains[0], domains[0]]
+    if len(domains) != 2:
+        raise InferenceError(f"--between domains takes two --domain values, got {len(domains)}")
+    if domains[0] == domains[1]:
+        raise InferenceError(f"--between domains: start and end are the same domain ('{names[domains[0]]}')")
+    c = components[0] if components else None
+    z0, y0 = model.sample_attributes(domains[0], 1, c, gen)
+    _, y1 = model.sample_attributes(domains[1], 1, c, gen)
+    z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
+    return Endpoints(z, y, names[domains[0]], names[domains[1]], f"{names[domains[0]]}_to_{names[domains[1]]}"), notes
+
+
+@dataclass
+class InterpolatedInput:
+    source: Path
+    strip: Path
+    gif: Path
+    size: tuple[int, int]
+
+
+@dataclass
+class InterpolateResult:
+    model: ModelSource
+    between: str
+    start: str
+    end: str
+    steps: int
+    seed: int
+    size: int
+    out: Path
+    items: list[InterpolatedInput] = field(default_factory=list)
+    failures: list[InputFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> list[Path]:
+        return [p for item in self.items for p in (item.strip, item.gif)]
+
+
+def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[str | int], steps: int = 8,
+                between: str = "random", components: list[int] | None = None,
+                references: list[Path | str] | None = None, seed: int = 0, size: int | None = None,
+                square: bool = False, out: Path | str = "interpolations", fps: float = 8.0, loop: int = 0,
+                on_progress: ProgressCallback | None = None) -> InterpolateResult:
+    """Walk the attribute between two endpoints (see :func:`interpolation_path`) and decode each step for every
+    input: ``<stem>_<tag>.png`` (input then the steps) and ``<stem>_<tag>.gif`` (the steps, ``fps``
+    frames per second, ``loop`` as Pillow's GIF loop count: 0 = forever)."""
+    start = time.perf_counter()
+    cfg = model.cfg
+    if not domains:
+        raise InferenceError("give the target domain with --domain")
+    if len(domains) > 2:
+        raise InferenceError(f"--domain given {len(domains)} times; give one (or two with --between domains)")
+    idx = [resolve_domain(cfg, d) for d in domains]
+    if steps < 2:
+        raise InferenceError(f"--steps {steps}: give at least 2")
+    if not fps > 0:
+        raise InferenceError(f"--fps {fps}: must be positive")
+    if loop < 0:
+        raise InferenceError(f"--loop {loop}: 0 loops forever, N plays N more times")
+    size = check_size(cfg, size)
+    out = Path(out).expanduser()
+    path, notes = interpolation_path(model, between=between, domains=idx, steps=steps, components=components,
+                                     references=references, seed=seed, size=size)
+    result = InterpolateResult(getattr(model, "source", None), between, path.start, path.end, steps, int(seed),
+                               size, out, notes=notes)
+    paths, result.failures = expand_inputs(inputs)
+    used: set[str] = set()
+    for i, p in enumerate(paths):
+        if on_progress:
+            on_progress(i, len(paths), str(p))
+        try:
+            im = read_image(p)
+        except InferenceError as exc:
+            result.failures.append(InputFailure(str(p), str(exc)))
+            continue
+        wh = output_size(im.width, im.height, size, square)
+        x = to_model_input(im, size, model.device)
+        frames = [_resize(to_image(t), wh) for t in _generate(model, model.encode_content(x), path.z, path.y)]
+        stem = _unique_stem(p, used)
+        _make_folder(out)
+        strip = out / f"{stem}_{path.tag}.png"
+        gif = out / f"{stem}_{path.tag}.gif"
+        _save_png(compose([_resize(im, wh), *frames]), strip)
+        _save_gif(frames, gif, fps, loop)
+        result.items.append(InterpolatedInput(p, strip, gif, wh))
+    if on_progress:
+        on_progress(len(paths), len(paths), "")
+    result.seconds = time.perf_counter() - start
+    return result

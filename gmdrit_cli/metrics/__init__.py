@@ -1,0 +1,79 @@
+"""Evaluation metrics of `gmdrit eval`: registry, shared errors and helpers.
+
+Protocols are written down in ``shared/spec/metrics.md``; ``docs/eval.md`` says what gmdrit does.
+The submodules import their heavy libraries (scipy, torch-fidelity, lpips) only when used, so listing
+the registry costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import GmdritError
+
+
+class MetricError(GmdritError):
+    """A metric cannot be computed with the given options or data (too few samples, bad setting)."""
+
+
+class WeightsError(GmdritError):
+    """Weights a metric needs are missing, cannot be downloaded, or do not fit the network."""
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One entry of :data:`METRICS`: a name, a one-line description and the code that computes it."""
+
+    name: str
+    description: str
+    target: str  # "module:attribute" inside gmdrit_cli.metrics, imported on first use
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        module, attr = self.target.split(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+
+
+METRICS: dict[str, MetricInfo] = {m.name: m for m in (
+    MetricInfo("fid", "Frechet Inception distance of the translations to the target domain's training images "
+                      "(torch-fidelity InceptionV3, 2048-d pool features)", "fid:frechet_distance"),
+    MetricInfo("kid", "kernel Inception distance (unbiased MMD^2, cubic polynomial kernel, mean +- std over "
+                      "random subsets), same features as FID", "fid:kernel_inception_distance"),
+    MetricInfo("lpips", "diversity: LPIPS (AlexNet) averaged over all pairs of outputs of the same input, then "
+                        "over inputs (StarGAN v2 protocol)", "lpips_diversity:LPIPSDiversity"),
+    MetricInfo("ndb", "number of statistically different bins (Richardson & Weiss): K-means bins of the target's "
+                      "training images, two-proportion z-test per bin", "ndb:NDB"),
+    MetricInfo("jsd", "Jensen-Shannon divergence (nats) between the bin proportions of training images and "
+                      "translations, same bins as NDB", "ndb:NDB"),
+    MetricInfo("cluster", "GM-DRIT only: accuracy (Hungarian matching) and NMI of argmax q(y|x) vs the true "
+                          "domains of the test images, and mixture-component usage", "cluster:cluster_scores"),
+)}
+
+
+def parse_metric_names(text: str | list[str]) -> list[str]:
+    """``"fid,kid"`` (or a list) -> registry names in registry order; unknown names raise MetricError."""
+    parts = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
+    names = [p.strip().lower() for p in parts if p.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise MetricError(f"unknown metric {', '.join(repr(n) for n in unknown)}; choose from "
+                          f"{','.join(METRICS)}")
+    if not names:
+        raise MetricError(f"no metric selected; choose from {','.join(METRICS)}")
+    return [n for n in METRICS if n in names]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

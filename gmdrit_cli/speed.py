@@ -1,0 +1,91 @@
+"""The fast paths shared by `train` and `benchmark`: autocast, loss scaling, channels-last, optimizers.
+
+Each is a config key of the ``speed`` section; ``auto`` turns a path on where it is faster on that
+device and keeps training correct there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from functools import lru_cache
+
+import torch
+
+
+@lru_cache(maxsize=None)
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``speed.amp`` on ``device`` (None = full fp32)."""
+    if setting == "off":
+        return None
+    if setting == "bf16":
+        return torch.bfloat16
+    if setting == "fp16":
+        return torch.float16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def channels_last(setting: str, device: torch.device, dtype: torch.dtype | None) -> bool:
+    """Channels-last pays off with reduced precision (oneDNN on CPU, tensor cores on GPU)."""
+    if setting in ("on", "off"):
+        return setting == "on"
+    return dtype is not None
+
+
+def optimizer_options(setting: str, device: torch.device) -> dict:
+    """Keyword arguments of ``torch.optim.Adam`` for ``speed.optimizer``."""
+    if setting == "auto":
+        setting = "fused" if device.type == "cuda" else "foreach"
+    return {"fused": setting == "fused", "foreach": setting == "foreach"}
+
+
+class LossScaler:
+    """Dynamic loss scaling for fp16 autocast, written for manual gradients (``autograd.grad``).
+
+    Scale the loss, unscale the gradients, and skip the whole update when any gradient is not finite
+    (halving the scale); grow the scale after ``growth_interval`` clean updates. bf16 needs none of it.
+    """
+
+    def __init__(self, scale: float = 2.0 ** 16, growth_interval: int = 2000):
+        self.scale = scale
+        self.growth_interval = growth_interval
+        self.clean_steps = 0
+
+    def unscale(self, grads: list[torch.Tensor | None]) -> bool:
+        """Divide ``grads`` by the scale in place; return True when they are all finite."""
+        present = [g for g in grads if g is not None]
+        for g in present:
+            g.div_(self.scale)
+        finite = bool(torch.stack([torch.isfinite(g).all() for g in present]).all()) if present else True
+        if not finite:
+            self.scale /= 2.0
+            self.clean_steps = 0
+        return finite
+
+    def update(self) -> None:
+        self.clean_steps += 1
+        if self.clean_steps % self.growth_interval == 0:
+            self.scale *= 2.0
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "clean_steps": self.clean_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.clean_steps = float(state["scale"]), int(state["clean_steps"])

@@ -1,0 +1,80 @@
+"""`gmdrit benchmark` end to end at a tiny size, and the fast paths keep training correct."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from gmdrit_cli.benchmark import REPORT_TABLE, ROW_KEYS
+from gmdrit_cli.config import load_config
+from gmdrit_cli.data import Batch
+from gmdrit_cli.models import build_model
+
+TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
+
+
+def test_report_table_is_the_reference_table_3():
+    assert len(REPORT_TABLE) == 12
+    by_key = {(r.key, r.resolution): r.report_seconds for r in REPORT_TABLE}
+    assert by_key[("gmdrit", 108)] == 0.538 and by_key[("gmdrit", 216)] == 2.261
+    assert by_key[("mdmm", 108)] == 0.313 and by_key[("mdmm", 216)] == 0.615
+    assert by_key[("double_conv", 216)] == 3.716
+    assert set(ROW_KEYS) == {"gmdrit", "double_gen_enc", "half_discr", "adain", "double_conv", "mdmm"}
+
+
+def test_benchmark_command_writes_table_json_csv_png(tmp_path):
+    args = [a for o in TINY for a in ("--set", o)]
+    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--iters", "2", "--warmup", "0",
+                           "--rows", "gmdrit,mdmm", "--resolution", "both", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "report T4" in proc.stdout and "MDMM [5.5]" in proc.stdout
+    data = json.loads((tmp_path / "benchmark.json").read_text())
+    assert {"device", "torch", "threads"} <= set(data["environment"])
+    assert data["settings"]["iters"] == 2
+    rows = data["rows"]
+    assert [(r["key"], r["resolution"]) for r in rows] == [("gmdrit", 108), ("mdmm", 108), ("gmdrit", 216), ("mdmm", 216)]
+    for r in rows:
+        assert len(r["seconds"]) == 2 and r["median"] > 0 and r["peak_memory_bytes"] > 0
+        assert r["ratio_to_report"] == pytest.approx(r["median"] / r["report_seconds"])
+    with open(tmp_path / "benchmark.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    assert (tmp_path / "benchmark.png").stat().st_size > 0
+
+
+def test_unknown_row_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--rows", "nope", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "unknown benchmark row nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _losses(root, *speed, steps=3):
+    cfg = load_config("reduced_res", tiny_overrides(root) + list(speed))
+    torch.manual_seed(0)
+    model = build_model(cfg, torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(steps):
+        batch = Batch(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.tensor([0, 1]))
+        out.append({k: float(v) for k, v in model.train_step([batch], i).items()})
+    return out
+
+
+@pytest.mark.parametrize("fast", [["speed.amp=bf16"], ["speed.channels_last=on"], ["speed.optimizer=foreach"],
+                                  ["speed.optimizer=fused"], ["speed.amp=fp16"]])
+def test_fast_paths_keep_losses_close_to_fp32(tiny_data, fast):
+    torch.set_num_threads(1)
+    reference = _losses(tiny_data, "speed.amp=off", "speed.channels_last=off", "speed.optimizer=loop")
+    fast_run = _losses(tiny_data, "speed.amp=off", "speed.channels_last=off", "speed.optimizer=loop", *fast)
+    # amp changes precision; channels-last lays the content noise out in another memory order
+    exact = not any("amp" in f or "channels_last" in f for f in fast)
+    for ref, got in zip(reference, fast_run):
+        assert ref.keys() == got.keys()
+        for k in ref:
+            tol = dict(rel=2e-3, abs=1e-4) if exact else dict(rel=0.05, abs=0.05)
+            assert got[k] == pytest.approx(ref[k], **tol), (fast, k)
