@@ -1,7 +1,7 @@
 """GM-DRIT's GMVAE loss terms as plain tensor functions (design page, "GM-DRIT, decisions").
 
 Conventions: ``N`` batch, ``C`` domains, ``K = C * components_per_domain`` mixture components, component
-``k`` belongs to domain ``k // components_per_domain``. Unweighted: the model applies the config weights.
+``k`` belongs to domain ``k // components_per_domain``. Unweighted: the model applies the config weights. Every term is computed in fp32, also under autocast.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def kl_gaussians(mean_q: torch.Tensor, var_q: torch.Tensor, mean_p: torch.Tensor
     ``0.5 * (log(var_p / var_q) + (var_q + (mean_q - mean_p)^2) / var_p - 1)``. The sum over the batch
     is MDMM's reduction of its attribute KL (reference 3.5), which this term replaces (fork defect 5).
     """
+    mean_q, var_q, mean_p, var_p = mean_q.float(), var_q.float(), mean_p.float(), var_p.float()
     kl = 0.5 * (torch.log(var_p) - torch.log(var_q) + (var_q + (mean_q - mean_p).pow(2)) / var_p - 1.0)
     return kl.sum()
 
@@ -29,14 +30,14 @@ def kl_categorical_uniform(logits: torch.Tensor) -> torch.Tensor:
     ``sum_k q_k (log q_k + log K)`` per sample (0 for a uniform q, log K for a one-hot q); computed from
     ``log_softmax`` so it stays finite for saturated logits (fork defect 7: the term was missing).
     """
-    log_q = F.log_softmax(logits, dim=-1)
+    log_q = F.log_softmax(logits.float(), dim=-1)
     per_sample = (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(dim=-1)
     return per_sample.mean()
 
 
 def domain_log_probs(logits: torch.Tensor, components_per_domain: int) -> torch.Tensor:
     """log P(domain | x) = log of the sum of component probabilities of each domain: N x K -> N x C."""
-    log_q = F.log_softmax(logits, dim=-1)
+    log_q = F.log_softmax(logits.float(), dim=-1)
     n, k = log_q.shape
     return torch.logsumexp(log_q.view(n, k // components_per_domain, components_per_domain), dim=-1)
 
@@ -56,7 +57,7 @@ def label_similarity(class_logits: torch.Tensor, domains: torch.Tensor) -> torch
     """The report's L_GAN2 = CE(y_hat, y): cross-entropy of a discriminator's N x C domain logits vs the
     target domains (N long), per sample, averaged over the batch; differentiable w.r.t. the generated
     images (fixes fork defects 3 and 4, where it was computed on argmaxes and had no gradient)."""
-    return F.cross_entropy(class_logits, domains)
+    return F.cross_entropy(class_logits.float(), domains)
 
 
 def thumbnail_target(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -75,6 +76,7 @@ def thumbnail_reconstruction(logits: torch.Tensor, target: torch.Tensor, kind: s
     cross-entropy of sigmoid(logits) (computed with logits for stability); ``mse``: squared error of
     sigmoid(logits).
     """
+    logits, target = logits.float(), target.float()
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(logits, target)
     if kind == "mse":

@@ -52,6 +52,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
     argmax in the forward pass with the soft sample's gradient (straight-through estimator:
     ``onehot + (y - y.detach())``, which is exactly the one-hot in value).
     """
+    logits = logits.float()  # the noise and the softmax need fp32 even under autocast
     u = torch.rand(logits.shape, device=logits.device, dtype=logits.dtype, generator=generator)
     g = -torch.log(-torch.log(u + eps) + eps)
     y = F.softmax((logits + g) / tau, dim=-1)
