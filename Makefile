@@ -20,7 +20,13 @@ test: install
 
 demo: install
 	$(VENV)/bin/gmdrit train --preset quickstart --run-dir runs/demo
+	$(VENV)/bin/gmdrit translate gmdrit_cli/sample_data/apple2orange/testA/n07740461_10011.jpg --domain orange \
+		--samples 5 --seed 0 --run runs/demo --out runs/demo/translations
+	$(VENV)/bin/gmdrit interpolate gmdrit_cli/sample_data/apple2orange/testA/n07740461_10011.jpg --domain orange \
+		--steps 8 --seed 0 --run runs/demo --out runs/demo/interpolations
 	@echo "run folder: runs/demo (config.yaml, metrics.jsonl, samples/, checkpoints/)"
+	@echo "translations: runs/demo/translations/ (n07740461_10011_to_orange_1..5.png and _grid.png: input, then the 5 samples)"
+	@echo "interpolation: runs/demo/interpolations/n07740461_10011_to_orange_random.gif (and .png, the strip)"
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

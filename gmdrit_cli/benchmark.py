@@ -25,7 +25,7 @@ from .config import load_config
 from .data import Batch, UnpairedImageFolders
 from .errors import ConfigError
 from .models import build_model
-from .trainer import resolve_device
+from .speed import resolve_device
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ SizeOption = Annotated[Optional[int], typer.Option(
 SquareOption = Annotated[bool, typer.Option(
     "--square", help="write square outputs instead of keeping the input's aspect ratio")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
-ThreadsOption = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)", min=0)]
+ThreadsOption = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)")]
 ReferenceOption = Annotated[Optional[list[Path]], typer.Option(
     "--reference", "-r", help="reference image whose attribute is used (repeatable)")]
 InputsArgument = Annotated[list[str], typer.Argument(
-    metavar="INPUT...", help="image files, folders (their images) or globs", show_default=False)]
+    metavar="INPUT", help="image files, folders (their images) or globs", show_default=False)]
 
 
 class Between(str, Enum):
@@ -52,6 +52,8 @@ def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads:
     path = run if run is not None else checkpoint
     if path is None:
         raise GmdritError("say which model to use: --run RUN (its latest checkpoint) or --checkpoint PATH")
+    if threads < 0:
+        raise GmdritError(f"--threads {threads}: give a positive count, or 0 for torch's default")
     if threads:
         import torch
 
@@ -63,24 +65,35 @@ def _seed(seed: Optional[int]) -> int:
     return seed if seed is not None else secrets.randbelow(2**31)
 
 
-def _progress():
-    """A transient progress bar when stdout is a terminal (nothing in logs or pipes)."""
+def _progress(header: str):
+    """A transient progress bar when stdout is a terminal (nothing in logs or pipes); ``header`` is printed
+    when the work starts, i.e. once the options have been checked."""
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[current]}"), console=console, transient=True,
                         disable=not console.is_terminal)
     task = progress.add_task("images", total=None, current="")
+    started = []
 
     def update(done: int, total: int, current: str) -> None:
+        if not started:
+            started.append(True)
+            progress.console.print(header, markup=False, highlight=False, soft_wrap=True)
         progress.update(task, completed=done, total=total, current=Path(current).name if current else "")
 
     return progress, update
 
 
-def _header(model, seed: int, size: int, what: str) -> None:
+def _table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold")
+    for name in columns:
+        table.add_column(name, overflow="fold")  # long paths wrap, never get cut
+    return table
+
+
+def _header(model, seed: int, size: int, what: str) -> str:
     source = getattr(model, "source", None)
     where = source.describe() if source is not None else "model"
-    console.print(f"model {where} on {model.device}; {what}; seed {seed}; working size {size} px",
-                  markup=False, highlight=False, soft_wrap=True)
+    return f"model {where} on {model.device}; {what}; seed {seed}; working size {size} px"
 
 
 def _report_failures(result, verb: str) -> None:
@@ -122,27 +135,23 @@ def translate(
 ) -> None:
     """Translate images into a domain: several outputs per input from random attributes, or the attribute of
     reference images (--reference)."""
-    from .inference import check_size, resolve_domain, translate as run_translate
+    from .inference import translate as run_translate
 
     cfg, model = _load(run, checkpoint, device, threads)
-    resolve_domain(cfg, domain)
-    check_size(cfg, size)
     seed = _seed(seed)
-    size_px = size or cfg.data.crop
     mode = (f"attributes of {len(reference)} reference image(s)" if reference
             else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else ""))
-    _header(model, seed, size_px, mode)
-    progress, update = _progress()
+    progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))
     with progress:
         result = run_translate(model, inputs, domain=domain, samples=samples, component=component,
                                references=reference, seed=seed, size=size, square=square, out=out,
                                on_progress=update)
     if result.items:
-        table = Table("input", "outputs", "grid", "size", box=None, header_style="bold")
+        table = _table("input", f"outputs (in {result.out})", "grid", "size")
         for item in result.items:
-            first, last = item.outputs[0], item.outputs[-1]
-            outputs = str(first) if first == last else f"{first} .. {last.name}"
-            table.add_row(str(item.source), outputs, str(item.grid), f"{item.size[0]}x{item.size[1]}")
+            first, last = item.outputs[0].name, item.outputs[-1].name
+            outputs = first if first == last else f"{first} .. {last}"
+            table.add_row(str(item.source), outputs, item.grid.name, f"{item.size[0]}x{item.size[1]}")
         console.print(table)
         console.print(f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
                       f"to '{result.domain}', {result.seconds:.1f} s)", markup=False, highlight=False, soft_wrap=True)
@@ -154,7 +163,7 @@ def interpolate(
     inputs: InputsArgument,
     domain: Annotated[list[str], typer.Option(
         "--domain", "-d", help="target domain; give two (start, end) with --between domains or references")],
-    steps: Annotated[int, typer.Option("--steps", help="frames, both endpoints included", min=2)] = 8,
+    steps: Annotated[int, typer.Option("--steps", help="frames, both endpoints included")] = 8,
     between: Annotated[Between, typer.Option(
         "--between", help="endpoints: two random attributes, two --reference images, two mixture components "
                           "(GM-DRIT) or two domains")] = Between.random,
@@ -173,23 +182,19 @@ def interpolate(
     threads: ThreadsOption = 0,
 ) -> None:
     """Walk the attribute between two endpoints and decode each step: a strip PNG and an animated GIF per input."""
-    from .inference import check_size, interpolate as run_interpolate, resolve_domain
+    from .inference import interpolate as run_interpolate
 
     cfg, model = _load(run, checkpoint, device, threads)
-    for name in domain:
-        resolve_domain(cfg, name)
-    check_size(cfg, size)
     seed = _seed(seed)
-    _header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}")
-    progress, update = _progress()
+    progress, update = _progress(_header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}"))
     with progress:
         result = run_interpolate(model, inputs, domains=list(domain), steps=steps, between=between.value,
                                  components=component, references=reference, seed=seed, size=size,
                                  square=square, out=out, fps=fps, loop=loop, on_progress=update)
     if result.items:
-        table = Table("input", "strip", "gif", "size", box=None, header_style="bold")
+        table = _table("input", f"strip (in {result.out})", "gif", "size")
         for item in result.items:
-            table.add_row(str(item.source), str(item.strip), str(item.gif), f"{item.size[0]}x{item.size[1]}")
+            table.add_row(str(item.source), item.strip.name, item.gif.name, f"{item.size[0]}x{item.size[1]}")
         console.print(table)
         console.print(f"wrote {len(result.written)} files into {result.out} ({result.steps} steps from "
                       f"{result.start} to {result.end}, {result.seconds:.1f} s)",
@@ -199,7 +204,7 @@ def interpolate(
 
 @app.command()
 def export(
-    run: Annotated[Path, typer.Argument(help="run folder (latest checkpoint), checkpoint folder or exported model")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="run folder (latest checkpoint), checkpoint folder or exported model")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder to write model.safetensors and config.yaml into")],
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""

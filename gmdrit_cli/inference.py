@@ -18,6 +18,7 @@ is only created once there is something to write, so a failing call leaves nothi
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import math
@@ -39,6 +40,7 @@ from .config import Config, build_config, dump_config, load_config_file
 from .data import IMAGE_EXTENSIONS, open_rgb, to_image, to_tensor
 from .errors import CheckpointError, ConfigError, GmdritError
 from .models import build_model
+from .speed import resolve_device
 from .models.base import ModelFamily
 
 CONFIG_FILE = "config.yaml"
@@ -116,14 +118,39 @@ def resolve_model(path: Path | str) -> ModelSource:
     raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise InferenceError(f"unknown device '{name}'; use cpu or cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InferenceError("no CUDA device is available; use --device cpu")
-    return torch.device(name)
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def _skip_weight_init():
+    """Make ``torch.nn.init``'s initialisers no-ops while networks are built whose weights are loaded next
+    (the usual trick of model loaders: building a 216 px MDMM otherwise spends a second drawing random
+    weights that are overwritten at once)."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS if hasattr(torch.nn.init, name)}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
+def _build_empty(cfg: Config, device: torch.device) -> ModelFamily:
+    """The model of ``cfg`` with only the test-time networks, on ``device``, weights not initialised (they are
+    loaded next); discriminators and optimizers, which inference never uses, are dropped."""
+    # training=False: no optimizers and none of the training speed paths (fp32, contiguous, not compiled,
+    # deterministic); creating the first torch optimizer would also import torch._dynamo (1.5 s on 2 cores).
+    with _skip_weight_init():
+        model = build_model(cfg, torch.device("cpu"), training=False)
+    for name in list(model.networks.keys()):
+        if name not in INFERENCE_NETWORKS:
+            del model.networks[name]
+    model.optimizers.clear()
+    model.networks.to(device)
+    model.device = device
+    return model
 
 
 def load_for_inference(path: Path | str, device: torch.device | str = "cpu") -> tuple[Config, ModelFamily]:
@@ -135,11 +162,7 @@ def load_for_inference(path: Path | str, device: torch.device | str = "cpu") -> 
     device = resolve_device(device) if isinstance(device, str) else device
     source = resolve_model(path)
     cfg = source.cfg
-    model = build_model(cfg, device)
-    for name in list(model.networks.keys()):
-        if name not in INFERENCE_NETWORKS:
-            del model.networks[name]
-    model.optimizers.clear()
+    model = _build_empty(cfg, device)
     load_network_weights(source.weights, model.networks)
     model.eval_mode()
     model.source = source
@@ -159,10 +182,14 @@ class ExportResult:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename to ``path``; the temporary file is removed on any failure."""
+    """``write(tmp)`` then rename to ``path`` (with the usual permissions: the umask's); the temporary file
+    is removed on any failure."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -189,9 +216,8 @@ def export_model(path: Path | str, out: Path | str) -> ExportResult:
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
     # check the tensors fit the config before writing anything
-    probe = build_model(source.cfg, torch.device("cpu"))
-    networks = torch.nn.ModuleDict({n: probe.networks[n] for n in INFERENCE_NETWORKS})
-    expected = {f"{n}.{k}": v.shape for n, net in networks.items() for k, v in net.state_dict().items()}
+    probe = _build_empty(source.cfg, torch.device("cpu"))
+    expected = {f"{n}.{k}": v.shape for n, net in probe.networks.items() for k, v in net.state_dict().items()}
     wrong = sorted(k for k in expected.keys() | tensors.keys()
                    if k not in tensors or k not in expected or tuple(tensors[k].shape) != tuple(expected[k]))
     if wrong:
@@ -233,15 +259,21 @@ def _folder_images(folder: Path) -> list[Path]:
 def expand_inputs(items: list[str | Path]) -> tuple[list[Path], list[InputFailure]]:
     """Files, folders (their image files, sorted, not recursive) and globs -> image paths, in order and
     without duplicates, plus one :class:`InputFailure` for each item that names nothing usable."""
-    paths: list[Path] = []
-    failures: list[InputFailure] = []
+    entries = _expand(items)
+    return ([e for e in entries if isinstance(e, Path)], [e for e in entries if isinstance(e, InputFailure)])
+
+
+def _expand(items: list[str | Path]) -> list[Path | InputFailure]:
+    """:func:`expand_inputs` as one list in the order of the arguments."""
+    entries: list[Path | InputFailure] = []
+    failures = entries
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
         key = p.resolve()
         if key not in seen:
             seen.add(key)
-            paths.append(p)
+            entries.append(p)
 
     for item in items:
         text = str(item)
@@ -267,7 +299,7 @@ def expand_inputs(items: list[str | Path]) -> tuple[list[Path], list[InputFailur
                 add(f)
         else:
             failures.append(InputFailure(text, "no such file or folder"))
-    return paths, failures
+    return entries
 
 
 def read_image(path: Path) -> Image.Image:
@@ -364,7 +396,7 @@ def _save_png(im: Image.Image, path: Path) -> None:
 
 
 def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> None:
-    duration = max(20, round(1000.0 / fps))
+    duration = max(20, 10 * round(100.0 / fps))  # GIF stores centiseconds
     _atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                                     duration=duration, loop=loop, optimize=False))
 
@@ -507,12 +539,15 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     else:
         z, y = model.sample_attributes(d, samples, component, _generator(model, seed))
         tag = ""
-    paths, result.failures = expand_inputs(inputs)
+    entries = _expand(inputs)
     used: set[str] = set()
     name = cfg.data.domains[d]
-    for i, path in enumerate(paths):
+    for i, path in enumerate(entries):
         if on_progress:
-            on_progress(i, len(paths), str(path))
+            on_progress(i, len(entries), str(getattr(path, "source", path)))
+        if isinstance(path, InputFailure):
+            result.failures.append(path)
+            continue
         try:
             im = read_image(path)
         except InferenceError as exc:
@@ -532,7 +567,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
         _save_png(compose([_resize(im, wh), *fakes]), grid)
         result.items.append(TranslatedInput(path, outputs, grid, wh))
     if on_progress:
-        on_progress(len(paths), len(paths), "")
+        on_progress(len(entries), len(entries), "")
     result.seconds = time.perf_counter() - start
     return result
 
@@ -583,7 +618,7 @@ def _prior_path(model: ModelFamily, eps: list[torch.Tensor], y0: torch.Tensor, y
 
 def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], steps: int,
                        components: list[int] | None = None, references: list[Path | str] | None = None,
-                       seed: int = 0, size: int = 0) -> tuple[Endpoints, list[str]]:
+                       seed: int = 0, size: int | None = None) -> tuple[Endpoints, list[str]]:
     """The (z, y) of every step, for ``between``:
 
     * ``random``: two draws from the prior of ``domains[-1]`` (MDMM: N(0, I); GM-DRIT: p(z|y) of a component,
@@ -614,6 +649,10 @@ def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], 
         _check_component(model, c)
     if between != "components" and len(components) > 1:
         raise InferenceError("two --component values only with --between components")
+    if between == "references" and components:
+        raise InferenceError("--component does not apply to --between references: the references give the "
+                             "attributes (and components)")
+    size = check_size(cfg, size)
     target = domains[-1]
     if between == "random":
         c = components[0] if components else None
@@ -719,11 +758,14 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
                                      references=references, seed=seed, size=size)
     result = InterpolateResult(getattr(model, "source", None), between, path.start, path.end, steps, int(seed),
                                size, out, notes=notes)
-    paths, result.failures = expand_inputs(inputs)
+    entries = _expand(inputs)
     used: set[str] = set()
-    for i, p in enumerate(paths):
+    for i, p in enumerate(entries):
         if on_progress:
-            on_progress(i, len(paths), str(p))
+            on_progress(i, len(entries), str(getattr(p, "source", p)))
+        if isinstance(p, InputFailure):
+            result.failures.append(p)
+            continue
         try:
             im = read_image(p)
         except InferenceError as exc:
@@ -740,6 +782,6 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
         _save_gif(frames, gif, fps, loop)
         result.items.append(InterpolatedInput(p, strip, gif, wh))
     if on_progress:
-        on_progress(len(paths), len(paths), "")
+        on_progress(len(entries), len(entries), "")
     result.seconds = time.perf_counter() - start
     return result

@@ -36,18 +36,11 @@ from .data import Batch, UnpairedImageFolders, domain_folders, to_image
 from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily, lr_multiplier
+from .speed import resolve_device
 
 log = logging.getLogger("gmdrit")
 
 ProgressCallback = Callable[[int, "dict[str, float] | None"], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available; use --set train.device=cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -18,8 +18,9 @@ def register(cls: type[ModelFamily]) -> type[ModelFamily]:
     return cls
 
 
-def build_model(cfg: Config, device: torch.device) -> ModelFamily:
-    return MODEL_FAMILIES[cfg.model.family](cfg, device)
+def build_model(cfg: Config, device: torch.device, training: bool = True) -> ModelFamily:
+    """The model family of ``cfg``; ``training=False`` builds no optimizers (test time)."""
+    return MODEL_FAMILIES[cfg.model.family](cfg, device, training)
 
 
 from . import mdmm  # noqa: E402,F401  (registers the families)

@@ -37,8 +37,9 @@ class ModelFamily:
     #: optimizers whose learning rate the schedule leaves alone (MDMM never decays D_c's)
     constant_lr: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, cfg: Config, device: torch.device):
+    def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         self.cfg = cfg
+        self.training = training
         self.device = device
         self.networks = nn.ModuleDict()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}

@@ -61,8 +61,8 @@ class GMDRIT(MDMM):
     name = "gmdrit"
     description = "GM-DRIT: MDMM with a Gaussian-mixture attribute prior p(z|y) and inferred y (report, fixed)"
 
-    def __init__(self, cfg: Config, device: torch.device):
-        ModelFamily.__init__(self, cfg, device)
+    def __init__(self, cfg: Config, device: torch.device, training: bool = True):
+        ModelFamily.__init__(self, cfg, device, training)
         m, mix = cfg.model, cfg.mixture
         self.components_per_domain = mix.components_per_domain
         self.num_components = cfg.num_domains * mix.components_per_domain

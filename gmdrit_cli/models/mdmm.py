@@ -40,8 +40,8 @@ class MDMM(ModelFamily):
     description = "MDMM / DRIT++ baseline: Gaussian attribute N(0, I), domain one-hot code (Lee et al. 2019)"
     constant_lr = frozenset({"dis_content"})
 
-    def __init__(self, cfg: Config, device: torch.device):
-        super().__init__(cfg, device)
+    def __init__(self, cfg: Config, device: torch.device, training: bool = True):
+        super().__init__(cfg, device, training)
         m = cfg.model
         nets = build_mdmm_networks(cfg.num_domains, cfg.data.crop, nz=m.nz, width=m.width,
                                    dis_norm=m.dis_norm, dis_spectral_norm=m.dis_spectral_norm)
@@ -49,7 +49,13 @@ class MDMM(ModelFamily):
         self._build_optimizers()
 
     def _build_optimizers(self) -> None:
-        """Adam per network (reference 3.6), and the speed settings that go with the networks."""
+        """Adam per network (reference 3.6), and the speed settings that go with the networks.
+
+        At test time (``training=False``) there are no optimizers and the networks run in fp32, contiguous
+        and not compiled: deterministic, and no optimizer import cost."""
+        if not self.training:
+            self.amp_dtype, self.scaler, self.channels_last = None, None, False
+            return
         sp = self.cfg.speed
         self.amp_dtype = speed.amp_dtype(sp.amp, self.device)
         self.scaler = speed.LossScaler() if self.amp_dtype == torch.float16 else None
