@@ -1,5 +1,164 @@
-"""CLI command `gmdrit eval`: the metrics the report could not compute."""
+"""CLI command `gmdrit eval`: the metrics the report could not compute.
+
+Parsing and rendering only; the work is in :mod:`gmdrit_cli.evaluate` and :mod:`gmdrit_cli.metrics`.
+"""
 
 from __future__ import annotations
 
-from .cli import app, console  # noqa: F401
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli import app, console
+from .metrics import METRICS
+
+_METRIC_LIST = "\n".join(f"  {m.name:8s} {m.description}" for m in METRICS.values())
+
+
+class Mode(str, Enum):
+    latent = "latent"
+    reference = "reference"
+
+
+class LpipsVersion(str, Enum):
+    v01 = "0.1"
+    v00 = "0.0"
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _row_cells(row: dict, metrics: list[str], lpips_key: str) -> list[str]:
+    cells = []
+    if "fid" in metrics:
+        cells.append(_fmt(row.get("fid")))
+    if "kid" in metrics:
+        kid = row.get("kid")
+        cells.append("-" if kid is None else f"{kid['mean']:.4f} ± {kid['std']:.4f}")
+    if "lpips" in metrics:
+        lp = row.get(lpips_key)
+        cells.append("-" if lp is None else f"{lp['mean']:.4f}")
+    if "ndb" in metrics:
+        ndb = row.get("ndb")
+        cells.append("-" if ndb is None else f"{ndb['ndb']} / {ndb['bins']}")
+    if "jsd" in metrics:
+        ndb = row.get("ndb")
+        cells.append("-" if ndb is None else f"{ndb['jsd']:.4f}")
+    return cells
+
+
+def _mean_cells(mean: dict, metrics: list[str], lpips_key: str) -> list[str]:
+    cells = []
+    if "fid" in metrics:
+        cells.append(_fmt(mean.get("fid")))
+    if "kid" in metrics:
+        cells.append(_fmt(mean.get("kid"), 4))
+    if "lpips" in metrics:
+        cells.append(_fmt(mean.get(lpips_key), 4))
+    if "ndb" in metrics:
+        cells.append(_fmt(mean.get("ndb"), 1))
+    if "jsd" in metrics:
+        cells.append(_fmt(mean.get("jsd"), 4))
+    return cells
+
+
+def render(report: dict) -> None:
+    """The Rich table of one eval report: one row per task, the mean, and the real-vs-real lines."""
+    metrics = report["settings"]["metrics"]
+    columns = [c for c in ("fid", "kid", "lpips", "ndb", "jsd") if c in metrics]
+    if columns:
+        headers = {"fid": "FID", "kid": "KID", "lpips": "LPIPS", "ndb": "NDB", "jsd": "JSD"}
+        table = Table("task", "outputs", *(headers[c] for c in columns), header_style="bold",
+                      title=f"{report['model']['family']} {report['model']['config']} "
+                            f"(iteration {report['model']['iteration']}), {report['settings']['mode']} mode, "
+                            f"{report['settings']['samples_per_input']} outputs per input")
+        for row in report["tasks"]:
+            table.add_row(f"{row['source']} → {row['target']}", str(row["outputs"]),
+                          *_row_cells(row, metrics, "lpips"))
+        table.add_row("mean", "", *_mean_cells(report["mean"], metrics, "lpips"), style="bold")
+        if report["reference"]:
+            table.add_section()
+            for name, row in report["reference"].items():
+                table.add_row(f"real {name}: test vs train", str(row["n_test"]),
+                              *_row_cells(row, metrics, "lpips_set"), style="dim")
+            table.add_row("real: mean", "", *_mean_cells(report["reference_mean"], metrics, "lpips_set"),
+                          style="dim bold")
+        console.print(table)
+    cluster = report.get("cluster")
+    if cluster and "skipped" in cluster:
+        console.print(f"cluster: skipped ({cluster['skipped']})", markup=False)
+    elif cluster:
+        usage = ", ".join(f"{u:.2f}" for u in cluster["component_usage"])
+        console.print(f"cluster ({cluster['images']} test images, K={cluster['components']}): accuracy "
+                      f"{cluster['accuracy']:.3f} (Hungarian), NMI {cluster['nmi']:.3f}, domain accuracy "
+                      f"{cluster['domain_accuracy']:.3f}, component usage [{usage}]", markup=False)
+    for key in ("inception", "lpips_backbone"):
+        w = report["weights"].get(key)
+        if w:
+            console.print(f"{key} weights: {w['path']} (sha256 {w['sha256'][:16]}…)", markup=False, style="dim")
+    if "lpips" in metrics and report["reference"]:
+        console.print("LPIPS of the real lines is set-level (random pairs of distinct test images), not per input.",
+                      style="dim")
+
+
+@app.command("eval", epilog="Metrics (--metrics, comma-separated):\n\n\b\n" + _METRIC_LIST)
+def eval_(
+    run: Annotated[Path, typer.Argument(help="run folder (latest valid checkpoint), checkpoint folder, or exported model.safetensors")],
+    data: Annotated[Optional[str], typer.Option("--data", help="dataset root (default: the run's data.root)")] = None,
+    metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(METRICS),
+    samples_per_input: Annotated[int, typer.Option("--samples-per-input", help="outputs per test image and target domain")] = 10,
+    mode: Annotated[Mode, typer.Option("--mode", help="latent: random attributes from the prior; reference: attributes of target test images")] = Mode.latent,
+    seed: Annotated[int, typer.Option("--seed", help="seed of attributes, references, KID subsets, NDB bins")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default RUN/eval/iter_N-MODE)")] = None,
+    inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="torch-fidelity InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline FID/KID")] = None,
+    lpips_version: Annotated[LpipsVersion, typer.Option("--lpips-version", help="LPIPS linear weights: 0.1 (current) or 0.0 (BicycleGAN/MUNIT-era numbers)")] = LpipsVersion.v01,
+    lpips_backbone_weights: Annotated[Optional[Path], typer.Option("--lpips-backbone-weights", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth) for offline LPIPS")] = None,
+    ndb_bins: Annotated[int, typer.Option("--ndb-bins", help="NDB/JSD: K, the number of K-means bins")] = 50,
+    ndb_size: Annotated[int, typer.Option("--ndb-size", help="NDB/JSD: images are downscaled to this many pixels square")] = 32,
+    ndb_alpha: Annotated[float, typer.Option("--ndb-alpha", help="NDB: significance level of the per-bin z-test")] = 0.05,
+    kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", help="KID: samples per subset (lowered to the smaller set)")] = 1000,
+    kid_subsets: Annotated[int, typer.Option("--kid-subsets", help="KID: number of random subsets")] = 100,
+    max_inputs: Annotated[int, typer.Option("--max-inputs", help="use only the first N test images of each domain (0 = all)")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="generated images per forward pass")] = 32,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
+    no_reference: Annotated[bool, typer.Option("--no-reference", help="skip the real-vs-real reference line")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)", min=0)] = 0,
+) -> None:
+    """Translate every test image into every other domain and compute FID, KID, LPIPS, NDB, JSD, cluster scores.
+
+    Outputs are PNGs under --out; eval.json there records every number, setting, library version,
+    weight hash and seed. Missing weights (offline) stop the command before any work, naming the file
+    and the flag that takes it; GMDRIT_OFFLINE=1 forbids downloads.
+    """
+    from .evaluate import EvalOptions, evaluate
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    options = EvalOptions(run=run, data=data, metrics=metrics, samples_per_input=samples_per_input,
+                          mode=mode.value, seed=seed, out=out, inception_weights=inception_weights,
+                          lpips_version=lpips_version.value, lpips_backbone_weights=lpips_backbone_weights,
+                          ndb_bins=ndb_bins, ndb_size=ndb_size, ndb_alpha=ndb_alpha, kid_subset_size=kid_subset_size,
+                          kid_subsets=kid_subsets, max_inputs=max_inputs, batch_size=batch_size, device=device,
+                          reference_line=not no_reference)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True, disable=not console.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        result = evaluate(options, update)
+    render(result.report)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"outputs in {result.out}; report {result.json_path}", markup=False)

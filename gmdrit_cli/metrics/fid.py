@@ -4,14 +4,16 @@ Features are torch-fidelity's ``inception-v3-compat`` 2048-d pool features (the 
 its TF1-compatible bilinear resize to 299 px), so numbers are comparable with the TTUR/MSGAN-era
 protocol. The weights come from ``--inception-weights PATH`` or from torch-hub's cache/download
 (``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``); their SHA-256 is reported.
-Weight files are first read with ``torch.load(weights_only=True)``, so a file that would need arbitrary
-unpickling is refused.
+Weight files (``.pth``, the format these weights are published in) are read only with PyTorch's
+restricted weights-only loader, which accepts tensors and plain containers and refuses anything that
+would need arbitrary unpickling (see :func:`load_state_dict_safely`).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,20 +68,37 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
 
 
-@dataclass
 class FeatureSet:
-    """Features of one image set with their FID statistics (computed once, reused)."""
+    """Features of one image set (N x d) with their mean, centred copy and, when needed, covariance.
 
-    features: np.ndarray  # N x d float64
-    mu: np.ndarray
-    sigma: np.ndarray
-    _sqrt: np.ndarray | None = None
+    :meth:`fid_to` avoids the d x d covariance when a set has fewer vectors than dimensions (the usual
+    case with 2048-d Inception features): with centred feature matrices X1, X2 the covariances are
+    ``Xi^T Xi / (ni - 1)``, the nonzero eigenvalues of ``sigma1 sigma2`` are the squared singular values
+    of ``X2 X1^T / sqrt((n1 - 1)(n2 - 1))``, so ``tr((sigma1 sigma2)^(1/2))`` is that matrix's nuclear
+    norm. Same number as :func:`frechet_distance` on the statistics, far less work.
+    """
+
+    def __init__(self, features: np.ndarray):
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] < 2:
+            raise MetricError(f"FID needs at least 2 feature vectors, got an array of shape {f.shape}")
+        self.features = f
+        self.n, self.dims = f.shape
+        self.mu = f.mean(axis=0)
+        self.centred = f - self.mu
+        self.trace = float((self.centred ** 2).sum() / (self.n - 1))
+        self._sigma: np.ndarray | None = None
+        self._sqrt: np.ndarray | None = None
 
     @classmethod
     def from_features(cls, features: np.ndarray) -> "FeatureSet":
-        features = np.asarray(features, dtype=np.float64)
-        mu, sigma = feature_statistics(features)
-        return cls(features, mu, sigma)
+        return cls(features)
+
+    @property
+    def sigma(self) -> np.ndarray:
+        if self._sigma is None:
+            self._sigma = self.centred.T @ self.centred / (self.n - 1)
+        return self._sigma
 
     @property
     def sqrt_sigma(self) -> np.ndarray:
@@ -89,6 +108,14 @@ class FeatureSet:
 
     def fid_to(self, other: "FeatureSet") -> float:
         """FID between this (reference) set and ``other``."""
+        if other.dims != self.dims:
+            raise MetricError(f"FID feature sizes differ: {self.dims} and {other.dims}")
+        if min(self.n, other.n) < self.dims:
+            cross = other.centred @ self.centred.T
+            tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum()
+                               / np.sqrt((self.n - 1) * (other.n - 1)))
+            diff = self.mu - other.mu
+            return float(diff @ diff + self.trace + other.trace - 2.0 * tr_covmean)
         return frechet_distance(self.mu, self.sigma, other.mu, other.sigma, sqrt_sigma1=self.sqrt_sigma)
 
 
@@ -160,7 +187,8 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, flag: str) -> tuple[Path, str]:
+def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, flag: str,
+                  metrics: str = "") -> tuple[Path, str]:
     """The weights file to use and where it came from (``flag``, ``cache`` or ``download``).
 
     ``path`` (the user's flag) must exist. Otherwise torch-hub's cache is used when it holds
@@ -177,13 +205,17 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
         return cached, "cache"
     hint = (f"{what} needs the weights file {file_name}: download it from {url} on a machine with internet "
             f"and pass {flag} PATH (or put it in {cached.parent})")
+    if metrics:
+        hint += f", or leave {metrics} out of --metrics"
     if offline():
         raise WeightsError(f"{hint}; downloads are off ({OFFLINE_ENV}=1)")
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(60)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cached), progress=False)
+        prefix = re.search(r"-([0-9a-f]{8,})\.pth$", file_name)  # torch-hub names carry a SHA-256 prefix
+        torch.hub.download_url_to_file(url, str(cached), hash_prefix=prefix.group(1) if prefix else None,
+                                       progress=False)
     except Exception as exc:  # URLError, HTTPError, timeouts, disk errors: all mean "no weights"
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(f"{hint}; the download failed ({reason})") from None
@@ -193,12 +225,18 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
 
 
 def load_state_dict_safely(path: Path, what: str, flag: str) -> tuple[dict, str]:
-    """Read a weights file once: its state dict (loaded with ``weights_only=True``) and its SHA-256."""
+    """Read a weights file once: its state dict and its SHA-256.
+
+    The ``.pth`` file is parsed by PyTorch's restricted weights-only unpickler (``weights_only=True``):
+    only tensors and plain containers are accepted; a file needing any other class is refused with a
+    :class:`WeightsError`. This is the one place gmdrit reads a pickle-format file a user hands in.
+    """
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise WeightsError(f"cannot read {what} weights {path}: {exc.strerror or exc}") from None
     try:
+        # the restricted loader: tensors and plain containers only, never arbitrary objects
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -227,10 +265,10 @@ class InceptionFeatures:
 
     def __init__(self, weights: str | Path | None = None, device: torch.device | str = "cpu", batch_size: int = 32):
         self.path, self.source = fetch_weights(weights, INCEPTION_FILE, INCEPTION_URL, "FID/KID (InceptionV3)",
-                                               "--inception-weights")
+                                               "--inception-weights", "fid,kid")
         state, self.sha256 = load_state_dict_safely(self.path, "InceptionV3", "--inception-weights")
         buf = io.BytesIO()
-        torch.save(state, buf)  # re-serialised from the checked tensors: torch-fidelity unpickles what it gets
+        torch.save(state, buf)  # re-serialised from the checked tensors: torch-fidelity fully loads what it gets
         buf.seek(0)
         try:
             net = _inception_class()("inception-v3-compat", [self.feature_layer], feature_extractor_weights_path=buf)

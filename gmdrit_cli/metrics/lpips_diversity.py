@@ -60,7 +60,7 @@ class LPIPSDiversity:
             raise MetricError(f"--lpips-version must be one of {', '.join(VERSIONS)}, got {version!r}")
         self.version = version
         self.path, self.source = fetch_weights(backbone_weights, ALEXNET_FILE, ALEXNET_URL,
-                                               "LPIPS (AlexNet backbone)", "--lpips-backbone-weights")
+                                               "LPIPS (AlexNet backbone)", "--lpips-backbone-weights", "lpips")
         state, self.sha256 = load_state_dict_safely(self.path, "LPIPS AlexNet backbone", "--lpips-backbone-weights")
         import lpips
 
