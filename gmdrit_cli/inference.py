@@ -411,6 +411,26 @@ def _unique_stem(path: Path, used: set[str]) -> str:
     return candidate
 
 
+def _readable_inputs(inputs, model: ModelFamily, size: int, square: bool, failures: list, on_progress=None):
+    """Yield ``(path, image, output size, model input 1x3xSxS)`` for every input that decodes; the others are
+    appended to ``failures`` so the rest of the call goes on."""
+    entries = _expand(inputs)
+    for i, path in enumerate(entries):
+        if on_progress:
+            on_progress(i, len(entries), str(getattr(path, "source", path)))
+        if isinstance(path, InputFailure):
+            failures.append(path)
+            continue
+        try:
+            im = read_image(path)
+        except InferenceError as exc:
+            failures.append(InputFailure(str(path), str(exc)))
+            continue
+        yield path, im, output_size(im.width, im.height, size, square), to_model_input(im, size, model.device)
+    if on_progress:
+        on_progress(len(entries), len(entries), "")
+
+
 def _generator(model: ModelFamily, seed: int) -> torch.Generator:
     return torch.Generator(device=model.device).manual_seed(int(seed))
 
@@ -539,22 +559,9 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     else:
         z, y = model.sample_attributes(d, samples, component, _generator(model, seed))
         tag = ""
-    entries = _expand(inputs)
     used: set[str] = set()
     name = cfg.data.domains[d]
-    for i, path in enumerate(entries):
-        if on_progress:
-            on_progress(i, len(entries), str(getattr(path, "source", path)))
-        if isinstance(path, InputFailure):
-            result.failures.append(path)
-            continue
-        try:
-            im = read_image(path)
-        except InferenceError as exc:
-            result.failures.append(InputFailure(str(path), str(exc)))
-            continue
-        wh = output_size(im.width, im.height, size, square)
-        x = to_model_input(im, size, model.device)
+    for path, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
         fakes = [_resize(to_image(t), wh) for t in _generate(model, model.encode_content(x), z, y)]
         stem = _unique_stem(path, used)
         _make_folder(out)
@@ -566,8 +573,6 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
         grid = out / f"{stem}_to_{name}_grid.png"
         _save_png(compose([_resize(im, wh), *fakes]), grid)
         result.items.append(TranslatedInput(path, outputs, grid, wh))
-    if on_progress:
-        on_progress(len(entries), len(entries), "")
     result.seconds = time.perf_counter() - start
     return result
 
@@ -758,21 +763,8 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
                                      references=references, seed=seed, size=size)
     result = InterpolateResult(getattr(model, "source", None), between, path.start, path.end, steps, int(seed),
                                size, out, notes=notes)
-    entries = _expand(inputs)
     used: set[str] = set()
-    for i, p in enumerate(entries):
-        if on_progress:
-            on_progress(i, len(entries), str(getattr(p, "source", p)))
-        if isinstance(p, InputFailure):
-            result.failures.append(p)
-            continue
-        try:
-            im = read_image(p)
-        except InferenceError as exc:
-            result.failures.append(InputFailure(str(p), str(exc)))
-            continue
-        wh = output_size(im.width, im.height, size, square)
-        x = to_model_input(im, size, model.device)
+    for p, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
         frames = [_resize(to_image(t), wh) for t in _generate(model, model.encode_content(x), path.z, path.y)]
         stem = _unique_stem(p, used)
         _make_folder(out)
@@ -781,7 +773,5 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
         _save_png(compose([_resize(im, wh), *frames]), strip)
         _save_gif(frames, gif, fps, loop)
         result.items.append(InterpolatedInput(p, strip, gif, wh))
-    if on_progress:
-        on_progress(len(entries), len(entries), "")
     result.seconds = time.perf_counter() - start
     return result
