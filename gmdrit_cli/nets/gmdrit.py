@@ -21,8 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import init_conv_weights
-from .mdmm import AttributeBackbone, ContentDiscriminator, ContentEncoder, Generator, ImageDiscriminator
+from .mdmm import AttributeBackbone, Generator, assemble_networks
 
 __all__ = [
     "VAR_FLOOR",
@@ -239,14 +238,6 @@ def build_gmdrit_networks(
     layers keep PyTorch's default init (as in the fork), except AdaIN's zero-initialised output layer.
     """
     k = num_domains * components_per_domain
-    nets: dict[str, nn.Module] = {
-        "content_encoder": ContentEncoder(width),
-        "attribute_encoder": MixtureAttributeEncoder(k, nz, width),
-        "generator": MixtureGenerator(num_domains, k, nz, thumbnail, use_adain, double_convT, width),
-        "dis_encoded": ImageDiscriminator(crop_size, num_domains, dis_norm, dis_spectral_norm, width),
-        "dis_random": ImageDiscriminator(crop_size, num_domains, dis_norm, dis_spectral_norm, width),
-        "dis_content": ContentDiscriminator(num_domains, width),
-    }
-    for net in nets.values():
-        init_conv_weights(net)
-    return nets
+    return assemble_networks(lambda: MixtureAttributeEncoder(k, nz, width),
+                             lambda: MixtureGenerator(num_domains, k, nz, thumbnail, use_adain, double_convT, width),
+                             num_domains, crop_size, dis_norm, dis_spectral_norm, width)

@@ -280,10 +280,19 @@ def build_mdmm_networks(
     generated from encoded attributes), "dis_random" (D2, judges images from random attributes),
     "dis_content".
     """
+    return assemble_networks(lambda: AttributeEncoder(num_domains, nz=nz, width=width),
+                             lambda: Generator(num_domains, nz=nz, width=width),
+                             num_domains, crop_size, dis_norm, dis_spectral_norm, width)
+
+
+def assemble_networks(make_attribute_encoder, make_generator, num_domains: int, crop_size: int,
+                      dis_norm: str, dis_spectral_norm: bool, width: int) -> dict[str, nn.Module]:
+    """The six networks of a family: its own attribute encoder and generator (built by the two callables)
+    with MDMM's content encoder and discriminators, in a fixed construction order, MDMM's init applied."""
     nets: dict[str, nn.Module] = {
         "content_encoder": ContentEncoder(width),
-        "attribute_encoder": AttributeEncoder(num_domains, nz=nz, width=width),
-        "generator": Generator(num_domains, nz=nz, width=width),
+        "attribute_encoder": make_attribute_encoder(),
+        "generator": make_generator(),
         "dis_encoded": ImageDiscriminator(crop_size, num_domains, dis_norm, dis_spectral_norm, width),
         "dis_random": ImageDiscriminator(crop_size, num_domains, dis_norm, dis_spectral_norm, width),
         "dis_content": ContentDiscriminator(num_domains, width),
