@@ -125,6 +125,9 @@ class SpeedConfig:
     compile: bool = _opt(False, "torch.compile every network (slow first iterations)")
     optimizer: str = _opt("auto", "Adam implementation (auto = fused on CUDA, foreach on CPU)",
                           choices=("auto", "fused", "foreach", "loop"))
+    keep_freed_memory: str = _opt("auto", "keep freed CPU memory for reuse instead of returning it to the "
+                                  "OS each iteration (glibc; auto = on for CPU training)",
+                                  choices=("auto", "on", "off"))
 
 
 @dataclass

@@ -66,7 +66,7 @@ def _losses(root, *speed, steps=3):
 
 
 @pytest.mark.parametrize("fast", [["speed.amp=bf16"], ["speed.channels_last=on"], ["speed.optimizer=foreach"],
-                                  ["speed.optimizer=fused"], ["speed.amp=fp16"]])
+                                  ["speed.optimizer=fused"], ["speed.amp=fp16"], ["speed.keep_freed_memory=on"]])
 def test_fast_paths_keep_losses_close_to_fp32(tiny_data, fast):
     torch.set_num_threads(1)
     reference = _losses(tiny_data, "speed.amp=off", "speed.channels_last=off", "speed.optimizer=loop")
@@ -78,3 +78,14 @@ def test_fast_paths_keep_losses_close_to_fp32(tiny_data, fast):
         for k in ref:
             tol = dict(rel=2e-3, abs=1e-4) if exact else dict(rel=0.05, abs=0.05)
             assert got[k] == pytest.approx(ref[k], **tol), (fast, k)
+
+
+def test_keep_freed_memory_applies_only_where_asked():
+    from gmdrit_cli import speed
+
+    assert speed.keep_freed_memory("off", torch.device("cpu")) is False
+    assert speed.keep_freed_memory("auto", torch.device("cuda")) is False
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert speed.keep_freed_memory("auto", torch.device("cpu")) is True

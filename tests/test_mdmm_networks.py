@@ -13,6 +13,7 @@ from gmdrit_cli.nets.blocks import (
     LayerNorm,
     LeakyReLUConv2d,
     ReLUINSConvTranspose2d,
+    conv_transpose_tiled,
     init_conv_weights,
     tile,
 )
@@ -292,6 +293,51 @@ def test_tile_and_init():
     for m in g.modules():
         if isinstance(m, LayerNorm):
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding,h,w", [
+    (3, 2, 1, 1, 5, 7),  # the generator's up-sampling layers, odd and even sizes
+    (3, 1, 1, 0, 4, 4),  # double_convT's extra layer
+    (1, 1, 0, 0, 6, 3),  # dec4
+    (4, 2, 1, 0, 5, 5),
+    (3, 2, 0, 1, 3, 4),
+])
+def test_conv_transpose_tiled_equals_convolving_the_tiled_map(kernel, stride, padding, output_padding, h, w):
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose2d(6 + 4, 5, kernel, stride=stride, padding=padding,
+                              output_padding=output_padding).double()
+    x = torch.randn(2, 6, h, w, dtype=torch.double, requires_grad=True)
+    vec = torch.randn(2, 4, dtype=torch.double, requires_grad=True)
+    reference = conv(torch.cat([x, tile(vec, h, w)], dim=1))
+    fast = conv_transpose_tiled(conv, x, vec)
+    assert fast.shape == reference.shape
+    assert torch.allclose(fast, reference, atol=1e-12)
+    upstream = torch.randn_like(reference)
+    inputs = [x, vec, conv.weight, conv.bias]
+    expected = torch.autograd.grad((reference * upstream).sum(), inputs)
+    got = torch.autograd.grad((fast * upstream).sum(), inputs)
+    for e, g in zip(expected, got):
+        assert torch.allclose(g, e, atol=1e-12)
+
+
+@pytest.mark.parametrize("double_convT", [False, True])
+def test_generator_equals_the_official_concatenations(double_convT):
+    """Generator.forward convolves the tiled z in closed form; the official formula concatenates."""
+    torch.manual_seed(0)
+    gen = init_conv_weights(Generator(2, nz=5, double_convT=double_convT, width=8)).double()
+    z_c = torch.randn(3, 32, 6, 6, dtype=torch.double)
+    z = torch.randn(3, 5, dtype=torch.double)
+    code = torch.eye(2, dtype=torch.double)[[0, 1, 1]]
+
+    def up(block, x):
+        return block.model(x) if isinstance(block, ReLUINSConvTranspose2d) else block[1](block[0].model(x))
+
+    out = gen.dec_share(z_c)
+    out = gen.dec1(torch.cat([out, tile(code, 6, 6), tile(z, 6, 6)], dim=1))
+    out = up(gen.dec2, torch.cat([out, tile(z, 6, 6)], dim=1))
+    out = up(gen.dec3, torch.cat([out, tile(z, 12, 12)], dim=1))
+    reference = gen.dec4(torch.cat([out, tile(z, 24, 24)], dim=1))
+    assert torch.allclose(gen(z_c, z, code), reference, atol=1e-12)
 
 
 def test_attribute_encoder_is_backbone_plus_heads():

@@ -154,24 +154,21 @@ class GMDRIT(MDMM):
             rand_a = rand_b = attr_random
             random_y, ry_a, ry_b = enc.y, y_a, y_b
 
-        out_a, res_a = G(torch.cat([content_b, content_a, content_b]), torch.cat([attr_a, attr_a, rand_a]),
-                         torch.cat([y_a, y_a, ry_a]))
-        out_b, res_b = G(torch.cat([content_a, content_b, content_a]), torch.cat([attr_b, attr_b, rand_b]),
-                         torch.cat([y_b, y_b, ry_b]))
-        fake_a_enc, fake_aa, fake_a_rand = out_a.split(h)
-        fake_b_enc, fake_bb, fake_b_rand = out_b.split(h)
-        # rows h..2h of each call are (z, y) of the real images of that half, in batch order
-        own = slice(h, 2 * h)
-        prior_mean = torch.cat([res_a.y_mean[own], res_b.y_mean[own]])
-        prior_var = torch.cat([res_a.y_var[own], res_b.y_var[own]])
-        thumbs = torch.cat([res_a.x_rec_logits[own], res_b.x_rec_logits[own]])
+        # one G call for both output domains (G is per-sample; see MDMM.translate)
+        out, res = G(torch.cat([content_b, content_a, content_b, content_a, content_b, content_a]),
+                     torch.cat([attr_a, attr_a, rand_a, attr_b, attr_b, rand_b]),
+                     torch.cat([y_a, y_a, ry_a, y_b, y_b, ry_b]))
+        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)
+        # blocks 1 and 4 (of h rows) hold (z, y) of the real images of each half, in batch order
+        own = torch.cat([torch.arange(h, 2 * h), torch.arange(4 * h, 5 * h)]).to(out.device)
+        prior_mean, prior_var, thumbs = res.y_mean[own], res.y_var[own], res.x_rec_logits[own]
 
         fake_encoded = torch.cat([fake_a_enc, fake_b_enc])
         content2 = E_c(fake_encoded)
         content2_b, content2_a = content2[:h], content2[h:]  # fake_a_enc carries B's content
         enc2 = self._encode(fake_encoded, code, generator, test)  # y re-inferred on the fakes
-        recon_a, _ = G(content2_a, enc2.z[:h], enc2.y[:h])
-        recon_b, _ = G(content2_b, enc2.z[h:], enc2.y[h:])
+        recon, _ = G(torch.cat([content2_a, content2_b]), enc2.z, enc2.y)
+        recon_a, recon_b = recon.split(h)
 
         fake_random = torch.cat([fake_a_rand, fake_b_rand])
         random_attr_mean = self._encode(fake_random, code, generator, test, sample=False).mean

@@ -9,6 +9,8 @@ All blocks are pure ``nn.Module`` code: no device handling, no I/O.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +27,7 @@ __all__ = [
     "BasicBlock",
     "GaussianNoiseLayer",
     "tile",
+    "conv_transpose_tiled",
     "init_conv_weights",
 ]
 
@@ -182,8 +185,12 @@ class ReLUINSConvTranspose2d(nn.Module):
             nn.ReLU(),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, vec: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: N x c x H x W; ``vec`` (N x L, optional): a vector tiled over space after ``x``'s
+        channels (c + L = cin), computed without building the tiled map (:func:`conv_transpose_tiled`)."""
+        conv, norm, relu = self.model
+        out = conv(x) if vec is None else conv_transpose_tiled(conv, x, vec)
+        return relu(norm(out))
 
 
 class BasicBlock(nn.Module):
@@ -231,6 +238,48 @@ def tile(vec: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Broadcast an ``N x L`` vector over space: returns an ``N x L x h x w`` view (no copy)."""
     n, length = vec.shape
     return vec.reshape(n, length, 1, 1).expand(n, length, h, w)
+
+
+@lru_cache(maxsize=64)
+def _constant_input_taps(size_in: int, kernel: int, stride: int, padding: int, output_padding: int):
+    """Which kernel taps of a transposed convolution reach each output position along one axis.
+
+    Returns (types: T x kernel 0/1 float, index: size_out long): output position o receives tap k
+    from input position i when ``o = i*stride - padding + k`` and ``0 <= i < size_in``; positions with
+    the same tap set share a type (at most three for the generator's layers: interior even, interior
+    odd, border).
+    """
+    size_out = (size_in - 1) * stride - 2 * padding + kernel + output_padding
+    rows, index = {}, []
+    for o in range(size_out):
+        taps = tuple(float((o + padding - k) % stride == 0 and 0 <= (o + padding - k) // stride < size_in)
+                     for k in range(kernel))
+        index.append(rows.setdefault(taps, len(rows)))
+    return torch.tensor(list(rows)), torch.tensor(index)
+
+
+def conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """``conv(cat([x, tile(vec)], 1))`` without building the tiled map, exactly (up to rounding).
+
+    x: N x c x H x W, vec: N x L with c + L = conv.in_channels -> N x cout x H' x W'.
+    The convolution is linear, so the tiled part contributes ``sum over the taps that reach each output
+    position of W[c:, :, ky, kx]^T vec``: a map with at most 3 x 3 distinct values per (sample, channel).
+    MDMM's generator concatenates the attribute to every up-sampling layer this way; at nz = 108 the
+    tiled channels are a third of dec3's input, convolved here as 3 x 3 numbers instead of a full map.
+    """
+    if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+        return conv(torch.cat([x, tile(vec, x.shape[2], x.shape[3])], dim=1))
+    c = x.shape[1]
+    weight = conv.weight
+    out = F.conv_transpose2d(x, weight[:c], conv.bias, conv.stride, conv.padding, conv.output_padding)
+    row_types, row_index = _constant_input_taps(x.shape[2], weight.shape[2], conv.stride[0], conv.padding[0],
+                                                conv.output_padding[0])
+    col_types, col_index = _constant_input_taps(x.shape[3], weight.shape[3], conv.stride[1], conv.padding[1],
+                                                conv.output_padding[1])
+    dev = out.device
+    per_tap = torch.einsum("nl,lokj->nokj", vec.to(out.dtype), weight[c:].to(out.dtype))
+    per_type = torch.einsum("ak,nokj,bj->noab", row_types.to(dev, out.dtype), per_tap, col_types.to(dev, out.dtype))
+    return out + per_type.index_select(2, row_index.to(dev)).index_select(3, col_index.to(dev))
 
 
 def init_conv_weights(module: nn.Module, std: float = 0.02) -> nn.Module:

@@ -25,6 +25,7 @@ from .blocks import (
     ReflectionPad2dSafe,
     ReLUINSConv2d,
     ReLUINSConvTranspose2d,
+    conv_transpose_tiled,
     init_conv_weights,
     tile,
 )
@@ -171,11 +172,18 @@ class Generator(nn.Module):
             out = self.adain(out, torch.cat([z, code], dim=1))
         h, w = out.shape[2], out.shape[3]
         out = self.dec1(torch.cat([out, tile(code, h, w), tile(z, h, w)], dim=1))
-        out = self.dec2(torch.cat([out, tile(z, h, w)], dim=1))
-        h, w = out.shape[2], out.shape[3]
-        out = self.dec3(torch.cat([out, tile(z, h, w)], dim=1))
-        h, w = out.shape[2], out.shape[3]
-        return self.dec4(torch.cat([out, tile(z, h, w)], dim=1))
+        # dec2..dec4 see cat([out, tile(z)]) as in the official code; the tiled part is convolved
+        # in closed form (conv_transpose_tiled), the same numbers without the big tiled maps
+        out = self._up_with(self.dec2, out, z)
+        out = self._up_with(self.dec3, out, z)
+        return self.dec4[1](conv_transpose_tiled(self.dec4[0], out, z))
+
+    @staticmethod
+    def _up_with(block: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if isinstance(block, ReLUINSConvTranspose2d):
+            return block(x, z)
+        up, extra = block
+        return extra(up(x, z))
 
 
 class ImageDiscriminator(nn.Module):
