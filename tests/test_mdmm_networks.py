@@ -278,6 +278,22 @@ def test_layer_norm_and_conv_transpose_block():
     assert ReLUINSConvTranspose2d(4, 6, stride=1)(x).shape == (3, 6, 5, 5)
 
 
+def test_layer_norm_is_the_same_in_channels_last():
+    torch.manual_seed(0)
+    ln = LayerNorm(5).double()
+    nn.init.normal_(ln.weight)
+    nn.init.normal_(ln.bias)
+    x = torch.randn(3, 5, 4, 6, dtype=torch.double)
+    expected = ln(x)
+    got = ln(x.contiguous(memory_format=torch.channels_last))
+    assert got.is_contiguous(memory_format=torch.channels_last)  # no round trip through NCHW
+    assert torch.allclose(got, expected, atol=1e-12)
+    # and against the definition: per-sample mean/variance over (C, H, W), per-channel affine
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    var = x.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    assert torch.allclose(got, (x - mean) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias, atol=1e-12)
+
+
 def test_tile_and_init():
     v = torch.arange(6.0).reshape(2, 3)
     t = tile(v, 4, 5)

@@ -160,9 +160,16 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape[1:]
         # Expanding the per-channel affine to (C, H, W) lets F.layer_norm do normalisation and
         # affine in one fused call.
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # channels-last: normalise the N x H x W x C view (contiguous, same elements per sample)
+            # instead of letting F.layer_norm copy the map to NCHW and back
+            nhwc = x.permute(0, 2, 3, 1)
+            shape = nhwc.shape[1:]
+            weight, bias = self.weight.permute(1, 2, 0).expand(shape), self.bias.permute(1, 2, 0).expand(shape)
+            return F.layer_norm(nhwc, shape, weight, bias, self.eps).permute(0, 3, 1, 2)
+        shape = x.shape[1:]
         return F.layer_norm(x, shape, self.weight.expand(shape), self.bias.expand(shape), self.eps)
 
 
