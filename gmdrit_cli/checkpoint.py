@@ -169,6 +169,21 @@ def load_optimizer_states(folder: Path, optimizers: dict[str, torch.optim.Optimi
         for idx, scalars in m["scalars"].items():
             state.setdefault(int(idx), {}).update(scalars)
         opt.load_state_dict({"state": state, "param_groups": m["param_groups"]})
+        _match_param_layouts(opt)
+
+
+def _match_param_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each restored state tensor its parameter's memory layout (e.g. channels-last).
+
+    Checkpoints store tensors contiguous; fresh Adam state is allocated like its parameter. Fused Adam
+    walks parameter and state memory together, so a channels-last weight with an NCHW ``exp_avg``
+    made a resumed run differ from a straight one.
+    """
+    for group in opt.param_groups:
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    opt.state[param][key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def checkpoint_name(iteration: int) -> str:

@@ -123,7 +123,7 @@ class SpeedConfig:
     channels_last: str = _opt("auto", "channels-last memory format (auto = with reduced precision)",
                               choices=("auto", "on", "off"))
     compile: bool = _opt(False, "torch.compile every network (slow first iterations)")
-    optimizer: str = _opt("auto", "Adam implementation (auto = fused on CUDA, foreach on CPU)",
+    optimizer: str = _opt("auto", "Adam implementation (auto = fused)",
                           choices=("auto", "fused", "foreach", "loop"))
     keep_freed_memory: str = _opt("auto", "keep freed CPU memory for reuse instead of returning it to the "
                                   "OS each iteration (glibc; auto = on for CPU training)",

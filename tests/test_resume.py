@@ -62,6 +62,21 @@ def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "split")
 
 
+@pytest.mark.parametrize("optimizer", ["fused", "foreach"])
+def test_resume_is_bitwise_with_channels_last_weights(optimizer, tiny_data, tmp_path):
+    """Checkpoints store optimizer state contiguous; restored state must take the channels-last layout
+    of its weights, or fused Adam (which walks weight and state memory together) drifts on resume."""
+    n, extra = 4, ("speed.channels_last=on", f"speed.optimizer={optimizer}")
+    train(cfg_for("gmdrit", tiny_data, n, *extra), tmp_path / "straight")
+    train(cfg_for("gmdrit", tiny_data, n // 2, *extra), tmp_path / "split")
+    run = resume_run(tmp_path / "split", [f"train.max_iters={n}"])
+    weight = next(p for p in run.model.networks["generator"].parameters() if p.dim() == 4)
+    state = run.model.optimizers["generator"].state[weight]
+    assert state["exp_avg"].stride() == weight.stride()
+    assert run.fit().iterations == n
+    assert_same_run(tmp_path / "straight", tmp_path / "split")
+
+
 def test_train_on_existing_run_continues_and_fresh_never_overwrites(tiny_data, tmp_path):
     train(cfg_for("mdmm", tiny_data, 2), tmp_path / "r")
     run = open_run(cfg_for("mdmm", tiny_data, 4), tmp_path / "r")
