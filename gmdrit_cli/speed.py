@@ -62,7 +62,7 @@ def channels_last(setting: str, device: torch.device, dtype: torch.dtype | None)
     return dtype is not None
 
 
-def optimizer_options(setting: str, device: torch.device) -> dict:
+def optimizer_options(setting: str) -> dict:
     """Keyword arguments of ``torch.optim.Adam`` for ``speed.optimizer``.
 
     auto = fused, on CUDA and on the CPU: one pass over each parameter and its state instead of a

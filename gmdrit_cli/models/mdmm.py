@@ -79,7 +79,7 @@ class MDMM(ModelFamily):
             self.base_lrs[name] = lr
             self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(o.beta1, o.beta2),
                                                      weight_decay=o.weight_decay,
-                                                     **speed.optimizer_options(sp.optimizer, self.device))
+                                                     **speed.optimizer_options(sp.optimizer))
 
     # -- forward --------------------------------------------------------------------------------
 

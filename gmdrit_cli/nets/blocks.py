@@ -160,8 +160,8 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Expanding the per-channel affine to (C, H, W) lets F.layer_norm do normalisation and
-        # affine in one fused call.
+        # Expanding the per-channel affine to the normalised shape lets F.layer_norm do normalisation
+        # and affine in one fused call.
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
             # channels-last: normalise the N x H x W x C view (contiguous, same elements per sample)
             # instead of letting F.layer_norm copy the map to NCHW and back
@@ -274,8 +274,8 @@ def conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.T
     MDMM's generator concatenates the attribute to every up-sampling layer this way; at nz = 108 the
     tiled channels are a third of dec3's input, convolved here as 3 x 3 numbers instead of a full map.
     """
-    if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-        return conv(torch.cat([x, tile(vec, x.shape[2], x.shape[3])], dim=1))
+    if conv.groups != 1 or conv.dilation != (1, 1):
+        raise ValueError("conv_transpose_tiled supports groups=1 and dilation=1 (the generator's layers)")
     c = x.shape[1]
     weight = conv.weight
     out = F.conv_transpose2d(x, weight[:c], conv.bias, conv.stride, conv.padding, conv.output_padding)
