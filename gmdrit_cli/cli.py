@@ -151,6 +151,7 @@ def resume(
 from . import cli_infer  # noqa: E402,F401  (translate, interpolate, export)
 from . import cli_eval  # noqa: E402,F401  (eval)
 from . import cli_bench  # noqa: E402,F401  (benchmark)
+from . import cli_mixture  # noqa: E402,F401  (mixture)
 
 
 def main() -> None:

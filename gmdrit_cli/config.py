@@ -51,6 +51,12 @@ class ModelConfig:
                                      "(MDMM d_iter), the other batches update the content discriminator", min=1)
     use_adain: bool = _opt(False, "GM-DRIT: AdaIN after the generator's shared block (report 5.3.1)")
     double_convT: bool = _opt(False, "GM-DRIT: a second transposed conv after each upsampling one (report 5.3.2)")
+    random_attributes: str = _opt("prior", "MDMM: where random attributes come from, in training and at test time: "
+                                           "the prior N(0, I), or the aggregate posterior of the target domain "
+                                           "(a diagonal Gaussian fitted to the encoded training attributes by a "
+                                           "running average, stored with the weights)", choices=("prior", "aggregate"))
+    aggregate_momentum: float = _opt(0.01, "MDMM with random_attributes=aggregate: weight of each batch in the "
+                                           "running mean and second moment", min=0, max=1, min_exclusive=True)
 
 
 @dataclass
@@ -83,6 +89,8 @@ class LossConfig:
     lambda_latent: float = _opt(10.0, "weight of the latent regression of random attributes", min=0)
     kl_content: float = _opt(0.01, "weight of the content-code penalty mean(z_c^2)", min=0)
     kl_attribute: float = _opt(0.01, "weight of the attribute KL (summed over batch and dimensions)", min=0)
+    mode_seeking: float = _opt(0.0, "weight of DRIT++'s mode-seeking term 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| "
+                                    "+ eps) on two random attributes per input (0 = off, MDMM's default)", min=0)
 
 
 @dataclass

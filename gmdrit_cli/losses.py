@@ -36,3 +36,15 @@ def content_penalty(content: torch.Tensor) -> torch.Tensor:
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).abs().mean()
+
+
+def mode_seeking(fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """DRIT++'s mode-seeking (diversity-sensitive) term: ``1 / (mean|fake1 - fake2| / mean|z1 - z2| + eps)``.
+
+    fake1, fake2: N x 3 x S x S, the same inputs generated with attributes z1, z2 (N x nz). Minimising it
+    makes outputs move apart when their attributes do, so the generator cannot ignore z (the mode
+    collapse this term was introduced against). The attributes are constants of the step.
+    """
+    ratio = (fake1.float() - fake2.float()).abs().mean() / (z1.float() - z2.float()).abs().mean()
+    return 1.0 / (ratio + eps)

@@ -275,7 +275,8 @@ def test_domain_stage_uses_mdmm_losses_and_domain_code():
     code = model.onehot(batch.domains)
     t = model.translate(batch.images, code)
     assert torch.equal(t.y, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]))
-    assert t.attr_random.shape == (1, 8)  # MDMM: one N(0, I) draw shared by both halves
+    assert t.attr_random.shape == (2, 8)  # MDMM: one N(0, I) draw shared by both halves
+    assert torch.equal(t.attr_random[0], t.attr_random[1])
     out = model.train_step([batch], 0)
     assert {"kl_attribute", "adv_random", "cls_random", "latent"} <= out.keys()
     assert not {"kl_gauss", "kl_categ", "label", "thumb_rec", "label_sim", "gumbel_tau"} & out.keys()

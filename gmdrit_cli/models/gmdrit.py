@@ -43,8 +43,9 @@ from .mdmm import MDMM, Translation
 class MixtureTranslation(Translation):
     """MDMM's :class:`Translation` plus the mixture tensors. Batch halves: A = first h, B = last h.
 
-    ``attr_logvar`` holds ``log(attr_var)``. ``attr_random`` is B x nz in the ``inferred`` stage (one
-    independent draw per sample, in the domain of its half) and h x nz (shared, MDMM) in ``domain``.
+    ``attr_logvar`` holds ``log(attr_var)``. ``attr_random`` is B x nz: in the ``inferred`` stage one
+    independent draw per sample, in the domain of its half; in ``domain`` one h x nz draw repeated for
+    both halves (MDMM). ``attr_random2`` (mode seeking) is a second draw with the same y.
     """
 
     attr_var: torch.Tensor           # B x nz: variance of q(z|x,y) on the real images
@@ -74,6 +75,9 @@ class GMDRIT(MDMM):
         self._build_optimizers()
         self._tau = mix.init_temp
         self._test_time = False
+
+    #: GM-DRIT draws random attributes from its learned p(z|y) (``model.random_attributes`` is MDMM's)
+    uses_aggregate = False
 
     @property
     def inferred(self) -> bool:
@@ -113,11 +117,14 @@ class GMDRIT(MDMM):
             offset = torch.full_like(domains, component)
         k = domains * cpd + offset
         y = F.one_hot(k, self.num_components).float()
-        with torch.no_grad():
-            mean, var = self.networks["generator"].prior(y)
-            noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
-            z = mean + noise * var.sqrt()
-        return z, y
+        return self._sample_prior(y, generator), y
+
+    @torch.no_grad()
+    def _sample_prior(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ p(z|y) for each row of y (N x K), N x nz, detached."""
+        mean, var = self.networks["generator"].prior(y)
+        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+        return mean + noise * var.sqrt()
 
     def _encode(self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool = False,
                 sample: bool = True) -> AttributeInference:
@@ -147,18 +154,25 @@ class GMDRIT(MDMM):
         y_a, y_b = enc.y[:h], enc.y[h:]
         if self.inferred:
             attr_random, random_y = self._random_attributes(code.argmax(dim=1), generator)
-            rand_a, rand_b = attr_random[:h], attr_random[h:]
             ry_a, ry_b = random_y[:h], random_y[h:]
         else:  # MDMM: one N(0, I) draw shared by both halves, in each half's domain
-            attr_random = self.random_attribute(h, enc.mean, generator)
-            rand_a = rand_b = attr_random
+            attr_random = self.random_attribute(h, enc.mean, generator).repeat(2, 1)
             random_y, ry_a, ry_b = enc.y, y_a, y_b
+        contents = [content_b, content_a, content_b, content_a, content_b, content_a]
+        attrs = [attr_a, attr_a, attr_random[:h], attr_b, attr_b, attr_random[h:]]
+        ys = [y_a, y_a, ry_a, y_b, y_b, ry_b]
+        attr_random2 = None
+        if self.mode_seeking:  # a second random attribute with the same y: diversity within a component
+            attr_random2 = (self._sample_prior(random_y, generator) if self.inferred
+                            else self.random_attribute(h, enc.mean, generator).repeat(2, 1))
+            contents += [content_b, content_a]
+            attrs += [attr_random2[:h], attr_random2[h:]]
+            ys += [ry_a, ry_b]
 
         # one G call for both output domains (G is per-sample; see MDMM.translate)
-        out, res = G(torch.cat([content_b, content_a, content_b, content_a, content_b, content_a]),
-                     torch.cat([attr_a, attr_a, rand_a, attr_b, attr_b, rand_b]),
-                     torch.cat([y_a, y_a, ry_a, y_b, y_b, ry_b]))
-        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)
+        out, res = G(torch.cat(contents), torch.cat(attrs), torch.cat(ys))
+        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)[:6]
+        fake_random2 = torch.cat(out.split(h)[6:]) if self.mode_seeking else None
         # blocks 1 and 4 (of h rows) hold (z, y) of the real images of each half, in batch order
         own = torch.cat([torch.arange(h, 2 * h), torch.arange(4 * h, 5 * h)]).to(out.device)
         prior_mean, prior_var, thumbs = res.y_mean[own], res.y_var[own], res.x_rec_logits[own]
@@ -175,7 +189,8 @@ class GMDRIT(MDMM):
         return MixtureTranslation(
             content=content, attr_mean=enc.mean, attr_logvar=torch.log(enc.var), attr_random=attr_random,
             fake_encoded=fake_encoded, fake_random=fake_random, self_recon=torch.cat([fake_aa, fake_bb]),
-            cycle_recon=torch.cat([recon_a, recon_b]), random_attr_mean=random_attr_mean, attr_var=enc.var,
+            cycle_recon=torch.cat([recon_a, recon_b]), random_attr_mean=random_attr_mean,
+            attr_random2=attr_random2, fake_random2=fake_random2, attr_var=enc.var,
             logits=enc.logits, y=enc.y, random_y=random_y, prior_mean=prior_mean, prior_var=prior_var,
             thumbnail_logits=thumbs)
 
@@ -214,7 +229,7 @@ class GMDRIT(MDMM):
         }
         if mix.gan2_realism:
             terms["adv_random"] = losses.adversarial(logits, True)
-        return terms
+        return self.add_mode_seeking(terms, t)
 
     # -- training -------------------------------------------------------------------------------
 

@@ -26,12 +26,15 @@ class Translation:
     content: torch.Tensor          # B x 256 x S/4 x S/4, noisy in train mode
     attr_mean: torch.Tensor        # B x nz
     attr_logvar: torch.Tensor      # B x nz
-    attr_random: torch.Tensor      # h x nz, shared by both halves
+    attr_random: torch.Tensor      # B x nz: the random attribute of each half's fake_random (MDMM's prior:
+                                   # one h x nz draw, repeated for both halves)
     fake_encoded: torch.Tensor     # B x 3 x S x S: [B-content in A's attribute/domain; A-content in B's]
     fake_random: torch.Tensor      # B x 3 x S x S: other half's content, random attribute, own domain
     self_recon: torch.Tensor       # B x 3 x S x S
     cycle_recon: torch.Tensor      # B x 3 x S x S
     random_attr_mean: torch.Tensor  # B x nz: attribute encoder's mean on fake_random (latent regression)
+    attr_random2: torch.Tensor | None    # B x nz, with loss.mode_seeking > 0: a second random attribute
+    fake_random2: torch.Tensor | None    # B x 3 x S x S: fake_random's inputs with attr_random2
 
 
 @register
@@ -44,7 +47,8 @@ class MDMM(ModelFamily):
         super().__init__(cfg, device, training)
         m = cfg.model
         nets = build_mdmm_networks(cfg.num_domains, cfg.data.crop, nz=m.nz, width=m.width,
-                                   dis_norm=m.dis_norm, dis_spectral_norm=m.dis_spectral_norm)
+                                   dis_norm=m.dis_norm, dis_spectral_norm=m.dis_spectral_norm,
+                                   track_aggregate=self.uses_aggregate)
         self.networks = nn.ModuleDict(nets).to(device)
         self._build_optimizers()
 
@@ -81,6 +85,16 @@ class MDMM(ModelFamily):
                                                      weight_decay=o.weight_decay,
                                                      **speed.optimizer_options(sp.optimizer))
 
+    @property
+    def uses_aggregate(self) -> bool:
+        """Random attributes from the running aggregate posterior of each domain instead of N(0, I)."""
+        return self.cfg.model.random_attributes == "aggregate"
+
+    @property
+    def mode_seeking(self) -> bool:
+        """Two random attributes per input and the mode-seeking term (loss.mode_seeking > 0)."""
+        return self.cfg.loss.mode_seeking > 0
+
     # -- forward --------------------------------------------------------------------------------
 
     def encode_attribute(self, images: torch.Tensor, code: torch.Tensor, generator=None):
@@ -92,6 +106,17 @@ class MDMM(ModelFamily):
     def random_attribute(self, n: int, like: torch.Tensor, generator=None) -> torch.Tensor:
         return _randn((n, self.cfg.model.nz), like, generator)
 
+    def random_attributes_per_half(self, code: torch.Tensor, like: torch.Tensor, generator=None) -> torch.Tensor:
+        """B x nz random attributes for the two halves of a batch (code B x C): one h x nz N(0, 1) draw shared
+        by both halves (MDMM); with the aggregate posterior, that draw scaled and shifted to each half's
+        domain statistics."""
+        h = code.shape[0] // 2
+        noise = self.random_attribute(h, like, generator)
+        if not self.uses_aggregate:
+            return torch.cat([noise, noise])
+        mean, std = self.networks["attribute_encoder"].aggregate(code.argmax(dim=1))
+        return (mean + std * torch.cat([noise, noise]).float()).to(like.dtype)
+
     def translate(self, images: torch.Tensor, code: torch.Tensor, generator=None) -> Translation:
         """MDMM's forward pass on a batch (images Bx3xSxS, code BxC one-hot), nothing detached."""
         E_c, G = self.networks["content_encoder"], self.networks["generator"]
@@ -100,15 +125,23 @@ class MDMM(ModelFamily):
         content_a, content_b = content[:h], content[h:]
         mean, logvar, attr = self.encode_attribute(images, code, generator)
         attr_a, attr_b = attr[:h], attr[h:]
-        attr_random = self.random_attribute(h, mean, generator)
+        attr_random = self.random_attributes_per_half(code, mean, generator)
         code_a, code_b = code[:h], code[h:]
+        contents = [content_b, content_a, content_b, content_a, content_b, content_a]
+        attrs = [attr_a, attr_a, attr_random[:h], attr_b, attr_b, attr_random[h:]]
+        codes = [code_a, code_a, code_a, code_b, code_b, code_b]
+        attr_random2 = None
+        if self.mode_seeking:
+            attr_random2 = self.random_attributes_per_half(code, mean, generator)
+            contents += [content_b, content_a]
+            attrs += [attr_random2[:h], attr_random2[h:]]
+            codes += [code_a, code_b]
 
         # The official code calls G once per output domain (3h samples each); G is per-sample (instance
         # and per-sample layer norms), so one call on all 6h samples gives the same outputs, faster.
-        out = G(torch.cat([content_b, content_a, content_b, content_a, content_b, content_a]),
-                torch.cat([attr_a, attr_a, attr_random, attr_b, attr_b, attr_random]),
-                torch.cat([code_a, code_a, code_a, code_b, code_b, code_b]))
-        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)
+        out = G(torch.cat(contents), torch.cat(attrs), torch.cat(codes))
+        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)[:6]
+        fake_random2 = torch.cat(out.split(h)[6:]) if self.mode_seeking else None
 
         fake_encoded = torch.cat([fake_a_enc, fake_b_enc])
         content2 = E_c(fake_encoded)
@@ -119,7 +152,8 @@ class MDMM(ModelFamily):
         fake_random = torch.cat([fake_a_rand, fake_b_rand])
         random_attr_mean, _ = self.networks["attribute_encoder"](fake_random, code)
         return Translation(content, mean, logvar, attr_random, fake_encoded, fake_random,
-                           torch.cat([fake_aa, fake_bb]), torch.cat([recon_a, recon_b]), random_attr_mean)
+                           torch.cat([fake_aa, fake_bb]), torch.cat([recon_a, recon_b]), random_attr_mean,
+                           attr_random2, fake_random2)
 
     # -- losses ---------------------------------------------------------------------------------
 
@@ -158,12 +192,20 @@ class MDMM(ModelFamily):
         w = self.cfg.loss
         h = images.shape[0] // 2
         logits, cls = self.networks["dis_random"](t.fake_random)
-        return {
+        terms = {
             "adv_random": losses.adversarial(logits, True),
             "cls_random": w.lambda_cls_fake * losses.domain_classification(cls, code),
-            "latent": w.lambda_latent * (losses.l1(t.random_attr_mean[:h], t.attr_random)
-                                         + losses.l1(t.random_attr_mean[h:], t.attr_random)),
+            "latent": w.lambda_latent * (losses.l1(t.random_attr_mean[:h], t.attr_random[:h])
+                                         + losses.l1(t.random_attr_mean[h:], t.attr_random[h:])),
         }
+        return self.add_mode_seeking(terms, t)
+
+    def add_mode_seeking(self, terms: dict[str, torch.Tensor], t: Translation) -> dict[str, torch.Tensor]:
+        """``terms`` plus the weighted mode-seeking term when the step drew two random attributes."""
+        if t.fake_random2 is not None:
+            terms["mode_seeking"] = self.cfg.loss.mode_seeking * losses.mode_seeking(
+                t.fake_random, t.fake_random2, t.attr_random, t.attr_random2)
+        return terms
 
     # -- updates --------------------------------------------------------------------------------
 
@@ -267,6 +309,9 @@ class MDMM(ModelFamily):
             net.train()
         with self.autocast():
             t = self.translate(images, code)
+        if self.uses_aggregate:
+            self.networks["attribute_encoder"].update_aggregate(t.attr_mean, t.attr_logvar, code.argmax(dim=1),
+                                                               self.cfg.model.aggregate_momentum)
         out.update(self.update_discriminators(images, code, t))
         out.update(self.update_encoders_generator(images, code, t))
         return out
@@ -312,7 +357,8 @@ class MDMM(ModelFamily):
                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random attributes for ``domain``: (z ~ N(0, I) n x nz, code = domain one-hot n x C).
 
-        MDMM has no mixture components: ``component`` must be None.
+        MDMM has no mixture components: ``component`` must be None. With ``model.random_attributes:
+        aggregate`` the draws come from the domain's aggregate posterior (mean + std * N(0, I)).
         """
         if not 0 <= domain < self.cfg.num_domains:
             raise ValueError(f"domain must be in 0..{self.cfg.num_domains - 1}, got {domain}")
@@ -320,6 +366,9 @@ class MDMM(ModelFamily):
             raise ValueError("MDMM has no mixture components (component must be None)")
         z = torch.randn((n, self.cfg.model.nz), device=self.device, generator=generator)
         code = self.onehot(torch.full((n,), domain, dtype=torch.long, device=self.device))
+        if self.uses_aggregate:
+            mean, std = self.attribute_prior(code)
+            z = mean + std * z
         return z, code
 
     @torch.no_grad()
@@ -332,7 +381,11 @@ class MDMM(ModelFamily):
 
     @torch.no_grad()
     def attribute_prior(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, std) of the attribute prior at conditioning ``code`` (N x C): N(0, I) for MDMM."""
+        """(mean, std) of the attribute prior at conditioning ``code`` (N x C): N(0, I) for MDMM, or the
+        aggregate posterior of the code's domain with ``model.random_attributes: aggregate``."""
+        if self.uses_aggregate:
+            mean, std = self.networks["attribute_encoder"].aggregate(code.argmax(dim=1))
+            return mean.to(code.dtype), std.to(code.dtype)
         shape = (code.shape[0], self.cfg.model.nz)
         return (torch.zeros(shape, device=code.device, dtype=code.dtype),
                 torch.ones(shape, device=code.device, dtype=code.dtype))

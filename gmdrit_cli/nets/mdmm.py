@@ -99,18 +99,45 @@ class AttributeEncoder(nn.Module):
     channels). No activation on mu or logvar; sampling is left to the model.
     """
 
-    def __init__(self, num_domains: int, nz: int = 8, width: int = 64) -> None:
+    def __init__(self, num_domains: int, nz: int = 8, width: int = 64, track_aggregate: bool = False) -> None:
         super().__init__()
         self.num_domains = num_domains
         self.nz = nz
         self.backbone = AttributeBackbone(3 + num_domains, width)
         self.fc = nn.Linear(self.backbone.out_features, nz)
         self.fcVar = nn.Linear(self.backbone.out_features, nz)
+        self.track_aggregate = track_aggregate
+        if track_aggregate:
+            # running per-domain mean and second moment of q(z|x,c) over the training images (C x nz),
+            # starting at N(0, I); saved with the weights like BatchNorm's running statistics
+            self.register_buffer("aggregate_mean", torch.zeros(num_domains, nz))
+            self.register_buffer("aggregate_sq", torch.ones(num_domains, nz))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_c = torch.cat([x, tile(c, x.shape[2], x.shape[3])], dim=1)
         h = self.backbone(x_c)
         return self.fc(h), self.fcVar(h)
+
+    @torch.no_grad()
+    def update_aggregate(self, mean: torch.Tensor, logvar: torch.Tensor, domains: torch.Tensor,
+                         momentum: float) -> None:
+        """Move the running statistics of each domain present in ``domains`` (N long) towards the batch's.
+
+        mean, logvar: N x nz of q(z|x,c). The aggregate posterior's second moment per dimension is
+        E[mu^2 + sigma^2] (a mixture of the per-image Gaussians), so its variance covers both the spread
+        of the means across images and each posterior's own variance.
+        """
+        mean, var = mean.detach().float(), logvar.detach().float().exp()
+        for d in domains.unique().tolist():
+            rows = domains == d
+            self.aggregate_mean[d].lerp_(mean[rows].mean(0), momentum)
+            self.aggregate_sq[d].lerp_((mean[rows].pow(2) + var[rows]).mean(0), momentum)
+
+    def aggregate(self, domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std), each N x nz, of the aggregate posterior of ``domains`` (N long)."""
+        mean = self.aggregate_mean[domains]
+        var = (self.aggregate_sq[domains] - mean.pow(2)).clamp_min(1e-6)
+        return mean, var.sqrt()
 
 
 class Generator(nn.Module):
@@ -281,6 +308,7 @@ def build_mdmm_networks(
     dis_norm: str = "none",
     dis_spectral_norm: bool = False,
     width: int = 64,
+    track_aggregate: bool = False,
 ) -> dict[str, nn.Module]:
     """Construct and initialise the six MDMM networks (reference 2.6 init: conv weights ~ N(0, 0.02^2)).
 
@@ -288,7 +316,7 @@ def build_mdmm_networks(
     generated from encoded attributes), "dis_random" (D2, judges images from random attributes),
     "dis_content".
     """
-    return assemble_networks(lambda: AttributeEncoder(num_domains, nz=nz, width=width),
+    return assemble_networks(lambda: AttributeEncoder(num_domains, nz=nz, width=width, track_aggregate=track_aggregate),
                              lambda: Generator(num_domains, nz=nz, width=width),
                              num_domains, crop_size, dis_norm, dis_spectral_norm, width)
 
