@@ -1,0 +1,129 @@
+"""The options against the collapse of the latent path: mode seeking and aggregate-posterior sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from gmdrit_cli import losses
+from gmdrit_cli.config import build_config, load_config
+from gmdrit_cli.data import Batch
+from gmdrit_cli.inference import load_for_inference
+from gmdrit_cli.models import build_model
+from gmdrit_cli.trainer import train
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+
+
+def tiny(family: str = "mdmm", **sections) -> object:
+    torch.manual_seed(0)
+    values = {"model": {"family": family, "nz": 8, "width": 8},
+              "data": {"crop": 32, "resize": 36, "domains": ["a", "b"]}, "train": {"device": "cpu"}}
+    for section, keys in sections.items():
+        values.setdefault(section, {}).update(keys)
+    return build_model(build_config(values), CPU)
+
+
+def batch(domains=(0, 1), seed=1) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.rand((len(domains), 3, 32, 32), generator=g) * 2 - 1, torch.tensor(domains))
+
+
+# -- mode seeking -------------------------------------------------------------------------------
+
+def test_mode_seeking_value_and_gradient_sign_by_hand():
+    """Outputs 0.1 apart everywhere, attributes 2 apart: ratio 0.05, term 1 / (0.05 + 1e-5). Its gradient
+    pushes the outputs apart: negative on fake1 where fake1 > fake2, positive on fake2."""
+    fake1 = torch.full((2, 3, 4, 4), 0.1, requires_grad=True)
+    fake2 = torch.zeros(2, 3, 4, 4, requires_grad=True)
+    z1, z2 = torch.ones(2, 8), -torch.ones(2, 8)
+    term = losses.mode_seeking(fake1, fake2, z1, z2)
+    assert term.item() == pytest.approx(1 / (0.1 / 2 + 1e-5), rel=1e-5)
+    g1, g2 = torch.autograd.grad(term, [fake1, fake2])
+    assert (g1 < 0).all() and (g2 > 0).all()
+    # d term / d fake1 = -1 / (r + eps)^2 * 1 / (n |dz|) per element, n = 96 elements
+    assert g1[0, 0, 0, 0].item() == pytest.approx(-1 / (0.05 + 1e-5) ** 2 / (96 * 2), rel=1e-4)
+    # farther apart outputs for the same attributes: a smaller term
+    assert losses.mode_seeking(fake1 * 2, fake2, z1, z2) < term
+
+
+@pytest.mark.parametrize("family", ["mdmm", "gmdrit"])
+def test_mode_seeking_adds_a_term_that_reaches_the_generator(family):
+    model = tiny(family, loss={"mode_seeking": 1.0})
+    b = batch()
+    code = model.onehot(b.domains)
+    t = model.translate(b.images, code)
+    assert t.fake_random2.shape == t.fake_random.shape and not torch.equal(t.fake_random2, t.fake_random)
+    assert t.attr_random2.shape == t.attr_random.shape
+    terms = model.generator_alone_terms(b.images, code, t)
+    assert terms["mode_seeking"].item() > 0
+    params = list(model.networks["generator"].parameters())
+    grads = torch.autograd.grad(terms["mode_seeking"], params, allow_unused=True)
+    assert sum(g.abs().sum().item() for g in grads if g is not None) > 0
+    assert "mode_seeking" in model.train_step([b], 0)
+    off = tiny(family)
+    t_off = off.translate(b.images, off.onehot(b.domains))
+    assert t_off.fake_random2 is None and "mode_seeking" not in off.generator_alone_terms(b.images, code, t_off)
+
+
+def test_gmdrit_second_random_attribute_keeps_the_component(monkeypatch):
+    model = tiny("gmdrit", loss={"mode_seeking": 1.0}, mixture={"components_per_domain": 2})
+    calls = []
+    original = model._sample_prior
+    monkeypatch.setattr(model, "_sample_prior", lambda y, generator=None: calls.append(y) or original(y, generator))
+    b = batch((0, 1, 0, 1))
+    t = model.translate(b.images, model.onehot(b.domains))
+    assert len(calls) == 2 and torch.equal(calls[0], calls[1]) and torch.equal(calls[1], t.random_y)
+    assert (t.random_y.argmax(1) // 2).tolist() == [0, 1, 0, 1]  # components of each sample's domain
+    assert not torch.allclose(t.attr_random, t.attr_random2)
+
+
+# -- aggregate posterior ------------------------------------------------------------------------
+
+def test_aggregate_statistics_move_towards_the_batch_moments():
+    model = tiny("mdmm", model={"random_attributes": "aggregate"})
+    E_a = model.networks["attribute_encoder"]
+    assert torch.equal(E_a.aggregate_mean, torch.zeros(2, 8)) and torch.equal(E_a.aggregate_sq, torch.ones(2, 8))
+    mean = torch.tensor([[1.0] * 8, [3.0] * 8, [-2.0] * 8])
+    logvar = torch.log(torch.tensor([[0.25] * 8, [0.25] * 8, [4.0] * 8]))
+    E_a.update_aggregate(mean, logvar, torch.tensor([0, 0, 1]), momentum=1.0)
+    # domain 0: images with means 1 and 3, variance 0.25 each -> mixture mean 2, variance 1 + 0.25
+    m, s = E_a.aggregate(torch.tensor([0, 1]))
+    assert torch.allclose(m[0], torch.full((8,), 2.0)) and torch.allclose(s[0], torch.full((8,), 1.25 ** 0.5))
+    assert torch.allclose(m[1], torch.full((8,), -2.0)) and torch.allclose(s[1], torch.full((8,), 2.0))
+    E_a.update_aggregate(torch.zeros(1, 8), torch.zeros(1, 8), torch.tensor([1]), momentum=0.5)
+    assert torch.allclose(E_a.aggregate_mean[1], torch.full((8,), -1.0))  # halfway from -2 to 0
+    assert torch.allclose(E_a.aggregate_sq[0], torch.full((8,), 5.25))  # domain 0 untouched
+
+
+def test_aggregate_sampling_in_training_and_at_test_time():
+    model = tiny("mdmm", model={"random_attributes": "aggregate"})
+    E_a = model.networks["attribute_encoder"]
+    E_a.aggregate_mean.copy_(torch.tensor([[5.0] * 8, [-5.0] * 8]))
+    E_a.aggregate_sq.copy_(torch.tensor([[25.01] * 8, [25.01] * 8]))  # std 0.1
+    z, code = model.sample_attributes(1, 200)
+    assert z.mean().item() == pytest.approx(-5.0, abs=0.05) and z.std().item() == pytest.approx(0.1, rel=0.2)
+    b = batch((0, 1))
+    t = model.translate(b.images, model.onehot(b.domains))
+    assert t.attr_random[0].mean().item() == pytest.approx(5.0, abs=0.5)  # each half in its own domain
+    assert t.attr_random[1].mean().item() == pytest.approx(-5.0, abs=0.5)
+    before = E_a.aggregate_mean.clone()
+    model.train_step([b], 0)
+    assert not torch.equal(E_a.aggregate_mean, before)  # the running statistics follow the encoder
+    prior = tiny("mdmm")
+    assert not hasattr(prior.networks["attribute_encoder"], "aggregate_mean")  # old weights still load
+
+
+def test_aggregate_statistics_are_saved_with_the_weights(tmp_path, tiny_data):
+    cfg = load_config("quickstart", tiny_overrides(tiny_data, 3) + ["model.random_attributes=aggregate"])
+    train(cfg, tmp_path / "run")
+    _, model = load_for_inference(tmp_path / "run", CPU)
+    E_a = model.networks["attribute_encoder"]
+    assert not torch.equal(E_a.aggregate_mean, torch.zeros_like(E_a.aggregate_mean))
+    mean, std = model.attribute_prior(model.onehot(torch.tensor([0, 1])))
+    assert torch.allclose(mean, E_a.aggregate_mean)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    z, _ = model.sample_attributes(0, 4, None, g1)
+    assert torch.allclose(z, mean[0] + std[0] * torch.randn(4, 8, generator=g2))
