@@ -14,9 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli import app, console
-from .metrics import METRICS
+from .metrics import DEFAULT_METRICS, METRICS
 
-_METRIC_LIST = "\n".join(f"  {m.name:8s} {m.description}" for m in METRICS.values())
+_WIDTH = max(len(name) for name in METRICS)
+_METRIC_LIST = "\n".join(f"  {m.name:{_WIDTH}s} {m.description}" for m in METRICS.values())
+_COLUMNS = ("fid", "kid", "lpips", "diversity_msssim", "ndb", "jsd", "domain_accuracy")
+_HEADERS = {"fid": "FID", "kid": "KID", "lpips": "LPIPS", "diversity_msssim": "1-MS-SSIM", "ndb": "NDB", "jsd": "JSD",
+            "domain_accuracy": "domain acc (neither)"}
 
 
 class Mode(str, Enum):
@@ -33,7 +37,8 @@ def _fmt(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _row_cells(row: dict, metrics: list[str], lpips_key: str) -> list[str]:
+def _row_cells(row: dict, metrics: list[str], real: bool) -> list[str]:
+    lpips_key, ms_key = ("lpips_set", "diversity_msssim_set") if real else ("lpips", "diversity_msssim")
     cells = []
     if "fid" in metrics:
         cells.append(_fmt(row.get("fid")))
@@ -43,16 +48,23 @@ def _row_cells(row: dict, metrics: list[str], lpips_key: str) -> list[str]:
     if "lpips" in metrics:
         lp = row.get(lpips_key)
         cells.append("-" if lp is None else f"{lp['mean']:.4f}")
+    if "diversity_msssim" in metrics:
+        div = row.get(ms_key)
+        cells.append("-" if div is None else f"{div['mean']:.4f}")
     if "ndb" in metrics:
         ndb = row.get("ndb")
         cells.append("-" if ndb is None else f"{ndb['ndb']} / {ndb['bins']}")
     if "jsd" in metrics:
         ndb = row.get("ndb")
         cells.append("-" if ndb is None else f"{ndb['jsd']:.4f}")
+    if "domain_accuracy" in metrics:
+        acc = row.get("domain_accuracy")
+        cells.append("-" if acc is None else f"{acc['to_target']:.3f} ({acc['neither']:.3f})")
     return cells
 
 
-def _mean_cells(mean: dict, metrics: list[str], lpips_key: str) -> list[str]:
+def _mean_cells(mean: dict, metrics: list[str], real: bool) -> list[str]:
+    lpips_key, ms_key = ("lpips_set", "diversity_msssim_set") if real else ("lpips", "diversity_msssim")
     cells = []
     if "fid" in metrics:
         cells.append(_fmt(mean.get("fid")))
@@ -60,33 +72,37 @@ def _mean_cells(mean: dict, metrics: list[str], lpips_key: str) -> list[str]:
         cells.append(_fmt(mean.get("kid"), 4))
     if "lpips" in metrics:
         cells.append(_fmt(mean.get(lpips_key), 4))
+    if "diversity_msssim" in metrics:
+        cells.append(_fmt(mean.get(ms_key), 4))
     if "ndb" in metrics:
         cells.append(_fmt(mean.get("ndb"), 1))
     if "jsd" in metrics:
         cells.append(_fmt(mean.get("jsd"), 4))
+    if "domain_accuracy" in metrics:
+        acc, neither = mean.get("domain_accuracy"), mean.get("domain_neither")
+        cells.append("-" if acc is None else f"{acc:.3f} ({neither:.3f})")
     return cells
 
 
 def render(report: dict) -> None:
     """The Rich table of one eval report: one row per task, the mean, and the real-vs-real lines."""
     metrics = report["settings"]["metrics"]
-    columns = [c for c in ("fid", "kid", "lpips", "ndb", "jsd") if c in metrics]
+    columns = [c for c in _COLUMNS if c in metrics]
     if columns:
-        headers = {"fid": "FID", "kid": "KID", "lpips": "LPIPS", "ndb": "NDB", "jsd": "JSD"}
-        table = Table("task", "outputs", *(headers[c] for c in columns), header_style="bold",
+        table = Table("task", "outputs", *(_HEADERS[c] for c in columns), header_style="bold",
                       title=f"{report['model']['family']} {report['model']['config']} "
                             f"(iteration {report['model']['iteration']}), {report['settings']['mode']} mode, "
                             f"{report['settings']['samples_per_input']} outputs per input")
         for row in report["tasks"]:
             table.add_row(f"{row['source']} → {row['target']}", str(row["outputs"]),
-                          *_row_cells(row, metrics, "lpips"))
-        table.add_row("mean", "", *_mean_cells(report["mean"], metrics, "lpips"), style="bold")
+                          *_row_cells(row, metrics, False))
+        table.add_row("mean", "", *_mean_cells(report["mean"], metrics, False), style="bold")
         if report["reference"]:
             table.add_section()
             for name, row in report["reference"].items():
                 table.add_row(f"real {name}: test vs train", str(row["n_test"]),
-                              *_row_cells(row, metrics, "lpips_set"), style="dim")
-            table.add_row("real: mean", "", *_mean_cells(report["reference_mean"], metrics, "lpips_set"),
+                              *_row_cells(row, metrics, True), style="dim")
+            table.add_row("real: mean", "", *_mean_cells(report["reference_mean"], metrics, True),
                           style="dim bold")
         console.print(table)
     cluster = report.get("cluster")
@@ -101,16 +117,24 @@ def render(report: dict) -> None:
         w = report["weights"].get(key)
         if w:
             console.print(f"{key} weights: {w['path']} (sha256 {w['sha256'][:16]}…)", markup=False, style="dim")
-    if "lpips" in metrics and report["reference"]:
-        console.print("LPIPS of the real lines is set-level (random pairs of distinct test images), not per input.",
-                      style="dim")
+    clf = report["protocols"].get("domain_accuracy", {}).get("classifier")
+    if clf:
+        how = "loaded from cache" if clf["loaded_from_cache"] else f"trained in {clf['training_seconds']:.0f} s"
+        acc = ", ".join(f"{d} {v:.3f}" for d, v in clf["real_test_accuracy"].items())
+        junk = max(clf["held_out_junk_called_a_domain"].values())
+        console.print(f"domain classifier ({how}, {clf['folder']}): accuracy on all real test images {acc}; "
+                      f"held-out junk called a domain: at most {junk:.3f} per kind", markup=False, style="dim")
+    diversity = [name for key, name in (("lpips", "LPIPS"), ("diversity_msssim", "1-MS-SSIM")) if key in metrics]
+    if diversity and report["reference"]:
+        console.print(f"{' and '.join(diversity)} of the real lines: set-level (random pairs of distinct test "
+                      f"images), not per input.", style="dim")
 
 
 @app.command("eval", epilog="Metrics (--metrics, comma-separated):\n\n\b\n" + _METRIC_LIST)
 def eval_(
     run: Annotated[Path, typer.Argument(help="run folder (latest valid checkpoint), checkpoint folder, or exported model.safetensors")],
     data: Annotated[Optional[str], typer.Option("--data", help="dataset root (default: the run's data.root)")] = None,
-    metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(METRICS),
+    metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(DEFAULT_METRICS),
     samples_per_input: Annotated[int, typer.Option("--samples-per-input", help="outputs per test image and target domain")] = 10,
     mode: Annotated[Mode, typer.Option("--mode", help="latent: random attributes from the prior; reference: attributes of target test images")] = Mode.latent,
     seed: Annotated[int, typer.Option("--seed", help="seed of attributes, references, KID subsets, NDB bins")] = 0,
@@ -128,8 +152,10 @@ def eval_(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto")] = "auto",
     no_reference: Annotated[bool, typer.Option("--no-reference", help="skip the real-vs-real reference line")] = False,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)", min=0)] = 0,
+    classifier_cache: Annotated[Optional[Path], typer.Option("--classifier-cache", help="domain_accuracy: folder of cached domain classifiers (default $GMDRIT_CACHE/domain_classifier or ~/.cache/gmdrit/domain_classifier)")] = None,
 ) -> None:
-    """Translate every test image into every other domain and compute FID, KID, LPIPS, NDB, JSD, cluster scores.
+    """Translate every test image into every other domain and compute FID, KID, LPIPS, NDB, JSD, cluster scores
+    (and, when named, domain_accuracy and diversity_msssim).
 
     Outputs are PNGs under --out; eval.json there records every number, setting, library version,
     weight hash and seed. Missing weights (offline) stop the command before any work, naming the file
@@ -146,7 +172,7 @@ def eval_(
                           lpips_version=lpips_version.value, lpips_backbone_weights=lpips_backbone_weights,
                           ndb_bins=ndb_bins, ndb_size=ndb_size, ndb_alpha=ndb_alpha, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, max_inputs=max_inputs, batch_size=batch_size, device=device,
-                          reference_line=not no_reference)
+                          reference_line=not no_reference, classifier_cache=classifier_cache)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=True, disable=not console.is_terminal)
     tasks: dict[str, int] = {}

@@ -13,18 +13,20 @@ under ``out/<source>2<target>/`` and every metric is computed from exactly those
   (preprocessed like the test inputs, so both sides have the model's resolution);
 * lpips: mean over inputs of the mean LPIPS over all pairs of that input's outputs;
 * ndb / jsd: bins fitted on the target's training images, queried with the outputs;
-* cluster (GM-DRIT): argmax q(y|x) on every test image vs its domain.
+* cluster (GM-DRIT): argmax q(y|x) on every test image vs its domain;
+* domain_accuracy: the fraction of outputs that a CNN trained on the training images (cached, see
+  ``metrics/domain_classifier.py``) assigns to the target, rather than to another domain or "neither";
+* diversity_msssim: mean over inputs of the mean 1 - MS-SSIM over all pairs of that input's outputs.
 
 The reference line ("real") scores the target's test images against its training images the same way
-(FID, KID, NDB, JSD; LPIPS over random pairs of distinct test images), the floor each number is read
-against. ``eval.json`` in ``out`` records every setting, library version, weight hash and seed.
+(FID, KID, NDB, JSD; LPIPS and 1 - MS-SSIM over random pairs of distinct test images; the classifier's
+accuracy on them), the floor each number is read against. ``eval.json`` in ``out`` records every
+setting, library version, weight hash and seed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -38,14 +40,15 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .data import UnpairedImageFolders, open_rgb
-from .metrics import METRICS, MetricError, parse_metric_names
+from .metrics import DEFAULT_METRICS, MetricError, parse_metric_names, write_json_atomic
+from .metrics.images import PreprocessedImages as _Images
+from .metrics.images import quantise as _quantise
 
 log = logging.getLogger("gmdrit")
 
 MODES = ("latent", "reference")
 REPORT_FORMAT = "gmdrit-eval/1"
-#: random pairs of distinct real test images for the reference line's set-level LPIPS
+#: random pairs of distinct real test images for the reference line's set-level LPIPS and MS-SSIM
 REAL_LPIPS_PAIRS = 1000
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
@@ -55,7 +58,7 @@ ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
 class EvalOptions:
     run: Path | str
     data: str | None = None
-    metrics: str | list[str] = ",".join(METRICS)
+    metrics: str | list[str] = ",".join(DEFAULT_METRICS)
     samples_per_input: int = 10
     mode: str = "latent"
     seed: int = 0
@@ -72,6 +75,7 @@ class EvalOptions:
     batch_size: int = 32         # generated images per forward pass
     device: str = "auto"
     reference_line: bool = True  # real test vs real train
+    classifier_cache: Path | str | None = None  # domain classifier cache (None: $GMDRIT_CACHE or ~/.cache/gmdrit)
 
 
 @dataclass
@@ -90,17 +94,13 @@ class EvalResult:
 
 def _versions() -> dict[str, str]:
     out = {"gmdrit": __version__, "python": platform.python_version()}
-    for dist in ("torch", "torchvision", "torch-fidelity", "lpips", "scipy", "numpy", "pillow"):
+    for dist in ("torch", "torchvision", "torch-fidelity", "lpips", "pytorch-msssim", "safetensors", "scipy", "numpy",
+                 "pillow"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
             out[dist] = "not installed"
     return out
-
-
-def _quantise(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float -> uint8 exactly as PNG stores it (same rounding as ``data.to_image``), on the CPU."""
-    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).cpu()
 
 
 def _to_float(u8: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -109,20 +109,6 @@ def _to_float(u8: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _save_png(u8: torch.Tensor, path: Path) -> None:
     Image.fromarray(u8.permute(1, 2, 0).numpy()).save(path, format="PNG")
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _default_out(run: Path, iteration: int | None, mode: str) -> Path:
@@ -135,37 +121,6 @@ def _default_out(run: Path, iteration: int | None, mode: str) -> Path:
         base = run
     tag = f"iter_{iteration:07d}-{mode}" if iteration is not None else mode
     return base / "eval" / tag
-
-
-class _Images:
-    """Test or training images of every domain, preprocessed as the model's test input, as uint8."""
-
-    def __init__(self, root: str, cfg, split: str, limit: int = 0):
-        self.ds = UnpairedImageFolders(root, cfg.data.domains, split, resize=cfg.data.resize, crop=cfg.data.crop,
-                                       flip=False)
-        self.files = [f[:limit] if limit > 0 else list(f) for f in self.ds.files]
-        self.skipped: list[str] = []
-
-    def load(self, paths: list[Path]) -> tuple[torch.Tensor, list[Path]]:
-        """uint8 N x 3 x S x S of the decodable ``paths`` and those paths."""
-        images, kept = [], []
-        for path in paths:
-            try:
-                im = open_rgb(path)
-            except Exception:
-                log.warning("skipping unreadable image %s", path)
-                self.skipped.append(str(path))
-                continue
-            images.append(_quantise(self.ds.transform(im, train=False)))
-            kept.append(path)
-        if not images:
-            return torch.zeros((0, 3, self.ds.crop, self.ds.crop), dtype=torch.uint8), kept
-        return torch.stack(images), kept
-
-    def batches(self, domain: int, size: int):
-        files = self.files[domain]
-        for i in range(0, len(files), size):
-            yield self.load(files[i:i + size])
 
 
 @dataclass
@@ -184,9 +139,10 @@ def _check_options(o: EvalOptions, metrics: list[str]) -> None:
         raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
     if o.samples_per_input < 1:
         raise MetricError(f"--samples-per-input {o.samples_per_input}: give at least 1")
-    if "lpips" in metrics and o.samples_per_input < 2:
-        raise MetricError("lpips diversity compares outputs of one input: use --samples-per-input 2 or more, "
-                          "or leave lpips out of --metrics")
+    for name in ("lpips", "diversity_msssim"):
+        if name in metrics and o.samples_per_input < 2:
+            raise MetricError(f"{name} compares outputs of one input: use --samples-per-input 2 or more, "
+                              f"or leave {name} out of --metrics")
     if ("ndb" in metrics or "jsd" in metrics) and (o.ndb_bins < 2 or o.ndb_size < 1 or not 0 < o.ndb_alpha < 1):
         raise MetricError(f"NDB settings: --ndb-bins >= 2, --ndb-size >= 1 and 0 < --ndb-alpha < 1 "
                           f"(got {o.ndb_bins}, {o.ndb_size}, {o.ndb_alpha})")
@@ -224,6 +180,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
         lp = LPIPSDiversity(o.lpips_version, o.lpips_backbone_weights, device)
     want_ndb = "ndb" in metrics or "jsd" in metrics
+    ms = None
+    if "diversity_msssim" in metrics:
+        from .metrics.msssim_diversity import MSSSIMDiversity
+
+        ms = MSSSIMDiversity(cfg.data.crop, device)
     mixture = bool(getattr(model, "inferred", False))
     cluster_skipped = None
     if "cluster" in metrics and not mixture:
@@ -233,6 +194,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
     root = o.data or cfg.data.root
     test = _Images(root, cfg, "test", o.max_inputs)
+    clf = None
+    if "domain_accuracy" in metrics:
+        from .metrics.domain_classifier import domain_fractions, get_classifier
+
+        clf = get_classifier(root, cfg, o.classifier_cache, progress=progress, device=device)
     train = _Images(root, cfg, "train") if (inception is not None or want_ndb) else None
     out = Path(o.out).expanduser() if o.out is not None else _default_out(Path(o.run), iteration, o.mode)
     try:
@@ -313,6 +279,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
             if lp is not None and len(real) >= 2:
                 value, pairs = lp.random_pairs(_to_float(real, device), REAL_LPIPS_PAIRS, o.seed)
                 row["lpips_set"] = {"mean": value, "pairs": pairs}
+            if ms is not None and len(real) >= 2:
+                value, pairs = ms.random_pairs(real, REAL_LPIPS_PAIRS, o.seed)
+                row["diversity_msssim_set"] = {"mean": value, "pairs": pairs}
+            if clf is not None:
+                row["domain_accuracy"] = domain_fractions(clf.predict(real), t, len(domains))
             reference[name] = row
             progress(f"reference {name}", 1, 1)
 
@@ -333,7 +304,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         inputs, paths = test_images[s], test_paths[s]
         refs = test_images[t]
         m = o.samples_per_input
-        feats, vecs, diversities = [], [], []
+        feats, vecs, diversities, ms_div, predictions = [], [], [], [], []
         used_stems: set[str] = set()
         for b in range(0, len(inputs), per_batch):
             progress(f"translate {domains[s]} -> {domains[t]}", b, len(inputs))
@@ -365,6 +336,10 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
             if lp is not None:
                 for i in range(n):
                     diversities.append(lp.diversity(_to_float(fakes[i * m:(i + 1) * m], device)))
+            if ms is not None:
+                ms_div += [ms.diversity(fakes[i * m:(i + 1) * m]) for i in range(n)]
+            if clf is not None:
+                predictions.append(clf.predict(fakes))
         progress(f"translate {domains[s]} -> {domains[t]}", len(inputs), len(inputs))
         row = {"source": domains[s], "target": domains[t], "inputs": len(inputs), "outputs": len(inputs) * m,
                "folder": str(folder)}
@@ -383,6 +358,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         if want_ndb:
             r = targets[t].ndb.evaluate(np.concatenate(vecs))
             row["ndb"] = r.to_dict()
+        if clf is not None:
+            row["domain_accuracy"] = domain_fractions(np.concatenate(predictions), t, len(domains))
+        if ms is not None:
+            row["diversity_msssim"] = {"mean": float(np.mean(ms_div)), "std_over_inputs": float(np.std(ms_div)),
+                                       "inputs": len(ms_div), "pairs_per_input": m * (m - 1) // 2}
         row["seconds"] = round(time.perf_counter() - task_start, 2)
         tasks.append(row)
 
@@ -413,7 +393,15 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
                          ("lpips_set", lambda r: r["lpips_set"]["mean"] if "lpips_set" in r else None),
                          ("ndb", lambda r: r["ndb"]["ndb"] if "ndb" in r else None),
                          ("ndb_over_k", lambda r: r["ndb"]["ndb_over_k"] if "ndb" in r else None),
-                         ("jsd", lambda r: r["ndb"]["jsd"] if "ndb" in r else None)):
+                         ("jsd", lambda r: r["ndb"]["jsd"] if "ndb" in r else None),
+                         ("domain_accuracy", lambda r: r["domain_accuracy"]["to_target"] if "domain_accuracy" in r
+                          else None),
+                         ("domain_neither", lambda r: r["domain_accuracy"]["neither"] if "domain_accuracy" in r
+                          else None),
+                         ("diversity_msssim", lambda r: r["diversity_msssim"]["mean"] if "diversity_msssim" in r
+                          else None),
+                         ("diversity_msssim_set", lambda r: r["diversity_msssim_set"]["mean"]
+                          if "diversity_msssim_set" in r else None)):
             values = [v for v in (get(r) for r in rows) if v is not None]
             if values:
                 out_[key] = float(np.mean(values))
@@ -448,11 +436,28 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
                                 "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
                                 "accuracy": "Hungarian matching of components to domains (scipy linear_sum_assignment)",
                                 "nmi": "arithmetic-mean normalisation, nats"}
+    if clf is not None:
+        protocols["domain_accuracy"] = {
+            "images": "every output of the task; the reference line: the target's test images",
+            "prediction": "argmax over the domains and 'neither' of the domain classifier's logits",
+            "fractions": "to_target: argmax is the target; neither: argmax is 'neither'; other: another domain",
+            "classifier": clf.info(), "classifier_protocol": clf.record["protocol"],
+            "classifier_held_out": {"test": clf.record["test"], "junk": clf.record["junk"]}}
+    if ms is not None:
+        protocols["diversity_msssim"] = {
+            "pairs": "all M(M-1)/2 pairs of the M outputs of one input; mean per input, then mean over inputs",
+            "reference_line": f"set-level: mean over up to {REAL_LPIPS_PAIRS} random pairs of distinct real test "
+                              f"images of the target (numpy default_rng({o.seed}))",
+            **ms.info()}
     protocols["seeds"] = {"attributes": f"torch.Generator(device).manual_seed(seed * 1000 + task index); "
                                         f"tasks in order {[f'{domains[s]}2{domains[t]}' for s, t in pairs]}",
                           "references": "numpy default_rng([seed, task index]): M distinct test images of the "
                                         "target per input (with replacement only when there are fewer than M)",
-                          "kid_ndb_lpips_real": f"seed {o.seed}"}
+                          "kid_ndb_lpips_real": f"seed {o.seed}",
+                          **({"msssim_real": f"seed {o.seed}"} if ms is not None else {}),
+                          **({"domain_classifier": f"its own seed {clf.record['protocol']['settings']['seed']} "
+                                                   f"(independent of --seed, so the cache serves every seed)"}
+                             if clf is not None else {})}
 
     weights = {}
     if inception is not None:
@@ -460,6 +465,9 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     if lp is not None:
         weights["lpips_backbone"] = lp.info()["backbone"]
         weights["lpips_linear"] = lp.info()["linear"]
+    if clf is not None:
+        weights["domain_classifier"] = {"path": str(clf.folder), "sha256": clf.record["weights"]["sha256"],
+                                        "loaded_from_cache": clf.from_cache}
 
     skipped = test.skipped + (train.skipped if train is not None else [])
     if skipped:
@@ -489,5 +497,5 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         "seconds": round(time.perf_counter() - start, 2),
     }
     json_path = out / "eval.json"
-    _write_json_atomic(json_path, report)
+    write_json_atomic(json_path, report)
     return EvalResult(report, json_path, out, notes)

@@ -16,7 +16,7 @@ import torch
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli.config import load_config
 from gmdrit_cli.evaluate import EvalOptions, evaluate
-from gmdrit_cli.metrics import METRICS
+from gmdrit_cli.metrics import DEFAULT_METRICS, METRICS
 from gmdrit_cli.metrics.fid import INCEPTION_FILE, write_random_inception_weights
 from gmdrit_cli.metrics.lpips_diversity import write_random_alexnet_weights
 from gmdrit_cli.trainer import train
@@ -61,7 +61,7 @@ def test_eval_end_to_end(tiny, tmp_path):
     assert not list(out.rglob("*.jp*g"))
 
     report = json.loads((out / "eval.json").read_text())
-    assert report["settings"]["metrics"] == list(METRICS)
+    assert report["settings"]["metrics"] == list(DEFAULT_METRICS)
     assert report["settings"]["samples_per_input"] == 2 and report["settings"]["seed"] == 3
     assert report["settings"]["mode"] == "latent" and report["model"]["iteration"] == 2
     assert report["weights"]["inception"]["sha256"] == sha256(inception)
@@ -150,5 +150,5 @@ def test_eval_help_lists_the_metrics():
     for name in METRICS:
         assert name in proc.stdout
     for flag in ("--inception-weights", "--lpips-version", "--lpips-backbone-weights", "--samples-per-input",
-                 "--mode", "--ndb-bins"):
+                 "--mode", "--ndb-bins", "--classifier-cache"):
         assert flag in proc.stdout

@@ -1,14 +1,16 @@
 """Evaluation metrics of `gmdrit eval`: registry, shared errors and helpers.
 
 Protocols are written down in ``shared/spec/metrics.md``; ``docs/eval.md`` says what gmdrit does.
-The submodules import their heavy libraries (scipy, torch-fidelity, lpips) only when used, so listing
-the registry costs nothing.
+The submodules import their heavy libraries (scipy, torch-fidelity, lpips, pytorch-msssim) only when
+used, so listing the registry costs nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -51,7 +53,16 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
                       "translations, same bins as NDB", "ndb:NDB"),
     MetricInfo("cluster", "GM-DRIT only: accuracy (Hungarian matching) and NMI of argmax q(y|x) vs the true "
                           "domains of the test images, and mixture-component usage", "cluster:cluster_scores"),
+    MetricInfo("domain_accuracy", "fraction of translations that a small CNN, trained by gmdrit on the dataset's "
+                                  "training images (cached), assigns to the target domain rather than to another "
+                                  "domain or to 'neither' (junk)", "domain_classifier:domain_fractions"),
+    MetricInfo("diversity_msssim", "diversity: 1 - MS-SSIM (pytorch-msssim) averaged over all pairs of outputs of "
+                                   "the same input, then over inputs", "msssim_diversity:MSSSIMDiversity"),
 )}
+
+#: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)
+#: and diversity_msssim are computed when named
+DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "lpips", "ndb", "jsd", "cluster")
 
 
 def parse_metric_names(text: str | list[str]) -> list[str]:
@@ -77,3 +88,24 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name in the same folder, fsync, and rename it over ``path``, so a
+    reader sees the old file or the whole new one, never a part."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """``data`` as indented JSON (one trailing newline), written with :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
