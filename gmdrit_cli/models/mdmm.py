@@ -15,6 +15,15 @@ from . import register
 from .base import ModelFamily
 
 
+def _like_param(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor | None:
+    """``grad`` in ``param``'s memory layout. ``autograd.grad`` does not promise it (``.backward()``
+    does): a channels-last conv weight can get a contiguous gradient, and CUDA's fused Adam refuses
+    tensors of different strides (seen on an H200 with torch 2.11). Same values; a copy only on a mismatch."""
+    if grad is None or grad.stride() == param.stride():
+        return grad
+    return torch.empty_like(param, dtype=grad.dtype).copy_(grad)
+
+
 def _randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
 
@@ -220,7 +229,7 @@ class MDMM(ModelFamily):
     def _step(self, names: tuple[str, ...], grads: dict[nn.Parameter, torch.Tensor | None]) -> None:
         for name in names:
             for p in self.networks[name].parameters():
-                p.grad = grads.get(p)
+                p.grad = _like_param(grads.get(p), p)
             self.optimizers[name].step()
             for p in self.networks[name].parameters():
                 p.grad = None  # leave no stale gradients behind
@@ -237,7 +246,7 @@ class MDMM(ModelFamily):
         grads = self._grads(loss, params)
         if grads is not None:
             for p, g in zip(params, grads):
-                p.grad = g
+                p.grad = _like_param(g, p)
             nn.utils.clip_grad_norm_(params, self.cfg.optim.content_dis_clip)
             self.optimizers["dis_content"].step()
             for p in params:
