@@ -29,6 +29,10 @@ def _render(result) -> None:
                         for s in c["components"])
     console.print(f"components of {Path(c['checkpoint']).name} (iteration {c['iteration']}), test images claimed: "
                   f"{claimed}", markup=False, highlight=False, soft_wrap=True)
+    fits = [f"{s['component']}: mean gap {s['prior_fit']['mean_gap']:.2f}, std ratio {s['prior_fit']['std_ratio']:.2f}"
+            for s in c["components"] if s["prior_fit"].get("claimed")]
+    console.print("p(z|y) vs the codes of the images each component claims (0 and 1 = a prior that tracks them): "
+                  + "; ".join(fits), markup=False, highlight=False, soft_wrap=True)
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     for path in result.written:

@@ -21,9 +21,8 @@ Only GM-DRIT conditioned on its inferred y has a q(y|x) worth reporting; MDMM ru
 
 from __future__ import annotations
 
-import json
+import io
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoint import STATE_FILE, checkpoint_name, find_checkpoint, list_checkpoints, verify_checkpoint
 from .config import Config
 from .errors import CheckpointError, GmdritError
+from .metrics import write_bytes_atomic, write_json_atomic
 
 FORMAT = "gmdrit-mixture/1"
 TARGET = 0.90          # the accuracy the curve is read against (dashed line)
@@ -276,30 +276,19 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _save_png(im: Image.Image, path: Path) -> None:
-    _atomic(path, lambda tmp: im.save(tmp, format="PNG"))
+    buffer = io.BytesIO()
+    im.save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _write_json(path: Path, data: dict) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-
-    _atomic(path, write)
+    write_json_atomic(path, data)
 
 
 # ------------------------------------------------------------------------------------------ components
@@ -365,6 +354,45 @@ def prior_summary(model) -> list[dict]:
     y = F.one_hot(torch.arange(model.num_components, device=model.device), model.num_components).float()
     mean, std = model.attribute_prior(y)
     return [{"mean_norm": float(m.norm()), "std_mean": float(s.mean())} for m, s in zip(mean, std)]
+
+
+@torch.no_grad()
+def prior_fit(model, test: TestImages, probs: np.ndarray) -> list[dict]:
+    """Does the learned p(z|y=k) track the aggregate posterior of the images k claims (GM-DRIT's thesis)?
+
+    For each component k: the means of q(z|x, y=onehot(k)) of the test images whose argmax q(y|x) is k,
+    their average m_k and spread s_k (per dimension, over images, each posterior's own variance added:
+    the aggregate posterior's moments); against p(z|y=k) = N(mu_k, sigma_k^2): ``mean_gap`` =
+    RMS over dimensions of (m_k - mu_k) / sigma_k (0 = the prior is centred on the codes), and
+    ``std_ratio`` = mean over dimensions of s_k / sigma_k (1 = as wide as the codes; much above 1 = random
+    draws land off the codes the generator learned).
+    """
+    E_a = model.networks["attribute_encoder"]
+    k_of = probs.argmax(axis=1)
+    means, variances = [], []
+    for d, x in enumerate(test.images):
+        for b in range(0, len(x), BATCH):
+            batch = test.float(d, model.device, slice(b, b + BATCH))
+            enc = E_a(batch, argmax=True, sample=False)
+            means.append(enc.mean.double().cpu())
+            variances.append(enc.var.double().cpu())
+    means, variances = torch.cat(means), torch.cat(variances)
+    y = F.one_hot(torch.arange(model.num_components, device=model.device), model.num_components).float()
+    prior_mean, prior_std = (t.double().cpu() for t in model.attribute_prior(y))
+    out = []
+    for k in range(model.num_components):
+        rows = torch.as_tensor(k_of == k)
+        if not rows.any():
+            out.append({"claimed": 0})
+            continue
+        m = means[rows].mean(0)
+        second = (means[rows].pow(2) + variances[rows]).mean(0)
+        s = (second - m.pow(2)).clamp_min(0).sqrt()
+        out.append({"claimed": int(rows.sum()),
+                    "mean_gap": float(((m - prior_mean[k]) / prior_std[k]).pow(2).mean().sqrt()),
+                    "std_ratio": float((s / prior_std[k]).mean()),
+                    "posterior_spread_of_means": float(means[rows].std(0, unbiased=False).mean())})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -479,8 +507,9 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
     _save_png(grid, out / "components_claims.png")
     progress("components", 2, 3)
 
-    for s, prior in zip(summary, prior_summary(model)):
+    for s, prior, fit in zip(summary, prior_summary(model), prior_fit(model, test, probs)):
         s["prior"] = prior
+        s["prior_fit"] = fit
     components = {**common, "checkpoint": str(chosen), "iteration": model.source.iteration, "seed": o.seed,
                   "samples": o.samples, "sample_inputs": inputs,
                   "sample_protocol": "row k: the first inputs of domain (k // components_per_domain + 1) mod "

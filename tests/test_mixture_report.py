@@ -210,3 +210,33 @@ def test_models_without_q_y_given_x_are_refused(tmp_path):
     with pytest.raises(MixtureError, match="condition_on: domain"):
         mixture_report(MixtureOptions(run=tmp_path / "dom", device="cpu"))
     assert not (tmp_path / "dom" / "eval").exists()
+
+
+def test_prior_fit_by_hand(monkeypatch):
+    """Two components; the test images' posterior means and variances are set by hand, the prior too."""
+    from types import SimpleNamespace
+
+    from gmdrit_cli.mixture_report import prior_fit
+
+    class FakeEncoder:
+        def __call__(self, x, argmax=True, sample=False):
+            # image value v -> posterior mean v in every dimension, variance 0.25
+            v = x[:, 0, 0, 0:1].double()
+            return SimpleNamespace(mean=v.expand(-1, 3), var=torch.full((len(x), 3), 0.25, dtype=torch.float64))
+
+    model = SimpleNamespace(networks={"attribute_encoder": FakeEncoder()}, device=torch.device("cpu"),
+                            num_components=2,
+                            attribute_prior=lambda y: (torch.tensor([[2.0] * 3, [0.0] * 3]) * y[:, :1],
+                                                       torch.full((len(y), 3), 2.0)))
+    # component 0 claims images with means 1 and 3: aggregate mean 2, variance 1 + 0.25 -> std sqrt(1.25)
+    images = [torch.tensor([1.0, 3.0]).view(2, 1, 1, 1).expand(2, 3, 2, 2), torch.zeros(1, 3, 2, 2)]
+    test = SimpleNamespace(images=images, float=lambda d, device, rows=slice(None): images[d][rows])
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    fit = prior_fit(model, test, probs)
+    assert fit[0]["claimed"] == 2 and fit[0]["mean_gap"] == pytest.approx(0.0)
+    assert fit[0]["std_ratio"] == pytest.approx(1.25 ** 0.5 / 2)
+    # component 1 claims one image with mean 0 (prior mean 0, std 2): gap 0, std 0.5 / 2
+    assert fit[1]["mean_gap"] == pytest.approx(0.0) and fit[1]["std_ratio"] == pytest.approx(0.25)
+    probs[2] = [0.9, 0.1]  # now component 0 claims all three: mean 4/3 -> gap |4/3 - 2| / 2
+    fit = prior_fit(model, test, probs)
+    assert fit[0]["mean_gap"] == pytest.approx((2 - 4 / 3) / 2) and fit[1] == {"claimed": 0}
