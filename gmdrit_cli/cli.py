@@ -65,6 +65,22 @@ def models() -> None:
     console.print(table)
 
 
+def run_with_stage_progress(work):
+    """Call ``work(update)`` under a transient bar per stage (nothing in logs or pipes) and return its
+    result; ``update(stage, done, total)`` is the progress callback of the core functions."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True, disable=not console.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        return work(update)
+
+
 def _loss_text(losses: dict[str, float] | None, keys: tuple[str, ...]) -> str:
     if not losses:
         return ""

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import app, console
+from .cli import app, console, run_with_stage_progress
 from .metrics import DEFAULT_METRICS, METRICS
 
 _WIDTH = max(len(name) for name in METRICS)
@@ -173,17 +172,7 @@ def eval_(
                           ndb_bins=ndb_bins, ndb_size=ndb_size, ndb_alpha=ndb_alpha, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, max_inputs=max_inputs, batch_size=batch_size, device=device,
                           reference_line=not no_reference, classifier_cache=classifier_cache)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=not console.is_terminal)
-    tasks: dict[str, int] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
-    with progress:
-        result = evaluate(options, update)
+    result = run_with_stage_progress(lambda update: evaluate(options, update))
     render(result.report)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)

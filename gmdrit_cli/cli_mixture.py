@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import app, console
+from .cli import app, console, run_with_stage_progress
 
 
 def _render(result) -> None:
@@ -62,15 +61,5 @@ def mixture(
         torch.set_num_threads(threads)
     options = MixtureOptions(run=run, data=data, out=out, max_inputs=max_inputs, samples=samples, seed=seed,
                              device=device, skip_curve=skip_curve, checkpoint=checkpoint)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=not console.is_terminal)
-    tasks: dict[str, int] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
-    with progress:
-        result = mixture_report(options, update)
+    result = run_with_stage_progress(lambda update: mixture_report(options, update))
     _render(result)

@@ -35,3 +35,16 @@ def tiny_overrides(root: Path, iters: int = 2) -> list[str]:
     return [f"data.root={root}", "data.resize=36", "data.crop=32", "model.width=8", "model.nz=8",
             f"train.max_iters={iters}", "train.device=cpu", "train.threads=1", "train.log_every=1", "train.sample_every=1000",
             "train.save_every=1000"]
+
+
+@pytest.fixture(scope="session")
+def tiny_gmdrit_run(tmp_path_factory):
+    """A 2-iteration GM-DRIT run (crop 32, width 8, nz 8) on 4 + 4 random images per split: (base, data root);
+    the run folder is ``base / "run"``. Shared by the eval tests; they only read it."""
+    from gmdrit_cli.config import load_config
+    from gmdrit_cli.trainer import train
+
+    base = tmp_path_factory.mktemp("eval")
+    root = make_dataset(base / "data")
+    train(load_config("reduced_res", tiny_overrides(root, 2)), base / "run")
+    return base, root

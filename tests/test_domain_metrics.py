@@ -270,15 +270,9 @@ def test_cache_root_environment(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ gmdrit eval
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A 2-iteration GM-DRIT run (crop 32, width 8, nz 8) on 4 + 4 random images per split."""
-    from gmdrit_cli.trainer import train
-
-    base = tmp_path_factory.mktemp("eval")
-    root = make_dataset(base / "data")
-    train(load_config("reduced_res", tiny_overrides(root, 2)), base / "run")
-    return base, root
+@pytest.fixture
+def tiny_run(tiny_gmdrit_run):
+    return tiny_gmdrit_run
 
 
 def test_eval_options_need_two_samples(tmp_path):

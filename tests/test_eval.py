@@ -34,13 +34,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A 2-iteration GM-DRIT run (crop 32, width 8, nz 8) on 4 + 4 random images per split."""
-    base = tmp_path_factory.mktemp("eval")
-    root = make_dataset(base / "data")
-    train(load_config("reduced_res", tiny_overrides(root, 2)), base / "run")
-    return base, root
+@pytest.fixture
+def tiny(tiny_gmdrit_run):
+    return tiny_gmdrit_run
 
 
 def test_eval_end_to_end(tiny, tmp_path):

@@ -78,6 +78,18 @@ def parse_metric_names(text: str | list[str]) -> list[str]:
     return [n for n in METRICS if n in names]
 
 
+def random_pair_indices(n: int, n_pairs: int, seed: int = 0):
+    """Index arrays (i, j), i < j, of ``n_pairs`` distinct pairs of ``n`` items drawn with
+    ``numpy.random.default_rng(seed)`` (all pairs when there are fewer): the set-level real-vs-real lines."""
+    import numpy as np
+
+    i, j = np.triu_indices(n, k=1)
+    if n_pairs < len(i):
+        pick = np.random.default_rng(seed).choice(len(i), n_pairs, replace=False)
+        i, j = i[pick], j[pick]
+    return i, j
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -19,10 +19,9 @@ import re
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from . import MetricError, WeightsError, sha256_file
+from . import MetricError, WeightsError, random_pair_indices, sha256_file
 from .fid import fetch_weights, load_state_dict_safely
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -140,10 +139,7 @@ class LPIPSDiversity:
         n = len(images)
         if n < 2:
             raise MetricError("set-level LPIPS needs at least 2 images")
-        i_all, j_all = np.triu_indices(n, k=1)
-        if n_pairs < len(i_all):
-            pick = np.random.default_rng(seed).choice(len(i_all), n_pairs, replace=False)
-            i_all, j_all = i_all[pick], j_all[pick]
+        i_all, j_all = random_pair_indices(n, n_pairs, seed)
         feats = self.features(images)
         d = self._pair_distances(feats, torch.as_tensor(i_all, device=self.device),
                                  torch.as_tensor(j_all, device=self.device))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import MetricError
+from . import MetricError, random_pair_indices
 
 WINDOW = 11
 SIGMA = 1.5
@@ -127,9 +127,6 @@ class MSSSIMDiversity:
         n = len(images)
         if n < 2:
             raise MetricError("set-level MS-SSIM needs at least 2 images")
-        i, j = np.triu_indices(n, k=1)
-        if n_pairs < len(i):
-            pick = np.random.default_rng(seed).choice(len(i), n_pairs, replace=False)
-            i, j = i[pick], j[pick]
+        i, j = random_pair_indices(n, n_pairs, seed)
         d = self.distance(images[torch.as_tensor(i)], images[torch.as_tensor(j)])
         return float(d.mean()), len(i)
