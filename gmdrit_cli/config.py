@@ -116,6 +116,7 @@ class TrainConfig:
     threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0)
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
     sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
+    grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1)
     save_every: int = _opt(1000, "save a checkpoint every this many iterations", min=1)
     save_minutes: float = _opt(10.0, "also save a checkpoint when this many minutes passed since the last one", min=0,
                                min_exclusive=True)

@@ -75,7 +75,7 @@ def describe_model(cfg: Config) -> dict[str, int]:
 
 
 #: keys that may change when a run continues: they do not change what the model computes
-RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every",
+RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every", "train.grid_random",
                             "train.save_every", "train.save_minutes", "train.keep_last", "train.keep_every",
                             "train.device", "train.threads", "name", "description",
                             # how the step is computed, not what is trained

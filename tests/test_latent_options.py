@@ -127,3 +127,15 @@ def test_aggregate_statistics_are_saved_with_the_weights(tmp_path, tiny_data):
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     z, _ = model.sample_attributes(0, 4, None, g1)
     assert torch.allclose(z, mean[0] + std[0] * torch.randn(4, 8, generator=g2))
+
+
+@pytest.mark.parametrize("family", ["mdmm", "gmdrit"])
+def test_sample_grid_shows_several_random_outputs_per_input(family):
+    model = tiny(family, train={"grid_random": 3})
+    grid = model.sample_grid(batch())
+    assert grid.shape == (2, 7, 3, 32, 32)  # input, encoded, 3 random, self, cycle
+    for row in grid:
+        randoms = row[2:5]
+        assert not torch.equal(randoms[0], randoms[1]) and not torch.equal(randoms[1], randoms[2])
+    assert torch.equal(grid, model.sample_grid(batch()))  # seeded: the same grid every time
+    assert tiny(family).sample_grid(batch()).shape == (2, 5, 3, 32, 32)  # the report's layout by default

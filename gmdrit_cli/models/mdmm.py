@@ -331,7 +331,9 @@ class MDMM(ModelFamily):
     def sample_grid(self, examples: Batch) -> torch.Tensor:
         """Row i: input of domain i, its translation to domain i+1 with the encoded attribute of the
         domain-(i+1) example and with a random attribute, its self-reconstruction and its cross-cycle
-        reconstruction (the report's 2 x 5 layout for two domains)."""
+        reconstruction (the report's 2 x 5 layout for two domains). With ``train.grid_random`` = R > 1 the
+        random-attribute column is followed by R - 1 more random-attribute outputs of the same input
+        (rows x (4 + R)): several translations of one image, side by side."""
         for net in self.networks.values():
             net.eval()
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
@@ -343,7 +345,13 @@ class MDMM(ModelFamily):
             code = self.onehot(torch.tensor([i, (i + 1) % c], device=self.device))
             t = self.translate(pair, code, generator)
             # B's call outputs (index 1) hold A's content in B's domain: the translation of row i
-            rows.append(torch.stack([pair[0], t.fake_encoded[1], t.fake_random[1], t.self_recon[0],
+            extra = self.cfg.train.grid_random - 1
+            more = []
+            if extra > 0:
+                z, y = self.sample_attributes((i + 1) % c, extra, None, generator)
+                content = self.networks["content_encoder"](pair[:1]).expand(extra, -1, -1, -1)
+                more = list(self.generate(content, z, y))
+            rows.append(torch.stack([pair[0], t.fake_encoded[1], t.fake_random[1], *more, t.self_recon[0],
                                      t.cycle_recon[0]]))
         for net in self.networks.values():
             net.train()
