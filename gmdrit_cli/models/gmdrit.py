@@ -171,8 +171,9 @@ class GMDRIT(MDMM):
 
         # one G call for both output domains (G is per-sample; see MDMM.translate)
         out, res = G(torch.cat(contents), torch.cat(attrs), torch.cat(ys))
-        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)[:6]
-        fake_random2 = torch.cat(out.split(h)[6:]) if self.mode_seeking else None
+        parts = out.split(h)
+        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = parts[:6]
+        fake_random2 = torch.cat(parts[6:]) if self.mode_seeking else None
         # blocks 1 and 4 (of h rows) hold (z, y) of the real images of each half, in batch order
         own = torch.cat([torch.arange(h, 2 * h), torch.arange(4 * h, 5 * h)]).to(out.device)
         prior_mean, prior_var, thumbs = res.y_mean[own], res.y_var[own], res.x_rec_logits[own]

@@ -149,8 +149,9 @@ class MDMM(ModelFamily):
         # The official code calls G once per output domain (3h samples each); G is per-sample (instance
         # and per-sample layer norms), so one call on all 6h samples gives the same outputs, faster.
         out = G(torch.cat(contents), torch.cat(attrs), torch.cat(codes))
-        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = out.split(h)[:6]
-        fake_random2 = torch.cat(out.split(h)[6:]) if self.mode_seeking else None
+        parts = out.split(h)
+        fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = parts[:6]
+        fake_random2 = torch.cat(parts[6:]) if self.mode_seeking else None
 
         fake_encoded = torch.cat([fake_a_enc, fake_b_enc])
         content2 = E_c(fake_encoded)
@@ -349,7 +350,7 @@ class MDMM(ModelFamily):
             more = []
             if extra > 0:
                 z, y = self.sample_attributes((i + 1) % c, extra, None, generator)
-                content = self.networks["content_encoder"](pair[:1]).expand(extra, -1, -1, -1)
+                content = t.content[:1].expand(extra, -1, -1, -1)  # eval mode: the noise-free content of row i
                 more = list(self.generate(content, z, y))
             rows.append(torch.stack([pair[0], t.fake_encoded[1], t.fake_random[1], *more, t.self_recon[0],
                                      t.cycle_recon[0]]))
