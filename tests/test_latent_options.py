@@ -139,3 +139,41 @@ def test_sample_grid_shows_several_random_outputs_per_input(family):
         assert not torch.equal(randoms[0], randoms[1]) and not torch.equal(randoms[1], randoms[2])
     assert torch.equal(grid, model.sample_grid(batch()))  # seeded: the same grid every time
     assert tiny(family).sample_grid(batch()).shape == (2, 5, 3, 32, 32)  # the report's layout by default
+
+
+# -- GM-DRIT's prior learning rate -------------------------------------------------------------
+
+def _prior_params(model):
+    G = model.networks["generator"]
+    return [G.prior_mean.weight, G.prior_mean.bias, G.prior_var.weight, G.prior_var.bias]
+
+
+def test_prior_lr_mult_gives_p_z_given_y_its_own_learning_rate():
+    plain = tiny("gmdrit")
+    assert len(plain.optimizers["generator"].param_groups) == 1  # the report's optimizer, unchanged
+    fast = tiny("gmdrit", mixture={"prior_lr_mult": 20.0})
+    groups = fast.optimizers["generator"].param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 2e-3])
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in _prior_params(fast)}
+    assert sum(len(g["params"]) for g in groups) == len(list(fast.networks["generator"].parameters()))
+    fast.set_lr_multiplier(0.5)  # the schedule keeps the ratio
+    assert [g["lr"] for g in groups] == pytest.approx([5e-5, 1e-3])
+
+
+def test_prior_lr_mult_moves_the_prior_faster_and_nothing_else():
+    """Same seed, same batch, one step: Adam's first step is about lr per element, so the prior moves
+    about 20 times further with prior_lr_mult 20, and every other generator weight moves the same."""
+    moved = {}
+    for mult in (1.0, 20.0):
+        model = tiny("gmdrit", mixture={"prior_lr_mult": mult})
+        prior_before = [p.detach().clone() for p in _prior_params(model)]
+        dec_before = model.networks["generator"].decoder.state_dict()
+        dec_before = {k: v.clone() for k, v in dec_before.items()}
+        torch.manual_seed(3)
+        model.train_step([batch()], 0)
+        moved[mult] = (sum((p - q).abs().sum().item() for p, q in zip(_prior_params(model), prior_before)),
+                       {k: (v - dec_before[k]).abs().sum().item()
+                        for k, v in model.networks["generator"].decoder.state_dict().items()})
+    assert moved[1.0][0] > 0
+    assert moved[20.0][0] / moved[1.0][0] == pytest.approx(20.0, rel=0.05)
+    assert moved[20.0][1] == pytest.approx(moved[1.0][1], rel=1e-4, abs=1e-9)

@@ -59,7 +59,11 @@ class ModelFamily:
         for name, opt in self.optimizers.items():
             lr = self.base_lrs[name] * (1.0 if name in self.constant_lr else factor)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)
+
+    def parameter_groups(self, name: str, net: nn.Module) -> list[dict]:
+        """Optimizer parameter groups of network ``name``; a group's ``lr_mult`` scales its learning rate."""
+        return [{"params": list(net.parameters())}]
 
     def extra_state(self, iteration: int) -> dict:
         """Derived scalars recorded in ``state.json`` for people to read (resume recomputes them)."""

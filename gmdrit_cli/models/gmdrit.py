@@ -234,6 +234,19 @@ class GMDRIT(MDMM):
 
     # -- training -------------------------------------------------------------------------------
 
+    def parameter_groups(self, name: str, net: nn.Module) -> list[dict]:
+        """The generator's p(z|y) parameters in their own group when ``mixture.prior_lr_mult`` != 1.
+
+        p(z|y) is fitted only by the Gaussian KL (weight 0.01); at the generator's rate Adam moves it by
+        at most about lr per step, too slowly to follow q(z|x,y) (README "GM-DRIT vs MDMM")."""
+        mult = self.cfg.mixture.prior_lr_mult
+        if name != "generator" or mult == 1.0:
+            return super().parameter_groups(name, net)
+        prior = [p for n, p in net.named_parameters() if n.startswith(("prior_mean.", "prior_var."))]
+        ids = {id(p) for p in prior}
+        return [{"params": [p for p in net.parameters() if id(p) not in ids]},
+                {"params": prior, "lr_mult": mult}]
+
     def train_step(self, batches: list[Batch], iteration: int) -> dict[str, torch.Tensor]:
         """MDMM's step with the Gumbel temperature of ``iteration`` applied to every encoder call."""
         self._tau = self.temperature(iteration)

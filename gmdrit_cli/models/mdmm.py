@@ -90,7 +90,8 @@ class MDMM(ModelFamily):
         for name, net in self.networks.items():
             lr = lrs.get(name, o.lr_eg)
             self.base_lrs[name] = lr
-            self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, betas=(o.beta1, o.beta2),
+            groups = [{**g, "lr": lr * g.get("lr_mult", 1.0)} for g in self.parameter_groups(name, net)]
+            self.optimizers[name] = torch.optim.Adam(groups, lr=lr, betas=(o.beta1, o.beta2),
                                                      weight_decay=o.weight_decay,
                                                      **speed.optimizer_options(sp.optimizer))
 
