@@ -83,6 +83,11 @@ def _mean_cells(mean: dict, metrics: list[str], real: bool) -> list[str]:
     return cells
 
 
+def _temperature(settings: dict) -> str:
+    t = settings.get("temperature", 1.0)
+    return f" at temperature {t:g}" if t != 1.0 else ""
+
+
 def render(report: dict) -> None:
     """The Rich table of one eval report: one row per task, the mean, and the real-vs-real lines."""
     metrics = report["settings"]["metrics"]
@@ -90,7 +95,8 @@ def render(report: dict) -> None:
     if columns:
         table = Table("task", "outputs", *(_HEADERS[c] for c in columns), header_style="bold",
                       title=f"{report['model']['family']} {report['model']['config']} "
-                            f"(iteration {report['model']['iteration']}), {report['settings']['mode']} mode, "
+                            f"(iteration {report['model']['iteration']}), {report['settings']['mode']} mode"
+                            f"{_temperature(report['settings'])}, "
                             f"{report['settings']['samples_per_input']} outputs per input")
         for row in report["tasks"]:
             table.add_row(f"{row['source']} → {row['target']}", str(row["outputs"]),
@@ -136,6 +142,8 @@ def eval_(
     metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(DEFAULT_METRICS),
     samples_per_input: Annotated[int, typer.Option("--samples-per-input", help="outputs per test image and target domain")] = 10,
     mode: Annotated[Mode, typer.Option("--mode", help="latent: random attributes from the prior; reference: attributes of target test images")] = Mode.latent,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", help="latent mode: scale of the prior's standard deviation (<1: more faithful, >1: more diverse)")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="seed of attributes, references, KID subsets, NDB bins")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default RUN/eval/iter_N-MODE)")] = None,
     inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="torch-fidelity InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline FID/KID")] = None,
@@ -167,7 +175,7 @@ def eval_(
 
         torch.set_num_threads(threads)
     options = EvalOptions(run=run, data=data, metrics=metrics, samples_per_input=samples_per_input,
-                          mode=mode.value, seed=seed, out=out, inception_weights=inception_weights,
+                          mode=mode.value, temperature=temperature, seed=seed, out=out, inception_weights=inception_weights,
                           lpips_version=lpips_version.value, lpips_backbone_weights=lpips_backbone_weights,
                           ndb_bins=ndb_bins, ndb_size=ndb_size, ndb_alpha=ndb_alpha, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, max_inputs=max_inputs, batch_size=batch_size, device=device,

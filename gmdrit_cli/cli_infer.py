@@ -123,6 +123,9 @@ def translate(
         "--samples", "-n", help="outputs per input with random attributes [default: 5]", show_default=False)] = None,
     component: Annotated[Optional[int], typer.Option(
         "--component", "-k", help="GM-DRIT: draw attributes from this component of the domain (0-based)")] = None,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", "-t", help="scale of the prior's standard deviation for random attributes "
+                                    "(<1: more faithful, >1: more diverse)")] = 1.0,
     reference: ReferenceOption = None,
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
@@ -140,11 +143,12 @@ def translate(
     cfg, model = _load(run, checkpoint, device, threads)
     seed = _seed(seed)
     mode = (f"attributes of {len(reference)} reference image(s)" if reference
-            else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else ""))
+            else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else "")
+            + (f" at temperature {temperature:g}" if temperature != 1.0 else ""))
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))
     with progress:
         result = run_translate(model, inputs, domain=domain, samples=samples, component=component,
-                               references=reference, seed=seed, size=size, square=square, out=out,
+                               temperature=temperature, references=reference, seed=seed, size=size, square=square, out=out,
                                on_progress=update)
     if result.items:
         table = _table("input", f"outputs (in {result.out})", "grid", "size")

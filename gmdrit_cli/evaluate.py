@@ -61,6 +61,7 @@ class EvalOptions:
     metrics: str | list[str] = ",".join(DEFAULT_METRICS)
     samples_per_input: int = 10
     mode: str = "latent"
+    temperature: float = 1.0     # latent mode: scale of the prior's standard deviation
     seed: int = 0
     out: Path | str | None = None
     inception_weights: Path | str | None = None
@@ -137,6 +138,10 @@ class _Target:
 def _check_options(o: EvalOptions, metrics: list[str]) -> None:
     if o.mode not in MODES:
         raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
+    if not o.temperature > 0:
+        raise MetricError(f"--temperature {o.temperature}: give a number above 0 (1 = the model's prior)")
+    if o.temperature != 1.0 and o.mode != "latent":
+        raise MetricError("--temperature scales random attributes: use it with --mode latent")
     if o.samples_per_input < 1:
         raise MetricError(f"--samples-per-input {o.samples_per_input}: give at least 1")
     for name in ("lpips", "diversity_msssim"):
@@ -216,7 +221,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         test_paths.append(kept)
 
     report_protocols: dict = {}
-    settings = {"metrics": metrics, "mode": o.mode, "samples_per_input": o.samples_per_input, "seed": o.seed,
+    settings = {"metrics": metrics, "mode": o.mode, "temperature": o.temperature,
+                "samples_per_input": o.samples_per_input, "seed": o.seed,
                 "max_inputs": o.max_inputs, "batch_size": o.batch_size, "device": str(device),
                 "image_format": "PNG (8-bit RGB); every metric reads the saved 8-bit values",
                 "image_size": cfg.data.crop,
@@ -314,7 +320,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
                 content = model.encode_content(_to_float(batch, device))
                 content = content.repeat_interleave(m, dim=0)
                 if o.mode == "latent":
-                    z, y = model.sample_attributes(t, n * m, None, gen)
+                    z, y = model.sample_attributes(t, n * m, None, gen, o.temperature)
                 else:
                     idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
                     z, y = model.encode_reference(_to_float(refs[torch.as_tensor(idx)], device),

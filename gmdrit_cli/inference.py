@@ -522,13 +522,15 @@ class TranslateResult:
 
 
 def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int, samples: int | None = None,
-              component: int | None = None, references: list[Path | str] | None = None, seed: int = 0,
+              component: int | None = None, temperature: float = 1.0,
+              references: list[Path | str] | None = None, seed: int = 0,
               size: int | None = None, square: bool = False, out: Path | str = "translations",
               on_progress: ProgressCallback | None = None) -> TranslateResult:
     """Translate every input image into ``domain``.
 
     Latent-guided (no ``references``): ``samples`` outputs per input, attributes drawn from the model's prior
-    for ``domain`` (``component`` pins a GM-DRIT component) with a generator seeded by ``seed``; the same
+    for ``domain`` (``component`` pins a GM-DRIT component; ``temperature`` scales the prior's standard
+    deviation) with a generator seeded by ``seed``; the same
     draws serve every input of the call, so an input's outputs depend only on the seed, not on the other
     inputs. Reference-guided: one output per reference image (of ``domain``), its encoded attribute.
 
@@ -547,6 +549,11 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     if references and samples is not None:
         raise InferenceError("--samples applies to random attributes; with --reference there is one output "
                              "per reference image")
+    if references and temperature != 1.0:
+        raise InferenceError("--temperature applies to random attributes; with --reference the attribute "
+                             "comes from the reference image")
+    if not temperature > 0:
+        raise InferenceError(f"--temperature {temperature}: give a number above 0 (1 = the model's prior)")
     _check_component(model, component)
     samples = 5 if samples is None else samples
     if not references and samples < 1:
@@ -557,7 +564,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
         z, y, result.notes = _load_references(model, references, [d] * len(references), size)
         tag = "ref"
     else:
-        z, y = model.sample_attributes(d, samples, component, _generator(model, seed))
+        z, y = model.sample_attributes(d, samples, component, _generator(model, seed), temperature)
         tag = ""
     used: set[str] = set()
     name = cfg.data.domains[d]

@@ -15,6 +15,7 @@ import torch
 
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli.config import load_config
+from gmdrit_cli.metrics import MetricError
 from gmdrit_cli.evaluate import EvalOptions, evaluate
 from gmdrit_cli.metrics import DEFAULT_METRICS, METRICS
 from gmdrit_cli.metrics.fid import INCEPTION_FILE, write_random_inception_weights
@@ -105,6 +106,18 @@ def test_eval_reference_mode_in_process_is_reproducible(tiny, tmp_path):
     assert all((a.out / f).read_bytes() == (b.out / f).read_bytes() for f in files)  # same seed, same bytes
     assert [t["ndb"] for t in a.report["tasks"]] == [t["ndb"] for t in b.report["tasks"]]
     assert a.report["cluster"] == b.report["cluster"]
+
+
+def test_eval_temperature_is_recorded_and_checked(tiny, tmp_path):
+    base, root = tiny
+    common = dict(run=base / "run", data=str(root), metrics="jsd", samples_per_input=2, ndb_bins=2, device="cpu",
+                  max_inputs=2, reference_line=False)
+    narrow = evaluate(EvalOptions(**common, temperature=0.5, out=tmp_path / "t"))
+    assert narrow.report["settings"]["temperature"] == 0.5
+    with pytest.raises(MetricError, match="--mode latent"):
+        evaluate(EvalOptions(**common, temperature=0.5, mode="reference", out=tmp_path / "r"))
+    with pytest.raises(MetricError, match="above 0"):
+        evaluate(EvalOptions(**common, temperature=0.0, out=tmp_path / "z"))
 
 
 def test_eval_mdmm_skips_cluster(tmp_path):

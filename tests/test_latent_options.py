@@ -72,7 +72,8 @@ def test_gmdrit_second_random_attribute_keeps_the_component(monkeypatch):
     model = tiny("gmdrit", loss={"mode_seeking": 1.0}, mixture={"components_per_domain": 2})
     calls = []
     original = model._sample_prior
-    monkeypatch.setattr(model, "_sample_prior", lambda y, generator=None: calls.append(y) or original(y, generator))
+    monkeypatch.setattr(model, "_sample_prior", lambda y, generator=None, temperature=1.0:
+                        calls.append(y) or original(y, generator, temperature))
     b = batch((0, 1, 0, 1))
     t = model.translate(b.images, model.onehot(b.domains))
     assert len(calls) == 2 and torch.equal(calls[0], calls[1]) and torch.equal(calls[1], t.random_y)
@@ -177,3 +178,22 @@ def test_prior_lr_mult_moves_the_prior_faster_and_nothing_else():
     assert moved[1.0][0] > 0
     assert moved[20.0][0] / moved[1.0][0] == pytest.approx(20.0, rel=0.05)
     assert moved[20.0][1] == pytest.approx(moved[1.0][1], rel=1e-4, abs=1e-9)
+
+
+# -- sampling temperature -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("family,sections", [("mdmm", {}), ("mdmm", {"model": {"random_attributes": "aggregate"}}),
+                                             ("gmdrit", {}), ("gmdrit", {"mixture": {"condition_on": "domain"}})])
+def test_temperature_scales_the_spread_of_random_attributes_around_the_prior_mean(family, sections):
+    model = tiny(family, **sections)
+    if family == "mdmm" and sections:  # a non-trivial aggregate posterior: mean 1..8, std 0.1..0.8
+        E_a = model.networks["attribute_encoder"]
+        mean = torch.arange(1, 9.0).repeat(2, 1)
+        E_a.aggregate_mean.copy_(mean)
+        E_a.aggregate_sq.copy_(mean.pow(2) + (mean / 10).pow(2))
+    z1, y1 = model.sample_attributes(1, 6, None, torch.Generator().manual_seed(4))
+    z3, y3 = model.sample_attributes(1, 6, None, torch.Generator().manual_seed(4), 0.3)
+    mean, _ = model.attribute_prior(y1)
+    assert torch.equal(y1, y3)
+    assert torch.allclose(z3 - mean, 0.3 * (z1 - mean), atol=1e-5)
+    assert not torch.allclose(z1, mean)

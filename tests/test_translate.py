@@ -239,3 +239,22 @@ def test_model_sources_and_test_time_api(models, tmp_path):
         inf.translate(model, [img], domain="orange", component=0, out=tmp_path / "d3")
     path, _ = inf.interpolation_path(model, between="domains", domains=[0, 1], steps=3, seed=0)
     assert torch.allclose(path.y[1], torch.tensor([0.5, 0.5])) and torch.equal(path.z[0], path.z[2])
+
+
+def test_temperature_translate_and_its_errors(models, tmp_path):
+    img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
+    ref = str(sorted((models["data"] / "testB").glob("*.png"))[0])
+    run = str(models["gmdrit"])
+    outs = {}
+    for t in ("1", "0.01"):
+        proc = gmdrit("translate", img, "--domain", "orange", "-n", "3", "--temperature", t, "--run", run,
+                      "--out", str(tmp_path / t))
+        assert proc.returncode == 0, proc.stderr
+        outs[t] = [np.asarray(Image.open(p), dtype=np.float32) for p in sorted((tmp_path / t).glob("*_to_orange_[0-9].png"))]
+    spread = {t: np.mean([np.abs(a - b).mean() for a in o for b in o]) for t, o in outs.items()}
+    assert spread["0.01"] < spread["1"]  # near the prior's mean the outputs nearly coincide
+    assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--temperature", "0", "--run", run,
+                                 "--out", str(tmp_path / "x")), "--temperature 0.0", "above 0")
+    assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--temperature", "2", "--reference", ref,
+                                 "--run", run, "--out", str(tmp_path / "x")), "--temperature applies to random")
+    assert not (tmp_path / "x").exists()

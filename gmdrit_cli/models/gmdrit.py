@@ -105,11 +105,11 @@ class GMDRIT(MDMM):
         return code.repeat_interleave(self.components_per_domain, dim=1) / self.components_per_domain
 
     def _random_attributes(self, domains: torch.Tensor, generator: torch.Generator | None = None,
-                           component: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                           component: int | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """For each wanted domain (N long): a component of that domain (uniform, or ``component``-th of
         the domain), ``y = onehot(k)`` and ``z ~ p(z|y)``, independently per sample. Returned detached:
         like MDMM's N(0, I) draw, the random attribute is a constant of the step, and p(z|y) is fitted
-        by the Gaussian KL only."""
+        by the Gaussian KL only. ``temperature`` scales p(z|y)'s standard deviation (sampling only)."""
         cpd = self.components_per_domain
         if component is None:
             offset = torch.randint(cpd, domains.shape, device=domains.device, generator=generator)
@@ -117,14 +117,15 @@ class GMDRIT(MDMM):
             offset = torch.full_like(domains, component)
         k = domains * cpd + offset
         y = F.one_hot(k, self.num_components).float()
-        return self._sample_prior(y, generator), y
+        return self._sample_prior(y, generator, temperature), y
 
     @torch.no_grad()
-    def _sample_prior(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z ~ p(z|y) for each row of y (N x K), N x nz, detached."""
+    def _sample_prior(self, y: torch.Tensor, generator: torch.Generator | None = None,
+                      temperature: float = 1.0) -> torch.Tensor:
+        """z ~ N(mean, temperature^2 var) of p(z|y) for each row of y (N x K), N x nz, detached."""
         mean, var = self.networks["generator"].prior(y)
         noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
-        return mean + noise * var.sqrt()
+        return mean + noise * var.sqrt() * temperature
 
     def _encode(self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool = False,
                 sample: bool = True) -> AttributeInference:
@@ -274,8 +275,10 @@ class GMDRIT(MDMM):
 
     @torch.no_grad()
     def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random attributes for ``domain``: (z n x nz, y n x K).
+                          generator: torch.Generator | None = None,
+                          temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random attributes for ``domain``: (z n x nz, y n x K); ``temperature`` scales the prior's
+        standard deviation (1 = the prior itself).
 
         ``inferred`` stage: for each sample a component of the domain (uniform; ``component`` pins the
         ``component``-th component *of this domain*, 0 <= component < components_per_domain, i.e. global
@@ -288,11 +291,11 @@ class GMDRIT(MDMM):
         if not self.inferred:
             if component is not None:
                 raise ValueError("component is only meaningful with mixture.condition_on: inferred")
-            z = torch.randn((n, self.cfg.model.nz), device=self.device, generator=generator)
+            z = torch.randn((n, self.cfg.model.nz), device=self.device, generator=generator) * temperature
             return z, self.domain_code_to_y(self.onehot(domains))
         if component is not None and not 0 <= component < self.components_per_domain:
             raise ValueError(f"component must be in 0..{self.components_per_domain - 1}, got {component}")
-        return self._random_attributes(domains, generator, component)
+        return self._random_attributes(domains, generator, component, temperature)
 
     @torch.no_grad()
     def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

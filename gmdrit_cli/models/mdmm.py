@@ -373,17 +373,19 @@ class MDMM(ModelFamily):
 
     @torch.no_grad()
     def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random attributes for ``domain``: (z ~ N(0, I) n x nz, code = domain one-hot n x C).
+                          generator: torch.Generator | None = None,
+                          temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random attributes for ``domain``: (z ~ N(0, temperature^2 I) n x nz, code = domain one-hot
+        n x C).
 
         MDMM has no mixture components: ``component`` must be None. With ``model.random_attributes:
-        aggregate`` the draws come from the domain's aggregate posterior (mean + std * N(0, I)).
+        aggregate`` the draws come from the domain's aggregate posterior (mean + temperature * std * N(0, I)).
         """
         if not 0 <= domain < self.cfg.num_domains:
             raise ValueError(f"domain must be in 0..{self.cfg.num_domains - 1}, got {domain}")
         if component is not None:
             raise ValueError("MDMM has no mixture components (component must be None)")
-        z = torch.randn((n, self.cfg.model.nz), device=self.device, generator=generator)
+        z = torch.randn((n, self.cfg.model.nz), device=self.device, generator=generator) * temperature
         code = self.onehot(torch.full((n,), domain, dtype=torch.long, device=self.device))
         if self.uses_aggregate:
             mean, std = self.attribute_prior(code)
