@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import subprocess
@@ -303,7 +305,10 @@ def test_sample_grid_and_test_time_api():
 
 # --------------------------------------------------------------------------- presets through the trainer
 
-@pytest.mark.parametrize("preset", NEW_PRESETS + ["mdmm_baseline", "quickstart"])
+STUDY_PRESETS = ["study_gmdrit", "study_mdmm", "study_gmdrit_k2"]
+
+
+@pytest.mark.parametrize("preset", NEW_PRESETS + STUDY_PRESETS + ["mdmm_baseline", "quickstart"])
 def test_preset_trains_two_iterations(preset, gm_data, tmp_path):
     cfg = load_config(preset, [f"data.root={gm_data}", "data.crop=32", "data.resize=36", "model.width=8",
                                "model.nz=8", "train.max_iters=2", "train.device=cpu", "train.log_every=1",
@@ -315,6 +320,22 @@ def test_preset_trains_two_iterations(preset, gm_data, tmp_path):
         assert all(math.isfinite(v) for v in record.values() if isinstance(v, (int, float)))
     if cfg.model.family == "gmdrit" and cfg.mixture.condition_on == "inferred":
         assert {"kl_gauss", "kl_categ", "label", "thumb_rec", "label_sim", "gumbel_tau"} <= lines[-1].keys()
+
+
+def test_study_presets_differ_only_in_family_and_components():
+    """The GM-DRIT vs MDMM study compares like with like: every key but these is the same."""
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return out
+
+    configs = {name: flat(dataclasses.asdict(load_config(name))) for name in STUDY_PRESETS}
+    base = configs["study_gmdrit"]
+    differing = {name: {k for k in base if configs[name][k] != base[k]} for name in STUDY_PRESETS}
+    assert differing == {"study_gmdrit": set(), "study_mdmm": {"name", "description", "model.family"},
+                         "study_gmdrit_k2": {"name", "description", "mixture.components_per_domain"}}
+    assert configs["study_gmdrit_k2"]["mixture.components_per_domain"] == 2
 
 
 def test_preset_settings():
