@@ -149,7 +149,9 @@ def eval_(
     inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="torch-fidelity InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline FID/KID")] = None,
     lpips_version: Annotated[LpipsVersion, typer.Option("--lpips-version", help="LPIPS linear weights: 0.1 (current) or 0.0 (BicycleGAN/MUNIT-era numbers)")] = LpipsVersion.v01,
     lpips_backbone_weights: Annotated[Optional[Path], typer.Option("--lpips-backbone-weights", help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth) for offline LPIPS")] = None,
-    ndb_bins: Annotated[int, typer.Option("--ndb-bins", help="NDB/JSD: K, the number of K-means bins")] = 50,
+    ndb_bins: Annotated[Optional[int], typer.Option(
+        "--ndb-bins", help="NDB/JSD: K, the number of K-means bins [default: 50, fewer when the target domain "
+                           "has under 500 training images: at least 10 per bin]", show_default=False)] = None,
     ndb_size: Annotated[int, typer.Option("--ndb-size", help="NDB/JSD: images are downscaled to this many pixels square")] = 32,
     ndb_alpha: Annotated[float, typer.Option("--ndb-alpha", help="NDB: significance level of the per-bin z-test")] = 0.05,
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", help="KID: samples per subset (lowered to the smaller set)")] = 1000,

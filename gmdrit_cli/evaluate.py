@@ -67,7 +67,7 @@ class EvalOptions:
     inception_weights: Path | str | None = None
     lpips_version: str = "0.1"
     lpips_backbone_weights: Path | str | None = None
-    ndb_bins: int = 50
+    ndb_bins: int | None = None  # None: 50, fewer when the target has under 10 training images per bin
     ndb_size: int = 32
     ndb_alpha: float = 0.05
     kid_subset_size: int = 1000
@@ -135,6 +135,15 @@ class _Target:
 
 # ------------------------------------------------------------------------------------------ evaluate
 
+NDB_BINS = 50            # the NDB paper's K
+NDB_IMAGES_PER_BIN = 10  # fewer training images per bin make the per-bin proportion tests meaningless
+
+
+def default_ndb_bins(n_train: int) -> int:
+    """K for NDB/JSD when the user gave none: 50, or fewer so each bin has >= 10 training images (>= 2)."""
+    return max(2, min(NDB_BINS, n_train // NDB_IMAGES_PER_BIN))
+
+
 def _check_options(o: EvalOptions, metrics: list[str]) -> None:
     if o.mode not in MODES:
         raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
@@ -148,7 +157,8 @@ def _check_options(o: EvalOptions, metrics: list[str]) -> None:
         if name in metrics and o.samples_per_input < 2:
             raise MetricError(f"{name} compares outputs of one input: use --samples-per-input 2 or more, "
                               f"or leave {name} out of --metrics")
-    if ("ndb" in metrics or "jsd" in metrics) and (o.ndb_bins < 2 or o.ndb_size < 1 or not 0 < o.ndb_alpha < 1):
+    if ("ndb" in metrics or "jsd" in metrics) and ((o.ndb_bins is not None and o.ndb_bins < 2) or o.ndb_size < 1
+                                                   or not 0 < o.ndb_alpha < 1):
         raise MetricError(f"NDB settings: --ndb-bins >= 2, --ndb-size >= 1 and 0 < --ndb-alpha < 1 "
                           f"(got {o.ndb_bins}, {o.ndb_size}, {o.ndb_alpha})")
     if ("fid" in metrics or "kid" in metrics) and (o.kid_subset_size < 2 or o.kid_subsets < 1):
@@ -254,7 +264,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
             if inception is not None:
                 tgt.inception = fidm.FeatureSet.from_features(np.concatenate(feats))
             if want_ndb:
-                tgt.ndb = ndbm.NDB(np.concatenate(vecs), bins=o.ndb_bins, alpha=o.ndb_alpha, seed=o.seed)
+                bins = o.ndb_bins if o.ndb_bins is not None else default_ndb_bins(n)
+                if o.ndb_bins is None and bins < NDB_BINS:
+                    notes.append(f"NDB/JSD for {name}: {bins} bins, not {NDB_BINS}: {n} training images "
+                                 f"(the default keeps at least {NDB_IMAGES_PER_BIN} per bin; --ndb-bins sets K)")
+                tgt.ndb = ndbm.NDB(np.concatenate(vecs), bins=bins, alpha=o.ndb_alpha, seed=o.seed)
             targets[t] = tgt
 
     # -- the reference line: real test images of the target vs its training images --------------
@@ -435,6 +449,9 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         any_ndb = next(iter(targets.values())).ndb
         protocols["ndb"] = {**any_ndb.settings(), "image_size": o.ndb_size,
                             "downscale": "bilinear, antialiased, to image_size x image_size, pixels in [0, 1]",
+                            "bins_rule": (f"given (--ndb-bins {o.ndb_bins})" if o.ndb_bins is not None else
+                                          f"{NDB_BINS}, or n_train // {NDB_IMAGES_PER_BIN} (at least 2) when smaller; "
+                                          "each row's ndb.bins is the K used"),
                             "train": "training images of the target domain (fitted once per target)",
                             "query": "all outputs of the task; the reference line queries the target's test images"}
     if "cluster" in metrics and mixture:

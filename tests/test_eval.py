@@ -120,6 +120,28 @@ def test_eval_temperature_is_recorded_and_checked(tiny, tmp_path):
         evaluate(EvalOptions(**common, temperature=0.0, out=tmp_path / "z"))
 
 
+def test_default_ndb_bins_fit_the_training_set():
+    from gmdrit_cli.evaluate import default_ndb_bins
+
+    assert [default_ndb_bins(n) for n in (1019, 500, 499, 36, 5)] == [50, 50, 49, 3, 2]
+
+
+def test_eval_ndb_on_a_run_trained_on_the_embedded_sample(tmp_path):
+    """The 36 sample apples / oranges cannot fill 50 bins: the default lowers K and says so."""
+    train(load_config("quickstart", ["train.max_iters=1", "train.device=cpu", "model.width=8",
+                                     "train.sample_every=1000"]), tmp_path / "run")
+    out = tmp_path / "out"
+    proc = gmdrit("eval", str(tmp_path / "run"), "--metrics", "ndb,jsd", "--samples-per-input", "1",
+                  "--out", str(out), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "eval.json").read_text())
+    assert [t["ndb"]["bins"] for t in report["tasks"]] == [3, 3]
+    assert report["data"]["train_images"] == {"apple": 36, "orange": 36}
+    assert any("3 bins, not 50: 36 training images" in n for n in report["notes"])
+    assert "3 bins, not 50" in proc.stdout + proc.stderr
+    assert "n_train // 10" in report["protocols"]["ndb"]["bins_rule"]
+
+
 def test_eval_mdmm_skips_cluster(tmp_path):
     root = make_dataset(tmp_path / "data", per_domain=3)
     train(load_config("quickstart", tiny_overrides(root, 1)), tmp_path / "run")
