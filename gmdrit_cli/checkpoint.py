@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -139,12 +139,23 @@ def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict) -> None:
     if path.is_dir():
         path = path / MODEL_FILE
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+    if meta.get("quantized"):  # an int8 export (gmdrit export --int8)
+        from .quantize import dequantize_tensors
+
+        tensors = dequantize_tensors(tensors)
+    # heads used only by training losses that an export left out (metadata "omitted": prefixes): zeros
+    omitted = tuple(p for p in meta.get("omitted", "").split(",") if p)
     for net_name, net in networks.items():
         prefix = net_name + "."
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        for key, value in net.state_dict().items():
+            if key not in sd and (prefix + key).startswith(omitted):
+                sd[key] = torch.zeros_like(value)
         try:
             net.load_state_dict(sd, strict=True)
         except RuntimeError as exc:

@@ -210,11 +210,21 @@ def interpolate(
 def export(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="run folder (latest checkpoint), checkpoint folder or exported model")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder to write model.safetensors and config.yaml into")],
+    int8: Annotated[bool, typer.Option("--int8", help="int8 weights (per output channel) without training-only "
+                                                      "heads: about a quarter of the size")] = False,
+    meta: Annotated[Optional[list[str]], typer.Option(
+        "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable")] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
-    from .inference import export_model
+    from .inference import InferenceError, export_model
 
-    result = export_model(run, out)
+    extra = {}
+    for item in meta or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InferenceError(f"--meta {item!r}: write KEY=VALUE")
+        extra[key.strip()] = value
+    result = export_model(run, out, int8=int8, extra_metadata=extra)
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "
                   f"and {result.config}", markup=False, highlight=False, soft_wrap=True)

@@ -46,6 +46,9 @@ from .models.base import ModelFamily
 CONFIG_FILE = "config.yaml"
 #: the networks a translation needs; exports hold only these
 INFERENCE_NETWORKS = ("content_encoder", "attribute_encoder", "generator")
+#: parts of those networks that only a training loss uses (GM-DRIT's p(x|z) thumbnail head); int8 exports
+#: leave them out and loading fills them with zeros
+TRAINING_ONLY = ("generator.pxz.",)
 BETWEEN = ("random", "references", "components", "domains")
 #: a translated output keeps the input's aspect ratio, with its long side at most this many working sizes
 MAX_ASPECT_FACTOR = 8
@@ -205,8 +208,13 @@ def _make_folder(folder: Path) -> None:
         raise InferenceError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
 
 
-def export_model(path: Path | str, out: Path | str) -> ExportResult:
-    """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else."""
+def export_model(path: Path | str, out: Path | str, int8: bool = False,
+                 extra_metadata: dict[str, str] | None = None) -> ExportResult:
+    """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
+
+    ``int8``: weights quantised per output channel (:mod:`gmdrit_cli.quantize`) and the training-only heads
+    (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
+    safetensors header (e.g. the command that trained the model)."""
     source = resolve_model(path)
     out = Path(out).expanduser()
     prefixes = tuple(f"{n}." for n in INFERENCE_NETWORKS)
@@ -223,7 +231,12 @@ def export_model(path: Path | str, out: Path | str) -> ExportResult:
     if wrong:
         raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
     metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
-                "networks": ",".join(INFERENCE_NETWORKS), "gmdrit": __version__}
+                "networks": ",".join(INFERENCE_NETWORKS), "gmdrit": __version__, **(extra_metadata or {})}
+    if int8:
+        from .quantize import FORMAT, quantize_tensors
+
+        tensors = quantize_tensors({k: v for k, v in tensors.items() if not k.startswith(TRAINING_ONLY)})
+        metadata.update(quantized=FORMAT, omitted=",".join(TRAINING_ONLY))
     if source.iteration is not None:
         metadata["iteration"] = str(source.iteration)
     _make_folder(out)

@@ -258,3 +258,43 @@ def test_temperature_translate_and_its_errors(models, tmp_path):
     assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--temperature", "2", "--reference", ref,
                                  "--run", run, "--out", str(tmp_path / "x")), "--temperature applies to random")
     assert not (tmp_path / "x").exists()
+
+
+def test_quantize_round_trip_by_hand():
+    from gmdrit_cli.quantize import SCALE_SUFFIX, dequantize_tensors, quantize_tensors
+
+    w = torch.linspace(-1, 1, 2048).reshape(2, 1024)
+    w[1] *= 0.254  # channel 1's scale: 0.254 / 127 = 0.002
+    small, bias = torch.randn(3, 4), torch.randn(1024)
+    q = quantize_tensors({"w": w, "small": small, "bias": bias})
+    assert q["w"].dtype == torch.int8 and q["w"][0].abs().max().item() == 127
+    assert q[f"w{SCALE_SUFFIX}"].tolist() == pytest.approx([1 / 127, 0.254 / 127])
+    assert torch.equal(q["small"], small) and torch.equal(q["bias"], bias)  # too small / 1-d: kept as they are
+    back = dequantize_tensors(q)
+    assert set(back) == {"w", "small", "bias"} and back["w"].dtype == torch.float32
+    err = (back["w"] - w).abs().amax(dim=1)
+    assert (err <= q[f"w{SCALE_SUFFIX}"] / 2 + 1e-7).all() and err[1] < 0.0011
+
+
+def test_int8_export_is_small_carries_metadata_and_translates_alike(models, tmp_path):
+    from safetensors import safe_open
+
+    full, small = tmp_path / "fp32", tmp_path / "int8"
+    assert gmdrit("export", str(models["gmdrit"]), "--out", str(full)).returncode == 0
+    proc = gmdrit("export", str(models["gmdrit"]), "--out", str(small), "--int8", "--meta", "trained_with=gmdrit train x")
+    assert proc.returncode == 0, proc.stderr
+    assert (small / "model.safetensors").stat().st_size < 0.4 * (full / "model.safetensors").stat().st_size
+    with safe_open(str(small / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        assert not any(k.startswith("generator.pxz.") for k in f.keys())
+    assert meta["trained_with"] == "gmdrit train x" and meta["quantized"].startswith("int8")
+    img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
+    outs = {}
+    for name, folder in (("fp32", full), ("int8", small)):
+        proc = gmdrit("translate", img, "-d", "orange", "-n", "2", "--checkpoint", str(folder), "--seed", "1",
+                      "--out", str(tmp_path / f"out-{name}"), "--threads", "1")
+        assert proc.returncode == 0, proc.stderr
+        outs[name] = np.asarray(Image.open(tmp_path / f"out-{name}" / "0_to_orange_1.png"), dtype=np.float32)
+    assert np.abs(outs["fp32"] - outs["int8"]).mean() < 3.0  # of 255
+    assert_one_line_error(gmdrit("export", str(models["gmdrit"]), "--out", str(tmp_path / "x"), "--meta", "novalue"),
+                          "--meta 'novalue'", "KEY=VALUE")
