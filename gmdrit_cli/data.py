@@ -46,8 +46,12 @@ def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Pat
     """The folder of each domain for ``split`` ('train' or 'test'), in either layout."""
     root = resolve_root(root)
     if not root.is_dir():
+        from .download import is_known_dataset
+
+        fetch = (f" or download it: gmdrit data download {root.name} --to {root.parent}"
+                 if is_known_dataset(root.name, "unpaired") else "")
         raise DataError(f"data folder '{root}' does not exist; point data.root at your dataset "
-                        f"(--set data.root=PATH)")
+                        f"(--set data.root=PATH){fetch}")
     named = [root / split / name for name in domains]
     if all(p.is_dir() for p in named):
         return named
