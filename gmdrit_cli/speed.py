@@ -7,6 +7,7 @@ device and keeps training correct there.
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import lru_cache
 
 import torch
@@ -25,15 +26,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) at or above which it runs bf16 natively
+_ONEDNN_BF16_ISAS = {"ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"}
+
+
 @lru_cache(maxsize=None)
 def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX) and torch may use it, where bf16
+    autocast pays off. A cap on the instruction set (``ONEDNN_MAX_CPU_ISA`` below AVX512_CORE_BF16, or
+    ``ATEN_CPU_CAPABILITY`` below avx512, e.g. to reproduce an AVX2 machine) means no: bf16 would then be
+    emulated, several times slower than fp32."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             flags = f.read()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        return False
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").strip().upper()
+    if isa not in _ONEDNN_BF16_ISAS:
+        return False
+    return torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX512", "AMX"))
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:

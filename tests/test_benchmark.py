@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +90,22 @@ def test_keep_freed_memory_applies_only_where_asked():
 
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert speed.keep_freed_memory("auto", torch.device("cpu")) is True
+
+
+@pytest.mark.parametrize("env,expected", [({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+                                          ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),
+                                          ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+                                          ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, None),
+                                          ({}, None)])
+def test_amp_auto_follows_an_instruction_set_cap(env, expected):
+    """With the ISA capped below bf16 (an AVX2 machine reproduced), speed.amp auto must pick fp32; without a
+    cap it follows the CPU flags (None: whatever /proc/cpuinfo says)."""
+    code = ("from gmdrit_cli import speed; import torch; "
+            "print(speed.cpu_has_bf16(), speed.amp_dtype('auto', torch.device('cpu')))")
+    base = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env},
+                         timeout=120).stdout.split()
+    flags = Path("/proc/cpuinfo").read_text(errors="ignore") if Path("/proc/cpuinfo").exists() else ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    want = native if expected is None else expected
+    assert out == [str(want), "torch.bfloat16" if want else "None"]
