@@ -23,7 +23,9 @@ ToOption = Annotated[Path, typer.Option("--to", help="folder that holds the data
 
 
 def _size_text(size: Optional[int]) -> str:
-    return "-" if size is None else f"{size / 1e6:,.0f} MB"
+    if size is None:
+        return "-"
+    return f"{size / 1e6:,.1f} MB" if size < 10e6 else f"{size / 1e6:,.0f} MB"
 
 
 @data_app.command("list")
@@ -80,7 +82,8 @@ def download(
         result = download_dataset(name, to, url=url, force=force, keep_archive=keep_archive, progress=update,
                                   timeout=timeout)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted; a partial download in {to} is kept: run the same command again to resume",
+        err_console.print(f"interrupted; what was downloaded so far stays in {to}: run the same command again to "
+                          f"continue",
                           markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     finally:

@@ -146,8 +146,8 @@ def _content_range(header: Optional[str]) -> tuple[Optional[int], Optional[int]]
 def fetch(url: str, part: Path, *, manual_path: Path, progress: Optional[Progress] = None,
           timeout: float = 30.0, chunk_size: int = 1 << 16) -> tuple[int, int]:
     """Download ``url`` into ``part``, continuing an existing ``part`` with a Range request; returns the
-    file's size and the byte the transfer continued from (0: from the start). A broken-off transfer keeps ``part`` and raises; ``manual_path`` is where the error tells
-    the user to put a file fetched by hand."""
+    file's size and the byte the transfer continued from (0: from the start). A broken-off transfer keeps
+    ``part`` and raises; ``manual_path`` is where the error tells the user to put a file fetched by hand."""
     start = part.stat().st_size if part.is_file() else 0
     for _ in range(3):  # a refused or ignored Range restarts from zero; that needs at most two retries
         headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={start}-"} if start else {})}
@@ -183,16 +183,20 @@ def fetch(url: str, part: Path, *, manual_path: Path, progress: Optional[Progres
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
             done = start
-            try:
-                with open(part, "ab" if start else "wb") as out:
-                    while chunk := response.read(chunk_size):
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress("download", done, total)
-            except (http.client.HTTPException, TimeoutError, ConnectionError) as exc:
-                raise DownloadError(f"the download from {url} broke off after {done} bytes ({exc or type(exc).__name__}); "
-                                    f"{part} is kept: run the same command again to resume") from None
+            with open(part, "ab" if start else "wb") as out:
+                while True:
+                    try:
+                        chunk = response.read(chunk_size)
+                    except (http.client.HTTPException, OSError) as exc:  # reset, timeout, TLS error mid-body
+                        raise DownloadError(f"the download from {url} broke off after {done} bytes "
+                                            f"({exc or type(exc).__name__}); {part} is kept: run the same "
+                                            f"command again to resume") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress("download", done, total)
         if total is not None and done < total:
             raise DownloadError(f"the download from {url} stopped at {done} of {total} bytes; {part} is kept: "
                                 f"run the same command again to resume")
@@ -221,7 +225,7 @@ def _safe_parts(name: str) -> tuple[str, ...]:
     text = name.replace("\\", "/")
     parts = tuple(p for p in text.split("/") if p not in ("", "."))
     if text.startswith("/") or re.match(r"[A-Za-z]:", text) or ".." in parts:
-        raise ValueError(f"unsafe member path '{name}'")
+        raise ValueError(f"unsafe member path '{name}' (it points outside the dataset folder)")
     return parts
 
 
@@ -280,7 +284,8 @@ def check_archive(path: Path, spec: DatasetSpec, progress: Optional[Progress] = 
     present = {m.parts[0] for m in members}
     missing = [f for f in spec.folders if f not in present]
     if missing:
-        raise ValueError(f"it has no {', '.join(missing)} folder (it has: {', '.join(sorted(present)) or 'nothing'})")
+        found = sorted(present)[:8] + (["..."] if len(present) > 8 else [])
+        raise ValueError(f"it has no {', '.join(missing)} folder (it has: {', '.join(found) or 'nothing'})")
     for folder, expected in spec.counts.items():
         n = sum(1 for m in members if not m.is_dir and len(m.parts) == 2 and m.parts[0] == folder
                 and Path(m.parts[1]).suffix.lower() in IMAGE_SUFFIXES)
@@ -386,7 +391,8 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
         except ValueError as exc:
             archive.unlink(missing_ok=True)
             raise DownloadError(f"the archive from {source} is damaged or not {spec.name}: {exc}; it was removed "
-                                f"({archive}), {dest} is untouched: run the same command again") from None
+                                f"({archive}) and nothing was unpacked: run the command again, or pass --url "
+                                f"with another mirror") from None
         unpacked = Path(tempfile.mkdtemp(prefix=f".{spec.name}.unpack-", dir=to))
         try:
             _extract(archive, spec.archive, members, unpacked, progress)

@@ -211,7 +211,7 @@ def test_corrupted_archive_is_removed_and_destination_untouched(server, tmp_path
     with pytest.raises(DownloadError) as info:
         download_dataset(spec, tmp_path, force=True)
     message = str(info.value)
-    assert "damaged" in message and "removed" in message and "untouched" in message and "\n" not in message
+    assert "damaged" in message and "removed" in message and "nothing was unpacked" in message and "\n" not in message
     assert not (tmp_path / ".tiny.part").exists() and not (tmp_path / "tiny.zip").exists()
     assert tree(tmp_path / "tiny") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
@@ -239,7 +239,7 @@ def test_path_traversal_members_are_rejected(server, tmp_path, evil, fmt):
     assert list(data.iterdir()) == [] and not list(tmp_path.rglob("evil.png"))
 
 
-def test_404_and_unreachable_name_the_url_and_what_to_do(server, tmp_path):
+def test_404_unreachable_and_silent_servers_name_the_url_and_what_to_do(server, tmp_path):
     spec = unpaired_spec(server, b"unused")
     with pytest.raises(DownloadError, match=r"/missing.zip answered 404 Not Found.*--url"):
         download_dataset(spec, tmp_path, url=server.base + "/missing.zip")
@@ -249,6 +249,12 @@ def test_404_and_unreachable_name_the_url_and_what_to_do(server, tmp_path):
         download_dataset(spec, tmp_path, url=url, timeout=5)
     assert f"cannot reach {url}" in str(info.value) and "--url" in str(info.value)
     assert str(tmp_path / "tiny.zip") in str(info.value)  # where to put a file fetched by hand
+    with socket.socket() as silent:  # accepts connections (the kernel does) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/tiny.zip"
+        with pytest.raises(DownloadError, match=rf"cannot reach {url} \(timed out\)"):
+            download_dataset(spec, tmp_path, url=url, timeout=0.3)
 
 
 def test_present_dataset_is_left_alone_and_incomplete_needs_force(server, tmp_path):
