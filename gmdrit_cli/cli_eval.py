@@ -137,7 +137,9 @@ def render(report: dict) -> None:
 
 @app.command("eval", epilog="Metrics (--metrics, comma-separated):\n\n\b\n" + _METRIC_LIST)
 def eval_(
-    run: Annotated[Path, typer.Argument(help="run folder (latest valid checkpoint), checkpoint folder, or exported model.safetensors")],
+    run: Annotated[Optional[Path], typer.Argument(
+        help="run folder (latest valid checkpoint), checkpoint folder, or exported model.safetensors "
+             "(default: the pretrained model inside the package)", show_default=False)] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="dataset root (default: the run's data.root)")] = None,
     metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(DEFAULT_METRICS),
     samples_per_input: Annotated[int, typer.Option("--samples-per-input", help="outputs per test image and target domain")] = 10,

@@ -49,9 +49,7 @@ def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads:
 
     if run is not None and checkpoint is not None:
         raise GmdritError("give either --run or --checkpoint, not both")
-    path = run if run is not None else checkpoint
-    if path is None:
-        raise GmdritError("say which model to use: --run RUN (its latest checkpoint) or --checkpoint PATH")
+    path = run if run is not None else checkpoint  # None: the pretrained model inside the package
     if threads < 0:
         raise GmdritError(f"--threads {threads}: give a positive count, or 0 for torch's default")
     if threads:

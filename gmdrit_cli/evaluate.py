@@ -56,7 +56,7 @@ ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
 
 @dataclass
 class EvalOptions:
-    run: Path | str
+    run: Path | str | None       # None: the pretrained model inside the package
     data: str | None = None
     metrics: str | list[str] = ",".join(DEFAULT_METRICS)
     samples_per_input: int = 10
@@ -112,7 +112,9 @@ def _save_png(u8: torch.Tensor, path: Path) -> None:
     Image.fromarray(u8.permute(1, 2, 0).numpy()).save(path, format="PNG")
 
 
-def _default_out(run: Path, iteration: int | None, mode: str) -> Path:
+def _default_out(run: Path | None, iteration: int | None, mode: str) -> Path:
+    if run is None:  # the pretrained model: never write into the installed package
+        return Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
     run = Path(run).expanduser()
     if run.is_file():
         base = run.parent
@@ -215,7 +217,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
         clf = get_classifier(root, cfg, o.classifier_cache, progress=progress, device=device)
     train = _Images(root, cfg, "train") if (inception is not None or want_ndb) else None
-    out = Path(o.out).expanduser() if o.out is not None else _default_out(Path(o.run), iteration, o.mode)
+    out = Path(o.out).expanduser() if o.out is not None else _default_out(None if o.run is None else Path(o.run), iteration, o.mode)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -492,13 +494,17 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         weights["domain_classifier"] = {"path": str(clf.folder), "sha256": clf.record["weights"]["sha256"],
                                         "loaded_from_cache": clf.from_cache}
 
+    kid_sizes = sorted({r["kid"]["subset_size"] for r in [*tasks, *reference.values()] if "kid" in r})
+    if kid_sizes and kid_sizes[0] < o.kid_subset_size:
+        notes.append(f"KID: subsets of {', '.join(map(str, kid_sizes))} images, not {o.kid_subset_size}: "
+                     "the smaller sample of a comparison is that small (each row's kid.subset_size)")
     skipped = test.skipped + (train.skipped if train is not None else [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable image(s) skipped")
     report = {
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(o.run), "weights": str(getattr(source, "weights", "")),
+        "model": {"path": str(o.run) if o.run is not None else "pretrained", "weights": str(getattr(source, "weights", "")),
                   "kind": getattr(source, "kind", None), "family": cfg.model.family, "config": cfg.name,
                   "iteration": iteration, "domains": domains, "crop": cfg.data.crop, "resize": cfg.data.resize,
                   "nz": cfg.model.nz,

@@ -44,6 +44,9 @@ from .speed import resolve_device
 from .models.base import ModelFamily
 
 CONFIG_FILE = "config.yaml"
+#: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "Pretrained model"),
+#: used when a command is given no model
+PRETRAINED = Path(__file__).parent / "pretrained" / "apple2orange"
 #: the networks a translation needs; exports hold only these
 INFERENCE_NETWORKS = ("content_encoder", "attribute_encoder", "generator")
 #: parts of those networks that only a training loss uses (GM-DRIT's p(x|z) thumbnail head); int8 exports
@@ -71,11 +74,14 @@ class ModelSource:
     path: Path            # what the user gave
     weights: Path         # the model.safetensors read
     cfg: Config
-    kind: str             # "checkpoint" (of a run or given directly) or "export"
+    kind: str             # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
     iteration: int | None
 
     def describe(self) -> str:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
+        if self.kind == "pretrained":
+            return (f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
+                    f"({self.weights}{it}; pass --run or --checkpoint for your own)")
         return f"{self.weights} ({self.cfg.model.family}, {self.kind}{it})"
 
 
@@ -87,8 +93,16 @@ def _export_metadata(path: Path) -> dict[str, str]:
         raise CheckpointError(f"cannot read weights {path}: {exc}") from None
 
 
-def resolve_model(path: Path | str) -> ModelSource:
-    """Find the weights and config of a run folder, checkpoint folder or exported model."""
+def resolve_model(path: Path | str | None) -> ModelSource:
+    """Find the weights and config of a run folder, checkpoint folder or exported model; ``None``: the
+    pretrained model inside the package."""
+    if path is None:
+        if not (PRETRAINED / MODEL_FILE).is_file():
+            raise CheckpointError("this installation has no pretrained model; say which model to use: "
+                                  "--run RUN (its latest checkpoint) or --checkpoint PATH")
+        source = resolve_model(PRETRAINED)
+        source.kind = "pretrained"
+        return source
     given = Path(path).expanduser()
     what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
     if not given.exists():
@@ -156,8 +170,9 @@ def _build_empty(cfg: Config, device: torch.device) -> ModelFamily:
     return model
 
 
-def load_for_inference(path: Path | str, device: torch.device | str = "cpu") -> tuple[Config, ModelFamily]:
-    """The config and the model of a run folder / checkpoint folder / exported model, ready for test time.
+def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu") -> tuple[Config, ModelFamily]:
+    """The config and the model of a run folder / checkpoint folder / exported model (``None``: the
+    pretrained model inside the package), ready for test time.
 
     Only the content encoder, attribute encoder and generator are kept (discriminators and optimizers are
     dropped); the networks are in eval mode (no content noise). ``model.source`` says what was loaded.

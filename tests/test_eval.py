@@ -78,6 +78,8 @@ def test_eval_end_to_end(tiny, tmp_path):
         assert row["kid"]["subset_size"] == 4  # lowered to the 4 training images
         assert row["lpips"]["pairs_per_input"] == 1 and row["lpips"]["mean"] >= 0
         assert row["ndb"]["n_train"] == 4 and row["ndb"]["n_query"] == 8 and 0 <= row["ndb"]["jsd"] <= math.log(2)
+    assert any(n.startswith("KID: subsets of 4 images, not 1000") for n in report["notes"])
+    assert "KID: subsets of 4 images" in proc.stdout + proc.stderr
     for key in ("fid", "kid", "lpips", "ndb", "jsd"):
         assert key in report["mean"]
     for name in ("apple", "orange"):

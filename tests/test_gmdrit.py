@@ -308,7 +308,7 @@ def test_sample_grid_and_test_time_api():
 STUDY_PRESETS = ["study_gmdrit", "study_mdmm", "study_gmdrit_k2"]
 
 
-@pytest.mark.parametrize("preset", NEW_PRESETS + STUDY_PRESETS + ["mdmm_baseline", "quickstart"])
+@pytest.mark.parametrize("preset", NEW_PRESETS + STUDY_PRESETS + ["mdmm_baseline", "quickstart", "demo_gmdrit"])
 def test_preset_trains_two_iterations(preset, gm_data, tmp_path):
     cfg = load_config(preset, [f"data.root={gm_data}", "data.crop=32", "data.resize=36", "model.width=8",
                                "model.nz=8", "train.max_iters=2", "train.device=cpu", "train.log_every=1",
