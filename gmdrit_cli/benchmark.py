@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from . import __version__
 from .config import load_config
 from .data import Batch, UnpairedImageFolders
+from .engine import Engine
 from .errors import ConfigError
 from .models import build_model
 from .speed import resolve_device
@@ -48,6 +49,8 @@ _ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
 REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216)
                 for res in (108, 216) for key, label, preset, t108, t216 in _ROWS]
 ROW_KEYS = [key for key, *_ in _ROWS]
+#: the epoch length of apple2orange at batch 2 (only GM-DRIT's Gumbel temperature reads it here)
+APPLE2ORANGE_ITERATIONS_PER_EPOCH = 509
 
 
 @dataclass
@@ -144,7 +147,7 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
         cfg = load_config(row.preset, extra)
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg, dev)
-        model.iters_per_epoch = 509  # apple2orange at batch 2: only the Gumbel temperature reads it
+        engine = Engine(model, iterations_per_epoch=APPLE2ORANGE_ITERATIONS_PER_EPOCH)
         per_step = model.batches_per_step()
         if data_root:
             d = cfg.data
@@ -161,7 +164,7 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
         peak = _rss_bytes()
         for i in range(warmup + iters):
             tick = time.perf_counter()
-            losses = model.train_step(next_batches(), i)
+            losses = model.train_step(next_batches(), i, engine)
             _sync(dev)
             elapsed = time.perf_counter() - tick
             if i >= warmup:
@@ -173,7 +176,7 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
                               f"with these speed settings; try --amp off")
         result.peak_memory_bytes = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak
         results.append(result)
-        del model
+        del model, engine
         if on_row is not None:
             on_row(result)
     settings = {"iters": iters, "warmup": warmup, "overrides": list(overrides or []), "data": data_root or "in-memory"}

@@ -89,7 +89,7 @@ def _table(*columns: str) -> Table:
 
 
 def _header(model, seed: int, size: int, what: str) -> str:
-    source = getattr(model, "source", None)
+    source = model.source
     where = source.describe() if source is not None else "model"
     return f"model {where} on {model.device}; {what}; seed {seed}; working size {size} px"
 

@@ -180,8 +180,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
     device = resolve_device(o.device)
     cfg, model = load_for_inference(o.run, device)
-    source = getattr(model, "source", None)
-    iteration = getattr(source, "iteration", None)
+    source = model.source
+    iteration = source.iteration
     domains = list(cfg.data.domains)
     notes: list[str] = []
     progress = on_progress or (lambda stage, done, total: None)
@@ -202,7 +202,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         from .metrics.msssim_diversity import MSSSIMDiversity
 
         ms = MSSSIMDiversity(cfg.data.crop, device)
-    mixture = bool(getattr(model, "inferred", False))
+    capabilities = model.capabilities
+    mixture = capabilities.has_mixture and capabilities.classifies_domains
     cluster_skipped = None
     if "cluster" in metrics and not mixture:
         cluster_skipped = ("the model has no q(y|x)" if cfg.model.family != "gmdrit"
@@ -333,15 +334,13 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
             batch = inputs[b:b + per_batch]
             n = len(batch)
             with torch.no_grad():
-                content = model.encode_content(_to_float(batch, device))
-                content = content.repeat_interleave(m, dim=0)
                 if o.mode == "latent":
                     z, y = model.sample_attributes(t, n * m, None, gen, o.temperature)
                 else:
                     idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
                     z, y = model.encode_reference(_to_float(refs[torch.as_tensor(idx)], device),
                                                   torch.full((n * m,), t, dtype=torch.long, device=device))
-                fakes = _quantise(model.generate(content, z, y))
+                fakes = _quantise(model.translate(_to_float(batch, device), t, (z, y)))
             for i in range(n):
                 stem = paths[b + i].stem or "image"
                 while stem in used_stems:
@@ -394,16 +393,15 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         from .metrics.cluster import cluster_scores
 
         probs, labels = [], []
-        E_a = model.networks["attribute_encoder"]
         with torch.no_grad():
             for d, images in enumerate(test_images):
                 progress("cluster", d, len(test_images))
                 for b in range(0, len(images), o.batch_size):
                     x = _to_float(images[b:b + o.batch_size], device)
-                    probs.append(E_a(x, argmax=True, sample=False).prob.float().cpu().numpy())
+                    probs.append(model.component_probabilities(x).float().cpu().numpy())
                     labels.append(np.full(len(x), d))
         cluster = cluster_scores(np.concatenate(labels), np.concatenate(probs),
-                                 int(getattr(model, "components_per_domain", 1)), domains)
+                                 capabilities.components_per_domain, domains)
         progress("cluster", len(test_images), len(test_images))
 
     # -- the report -------------------------------------------------------------------------------
@@ -504,11 +502,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     report = {
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(o.run) if o.run is not None else "pretrained", "weights": str(getattr(source, "weights", "")),
-                  "kind": getattr(source, "kind", None), "family": cfg.model.family, "config": cfg.name,
+        "model": {"path": str(o.run) if o.run is not None else "pretrained", "weights": str(source.weights),
+                  "kind": source.kind, "family": cfg.model.family, "config": cfg.name,
                   "iteration": iteration, "domains": domains, "crop": cfg.data.crop, "resize": cfg.data.resize,
                   "nz": cfg.model.nz,
-                  "components_per_domain": int(getattr(model, "components_per_domain", 1)) if mixture else None},
+                  "components_per_domain": capabilities.components_per_domain if mixture else None},
         "data": {"root": str(root),
                  "test_images": {n: len(p) for n, p in zip(domains, test_paths)},
                  "train_images": ({n: targets[i].n_train for i, n in enumerate(domains)} if targets else None),

@@ -39,7 +39,7 @@ from .checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_we
 from .config import Config, build_config, dump_config, load_config_file
 from .data import IMAGE_EXTENSIONS, open_rgb, to_image, to_tensor
 from .errors import CheckpointError, ConfigError, GmdritError
-from .models import build_model
+from .models import MODEL_FAMILIES, build_model
 from .speed import resolve_device
 from .models.base import ModelFamily
 
@@ -47,8 +47,8 @@ CONFIG_FILE = "config.yaml"
 #: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "Pretrained model"),
 #: used when a command is given no model
 PRETRAINED = Path(__file__).parent / "pretrained" / "apple2orange"
-#: the networks a translation needs; exports hold only these
-INFERENCE_NETWORKS = ("content_encoder", "attribute_encoder", "generator")
+#: the networks a translation needs (every family's ``test_time_networks`` so far); exports hold only these
+INFERENCE_NETWORKS = ModelFamily.test_time_networks
 #: parts of those networks that only a training loss uses (GM-DRIT's p(x|z) thumbnail head); int8 exports
 #: leave them out and loading fills them with zeros
 TRAINING_ONLY = ("generator.pxz.",)
@@ -144,7 +144,7 @@ def _skip_weight_init():
     """Make ``torch.nn.init``'s initialisers no-ops while networks are built whose weights are loaded next
     (the usual trick of model loaders: building a 216 px MDMM otherwise spends a second drawing random
     weights that are overwritten at once)."""
-    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS if hasattr(torch.nn.init, name)}
+    saved = {name: vars(torch.nn.init)[name] for name in _INIT_FUNCTIONS if name in vars(torch.nn.init)}
     try:
         for name in saved:
             setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
@@ -161,13 +161,8 @@ def _build_empty(cfg: Config, device: torch.device) -> ModelFamily:
     # deterministic); creating the first torch optimizer would also import torch._dynamo (1.5 s on 2 cores).
     with _skip_weight_init():
         model = build_model(cfg, torch.device("cpu"), training=False)
-    for name in list(model.networks.keys()):
-        if name not in INFERENCE_NETWORKS:
-            del model.networks[name]
-    model.optimizers.clear()
-    model.networks.to(device)
-    model.device = device
-    return model
+    model.keep_test_time_networks()
+    return model.to(device)
 
 
 def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu") -> tuple[Config, ModelFamily]:
@@ -232,7 +227,8 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
     safetensors header (e.g. the command that trained the model)."""
     source = resolve_model(path)
     out = Path(out).expanduser()
-    prefixes = tuple(f"{n}." for n in INFERENCE_NETWORKS)
+    networks = MODEL_FAMILIES[source.cfg.model.family].test_time_networks
+    prefixes = tuple(f"{n}." for n in networks)
     try:
         with safe_open(str(source.weights), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
@@ -246,7 +242,7 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
     if wrong:
         raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
     metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
-                "networks": ",".join(INFERENCE_NETWORKS), "gmdrit": __version__, **(extra_metadata or {})}
+                "networks": ",".join(networks), "gmdrit": __version__, **(extra_metadata or {})}
     if int8:
         from .quantize import FORMAT, quantize_tensors
 
@@ -445,7 +441,7 @@ def _readable_inputs(inputs, model: ModelFamily, size: int, square: bool, failur
     entries = _expand(inputs)
     for i, path in enumerate(entries):
         if on_progress:
-            on_progress(i, len(entries), str(getattr(path, "source", path)))
+            on_progress(i, len(entries), path.source if isinstance(path, InputFailure) else str(path))
         if isinstance(path, InputFailure):
             failures.append(path)
             continue
@@ -464,12 +460,12 @@ def _generator(model: ModelFamily, seed: int) -> torch.Generator:
 
 
 def _is_mixture(model: ModelFamily) -> bool:
-    """True for a GM-DRIT model conditioned on its inferred y (the only kind with mixture components)."""
-    return bool(getattr(model, "inferred", False))
+    """True for a model with mixture components (GM-DRIT conditioned on its inferred y)."""
+    return model.capabilities.has_mixture
 
 
 def _components_per_domain(model: ModelFamily) -> int:
-    return int(getattr(model, "components_per_domain", 1)) if _is_mixture(model) else 1
+    return model.capabilities.components_per_domain if _is_mixture(model) else 1
 
 
 def _check_component(model: ModelFamily, component: int | None, option: str = "--component") -> None:
@@ -484,13 +480,12 @@ def _check_component(model: ModelFamily, component: int | None, option: str = "-
                              f"(0..{cpd - 1})")
 
 
-def _generate(model: ModelFamily, content: torch.Tensor, z: torch.Tensor, y: torch.Tensor,
+def _generate(model: ModelFamily, x: torch.Tensor, target: int, z: torch.Tensor, y: torch.Tensor,
               chunk: int = 8) -> list[torch.Tensor]:
-    """One image per row of (z, y), all with the content of ``content`` (1 x ...)."""
+    """One image per row of (z, y), all translations of the one input ``x`` (1 x 3 x S x S) into ``target``."""
     out = []
     for i in range(0, z.shape[0], chunk):
-        zz, yy = z[i:i + chunk], y[i:i + chunk]
-        out.extend(model.generate(content.expand(zz.shape[0], *content.shape[1:]), zz, yy))
+        out.extend(model.translate(x, target, (z[i:i + chunk], y[i:i + chunk])))
     return out
 
 
@@ -586,7 +581,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     samples = 5 if samples is None else samples
     if not references and samples < 1:
         raise InferenceError(f"--samples {samples}: give at least 1")
-    result = TranslateResult(model.source if hasattr(model, "source") else None, cfg.data.domains[d],
+    result = TranslateResult(model.source, cfg.data.domains[d],
                              "reference" if references else "latent", int(seed), size, out)
     if references:
         z, y, result.notes = _load_references(model, references, [d] * len(references), size)
@@ -597,7 +592,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     used: set[str] = set()
     name = cfg.data.domains[d]
     for path, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
-        fakes = [_resize(to_image(t), wh) for t in _generate(model, model.encode_content(x), z, y)]
+        fakes = [_resize(to_image(t), wh) for t in _generate(model, x, d, z, y)]
         stem = _unique_stem(path, used)
         _make_folder(out)
         outputs = []
@@ -796,11 +791,11 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
     out = Path(out).expanduser()
     path, notes = interpolation_path(model, between=between, domains=idx, steps=steps, components=components,
                                      references=references, seed=seed, size=size)
-    result = InterpolateResult(getattr(model, "source", None), between, path.start, path.end, steps, int(seed),
+    result = InterpolateResult(model.source, between, path.start, path.end, steps, int(seed),
                                size, out, notes=notes)
     used: set[str] = set()
     for p, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
-        frames = [_resize(to_image(t), wh) for t in _generate(model, model.encode_content(x), path.z, path.y)]
+        frames = [_resize(to_image(t), wh) for t in _generate(model, x, idx[-1], path.z, path.y)]
         stem = _unique_stem(p, used)
         _make_folder(out)
         strip = out / f"{stem}_{path.tag}.png"

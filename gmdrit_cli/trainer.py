@@ -34,8 +34,9 @@ from .checkpoint import (checkpoint_name, find_checkpoint, load_network_weights,
 from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from .data import Batch, UnpairedImageFolders, domain_folders, to_image
 from .errors import CheckpointError, ConfigError, DataError, TrainingError
+from .engine import Engine
 from .models import build_model
-from .models.base import ModelFamily, lr_multiplier
+from .models.base import ModelFamily
 from .speed import resolve_device
 
 log = logging.getLogger("gmdrit")
@@ -142,7 +143,7 @@ class Run:
         self.examples = self._display_examples()
         self.model: ModelFamily = build_model(cfg, self.device)
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
-        self.model.iters_per_epoch = self.iters_per_epoch
+        self.engine = Engine(self.model, self.iters_per_epoch)
         self.iteration = 0
         self.resumed_from: Path | None = None
         self._stop_signal: str | None = None
@@ -195,11 +196,10 @@ class Run:
     def save(self) -> Path:
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
                  "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(),
-                 "model_state": self.model.extra_state(self.iteration), "versions": library_versions()}
-        if getattr(self.model, "scaler", None) is not None:
-            state["loss_scaler"] = self.model.scaler.state_dict()
+                 "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
+                 "versions": library_versions(), **self.engine.state_dict()}
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.iteration)
-        saved = save_checkpoint(folder, self.model.networks, self.model.optimizers, state)
+        saved = save_checkpoint(folder, self.model.networks, self.engine.optimizers, state)
         prune_checkpoints(self.run_dir / "checkpoints", self.cfg.train.keep_last, self.cfg.train.keep_every)
         return saved
 
@@ -209,11 +209,10 @@ class Run:
             raise CheckpointError(f"checkpoint {folder} holds a '{state.get('family')}' model, not "
                                   f"'{self.cfg.model.family}'; use a matching preset or --fresh")
         load_network_weights(folder, self.model.networks)
-        load_optimizer_states(folder, self.model.optimizers, state["optimizers"])
+        load_optimizer_states(folder, self.engine.optimizers, state["optimizers"])
         self.dataset.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
-        if getattr(self.model, "scaler", None) is not None and "loss_scaler" in state:
-            self.model.scaler.load_state_dict(state["loss_scaler"])
+        self.engine.load_state_dict(state)
         self.iteration = int(state["iteration"])
         self.resumed_from = folder
 
@@ -253,11 +252,10 @@ class Run:
                         stopped = "time budget"
                         break
                 tick = time.perf_counter()
-                epoch = self.iteration // self.iters_per_epoch
-                factor = lr_multiplier(cfg.optim.lr_policy, epoch, cfg.optim.n_epochs, cfg.optim.n_epochs_decay)
-                self.model.set_lr_multiplier(factor)
+                epoch, factor = self.engine.apply_schedule(self.iteration)
                 batches = [self.dataset.sample(t.batch_size) for _ in range(self.model.batches_per_step())]
-                losses = self.model.train_step(batches, self.iteration)
+                losses = self.model.train_step(batches, self.iteration, self.engine)
+                self.engine.update_ema()
                 self.iteration += 1
                 n = self.iteration
                 logged = None

@@ -14,7 +14,7 @@ from conftest import tiny_overrides
 from gmdrit_cli.benchmark import REPORT_TABLE, ROW_KEYS
 from gmdrit_cli.config import load_config
 from gmdrit_cli.data import Batch
-from gmdrit_cli.models import build_model
+from gmdrit_cli.models import build_for_training
 
 TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
 
@@ -57,12 +57,12 @@ def test_unknown_row_is_a_one_line_error(tmp_path):
 def _losses(root, *speed, steps=3):
     cfg = load_config("reduced_res", tiny_overrides(root) + list(speed))
     torch.manual_seed(0)
-    model = build_model(cfg, torch.device("cpu"))
+    model, engine = build_for_training(cfg, torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
     out = []
     for i in range(steps):
         batch = Batch(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.tensor([0, 1]))
-        out.append({k: float(v) for k, v in model.train_step([batch], i).items()})
+        out.append({k: float(v) for k, v in model.train_step([batch], i, engine).items()})
     return out
 
 

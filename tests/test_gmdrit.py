@@ -20,6 +20,7 @@ from torch.distributions import Categorical, Normal, kl_divergence
 from gmdrit_cli import losses_mixture as lm
 from gmdrit_cli.config import build_config, load_config
 from gmdrit_cli.data import Batch
+from gmdrit_cli.engine import Engine
 from gmdrit_cli.models.gmdrit import GMDRIT
 from gmdrit_cli.nets import gmdrit as gnets
 from gmdrit_cli.nets.gmdrit import VAR_FLOOR, AdaIN, MixtureAttributeEncoder, gumbel_softmax
@@ -167,19 +168,19 @@ def test_gumbel_generator_leaves_global_rng_alone():
 
 def test_temperature_schedule():
     model = tiny_model()  # init 1.0, min 0.5, rate 0.013862944 (= ln 2 / 50)
-    model.iters_per_epoch = 10
-    assert model.temperature(0) == pytest.approx(1.0)
-    assert model.temperature(5) == pytest.approx(math.exp(-0.013862944 * 0.5))          # epoch 0.5
-    assert model.temperature(250) == pytest.approx(0.7071068, abs=1e-6)                 # epoch 25: 2^-1/2
-    assert model.temperature(490) == pytest.approx(math.exp(-0.013862944 * 49))         # above the floor
-    assert model.temperature(600) == 0.5 and model.temperature(10**6) == 0.5            # the floor
-    del model.iters_per_epoch  # no trainer: one iteration per epoch
+    epoch = 10  # iterations per epoch, given by the trainer's engine
+    assert model.temperature(0, epoch) == pytest.approx(1.0)
+    assert model.temperature(5, epoch) == pytest.approx(math.exp(-0.013862944 * 0.5))          # epoch 0.5
+    assert model.temperature(250, epoch) == pytest.approx(0.7071068, abs=1e-6)                 # epoch 25: 2^-1/2
+    assert model.temperature(490, epoch) == pytest.approx(math.exp(-0.013862944 * 49))         # above the floor
+    assert model.temperature(600, epoch) == 0.5 and model.temperature(10**6, epoch) == 0.5     # the floor
+    # no trainer: one iteration per epoch
     assert model.temperature(25) == pytest.approx(0.7071068, abs=1e-6)
 
 
 def test_temperature_reaches_every_encoder_call(monkeypatch):
     model = tiny_model(hard_gumbel=True)
-    model.iters_per_epoch = 4
+    engine = Engine(model, iterations_per_epoch=4)
     seen = []
     real = gnets.gumbel_softmax
 
@@ -188,7 +189,7 @@ def test_temperature_reaches_every_encoder_call(monkeypatch):
         return real(logits, tau, hard, generator)
 
     monkeypatch.setattr(gnets, "gumbel_softmax", spy)
-    out = model.train_step([random_batch([0, 1])], iteration=200)
+    out = model.train_step([random_batch([0, 1])], iteration=200, engine=engine)
     expected = max(math.exp(-0.013862944 * 50), 0.5)
     assert len(seen) == 3 and all(t == pytest.approx(expected) and h for t, h in seen)
     assert out["gumbel_tau"].item() == pytest.approx(expected)
@@ -220,8 +221,9 @@ def test_two_components_per_domain_trains_and_maps_components():
     assert model.num_components == 4
     assert model.component_domains().tolist() == [0, 0, 1, 1]
     assert model.networks["attribute_encoder"].qy[-1].out_features == 4
+    engine = Engine(model)
     for it in range(3):
-        out = model.train_step([random_batch([0, 1, 1, 0], seed=it)], it)
+        out = model.train_step([random_batch([0, 1, 1, 0], seed=it)], it, engine)
         assert all(math.isfinite(float(v)) for v in out.values())
     images = random_batch([0, 1, 1, 0]).images
     logits = model.networks["attribute_encoder"](images).logits
@@ -232,7 +234,7 @@ def test_two_components_per_domain_trains_and_maps_components():
     _, y = model.sample_attributes(0, 50, component=1)
     assert set(y.argmax(1).tolist()) == {1}
     code = model.onehot(torch.tensor([0, 1, 1, 0]))
-    t = model.translate(images, code)
+    t = model.forward_pass(images, code)
     assert (t.random_y.argmax(1) // 2).tolist() == [0, 1, 1, 0]  # random attributes in the half's domain
     assert t.attr_random.shape == (4, 8)
     with pytest.raises(ValueError):
@@ -244,7 +246,7 @@ def test_gaussian_kl_uses_the_prior_of_the_same_images_y():
     batch = random_batch([0, 1])
     code = model.onehot(batch.domains)
     torch.manual_seed(5)
-    t = model.translate(batch.images, code)
+    t = model.forward_pass(batch.images, code)
     mean, var = model.networks["generator"].prior(t.y)
     assert torch.allclose(t.prior_mean, mean) and torch.allclose(t.prior_var, var)
     terms = model.encoder_generator_terms(batch.images, code, t)
@@ -257,7 +259,7 @@ def test_label_similarity_has_generator_gradient():
     model = tiny_model()
     batch = random_batch([0, 1])
     code = model.onehot(batch.domains)
-    t = model.translate(batch.images, code)
+    t = model.forward_pass(batch.images, code)
     terms = model.generator_alone_terms(batch.images, code, t)
     assert "adv_random" not in terms and {"label_sim", "cls_random", "latent"} <= terms.keys()
     _, cls = model.networks["dis_random"](t.fake_random)
@@ -267,7 +269,7 @@ def test_label_similarity_has_generator_gradient():
     grads = torch.autograd.grad(terms["label_sim"], params, allow_unused=True)
     assert sum(g.abs().sum().item() for g in grads if g is not None) > 0
     realism = tiny_model(gan2_realism=True)
-    t2 = realism.translate(batch.images, code)
+    t2 = realism.forward_pass(batch.images, code)
     assert "adv_random" in realism.generator_alone_terms(batch.images, code, t2)
 
 
@@ -275,11 +277,11 @@ def test_domain_stage_uses_mdmm_losses_and_domain_code():
     model = tiny_model(condition_on="domain", components_per_domain=2)
     batch = random_batch([0, 1])
     code = model.onehot(batch.domains)
-    t = model.translate(batch.images, code)
+    t = model.forward_pass(batch.images, code)
     assert torch.equal(t.y, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]))
     assert t.attr_random.shape == (2, 8)  # MDMM: one N(0, I) draw shared by both halves
     assert torch.equal(t.attr_random[0], t.attr_random[1])
-    out = model.train_step([batch], 0)
+    out = model.train_step([batch], 0, Engine(model))
     assert {"kl_attribute", "adv_random", "cls_random", "latent"} <= out.keys()
     assert not {"kl_gauss", "kl_categ", "label", "thumb_rec", "label_sim", "gumbel_tau"} & out.keys()
 

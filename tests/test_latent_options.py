@@ -9,6 +9,7 @@ from conftest import tiny_overrides
 from gmdrit_cli import losses
 from gmdrit_cli.config import build_config, load_config
 from gmdrit_cli.data import Batch
+from gmdrit_cli.engine import Engine
 from gmdrit_cli.inference import load_for_inference
 from gmdrit_cli.models import build_model
 from gmdrit_cli.trainer import train
@@ -54,7 +55,7 @@ def test_mode_seeking_adds_a_term_that_reaches_the_generator(family):
     model = tiny(family, loss={"mode_seeking": 1.0})
     b = batch()
     code = model.onehot(b.domains)
-    t = model.translate(b.images, code)
+    t = model.forward_pass(b.images, code)
     assert t.fake_random2.shape == t.fake_random.shape and not torch.equal(t.fake_random2, t.fake_random)
     assert t.attr_random2.shape == t.attr_random.shape
     terms = model.generator_alone_terms(b.images, code, t)
@@ -62,9 +63,9 @@ def test_mode_seeking_adds_a_term_that_reaches_the_generator(family):
     params = list(model.networks["generator"].parameters())
     grads = torch.autograd.grad(terms["mode_seeking"], params, allow_unused=True)
     assert sum(g.abs().sum().item() for g in grads if g is not None) > 0
-    assert "mode_seeking" in model.train_step([b], 0)
+    assert "mode_seeking" in model.train_step([b], 0, Engine(model))
     off = tiny(family)
-    t_off = off.translate(b.images, off.onehot(b.domains))
+    t_off = off.forward_pass(b.images, off.onehot(b.domains))
     assert t_off.fake_random2 is None and "mode_seeking" not in off.generator_alone_terms(b.images, code, t_off)
 
 
@@ -75,7 +76,7 @@ def test_gmdrit_second_random_attribute_keeps_the_component(monkeypatch):
     monkeypatch.setattr(model, "_sample_prior", lambda y, generator=None, temperature=1.0:
                         calls.append(y) or original(y, generator, temperature))
     b = batch((0, 1, 0, 1))
-    t = model.translate(b.images, model.onehot(b.domains))
+    t = model.forward_pass(b.images, model.onehot(b.domains))
     assert len(calls) == 2 and torch.equal(calls[0], calls[1]) and torch.equal(calls[1], t.random_y)
     assert (t.random_y.argmax(1) // 2).tolist() == [0, 1, 0, 1]  # components of each sample's domain
     assert not torch.allclose(t.attr_random, t.attr_random2)
@@ -107,11 +108,11 @@ def test_aggregate_sampling_in_training_and_at_test_time():
     z, code = model.sample_attributes(1, 200)
     assert z.mean().item() == pytest.approx(-5.0, abs=0.05) and z.std().item() == pytest.approx(0.1, rel=0.2)
     b = batch((0, 1))
-    t = model.translate(b.images, model.onehot(b.domains))
+    t = model.forward_pass(b.images, model.onehot(b.domains))
     assert t.attr_random[0].mean().item() == pytest.approx(5.0, abs=0.5)  # each half in its own domain
     assert t.attr_random[1].mean().item() == pytest.approx(-5.0, abs=0.5)
     before = E_a.aggregate_mean.clone()
-    model.train_step([b], 0)
+    model.train_step([b], 0, Engine(model))
     assert not torch.equal(E_a.aggregate_mean, before)  # the running statistics follow the encoder
     prior = tiny("mdmm")
     assert not hasattr(prior.networks["attribute_encoder"], "aggregate_mean")  # old weights still load
@@ -150,13 +151,14 @@ def _prior_params(model):
 
 
 def test_prior_lr_mult_gives_p_z_given_y_its_own_learning_rate():
-    plain = tiny("gmdrit")
+    plain = Engine(tiny("gmdrit"))
     assert len(plain.optimizers["generator"].param_groups) == 1  # the report's optimizer, unchanged
-    fast = tiny("gmdrit", mixture={"prior_lr_mult": 20.0})
+    fast_model = tiny("gmdrit", mixture={"prior_lr_mult": 20.0})
+    fast = Engine(fast_model)
     groups = fast.optimizers["generator"].param_groups
     assert [g["lr"] for g in groups] == pytest.approx([1e-4, 2e-3])
-    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in _prior_params(fast)}
-    assert sum(len(g["params"]) for g in groups) == len(list(fast.networks["generator"].parameters()))
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in _prior_params(fast_model)}
+    assert sum(len(g["params"]) for g in groups) == len(list(fast_model.networks["generator"].parameters()))
     fast.set_lr_multiplier(0.5)  # the schedule keeps the ratio
     assert [g["lr"] for g in groups] == pytest.approx([5e-5, 1e-3])
 
@@ -171,7 +173,7 @@ def test_prior_lr_mult_moves_the_prior_faster_and_nothing_else():
         dec_before = model.networks["generator"].decoder.state_dict()
         dec_before = {k: v.clone() for k, v in dec_before.items()}
         torch.manual_seed(3)
-        model.train_step([batch()], 0)
+        model.train_step([batch()], 0, Engine(model))
         moved[mult] = (sum((p - q).abs().sum().item() for p, q in zip(_prior_params(model), prior_before)),
                        {k: (v - dec_before[k]).abs().sum().item()
                         for k, v in model.networks["generator"].decoder.state_dict().items()})

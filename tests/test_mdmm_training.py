@@ -12,8 +12,8 @@ from gmdrit_cli import losses
 from gmdrit_cli.checkpoint import load_network_weights, load_optimizer_states, verify_checkpoint
 from gmdrit_cli.config import load_config, load_config_file
 from gmdrit_cli.data import Batch
-from gmdrit_cli.models import build_model
-from gmdrit_cli.models.base import lr_multiplier
+from gmdrit_cli.engine import lr_multiplier
+from gmdrit_cli.models import build_for_training, build_model, drit
 from gmdrit_cli.trainer import Run, train
 
 
@@ -52,7 +52,7 @@ def test_discriminator_loss_is_4ln2_at_init(tiny_data):
     model = build_model(tiny_cfg(tiny_data, "loss.lambda_cls=0"), torch.device("cpu"))
     b = random_batch()
     code = model.onehot(b.domains)
-    d = model.discriminator_losses(b.images, code, model.translate(b.images, code))
+    d = drit.discriminator_losses(model, b.images, code, model.forward_pass(b.images, code))
     for value in d.values():
         assert value.item() == pytest.approx(4 * math.log(2), abs=0.05)
 
@@ -62,18 +62,18 @@ def test_two_step_update_matches_reference_procedure(tiny_data):
     step; then Adam steps with each. Checked against an independent replay with .backward()."""
     cfg = tiny_cfg(tiny_data, "speed.amp=off")
     torch.manual_seed(0)
-    model = build_model(cfg, torch.device("cpu"))
-    reference = copy.deepcopy(model)
+    model, engine = build_for_training(cfg, torch.device("cpu"))
+    reference, r_engine = copy.deepcopy((model, engine))
     batch = random_batch()
 
     torch.manual_seed(1)
-    model.train_step([batch], 0)
+    model.train_step([batch], 0, engine)
 
     torch.manual_seed(1)
     r = reference
     code = r.onehot(batch.domains)
-    t = r.translate(batch.images, code)
-    r.update_discriminators(batch.images, code, t)
+    t = r.forward_pass(batch.images, code)
+    drit.update_discriminators(r, r_engine, batch.images, code, t)
     eg = sum(r.encoder_generator_terms(batch.images, code, t).values())
     g_alone = sum(r.generator_alone_terms(batch.images, code, t).values())
     names_eg, names_g = ("content_encoder", "attribute_encoder", "generator"), ("content_encoder", "generator")
@@ -89,30 +89,30 @@ def test_two_step_update_matches_reference_procedure(tiny_data):
         for n in names:
             for p, g in zip(r.networks[n].parameters(), grads[n]):
                 p.grad = g
-            r.optimizers[n].step()
+            r_engine.optimizers[n].step()
 
     for n in model.networks:
         for (k, a), b in zip(model.networks[n].state_dict().items(), r.networks[n].state_dict().values()):
             assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), f"{n}.{k} differs"
     # E_a took exactly one Adam step, E_c and G two (the official double update)
-    assert model.optimizers["attribute_encoder"].state[next(iter(model.networks["attribute_encoder"].parameters()))]["step"] == 1
-    assert model.optimizers["generator"].state[next(iter(model.networks["generator"].parameters()))]["step"] == 2
+    assert engine.optimizers["attribute_encoder"].state[next(iter(model.networks["attribute_encoder"].parameters()))]["step"] == 1
+    assert engine.optimizers["generator"].state[next(iter(model.networks["generator"].parameters()))]["step"] == 2
 
 
 def test_content_discriminator_interleaving_at_small_size(tiny_data):
     cfg = tiny_cfg(tiny_data, "model.use_content_dis=true", "model.content_dis_every=3")
     torch.manual_seed(0)
-    model = build_model(cfg, torch.device("cpu"))
+    model, engine = build_for_training(cfg, torch.device("cpu"))
     assert model.batches_per_step() == 3
     before = [p.clone() for p in model.networks["dis_content"].parameters()]
-    out = model.train_step([random_batch(seed=i) for i in range(3)], 0)
+    out = model.train_step([random_batch(seed=i) for i in range(3)], 0, engine)
     assert "dis_content" in out and "adv_content" in out
     assert all(torch.isfinite(v) for v in out.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.networks["dis_content"].parameters()))
     # D_c's learning rate is never decayed (official update_lr skips it)
-    model.set_lr_multiplier(0.5)
-    assert model.optimizers["dis_content"].param_groups[0]["lr"] == pytest.approx(4e-5)
-    assert model.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(5e-5)
+    engine.set_lr_multiplier(0.5)
+    assert engine.optimizers["dis_content"].param_groups[0]["lr"] == pytest.approx(4e-5)
+    assert engine.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(5e-5)
 
 
 def test_run_folder_contents(tiny_data, tmp_path):
@@ -138,25 +138,25 @@ def test_saved_weights_reload_to_identical_outputs(tiny_data, tmp_path):
     cfg = tiny_cfg(tiny_data)
     run = Run(cfg, tmp_path / "run")
     result = run.fit()
-    fresh = build_model(cfg, torch.device("cpu"))
+    fresh, fresh_engine = build_for_training(cfg, torch.device("cpu"))
     load_network_weights(result.checkpoint, fresh.networks)
     state = verify_checkpoint(result.checkpoint)
-    load_optimizer_states(result.checkpoint, fresh.optimizers, state["optimizers"])
+    load_optimizer_states(result.checkpoint, fresh_engine.optimizers, state["optimizers"])
     x = random_batch().images
     for model in (run.model, fresh):
         for net in model.networks.values():
             net.eval()
     code = fresh.onehot(torch.tensor([0, 1]))
     gen = lambda m: torch.Generator().manual_seed(5)  # noqa: E731
-    a, b = run.model.translate(x, code, gen(0)), fresh.translate(x, code, gen(0))
+    a, b = run.model.forward_pass(x, code, gen(0)), fresh.forward_pass(x, code, gen(0))
     assert torch.equal(a.fake_encoded, b.fake_encoded) and torch.equal(a.cycle_recon, b.cycle_recon)
     assert torch.equal(run.model.networks["dis_encoded"](x)[0], fresh.networks["dis_encoded"](x)[0])
-    for name, opt in run.model.optimizers.items():
-        for p_a, p_b in zip(opt.param_groups[0]["params"], fresh.optimizers[name].param_groups[0]["params"]):
-            sa, sb = opt.state[p_a], fresh.optimizers[name].state[p_b]
+    for name, opt in run.engine.optimizers.items():
+        for p_a, p_b in zip(opt.param_groups[0]["params"], fresh_engine.optimizers[name].param_groups[0]["params"]):
+            sa, sb = opt.state[p_a], fresh_engine.optimizers[name].state[p_b]
             assert sa.keys() == sb.keys()
             assert all(torch.equal(sa[k], sb[k]) for k in sa)
-        assert opt.param_groups[0]["lr"] == fresh.optimizers[name].param_groups[0]["lr"]
+        assert opt.param_groups[0]["lr"] == fresh_engine.optimizers[name].param_groups[0]["lr"]
 
 
 def test_training_is_deterministic_on_cpu(tiny_data, tmp_path):
@@ -192,9 +192,9 @@ def test_fused_adam_on_channels_last_weights_equals_foreach(tiny_data, family):
         cfg = tiny_cfg(tiny_data, f"model.family={family}", "speed.channels_last=on", "speed.amp=off",
                        f"speed.optimizer={opt}", "optim.lr_eg=0.01", "optim.lr_dis=0.01")
         torch.manual_seed(0)
-        model = build_model(cfg, torch.device("cpu"))
+        model, engine = build_for_training(cfg, torch.device("cpu"))
         torch.manual_seed(1)
-        model.train_step([random_batch()], 0)
+        model.train_step([random_batch()], 0, engine)
         weights[opt] = {k: v.clone() for k, v in model.networks.state_dict().items() if v.dim() == 4}
     assert any(not v.is_contiguous() for v in weights["fused"].values())  # channels-last weights
     for key, value in weights["fused"].items():

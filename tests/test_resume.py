@@ -71,7 +71,7 @@ def test_resume_is_bitwise_with_channels_last_weights(optimizer, tiny_data, tmp_
     train(cfg_for("gmdrit", tiny_data, n // 2, *extra), tmp_path / "split")
     run = resume_run(tmp_path / "split", [f"train.max_iters={n}"])
     weight = next(p for p in run.model.networks["generator"].parameters() if p.dim() == 4)
-    state = run.model.optimizers["generator"].state[weight]
+    state = run.engine.optimizers["generator"].state[weight]
     assert state["exp_avg"].stride() == weight.stride()
     assert run.fit().iterations == n
     assert_same_run(tmp_path / "straight", tmp_path / "split")

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..config import Config
+    from ..engine import Engine
     from .base import ModelFamily
 
 MODEL_FAMILIES: dict[str, type[ModelFamily]] = {}
@@ -21,6 +22,14 @@ def register(cls: type[ModelFamily]) -> type[ModelFamily]:
 def build_model(cfg: Config, device: torch.device, training: bool = True) -> ModelFamily:
     """The model family of ``cfg``; ``training=False`` builds no optimizers (test time)."""
     return MODEL_FAMILIES[cfg.model.family](cfg, device, training)
+
+
+def build_for_training(cfg: Config, device: torch.device, iterations_per_epoch: int = 1) -> tuple[ModelFamily, Engine]:
+    """The model family of ``cfg`` and the engine that trains it (what the trainer builds, for tests and tools)."""
+    from ..engine import Engine
+
+    model = build_model(cfg, device)
+    return model, Engine(model, iterations_per_epoch)
 
 
 from . import mdmm  # noqa: E402,F401  (registers the families)

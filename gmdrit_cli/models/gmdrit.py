@@ -33,10 +33,11 @@ from .. import losses
 from .. import losses_mixture as lm
 from ..config import Config
 from ..data import Batch
+from ..engine import Engine, OptimizerGroup
 from ..nets.gmdrit import AttributeInference, build_gmdrit_networks
-from . import register
-from .base import ModelFamily
-from .mdmm import MDMM, Translation
+from . import drit, register
+from .base import Capabilities, ModelFamily
+from .drit import Translation
 
 
 @dataclass
@@ -58,12 +59,12 @@ class MixtureTranslation(Translation):
 
 
 @register
-class GMDRIT(MDMM):
+class GMDRIT(ModelFamily):
     name = "gmdrit"
     description = "GM-DRIT: MDMM with a Gaussian-mixture attribute prior p(z|y) and inferred y (report, fixed)"
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
-        ModelFamily.__init__(self, cfg, device, training)
+        super().__init__(cfg, device, training)
         m, mix = cfg.model, cfg.mixture
         self.components_per_domain = mix.components_per_domain
         self.num_components = cfg.num_domains * mix.components_per_domain
@@ -72,12 +73,25 @@ class GMDRIT(MDMM):
                                      use_adain=m.use_adain, double_convT=m.double_convT, dis_norm=m.dis_norm,
                                      dis_spectral_norm=m.dis_spectral_norm, width=m.width)
         self.networks = nn.ModuleDict(nets).to(device)
-        self._build_optimizers()
         self._tau = mix.init_temp
         self._test_time = False
 
-    #: GM-DRIT draws random attributes from its learned p(z|y) (``model.random_attributes`` is MDMM's)
-    uses_aggregate = False
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        """MDMM's optimizers (reference 3.6); p(z|y) in its own group with ``mixture.prior_lr_mult``."""
+        return drit.optimizer_groups(self, self.parameter_groups)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Mixture components and q(y|x) in the ``inferred`` stage; the ``domain`` stage is conditioned on the
+        domain code like MDMM."""
+        inferred = self.inferred
+        return Capabilities(components_per_domain=self.components_per_domain if inferred else 0,
+                            classifies_domains=inferred, paired_data=False, domain_conditioned=not inferred)
+
+    @property
+    def mode_seeking(self) -> bool:
+        """Two random attributes per input and the mode-seeking term (loss.mode_seeking > 0)."""
+        return self.cfg.loss.mode_seeking > 0
 
     @property
     def inferred(self) -> bool:
@@ -86,15 +100,17 @@ class GMDRIT(MDMM):
 
     # -- mixture bookkeeping --------------------------------------------------------------------
 
-    def temperature(self, iteration: int) -> float:
+    def temperature(self, iteration: int, iterations_per_epoch: int = 1) -> float:
         """Gumbel temperature ``max(init_temp * exp(-decay_temp_rate * epoch), min_temp)``.
 
-        ``epoch = iteration / iters_per_epoch`` (a float); ``iters_per_epoch`` is set by the trainer
-        (1 when absent).
+        ``epoch = iteration / iterations_per_epoch`` (a float); the trainer's engine knows the epoch length.
         """
         mix = self.cfg.mixture
-        epoch = iteration / max(1, int(getattr(self, "iters_per_epoch", 1) or 1))
+        epoch = iteration / max(1, int(iterations_per_epoch))
         return max(mix.init_temp * math.exp(-mix.decay_temp_rate * epoch), mix.min_temp)
+
+    def extra_state(self, iteration: int, iterations_per_epoch: int) -> dict:
+        return {"gumbel_temperature": self.temperature(iteration, iterations_per_epoch)}
 
     def component_domains(self) -> torch.Tensor:
         """K (long): the domain of each component, ``k // components_per_domain``."""
@@ -138,8 +154,12 @@ class GMDRIT(MDMM):
 
     # -- forward --------------------------------------------------------------------------------
 
-    def translate(self, images: torch.Tensor, code: torch.Tensor, generator=None,
-                  test: bool | None = None) -> MixtureTranslation:
+    def random_attribute(self, n: int, like: torch.Tensor, generator=None) -> torch.Tensor:
+        """n x nz draws of N(0, I) (the ``domain`` stage's prior, MDMM's)."""
+        return drit.randn((n, self.cfg.model.nz), like, generator)
+
+    def forward_pass(self, images: torch.Tensor, code: torch.Tensor, generator=None,
+                     test: bool | None = None) -> MixtureTranslation:
         """MDMM's forward pass (reference 3.2) with y-conditioning; nothing detached but the random z.
 
         images B x 3 x S x S, code B x C one-hot. ``test`` (default: inside :meth:`sample_grid`) uses the
@@ -149,29 +169,19 @@ class GMDRIT(MDMM):
         E_c, G = self.networks["content_encoder"], self.networks["generator"]
         h = images.shape[0] // 2
         content = E_c(images)
-        content_a, content_b = content[:h], content[h:]
         enc = self._encode(images, code, generator, test)
-        attr_a, attr_b = enc.z[:h], enc.z[h:]
-        y_a, y_b = enc.y[:h], enc.y[h:]
         if self.inferred:
             attr_random, random_y = self._random_attributes(code.argmax(dim=1), generator)
-            ry_a, ry_b = random_y[:h], random_y[h:]
         else:  # MDMM: one N(0, I) draw shared by both halves, in each half's domain
             attr_random = self.random_attribute(h, enc.mean, generator).repeat(2, 1)
-            random_y, ry_a, ry_b = enc.y, y_a, y_b
-        contents = [content_b, content_a, content_b, content_a, content_b, content_a]
-        attrs = [attr_a, attr_a, attr_random[:h], attr_b, attr_b, attr_random[h:]]
-        ys = [y_a, y_a, ry_a, y_b, y_b, ry_b]
+            random_y = enc.y
         attr_random2 = None
         if self.mode_seeking:  # a second random attribute with the same y: diversity within a component
             attr_random2 = (self._sample_prior(random_y, generator) if self.inferred
                             else self.random_attribute(h, enc.mean, generator).repeat(2, 1))
-            contents += [content_b, content_a]
-            attrs += [attr_random2[:h], attr_random2[h:]]
-            ys += [ry_a, ry_b]
 
-        # one G call for both output domains (G is per-sample; see MDMM.translate)
-        out, res = G(torch.cat(contents), torch.cat(attrs), torch.cat(ys))
+        # one G call for both output domains (G is per-sample; see MDMM.forward_pass)
+        out, res = G(*drit.cross_generator_inputs(content, enc.z, enc.y, attr_random, random_y, attr_random2))
         parts = out.split(h)
         fake_a_enc, fake_aa, fake_a_rand, fake_b_enc, fake_bb, fake_b_rand = parts[:6]
         fake_random2 = torch.cat(parts[6:]) if self.mode_seeking else None
@@ -201,7 +211,7 @@ class GMDRIT(MDMM):
     def encoder_generator_terms(self, images, code, t: MixtureTranslation) -> dict[str, torch.Tensor]:
         """L_EG (step 1): MDMM's terms; in the ``inferred`` stage the N(0, I) attribute KL is replaced by
         ``kl_gauss`` and the encoder-side GMVAE terms ``kl_categ``, ``label``, ``thumb_rec`` are added."""
-        terms = super().encoder_generator_terms(images, code, t)
+        terms = drit.mdmm_encoder_generator_terms(self, images, code, t)
         if not self.inferred:
             return terms
         mix = self.cfg.mixture
@@ -219,19 +229,17 @@ class GMDRIT(MDMM):
         ``gan2_realism``); MDMM's ``lambda_cls_fake`` class term and the latent regression (mean of
         q(z|x,y) on the random fakes vs the drawn z, per half) stay."""
         if not self.inferred:
-            return super().generator_alone_terms(images, code, t)
+            return drit.mdmm_generator_alone_terms(self, images, code, t)
         w, mix = self.cfg.loss, self.cfg.mixture
-        h = images.shape[0] // 2
         logits, cls = self.networks["dis_random"](t.fake_random)
         terms = {
             "label_sim": mix.w_label_sim * lm.label_similarity(cls, code.argmax(dim=1)),
             "cls_random": w.lambda_cls_fake * losses.domain_classification(cls, code),
-            "latent": w.lambda_latent * (losses.l1(t.random_attr_mean[:h], t.attr_random[:h])
-                                         + losses.l1(t.random_attr_mean[h:], t.attr_random[h:])),
+            "latent": drit.latent_regression(self, t),
         }
         if mix.gan2_realism:
             terms["adv_random"] = losses.adversarial(logits, True)
-        return self.add_mode_seeking(terms, t)
+        return drit.add_mode_seeking(self, terms, t)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -242,16 +250,20 @@ class GMDRIT(MDMM):
         at most about lr per step, too slowly to follow q(z|x,y) (README "GM-DRIT vs MDMM")."""
         mult = self.cfg.mixture.prior_lr_mult
         if name != "generator" or mult == 1.0:
-            return super().parameter_groups(name, net)
+            return [{"params": list(net.parameters())}]
         prior = [p for n, p in net.named_parameters() if n.startswith(("prior_mean.", "prior_var."))]
         ids = {id(p) for p in prior}
         return [{"params": [p for p in net.parameters() if id(p) not in ids]},
                 {"params": prior, "lr_mult": mult}]
 
-    def train_step(self, batches: list[Batch], iteration: int) -> dict[str, torch.Tensor]:
-        """MDMM's step with the Gumbel temperature of ``iteration`` applied to every encoder call."""
-        self._tau = self.temperature(iteration)
-        out = super().train_step(batches, iteration)
+    def batches_per_step(self) -> int:
+        return drit.batches_per_step(self)
+
+    def train_step(self, batches: list[Batch], iteration: int, engine: Engine) -> dict[str, torch.Tensor]:
+        """MDMM's step with the Gumbel temperature of ``iteration`` (in ``engine``'s epochs) applied to every
+        encoder call."""
+        self._tau = self.temperature(iteration, engine.iterations_per_epoch)
+        out = drit.train_step(self, batches, engine)
         if self.inferred:
             out["gumbel_tau"] = torch.tensor(self._tau)
         return out
@@ -265,7 +277,7 @@ class GMDRIT(MDMM):
         a generator seeded with ``train.seed`` (global RNG untouched), networks in eval mode."""
         self._test_time = True
         try:
-            return super().sample_grid(examples)
+            return drit.sample_grid(self, examples)
         finally:
             self._test_time = False
             for net in self.networks.values():
@@ -314,6 +326,16 @@ class GMDRIT(MDMM):
         return enc.mean, enc.y
 
     @torch.no_grad()
+    def encode_content(self, images: torch.Tensor) -> torch.Tensor:
+        """E_c(images N x 3 x S x S) -> content N x 4w x S/4 x S/4 (noise-free in eval mode)."""
+        return self.networks["content_encoder"](images)
+
+    @torch.no_grad()
+    def component_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """q(y|x) N x K of images N x 3 x S x S (eval mode, no sampling)."""
+        return self.networks["attribute_encoder"](images, argmax=True, sample=False).prob
+
+    @torch.no_grad()
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """Domain probabilities N x C: q(y|x)'s component probabilities summed per domain."""
         logits = self.networks["attribute_encoder"](images, argmax=True, sample=False).logits
@@ -330,6 +352,8 @@ class GMDRIT(MDMM):
         """(mean, std) of the attribute prior at ``y`` (N x K): p(z|y) in the ``inferred`` stage (also for
         soft y, as interpolation uses it), N(0, I) in the ``domain`` stage."""
         if not self.inferred:
-            return super().attribute_prior(y)
+            shape = (y.shape[0], self.cfg.model.nz)
+            return (torch.zeros(shape, device=y.device, dtype=y.dtype),
+                    torch.ones(shape, device=y.device, dtype=y.dtype))
         mean, var = self.networks["generator"].prior(y)
         return mean, var.sqrt()

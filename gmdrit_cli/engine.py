@@ -1,0 +1,224 @@
+"""The update engine: what every model family's training shares, owned by the trainer.
+
+A family declares its networks and its optimizer groups (:class:`OptimizerGroup`) and computes losses;
+the engine owns everything about turning losses into parameter updates:
+
+* one Adam optimizer per declared group, with the group's learning rate, its per-parameter-group
+  ``lr_mult`` and whether the learning-rate schedule scales it;
+* autocast, fp16 loss scaling, channels-last weights and inputs, ``torch.compile``;
+* the gradient and step helpers, including MDMM's two-step update on one forward graph;
+* the learning-rate schedule (:func:`lr_multiplier`) and the epoch length the families read;
+* its own state for checkpoints (the loss scaler).
+
+Gradients are taken with ``torch.autograd.grad`` and set on ``.grad`` by hand (the two-step update
+needs two gradients of one graph). DistributedDataParallel does not support that, so a multi-process
+run reduces gradients itself: :meth:`Engine.reduce_gradients` is that place. :meth:`Engine.update_ema`
+is where an EMA copy of the networks will be updated. Both are no-ops today.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+from torch import nn
+
+from . import speed
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .models.base import ModelFamily
+
+
+def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """Learning-rate factor during 0-based ``epoch``, as MDMM's schedulers.
+
+    lambda: 1 - max(0, epoch - n_epochs_decay) / (n_epochs - n_epochs_decay + 1);
+    step: x0.1 every ``n_epochs_decay`` epochs; constant: 1.
+    """
+    if policy == "lambda":
+        return 1.0 - max(0, epoch - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
+    if policy == "step":
+        return 0.1 ** (epoch // n_epochs_decay)
+    return 1.0
+
+
+@dataclass
+class OptimizerGroup:
+    """One optimizer a family asks for: its name (a network's name), its learning rate and its
+    parameter groups (dicts with ``params`` and optionally ``lr_mult``, which scales ``lr`` for that
+    group). ``scheduled=False``: the learning-rate schedule leaves it alone (MDMM's D_c)."""
+
+    name: str
+    lr: float
+    param_groups: list[dict] = field(default_factory=list)
+    scheduled: bool = True
+
+
+def like_param(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor | None:
+    """``grad`` in ``param``'s memory layout. ``autograd.grad`` does not promise it (``.backward()``
+    does): a channels-last conv weight can get a contiguous gradient, and CUDA's fused Adam refuses
+    tensors of different strides (seen on an H200 with torch 2.11). Same values; a copy only on a mismatch."""
+    if grad is None or grad.stride() == param.stride():
+        return grad
+    return torch.empty_like(param, dtype=grad.dtype).copy_(grad)
+
+
+class Engine:
+    """Optimizers, precision, memory layout and the update steps of one training run of ``family``.
+
+    Building it puts the family's networks in their training layout (channels-last, compiled) and
+    builds the optimizers from ``family.optimizer_groups()``. ``iterations_per_epoch`` is the epoch
+    length the schedule (and e.g. GM-DRIT's Gumbel temperature) counts in.
+    """
+
+    def __init__(self, family: ModelFamily, iterations_per_epoch: int = 1):
+        cfg: Config = family.cfg
+        self.cfg = cfg
+        self.device = family.device
+        self.networks = family.networks
+        self.iterations_per_epoch = max(1, int(iterations_per_epoch))
+        sp = cfg.speed
+        self.amp_dtype = speed.amp_dtype(sp.amp, self.device)
+        self.scaler = speed.LossScaler() if self.amp_dtype == torch.float16 else None
+        self.channels_last = speed.channels_last(sp.channels_last, self.device, self.amp_dtype)
+        speed.keep_freed_memory(sp.keep_freed_memory, self.device)
+        if self.channels_last:
+            self.networks.to(memory_format=torch.channels_last)
+        if sp.compile:
+            # the two-step update takes two gradients of one graph (retain_graph=True), which compiled
+            # backwards with donated buffers refuse
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
+            for net in self.networks.values():
+                net.compile()  # in place: state_dict keys stay as they are
+        o = cfg.optim
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.base_lrs: dict[str, float] = {}
+        self.unscheduled: frozenset[str] = frozenset()
+        unscheduled = set()
+        # after compile: the groups read parameters by name, and compiling in place keeps the names
+        for group in family.optimizer_groups():
+            self.base_lrs[group.name] = group.lr
+            if not group.scheduled:
+                unscheduled.add(group.name)
+            groups = [{**g, "lr": group.lr * g.get("lr_mult", 1.0)} for g in group.param_groups]
+            self.optimizers[group.name] = torch.optim.Adam(groups, lr=group.lr, betas=(o.beta1, o.beta2),
+                                                           weight_decay=o.weight_decay,
+                                                           **speed.optimizer_options(sp.optimizer))
+        self.unscheduled = frozenset(unscheduled)
+
+    # -- precision and layout -------------------------------------------------------------------
+
+    def autocast(self):
+        return speed.autocast(self.device, self.amp_dtype)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of images B x 3 x S x S on the training device, in the networks' memory layout."""
+        if self.device.type == "cuda" and not images.is_pinned():
+            images = images.pin_memory()  # lets the copy below overlap with compute
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    # -- schedule -------------------------------------------------------------------------------
+
+    def epoch(self, iteration: int) -> int:
+        return iteration // self.iterations_per_epoch
+
+    def apply_schedule(self, iteration: int) -> tuple[int, float]:
+        """Set the learning rates of ``iteration``'s epoch; return (epoch, factor)."""
+        o = self.cfg.optim
+        epoch = self.epoch(iteration)
+        factor = lr_multiplier(o.lr_policy, epoch, o.n_epochs, o.n_epochs_decay)
+        self.set_lr_multiplier(factor)
+        return epoch, factor
+
+    def set_lr_multiplier(self, factor: float) -> None:
+        for name, opt in self.optimizers.items():
+            lr = self.base_lrs[name] * (1.0 if name in self.unscheduled else factor)
+            for group in opt.param_groups:
+                group["lr"] = lr * group.get("lr_mult", 1.0)
+
+    # -- gradients and steps --------------------------------------------------------------------
+
+    def reduce_gradients(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """THE place where gradients are all-reduced across processes (multi-GPU training): every
+        gradient of every update passes here, before unscaling and before any optimizer step.
+        One process today: returned unchanged."""
+        return grads
+
+    def update_ema(self) -> None:
+        """THE place where an EMA copy of the networks is updated, once per training iteration after
+        every optimizer step. No EMA copy today: nothing to do."""
+
+    def grads(self, loss: torch.Tensor, params: Sequence[nn.Parameter], retain_graph: bool = False):
+        """Gradients of ``loss`` w.r.t. ``params`` (None for unused ones), reduced across processes and
+        loss-scaled under fp16; None where the update must be skipped (fp16 overflow)."""
+        if self.scaler is None:
+            grads = list(torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True))
+            return self.reduce_gradients(grads)
+        grads = list(torch.autograd.grad(loss * self.scaler.scale, params, retain_graph=retain_graph,
+                                         allow_unused=True))
+        grads = self.reduce_gradients(grads)
+        return grads if self.scaler.unscale(grads) else None
+
+    def step(self, names: Sequence[str], grads: dict[nn.Parameter, torch.Tensor | None]) -> None:
+        """One optimizer step of each network in ``names`` with the gradients ``grads`` (by parameter)."""
+        for name in names:
+            for p in self.networks[name].parameters():
+                p.grad = like_param(grads.get(p), p)
+            self.optimizers[name].step()
+            for p in self.networks[name].parameters():
+                p.grad = None  # leave no stale gradients behind
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Gradient of ``loss`` for network ``name`` and one step of its optimizer."""
+        params = list(self.networks[name].parameters())
+        grads = self.grads(loss, params)
+        if grads is not None:
+            self.step((name,), dict(zip(params, grads)))
+
+    def clipped_update(self, name: str, loss: torch.Tensor, max_norm: float) -> None:
+        """:meth:`update` with the gradient norm of network ``name`` clipped to ``max_norm`` first."""
+        params = list(self.networks[name].parameters())
+        grads = self.grads(loss, params)
+        if grads is not None:
+            for p, g in zip(params, grads):
+                p.grad = like_param(g, p)
+            nn.utils.clip_grad_norm_(params, max_norm)
+            self.optimizers[name].step()
+            for p in params:
+                p.grad = None
+
+    def two_step_update(self, first: tuple[Sequence[str], torch.Tensor],
+                        second: tuple[Sequence[str], torch.Tensor]) -> None:
+        """Two updates from one forward graph (MDMM's E/G update, design page option 1).
+
+        ``first`` and ``second`` are (network names, loss). Both gradients are taken before any step
+        (the graph is kept for the second); then the first networks step with the first gradient and the
+        second networks with the second. A fp16 overflow in either skips both.
+        """
+        names1, loss1 = first
+        names2, loss2 = second
+        params1 = [p for n in names1 for p in self.networks[n].parameters()]
+        params2 = [p for n in names2 for p in self.networks[n].parameters()]
+        grads1 = self.grads(loss1, params1, retain_graph=True)
+        grads2 = self.grads(loss2, params2)
+        if grads1 is not None and grads2 is not None:
+            self.step(names1, dict(zip(params1, grads1)))
+            self.step(names2, dict(zip(params2, grads2)))
+            if self.scaler is not None:
+                self.scaler.update()
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The engine's own scalars for ``state.json`` (optimizer tensors go to ``optim.safetensors``)."""
+        return {"loss_scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and "loss_scaler" in state:
+            self.scaler.load_state_dict(state["loss_scaler"])
+
