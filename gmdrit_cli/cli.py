@@ -1,47 +1,24 @@
 """The `gmdrit` command line: parse, load the config, call one core function, render the result.
 
-Only this module imports typer and rich. Core code raises ``GmdritError``; here it becomes one line
+Only the CLI modules (this one, ``cli_app.py`` and the ``cli_*`` modules) import typer and rich. Core code raises ``GmdritError``; here it becomes one line
 on stderr and exit code 1.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
+from .cli_app import PresetOption, SetOption, app, console, err_console, run_with_stage_progress  # noqa: F401
 from .errors import GmdritError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="gmdrit: diverse unpaired image-to-image translation with Gaussian-mixture latents.")
-# Piped output (logs, CI, notebooks) gets wide lines instead of Rich's 80-column wrapping.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-PresetOption = Annotated[str, typer.Option("--preset", "-p", help="preset name (see `gmdrit presets`) or YAML path")]
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a config key: section.key=value")]
-
-
-def _setup_logging() -> None:
-    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
-
-
-@app.callback()
-def _main() -> None:
-    _setup_logging()
-
 
 @app.command()
 def presets() -> None:
@@ -63,22 +40,6 @@ def models() -> None:
     for name, cls in MODEL_FAMILIES.items():
         table.add_row(name, cls.description)
     console.print(table)
-
-
-def run_with_stage_progress(work):
-    """Call ``work(update)`` under a transient bar per stage (nothing in logs or pipes) and return its
-    result; ``update(stage, done, total)`` is the progress callback of the core functions."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=not console.is_terminal)
-    tasks: dict[str, int] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
-    with progress:
-        return work(update)
 
 
 def _loss_text(losses: dict[str, float] | None, keys: tuple[str, ...]) -> str:
@@ -163,7 +124,7 @@ def resume(
     _fit(resume_run(path, overrides))
 
 
-# Commands of the other CLI modules register themselves on `app` when imported.
+# Commands of the other CLI modules register themselves on `app` (from cli_app) when imported.
 from . import cli_infer  # noqa: E402,F401  (translate, interpolate, export)
 from . import cli_eval  # noqa: E402,F401  (eval)
 from . import cli_bench  # noqa: E402,F401  (benchmark)

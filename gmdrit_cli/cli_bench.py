@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import SetOption, app, console
+from .cli_app import SetOption, app, console
 
 
 @app.command()

@@ -13,7 +13,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
                            TransferSpeedColumn)
 from rich.table import Table
 
-from .cli import app, console, err_console
+from .cli_app import app, console, err_console
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="List and download the public CycleGAN (unpaired) and pix2pix (paired) datasets.")

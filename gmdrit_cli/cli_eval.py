@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import app, console, run_with_stage_progress
+from .cli_app import app, console, run_with_stage_progress
 from .metrics import DEFAULT_METRICS, METRICS
 
 _WIDTH = max(len(name) for name in METRICS)

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .cli import app, console, err_console
+from .cli_app import app, console, err_console
 
 RunOption = Annotated[Optional[Path], typer.Option(
     "--run", help="run folder: its latest valid checkpoint (or any path --checkpoint takes)")]

@@ -30,6 +30,11 @@ def _opt(default: Any, help: str, *, min: float | None = None, max: float | None
     return field(default=default, metadata=meta)
 
 
+#: the registered model families (``gmdrit_cli.models.MODEL_FAMILIES``), in registration order. A plain list so
+#: that validating a config imports no network code; tests/test_config.py checks the two agree.
+FAMILY_NAMES = ("mdmm", "gmdrit")
+
+
 @dataclass
 class DataConfig:
     root: str = _opt("data/apple2orange", "dataset folder (CycleGAN layout trainA/trainB or named train/<domain>)")
@@ -302,11 +307,9 @@ def _validate(cfg: Config) -> list[str]:
         errors.append("data.domains: at least two domains are needed")
     if len(set(cfg.data.domains)) != len(cfg.data.domains):
         errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
-    from .models import MODEL_FAMILIES  # late import: models import this module
-
-    if cfg.model.family not in MODEL_FAMILIES:
-        errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(MODEL_FAMILIES)}"
-                      + _suggest(cfg.model.family, list(MODEL_FAMILIES)))
+    if cfg.model.family not in FAMILY_NAMES:
+        errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(FAMILY_NAMES)}"
+                      + _suggest(cfg.model.family, list(FAMILY_NAMES)))
     return errors
 
 

@@ -11,16 +11,12 @@ if TYPE_CHECKING:
     from ..engine import Engine
     from .base import ModelFamily
 
-MODEL_FAMILIES: dict[str, type[ModelFamily]] = {}
-
-
-def register(cls: type[ModelFamily]) -> type[ModelFamily]:
-    MODEL_FAMILIES[cls.name] = cls
-    return cls
+from .registry import MODEL_FAMILIES, register  # noqa: F401
 
 
 def build_model(cfg: Config, device: torch.device, training: bool = True) -> ModelFamily:
-    """The model family of ``cfg``; ``training=False`` builds no optimizers (test time)."""
+    """The model family of ``cfg`` (networks only: optimizers and precision are the trainer's
+    :class:`~gmdrit_cli.engine.Engine`); ``training=False`` marks a test-time model."""
     return MODEL_FAMILIES[cfg.model.family](cfg, device, training)
 
 
@@ -32,5 +28,6 @@ def build_for_training(cfg: Config, device: torch.device, iterations_per_epoch: 
     return model, Engine(model, iterations_per_epoch)
 
 
-from . import mdmm  # noqa: E402,F401  (registers the families)
+# importing a family module registers it (add new families here)
+from . import mdmm  # noqa: E402,F401
 from . import gmdrit  # noqa: E402,F401

@@ -35,7 +35,8 @@ from ..config import Config
 from ..data import Batch
 from ..engine import Engine, OptimizerGroup
 from ..nets.gmdrit import AttributeInference, build_gmdrit_networks
-from . import drit, register
+from . import drit
+from .registry import register
 from .base import Capabilities, ModelFamily
 from .drit import Translation
 

@@ -9,7 +9,8 @@ from ..config import Config
 from ..data import Batch
 from ..engine import Engine, OptimizerGroup
 from ..nets.mdmm import build_mdmm_networks
-from . import drit, register
+from . import drit
+from .registry import register
 from .base import Capabilities, ModelFamily
 from .drit import Translation
 
