@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from . import __version__
+from . import __version__, atomic
 from .config import load_config
 from .data import Batch, UnpairedImageFolders
 from .engine import Engine
@@ -190,24 +190,20 @@ def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
     payload = {"environment": result.environment, "settings": result.settings,
                "rows": [r.summary() for r in result.rows]}
     json_path, csv_path, png_path = out_dir / "benchmark.json", out_dir / "benchmark.csv", out_dir / "benchmark.png"
-    _atomic_text(json_path, json.dumps(payload, indent=1))
+    atomic.write_text(json_path, json.dumps(payload, indent=1))
     columns = ["resolution", "label", "preset", "report_seconds", "median", "mean", "stdev", "min", "max",
                "ratio_to_report", "peak_memory_bytes"]
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for r in result.rows:
-            writer.writerow(r.summary())
-    os.replace(tmp, csv_path)
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for r in result.rows:
+                writer.writerow(r.summary())
+
+    atomic.atomic_write(csv_path, write_csv)
     _bar_chart(result, png_path)
     return [json_path, csv_path, png_path]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _bar_chart(result: BenchmarkResult, path: Path) -> None:
@@ -228,6 +224,4 @@ def _bar_chart(result: BenchmarkResult, path: Path) -> None:
             y0 = y + 3 + j * 14
             draw.rectangle([label_w, y0, label_w + max(1, length), y0 + 11], fill=colour)
             draw.text((label_w + length + 5, y0), f"{value:.3f}", fill="black")
-    tmp = path.with_name(path.name + ".tmp")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic.atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))

@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import atomic
 from .errors import CheckpointError
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE, LATEST = "model.safetensors", "optim.safetensors", "state.json", "latest"
@@ -35,24 +36,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
 
 
 def network_tensors(networks: nn.ModuleDict) -> dict[str, torch.Tensor]:
@@ -93,18 +76,18 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
         save_file(optim_tensors, str(tmp / OPTIM_FILE))
         files = {}
         for fname in (MODEL_FILE, OPTIM_FILE):
-            _fsync(tmp / fname)
+            atomic.fsync_path(tmp / fname)
             files[fname] = {"size": (tmp / fname).stat().st_size, "sha256": _sha256(tmp / fname)}
         full_state = {**state, "optimizers": optim_meta, "files": files}
         with open(tmp / STATE_FILE, "w", encoding="utf-8") as f:
             json.dump(full_state, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        _fsync(tmp)
+        atomic.fsync_path(tmp)
         if folder.exists():  # re-saving the same iteration: replace the old one only once the new is complete
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-        _fsync(parent)
+        atomic.fsync_path(parent)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"could not write checkpoint {folder}: {exc.strerror or exc}; "
@@ -112,7 +95,7 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
     except BaseException:  # e.g. a second Ctrl-C mid-write: drop the partial copy, keep the old ones
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_text_atomic(parent / LATEST, folder.name + "\n")
+    atomic.write_text(parent / LATEST, folder.name + "\n")
     return folder
 
 

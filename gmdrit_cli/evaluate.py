@@ -40,7 +40,8 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .metrics import DEFAULT_METRICS, MetricError, parse_metric_names, write_json_atomic
+from . import atomic
+from .metrics import DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.images import PreprocessedImages as _Images
 from .metrics.images import quantise as _quantise
 
@@ -524,5 +525,5 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         "seconds": round(time.perf_counter() - start, 2),
     }
     json_path = out / "eval.json"
-    write_json_atomic(json_path, report)
+    atomic.write_json(json_path, report)
     return EvalResult(report, json_path, out, notes)

@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .atomic import atomic_write
 from .checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
 from .config import Config, build_config, dump_config, load_config_file
 from .data import IMAGE_EXTENSIONS, open_rgb, to_image, to_tensor
@@ -194,21 +195,6 @@ class ExportResult:
     parameters: int
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename to ``path`` (with the usual permissions: the umask's); the temporary file
-    is removed on any failure."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _make_folder(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise InferenceError(f"output {folder} exists and is not a folder; choose another --out")
@@ -253,9 +239,9 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
     _make_folder(out)
     weights, config = out / MODEL_FILE, out / CONFIG_FILE
     try:
-        _atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+        atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                                                      metadata=metadata))
-        _atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
+        atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
     except OSError as exc:
         raise InferenceError(f"cannot write the export into {out}: {exc.strerror or exc}") from None
     return ExportResult(source, out, weights, config, weights.stat().st_size,
@@ -416,12 +402,12 @@ def compose(images: list[Image.Image], pad: int = GUTTER) -> Image.Image:
 
 
 def _save_png(im: Image.Image, path: Path) -> None:
-    _atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
 
 
 def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> None:
     duration = max(20, 10 * round(100.0 / fps))  # GIF stores centiseconds
-    _atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+    atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                                                     duration=duration, loop=loop, optimize=False))
 
 

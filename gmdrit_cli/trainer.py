@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import math
-import os
 import platform
 import random
 import signal
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
+from . import __version__, atomic
 from .checkpoint import (checkpoint_name, find_checkpoint, load_network_weights, load_optimizer_states,
                          prune_checkpoints, save_checkpoint)
 from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
@@ -65,9 +64,7 @@ def save_grid(grid: torch.Tensor, path: Path, pad: int = 2) -> None:
     for r in range(rows):
         for c in range(cols):
             canvas.paste(to_image(grid[r, c]), (pad + c * (w + pad), pad + r * (h + pad)))
-    tmp = path.with_name(path.name + ".tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic.atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def describe_model(cfg: Config) -> dict[str, int]:
@@ -163,7 +160,7 @@ class Run:
     def prepare_folder(self) -> None:
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump_config(self.cfg), encoding="utf-8")
+        atomic.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
@@ -178,9 +175,7 @@ class Run:
                     keep.append(line)
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut off by a kill
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_text(path, "".join(x + "\n" for x in keep))
 
     def log_metrics(self, record: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:

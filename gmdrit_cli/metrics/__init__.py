@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import atomic
 from ..errors import GmdritError
 
 
@@ -102,22 +101,6 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name in the same folder, fsync, and rename it over ``path``, so a
-    reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """``data`` as indented JSON (one trailing newline), written with :func:`write_bytes_atomic`."""
-    write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+# the metrics' cache and report files are written with the package's one atomic writer
+write_bytes_atomic = atomic.write_bytes
+write_json_atomic = atomic.write_json
