@@ -27,36 +27,53 @@ class WeightsError(GmdritError):
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """One entry of :data:`METRICS`: a name, a one-line description and the code that computes it."""
+    """One entry of :data:`METRICS`: a name, a one-line description, the function that computes it, and the
+    :class:`~gmdrit_cli.metrics.evaluator.Evaluator` that computes it in `gmdrit eval` (metrics that share
+    their work name the same evaluator)."""
 
     name: str
     description: str
     target: str  # "module:attribute" inside gmdrit_cli.metrics, imported on first use
+    evaluator: str  # "module:Class" inside gmdrit_cli.metrics, imported on first use
 
     @property
     def function(self) -> Callable[..., Any]:
-        module, attr = self.target.split(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        return _load(self.target)
+
+    @property
+    def evaluator_class(self) -> type:
+        return _load(self.evaluator)
+
+
+def _load(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
 
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("fid", "Frechet Inception distance of the translations to the target domain's training images "
-                      "(torch-fidelity InceptionV3, 2048-d pool features)", "fid:frechet_distance"),
+                      "(torch-fidelity InceptionV3, 2048-d pool features)", "fid:frechet_distance",
+               "eval_inception:InceptionScores"),
     MetricInfo("kid", "kernel Inception distance (unbiased MMD^2, cubic polynomial kernel, mean +- std over "
-                      "random subsets), same features as FID", "fid:kernel_inception_distance"),
+                      "random subsets), same features as FID", "fid:kernel_inception_distance",
+               "eval_inception:InceptionScores"),
     MetricInfo("lpips", "diversity: LPIPS (AlexNet) averaged over all pairs of outputs of the same input, then "
-                        "over inputs (StarGAN v2 protocol)", "lpips_diversity:LPIPSDiversity"),
+                        "over inputs (StarGAN v2 protocol)", "lpips_diversity:LPIPSDiversity",
+               "eval_diversity:LPIPSScores"),
     MetricInfo("ndb", "number of statistically different bins (Richardson & Weiss): K-means bins of the target's "
-                      "training images, two-proportion z-test per bin", "ndb:NDB"),
+                      "training images, two-proportion z-test per bin", "ndb:NDB", "eval_ndb:NDBScores"),
     MetricInfo("jsd", "Jensen-Shannon divergence (nats) between the bin proportions of training images and "
-                      "translations, same bins as NDB", "ndb:NDB"),
+                      "translations, same bins as NDB", "ndb:NDB", "eval_ndb:NDBScores"),
     MetricInfo("cluster", "GM-DRIT only: accuracy (Hungarian matching) and NMI of argmax q(y|x) vs the true "
-                          "domains of the test images, and mixture-component usage", "cluster:cluster_scores"),
+                          "domains of the test images, and mixture-component usage", "cluster:cluster_scores",
+               "eval_cluster:ClusterScores"),
     MetricInfo("domain_accuracy", "fraction of translations that a small CNN, trained by gmdrit on the dataset's "
                                   "training images (cached), assigns to the target domain rather than to another "
-                                  "domain or to 'neither' (junk)", "domain_classifier:domain_fractions"),
+                                  "domain or to 'neither' (junk)", "domain_classifier:domain_fractions",
+               "eval_domain:DomainAccuracyScores"),
     MetricInfo("diversity_msssim", "diversity: 1 - MS-SSIM (pytorch-msssim) averaged over all pairs of outputs of "
-                                   "the same input, then over inputs", "msssim_diversity:MSSSIMDiversity"),
+                                   "the same input, then over inputs", "msssim_diversity:MSSSIMDiversity",
+               "eval_diversity:MSSSIMScores"),
 )}
 
 #: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)

@@ -1,0 +1,57 @@
+"""Domain accuracy in `gmdrit eval`: a cached CNN classifies each output as a domain or 'neither'."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .evaluator import Evaluator
+
+
+class DomainAccuracyScores(Evaluator):
+    reference_order = 4
+
+    def setup(self):
+        from .domain_classifier import get_classifier
+
+        ctx = self.ctx
+        self.classifier = get_classifier(ctx.root, ctx.cfg, self.options.classifier_cache, progress=ctx.progress,
+                                         device=ctx.device)
+
+    def _fractions(self, predictions: np.ndarray, target: int) -> dict:
+        from .domain_classifier import domain_fractions
+
+        return domain_fractions(predictions, target, len(self.ctx.domains))
+
+    def reference(self, target, real):
+        return {"domain_accuracy": self._fractions(self.classifier.predict(real), target)}
+
+    def start_task(self, source, target):
+        self.target, self.predictions = target, []
+
+    def update(self, fakes, per_input):
+        self.predictions.append(self.classifier.predict(fakes))
+
+    def task_result(self):
+        return {"domain_accuracy": self._fractions(np.concatenate(self.predictions), self.target)}
+
+    def protocols(self):
+        clf = self.classifier
+        return {"domain_accuracy": {
+            "images": "every output of the task; the reference line: the target's test images",
+            "prediction": "argmax over the domains and 'neither' of the domain classifier's logits",
+            "fractions": "to_target: argmax is the target; neither: argmax is 'neither'; other: another domain",
+            "classifier": clf.info(), "classifier_protocol": clf.record["protocol"],
+            "classifier_held_out": {"test": clf.record["test"], "junk": clf.record["junk"]}}}
+
+    def weights(self):
+        clf = self.classifier
+        return {"domain_classifier": {"path": str(clf.folder), "sha256": clf.record["weights"]["sha256"],
+                                      "loaded_from_cache": clf.from_cache}}
+
+    def seeds(self):
+        seed = self.classifier.record["protocol"]["settings"]["seed"]
+        return {"domain_classifier": f"its own seed {seed} (independent of --seed, so the cache serves every seed)"}
+
+    def summaries(self):
+        return [("domain_accuracy", lambda r: r["domain_accuracy"]["to_target"] if "domain_accuracy" in r else None),
+                ("domain_neither", lambda r: r["domain_accuracy"]["neither"] if "domain_accuracy" in r else None)]
