@@ -175,3 +175,10 @@ def test_dry_run_counts_every_network(family, data):
     model = build_model(tiny_cfg(family, data), CPU)
     assert counts == model.parameter_counts() and list(counts) == list(model.networks.keys())
     assert all(v > 0 for v in counts.values())
+
+
+def test_the_template_to_copy_implements_every_contract_method():
+    from gmdrit_cli.models.template import TemplateFamily
+
+    assert not inspect.isabstract(TemplateFamily)
+    assert TemplateFamily.name not in MODEL_FAMILIES  # a template, never registered
