@@ -17,11 +17,6 @@ from .metrics import DEFAULT_METRICS, METRICS
 
 _WIDTH = max(len(name) for name in METRICS)
 _METRIC_LIST = "\n".join(f"  {m.name:{_WIDTH}s} {m.description}" for m in METRICS.values())
-_COLUMNS = ("fid", "kid", "lpips", "diversity_msssim", "ndb", "jsd", "domain_accuracy")
-_HEADERS = {"fid": "FID", "kid": "KID", "lpips": "LPIPS", "diversity_msssim": "1-MS-SSIM", "ndb": "NDB", "jsd": "JSD",
-            "domain_accuracy": "domain acc (neither)"}
-
-
 class Mode(str, Enum):
     latent = "latent"
     reference = "reference"
@@ -32,55 +27,10 @@ class LpipsVersion(str, Enum):
     v00 = "0.0"
 
 
-def _fmt(value, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _row_cells(row: dict, metrics: list[str], real: bool) -> list[str]:
-    lpips_key, ms_key = ("lpips_set", "diversity_msssim_set") if real else ("lpips", "diversity_msssim")
-    cells = []
-    if "fid" in metrics:
-        cells.append(_fmt(row.get("fid")))
-    if "kid" in metrics:
-        kid = row.get("kid")
-        cells.append("-" if kid is None else f"{kid['mean']:.4f} ± {kid['std']:.4f}")
-    if "lpips" in metrics:
-        lp = row.get(lpips_key)
-        cells.append("-" if lp is None else f"{lp['mean']:.4f}")
-    if "diversity_msssim" in metrics:
-        div = row.get(ms_key)
-        cells.append("-" if div is None else f"{div['mean']:.4f}")
-    if "ndb" in metrics:
-        ndb = row.get("ndb")
-        cells.append("-" if ndb is None else f"{ndb['ndb']} / {ndb['bins']}")
-    if "jsd" in metrics:
-        ndb = row.get("ndb")
-        cells.append("-" if ndb is None else f"{ndb['jsd']:.4f}")
-    if "domain_accuracy" in metrics:
-        acc = row.get("domain_accuracy")
-        cells.append("-" if acc is None else f"{acc['to_target']:.3f} ({acc['neither']:.3f})")
-    return cells
-
-
-def _mean_cells(mean: dict, metrics: list[str], real: bool) -> list[str]:
-    lpips_key, ms_key = ("lpips_set", "diversity_msssim_set") if real else ("lpips", "diversity_msssim")
-    cells = []
-    if "fid" in metrics:
-        cells.append(_fmt(mean.get("fid")))
-    if "kid" in metrics:
-        cells.append(_fmt(mean.get("kid"), 4))
-    if "lpips" in metrics:
-        cells.append(_fmt(mean.get(lpips_key), 4))
-    if "diversity_msssim" in metrics:
-        cells.append(_fmt(mean.get(ms_key), 4))
-    if "ndb" in metrics:
-        cells.append(_fmt(mean.get("ndb"), 1))
-    if "jsd" in metrics:
-        cells.append(_fmt(mean.get("jsd"), 4))
-    if "domain_accuracy" in metrics:
-        acc, neither = mean.get("domain_accuracy"), mean.get("domain_neither")
-        cells.append("-" if acc is None else f"{acc:.3f} ({neither:.3f})")
-    return cells
+def _columns(metrics: list[str]) -> list:
+    """The table columns of the selected metrics (each evaluator declares its own), in their order."""
+    found = [METRICS[name].evaluator_class.table_columns.get(name) for name in metrics]
+    return sorted((c for c in found if c is not None), key=lambda c: c.order)
 
 
 def _temperature(settings: dict) -> str:
@@ -91,23 +41,23 @@ def _temperature(settings: dict) -> str:
 def render(report: dict) -> None:
     """The Rich table of one eval report: one row per task, the mean, and the real-vs-real lines."""
     metrics = report["settings"]["metrics"]
-    columns = [c for c in _COLUMNS if c in metrics]
+    columns = _columns(metrics)
     if columns:
-        table = Table("task", "outputs", *(_HEADERS[c] for c in columns), header_style="bold",
+        table = Table("task", "outputs", *(c.header for c in columns), header_style="bold",
                       title=f"{report['model']['family']} {report['model']['config']} "
                             f"(iteration {report['model']['iteration']}), {report['settings']['mode']} mode"
                             f"{_temperature(report['settings'])}, "
                             f"{report['settings']['samples_per_input']} outputs per input")
         for row in report["tasks"]:
             table.add_row(f"{row['source']} → {row['target']}", str(row["outputs"]),
-                          *_row_cells(row, metrics, False))
-        table.add_row("mean", "", *_mean_cells(report["mean"], metrics, False), style="bold")
+                          *(c.cell(row, False) for c in columns))
+        table.add_row("mean", "", *(c.mean(report["mean"], False) for c in columns), style="bold")
         if report["reference"]:
             table.add_section()
             for name, row in report["reference"].items():
                 table.add_row(f"real {name}: test vs train", str(row["n_test"]),
-                              *_row_cells(row, metrics, True), style="dim")
-            table.add_row("real: mean", "", *_mean_cells(report["reference_mean"], metrics, True),
+                              *(c.cell(row, True) for c in columns), style="dim")
+            table.add_row("real: mean", "", *(c.mean(report["reference_mean"], True) for c in columns),
                           style="dim bold")
         console.print(table)
     cluster = report.get("cluster")

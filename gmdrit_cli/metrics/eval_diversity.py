@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import MetricError
-from .evaluator import Evaluator, to_float
+from .evaluator import Evaluator, TableColumn, fmt, to_float
 
 #: random pairs of distinct real test images for the reference line's set-level LPIPS and MS-SSIM
 REAL_PAIRS = 1000
+
+
+def _diversity_column(key: str, header: str, order: int) -> TableColumn:
+    """The per-input diversity ``key`` on task rows, its set-level ``<key>_set`` on the reference lines."""
+    def cell(row: dict, real: bool) -> str:
+        value = row.get(f"{key}_set" if real else key)
+        return "-" if value is None else f"{value['mean']:.4f}"
+
+    return TableColumn(header, order, cell, lambda mean, real: fmt(mean.get(f"{key}_set" if real else key), 4))
 
 
 class _PairDiversity(Evaluator):
@@ -61,6 +70,7 @@ class _PairDiversity(Evaluator):
 class LPIPSScores(_PairDiversity):
     key = "lpips"
     reference_order = 2
+    table_columns = {"lpips": _diversity_column("lpips", "LPIPS", 2)}
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)
@@ -88,6 +98,7 @@ class LPIPSScores(_PairDiversity):
 class MSSSIMScores(_PairDiversity):
     key = "diversity_msssim"
     reference_order = 3
+    table_columns = {"diversity_msssim": _diversity_column("diversity_msssim", "1-MS-SSIM", 3)}
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)

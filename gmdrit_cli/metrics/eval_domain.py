@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluator import Evaluator
+from .evaluator import Evaluator, TableColumn
+
+
+def _mean_cell(mean: dict, real: bool) -> str:
+    acc, neither = mean.get("domain_accuracy"), mean.get("domain_neither")
+    return "-" if acc is None else f"{acc:.3f} ({neither:.3f})"
 
 
 class DomainAccuracyScores(Evaluator):
     reference_order = 4
+    table_columns = {"domain_accuracy": TableColumn(
+        "domain acc (neither)", 6, lambda r, real: "-" if r.get("domain_accuracy") is None
+        else f"{r['domain_accuracy']['to_target']:.3f} ({r['domain_accuracy']['neither']:.3f})", _mean_cell)}
 
     def setup(self):
         from .domain_classifier import get_classifier

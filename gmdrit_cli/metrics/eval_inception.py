@@ -6,7 +6,7 @@ import numpy as np
 
 from . import MetricError
 from . import fid as fidm
-from .evaluator import Evaluator
+from .evaluator import Evaluator, TableColumn, fmt
 
 
 class InceptionScores(Evaluator):
@@ -14,6 +14,12 @@ class InceptionScores(Evaluator):
 
     reference_order = 0
     needs_train_images = True
+    table_columns = {
+        "fid": TableColumn("FID", 0, lambda r, real: fmt(r.get("fid")), lambda m, real: fmt(m.get("fid"))),
+        "kid": TableColumn("KID", 1, lambda r, real: "-" if r.get("kid") is None
+                           else f"{r['kid']['mean']:.4f} ± {r['kid']['std']:.4f}",
+                           lambda m, real: fmt(m.get("kid"), 4)),
+    }
 
     @classmethod
     def check_options(cls, o, names):

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import MetricError
 from . import ndb as ndbm
-from .evaluator import Evaluator
+from .evaluator import Evaluator, TableColumn, fmt
 
 NDB_BINS = 50            # the NDB paper's K
 NDB_IMAGES_PER_BIN = 10  # fewer training images per bin make the per-bin proportion tests meaningless
@@ -22,6 +22,12 @@ class NDBScores(Evaluator):
 
     reference_order = 1
     needs_train_images = True
+    table_columns = {
+        "ndb": TableColumn("NDB", 4, lambda r, real: "-" if r.get("ndb") is None
+                           else f"{r['ndb']['ndb']} / {r['ndb']['bins']}", lambda m, real: fmt(m.get("ndb"), 1)),
+        "jsd": TableColumn("JSD", 5, lambda r, real: "-" if r.get("ndb") is None else f"{r['ndb']['jsd']:.4f}",
+                           lambda m, real: fmt(m.get("jsd"), 4)),
+    }
 
     @classmethod
     def check_options(cls, o, names):

@@ -29,6 +29,21 @@ from typing import Any, Callable, ClassVar
 import torch
 
 
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class TableColumn:
+    """One column of the table `gmdrit eval` prints: its header, the cell of a row (task or reference line,
+    ``real`` for the latter) and the cell of a mean line; columns appear by ``order``."""
+
+    header: str
+    order: int
+    cell: Callable[[dict, bool], str]
+    mean: Callable[[dict, bool], str]
+
+
 @dataclass
 class EvalContext:
     """What every evaluator may read of the evaluation: options, model, data and where notes go."""
@@ -56,6 +71,8 @@ class Evaluator:
     needs_train_images: ClassVar[bool] = False
     #: the top-level ``eval.json`` key this evaluator fills (None: it adds to rows only)
     section: ClassVar[str | None] = None
+    #: metric name -> its column in the printed table (metrics without one print elsewhere or nothing)
+    table_columns: ClassVar[dict[str, TableColumn]] = {}
 
     def __init__(self, ctx: EvalContext, names: list[str]):
         self.ctx = ctx
