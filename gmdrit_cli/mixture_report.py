@@ -172,12 +172,11 @@ def load_test_images(root: str, cfg: Config, max_inputs: int = 0) -> TestImages:
 @torch.no_grad()
 def component_probs(model, test: TestImages) -> np.ndarray:
     """q(y|x) of every test image (domains in order): N x K float64."""
-    E_a = model.networks["attribute_encoder"]
     out = []
     for d, x in enumerate(test.images):
         for b in range(0, len(x), BATCH):
             batch = test.float(d, model.device, slice(b, b + BATCH))
-            out.append(E_a(batch, argmax=True, sample=False).prob.double().cpu().numpy())
+            out.append(model.component_probabilities(batch).double().cpu().numpy())
     return np.concatenate(out)
 
 
