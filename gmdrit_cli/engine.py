@@ -97,7 +97,6 @@ class Engine:
         o = cfg.optim
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.base_lrs: dict[str, float] = {}
-        self.unscheduled: frozenset[str] = frozenset()
         unscheduled = set()
         # after compile: the groups read parameters by name, and compiling in place keeps the names
         for group in family.optimizer_groups():
@@ -108,7 +107,8 @@ class Engine:
             self.optimizers[group.name] = torch.optim.Adam(groups, lr=group.lr, betas=(o.beta1, o.beta2),
                                                            weight_decay=o.weight_decay,
                                                            **speed.optimizer_options(sp.optimizer))
-        self.unscheduled = frozenset(unscheduled)
+        #: optimizers whose learning rate the schedule leaves alone
+        self.unscheduled: frozenset[str] = frozenset(unscheduled)
 
     # -- precision and layout -------------------------------------------------------------------
 

@@ -229,7 +229,7 @@ class Run:
     # -- loop -----------------------------------------------------------------------------------
 
     def fit(self, on_progress: ProgressCallback | None = None) -> FitResult:
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         self.prepare_folder()
         budget = parse_duration(t.time_budget)
         start = last_save = time.perf_counter()
