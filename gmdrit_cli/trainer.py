@@ -79,7 +79,8 @@ RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_e
                             # how the step is computed, not what is trained
                             "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer"})
 
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+#: the signals that stop a run with a checkpoint (SIGHUP does not exist on Windows)
+STOP_SIGNALS = tuple(signal.Signals[n] for n in ("SIGINT", "SIGTERM", "SIGHUP") if n in signal.Signals.__members__)
 
 
 def _encode_bytes(t: torch.Tensor) -> str:
