@@ -36,14 +36,15 @@ from ..data import Batch
 from ..engine import Engine, OptimizerGroup
 from ..nets.gmdrit import AttributeInference, build_gmdrit_networks
 from . import drit
-from .registry import register
 from .base import Capabilities, ModelFamily
 from .drit import Translation
+from .registry import register
 
 
 @dataclass
 class MixtureTranslation(Translation):
-    """MDMM's :class:`Translation` plus the mixture tensors. Batch halves: A = first h, B = last h.
+    """DRIT's :class:`~gmdrit_cli.models.drit.Translation` plus the mixture tensors. Batch halves: A = first h,
+    B = last h.
 
     ``attr_logvar`` holds ``log(attr_var)``. ``attr_random`` is B x nz: in the ``inferred`` stage one
     independent draw per sample, in the domain of its half; in ``domain`` one h x nz draw repeated for

@@ -10,9 +10,9 @@ from ..data import Batch
 from ..engine import Engine, OptimizerGroup
 from ..nets.mdmm import build_mdmm_networks
 from . import drit
-from .registry import register
 from .base import Capabilities, ModelFamily
 from .drit import Translation
+from .registry import register
 
 
 @register
