@@ -153,7 +153,8 @@ class MDMM(ModelFamily):
         return z, code
 
     @torch.no_grad()
-    def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_reference(self, images: torch.Tensor,
+                         domains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Attributes of reference images N x 3 x S x S of ``domains`` (N long, required): (z = mean of E_a
         N x nz, code N x C). MDMM's attribute encoder is conditioned on the reference's domain code."""
         if domains is None:
