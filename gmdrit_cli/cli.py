@@ -1,8 +1,7 @@
 """The `gmdrit` command line: parse, load the config, call one core function, render the result.
 
 Only the CLI modules (this one, ``cli_app.py`` and the ``cli_*`` modules) import typer and rich. Core code
-raises ``GmdritError``; here it becomes one line
-on stderr and exit code 1.
+raises ``GmdritError``; here it becomes one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
