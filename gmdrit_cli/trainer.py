@@ -32,8 +32,8 @@ from .checkpoint import (checkpoint_name, find_checkpoint, load_network_weights,
                          prune_checkpoints, save_checkpoint)
 from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from .data import Batch, UnpairedImageFolders, domain_folders, to_image
-from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .engine import Engine
+from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
 from .speed import resolve_device
