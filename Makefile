@@ -20,19 +20,23 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -q
 
+SAMPLE := gmdrit_cli/sample_data/apple2orange
+DEMO_APPLE := $(SAMPLE)/testA/n07740461_10011.jpg
+
+# The pretrained GM-DRIT model inside the package translates an apple (5 random attributes, then the
+# attributes of 5 test oranges) and morphs between two random draws; then a one-minute GM-DRIT training
+# on the embedded sample shows the training loop (its run folder is replaced on every `make demo`).
 demo: install
-	$(VENV)/bin/gmdrit train --preset quickstart --run-dir runs/demo
-	$(VENV)/bin/gmdrit translate gmdrit_cli/sample_data/apple2orange/testA/n07740461_10011.jpg --domain orange \
-		--samples 5 --seed 0 --run runs/demo --out runs/demo/translations
-	$(VENV)/bin/gmdrit translate gmdrit_cli/sample_data/apple2orange/testA/n07740461_10011.jpg --domain orange \
-		$(foreach f,$(DEMO_REFERENCES),--reference gmdrit_cli/sample_data/apple2orange/testB/$(f)) \
-		--seed 0 --run runs/demo --out runs/demo/translations-reference
-	$(VENV)/bin/gmdrit interpolate gmdrit_cli/sample_data/apple2orange/testA/n07740461_10011.jpg --domain orange \
-		--steps 8 --seed 0 --run runs/demo --out runs/demo/interpolations
-	@echo "run folder: runs/demo (config.yaml, metrics.jsonl, samples/, checkpoints/)"
-	@echo "translations: runs/demo/translations/ (n07740461_10011_to_orange_1..5.png and _grid.png: input, then the 5 samples)"
-	@echo "reference-guided: runs/demo/translations-reference/ (the attribute of 5 test oranges each)"
+	$(VENV)/bin/gmdrit translate $(DEMO_APPLE) --domain orange --samples 5 --seed 0 --out runs/demo/translations
+	$(VENV)/bin/gmdrit translate $(DEMO_APPLE) --domain orange \
+		$(foreach f,$(DEMO_REFERENCES),--reference $(SAMPLE)/testB/$(f)) --out runs/demo/translations-reference
+	$(VENV)/bin/gmdrit interpolate $(DEMO_APPLE) --domain orange --steps 8 --seed 0 --out runs/demo/interpolations
+	rm -rf runs/demo/train
+	$(VENV)/bin/gmdrit train --preset demo_gmdrit --run-dir runs/demo/train
+	@echo "translations (pretrained model): runs/demo/translations/n07740461_10011_to_orange_grid.png (input, then 5 samples)"
+	@echo "reference-guided: runs/demo/translations-reference/ (the attributes of 5 test oranges)"
 	@echo "interpolation: runs/demo/interpolations/n07740461_10011_to_orange_random.gif (and .png, the strip)"
+	@echo "training run: runs/demo/train (config.yaml, metrics.jsonl, samples/iter_*.png, checkpoints/)"
 
 clean:
 	rm -rf $(VENV) runs *.egg-info
