@@ -45,7 +45,6 @@ from PIL import Image
 from . import __version__, atomic
 from .metrics import DEFAULT_METRICS, METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
-from .metrics.eval_ndb import NDB_BINS, NDB_IMAGES_PER_BIN, default_ndb_bins  # noqa: F401  (their old home)
 from .metrics.evaluator import EvalContext, Evaluator, to_float
 from .metrics.images import PreprocessedImages as _Images
 from .metrics.images import quantise as _quantise

@@ -229,10 +229,12 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
     metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
                 "networks": ",".join(networks), "gmdrit": __version__, **(extra_metadata or {})}
+    tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
+    parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
     if int8:
         from .quantize import FORMAT, quantize_tensors
 
-        tensors = quantize_tensors({k: v for k, v in tensors.items() if not k.startswith(TRAINING_ONLY)})
+        tensors = quantize_tensors(tensors)
         metadata.update(quantized=FORMAT, omitted=",".join(TRAINING_ONLY))
     if source.iteration is not None:
         metadata["iteration"] = str(source.iteration)
@@ -244,8 +246,7 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
     except OSError as exc:
         raise InferenceError(f"cannot write the export into {out}: {exc.strerror or exc}") from None
-    return ExportResult(source, out, weights, config, weights.stat().st_size,
-                        sum(v.numel() for v in tensors.values()))
+    return ExportResult(source, out, weights, config, weights.stat().st_size, parameters)
 
 
 # ------------------------------------------------------------------------------------------ inputs

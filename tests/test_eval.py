@@ -123,7 +123,7 @@ def test_eval_temperature_is_recorded_and_checked(tiny, tmp_path):
 
 
 def test_default_ndb_bins_fit_the_training_set():
-    from gmdrit_cli.evaluate import default_ndb_bins
+    from gmdrit_cli.metrics.eval_ndb import default_ndb_bins
 
     assert [default_ndb_bins(n) for n in (1019, 500, 499, 36, 5)] == [50, 50, 49, 3, 2]
 
