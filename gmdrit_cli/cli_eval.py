@@ -94,8 +94,9 @@ def eval_(
     metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(DEFAULT_METRICS),
     samples_per_input: Annotated[int, typer.Option("--samples-per-input", help="outputs per test image and target domain")] = 10,
     mode: Annotated[Mode, typer.Option("--mode", help="latent: random attributes from the prior; reference: attributes of target test images")] = Mode.latent,
-    temperature: Annotated[float, typer.Option(
-        "--temperature", help="latent mode: scale of the prior's standard deviation (<1: more faithful, >1: more diverse)")] = 1.0,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", help="latent mode: scale of the prior's standard deviation (<1: more faithful, >1: more "
+                              "diverse) [default: the model's model.sample_temperature, 1 unless set]", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of attributes, references, KID subsets, NDB bins")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default RUN/eval/iter_N-MODE)")] = None,
     inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="torch-fidelity InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline FID/KID")] = None,

@@ -88,6 +88,13 @@ def _table(*columns: str) -> Table:
     return table
 
 
+def _temperature_note(given: float | None, default: float) -> str:
+    used = default if given is None else given
+    if used == 1.0:
+        return ""
+    return f" at temperature {used:g}" + (" (the model's default)" if given is None else "")
+
+
 def _header(model, seed: int, size: int, what: str) -> str:
     source = model.source
     where = source.describe() if source is not None else "model"
@@ -121,9 +128,10 @@ def translate(
         "--samples", "-n", help="outputs per input with random attributes [default: 5]", show_default=False)] = None,
     component: Annotated[Optional[int], typer.Option(
         "--component", "-k", help="GM-DRIT: draw attributes from this component of the domain (0-based)")] = None,
-    temperature: Annotated[float, typer.Option(
-        "--temperature", "-t", help="scale of the prior's standard deviation for random attributes "
-                                    "(<1: more faithful, >1: more diverse)")] = 1.0,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", "-t", help="scale of the prior's standard deviation for random attributes (<1: more "
+                                    "faithful, >1: more diverse) [default: the model's model.sample_temperature, "
+                                    "1 unless set]", show_default=False)] = None,
     reference: ReferenceOption = None,
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
@@ -142,7 +150,7 @@ def translate(
     seed = _seed(seed)
     mode = (f"attributes of {len(reference)} reference image(s)" if reference
             else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else "")
-            + (f" at temperature {temperature:g}" if temperature != 1.0 else ""))
+            + _temperature_note(temperature, cfg.model.sample_temperature))
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))
     with progress:
         result = run_translate(model, inputs, domain=domain, samples=samples, component=component,

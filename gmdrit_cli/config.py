@@ -62,6 +62,9 @@ class ModelConfig:
                                            "running average, stored with the weights)", choices=("prior", "aggregate"))
     aggregate_momentum: float = _opt(0.01, "MDMM with random_attributes=aggregate: weight of each batch in the "
                                            "running mean and second moment", min=0, max=1, min_exclusive=True)
+    sample_temperature: float = _opt(1.0, "test time only: the default --temperature of translate and eval, the "
+                                          "scale of the prior's standard deviation for random attributes (training "
+                                          "ignores it)", min=0, min_exclusive=True)
 
 
 @dataclass

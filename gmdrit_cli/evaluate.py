@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -64,7 +64,7 @@ class EvalOptions:
     metrics: str | list[str] = ",".join(DEFAULT_METRICS)
     samples_per_input: int = 10
     mode: str = "latent"
-    temperature: float = 1.0     # latent mode: scale of the prior's standard deviation
+    temperature: float | None = None  # latent mode: scale of the prior's std (None: model.sample_temperature)
     seed: int = 0
     out: Path | str | None = None
     inception_weights: Path | str | None = None
@@ -130,9 +130,9 @@ def _default_out(run: Path | None, iteration: int | None, mode: str) -> Path:
 def _check_options(o: EvalOptions, metrics: list[str]) -> None:
     if o.mode not in MODES:
         raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
-    if not o.temperature > 0:
+    if o.temperature is not None and not o.temperature > 0:
         raise MetricError(f"--temperature {o.temperature}: give a number above 0 (1 = the model's prior)")
-    if o.temperature != 1.0 and o.mode != "latent":
+    if o.temperature is not None and o.temperature != 1.0 and o.mode != "latent":
         raise MetricError("--temperature scales random attributes: use it with --mode latent")
     if o.samples_per_input < 1:
         raise MetricError(f"--samples-per-input {o.samples_per_input}: give at least 1")
@@ -208,6 +208,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
     device = resolve_device(o.device)
     cfg, model = load_for_inference(o.run, device)
+    if o.temperature is None:  # the model's own default; reference mode draws nothing from the prior
+        o = replace(o, temperature=cfg.model.sample_temperature if o.mode == "latent" else 1.0)
     source = model.source
     iteration = source.iteration
     domains = list(cfg.data.domains)

@@ -532,7 +532,7 @@ class TranslateResult:
 
 
 def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int, samples: int | None = None,
-              component: int | None = None, temperature: float = 1.0,
+              component: int | None = None, temperature: float | None = None,
               references: list[Path | str] | None = None, seed: int = 0,
               size: int | None = None, square: bool = False, out: Path | str = "translations",
               on_progress: ProgressCallback | None = None) -> TranslateResult:
@@ -540,7 +540,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
 
     Latent-guided (no ``references``): ``samples`` outputs per input, attributes drawn from the model's prior
     for ``domain`` (``component`` pins a GM-DRIT component; ``temperature`` scales the prior's standard
-    deviation) with a generator seeded by ``seed``; the same
+    deviation, None: the model's ``model.sample_temperature``) with a generator seeded by ``seed``; the same
     draws serve every input of the call, so an input's outputs depend only on the seed, not on the other
     inputs. Reference-guided: one output per reference image (of ``domain``), its encoded attribute.
 
@@ -559,9 +559,10 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     if references and samples is not None:
         raise InferenceError("--samples applies to random attributes; with --reference there is one output "
                              "per reference image")
-    if references and temperature != 1.0:
+    if references and temperature is not None and temperature != 1.0:
         raise InferenceError("--temperature applies to random attributes; with --reference the attribute "
                              "comes from the reference image")
+    temperature = cfg.model.sample_temperature if temperature is None else temperature
     if not temperature > 0:
         raise InferenceError(f"--temperature {temperature}: give a number above 0 (1 = the model's prior)")
     _check_component(model, component)

@@ -43,6 +43,7 @@ def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
     proc = gmdrit("translate", str(apple), "--domain", "orange", "--samples", "5", "--seed", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "embedded pretrained gmdrit model apple/orange" in proc.stdout.replace("\n", " ")
+    assert "at temperature 0.89 (the model's default)" in proc.stdout.replace("\n", " ")
     outs = sorted((tmp_path / "translations").glob(f"{apple.stem}_to_orange_[0-9].png"))
     assert len(outs) == 5
     pixels = [np.asarray(Image.open(p), dtype=np.float32) for p in outs]
@@ -57,3 +58,20 @@ def test_eval_without_a_model_writes_into_runs_pretrained(tmp_path):
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["model"]["path"] == "pretrained" and report["model"]["family"] == "gmdrit"
+    assert report["settings"]["temperature"] == 0.89  # the model's sample_temperature
+
+
+def test_the_default_temperature_is_the_models_sample_temperature(tmp_path):
+    """The pretrained model samples at 0.89 (the setting that meets the accuracy and diversity targets) unless
+    --temperature says otherwise: the default gives the bytes of an explicit 0.89, not those of 1."""
+    from gmdrit_cli.inference import translate
+
+    cfg, model = load_for_inference(None)
+    assert cfg.model.sample_temperature == 0.89
+    apple = sorted((SAMPLE / "testA").iterdir())[0]
+    pixels = {}
+    for name, t in (("default", None), ("0.89", 0.89), ("1", 1.0)):
+        result = translate(model, [apple], domain="orange", samples=2, temperature=t, seed=3, out=tmp_path / name)
+        pixels[name] = [np.asarray(Image.open(p)) for p in result.items[0].outputs]
+    assert all(np.array_equal(a, b) for a, b in zip(pixels["default"], pixels["0.89"]))
+    assert not np.array_equal(pixels["default"][0], pixels["1"][0])
