@@ -40,7 +40,7 @@ def dequantize_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
             continue
         scale = tensors.get(key + SCALE_SUFFIX)
         if scale is not None:
-            out[key] = t.float() * scale.view((-1,) + (1,) * (t.dim() - 1))
+            out[key] = t.to(torch.float32).mul_(scale.view((-1,) + (1,) * (t.dim() - 1)))
         else:
             out[key] = t
     return out

@@ -296,11 +296,11 @@ def init_conv_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
     For spectrally normalised convs the underlying (original) weight is re-drawn.
     Returns ``module`` for chaining.
     """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                if parametrize.is_parametrized(m, "weight"):
-                    m.parametrizations.weight.original.normal_(0.0, std)
-                else:
-                    m.weight.normal_(0.0, std)
+    # through nn.init (the same draws as Tensor.normal_) so that model loaders can switch it off
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if parametrize.is_parametrized(m, "weight"):
+                nn.init.normal_(m.parametrizations.weight.original, 0.0, std)
+            else:
+                nn.init.normal_(m.weight, 0.0, std)
     return module
