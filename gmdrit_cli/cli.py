@@ -53,7 +53,9 @@ def _fit(run) -> None:
     cfg = run.cfg
     if run.resumed_from is not None:
         console.print(f"resuming {run.run_dir} from {run.resumed_from.name} (iteration {run.iteration})")
-    console.print(f"training {cfg.model.family} ({cfg.name}) on {run.device} into {run.run_dir}", markup=False)
+    precision = {None: "fp32"}.get(run.engine.amp_dtype, str(run.engine.amp_dtype).removeprefix("torch."))
+    console.print(f"training {cfg.model.family} ({cfg.name}) on {run.device} ({precision}, speed.amp={cfg.speed.amp}) "
+                  f"into {run.run_dir}", markup=False)
     shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),

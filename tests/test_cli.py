@@ -1,6 +1,7 @@
 """The `gmdrit` command as a user runs it: a subprocess, its exit code, stdout and stderr."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,9 +11,9 @@ from conftest import tiny_overrides
 from gmdrit_cli.models import MODEL_FAMILIES
 
 
-def gmdrit(*args, cwd=None):
+def gmdrit(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+                          timeout=300, env=None if env is None else {**os.environ, **env})
 
 
 def assert_user_error(proc, *fragments):
@@ -66,8 +67,11 @@ def test_dry_run_json_shows_official_parameter_counts():
 
 
 def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
-    proc = gmdrit("train", "--preset", "mdmm_baseline", *set_args(tiny_overrides(tiny_data, 3)), cwd=tmp_path)
+    # on a CPU capped at AVX2 (no native bf16) speed.amp auto trains in fp32, and the first line says so
+    proc = gmdrit("train", "--preset", "mdmm_baseline", *set_args(tiny_overrides(tiny_data, 3)), cwd=tmp_path,
+                  env={"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"})
     assert proc.returncode == 0, proc.stderr
+    assert "on cpu (fp32, speed.amp=auto)" in proc.stdout.replace("\n", " ")
     run = tmp_path / "runs" / "mdmm_baseline"  # default run folder: runs/<preset name>
     assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
