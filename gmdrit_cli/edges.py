@@ -36,6 +36,9 @@ LOW_QUANTILE, HIGH_QUANTILE = 0.7, 0.9
 # a 5% brightness step): otherwise a flat photo's noise and JPEG blocks would become lines.
 MIN_LOW, MIN_HIGH = 0.08, 0.16
 JPEG_QUALITY = 95  # high enough that a 1-px black line survives the compression as a dark line
+# Full-resolution colour (4:4:4): with the usual 4:2:0 the decoder's colour upsampling tints the edge half's
+# last columns with the photo's colours.
+JPEG_SUBSAMPLING = 0
 
 Progress = Callable[[int, int], None]
 
@@ -237,7 +240,7 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
                     skipped.append((path, f"cannot be read ({type(exc).__name__})"))
                 else:
                     edges_pair(photo, size, sigma).save(built / split / names[path], format="JPEG",
-                                                        quality=JPEG_QUALITY)
+                                                        quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)
                     counts[split] += 1
                 done += 1
                 if progress:
