@@ -1,6 +1,7 @@
-"""CLI commands `gmdrit data list` and `gmdrit data download`: the public CycleGAN and pix2pix datasets.
+"""CLI commands `gmdrit data list` and `gmdrit data download` (the public CycleGAN and pix2pix datasets) and
+`gmdrit data edges` (an edges -> photo paired dataset made from photos).
 
-Parsing and rendering only; the work is in :mod:`gmdrit_cli.download`.
+Parsing and rendering only; the work is in :mod:`gmdrit_cli.download` and :mod:`gmdrit_cli.edges`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.table import Table
 from .cli_app import app, console, err_console
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                       help="List and download the public CycleGAN (unpaired) and pix2pix (paired) datasets.")
+                       help="List and download the public CycleGAN (unpaired) and pix2pix (paired) datasets; make an edges -> photo set.")
 app.add_typer(data_app, name="data")
 
 ToOption = Annotated[Path, typer.Option("--to", help="folder that holds the datasets; each goes to TO/NAME")]
@@ -104,3 +105,35 @@ def download(
     if result.spec.kind == "unpaired":
         console.print(f"train on it with: gmdrit train --set data.root={result.path}", markup=False,
                       highlight=False, soft_wrap=True)
+
+
+@data_app.command("edges")
+def edges(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="folder of photos, a CycleGAN root (train*/ and test*/ folders) or sample:NAME")],
+    dst: Annotated[Path, typer.Argument(metavar="DST", help="new dataset folder: DST/train, DST/val, DST/test")],
+    size: Annotated[int, typer.Option("--size", help="side of each half in pixels (pairs are 2*SIZE x SIZE)")] = 256,
+    val: Annotated[float, typer.Option("--val", help="fraction of the (train) images that goes to val/")] = 0.1,
+    test: Annotated[Optional[float], typer.Option("--test", help="fraction that goes to test/ (default 0.1; a CycleGAN root's test folders are its test split)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the split (same seed and files: same split)")] = 0,
+    sigma: Annotated[Optional[float], typer.Option("--sigma", help="Canny's Gaussian sigma (default 2 at 256 px, scaled with --size, at least 1)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace DST if it is not empty")] = False,
+) -> None:
+    """Make an edges -> photo paired dataset (pix2pix A|B JPEGs: edges left, photo right) from photos."""
+    from .edges import make_edges_dataset
+
+    progress = Progress(TextColumn("edges"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    task = progress.add_task("edges", total=None)
+    with progress:
+        result = make_edges_dataset(src, dst, size=size, val=val, test=test, seed=seed, overwrite=overwrite,
+                                    sigma=sigma, progress=lambda done, total: progress.update(task, completed=done,
+                                                                                              total=total))
+    for path, reason in result.skipped:
+        err_console.print(f"skipped {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
+    table = Table("split", "pairs", "folder", box=None, header_style="bold")
+    for split, count in result.counts.items():
+        table.add_row(split, str(count), str(result.path / split))
+    console.print(table, soft_wrap=True)
+    console.print(f"wrote {sum(result.counts.values())} pairs of {2 * result.size}x{result.size} px into {result.path} "
+                  f"(A = edges on the left, B = photo on the right; Canny sigma {result.sigma:g}; settings in "
+                  f"{result.path / 'edges.json'})", markup=False, highlight=False, soft_wrap=True)
