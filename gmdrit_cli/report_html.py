@@ -40,7 +40,8 @@ def _table(header: list[str], rows: list[tuple[str, list[str]]], left: bool = Fa
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(f'<tr class="{cls}">' + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
                    for cls, cells in rows)
-    return f"<table{' class=\"left\"' if left else ''}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    opening = '<table class="left">' if left else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
