@@ -46,7 +46,7 @@ def loss_group_chart(path: Path, title: str, keys: list[str],
     """
     from matplotlib.figure import Figure
 
-    cols = min(3, len(keys))
+    cols = 4 if len(keys) in (4, 7, 8) else min(3, len(keys))  # no row with a single panel where avoidable
     rows = math.ceil(len(keys) / cols)
     fig = Figure(figsize=(3.9 * cols, 2.7 * rows + 0.5), layout="constrained")
     fig.suptitle(title, fontsize=11)
