@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-#: keys of a metrics.jsonl line that are not losses
-BOOKKEEPING_KEYS = ("iter", "epoch", "lr_factor", "time")
-
 #: the loss groups, in display order: (group, title, does this loss key belong to it)
 LOSS_GROUPS: tuple[tuple[str, str, object], ...] = (
     ("discriminators", "discriminator losses (real vs fake, domain classification)",
