@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 from . import __version__, atomic
 from .config import load_config
@@ -26,6 +25,7 @@ from .data import Batch, UnpairedImageFolders
 from .engine import Engine
 from .errors import ConfigError
 from .models import build_model
+from .report_charts import benchmark_chart
 from .speed import resolve_device
 
 
@@ -184,7 +184,7 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
 
 
 def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
-    """benchmark.json, benchmark.csv and benchmark.png (ours beside the report's, per row)."""
+    """benchmark.json, benchmark.csv and benchmark.png (matplotlib bars: ours beside the report's, per row)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"environment": result.environment, "settings": result.settings,
@@ -202,26 +202,5 @@ def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
                 writer.writerow(r.summary())
 
     atomic.atomic_write(csv_path, write_csv)
-    _bar_chart(result, png_path)
+    benchmark_chart(png_path, [r.summary() for r in result.rows], result.environment["device"])
     return [json_path, csv_path, png_path]
-
-
-def _bar_chart(result: BenchmarkResult, path: Path) -> None:
-    """Horizontal bars per row, the report's T4 figure (grey) beside ours (blue), like the report's Figure 17."""
-    rows = result.rows
-    label_w, bar_w, row_h, top = 330, 520, 34, 40
-    width, height = label_w + bar_w + 90, top + row_h * max(1, len(rows)) + 30
-    im = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(im)
-    draw.text((10, 10), f"seconds per iteration: report (T4, grey) vs gmdrit ({result.environment['device']}, blue)",
-              fill="black")
-    longest = max([max(r.report_seconds, r.median) for r in rows] + [1e-9])
-    for i, r in enumerate(rows):
-        y = top + i * row_h
-        draw.text((10, y + 8), f"{r.resolution} px  {r.label}", fill="black")
-        for j, (value, colour) in enumerate(((r.report_seconds, (150, 150, 150)), (r.median, (40, 90, 200)))):
-            length = int(bar_w * value / longest)
-            y0 = y + 3 + j * 14
-            draw.rectangle([label_w, y0, label_w + max(1, length), y0 + 11], fill=colour)
-            draw.text((label_w + length + 5, y0), f"{value:.3f}", fill="black")
-    atomic.atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))

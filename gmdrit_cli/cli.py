@@ -132,6 +132,7 @@ from . import cli_eval  # noqa: E402,F401  (eval)
 from . import cli_bench  # noqa: E402,F401  (benchmark)
 from . import cli_mixture  # noqa: E402,F401  (mixture)
 from . import cli_data  # noqa: E402,F401  (data list, data download)
+from . import cli_report  # noqa: E402,F401  (report)
 
 
 def main() -> None:

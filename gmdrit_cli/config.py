@@ -134,6 +134,8 @@ class TrainConfig:
     keep_last: int = _opt(3, "checkpoints kept: the newest this many ...", min=1)
     keep_every: int = _opt(0, "... plus every checkpoint whose iteration is a multiple of this (0 = none)", min=0)
     time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
+    tensorboard: bool = _opt(True, "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
+                                   "sample grids, config) when the tensorboard package is installed")
 
 
 @dataclass

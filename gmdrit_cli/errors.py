@@ -23,3 +23,7 @@ class CheckpointError(GmdritError):
 
 class TrainingError(GmdritError):
     """Training cannot continue (for example a loss became NaN)."""
+
+
+class ReportError(GmdritError):
+    """`gmdrit report` cannot use a folder it was given (not a run, nothing to show)."""

@@ -37,6 +37,7 @@ from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
 from .speed import resolve_device
+from .tb_log import open_tensorboard
 
 log = logging.getLogger("gmdrit")
 
@@ -75,7 +76,7 @@ def describe_model(cfg: Config) -> dict[str, int]:
 #: keys that may change when a run continues: they do not change what the model computes
 RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every", "train.grid_random",
                             "train.save_every", "train.save_minutes", "train.keep_last", "train.keep_every",
-                            "train.device", "train.threads", "name", "description",
+                            "train.device", "train.threads", "train.tensorboard", "name", "description",
                             # how the step is computed, not what is trained
                             "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer"})
 
@@ -239,6 +240,7 @@ class Run:
         checkpoint = None
         stopped = "done"
         previous = self._install_signal_handlers()
+        board = open_tensorboard(self.run_dir, self.cfg, self.iteration)  # TensorBoard, or a no-op (rank 0 only)
         try:
             while self.iteration < t.max_iters:
                 if budget is not None and iter_seconds:
@@ -268,8 +270,9 @@ class Run:
                         self.log_metrics({"iter": n, "epoch": epoch, "lr_factor": factor,
                                           "time": round(time.perf_counter() - start, 3), **logged})
                     last = values
-                if n % t.sample_every == 0 or n == t.max_iters:
-                    self.save_samples()
+                sample = self.save_samples() if n % t.sample_every == 0 or n == t.max_iters else None
+                # the one TensorBoard hook of the loop (before the checkpoint: a resume never skips a step)
+                board.record(n, logged, sample, self.engine.optimizers)
                 iter_seconds = max(iter_seconds * 0.9, time.perf_counter() - tick)
                 if saving:
                     tick = time.perf_counter()
@@ -284,6 +287,7 @@ class Run:
             if stopped != "done" and (checkpoint is None or checkpoint.name != checkpoint_name(self.iteration)):
                 checkpoint = self.save()
         finally:
+            board.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return FitResult(self.run_dir, self.iteration, time.perf_counter() - start, last, checkpoint, stopped)

@@ -1,0 +1,76 @@
+"""Reading a run's ``metrics.jsonl`` and sorting its loss terms into groups.
+
+TensorBoard tags (``tb_log.py``) and the report's charts (``report.py``) use the same groups, so a loss
+term sits in the same chart in both. No torch, no matplotlib here: both readers import this cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: the loss groups, in display order: (group, title, does this loss key belong to it)
+LOSS_GROUPS: tuple[tuple[str, str, object], ...] = (
+    ("discriminators", "discriminator losses (real vs fake, domain classification)",
+     lambda k: k.startswith("dis_")),
+    ("generator", "generator adversarial and classification terms",
+     lambda k: k.startswith(("adv_", "cls_"))),
+    ("reconstruction", "reconstruction terms (self, cross-cycle, latent regression, p(x|z) thumbnail)",
+     lambda k: k in ("self_recon", "cycle_recon", "latent", "thumb_rec") or k.endswith("_recon")),
+    ("latent", "attribute space terms (KL divergences, q(y|x) labels)",
+     lambda k: k.startswith("kl_") or k in ("label", "label_sim")),
+    ("diversity", "mode-seeking term", lambda k: k == "mode_seeking"),
+    ("totals", "encoder/generator objectives (sums of their terms)", lambda k: k.startswith("loss_")),
+    ("schedule", "schedules (learning-rate factor, Gumbel-softmax temperature)",
+     lambda k: k in ("lr_factor", "gumbel_tau")),
+)
+OTHER_GROUP = ("other", "other logged values")
+
+
+def loss_group(key: str) -> str:
+    """The group name of a metrics.jsonl key (``"other"`` for keys no group claims)."""
+    for name, _, belongs in LOSS_GROUPS:
+        if belongs(key):
+            return name
+    return OTHER_GROUP[0]
+
+
+def group_titles() -> dict[str, str]:
+    """Group name -> its one-line title, in display order."""
+    return {name: title for name, title, _ in LOSS_GROUPS} | {OTHER_GROUP[0]: OTHER_GROUP[1]}
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Every complete line of a ``metrics.jsonl``, in file order (a line cut off by a kill is skipped).
+
+    A line is ``{"iter": int, "epoch": int, "lr_factor": float, "time": float, <loss>: float, ...}``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("iter"), int):
+            records.append(record)
+    return records
+
+
+def series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """``{key: (iterations, values)}`` for every numeric key but ``iter``/``epoch``/``time``; a later line
+    for an iteration already seen replaces the earlier one (a resumed run re-logs those iterations)."""
+    latest: dict[int, dict] = {}
+    for record in records:
+        latest[record["iter"]] = record
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for it in sorted(latest):
+        for key, value in latest[it].items():
+            if key in ("iter", "epoch", "time") or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            xs, ys = out.setdefault(key, ([], []))
+            xs.append(it)
+            ys.append(float(value))
+    return out
