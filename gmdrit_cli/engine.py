@@ -35,10 +35,14 @@ def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int) -
     """Learning-rate factor during 0-based ``epoch``, as MDMM's schedulers.
 
     lambda: 1 - max(0, epoch - n_epochs_decay) / (n_epochs - n_epochs_decay + 1);
+    linear (BicycleGAN, pix2pix: niter = n_epochs_decay, niter_decay = n_epochs - niter, 1-based epoch e = epoch + 1):
+    1 - max(0, e - niter) / (niter_decay + 1), so the last epoch runs at lr / (niter_decay + 1), not 0;
     step: x0.1 every ``n_epochs_decay`` epochs; constant: 1.
     """
     if policy == "lambda":
         return 1.0 - max(0, epoch - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
+    if policy == "linear":
+        return 1.0 - max(0, epoch + 1 - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
     if policy == "step":
         return 0.1 ** (epoch // n_epochs_decay)
     return 1.0
