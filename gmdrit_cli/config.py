@@ -355,9 +355,38 @@ def _validate(cfg: Config) -> list[str]:
         errors.append("data.domains: at least two domains are needed")
     if len(set(cfg.data.domains)) != len(cfg.data.domains):
         errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
+    if cfg.model.family == "bicyclegan":
+        errors += _validate_bicyclegan(cfg)
     if cfg.model.family not in FAMILY_NAMES:
         errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(FAMILY_NAMES)}"
                       + _suggest(cfg.model.family, list(FAMILY_NAMES)))
+    return errors
+
+
+def _patch_map_size(size: int, layers: int, scale: int) -> int:
+    """Side of PatchGAN scale ``scale``'s map on a ``size`` input: ``scale`` AvgPool(3, s2, p1), ``layers`` convs
+    k4 s2 p1, two convs k4 s1 p1 (spec 1.3.4: 30 and 14 at 256 px, 14 and 6 at 128 px)."""
+    for _ in range(scale):
+        size = (size - 1) // 2 + 1
+    return (size >> layers) - 2
+
+
+def _validate_bicyclegan(cfg: Config) -> list[str]:
+    """BicycleGAN's shape rules (spec 1.3.2-1.3.5): the U-Net reaches 1 x 1 and E's last map is 8 x 8 at the crop."""
+    b, crop = cfg.bicyclegan, cfg.data.crop
+    errors = []
+    power = crop >= 16 and crop & (crop - 1) == 0
+    named = {"unet_128": 128, "unet_256": 256, "resnet_128": 128, "resnet_256": 256}
+    for key, value in (("generator", b.generator), ("encoder", b.encoder)):
+        if value in named and crop != named[value]:
+            errors.append(f"bicyclegan.{key}: {value} needs data.crop={named[value]}, got {crop} (or use "
+                          f"{value.split('_')[0]}, sized by the crop)")
+    if (b.generator.startswith("unet") or b.encoder.startswith("resnet")) and not power:
+        errors.append(f"data.crop: {crop} must be a power of two >= 16 for BicycleGAN's U-Net and encoder")
+    smallest = _patch_map_size(crop, b.d_layers, b.num_ds - 1)
+    if smallest < 1:
+        errors.append(f"bicyclegan.d_layers: the discriminator's scale {b.num_ds - 1} has no patch left at "
+                      f"{crop} px ({b.d_layers} layers); use fewer layers or scales (bicyclegan.d_layers, num_ds)")
     return errors
 
 

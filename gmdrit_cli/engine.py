@@ -196,6 +196,16 @@ class Engine:
             for p in params:
                 p.grad = None
 
+    def joint_update(self, names: Sequence[str], loss: torch.Tensor) -> None:
+        """One gradient of ``loss`` over every network in ``names`` and one step of each (BicycleGAN's E/G update:
+        a term that must not reach a network is kept off its graph by the family)."""
+        params = [p for n in names for p in self.networks[n].parameters()]
+        grads = self.grads(loss, params)
+        if grads is not None:
+            self.step(names, dict(zip(params, grads)))
+            if self.scaler is not None:
+                self.scaler.update()
+
     def two_step_update(self, first: tuple[Sequence[str], torch.Tensor],
                         second: tuple[Sequence[str], torch.Tensor]) -> None:
         """Two updates from one forward graph (MDMM's E/G update, design page option 1).
