@@ -114,3 +114,39 @@ def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evalu
     expected = frechet_distance(mu_r, sigma_r, mu_f, sigma_f)
     assert expected > 1  # the outputs of a 2-iteration model are far from the real B halves
     assert row["value"] == pytest.approx(expected, rel=1e-6)
+
+
+def gmdrit(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_path):
+    root, out, *_ = evaluated
+    run = str(out.parent / "run")
+    edge = tmp_path / "edge.png"
+    Image.open(root / "test" / "0.png").crop((0, 0, 32, 32)).save(edge)  # the A half: an input image
+    refs = []
+    for i in (1, 2):
+        refs.append(tmp_path / f"photo{i}.png")
+        Image.open(root / "test" / f"{i}.png").crop((32, 0, 64, 32)).save(refs[-1])  # B halves: references
+    proc = gmdrit("translate", str(edge), "--run", run, "--domain", "photos", "-n", "4", "--seed", "1",
+                  "--out", str(tmp_path / "t"))
+    assert proc.returncode == 0, proc.stderr
+    random_outputs = [np.asarray(Image.open(tmp_path / "t" / f"edge_to_photos_{k}.png")) for k in range(1, 5)]
+    assert len(random_outputs) == 4
+    proc = gmdrit("translate", str(edge), "--run", run, "--domain", "photos", "--reference", str(refs[0]),
+                  "--reference", str(refs[1]), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "r").glob("*_ref*.png")) == ["edge_to_photos_ref1.png",
+                                                                           "edge_to_photos_ref2.png"]
+    proc = gmdrit("interpolate", str(edge), "--run", run, "--domain", "photos", "--steps", "3",
+                  "--out", str(tmp_path / "i"))
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "i").glob("*.gif")] == ["edge_to_photos_random.gif"]
+    for args in (["translate", str(edge), "--domain", "edges"],
+                 ["interpolate", str(edge), "--domain", "photos", "--between", "domains"]):
+        proc = gmdrit(*args, "--run", run, "--out", str(tmp_path / "x"))
+        assert proc.returncode == 1 and "translates into 'photos' only" in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
