@@ -44,7 +44,7 @@ class ConsecutiveLPIPS(Evaluator):
     """The official BicycleGAN diversity: mean LPIPS between consecutive outputs of each input."""
 
     reference_order = 4
-    table_columns = {"lpips_consecutive": TableColumn("LPIPS cons. v0.0 / v0.1", 4, _lpips_cell, _lpips_mean)}
+    table_columns = {"lpips_consecutive": TableColumn("LPIPS cons. v0.0 / v0.1", 8, _lpips_cell, _lpips_mean)}
 
     @classmethod
     def check_options(cls, o, names):
@@ -108,7 +108,7 @@ class HeldOutFID(Evaluator):
     """The report's FID: one random-z output per test input vs the real test images of the target."""
 
     reference_order = 5
-    table_columns = {"fid_test": TableColumn("FID (test)", 5, lambda r, real: fmt(r.get("fid_test", {}).get("value")),
+    table_columns = {"fid_test": TableColumn("FID (test)", 7, lambda r, real: fmt(r.get("fid_test", {}).get("value")),
                                              lambda m, real: fmt(m.get("fid_test")))}
 
     def __init__(self, ctx, names):
