@@ -163,8 +163,8 @@ def test_linear_schedule_matches_the_official_values():
 
 def tiny(*extra):
     return load_config("bicyclegan_quickstart", ["data.crop=32", "data.resize=32", "model.width=8",
-                                                 "bicyclegan.d_layers=2", "train.batch_size=4", "speed.amp=off", "data.input_channels=3",
-                                                 "train.device=cpu", *extra])
+                                                 "bicyclegan.d_layers=2", "train.batch_size=4", "speed.amp=off",
+                                                 "data.input_channels=3", "train.device=cpu", *extra])
 
 
 def batch(seed=0, n=4):
@@ -192,7 +192,8 @@ def official_gradients(model, b: Batch, z_noise, z_rand):
     gan2 = sum(((m - 1) ** 2).mean() for m in D2(fake_rand))
     l1 = (fake_enc - b1).abs().mean()
     kl = -0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp())
-    (cfg.lambda_gan * gan + cfg.lambda_gan2 * gan2 + cfg.lambda_l1 * l1 + cfg.lambda_kl * kl).backward(retain_graph=True)
+    total = cfg.lambda_gan * gan + cfg.lambda_gan2 * gan2 + cfg.lambda_l1 * l1 + cfg.lambda_kl * kl
+    total.backward(retain_graph=True)
     for p in E.parameters():
         p.requires_grad_(False)
     (cfg.lambda_z * (mu2 - z_rand).abs().mean()).backward()
