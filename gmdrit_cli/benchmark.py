@@ -1,8 +1,11 @@
-"""`gmdrit benchmark`: seconds per full training iteration for the rows of the report's Table 3.
+"""`gmdrit benchmark`: seconds per full training iteration for the rows of the report's Table 3, and BicycleGAN.
 
-Each row is a preset at 108 or 216 px (reference 5.3). A full iteration is exactly what `train` runs
-(discriminator updates and the two-step encoder/generator update); batches are fixed in-memory tensors
-so that image decoding does not count, unless ``data_root`` asks for the real loader.
+Each Table 3 row is a preset at 108 or 216 px (reference 5.3); the BicycleGAN rows (named with ``--rows
+bicyclegan``) are the report's 128 px setting and the official 256 px one (shared/spec/baselines-reference.md
+1.9), which no report timed. A full iteration is exactly what `train` runs (GM-DRIT / MDMM: discriminator updates
+and the two-step encoder/generator update; BicycleGAN: the joint E/G update, then D and D2); batches are fixed
+in-memory tensors (pairs for BicycleGAN) so that image decoding does not count, unless ``data_root`` asks for
+the real loader.
 """
 
 from __future__ import annotations
@@ -25,19 +28,21 @@ from .data import Batch, UnpairedImageFolders
 from .engine import Engine
 from .errors import ConfigError
 from .models import build_model
+from .paired_data import paired_dataset
 from .report_charts import benchmark_chart
 from .speed import resolve_device
 
 
 @dataclass(frozen=True)
 class TableRow:
-    """One row of the report's Table 3 (R1 L908-922): mean seconds per iteration on a Tesla T4."""
+    """One row of the report's Table 3 (R1 L908-922): mean seconds per iteration on a Tesla T4 (None: a row
+    the report did not time)."""
 
     key: str
     label: str
     preset: str
     resolution: int
-    report_seconds: float
+    report_seconds: float | None
 
 
 _ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
@@ -48,7 +53,14 @@ _ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
          ("mdmm", "MDMM [5.5]", "mdmm_baseline", 0.313, 0.615)]
 REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216)
                 for res in (108, 216) for key, label, preset, t108, t216 in _ROWS]
-ROW_KEYS = [key for key, *_ in _ROWS]
+#: BicycleGAN at 128 px (the report's setting: unet_128, resnet_128, batch 32) and 256 px (official edges2shoes:
+#: unet_256, resnet_256, batch 2); only with --rows bicyclegan
+BICYCLEGAN_ROWS = [TableRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]", "bicyclegan_report_unet",
+                            128, None),
+                   TableRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, None)]
+ROW_KEYS = [key for key, *_ in _ROWS] + ["bicyclegan"]
+#: the resolutions ``--resolution both`` stands for
+ALL_RESOLUTIONS = (108, 216, 128, 256)
 #: the epoch length of apple2orange at batch 2 (only GM-DRIT's Gumbel temperature reads it here)
 APPLE2ORANGE_ITERATIONS_PER_EPOCH = 509
 
@@ -59,7 +71,7 @@ class RowResult:
     label: str
     preset: str
     resolution: int
-    report_seconds: float
+    report_seconds: float | None
     seconds: list[float] = field(default_factory=list)
     peak_memory_bytes: int = 0
 
@@ -76,8 +88,8 @@ class RowResult:
         return statistics.stdev(self.seconds) if len(self.seconds) > 1 else 0.0
 
     @property
-    def ratio(self) -> float:
-        return self.median / self.report_seconds
+    def ratio(self) -> float | None:
+        return None if self.report_seconds is None else self.median / self.report_seconds
 
     def summary(self) -> dict:
         out = asdict(self)
@@ -94,7 +106,10 @@ class BenchmarkResult:
 
 
 def _row_overrides(row: TableRow) -> list[str]:
-    """Settings of a Table 3 row: the preset at the row's resolution (nz = crop for GM-DRIT, as the report)."""
+    """Settings of a row: the preset at the row's resolution (nz = crop for GM-DRIT, as the report; BicycleGAN
+    resized straight to the crop, as the report and edges2shoes do)."""
+    if row.key == "bicyclegan":
+        return [f"data.crop={row.resolution}", f"data.resize={row.resolution}"]
     resize = {108: 128, 216: 256}[row.resolution]
     out = [f"data.crop={row.resolution}", f"data.resize={resize}"]
     if row.key != "mdmm":
@@ -122,7 +137,8 @@ def select_rows(keys: list[str] | None, resolutions: list[int]) -> list[TableRow
     unknown = [k for k in keys or [] if k not in ROW_KEYS]
     if unknown:
         raise ConfigError(f"unknown benchmark row {', '.join(unknown)}; rows: {', '.join(ROW_KEYS)}")
-    return [r for r in REPORT_TABLE if r.resolution in resolutions and (not keys or r.key in keys)]
+    table = REPORT_TABLE + (BICYCLEGAN_ROWS if keys else [])  # no keys: the report's Table 3
+    return [r for r in table if r.resolution in resolutions and (not keys or r.key in keys)]
 
 
 def environment(device: torch.device) -> dict:
@@ -149,14 +165,18 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
         model = build_model(cfg, dev)
         engine = Engine(model, iterations_per_epoch=APPLE2ORANGE_ITERATIONS_PER_EPOCH)
         per_step = model.batches_per_step()
+        paired = model.capabilities.paired_data
         if data_root:
             d = cfg.data
-            loader = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip)
+            loader = (paired_dataset(cfg) if paired else
+                      UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip))
             next_batches = lambda: [loader.sample(cfg.train.batch_size) for _ in range(per_step)]  # noqa: E731
         else:
             g = torch.Generator().manual_seed(0)
             n, size = cfg.train.batch_size, cfg.data.crop
-            fixed = Batch(torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.arange(n) % cfg.num_domains)
+            images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+            fixed = (Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+                     if paired else Batch(images, torch.arange(n) % cfg.num_domains))
             next_batches = lambda: [fixed] * per_step  # noqa: E731
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)

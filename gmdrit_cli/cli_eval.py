@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from .cli_app import app, console, run_with_stage_progress
-from .metrics import DEFAULT_METRICS, METRICS
+from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS
 
 _WIDTH = max(len(name) for name in METRICS)
 _METRIC_LIST = "\n".join(f"  {m.name:{_WIDTH}s} {m.description}" for m in METRICS.values())
@@ -91,8 +91,12 @@ def eval_(
         help="run folder (latest valid checkpoint), checkpoint folder, or exported model.safetensors "
              "(default: the pretrained model inside the package)", show_default=False)] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="dataset root (default: the run's data.root)")] = None,
-    metrics: Annotated[str, typer.Option("--metrics", help=f"comma-separated subset of {','.join(METRICS)}")] = ",".join(DEFAULT_METRICS),
-    samples_per_input: Annotated[int, typer.Option("--samples-per-input", help="outputs per test image and target domain")] = 10,
+    metrics: Annotated[Optional[str], typer.Option(
+        "--metrics", help=f"comma-separated subset of {','.join(METRICS)} [default: {','.join(DEFAULT_METRICS)}; "
+                          f"paired models (BicycleGAN): {','.join(PAIRED_DEFAULT_METRICS)}]", show_default=False)] = None,
+    samples_per_input: Annotated[Optional[int], typer.Option(
+        "--samples-per-input", help="outputs per test image and target domain [default: 10; paired models: 20, "
+                                    "BicycleGAN's protocol]", show_default=False)] = None,
     mode: Annotated[Mode, typer.Option("--mode", help="latent: random attributes from the prior; reference: attributes of target test images")] = Mode.latent,
     temperature: Annotated[Optional[float], typer.Option(
         "--temperature", help="latent mode: scale of the prior's standard deviation (<1: more faithful, >1: more "

@@ -112,10 +112,14 @@ def to_image(x: torch.Tensor) -> Image.Image:
 
 @dataclass
 class Batch:
-    """A training batch: ``images`` Bx3xSxS in [-1, 1] and ``domains`` B (long domain indices)."""
+    """A training batch: ``images`` Bx3xSxS in [-1, 1] and ``domains`` B (long domain indices).
+
+    Paired data (``paired_data.PairedImages``): ``images`` are the inputs A (domain 0), ``targets`` Bx3xSxS the
+    matching outputs B (domain 1) under the same crop and flip."""
 
     images: torch.Tensor
     domains: torch.Tensor
+    targets: torch.Tensor | None = None
 
 
 class UnpairedImageFolders:

@@ -35,10 +35,14 @@ def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int) -
     """Learning-rate factor during 0-based ``epoch``, as MDMM's schedulers.
 
     lambda: 1 - max(0, epoch - n_epochs_decay) / (n_epochs - n_epochs_decay + 1);
+    linear (BicycleGAN, pix2pix: niter = n_epochs_decay, niter_decay = n_epochs - niter, 1-based epoch e = epoch + 1):
+    1 - max(0, e - niter) / (niter_decay + 1), so the last epoch runs at lr / (niter_decay + 1), not 0;
     step: x0.1 every ``n_epochs_decay`` epochs; constant: 1.
     """
     if policy == "lambda":
         return 1.0 - max(0, epoch - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
+    if policy == "linear":
+        return 1.0 - max(0, epoch + 1 - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
     if policy == "step":
         return 0.1 ** (epoch // n_epochs_decay)
     return 1.0
@@ -191,6 +195,16 @@ class Engine:
             self.optimizers[name].step()
             for p in params:
                 p.grad = None
+
+    def joint_update(self, names: Sequence[str], loss: torch.Tensor) -> None:
+        """One gradient of ``loss`` over every network in ``names`` and one step of each (BicycleGAN's E/G update:
+        a term that must not reach a network is kept off its graph by the family)."""
+        params = [p for n in names for p in self.networks[n].parameters()]
+        grads = self.grads(loss, params)
+        if grads is not None:
+            self.step(names, dict(zip(params, grads)))
+            if self.scaler is not None:
+                self.scaler.update()
 
     def two_step_update(self, first: tuple[Sequence[str], torch.Tensor],
                         second: tuple[Sequence[str], torch.Tensor]) -> None:

@@ -43,15 +43,18 @@ import torch
 from PIL import Image
 
 from . import __version__, atomic
-from .metrics import DEFAULT_METRICS, METRICS, MetricError, parse_metric_names
+from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
 from .metrics.evaluator import EvalContext, Evaluator, to_float
-from .metrics.images import PreprocessedImages as _Images
+from .metrics.images import open_images
 from .metrics.images import quantise as _quantise
 
 log = logging.getLogger("gmdrit")
 
 MODES = ("latent", "reference")
+SAMPLES_PER_INPUT = 10
+#: BicycleGAN's diversity protocol: 20 outputs per input (shared/spec/baselines-reference.md 1.8)
+PAIRED_SAMPLES_PER_INPUT = 20
 REPORT_FORMAT = "gmdrit-eval/1"
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
@@ -61,8 +64,8 @@ ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
 class EvalOptions:
     run: Path | str | None       # None: the pretrained model inside the package
     data: str | None = None
-    metrics: str | list[str] = ",".join(DEFAULT_METRICS)
-    samples_per_input: int = 10
+    metrics: str | list[str] | None = None  # None: DEFAULT_METRICS (paired families: PAIRED_DEFAULT_METRICS)
+    samples_per_input: int | None = None    # None: 10 (paired families: 20, BicycleGAN's protocol)
     mode: str = "latent"
     temperature: float | None = None  # latent mode: scale of the prior's std (None: model.sample_temperature)
     seed: int = 0
@@ -201,13 +204,20 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     The metrics are :class:`~gmdrit_cli.metrics.evaluator.Evaluator` objects of the registry; this function
     owns the data and the translations and calls them at the points that class describes."""
     start = time.perf_counter()
-    metrics = parse_metric_names(o.metrics)
-    _check_options(o, metrics)
+    metrics = parse_metric_names(o.metrics) if o.metrics is not None else None
+    if metrics is not None and o.samples_per_input is not None:
+        _check_options(o, metrics)  # settings given in full: refuse bad ones before loading anything
     from .inference import load_for_inference
     from .speed import resolve_device
 
     device = resolve_device(o.device)
     cfg, model = load_for_inference(o.run, device)
+    paired = model.capabilities.paired_data
+    if metrics is None:
+        metrics = list(PAIRED_DEFAULT_METRICS if paired else DEFAULT_METRICS)
+    if o.samples_per_input is None:
+        o = replace(o, samples_per_input=PAIRED_SAMPLES_PER_INPUT if paired else SAMPLES_PER_INPUT)
+    _check_options(o, metrics)
     if o.temperature is None:  # the model's own default; reference mode draws nothing from the prior
         o = replace(o, temperature=cfg.model.sample_temperature if o.mode == "latent" else 1.0)
     source = model.source
@@ -220,11 +230,11 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
     # weights first: a missing file must stop the run before any work
     evaluators = [cls(ctx, names) for cls, names in _evaluator_classes(metrics)]
-    test = _Images(root, cfg, "test", o.max_inputs)
+    test = open_images(root, cfg, "test", o.max_inputs, paired)
     for ev in evaluators:
         ev.setup()
     learners = [ev for ev in evaluators if ev.needs_train_images]
-    train = _Images(root, cfg, "train") if learners else None
+    train = open_images(root, cfg, "train", 0, paired) if learners else None
     out = Path(o.out).expanduser() if o.out is not None else _default_out(None if o.run is None else Path(o.run), iteration, o.mode)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -234,12 +244,15 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     test_images: list[torch.Tensor] = []
     test_paths: list[list[Path]] = []
     for d in range(len(domains)):
-        images, kept = test.load(test.files[d])
+        images, kept = test.load(test.files[d], d)
         if len(images) == 0:
             raise MetricError(f"domain '{domains[d]}' has no readable test images in {test.ds.folders[d]}")
         test_images.append(images)
         test_paths.append(kept)
 
+    ctx.test_images = test_images
+    pairs = model.capabilities.tasks(len(domains))
+    targets = sorted({t for _, t in pairs})
     settings = {"metrics": metrics, "mode": o.mode, "temperature": o.temperature,
                 "samples_per_input": o.samples_per_input, "seed": o.seed,
                 "max_inputs": o.max_inputs, "batch_size": o.batch_size, "device": str(device),
@@ -252,7 +265,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     # -- the target domains' training images, one pass shared by every evaluator that learns from them ----
     n_train: dict[int, int] = {}
     if train is not None:
-        for t, name in enumerate(domains):
+        for t in targets:
+            name = domains[t]
             total, done, n = len(train.files[t]), 0, 0
             for images, _ in train.batches(t, o.batch_size):
                 done += len(images)
@@ -269,7 +283,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     # -- the reference line: real test images of the target vs its training images --------------
     reference: dict[str, dict] = {}
     if o.reference_line:
-        for t, name in enumerate(domains):
+        for t in targets:
+            name = domains[t]
             progress(f"reference {name}", 0, 1)
             real = test_images[t]
             row: dict = {"target": name, "n_test": len(real)}
@@ -282,7 +297,6 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
     # -- the tasks ------------------------------------------------------------------------------
     tasks = []
-    pairs = [(s, t) for s in range(len(domains)) for t in range(len(domains)) if s != t]
     for task_index, (s, t) in enumerate(pairs):
         task_start = time.perf_counter()
         folder = out / f"{domains[s]}2{domains[t]}"
@@ -339,7 +353,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
                                             else None)},
         "data": {"root": str(root),
                  "test_images": {n: len(p) for n, p in zip(domains, test_paths)},
-                 "train_images": ({n: n_train[i] for i, n in enumerate(domains)} if n_train else None),
+                 "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
                  "skipped": skipped},
         "settings": settings,
         "protocols": protocols,

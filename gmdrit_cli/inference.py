@@ -355,6 +355,15 @@ def resolve_domain(cfg: Config, name: str | int) -> int:
     raise InferenceError(f"unknown domain '{text}'{hint}; this model's domains are: {', '.join(names)}")
 
 
+def check_target(model: ModelFamily, domain: int, option: str = "--domain") -> None:
+    """Refuse a domain the model cannot translate into (BicycleGAN: only its output domain)."""
+    targets = sorted({t for _, t in model.capabilities.tasks(model.cfg.num_domains)})
+    if domain not in targets:
+        names = model.cfg.data.domains
+        raise InferenceError(f"{option}: this {model.cfg.model.family} model translates into "
+                             f"{', '.join(repr(names[t]) for t in targets)} only, not '{names[domain]}'")
+
+
 def check_size(cfg: Config, size: int | None) -> int:
     size = cfg.data.crop if size is None else int(size)
     if size < 16 or size % 4:
@@ -550,6 +559,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     start = time.perf_counter()
     cfg = model.cfg
     d = resolve_domain(cfg, domain)
+    check_target(model, d)
     size = check_size(cfg, size)
     out = Path(out).expanduser()
     references = list(references or [])
@@ -769,6 +779,11 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
     if len(domains) > 2:
         raise InferenceError(f"--domain given {len(domains)} times; give one (or two with --between domains)")
     idx = [resolve_domain(cfg, d) for d in domains]
+    walked = idx if between == "references" else idx[-1:]  # the domains attributes are drawn or encoded in
+    if between == "domains":
+        walked = [1 - idx[0], idx[0]] if len(idx) == 1 and cfg.num_domains == 2 else idx
+    for d in walked:
+        check_target(model, d, "--domain" if walked == idx[-1:] else f"--between {between}")
     if steps < 2:
         raise InferenceError(f"--steps {steps}: give at least 2")
     if not fps > 0:

@@ -36,6 +36,7 @@ from .engine import Engine
 from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
+from .paired_data import EVAL_SPLITS, has_split, paired_dataset
 from .speed import resolve_device
 from .tb_log import open_tensorboard
 
@@ -136,11 +137,15 @@ class Run:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
+        self.model: ModelFamily = build_model(cfg, self.device)  # building reads no data and no sampler RNG
+        self.paired = self.model.capabilities.paired_data
         d = cfg.data
-        self.dataset = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop,
-                                            flip=d.flip, seed=cfg.train.seed)
+        if self.paired:
+            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed)
+        else:
+            self.dataset = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop,
+                                                flip=d.flip, seed=cfg.train.seed)
         self.examples = self._display_examples()
-        self.model: ModelFamily = build_model(cfg, self.device)
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
         self.engine = Engine(self.model, self.iters_per_epoch)
         self.iteration = 0
@@ -150,6 +155,9 @@ class Run:
     def _display_examples(self) -> Batch:
         """One fixed image per domain for the sample grids: from the test split when there is one."""
         d = self.cfg.data
+        if self.paired:  # the first pairs of the split test time reads (val, else test), else of train
+            split = next((s for s in EVAL_SPLITS if has_split(d.root, s, d.paired_layout)), "train")
+            return paired_dataset(self.cfg, split).fixed_examples()
         try:
             domain_folders(d.root, d.domains, "test")
             test = UnpairedImageFolders(d.root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)

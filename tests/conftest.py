@@ -25,6 +25,26 @@ def make_dataset(root: Path, per_domain: int = 4, size: int = 40, splits=("train
     return root
 
 
+def make_paired_dataset(root: Path, per_split: int = 4, size: int = 40, layout: str = "aligned",
+                        splits=("train", "val", "test")) -> Path:
+    """A paired dataset of random images: B is the photographic negative of A (B = 255 - A), so that any
+    geometric transform applied identically to both keeps A + B = 255. ``aligned``: A|B side by side in
+    ``<split>/i.png``; ``folders``: ``<split>A/i.png`` and ``<split>B/i.png``."""
+    rng = np.random.default_rng(1)
+    for split in splits:
+        for i in range(per_split):
+            a = rng.integers(0, 256, (size, size, 3)).astype(np.uint8)
+            b = 255 - a
+            if layout == "aligned":
+                (root / split).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.concatenate([a, b], axis=1)).save(root / split / f"{i}.png")
+            else:
+                for letter, arr in (("A", a), ("B", b)):
+                    (root / f"{split}{letter}").mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(arr).save(root / f"{split}{letter}" / f"{i}.png")
+    return root
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from gmdrit_cli.benchmark import REPORT_TABLE, ROW_KEYS
+from gmdrit_cli.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
 from gmdrit_cli.config import load_config
 from gmdrit_cli.data import Batch
 from gmdrit_cli.models import build_for_training
@@ -25,7 +25,26 @@ def test_report_table_is_the_reference_table_3():
     assert by_key[("gmdrit", 108)] == 0.538 and by_key[("gmdrit", 216)] == 2.261
     assert by_key[("mdmm", 108)] == 0.313 and by_key[("mdmm", 216)] == 0.615
     assert by_key[("double_conv", 216)] == 3.716
-    assert set(ROW_KEYS) == {"gmdrit", "double_gen_enc", "half_discr", "adain", "double_conv", "mdmm"}
+    assert set(ROW_KEYS) == {"gmdrit", "double_gen_enc", "half_discr", "adain", "double_conv", "mdmm", "bicyclegan"}
+
+
+def test_bicyclegan_rows_are_named_and_untimed_by_the_report():
+    rows = select_rows(["bicyclegan"], [108, 216, 128, 256])
+    assert [(r.preset, r.resolution, r.report_seconds) for r in rows] == [("bicyclegan_report_unet", 128, None),
+                                                                          ("edges2shoes", 256, None)]
+    assert all(r.key != "bicyclegan" for r in select_rows(None, [108, 216, 128, 256]))  # default: Table 3 only
+
+
+def test_benchmark_times_a_tiny_bicyclegan_row(tmp_path):
+    sets = ["model.width=4", "train.batch_size=2"]
+    args = [a for o in sets for a in ("--set", o)]
+    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--iters", "1", "--warmup", "0",
+                           "--rows", "bicyclegan", "--resolution", "128", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
+    assert row["key"] == "bicyclegan" and row["resolution"] == 128 and row["ratio_to_report"] is None
+    assert len(row["seconds"]) == 1 and row["median"] > 0
 
 
 def test_benchmark_command_writes_table_json_csv_png(tmp_path):

@@ -1,9 +1,11 @@
 """The model-family contract, checked for every registered family (docs/adding-a-family.md).
 
 A family that registers itself in ``gmdrit_cli.models`` is picked up here without editing this file: a tiny
-model (crop 32, width 8, nz 8) of the ``quickstart`` preset with ``model.family`` set to it trains two finite
-steps, resumes bitwise, translates, interpolates and exports through the CLI, evaluates NDB/JSD and counts its
-parameters in ``--dry-run``.
+model (crop 32, width 8, nz 8, plus the family's own ``tiny_overrides``) of the ``quickstart`` preset with
+``model.family`` set to it trains two finite steps, resumes bitwise, translates, interpolates and exports through
+the CLI, evaluates NDB/JSD and counts its parameters in ``--dry-run``. A family whose capabilities say
+``paired_data`` gets a tiny paired dataset (pix2pix A|B files) and paired batches instead of unpaired ones; the
+translation tasks come from ``capabilities.tasks``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_dataset, tiny_overrides
+from conftest import make_dataset, make_paired_dataset, tiny_overrides
 from gmdrit_cli.config import load_config
 from gmdrit_cli.data import Batch
 from gmdrit_cli.engine import Engine, OptimizerGroup
@@ -32,11 +34,21 @@ CPU = torch.device("cpu")
 
 
 def overrides(family: str, root, iters: int = 2) -> list[str]:
-    return tiny_overrides(root, iters) + [f"model.family={family}", "data.domains=[apple,orange]"]
+    return (tiny_overrides(root, iters) + [f"model.family={family}", "data.domains=[apple,orange]"]
+            + list(MODEL_FAMILIES[family].tiny_overrides))
 
 
 def tiny_cfg(family: str, root, iters: int = 2):
     return load_config("quickstart", overrides(family, root, iters))
+
+
+def paired(family: str) -> bool:
+    return build_model(tiny_cfg(family, "unused"), CPU).capabilities.paired_data
+
+
+def input_image(root) -> str:
+    """An image of the input domain: testA/0.png (unpaired) or the A|B file test/0.png (paired)."""
+    return str(root / "testA" / "0.png") if (root / "testA").is_dir() else str(root / "test" / "0.png")
 
 
 def gmdrit(*args, cwd=None):
@@ -49,14 +61,24 @@ def set_args(values: list[str]) -> list[str]:
     return [a for v in values for a in ("--set", v)]
 
 
-def random_batch(seed: int = 0) -> Batch:
+def random_batch(seed: int = 0, with_targets: bool = False) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    return Batch(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.tensor([0, 1]))
+    images = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    if with_targets:  # a paired batch: inputs of domain 0 with their domain-1 outputs
+        return Batch(images, torch.tensor([0, 0]), torch.rand(2, 3, 32, 32, generator=g) * 2 - 1)
+    return Batch(images, torch.tensor([0, 1]))
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("contract") / "data")
+def datasets(tmp_path_factory):
+    base = tmp_path_factory.mktemp("contract")
+    return make_dataset(base / "data"), make_paired_dataset(base / "paired")
+
+
+@pytest.fixture
+def data(request, datasets):
+    """The tiny dataset of the family under test (its ``family`` parameter): paired or unpaired."""
+    return datasets[1] if paired(request.node.callspec.params["family"]) else datasets[0]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -79,15 +101,16 @@ def test_family_fulfils_the_contract(family, data):
 def test_two_training_steps_have_finite_losses(family, data):
     torch.manual_seed(0)
     model, engine = build_for_training(tiny_cfg(family, data), CPU)
+    pairs = model.capabilities.paired_data
     before = {k: v.clone() for k, v in model.networks.state_dict().items()}
     for it in range(2):
-        batches = [random_batch(it * 10 + j) for j in range(model.batches_per_step())]
+        batches = [random_batch(it * 10 + j, pairs) for j in range(model.batches_per_step())]
         losses = model.train_step(batches, it, engine)
         assert losses and all(math.isfinite(float(v)) for v in losses.values()), losses
     assert any(not torch.equal(v, model.networks.state_dict()[k]) for k, v in before.items())
     assert json.dumps(model.extra_state(2, engine.iterations_per_epoch))  # JSON-able for state.json
     state = torch.get_rng_state()
-    grid = model.sample_grid(random_batch())
+    grid = model.sample_grid(random_batch(with_targets=pairs))
     assert torch.equal(torch.get_rng_state(), state)
     assert grid.dim() == 5 and grid.shape[0] == 2 and torch.isfinite(grid).all()
     assert all(net.training for net in model.networks.values())
@@ -100,17 +123,20 @@ def test_test_time_api(family, data):
     model.keep_test_time_networks()
     model.eval_mode()
     images = random_batch().images
-    z, cond = model.sample_attributes(1, 6, None, torch.Generator().manual_seed(1))
-    z3, cond3 = model.sample_attributes(1, 6, None, torch.Generator().manual_seed(1), 0.3)
-    mean, _ = model.attribute_prior(cond)
-    assert torch.equal(cond, cond3) and torch.allclose(z3 - mean, 0.3 * (z - mean), atol=1e-5)
-    zr, condr = model.encode_reference(images, torch.tensor([1, 1]))
-    assert zr.shape == (2, z.shape[1]) and condr.shape == (2, cond.shape[1])
-    out = model.translate(images, 1, (z, cond))  # 2 inputs x 3 attributes each
-    assert out.shape == (6, 3, 32, 32) and out.abs().max() <= 1
-    assert torch.allclose(out[3:], model.translate(images[1:], 1, (z[3:], cond[3:])), atol=1e-5)
-    assert model.translate(images, 0, generator=torch.Generator().manual_seed(2)).shape == (2, 3, 32, 32)
     caps = model.capabilities
+    tasks = caps.tasks(2)
+    assert tasks and all(s != t and {s, t} <= {0, 1} for s, t in tasks)
+    for target in sorted({t for _, t in tasks}):
+        z, cond = model.sample_attributes(target, 6, None, torch.Generator().manual_seed(1))
+        z3, cond3 = model.sample_attributes(target, 6, None, torch.Generator().manual_seed(1), 0.3)
+        mean, _ = model.attribute_prior(cond)
+        assert torch.equal(cond, cond3) and torch.allclose(z3 - mean, 0.3 * (z - mean), atol=1e-5)
+        zr, condr = model.encode_reference(images, torch.tensor([target, target]))
+        assert zr.shape == (2, z.shape[1]) and condr.shape == (2, cond.shape[1])
+        out = model.translate(images, target, (z, cond))  # 2 inputs x 3 attributes each
+        assert out.shape == (6, 3, 32, 32) and out.abs().max() <= 1
+        assert torch.allclose(out[3:], model.translate(images[1:], target, (z[3:], cond[3:])), atol=1e-5)
+        assert model.translate(images, target, generator=torch.Generator().manual_seed(2)).shape == (2, 3, 32, 32)
     if caps.classifies_domains:
         assert torch.allclose(model.classify(images).sum(1), torch.ones(2), atol=1e-5)
     if caps.has_mixture:
@@ -120,7 +146,7 @@ def test_test_time_api(family, data):
         assert c.shape[0] == 4
     else:
         with pytest.raises(ValueError):
-            model.sample_attributes(0, 2, 0)
+            model.sample_attributes(tasks[0][1], 2, 0)  # a component where there are none
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -143,7 +169,7 @@ def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
     run = tmp_path / "run"
     proc = gmdrit("train", "--preset", "quickstart", *set_args(overrides(family, data)), "--run-dir", str(run))
     assert proc.returncode == 0, proc.stderr
-    image = str(data / "testA" / "0.png")
+    image = input_image(data)
     proc = gmdrit("translate", image, "--run", str(run), "--domain", "orange", "-n", "2", "--seed", "0",
                   "--out", str(tmp_path / "t"))
     assert proc.returncode == 0, proc.stderr
@@ -163,7 +189,8 @@ def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
     proc = gmdrit("eval", str(run), "--metrics", "ndb,jsd", "--samples-per-input", "2", "--out", str(tmp_path / "ev"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
-    assert report["model"]["family"] == family and len(report["tasks"]) == 2
+    tasks = build_model(tiny_cfg(family, data), CPU).capabilities.tasks(2)
+    assert report["model"]["family"] == family and len(report["tasks"]) == len(tasks)
     assert all(math.isfinite(t["ndb"]["jsd"]) for t in report["tasks"])
 
 

@@ -13,18 +13,25 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
+from conftest import make_paired_dataset, tiny_overrides
 from gmdrit_cli.checkpoint import find_checkpoint, list_checkpoints
 from gmdrit_cli.config import load_config
 from gmdrit_cli.errors import CheckpointError, ConfigError
-from gmdrit_cli.models import MODEL_FAMILIES
+from gmdrit_cli.models import MODEL_FAMILIES, build_model
 from gmdrit_cli.trainer import Run, open_run, resume_run, train
 
-PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res"}
+PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res", "bicyclegan": "bicyclegan_quickstart"}
 
 
 def cfg_for(family, root, iters, *extra):
-    return load_config(PRESET_OF_FAMILY[family], tiny_overrides(root, iters) + list(extra))
+    return load_config(PRESET_OF_FAMILY[family], tiny_overrides(root, iters)
+                       + list(MODEL_FAMILIES[family].tiny_overrides) + list(extra))
+
+
+def data_for(family, tiny_data, tmp_path):
+    """The tiny unpaired dataset, or a tiny paired one for a family trained on pairs."""
+    paired = build_model(cfg_for(family, tiny_data, 1), torch.device("cpu")).capabilities.paired_data
+    return make_paired_dataset(tmp_path / "pairs") if paired else tiny_data
 
 
 def metrics_without_time(run_dir):
@@ -53,6 +60,7 @@ def assert_same_run(a, b):
 @pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
 def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
     n = 6
+    tiny_data = data_for(family, tiny_data, tmp_path)
     train(cfg_for(family, tiny_data, n), tmp_path / "straight")
     half = train(cfg_for(family, tiny_data, n // 2), tmp_path / "split")
     assert half.iterations == n // 2

@@ -74,11 +74,19 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("diversity_msssim", "diversity: 1 - MS-SSIM (pytorch-msssim) averaged over all pairs of outputs of "
                                    "the same input, then over inputs", "msssim_diversity:MSSSIMDiversity",
                "eval_diversity:MSSSIMScores"),
+    MetricInfo("lpips_consecutive", "diversity, BicycleGAN's official protocol: LPIPS (AlexNet, linear weights v0.0 "
+                                    "and v0.1) between consecutive outputs of each of the first 100 inputs",
+               "eval_paired:consecutive_pairs", "eval_paired:ConsecutiveLPIPS"),
+    MetricInfo("fid_test", "FID of one random output per test input against the target's real test images "
+                           "(the BicycleGAN report's protocol: 200 val outputs vs 200 val B)", "fid:frechet_distance",
+               "eval_paired:HeldOutFID"),
 )}
 
 #: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)
 #: and diversity_msssim are computed when named
 DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "lpips", "ndb", "jsd", "cluster")
+#: ... and for paired families (BicycleGAN): the official diversity protocol and the report's FID
+PAIRED_DEFAULT_METRICS: tuple[str, ...] = ("lpips_consecutive", "fid_test")
 
 
 def parse_metric_names(text: str | list[str]) -> list[str]:

@@ -56,6 +56,8 @@ class EvalContext:
     root: str | Path                # dataset root
     progress: Callable[[str, int, int], None]
     notes: list[str] = field(default_factory=list)
+    #: uint8 test images of every domain (N x 3 x S x S), set once they are loaded (before any task)
+    test_images: list[torch.Tensor] | None = None
 
     @property
     def cfg(self):

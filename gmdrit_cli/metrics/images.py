@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data import UnpairedImageFolders, open_rgb
+from ..errors import DataError
 
 log = logging.getLogger("gmdrit")
 
@@ -31,8 +32,8 @@ class PreprocessedImages:
         self.files = [f[:limit] if limit > 0 else list(f) for f in self.ds.files]
         self.skipped: list[str] = []
 
-    def load(self, paths: list[Path]) -> tuple[torch.Tensor, list[Path]]:
-        """uint8 N x 3 x S x S of the decodable ``paths`` and those paths."""
+    def load(self, paths: list[Path], domain: int | None = None) -> tuple[torch.Tensor, list[Path]]:
+        """uint8 N x 3 x S x S of the decodable ``paths`` and those paths (``domain``: unused here)."""
         images, kept = [], []
         for path in paths:
             try:
@@ -50,4 +51,45 @@ class PreprocessedImages:
     def batches(self, domain: int, size: int):
         files = self.files[domain]
         for i in range(0, len(files), size):
-            yield self.load(files[i:i + size])
+            yield self.load(files[i:i + size], domain)
+
+
+class PairedPreprocessedImages(PreprocessedImages):
+    """The same for a paired dataset (``paired_data.PairedImages``): domain 0 is the input side of every pair,
+    domain 1 the output side; ``files[d]`` lists each pair by its first file (the A|B file, or the A file).
+    ``split`` 'test' reads the split test time reads (val, else test)."""
+
+    def __init__(self, root: str, cfg, split: str, limit: int = 0):
+        from ..paired_data import PairedImages, eval_split
+
+        d = cfg.data
+        split = eval_split(root, d.paired_layout) if split == "test" else split
+        self.ds = PairedImages(root, split, layout=d.paired_layout, direction=d.direction,
+                               input_channels=d.input_channels, resize=d.resize, crop=d.crop, flip=False)
+        self.index = {pair[0]: i for i, pair in enumerate(self.ds.files)}
+        keys = [pair[0] for pair in self.ds.files]
+        keys = keys[:limit] if limit > 0 else keys
+        self.files = [list(keys), list(keys)]
+        self.skipped: list[str] = []
+
+    def load(self, paths: list[Path], domain: int | None = None) -> tuple[torch.Tensor, list[Path]]:
+        """uint8 N x 3 x S x S of side ``domain`` (0 input, 1 output) of the pairs ``paths``, centre-cropped."""
+        images, kept = [], []
+        for path in paths:
+            try:
+                pair = self.ds.load_pair(self.index[path])
+            except DataError:
+                log.warning("skipping unreadable pair %s", path)
+                self.skipped.append(str(path))
+                continue
+            tensors = self.ds.transform_pair(*pair, train=False)
+            images.append(quantise(tensors[domain]))
+            kept.append(path)
+        if not images:
+            return torch.zeros((0, 3, self.ds.crop, self.ds.crop), dtype=torch.uint8), kept
+        return torch.stack(images), kept
+
+
+def open_images(root: str, cfg, split: str, limit: int = 0, paired: bool = False) -> PreprocessedImages:
+    """The preprocessed images of ``split`` of an unpaired or (``paired``) a paired dataset."""
+    return (PairedPreprocessedImages if paired else PreprocessedImages)(root, cfg, split, limit)

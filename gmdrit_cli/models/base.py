@@ -46,6 +46,14 @@ class Capabilities:
     paired_data: bool = False
     #: the generator is conditioned on the target domain's code (else on an inferred y)
     domain_conditioned: bool = True
+    #: the (source, target) domain pairs the model translates; None: every ordered pair of different domains
+    translation_tasks: tuple[tuple[int, int], ...] | None = None
+
+    def tasks(self, num_domains: int) -> list[tuple[int, int]]:
+        """The (source, target) pairs ``translate`` and ``eval`` may use."""
+        if self.translation_tasks is not None:
+            return list(self.translation_tasks)
+        return [(s, t) for s in range(num_domains) for t in range(num_domains) if s != t]
 
     @property
     def has_mixture(self) -> bool:
@@ -64,6 +72,9 @@ class ModelFamily(ABC):
     description: ClassVar[str]
     #: the networks translation needs; inference loads and exports only these
     test_time_networks: ClassVar[tuple[str, ...]] = ("content_encoder", "attribute_encoder", "generator")
+    #: ``section.key=value`` settings the contract test adds to its tiny 32 px config for this family (what a
+    #: 32 px model of it needs beyond the common tiny settings, e.g. fewer discriminator layers)
+    tiny_overrides: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         self.cfg = cfg
