@@ -31,3 +31,4 @@ def build_for_training(cfg: Config, device: torch.device, iterations_per_epoch: 
 # importing a family module registers it (add new families here)
 from . import mdmm  # noqa: E402,F401
 from . import gmdrit  # noqa: E402,F401
+from . import vae  # noqa: E402,F401
