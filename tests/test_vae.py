@@ -227,3 +227,54 @@ def test_translation_is_the_target_decoder_of_mu_and_references_decode_their_own
         mid = model.generate(model.encode_content(x[2:]), (zr[:1] + zr[1:]) / 2, cr[:1])
         assert torch.allclose(mid, model.networks["decoder_x"]((mu[:1] + mu[1:2]) / 2).clamp(0, 1) * 2 - 1, atol=1e-6)
     assert model.capabilities.random_by_default is False
+
+
+def test_reconstruction_metric_by_hand():
+    from gmdrit_cli.metrics.eval_reconstruction import reconstruction_scores
+
+    a = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    b = a.clone()
+    b[1] = 51  # 0.2 on the [0, 1] scale everywhere: MSE 0.04
+    mse, msssim = reconstruction_scores(a, b)
+    assert mse.tolist() == pytest.approx([0.0, 0.04], rel=1e-12)
+    assert msssim[0].item() == pytest.approx(1.0, abs=1e-6) and msssim[1].item() < 1.0
+
+
+def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_path):
+    """`translate` without --samples writes one output, D_orange(mu_E(x)) computed here from the weights;
+    `eval --metrics recon_mse,recon_msssim` fills its reconstruction section."""
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from gmdrit_cli.data import to_image, to_tensor
+    from gmdrit_cli.inference import load_for_inference
+
+    run = tmp_path / "run"
+    args = [a for v in tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"] for a in ("--set", v)]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    cli = [sys.executable, "-m", "gmdrit_cli"]
+    proc = subprocess.run(cli + ["train", "--preset", "vae_quickstart", *args, "--run-dir", str(run)],
+                          capture_output=True, text=True, env={**env, "PYTHONPATH": ":".join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    image = data / "testA" / "0.png"
+    proc = subprocess.run(cli + ["translate", str(image), "--run", str(run), "--domain", "orange", "--square",
+                                 "--seed", "0", "--out", str(tmp_path / "t")], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": ":".join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["0_to_orange_1.png", "0_to_orange_grid.png"]
+    _, model = load_for_inference(run)
+    x = to_tensor(Image.open(image).convert("RGB").resize((32, 32), Image.BICUBIC)).unsqueeze(0)
+    with torch.no_grad():
+        mu, _ = model.networks["encoder"](x)
+        expected = to_image(model.networks["decoder_y"](mu)[0].clamp(0, 1) * 2 - 1)
+    assert Image.open(tmp_path / "t" / "0_to_orange_1.png").tobytes() == expected.tobytes()
+    proc = subprocess.run(cli + ["eval", str(run), "--metrics", "ndb,jsd,recon_mse,recon_msssim",
+                                 "--samples-per-input", "1", "--out", str(tmp_path / "ev")],
+                          capture_output=True, text=True, env={**env, "PYTHONPATH": ":".join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert set(report["reconstruction"]) == {"apple", "orange"}
+    assert all(0 <= r["recon_mse"] <= 1 and r["recon_msssim"] <= 1 for r in report["reconstruction"].values())

@@ -74,6 +74,12 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("diversity_msssim", "diversity: 1 - MS-SSIM (pytorch-msssim) averaged over all pairs of outputs of "
                                    "the same input, then over inputs", "msssim_diversity:MSSSIMDiversity",
                "eval_diversity:MSSSIMScores"),
+    MetricInfo("recon_mse", "reconstruction: mean squared difference (pixels / 255) between each test image and its "
+                            "model's reconstruction in its own domain (the VAE: D_d(mu_E(x))), per domain",
+               "eval_reconstruction:reconstruction_scores", "eval_reconstruction:ReconstructionScores"),
+    MetricInfo("recon_msssim", "reconstruction: MS-SSIM (pytorch-msssim) between each test image and its "
+                               "reconstruction, per domain", "eval_reconstruction:reconstruction_scores",
+               "eval_reconstruction:ReconstructionScores"),
 )}
 
 #: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)
