@@ -15,8 +15,8 @@ from .cli_app import SetOption, app, console
 def benchmark(
     iters: Annotated[int, typer.Option("--iters", min=1, help="timed iterations per row")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed iterations first")] = 5,
-    rows: Annotated[Optional[str], typer.Option("--rows", help="comma-separated rows: gmdrit, double_gen_enc, half_discr, adain, double_conv, mdmm")] = None,
-    resolution: Annotated[str, typer.Option("--resolution", help="108, 216 or both")] = "both",
+    rows: Annotated[Optional[str], typer.Option("--rows", help="comma-separated rows: gmdrit, double_gen_enc, half_discr, adain, double_conv, mdmm (108/216 px); vae_phase1, vae_phase2 (256 px)")] = None,
+    resolution: Annotated[str, typer.Option("--resolution", help="108, 216, both (108 and 216) or 256")] = "both",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     amp: Annotated[Optional[str], typer.Option("--amp", help="bf16, fp16, off (default: speed.amp=auto)")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile every network")] = False,
@@ -29,8 +29,8 @@ def benchmark(
     from .benchmark import run_benchmark, select_rows, write_outputs
     from .errors import ConfigError
 
-    if resolution not in ("108", "216", "both"):
-        raise ConfigError(f"--resolution must be 108, 216 or both, not {resolution!r}")
+    if resolution not in ("108", "216", "both", "256"):
+        raise ConfigError(f"--resolution must be 108, 216, both or 256, not {resolution!r}")
     resolutions = [108, 216] if resolution == "both" else [int(resolution)]
     selected = select_rows([r.strip() for r in rows.split(",") if r.strip()] if rows else None, resolutions)
     overrides = list(set_ or [])
@@ -53,8 +53,8 @@ def benchmark(
     for column in ("resolution", "model", "report T4", "ours (median)", "mean", "stdev", "ours/report", "peak memory"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in result.rows:
-        table.add_row(str(r.resolution), r.label, f"{r.report_seconds:.3f}", f"{r.median:.3f}", f"{r.mean:.3f}",
-                      f"{r.stdev:.3f}", f"{r.ratio:.2f}x", f"{r.peak_memory_bytes / 2**30:.2f} GiB")
+        table.add_row(str(r.resolution), r.label, "-" if r.report_seconds is None else f"{r.report_seconds:.3f}",
+                      f"{r.median:.3f}", f"{r.mean:.3f}", f"{r.stdev:.3f}", "-" if r.ratio is None else f"{r.ratio:.2f}x", f"{r.peak_memory_bytes / 2**30:.2f} GiB")
     console.print(table)
     for path in write_outputs(result, out):
         console.print(f"wrote {path}", markup=False)
