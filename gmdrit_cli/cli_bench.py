@@ -54,7 +54,8 @@ def benchmark(
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in result.rows:
         table.add_row(str(r.resolution), r.label, "-" if r.report_seconds is None else f"{r.report_seconds:.3f}",
-                      f"{r.median:.3f}", f"{r.mean:.3f}", f"{r.stdev:.3f}", "-" if r.ratio is None else f"{r.ratio:.2f}x", f"{r.peak_memory_bytes / 2**30:.2f} GiB")
+                      f"{r.median:.3f}", f"{r.mean:.3f}", f"{r.stdev:.3f}",
+                      "-" if r.ratio is None else f"{r.ratio:.2f}x", f"{r.peak_memory_bytes / 2**30:.2f} GiB")
     console.print(table)
     for path in write_outputs(result, out):
         console.print(f"wrote {path}", markup=False)

@@ -158,8 +158,8 @@ class Engine:
         self.unscheduled: frozenset[str] = frozenset(unscheduled)
         phases = family.phases()
         #: the family's phases on the iteration axis (empty: one phase-less run, the schedule over all epochs)
-        self.spans: list[PhaseSpan] = (plan_phases(phases, phase_epoch_lengths or [self.iterations_per_epoch] * len(phases))
-                                       if phases else [])
+        lengths = phase_epoch_lengths or [self.iterations_per_epoch] * len(phases)
+        self.spans: list[PhaseSpan] = plan_phases(phases, lengths) if phases else []
 
     # -- precision and layout -------------------------------------------------------------------
 

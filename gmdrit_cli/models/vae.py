@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..losses_vae import vae_loss
 from ..nets.vae import VAEDecoder, VAEEncoder
 from . import drit
-from .base import Capabilities, ModelFamily
+from .base import Attributes, Capabilities, ModelFamily
 from .registry import register
 
 DECODERS = ("decoder_x", "decoder_y")  # the decoders of domains 0 (X) and 1 (Y)
@@ -172,7 +172,7 @@ class VAE(ModelFamily):
 
     @torch.no_grad()
     def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Attributes:
         """``n`` draws of the reparameterisation noise z ~ N(0, temperature^2 I) (n x J) for ``domain``:
         decoded as mu + sigma * z, samples of q(z|x)."""
         if not 0 <= domain < self.cfg.num_domains:
@@ -183,7 +183,7 @@ class VAE(ModelFamily):
         return z, self._condition(torch.full((n,), domain, dtype=torch.long, device=self.device), False)
 
     @torch.no_grad()
-    def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> Attributes:
         """The codes mu_E(r) of reference images N x 3 x S x S (N x J), to be decoded by the decoders of
         ``domains`` (N long, required)."""
         if domains is None:
