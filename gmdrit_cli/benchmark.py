@@ -42,7 +42,8 @@ class TableRow:
     label: str
     preset: str
     resolution: int
-    report_seconds: float | None
+    report_seconds: float | None  # None: the source reports no time per iteration
+    phase: str = ""  # a phased family: the training phase timed (its first iterations)
 
 
 _ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
@@ -58,7 +59,12 @@ REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216)
 BICYCLEGAN_ROWS = [TableRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]", "bicyclegan_report_unet",
                             128, None),
                    TableRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, None)]
-ROW_KEYS = [key for key, *_ in _ROWS] + ["bicyclegan"]
+#: the single-encoder VAE at the report's 256 px and batch 64, one row per phase (the VAE report gives only
+#: the wall time of a whole run, about 80 min on one Colab GPU, so there is no figure to compare with); only
+#: with --rows vae_phase1,vae_phase2
+VAE_ROWS = [TableRow("vae_phase1", "VAE phase 1: E + shared D, batch 64", "vae_apple2orange", 256, None, "shared"),
+            TableRow("vae_phase2", "VAE phase 2: one D, E frozen, batch 64", "vae_apple2orange", 256, None, "decoder_x")]
+ROW_KEYS = [key for key, *_ in _ROWS] + ["bicyclegan", "vae_phase1", "vae_phase2"]
 #: the resolutions ``--resolution both`` stands for
 ALL_RESOLUTIONS = (108, 216, 128, 256)
 #: the epoch length of apple2orange at batch 2 (only GM-DRIT's Gumbel temperature reads it here)
@@ -110,9 +116,9 @@ def _row_overrides(row: TableRow) -> list[str]:
     resized straight to the crop, as the report and edges2shoes do)."""
     if row.key == "bicyclegan":
         return [f"data.crop={row.resolution}", f"data.resize={row.resolution}"]
-    resize = {108: 128, 216: 256}[row.resolution]
+    resize = {108: 128, 216: 256, 256: 256}[row.resolution]
     out = [f"data.crop={row.resolution}", f"data.resize={resize}"]
-    if row.key != "mdmm":
+    if row.key != "mdmm" and not row.phase:
         out.append(f"model.nz={row.resolution}")
     return out
 
@@ -137,7 +143,7 @@ def select_rows(keys: list[str] | None, resolutions: list[int]) -> list[TableRow
     unknown = [k for k in keys or [] if k not in ROW_KEYS]
     if unknown:
         raise ConfigError(f"unknown benchmark row {', '.join(unknown)}; rows: {', '.join(ROW_KEYS)}")
-    table = REPORT_TABLE + (BICYCLEGAN_ROWS if keys else [])  # no keys: the report's Table 3
+    table = REPORT_TABLE + (BICYCLEGAN_ROWS + VAE_ROWS if keys else [])  # no keys: the report's Table 3
     return [r for r in table if r.resolution in resolutions and (not keys or r.key in keys)]
 
 
@@ -182,9 +188,10 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
             torch.cuda.reset_peak_memory_stats(dev)
         result = RowResult(row.key, row.label, row.preset, row.resolution, row.report_seconds)
         peak = _rss_bytes()
+        first = next(s.start for s in engine.spans if s.phase.name == row.phase) if row.phase else 0
         for i in range(warmup + iters):
             tick = time.perf_counter()
-            losses = model.train_step(next_batches(), i, engine)
+            losses = model.train_step(next_batches(), first + i, engine)
             _sync(dev)
             elapsed = time.perf_counter() - tick
             if i >= warmup:

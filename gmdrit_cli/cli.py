@@ -56,12 +56,15 @@ def _fit(run) -> None:
     precision = {None: "fp32"}.get(run.engine.amp_dtype, str(run.engine.amp_dtype).removeprefix("torch."))
     console.print(f"training {cfg.model.family} ({cfg.name}) on {run.device} ({precision}, speed.amp={cfg.speed.amp}) "
                   f"into {run.run_dir}", markup=False)
-    shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random")
+    for span in run.engine.spans:
+        console.print(f"phase {span.index + 1} {span.phase.name}: iterations {span.start}-{span.end - 1} "
+                      f"({span.phase.epochs} epochs of {span.iterations_per_epoch})", markup=False)
+    shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random", "loss", "mse", "msssim")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                TextColumn("{task.fields[losses]}"))
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=cfg.train.max_iters, completed=run.iteration, rate="", losses="")
+        task = progress.add_task("train", total=run.end_iteration, completed=run.iteration, rate="", losses="")
 
         def on_progress(iteration: int, losses: dict[str, float] | None) -> None:
             speed = progress.tasks[task].speed

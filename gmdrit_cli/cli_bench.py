@@ -16,8 +16,8 @@ def benchmark(
     iters: Annotated[int, typer.Option("--iters", min=1, help="timed iterations per row")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed iterations first")] = 5,
     rows: Annotated[Optional[str], typer.Option("--rows", help="comma-separated rows: gmdrit, double_gen_enc, half_discr, adain, double_conv, mdmm (the report's "
-                                                     "Table 3, the default), bicyclegan (128 and 256 px)")] = None,
-    resolution: Annotated[str, typer.Option("--resolution", help="108 or 216 (Table 3 rows), 128 or 256 (BicycleGAN), or both: every row's two sizes")] = "both",
+                                                     "Table 3, the default, 108/216 px), bicyclegan (128 and 256 px), vae_phase1, vae_phase2 (256 px)")] = None,
+    resolution: Annotated[str, typer.Option("--resolution", help="108 or 216 (Table 3 rows), 128 or 256 (BicycleGAN, VAE), or both: every row's sizes")] = "both",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     amp: Annotated[Optional[str], typer.Option("--amp", help="bf16, fp16, off (default: speed.amp=auto)")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile every network")] = False,

@@ -68,6 +68,9 @@ def render(report: dict) -> None:
         console.print(f"cluster ({cluster['images']} test images, K={cluster['components']}): accuracy "
                       f"{cluster['accuracy']:.3f} (Hungarian), NMI {cluster['nmi']:.3f}, domain accuracy "
                       f"{cluster['domain_accuracy']:.3f}, component usage [{usage}]", markup=False)
+    for name, row in (report.get("reconstruction") or {}).items():
+        values = ", ".join(f"{k} {row[k]:.4f}" for k in ("recon_mse", "recon_msssim") if k in row)
+        console.print(f"reconstruction {name} ({row['images']} test images): {values}", markup=False)
     for key in ("inception", "lpips_backbone"):
         w = report["weights"].get(key)
         if w:

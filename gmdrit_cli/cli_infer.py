@@ -149,6 +149,8 @@ def translate(
     cfg, model = _load(run, checkpoint, device, threads)
     seed = _seed(seed)
     mode = (f"attributes of {len(reference)} reference image(s)" if reference
+            else "the prior's mean attribute (z = mu; --samples N draws)"
+            if samples is None and not model.capabilities.random_by_default
             else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else "")
             + _temperature_note(temperature, cfg.model.sample_temperature))
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))

@@ -32,7 +32,7 @@ def _opt(default: Any, help: str, *, min: float | None = None, max: float | None
 
 #: the registered model families (``gmdrit_cli.models.MODEL_FAMILIES``), in registration order. A plain list so
 #: that validating a config imports no network code; tests/test_config.py checks the two agree.
-FAMILY_NAMES = ("mdmm", "gmdrit", "bicyclegan")
+FAMILY_NAMES = ("mdmm", "gmdrit", "bicyclegan", "vae")
 
 
 @dataclass
@@ -134,6 +134,24 @@ class BicycleGANConfig:
 
 
 @dataclass
+class VaeConfig:
+    """The single-encoder VAE translator (family ``vae``; spec baselines-reference.md, Model 2)."""
+
+    layers: int = _opt(5, "stride-2 layers of the encoder (and transposed ones of each decoder); the bottleneck is "
+                          "crop / 2^layers pixels square (spec 2.3.1)", min=1)
+    kl_weight: float = _opt(0.00025, "weight of the KL term: loss = MSE + (1 - MS-SSIM) + kl_weight * KL (spec 2.4)",
+                            min=0)
+    epochs_shared: int = _opt(70, "phase 1: epochs of the encoder and the shared decoder on all domains", min=1)
+    epochs_decoder: int = _opt(70, "phase 2: epochs of each domain's decoder on its own domain", min=1)
+    encoder_freeze: str = _opt("full", "phase 2: full = every encoder weight frozen, BatchNorm on its running "
+                                       "statistics (the spec); conv_only = the report code's freeze (the fc_mu / "
+                                       "fc_var heads keep training, BatchNorm statistics keep updating)",
+                               choices=("full", "conv_only"))
+    test_sample_z: bool = _opt(False, "translate and eval draw z from q(z|x) by default (the report code); false: "
+                                      "z = mu (the spec), --samples still draws")
+
+
+@dataclass
 class LossConfig:
     lambda_rec: float = _opt(10.0, "weight of the self and cross-cycle L1 reconstruction", min=0)
     lambda_cls: float = _opt(1.0, "weight of the discriminators' domain classification on real images", min=0)
@@ -155,8 +173,11 @@ class OptimConfig:
     weight_decay: float = _opt(1.0e-4, "Adam L2 weight decay", min=0)
     lr_policy: str = _opt("lambda", "learning-rate policy, stepped per epoch (linear: BicycleGAN/pix2pix, constant "
                                     "for n_epochs_decay epochs, then lr * (1 - (e - n_epochs_decay) / (n_epochs - "
-                                    "n_epochs_decay + 1)) in 1-based epoch e)",
-                          choices=("lambda", "step", "constant", "linear"))
+                                    "n_epochs_decay + 1)) in 1-based epoch e; exponential: lr_gamma ** epoch, the "
+                                    "epoch counted inside the training phase)",
+                          choices=("lambda", "step", "constant", "linear", "exponential"))
+    lr_gamma: float = _opt(0.95, "factor per epoch of the exponential policy (torch's ExponentialLR gamma)", min=0,
+                           max=1, min_exclusive=True)
     n_epochs: int = _opt(1200, "epochs of the lambda policy (MDMM n_ep)", min=1)
     n_epochs_decay: int = _opt(600, "epoch at which the lambda decay starts, or the step period (MDMM n_ep_decay)", min=1)
     content_dis_clip: float = _opt(5.0, "gradient-norm clip of the content discriminator", min=0, min_exclusive=True)
@@ -203,6 +224,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
     bicyclegan: BicycleGANConfig = field(default_factory=BicycleGANConfig)
+    vae: VaeConfig = field(default_factory=VaeConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -140,6 +140,7 @@ class UnpairedImageFolders:
                                 f"(any format Pillow reads) or fix data.root")
             self.files.append(good)
         self.rng = random.Random(seed)
+        self._epoch_order: tuple | None = None  # (key, shuffled (domain, file index) pairs) of epoch_batch
 
     def __len__(self) -> int:
         """Samples per epoch, as MDMM: the size of the largest domain."""
@@ -193,6 +194,31 @@ class UnpairedImageFolders:
             images.append(self.transform(self._load(d), train=True))
             domains.append(d)
         return Batch(torch.stack(images), torch.tensor(domains, dtype=torch.long))
+
+    def epoch_batch(self, domains: tuple[int, ...], epoch_key: str, index: int, batch_size: int) -> Batch:
+        """Batch ``index`` of an epoch over every image of ``domains``, each once, in the order a
+        ``random.Random(epoch_key)`` shuffle gives (the same key gives the same epoch, so a resumed run sees the
+        same batches); the last batch of an epoch holds the rest (may be smaller). A file that no longer decodes
+        is reported and left out of the batch."""
+        if self._epoch_order is None or self._epoch_order[0] != (epoch_key, domains):
+            items = [(d, i) for d in domains for i in range(len(self.files[d]))]
+            random.Random(epoch_key).shuffle(items)
+            self._epoch_order = ((epoch_key, domains), items)
+        images, labels = [], []
+        for d, i in self._epoch_order[1][index * batch_size:(index + 1) * batch_size]:
+            path = self.files[d][i]
+            try:
+                images.append(self.transform(open_rgb(path), train=True))
+            except Exception:
+                log.warning("skipping unreadable image %s", path)
+                continue
+            labels.append(d)
+        if not images:
+            raise DataError(f"batch {index} of epoch {epoch_key} has no readable image; replace the broken files")
+        return Batch(torch.stack(images), torch.tensor(labels, dtype=torch.long))
+
+    def images_per_epoch(self, domains: tuple[int, ...]) -> int:
+        return sum(len(self.files[d]) for d in domains)
 
     def fixed_examples(self) -> Batch:
         """The first image of every domain, centre-cropped: the inputs of the sample grids."""

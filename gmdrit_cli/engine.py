@@ -8,6 +8,8 @@ the engine owns everything about turning losses into parameter updates:
 * autocast, fp16 loss scaling, channels-last weights and inputs, ``torch.compile``;
 * the gradient and step helpers, including MDMM's two-step update on one forward graph;
 * the learning-rate schedule (:func:`lr_multiplier`) and the epoch length the families read;
+* training phases (:class:`Phase`, a family's ``phases()``): each with its own data, optimizers and schedule,
+  placed one after the other on the iteration axis (:class:`PhaseSpan`);
 * its own state for checkpoints (the loss scaler).
 
 Gradients are taken with ``torch.autograd.grad`` and set on ``.grad`` by hand (the two-step update
@@ -31,13 +33,13 @@ if TYPE_CHECKING:
     from .models.base import ModelFamily
 
 
-def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
-    """Learning-rate factor during 0-based ``epoch``, as MDMM's schedulers.
+def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int, gamma: float = 1.0) -> float:
+    """Learning-rate factor during 0-based ``epoch``, as MDMM's schedulers (and torch's ExponentialLR).
 
     lambda: 1 - max(0, epoch - n_epochs_decay) / (n_epochs - n_epochs_decay + 1);
     linear (BicycleGAN, pix2pix: niter = n_epochs_decay, niter_decay = n_epochs - niter, 1-based epoch e = epoch + 1):
     1 - max(0, e - niter) / (niter_decay + 1), so the last epoch runs at lr / (niter_decay + 1), not 0;
-    step: x0.1 every ``n_epochs_decay`` epochs; constant: 1.
+    step: x0.1 every ``n_epochs_decay`` epochs; exponential: gamma ** epoch; constant: 1.
     """
     if policy == "lambda":
         return 1.0 - max(0, epoch - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
@@ -45,7 +47,49 @@ def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int) -
         return 1.0 - max(0, epoch + 1 - n_epochs_decay) / float(n_epochs - n_epochs_decay + 1)
     if policy == "step":
         return 0.1 ** (epoch // n_epochs_decay)
+    if policy == "exponential":
+        return gamma ** epoch
     return 1.0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of training a family declares (``ModelFamily.phases()``): ``epochs`` passes over every image of
+    ``domains`` (shuffled, each image once per epoch, the last batch of an epoch may be smaller), stepping only
+    the optimizer groups ``optimizers``. At its first iteration those optimizers start fresh (empty state) and
+    the learning-rate schedule restarts at epoch 0, as a new optimizer and scheduler would."""
+
+    name: str
+    epochs: int
+    domains: tuple[int, ...]
+    optimizers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """A :class:`Phase` placed on the run's iteration axis: iterations ``start`` to ``end - 1``."""
+
+    index: int
+    phase: Phase
+    start: int
+    iterations_per_epoch: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.phase.epochs * self.iterations_per_epoch
+
+    def position(self, iteration: int) -> tuple[int, int]:
+        """(epoch inside the phase, batch inside that epoch) of ``iteration``."""
+        return divmod(iteration - self.start, self.iterations_per_epoch)
+
+
+def plan_phases(phases: Sequence[Phase], iterations_per_epoch: Sequence[int]) -> list[PhaseSpan]:
+    """The phases one after the other, phase i with epochs of ``iterations_per_epoch[i]`` iterations."""
+    spans, start = [], 0
+    for i, (phase, ipe) in enumerate(zip(phases, iterations_per_epoch, strict=True)):
+        spans.append(PhaseSpan(i, phase, start, max(1, int(ipe))))
+        start = spans[-1].end
+    return spans
 
 
 @dataclass
@@ -74,10 +118,13 @@ class Engine:
 
     Building it puts the family's networks in their training layout (channels-last, compiled) and
     builds the optimizers from ``family.optimizer_groups()``. ``iterations_per_epoch`` is the epoch
-    length the schedule (and e.g. GM-DRIT's Gumbel temperature) counts in.
+    length the schedule (and e.g. GM-DRIT's Gumbel temperature) counts in. A family with ``phases()``
+    gets them placed on the iteration axis (:attr:`spans`), epochs of ``phase_epoch_lengths[i]``
+    iterations in phase i (default: ``iterations_per_epoch`` each; the trainer counts them from the data).
     """
 
-    def __init__(self, family: ModelFamily, iterations_per_epoch: int = 1):
+    def __init__(self, family: ModelFamily, iterations_per_epoch: int = 1,
+                 phase_epoch_lengths: Sequence[int] | None = None):
         cfg: Config = family.cfg
         self.cfg = cfg
         self.device = family.device
@@ -113,6 +160,10 @@ class Engine:
                                                            **speed.optimizer_options(sp.optimizer))
         #: optimizers whose learning rate the schedule leaves alone
         self.unscheduled: frozenset[str] = frozenset(unscheduled)
+        phases = family.phases()
+        #: the family's phases on the iteration axis (empty: one phase-less run, the schedule over all epochs)
+        lengths = phase_epoch_lengths or [self.iterations_per_epoch] * len(phases)
+        self.spans: list[PhaseSpan] = plan_phases(phases, lengths) if phases else []
 
     # -- precision and layout -------------------------------------------------------------------
 
@@ -128,14 +179,44 @@ class Engine:
 
     # -- schedule -------------------------------------------------------------------------------
 
+    @property
+    def total_iterations(self) -> int | None:
+        """Where the last phase ends (None without phases: ``train.max_iters`` alone ends the run)."""
+        return self.spans[-1].end if self.spans else None
+
+    def span_at(self, iteration: int) -> PhaseSpan | None:
+        """The phase ``iteration`` belongs to (the last one past the end; None without phases)."""
+        for span in self.spans:
+            if iteration < span.end:
+                return span
+        return self.spans[-1] if self.spans else None
+
     def epoch(self, iteration: int) -> int:
+        """The epoch of ``iteration``, counted inside its phase when there are phases."""
+        span = self.span_at(iteration)
+        if span is not None:
+            return span.position(iteration)[0]
         return iteration // self.iterations_per_epoch
 
+    def phase_state(self, iteration: int) -> dict | None:
+        """Where ``iteration`` is in the phases, for ``state.json`` (None without phases)."""
+        span = self.span_at(iteration)
+        if span is None:
+            return None
+        epoch, batch = span.position(iteration)
+        return {"index": span.index, "name": span.phase.name, "epoch": epoch, "batch": batch,
+                "iterations_per_epoch": span.iterations_per_epoch, "start": span.start, "end": span.end}
+
     def apply_schedule(self, iteration: int) -> tuple[int, float]:
-        """Set the learning rates of ``iteration``'s epoch; return (epoch, factor)."""
+        """Set the learning rates of ``iteration``'s epoch; return (epoch, factor). At the first iteration of
+        a phase its optimizers start fresh (state emptied), as new optimizers would."""
         o = self.cfg.optim
+        span = self.span_at(iteration)
+        if span is not None and iteration == span.start:
+            for name in span.phase.optimizers:
+                self.optimizers[name].state.clear()
         epoch = self.epoch(iteration)
-        factor = lr_multiplier(o.lr_policy, epoch, o.n_epochs, o.n_epochs_decay)
+        factor = lr_multiplier(o.lr_policy, epoch, o.n_epochs, o.n_epochs_decay, o.lr_gamma)
         self.set_lr_multiplier(factor)
         return epoch, factor
 
@@ -183,6 +264,16 @@ class Engine:
         grads = self.grads(loss, params)
         if grads is not None:
             self.step((name,), dict(zip(params, grads)))
+
+    def joint_update(self, names: Sequence[str], loss: torch.Tensor) -> None:
+        """One gradient of ``loss`` for all networks ``names`` together and one step of each's optimizer
+        (parameters the loss does not reach get no gradient, so Adam leaves them alone)."""
+        params = [p for n in names for p in self.networks[n].parameters()]
+        grads = self.grads(loss, params)
+        if grads is not None:
+            self.step(names, dict(zip(params, grads)))
+            if self.scaler is not None:
+                self.scaler.update()
 
     def clipped_update(self, name: str, loss: torch.Tensor, max_norm: float) -> None:
         """:meth:`update` with the gradient norm of network ``name`` clipped to ``max_norm`` first."""

@@ -181,6 +181,8 @@ def _translate_task(model, o: EvalOptions, evaluators: list[Evaluator], task_ind
         with torch.no_grad():
             if o.mode == "latent":
                 z, y = model.sample_attributes(target, n * m, None, gen, o.temperature)
+                if not model.capabilities.random_by_default:  # e.g. the VAE: z = mu, no draws
+                    z, _ = model.attribute_prior(y)
             else:
                 idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
                 z, y = model.encode_reference(to_float(refs[torch.as_tensor(idx)], device),
@@ -337,6 +339,9 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         protocols["seeds"].update(ev.seeds())
     for ev in evaluators:
         notes += ev.final_notes(tasks, reference)
+    if o.mode == "latent" and o.samples_per_input > 1 and not model.capabilities.random_by_default:
+        notes.append(f"{cfg.model.family} translates with the prior's mean attribute (no random draws): the "
+                     f"{o.samples_per_input} outputs per input are identical; --samples-per-input 1 is enough")
     skipped = test.skipped + (train.skipped if train is not None else [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable image(s) skipped")

@@ -547,7 +547,9 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
               on_progress: ProgressCallback | None = None) -> TranslateResult:
     """Translate every input image into ``domain``.
 
-    Latent-guided (no ``references``): ``samples`` outputs per input, attributes drawn from the model's prior
+    Latent-guided (no ``references``): ``samples`` outputs per input (a model whose ``capabilities`` say
+    ``random_by_default=False`` gives one output at the prior's mean unless ``samples`` is given), attributes
+    drawn from the model's prior
     for ``domain`` (``component`` pins a GM-DRIT component; ``temperature`` scales the prior's standard
     deviation, None: the model's ``model.sample_temperature``) with a generator seeded by ``seed``; the same
     draws serve every input of the call, so an input's outputs depend only on the seed, not on the other
@@ -576,6 +578,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     if not temperature > 0:
         raise InferenceError(f"--temperature {temperature}: give a number above 0 (1 = the model's prior)")
     _check_component(model, component)
+    given_samples = samples is not None
     samples = 5 if samples is None else samples
     if not references and samples < 1:
         raise InferenceError(f"--samples {samples}: give at least 1")
@@ -584,6 +587,11 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     if references:
         z, y, result.notes = _load_references(model, references, [d] * len(references), size)
         tag = "ref"
+    elif not given_samples and not model.capabilities.random_by_default:
+        # e.g. the VAE: one output per input, at the prior's mean (its z = mu translation); --samples draws
+        _, y = model.sample_attributes(d, 1, component, _generator(model, seed), temperature)
+        z, _ = model.attribute_prior(y)
+        tag = ""
     else:
         z, y = model.sample_attributes(d, samples, component, _generator(model, seed), temperature)
         tag = ""

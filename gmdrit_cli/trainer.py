@@ -147,7 +147,10 @@ class Run:
                                                 flip=d.flip, seed=cfg.train.seed)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
-        self.engine = Engine(self.model, self.iters_per_epoch)
+        # a phased family: each phase's epoch is one pass over the images of its domains
+        phase_lengths = [math.ceil(self.dataset.images_per_epoch(p.domains) / cfg.train.batch_size)
+                         for p in self.model.phases()]
+        self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None)
         self.iteration = 0
         self.resumed_from: Path | None = None
         self._stop_signal: str | None = None
@@ -166,6 +169,21 @@ class Run:
             return self.dataset.fixed_examples()
 
     # -- folder ---------------------------------------------------------------------------------
+
+    @property
+    def end_iteration(self) -> int:
+        """Where this run stops: ``train.max_iters``, or the end of the last phase when that comes first."""
+        total = self.engine.total_iterations
+        return self.cfg.train.max_iters if total is None else min(self.cfg.train.max_iters, total)
+
+    def next_batches(self) -> list[Batch]:
+        """The batches of the next iteration: MDMM's sampler, or the current epoch of the current phase."""
+        t = self.cfg.train
+        span = self.engine.span_at(self.iteration)
+        if span is None:
+            return [self.dataset.sample(t.batch_size) for _ in range(self.model.batches_per_step())]
+        epoch, index = span.position(self.iteration)
+        return [self.dataset.epoch_batch(span.phase.domains, f"{t.seed}:{span.index}:{epoch}", index, t.batch_size)]
 
     def prepare_folder(self) -> None:
         for sub in ("samples", "checkpoints"):
@@ -203,6 +221,9 @@ class Run:
                  "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(),
                  "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
                  "versions": library_versions(), **self.engine.state_dict()}
+        phase = self.engine.phase_state(self.iteration)
+        if phase is not None:  # the phase and the epoch inside it of the next iteration
+            state["phase"] = phase
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.iteration)
         saved = save_checkpoint(folder, self.model.networks, self.engine.optimizers, state)
         prune_checkpoints(self.run_dir / "checkpoints", self.cfg.train.keep_last, self.cfg.train.keep_every)
@@ -219,6 +240,11 @@ class Run:
         set_rng_state(state["rng"])
         self.engine.load_state_dict(state)
         self.iteration = int(state["iteration"])
+        recorded, here = state.get("phase"), self.engine.phase_state(self.iteration)
+        if recorded is not None and recorded != here:
+            raise CheckpointError(f"checkpoint {folder} is in phase {recorded['name']} epoch {recorded['epoch']} "
+                                  f"({recorded['iterations_per_epoch']} iterations per epoch), but with this data "
+                                  f"iteration {self.iteration} falls elsewhere ({here}); the data folders changed")
         self.resumed_from = folder
 
     # -- signals --------------------------------------------------------------------------------
@@ -250,7 +276,8 @@ class Run:
         previous = self._install_signal_handlers()
         board = open_tensorboard(self.run_dir, self.cfg, self.iteration)  # TensorBoard, or a no-op (rank 0 only)
         try:
-            while self.iteration < t.max_iters:
+            end = self.end_iteration
+            while self.iteration < end:
                 if budget is not None and iter_seconds:
                     # stop while there is still time for one more iteration and a checkpoint, with margin
                     needed = 2 * iter_seconds + 2 * save_seconds + 5.0
@@ -259,26 +286,28 @@ class Run:
                         break
                 tick = time.perf_counter()
                 epoch, factor = self.engine.apply_schedule(self.iteration)
-                batches = [self.dataset.sample(t.batch_size) for _ in range(self.model.batches_per_step())]
+                span = self.engine.span_at(self.iteration)
+                batches = self.next_batches()
                 losses = self.model.train_step(batches, self.iteration, self.engine)
                 self.engine.update_ema()
                 self.iteration += 1
                 n = self.iteration
                 logged = None
-                saving = (n % t.save_every == 0 or n == t.max_iters or self._stop_signal is not None
+                saving = (n % t.save_every == 0 or n == end or self._stop_signal is not None
                           or time.perf_counter() - last_save > 60 * t.save_minutes)
-                if n % t.log_every == 0 or n == t.max_iters or saving:
+                if n % t.log_every == 0 or n == end or saving:
                     values = {k: float(v) for k, v in losses.items()}  # the only host sync of the loop
                     bad = [k for k, v in values.items() if not math.isfinite(v)]
                     if bad:  # checked before any save, so no checkpoint ever holds a diverged model
                         raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
                                             f"lower the learning rates or resume from the last checkpoint")
-                    if n % t.log_every == 0 or n == t.max_iters:  # unplanned saves do not add lines
+                    if n % t.log_every == 0 or n == end:  # unplanned saves do not add lines
                         logged = values
-                        self.log_metrics({"iter": n, "epoch": epoch, "lr_factor": factor,
+                        phase = {"phase": span.phase.name} if span is not None else {}
+                        self.log_metrics({"iter": n, **phase, "epoch": epoch, "lr_factor": factor,
                                           "time": round(time.perf_counter() - start, 3), **logged})
                     last = values
-                sample = self.save_samples() if n % t.sample_every == 0 or n == t.max_iters else None
+                sample = self.save_samples() if n % t.sample_every == 0 or n == end else None
                 # the one TensorBoard hook of the loop (before the checkpoint: a resume never skips a step)
                 board.record(n, logged, sample, self.engine.optimizers)
                 iter_seconds = max(iter_seconds * 0.9, time.perf_counter() - tick)

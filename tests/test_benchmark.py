@@ -20,12 +20,13 @@ TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
 
 
 def test_report_table_is_the_reference_table_3():
-    assert len(REPORT_TABLE) == 12
+    assert len([r for r in REPORT_TABLE if r.resolution in (108, 216)]) == 12
     by_key = {(r.key, r.resolution): r.report_seconds for r in REPORT_TABLE}
     assert by_key[("gmdrit", 108)] == 0.538 and by_key[("gmdrit", 216)] == 2.261
     assert by_key[("mdmm", 108)] == 0.313 and by_key[("mdmm", 216)] == 0.615
     assert by_key[("double_conv", 216)] == 3.716
-    assert set(ROW_KEYS) == {"gmdrit", "double_gen_enc", "half_discr", "adain", "double_conv", "mdmm", "bicyclegan"}
+    assert set(ROW_KEYS) == {"gmdrit", "double_gen_enc", "half_discr", "adain", "double_conv", "mdmm", "bicyclegan",
+                             "vae_phase1", "vae_phase2"}
 
 
 def test_bicyclegan_rows_are_named_and_untimed_by_the_report():
@@ -45,6 +46,21 @@ def test_benchmark_times_a_tiny_bicyclegan_row(tmp_path):
     (row,) = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
     assert row["key"] == "bicyclegan" and row["resolution"] == 128 and row["ratio_to_report"] is None
     assert len(row["seconds"]) == 1 and row["median"] > 0
+
+
+def test_vae_rows_time_each_phase_at_256_px(tmp_path):
+    """The VAE rows at 256 px have no report figure; phase 2 changes only the timed decoder."""
+    rows = {r.key: r for r in select_rows(["vae_phase1", "vae_phase2"], [256])}
+    assert {k: (r.preset, r.phase, r.report_seconds) for k, r in rows.items()} == {
+        "vae_phase1": ("vae_apple2orange", "shared", None), "vae_phase2": ("vae_apple2orange", "decoder_x", None)}
+    args = [a for o in TINY + ["train.batch_size=2"] for a in ("--set", o)]
+    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--iters", "2", "--warmup", "0",
+                           "--rows", "vae_phase1,vae_phase2", "--resolution", "256", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "benchmark.json").read_text())
+    assert [(r["key"], r["resolution"], r["ratio_to_report"]) for r in data["rows"]] == [
+        ("vae_phase1", 256, None), ("vae_phase2", 256, None)]
 
 
 def test_benchmark_command_writes_table_json_csv_png(tmp_path):

@@ -10,6 +10,7 @@ translation tasks come from ``capabilities.tasks``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -162,6 +163,36 @@ def test_save_resume_is_bitwise_identical_to_a_straight_run(family, data, tmp_pa
         b = load_file(str(tmp_path / "split" / "checkpoints" / f"iter_{n:07d}" / name))
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_phased_training_resumes_bitwise_across_phase_boundaries(family, data, tmp_path, monkeypatch):
+    """A family with phases: every phase shortened to one epoch; runs cut just before, at and just after each
+    phase boundary resume to the same bytes as a straight run through all phases, which ends by itself."""
+    cls = MODEL_FAMILIES[family]
+    if len(cls.phases(build_model(tiny_cfg(family, data), CPU))) < 2:
+        pytest.skip(f"{family} trains in one phase")
+    declared = cls.phases
+    monkeypatch.setattr(cls, "phases", lambda self: [dataclasses.replace(p, epochs=1) for p in declared(self)])
+    cfg = tiny_cfg(family, data, 10_000)
+    straight = train(cfg, tmp_path / "straight")
+    spans = resume_run(tmp_path / "straight").engine.spans
+    total = spans[-1].end
+    assert straight.iterations == total  # the phases end the run before train.max_iters
+    state = json.loads((tmp_path / "straight" / "checkpoints" / f"iter_{total:07d}" / "state.json").read_text())
+    assert state["phase"]["name"] == spans[-1].phase.name
+    cuts = sorted({c for s in spans[1:] for c in (s.start - 1, s.start, s.start + 1) if 0 < c < total})
+    for cut in cuts:
+        folder = tmp_path / f"cut{cut}"
+        assert train(tiny_cfg(family, data, cut), folder).iterations == cut
+        saved = json.loads((folder / "checkpoints" / f"iter_{cut:07d}" / "state.json").read_text())["phase"]
+        span = next(s for s in spans if s.start <= cut < s.end)
+        assert (saved["name"], saved["epoch"], saved["batch"]) == (span.phase.name, *span.position(cut))
+        assert resume_run(folder, ["train.max_iters=10000"]).fit().iterations == total
+        for name in ("model.safetensors", "optim.safetensors"):
+            a = load_file(str(tmp_path / "straight" / "checkpoints" / f"iter_{total:07d}" / name))
+            b = load_file(str(folder / "checkpoints" / f"iter_{total:07d}" / name))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (cut, name)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

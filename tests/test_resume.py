@@ -20,7 +20,8 @@ from gmdrit_cli.errors import CheckpointError, ConfigError
 from gmdrit_cli.models import MODEL_FAMILIES, build_model
 from gmdrit_cli.trainer import Run, open_run, resume_run, train
 
-PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res", "bicyclegan": "bicyclegan_quickstart"}
+PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res", "bicyclegan": "bicyclegan_quickstart",
+                    "vae": "vae_apple2orange"}
 
 
 def cfg_for(family, root, iters, *extra):

@@ -80,6 +80,12 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("fid_test", "FID of one random output per test input against the target's real test images "
                            "(the BicycleGAN report's protocol: 200 val outputs vs 200 val B)", "fid:frechet_distance",
                "eval_paired:HeldOutFID"),
+    MetricInfo("recon_mse", "reconstruction: mean squared difference (pixels / 255) between each test image and its "
+                            "model's reconstruction in its own domain (the VAE: D_d(mu_E(x))), per domain",
+               "eval_reconstruction:reconstruction_scores", "eval_reconstruction:ReconstructionScores"),
+    MetricInfo("recon_msssim", "reconstruction: MS-SSIM (pytorch-msssim) between each test image and its "
+                               "reconstruction, per domain", "eval_reconstruction:reconstruction_scores",
+               "eval_reconstruction:ReconstructionScores"),
 )}
 
 #: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)

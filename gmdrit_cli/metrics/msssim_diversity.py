@@ -61,15 +61,15 @@ def _library():
 
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, levels: int, window: int, weights: list[float],
-            sigma: float = SIGMA) -> torch.Tensor:
-    """MS-SSIM of matching rows of two N x 3 x H x W batches of 8-bit-valued floats: N values (mean over
-    channels), ``levels`` scales with ``weights`` (finest first)."""
+            sigma: float = SIGMA, data_range: float = DATA_RANGE) -> torch.Tensor:
+    """MS-SSIM of matching rows of two N x 3 x H x W batches of 8-bit-valued floats (or of ``data_range``):
+    N values (mean over channels), ``levels`` scales with ``weights`` (finest first); differentiable."""
     gauss_1d, ssim_terms = _library()
     win = gauss_1d(window, sigma).repeat(x.shape[1], 1, 1, 1)
     w = x.new_tensor(weights)
     mcs = []
     for i in range(levels):
-        ssim_per_channel, cs = ssim_terms(x, y, data_range=DATA_RANGE, win=win, size_average=False, K=K)
+        ssim_per_channel, cs = ssim_terms(x, y, data_range=data_range, win=win, size_average=False, K=K)
         if i < levels - 1:
             mcs.append(torch.relu(cs))
             padding = [s % 2 for s in x.shape[2:]]

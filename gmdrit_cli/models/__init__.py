@@ -32,3 +32,4 @@ def build_for_training(cfg: Config, device: torch.device, iterations_per_epoch: 
 from . import mdmm  # noqa: E402,F401
 from . import gmdrit  # noqa: E402,F401
 from . import bicyclegan  # noqa: E402,F401
+from . import vae  # noqa: E402,F401

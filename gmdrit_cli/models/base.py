@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import Config
 from ..data import Batch
-from ..engine import OptimizerGroup
+from ..engine import OptimizerGroup, Phase
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -48,6 +48,9 @@ class Capabilities:
     domain_conditioned: bool = True
     #: the (source, target) domain pairs the model translates; None: every ordered pair of different domains
     translation_tasks: tuple[tuple[int, int], ...] | None = None
+    #: translate and eval draw random attributes unless told otherwise; False: they use the prior's mean (one
+    #: output per input) unless --samples is given (the VAE translates with z = mu by default)
+    random_by_default: bool = True
 
     def tasks(self, num_domains: int) -> list[tuple[int, int]]:
         """The (source, target) pairs ``translate`` and ``eval`` may use."""
@@ -89,6 +92,12 @@ class ModelFamily(ABC):
     @abstractmethod
     def optimizer_groups(self) -> list[OptimizerGroup]:
         """The optimizers the engine builds: one :class:`OptimizerGroup` per optimized network."""
+
+    def phases(self) -> list[Phase]:
+        """Training phases, in order (each with its data, optimizers and schedule restart; see
+        :class:`~gmdrit_cli.engine.Phase`). Empty (the default): one run over ``train.max_iters`` iterations
+        with batches drawn as MDMM does; ``train_step`` reads its phase with ``engine.span_at(iteration)``."""
+        return []
 
     def batches_per_step(self) -> int:
         """How many batches one :meth:`train_step` consumes."""

@@ -36,6 +36,9 @@ class TemplateFamily(ModelFamily):
         return [OptimizerGroup(name, self.cfg.optim.lr_eg, [{"params": list(net.parameters())}])
                 for name, net in self.networks.items()]
 
+    # def phases(self) -> list[Phase]: only for a family trained in stages (docs/adding-a-family.md); the
+    # default, no phases, trains train.max_iters iterations on MDMM's sampler
+
     def train_step(self, batches: list[Batch], iteration: int, engine: Engine) -> dict[str, torch.Tensor]:
         # images = engine.to_device(batches[-1].images); forward under `with engine.autocast():`;
         # update with engine.update(name, loss) / engine.two_step_update(...); return detached losses
