@@ -219,7 +219,7 @@ class Engine:
         (each is its share's part of the global loss). The loop's only host sync."""
         if not self.processes.distributed:
             return {k: float(v) for k, v in losses.items()}
-        names = sorted(losses)
+        names = list(losses)  # the same order on every process: the same code made the dict
         stacked = torch.stack([losses[k].detach().float().to(self.device) for k in names])
         return dict(zip(names, self.processes.average([stacked])[0].tolist()))
 
