@@ -310,11 +310,15 @@ class Engine:
         return {f"ema.{k}": v.detach().cpu().contiguous() for k, v in (self.ema or {}).items()}
 
     def load_ema_tensors(self, tensors: dict[str, torch.Tensor]) -> bool:
-        """Load the EMA copy from ``ema.*`` tensors; False (copy left as it is) when there are none."""
+        """Load the EMA copy from ``ema.*`` tensors; when there are none (a run that kept no copy so far)
+        restart the copy from the networks' current (just loaded) weights and return False."""
         if self.ema is None:
             return True
         found = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
         if not found:
+            with torch.no_grad():
+                for ema, value, _ in self._ema_sources:
+                    ema.copy_(value)
             return False
         missing = sorted(set(self.ema) - set(found))
         if missing:
