@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import DataError
+from .shard import split_batch
 
 log = logging.getLogger("gmdrit")
 
@@ -220,8 +221,6 @@ class UnpairedImageFolders:
         only the rows of process ``rank`` (:func:`gmdrit_cli.shard.split_batch`): B / world rows."""
         plan = [self._plan_row() for _ in range(batch_size)]
         if world > 1:
-            from .shard import split_batch
-
             plan = [plan[i] for i in split_batch(batch_size, rank, world).rows(batch_size)]
         images = [self._crop(self._load(d, path), left, top, flip) for d, path, left, top, flip in plan]
         return Batch(torch.stack(images), torch.tensor([row[0] for row in plan], dtype=torch.long))
