@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from conftest import tiny_overrides
 from gmdrit_cli.checkpoint import find_checkpoint
 from gmdrit_cli.trainer import resume_run, train
-from test_resume import PRESET_OF_FAMILY, assert_same_run, cfg_for, final_tensors, wait_for_iterations
+from test_resume import PRESET_OF_FAMILY, assert_same_run, cfg_for, wait_for_iterations
 
 #: one process's global batch of 4 is two rows per process with two processes
 GLOBAL = ["train.batch_size=4", "speed.amp=off"]
