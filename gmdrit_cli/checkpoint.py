@@ -61,8 +61,11 @@ def optimizer_tensors(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dic
 
 
 def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
-                    state: dict[str, Any]) -> Path:
-    """Write a checkpoint folder atomically and point ``<parent>/latest`` at it."""
+                    state: dict[str, Any], extra_weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a checkpoint folder atomically and point ``<parent>/latest`` at it.
+
+    ``extra_weights`` (e.g. the EMA copy, keys ``ema.<network>.<name>``) go into ``model.safetensors``
+    beside the networks' tensors; loading a network reads only its own prefix."""
     folder = Path(folder)
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,7 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        save_file(network_tensors(networks), str(tmp / MODEL_FILE))
+        save_file({**network_tensors(networks), **(extra_weights or {})}, str(tmp / MODEL_FILE))
         optim_tensors, optim_meta = optimizer_tensors(optimizers)
         save_file(optim_tensors, str(tmp / OPTIM_FILE))
         files = {}
@@ -116,8 +119,9 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
     return state
 
 
-def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict) -> None:
-    """Load ``model.safetensors`` into ``networks`` (strict: every tensor must match)."""
+def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict, prefix: str = "") -> None:
+    """Load ``model.safetensors`` into ``networks`` (strict: every tensor must match); ``prefix`` reads
+    the copy stored under ``<prefix><network>.`` instead (``"ema."``: the EMA weights)."""
     path = Path(folder_or_file)
     if path.is_dir():
         path = path / MODEL_FILE
@@ -134,10 +138,10 @@ def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict) -> None:
     # heads used only by training losses that an export left out (metadata "omitted": prefixes): zeros
     omitted = tuple(p for p in meta.get("omitted", "").split(",") if p)
     for net_name, net in networks.items():
-        prefix = net_name + "."
-        sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        own = prefix + net_name + "."
+        sd = {k[len(own):]: v for k, v in tensors.items() if k.startswith(own)}
         for key, value in net.state_dict().items():
-            if key not in sd and (prefix + key).startswith(omitted):
+            if key not in sd and (f"{net_name}.{key}").startswith(omitted):
                 sd[key] = torch.zeros_like(value)
         try:
             net.load_state_dict(sd, strict=True)

@@ -49,12 +49,20 @@ def _loss_text(losses: dict[str, float] | None, keys: tuple[str, ...]) -> str:
 
 
 def _fit(run) -> None:
-    """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it)."""
+    """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it). Under torchrun
+    only rank 0 talks; the others train silently and exit alike."""
     cfg = run.cfg
+    if not run.processes.is_writer:
+        result = run.fit()
+        if not result.finished and result.stopped != "time budget":
+            raise typer.Exit(128 + getattr(signal, result.stopped, 15))
+        return
     if run.resumed_from is not None:
         console.print(f"resuming {run.run_dir} from {run.resumed_from.name} (iteration {run.iteration})")
     precision = {None: "fp32"}.get(run.engine.amp_dtype, str(run.engine.amp_dtype).removeprefix("torch."))
-    console.print(f"training {cfg.model.family} ({cfg.name}) on {run.device} ({precision}, speed.amp={cfg.speed.amp}) "
+    where = (f"{run.processes.world} processes ({run.processes.backend}, global batch {cfg.train.batch_size})"
+             if run.processes.world > 1 else str(run.device))
+    console.print(f"training {cfg.model.family} ({cfg.name}) on {where} ({precision}, speed.amp={cfg.speed.amp}) "
                   f"into {run.run_dir}", markup=False)
     for span in run.engine.spans:
         console.print(f"phase {span.index + 1} {span.phase.name}: iterations {span.start}-{span.end - 1} "

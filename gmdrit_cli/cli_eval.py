@@ -122,6 +122,7 @@ def eval_(
     no_reference: Annotated[bool, typer.Option("--no-reference", help="skip the real-vs-real reference line")] = False,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)", min=0)] = 0,
     classifier_cache: Annotated[Optional[Path], typer.Option("--classifier-cache", help="domain_accuracy: folder of cached domain classifiers (default $GMDRIT_CACHE/domain_classifier or ~/.cache/gmdrit/domain_classifier)")] = None,
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="evaluate the raw weights instead of their EMA copy (runs trained with train.ema_beta > 0)")] = False,
 ) -> None:
     """Translate every test image into every other domain and compute FID, KID, LPIPS, NDB, JSD, cluster scores
     (and, when named, domain_accuracy and diversity_msssim).
@@ -141,7 +142,7 @@ def eval_(
                           lpips_version=lpips_version.value, lpips_backbone_weights=lpips_backbone_weights,
                           ndb_bins=ndb_bins, ndb_size=ndb_size, ndb_alpha=ndb_alpha, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, max_inputs=max_inputs, batch_size=batch_size, device=device,
-                          reference_line=not no_reference, classifier_cache=classifier_cache)
+                          reference_line=not no_reference, classifier_cache=classifier_cache, ema=not no_ema)
     result = run_with_stage_progress(lambda update: evaluate(options, update))
     render(result.report)
     for note in result.notes:

@@ -30,6 +30,8 @@ SquareOption = Annotated[bool, typer.Option(
     "--square", help="write square outputs instead of keeping the input's aspect ratio")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
 ThreadsOption = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)")]
+NoEmaOption = Annotated[bool, typer.Option(
+    "--no-ema", help="use the raw weights instead of their EMA copy (runs trained with train.ema_beta > 0)")]
 ReferenceOption = Annotated[Optional[list[Path]], typer.Option(
     "--reference", "-r", help="reference image whose attribute is used (repeatable)")]
 InputsArgument = Annotated[list[str], typer.Argument(
@@ -43,7 +45,7 @@ class Between(str, Enum):
     domains = "domains"
 
 
-def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads: int):
+def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads: int, no_ema: bool = False):
     from .errors import GmdritError
     from .inference import load_for_inference
 
@@ -56,7 +58,7 @@ def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads:
         import torch
 
         torch.set_num_threads(threads)
-    return load_for_inference(path, device)
+    return load_for_inference(path, device, ema=not no_ema)
 
 
 def _seed(seed: Optional[int]) -> int:
@@ -141,12 +143,13 @@ def translate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("translations"),
     device: DeviceOption = "cpu",
     threads: ThreadsOption = 0,
+    no_ema: NoEmaOption = False,
 ) -> None:
     """Translate images into a domain: several outputs per input from random attributes, or the attribute of
     reference images (--reference)."""
     from .inference import translate as run_translate
 
-    cfg, model = _load(run, checkpoint, device, threads)
+    cfg, model = _load(run, checkpoint, device, threads, no_ema)
     seed = _seed(seed)
     mode = (f"attributes of {len(reference)} reference image(s)" if reference
             else "the prior's mean attribute (z = mu; --samples N draws)"
@@ -192,11 +195,12 @@ def interpolate(
     loop: Annotated[int, typer.Option("--loop", help="GIF loop count: 0 loops forever")] = 0,
     device: DeviceOption = "cpu",
     threads: ThreadsOption = 0,
+    no_ema: NoEmaOption = False,
 ) -> None:
     """Walk the attribute between two endpoints and decode each step: a strip PNG and an animated GIF per input."""
     from .inference import interpolate as run_interpolate
 
-    cfg, model = _load(run, checkpoint, device, threads)
+    cfg, model = _load(run, checkpoint, device, threads, no_ema)
     seed = _seed(seed)
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}"))
     with progress:
@@ -222,6 +226,7 @@ def export(
                                                       "heads: about a quarter of the size")] = False,
     meta: Annotated[Optional[list[str]], typer.Option(
         "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable")] = None,
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="export the raw weights instead of their EMA copy")] = False,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from .inference import InferenceError, export_model
@@ -232,7 +237,7 @@ def export(
         if not sep or not key.strip():
             raise InferenceError(f"--meta {item!r}: write KEY=VALUE")
         extra[key.strip()] = value
-    result = export_model(run, out, int8=int8, extra_metadata=extra)
+    result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema)
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "
                   f"and {result.config}", markup=False, highlight=False, soft_wrap=True)

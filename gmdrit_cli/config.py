@@ -201,6 +201,15 @@ class TrainConfig:
     time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
     tensorboard: bool = _opt(True, "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
                                    "sample grids, config) when the tensorboard package is installed")
+    ema_beta: float = _opt(0.0, "keep an exponential moving average of the test-time networks' weights, "
+                                "ema = beta * ema + (1 - beta) * weights every iteration (StarGAN v2: 0.999; "
+                                "0 = off); translate, interpolate and eval use it unless --no-ema", min=0, max=1)
+    dist_timeout: float = _opt(1800.0, "several processes (torchrun): seconds a process waits in a collective "
+                                       "before it gives up on the others (a dead or stalled process)",
+                               min=0, min_exclusive=True)
+    check_replicas_every: int = _opt(0, "several processes: every this many iterations compare checksums of "
+                                        "the weights and optimizer states of every process (debugging; 0 = off)",
+                                     min=0)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import DataError
+from .shard import split_batch
 
 log = logging.getLogger("gmdrit")
 
@@ -123,14 +124,21 @@ class Batch:
 
 
 class UnpairedImageFolders:
-    """The images of every domain of one split, with the MDMM sampler and transforms."""
+    """The images of every domain of one split, with the MDMM sampler and transforms.
+
+    A batch is planned first (domain, image, crop and flip of every row, all from ``rng``) and only then
+    loaded, so processes sharing a global batch (:mod:`gmdrit_cli.shard`) plan the same batch from the
+    same seed and each decodes only its own rows.
+    """
 
     def __init__(self, root: str | Path, domains: list[str], split: str = "train", *,
                  resize: int, crop: int, flip: bool, seed: int = 0):
         self.domains = list(domains)
         self.resize, self.crop, self.flip, self.split = resize, crop, flip, split
         self.folders = domain_folders(root, self.domains, split)
-        self.files: list[list[Path]] = []
+        #: the images the sampler draws from, per domain; fixed after construction so every process of a
+        #: run plans alike, whichever files it found broken (those are kept in ``broken`` instead)
+        self.candidates: list[list[Path]] = []
         for name, folder in zip(self.domains, self.folders):
             good, bad = list_images(folder)
             for path in bad:
@@ -138,62 +146,89 @@ class UnpairedImageFolders:
             if not good:
                 raise DataError(f"domain '{name}' has no readable images in '{folder}'; add images "
                                 f"(any format Pillow reads) or fix data.root")
-            self.files.append(good)
+            self.candidates.append(good)
+        self.broken: set[Path] = set()
         self.rng = random.Random(seed)
         self._epoch_order: tuple | None = None  # (key, shuffled (domain, file index) pairs) of epoch_batch
 
+    @property
+    def files(self) -> list[list[Path]]:
+        """The usable images of each domain (the candidates less those that failed to decode)."""
+        return [[p for p in f if p not in self.broken] for f in self.candidates]
+
     def __len__(self) -> int:
         """Samples per epoch, as MDMM: the size of the largest domain."""
-        return max(len(f) for f in self.files)
+        return max(len(f) for f in self.candidates)
 
     # -- sampler state (saved in checkpoints) ---------------------------------------------------
 
     def state_dict(self) -> dict:
         version, internal, gauss = self.rng.getstate()
-        return {"rng": [version, list(internal), gauss], "files": [[str(p) for p in f] for f in self.files]}
+        return {"rng": [version, list(internal), gauss], "files": [[str(p) for p in f] for f in self.candidates],
+                "broken": sorted(str(p) for p in self.broken)}
 
     def load_state_dict(self, state: dict) -> None:
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
-        if len(state.get("files", [])) == len(self.files):  # keep files dropped before the save dropped
-            self.files = [[Path(p) for p in f] or self.files[i] for i, f in enumerate(state["files"])]
+        if len(state.get("files", [])) == len(self.candidates):  # the lists the saved RNG drew from
+            self.candidates = [[Path(p) for p in f] or self.candidates[i] for i, f in enumerate(state["files"])]
+        self.broken = {Path(p) for p in state.get("broken", [])}
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def _load(self, domain: int) -> Image.Image:
-        """A random decodable image of ``domain``; undecodable files are reported once and dropped."""
-        files = self.files[domain]
-        while files:
-            path = files[self.rng.randrange(len(files))]
+    def _plan_row(self) -> tuple[int, Path, int, int, bool]:
+        """(domain, image, crop left, crop top, flip) of one training row, drawn from ``rng``."""
+        d = self.rng.randrange(len(self.domains))
+        files = self.candidates[d]
+        path = files[self.rng.randrange(len(files))]
+        left = self.rng.randint(0, self.resize - self.crop)
+        top = self.rng.randint(0, self.resize - self.crop)
+        flip = self.flip and self.rng.random() < 0.5
+        return d, path, left, top, flip
+
+    def _load(self, domain: int, path: Path) -> Image.Image:
+        """``path`` decoded; an undecodable file is reported once, marked broken and replaced by the next
+        usable image of the domain (the same replacement on every process: no random draw)."""
+        files = self.candidates[domain]
+        start = files.index(path) if path in files else 0
+        for i in range(len(files)):
+            candidate = files[(start + i) % len(files)]
+            if candidate in self.broken:
+                continue
             try:
-                return open_rgb(path)
+                return open_rgb(candidate)
             except Exception:
-                log.warning("skipping unreadable image %s", path)
-                files.remove(path)
+                log.warning("skipping unreadable image %s", candidate)
+                self.broken.add(candidate)
         raise DataError(f"domain '{self.domains[domain]}' has no readable images left in "
                         f"'{self.folders[domain]}'; replace the broken files")
 
-    def transform(self, im: Image.Image, train: bool = True) -> torch.Tensor:
-        """Resize (bicubic, square) -> crop (random when training, else centre) -> flip -> [-1, 1]."""
+    def _crop(self, im: Image.Image, left: int, top: int, flip: bool) -> torch.Tensor:
         im = im.resize((self.resize, self.resize), Image.BICUBIC)
-        if train:
-            left = self.rng.randint(0, self.resize - self.crop)
-            top = self.rng.randint(0, self.resize - self.crop)
-        else:
-            left = top = int(round((self.resize - self.crop) / 2.0))
         im = im.crop((left, top, left + self.crop, top + self.crop))
-        if train and self.flip and self.rng.random() < 0.5:
+        if flip:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
         return to_tensor(im)
 
-    def sample(self, batch_size: int) -> Batch:
-        """A training batch with domains drawn uniformly at random per sample."""
-        images, domains = [], []
-        for _ in range(batch_size):
-            d = self.rng.randrange(len(self.domains))
-            images.append(self.transform(self._load(d), train=True))
-            domains.append(d)
-        return Batch(torch.stack(images), torch.tensor(domains, dtype=torch.long))
+    def transform(self, im: Image.Image, train: bool = True) -> torch.Tensor:
+        """Resize (bicubic, square) -> crop (random when training, else centre) -> flip -> [-1, 1]."""
+        if train:
+            left = self.rng.randint(0, self.resize - self.crop)
+            top = self.rng.randint(0, self.resize - self.crop)
+            return self._crop(im, left, top, self.flip and self.rng.random() < 0.5)
+        left = top = int(round((self.resize - self.crop) / 2.0))
+        return self._crop(im, left, top, False)
+
+    def sample(self, batch_size: int, rank: int = 0, world: int = 1) -> Batch:
+        """A training batch with domains drawn uniformly at random per sample.
+
+        With ``world`` processes sharing the batch, every process plans the whole batch and returns
+        only the rows of process ``rank`` (:func:`gmdrit_cli.shard.split_batch`): B / world rows."""
+        plan = [self._plan_row() for _ in range(batch_size)]
+        if world > 1:
+            plan = [plan[i] for i in split_batch(batch_size, rank, world).rows(batch_size)]
+        images = [self._crop(self._load(d, path), left, top, flip) for d, path, left, top, flip in plan]
+        return Batch(torch.stack(images), torch.tensor([row[0] for row in plan], dtype=torch.long))
 
     def epoch_batch(self, domains: tuple[int, ...], epoch_key: str, index: int, batch_size: int) -> Batch:
         """Batch ``index`` of an epoch over every image of ``domains``, each once, in the order a
@@ -231,5 +266,5 @@ class UnpairedImageFolders:
                 except Exception:
                     continue
             else:
-                raise DataError(f"no readable image among {files[0].parent}")
-        return Batch(torch.stack(images), torch.arange(len(self.files)))
+                raise DataError(f"no readable image among {self.candidates[len(images)][0].parent}")
+        return Batch(torch.stack(images), torch.arange(len(self.candidates)))

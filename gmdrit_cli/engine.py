@@ -10,12 +10,16 @@ the engine owns everything about turning losses into parameter updates:
 * the learning-rate schedule (:func:`lr_multiplier`) and the epoch length the families read;
 * training phases (:class:`Phase`, a family's ``phases()``): each with its own data, optimizers and schedule,
   placed one after the other on the iteration axis (:class:`PhaseSpan`);
-* its own state for checkpoints (the loss scaler).
+* its own state for checkpoints (the loss scaler);
+* with several processes (:mod:`gmdrit_cli.distributed`): the gradient all-reduce, the averaged buffers
+  and losses, and the replica check;
+* the EMA copy of the test-time networks (``train.ema_beta``).
 
 Gradients are taken with ``torch.autograd.grad`` and set on ``.grad`` by hand (the two-step update
 needs two gradients of one graph). DistributedDataParallel does not support that, so a multi-process
-run reduces gradients itself: :meth:`Engine.reduce_gradients` is that place. :meth:`Engine.update_ema`
-is where an EMA copy of the networks will be updated. Both are no-ops today.
+run reduces gradients itself: :meth:`Engine.reduce_gradients` is that place (bucketed all-reduces; the
+two-step update overlaps the first gradient's all-reduce with the second backward pass).
+:meth:`Engine.update_ema` updates the EMA copy once per iteration, after every optimizer step.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
-from . import speed
+from . import shard, speed
+from .distributed import PendingAverage, Processes
 
 if TYPE_CHECKING:
     from .config import Config
@@ -124,12 +129,17 @@ class Engine:
     """
 
     def __init__(self, family: ModelFamily, iterations_per_epoch: int = 1,
-                 phase_epoch_lengths: Sequence[int] | None = None):
+                 phase_epoch_lengths: Sequence[int] | None = None, processes: Processes | None = None):
         cfg: Config = family.cfg
         self.cfg = cfg
         self.device = family.device
         self.networks = family.networks
         self.iterations_per_epoch = max(1, int(iterations_per_epoch))
+        #: the processes sharing each global batch (one when not under torchrun)
+        self.processes = processes or Processes()
+        #: this process's rows of every global batch (None: it holds them all)
+        self.shard = (shard.split_batch(cfg.train.batch_size, self.processes.rank, self.processes.world)
+                      if self.processes.distributed else None)
         sp = cfg.speed
         self.amp_dtype = speed.amp_dtype(sp.amp, self.device)
         self.scaler = speed.LossScaler() if self.amp_dtype == torch.float16 else None
@@ -164,6 +174,11 @@ class Engine:
         #: the family's phases on the iteration axis (empty: one phase-less run, the schedule over all epochs)
         lengths = phase_epoch_lengths or [self.iterations_per_epoch] * len(phases)
         self.spans: list[PhaseSpan] = plan_phases(phases, lengths) if phases else []
+        #: the EMA copy of the test-time networks' tensors by checkpoint key ("generator.<name>"), or None
+        self.ema: dict[str, torch.Tensor] | None = None
+        self._ema_sources: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+        if cfg.train.ema_beta > 0:
+            self.reset_ema([n for n in family.test_time_networks if n in self.networks])
 
     # -- precision and layout -------------------------------------------------------------------
 
@@ -230,23 +245,94 @@ class Engine:
 
     def reduce_gradients(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """THE place where gradients are all-reduced across processes (multi-GPU training): every
-        gradient of every update passes here, before unscaling and before any optimizer step.
-        One process today: returned unchanged."""
-        return grads
+        gradient of every update passes here (or through :meth:`start_gradient_reduction`), before
+        unscaling and before any optimizer step. Each process's loss is its share of the global batch's
+        loss (:mod:`gmdrit_cli.shard`), so the average over processes is the global gradient. One
+        process: returned unchanged."""
+        return self.start_gradient_reduction(grads).wait() if self.processes.distributed else grads
 
+    def start_gradient_reduction(self, grads: list[torch.Tensor | None]) -> PendingAverage | _Done:
+        """:meth:`reduce_gradients` without waiting: ``.wait()`` gives the reduced list."""
+        return self.processes.start_average(grads) if self.processes.distributed else _Done(grads)
+
+    def sharded_step(self):
+        """Context of one training step: random draws and batch sums follow this process's shard."""
+        return shard.batch_shard(self.shard)
+
+    # -- EMA ------------------------------------------------------------------------------------
+
+    def reset_ema(self, names: Sequence[str]) -> None:
+        """Start the EMA copy of networks ``names`` from their current tensors."""
+        self.ema, self._ema_sources = {}, []
+        for name in names:
+            params = {id(p) for p in self.networks[name].parameters()}
+            for key, value in self.networks[name].state_dict(keep_vars=True).items():
+                copy = value.detach().clone()
+                self.ema[f"{name}.{key}"] = copy
+                self._ema_sources.append((copy, value, id(value) in params and value.is_floating_point()))
+
+    @torch.no_grad()
     def update_ema(self) -> None:
-        """THE place where an EMA copy of the networks is updated, once per training iteration after
-        every optimizer step. No EMA copy today: nothing to do."""
+        """THE place where the EMA copy of the test-time networks is updated, once per training iteration
+        after every optimizer step: ``ema = beta * ema + (1 - beta) * weight`` for every parameter
+        (``beta = train.ema_beta``), buffers (e.g. running statistics) copied as they are."""
+        if self.ema is None:
+            return
+        weight = 1.0 - self.cfg.train.ema_beta
+        averaged = [(e, v) for e, v, is_param in self._ema_sources if is_param]
+        if averaged:
+            emas, values = zip(*averaged)
+            torch._foreach_lerp_(list(emas), list(values), weight)  # ema + w * (value - ema)
+        for ema, value, is_param in self._ema_sources:
+            if not is_param:
+                ema.copy_(value)
+
+    # -- several processes ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sync_buffers(self) -> None:
+        """Average every floating-point buffer over the processes (running statistics that each process
+        updated from its own rows); parameters need nothing: their gradients were averaged."""
+        if not self.processes.distributed:
+            return
+        buffers = [b for net in self.networks.values() for b in net.buffers() if b.is_floating_point()]
+        for buffer, averaged in zip(buffers, self.processes.average(list(buffers))):
+            buffer.copy_(averaged)
+
+    def mean_losses(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The losses of the global batch as floats: each process's losses averaged over the processes
+        (each is its share's part of the global loss). The loop's only host sync."""
+        if not self.processes.distributed:
+            return {k: float(v) for k, v in losses.items()}
+        names = list(losses)  # the same order on every process: the same code made the dict
+        stacked = torch.stack([losses[k].detach().float().to(self.device) for k in names])
+        return dict(zip(names, self.processes.average([stacked])[0].tolist()))
+
+    def check_replicas(self, iteration: int) -> None:
+        """Raise if the weights or optimizer states differ between processes (a checksum comparison)."""
+        named = {f"weights.{k}": v for name, net in self.networks.items()
+                 for k, v in ((f"{name}.{k}", v) for k, v in net.state_dict().items())}
+        for name, opt in self.optimizers.items():
+            for i, state in enumerate(opt.state.values()):
+                named.update({f"optimizer.{name}.{i}.{k}": v for k, v in state.items() if torch.is_tensor(v)})
+        self.processes.check_identical(named, iteration)
+
+    # -- gradients and steps --------------------------------------------------------------------
 
     def grads(self, loss: torch.Tensor, params: Sequence[nn.Parameter], retain_graph: bool = False):
         """Gradients of ``loss`` w.r.t. ``params`` (None for unused ones), reduced across processes and
         loss-scaled under fp16; None where the update must be skipped (fp16 overflow)."""
+        return self._finish_grads(self._start_grads(loss, params, retain_graph))
+
+    def _start_grads(self, loss: torch.Tensor, params: Sequence[nn.Parameter], retain_graph: bool):
+        scaled = loss if self.scaler is None else loss * self.scaler.scale
+        grads = list(torch.autograd.grad(scaled, params, retain_graph=retain_graph, allow_unused=True))
+        return self.start_gradient_reduction(grads)
+
+    def _finish_grads(self, pending):
+        grads = pending.wait()
         if self.scaler is None:
-            grads = list(torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True))
-            return self.reduce_gradients(grads)
-        grads = list(torch.autograd.grad(loss * self.scaler.scale, params, retain_graph=retain_graph,
-                                         allow_unused=True))
-        grads = self.reduce_gradients(grads)
+            return grads
         return grads if self.scaler.unscale(grads) else None
 
     def step(self, names: Sequence[str], grads: dict[nn.Parameter, torch.Tensor | None]) -> None:
@@ -309,8 +395,13 @@ class Engine:
         names2, loss2 = second
         params1 = [p for n in names1 for p in self.networks[n].parameters()]
         params2 = [p for n in names2 for p in self.networks[n].parameters()]
-        grads1 = self.grads(loss1, params1, retain_graph=True)
-        grads2 = self.grads(loss2, params2)
+        if self.processes.distributed:  # the first gradient's all-reduce runs during the second backward
+            pending1 = self._start_grads(loss1, params1, retain_graph=True)
+            grads2 = self._finish_grads(self._start_grads(loss2, params2, False))
+            grads1 = self._finish_grads(pending1)
+        else:
+            grads1 = self.grads(loss1, params1, retain_graph=True)
+            grads2 = self.grads(loss2, params2)
         if grads1 is not None and grads2 is not None:
             self.step(names1, dict(zip(params1, grads1)))
             self.step(names2, dict(zip(params2, grads2)))
@@ -318,6 +409,31 @@ class Engine:
                 self.scaler.update()
 
     # -- checkpoints ----------------------------------------------------------------------------
+
+    def ema_tensors(self) -> dict[str, torch.Tensor]:
+        """The EMA copy for ``model.safetensors``, keys ``ema.<network>.<name>`` (empty without EMA)."""
+        return {f"ema.{k}": v.detach().cpu().contiguous() for k, v in (self.ema or {}).items()}
+
+    def load_ema_tensors(self, tensors: dict[str, torch.Tensor]) -> bool:
+        """Load the EMA copy from ``ema.*`` tensors; when there are none (a run that kept no copy so far)
+        restart the copy from the networks' current (just loaded) weights and return False."""
+        if self.ema is None:
+            return True
+        found = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if not found:
+            with torch.no_grad():
+                for ema, value, _ in self._ema_sources:
+                    ema.copy_(value)
+            return False
+        missing = sorted(set(self.ema) - set(found))
+        if missing:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"the checkpoint's EMA copy lacks {missing[0]} ({len(missing)} tensors)")
+        with torch.no_grad():
+            for key, value in self.ema.items():
+                value.copy_(found[key])
+        return True
 
     def state_dict(self) -> dict:
         """The engine's own scalars for ``state.json`` (optimizer tensors go to ``optim.safetensors``)."""
@@ -327,3 +443,13 @@ class Engine:
         if self.scaler is not None and "loss_scaler" in state:
             self.scaler.load_state_dict(state["loss_scaler"])
 
+
+
+class _Done:
+    """A reduction that needed no communication (one process): ``wait`` returns the gradients."""
+
+    def __init__(self, grads: list[torch.Tensor | None]):
+        self.grads = grads
+
+    def wait(self) -> list[torch.Tensor | None]:
+        return self.grads

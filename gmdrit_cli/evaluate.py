@@ -83,6 +83,7 @@ class EvalOptions:
     device: str = "auto"
     reference_line: bool = True  # real test vs real train
     classifier_cache: Path | str | None = None  # domain classifier cache (None: $GMDRIT_CACHE or ~/.cache/gmdrit)
+    ema: bool = True             # the EMA copy of the weights where the run kept one
 
 
 @dataclass
@@ -213,7 +214,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     from .speed import resolve_device
 
     device = resolve_device(o.device)
-    cfg, model = load_for_inference(o.run, device)
+    cfg, model = load_for_inference(o.run, device, ema=o.ema)
     paired = model.capabilities.paired_data
     if metrics is None:
         metrics = list(PAIRED_DEFAULT_METRICS if paired else DEFAULT_METRICS)
@@ -350,7 +351,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": str(o.run) if o.run is not None else "pretrained", "weights": str(source.weights),
-                  "kind": source.kind, "family": cfg.model.family, "config": cfg.name,
+                  "kind": source.kind, "ema": source.ema, "family": cfg.model.family, "config": cfg.name,
                   "iteration": iteration, "domains": domains, "crop": cfg.data.crop, "resize": cfg.data.resize,
                   "nz": cfg.model.nz,
                   "components_per_domain": (capabilities.components_per_domain

@@ -12,7 +12,9 @@ A model can be given as
   (written by :func:`export_model`).
 
 Only the networks used at test time are loaded: the content encoder, the attribute encoder and the
-generator. Every file is written under a temporary name and renamed into place, and the output folder
+generator; by default their EMA copy when the run kept one (``train.ema_beta`` > 0; ``ema=False`` / the
+CLI's ``--no-ema``: the raw weights). An export holds one set of weights, the EMA copy unless exported
+with ``--no-ema``. Every file is written under a temporary name and renamed into place, and the output folder
 is only created once there is something to write, so a failing call leaves nothing behind.
 """
 
@@ -77,9 +79,11 @@ class ModelSource:
     cfg: Config
     kind: str             # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
     iteration: int | None
+    ema: bool = False     # the weights used are the EMA copy (set by load_for_inference)
 
     def describe(self) -> str:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
+        it += ", EMA weights" if self.ema else ""
         if self.kind == "pretrained":
             return (f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
                     f"({self.weights}{it}; pass --run or --checkpoint for your own)")
@@ -166,18 +170,47 @@ def _build_empty(cfg: Config, device: torch.device) -> ModelFamily:
     return model.to(device)
 
 
-def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu") -> tuple[Config, ModelFamily]:
+EMA_PREFIX = "ema."
+
+
+def _weights_info(weights: Path) -> tuple[dict[str, str], bool]:
+    """(safetensors metadata, whether the file holds an EMA copy under ``ema.``) of a weights file."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return dict(f.metadata() or {}), any(k.startswith(EMA_PREFIX) for k in f.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {weights}: {exc}") from None
+
+
+def _ema_choice(source: ModelSource, ema: bool) -> str:
+    """The key prefix of the weights to use ("ema." or ""), and ``source.ema`` set accordingly."""
+    meta, has_copy = _weights_info(source.weights)
+    if meta.get("weights") == "ema":  # an export of the EMA copy: its only weights
+        if not ema:
+            raise InferenceError(f"{source.weights} holds the EMA weights only; for the raw weights export the "
+                                 f"run again with `gmdrit export RUN --no-ema`")
+        source.ema = True
+        return ""
+    source.ema = ema and has_copy
+    return EMA_PREFIX if source.ema else ""
+
+
+def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu",
+                       ema: bool = True) -> tuple[Config, ModelFamily]:
     """The config and the model of a run folder / checkpoint folder / exported model (``None``: the
     pretrained model inside the package), ready for test time.
 
     Only the content encoder, attribute encoder and generator are kept (discriminators and optimizers are
-    dropped); the networks are in eval mode (no content noise). ``model.source`` says what was loaded.
+    dropped); the networks are in eval mode (no content noise). ``ema``: their EMA copy where the weights
+    have one (``model.source.ema`` says whether it was used), else the raw weights. ``model.source`` says
+    what was loaded.
     """
     device = resolve_device(device) if isinstance(device, str) else device
     source = resolve_model(path)
     cfg = source.cfg
+    prefix = _ema_choice(source, ema)
     model = _build_empty(cfg, device)
-    load_network_weights(source.weights, model.networks)
+    load_network_weights(source.weights, model.networks, prefix)
     model.eval_mode()
     model.source = source
     return cfg, model
@@ -205,8 +238,11 @@ def _make_folder(folder: Path) -> None:
 
 
 def export_model(path: Path | str, out: Path | str, int8: bool = False,
-                 extra_metadata: dict[str, str] | None = None) -> ExportResult:
+                 extra_metadata: dict[str, str] | None = None, ema: bool = True) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
+
+    ``ema``: the networks' EMA copy where the run kept one (metadata ``weights: ema``), else the raw
+    weights.
 
     ``int8``: weights quantised per output channel (:mod:`gmdrit_cli.quantize`) and the training-only heads
     (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
@@ -214,10 +250,11 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
     source = resolve_model(path)
     out = Path(out).expanduser()
     networks = MODEL_FAMILIES[source.cfg.model.family].test_time_networks
-    prefixes = tuple(f"{n}." for n in networks)
+    copy = _ema_choice(source, ema)
+    prefixes = tuple(f"{copy}{n}." for n in networks)
     try:
         with safe_open(str(source.weights), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+            tensors = {k[len(copy):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
     # check the tensors fit the config before writing anything
@@ -238,6 +275,8 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         metadata.update(quantized=FORMAT, omitted=",".join(TRAINING_ONLY))
     if source.iteration is not None:
         metadata["iteration"] = str(source.iteration)
+    if source.ema:
+        metadata.update(weights="ema", ema_beta=f"{source.cfg.train.ema_beta:g}")
     _make_folder(out)
     weights, config = out / MODEL_FILE, out / CONFIG_FILE
     try:

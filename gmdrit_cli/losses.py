@@ -5,17 +5,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .shard import batch_sum_scale
+
+
+def global_sum(partial: torch.Tensor) -> torch.Tensor:
+    """A sum over this process's rows, scaled so that the mean over the processes sharing a batch is the
+    sum over the whole batch (one process: unchanged)."""
+    scale = batch_sum_scale()
+    return partial if scale == 1 else partial * scale
+
 
 def adversarial(logits: torch.Tensor, real: bool) -> torch.Tensor:
     """MDMM's GAN loss: BCE against 1 (real) or 0 (fake), mean over each sample's map, summed over the batch.
 
     logits: N x 1 x H x W realness logits. Returns a scalar. Summing over samples (not averaging) is
-    what the official code does; it doubles the weight of these terms at batch size 2.
+    what the official code does; it doubles the weight of these terms at batch size 2. With a batch split
+    across processes, a partial sum scaled to the global batch (:func:`gmdrit_cli.shard.batch_sum_scale`).
     """
     logits = logits.float()  # losses are reduced in fp32 even under autocast
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     per_element = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return per_element.flatten(1).mean(dim=1).sum()
+    return global_sum(per_element.flatten(1).mean(dim=1).sum())
 
 
 def domain_classification(logits: torch.Tensor, domains_onehot: torch.Tensor) -> torch.Tensor:
@@ -26,7 +36,7 @@ def domain_classification(logits: torch.Tensor, domains_onehot: torch.Tensor) ->
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over batch and dimensions (MDMM's reduction)."""
     mean, logvar = mean.float(), logvar.float()
-    return -0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp())
+    return global_sum(-0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp()))
 
 
 def content_penalty(content: torch.Tensor) -> torch.Tensor:

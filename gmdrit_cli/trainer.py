@@ -6,6 +6,11 @@ A run is a folder::
     RUN/metrics.jsonl      one JSON line per logged iteration
     RUN/samples/           sample grids (the report's rows x 5 layout)
     RUN/checkpoints/       checkpoint folders and the ``latest`` pointer
+    RUN/.lock              while a run writes the folder: which process (:mod:`gmdrit_cli.runlock`)
+
+Under torchrun several processes train one run (:mod:`gmdrit_cli.distributed`): each takes its share of
+the global batch, and only rank 0 writes the folder; every decision that must be the same on every
+process (stop, time budget, unplanned save) is agreed on once per iteration.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__, atomic
-from .checkpoint import (checkpoint_name, find_checkpoint, load_network_weights, load_optimizer_states,
+from safetensors.torch import load_file
+
+from . import __version__, atomic, distributed
+from .checkpoint import (MODEL_FILE, checkpoint_name, find_checkpoint, load_network_weights, load_optimizer_states,
                          prune_checkpoints, save_checkpoint)
 from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from .data import Batch, UnpairedImageFolders, domain_folders, to_image
@@ -37,6 +44,7 @@ from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
 from .paired_data import EVAL_SPLITS, has_split, paired_dataset
+from .runlock import RunLock
 from .speed import resolve_device
 from .tb_log import open_tensorboard
 
@@ -78,6 +86,8 @@ def describe_model(cfg: Config) -> dict[str, int]:
 RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every", "train.grid_random",
                             "train.save_every", "train.save_minutes", "train.keep_last", "train.keep_every",
                             "train.device", "train.threads", "train.tensorboard", "name", "description",
+                            # the EMA copy and the process group watch training, they do not change it
+                            "train.ema_beta", "train.dist_timeout", "train.check_replicas_every",
                             # how the step is computed, not what is trained
                             "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer"})
 
@@ -93,17 +103,22 @@ def _decode_bytes(text: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
 
 
-def rng_state() -> dict:
-    """Every global random state (python, numpy, torch CPU and CUDA), JSON-able."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every global random state (python, numpy, torch CPU and CUDA), JSON-able; with a CUDA ``device``
+    also its own state as ``cuda_device`` (each process of a multi-GPU run draws on its own GPU, and all
+    of them draw alike, so rank 0's GPU state is every process's)."""
     np_state = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": _encode_bytes(torch.get_rng_state()),
-            "cuda": [_encode_bytes(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+    state = {"python": [version, list(internal), gauss],
+             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+             "torch": _encode_bytes(torch.get_rng_state()),
+             "cuda": [_encode_bytes(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = _encode_bytes(torch.cuda.get_rng_state(device))
+    return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, *rest = state["numpy"]
@@ -111,6 +126,8 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(_decode_bytes(state["torch"]))
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([_decode_bytes(s) for s in state["cuda"]])
+    if state.get("cuda_device") and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(_decode_bytes(state["cuda_device"]), device)
 
 
 @dataclass
@@ -133,7 +150,11 @@ class Run:
     def __init__(self, cfg: Config, run_dir: Path):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(cfg.train.device)
+        self.processes, self.device = distributed.join(cfg.train.device, cfg.train.dist_timeout)
+        world = self.processes.world
+        if cfg.train.batch_size % (2 * world):
+            raise ConfigError(f"train.batch_size={cfg.train.batch_size} (the global batch) cannot be split into two "
+                              f"halves over {world} processes: use a multiple of {2 * world}")
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
@@ -150,7 +171,10 @@ class Run:
         # a phased family: each phase's epoch is one pass over the images of its domains
         phase_lengths = [math.ceil(self.dataset.images_per_epoch(p.domains) / cfg.train.batch_size)
                          for p in self.model.phases()]
-        self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None)
+        if self.processes.world > 1 and (self.paired or phase_lengths):
+            raise TrainingError(f"training with several processes supports the unpaired, phase-less families "
+                                f"(mdmm, gmdrit) for now, not {cfg.model.family}; run it as one process")
+        self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None, self.processes)
         self.iteration = 0
         self.resumed_from: Path | None = None
         self._stop_signal: str | None = None
@@ -181,11 +205,15 @@ class Run:
         t = self.cfg.train
         span = self.engine.span_at(self.iteration)
         if span is None:
-            return [self.dataset.sample(t.batch_size) for _ in range(self.model.batches_per_step())]
+            p = self.processes  # several processes: each loads its rows of the planned batch (unpaired data)
+            shard = (p.rank, p.world) if p.world > 1 else ()
+            return [self.dataset.sample(t.batch_size, *shard) for _ in range(self.model.batches_per_step())]
         epoch, index = span.position(self.iteration)
         return [self.dataset.epoch_batch(span.phase.domains, f"{t.seed}:{span.index}:{epoch}", index, t.batch_size)]
 
     def prepare_folder(self) -> None:
+        if not self.processes.is_writer:
+            return
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
@@ -206,26 +234,36 @@ class Run:
         atomic.write_text(path, "".join(x + "\n" for x in keep))
 
     def log_metrics(self, record: dict) -> None:
+        if not self.processes.is_writer:
+            return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def save_samples(self) -> Path:
+    def save_samples(self) -> Path | None:
+        if not self.processes.is_writer:
+            return None  # the grid draws from its own generator: the other processes' RNGs stay in step
         path = self.run_dir / "samples" / f"{checkpoint_name(self.iteration)}.png"
         save_grid(self.model.sample_grid(self.examples), path)
         return path
 
     # -- checkpoints ----------------------------------------------------------------------------
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0 only: every process holds the same weights, optimizer states,
+        sampler and RNG states)."""
+        if not self.processes.is_writer:
+            return None
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
-                 "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(),
+                 "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(self.device),
+                 "processes": self.processes.world,
                  "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
                  "versions": library_versions(), **self.engine.state_dict()}
         phase = self.engine.phase_state(self.iteration)
         if phase is not None:  # the phase and the epoch inside it of the next iteration
             state["phase"] = phase
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.iteration)
-        saved = save_checkpoint(folder, self.model.networks, self.engine.optimizers, state)
+        saved = save_checkpoint(folder, self.model.networks, self.engine.optimizers, state,
+                                self.engine.ema_tensors())
         prune_checkpoints(self.run_dir / "checkpoints", self.cfg.train.keep_last, self.cfg.train.keep_every)
         return saved
 
@@ -236,8 +274,15 @@ class Run:
                                   f"'{self.cfg.model.family}'; use a matching preset or --fresh")
         load_network_weights(folder, self.model.networks)
         load_optimizer_states(folder, self.engine.optimizers, state["optimizers"])
+        if self.engine.ema is not None and not self.engine.load_ema_tensors(load_file(str(folder / MODEL_FILE))):
+            log.warning("checkpoint %s has no EMA copy: the EMA starts from its weights", folder.name)
+        saved_world = int(state.get("processes", 1))
+        if saved_world != self.processes.world and self.processes.is_writer:
+            log.warning("checkpoint %s was written by %d process(es), this run has %d: the same batches are "
+                        "split differently, so the run continues equivalently but no longer bitwise "
+                        "reproducibly", folder.name, saved_world, self.processes.world)
         self.dataset.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
         self.engine.load_state_dict(state)
         self.iteration = int(state["iteration"])
         recorded, here = state.get("phase"), self.engine.phase_state(self.iteration)
@@ -264,7 +309,35 @@ class Run:
 
     # -- loop -----------------------------------------------------------------------------------
 
+    def _finite_losses(self, losses: dict[str, torch.Tensor], n: int) -> dict[str, float]:
+        """The global batch's losses as floats (the loop's only host sync); raises on a non-finite one,
+        before any save, so no checkpoint ever holds a diverged model."""
+        values = self.engine.mean_losses(losses)
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
+                                f"lower the learning rates or resume from the last checkpoint")
+        return values
+
     def fit(self, on_progress: ProgressCallback | None = None) -> FitResult:
+        """Train to ``train.max_iters`` (or a stop signal, or the time budget) holding the folder's lock."""
+        lock = RunLock(self.run_dir) if self.processes.is_writer else None
+        refused = None
+        if lock is not None:
+            try:
+                lock.acquire()
+            except CheckpointError as exc:
+                refused = exc
+        if self.processes.agree([refused is not None])[0]:  # every process stops when rank 0 cannot write
+            raise refused or CheckpointError(f"process {self.processes.rank}: rank 0 could not take the run "
+                                             f"folder {self.run_dir} (see its message)")
+        try:
+            return self._train_loop(on_progress)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _train_loop(self, on_progress: ProgressCallback | None) -> FitResult:
         t = self.cfg.train
         self.prepare_folder()
         budget = parse_duration(t.time_budget)
@@ -274,43 +347,48 @@ class Run:
         checkpoint = None
         stopped = "done"
         previous = self._install_signal_handlers()
-        board = open_tensorboard(self.run_dir, self.cfg, self.iteration)  # TensorBoard, or a no-op (rank 0 only)
+        board = open_tensorboard(self.run_dir, self.cfg, self.iteration, rank=self.processes.rank)  # or a no-op
+        processes = self.processes
         try:
             end = self.end_iteration
             while self.iteration < end:
-                if budget is not None and iter_seconds:
-                    # stop while there is still time for one more iteration and a checkpoint, with margin
-                    needed = 2 * iter_seconds + 2 * save_seconds + 5.0
-                    if time.perf_counter() - start + needed > budget:
-                        stopped = "time budget"
-                        break
                 tick = time.perf_counter()
                 epoch, factor = self.engine.apply_schedule(self.iteration)
                 span = self.engine.span_at(self.iteration)
                 batches = self.next_batches()
-                losses = self.model.train_step(batches, self.iteration, self.engine)
+                with self.engine.sharded_step():
+                    losses = self.model.train_step(batches, self.iteration, self.engine)
+                self.engine.sync_buffers()
                 self.engine.update_ema()
                 self.iteration += 1
                 n = self.iteration
-                logged = None
-                saving = (n % t.save_every == 0 or n == end or self._stop_signal is not None
-                          or time.perf_counter() - last_save > 60 * t.save_minutes)
-                if n % t.log_every == 0 or n == end or saving:
-                    values = {k: float(v) for k, v in losses.items()}  # the only host sync of the loop
-                    bad = [k for k, v in values.items() if not math.isfinite(v)]
-                    if bad:  # checked before any save, so no checkpoint ever holds a diverged model
-                        raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
-                                            f"lower the learning rates or resume from the last checkpoint")
-                    if n % t.log_every == 0 or n == end:  # unplanned saves do not add lines
-                        logged = values
-                        phase = {"phase": span.phase.name} if span is not None else {}
-                        self.log_metrics({"iter": n, **phase, "epoch": epoch, "lr_factor": factor,
-                                          "time": round(time.perf_counter() - start, 3), **logged})
+                logged = values = None
+                if n % t.log_every == 0 or n == end:  # unplanned saves do not add lines
+                    values = logged = self._finite_losses(losses, n)
+                    phase = {"phase": span.phase.name} if span is not None else {}
+                    self.log_metrics({"iter": n, **phase, "epoch": epoch, "lr_factor": factor,
+                                      "time": round(time.perf_counter() - start, 3), **logged})
                     last = values
                 sample = self.save_samples() if n % t.sample_every == 0 or n == end else None
                 # the one TensorBoard hook of the loop (before the checkpoint: a resume never skips a step)
                 board.record(n, logged, sample, self.engine.optimizers)
                 iter_seconds = max(iter_seconds * 0.9, time.perf_counter() - tick)
+                if t.check_replicas_every and n % t.check_replicas_every == 0:
+                    self.engine.check_replicas(n)
+                # what every process must decide alike, agreed once per iteration: a stop signal that any
+                # of them got, an unplanned save, and whether one more iteration and a checkpoint still
+                # fit in the time budget (with margin)
+                needed = 2 * iter_seconds + 2 * save_seconds + 5.0
+                signum, save_due, over_budget = processes.agree([
+                    signal.Signals[self._stop_signal].value if self._stop_signal else 0,
+                    time.perf_counter() - last_save > 60 * t.save_minutes,
+                    budget is not None and n < end and time.perf_counter() - start + needed > budget])
+                # the agreed signal, not this process's flag: one arriving after the agreement waits a turn
+                stop_signal = signal.Signals(signum).name if signum else None
+                saving = (n % t.save_every == 0 or n == end or stop_signal is not None
+                          or save_due or over_budget)
+                if saving and values is None:
+                    last = self._finite_losses(losses, n)
                 if saving:
                     tick = time.perf_counter()
                     checkpoint = self.save()
@@ -318,11 +396,9 @@ class Run:
                     save_seconds = max(save_seconds, last_save - tick)
                 if on_progress is not None:
                     on_progress(n, logged)
-                if self._stop_signal is not None:
-                    stopped = self._stop_signal
+                if stop_signal is not None or over_budget:
+                    stopped = stop_signal or "time budget"
                     break
-            if stopped != "done" and (checkpoint is None or checkpoint.name != checkpoint_name(self.iteration)):
-                checkpoint = self.save()
         finally:
             board.close()
             for sig, handler in previous.items():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .. import losses
+from .. import losses, shard
 from ..data import Batch
 from ..engine import OptimizerGroup
 
@@ -38,7 +38,7 @@ def optimizer_groups(family, parameter_groups: Callable | None = None) -> list[O
 
 
 def randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
+    return shard.randn(shape, device=like.device, dtype=like.dtype, generator=generator)
 
 
 @dataclass

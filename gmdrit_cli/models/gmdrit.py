@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import losses
 from .. import losses_mixture as lm
+from .. import shard
 from ..config import Config
 from ..data import Batch
 from ..engine import Engine, OptimizerGroup
@@ -130,7 +131,7 @@ class GMDRIT(ModelFamily):
         by the Gaussian KL only. ``temperature`` scales p(z|y)'s standard deviation (sampling only)."""
         cpd = self.components_per_domain
         if component is None:
-            offset = torch.randint(cpd, domains.shape, device=domains.device, generator=generator)
+            offset = shard.randint(cpd, domains.shape, device=domains.device, generator=generator)
         else:
             offset = torch.full_like(domains, component)
         k = domains * cpd + offset
@@ -142,7 +143,7 @@ class GMDRIT(ModelFamily):
                       temperature: float = 1.0) -> torch.Tensor:
         """z ~ N(mean, temperature^2 var) of p(z|y) for each row of y (N x K), N x nz, detached."""
         mean, var = self.networks["generator"].prior(y)
-        noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+        noise = shard.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
         return mean + noise * var.sqrt() * temperature
 
     def _encode(self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool = False,

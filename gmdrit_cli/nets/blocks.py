@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from .. import shard
+
 __all__ = [
     "ReflectionPad2dSafe",
     "LeakyReLUConv2d",
@@ -231,14 +233,15 @@ class BasicBlock(nn.Module):
 class GaussianNoiseLayer(nn.Module):
     """Adds i.i.d. N(0, 1) noise in training mode; identity in eval mode. Shape-preserving.
 
-    The noise is drawn with ``torch.randn_like`` (input's device and dtype, global torch RNG),
-    so a seeded global RNG makes it reproducible.
+    The noise is drawn like ``torch.randn_like`` (input's device and dtype, global torch RNG), so a
+    seeded global RNG makes it reproducible, and independent of how a batch is split across processes
+    (:mod:`gmdrit_cli.shard`).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        return x + torch.randn_like(x)
+        return x + shard.randn_like(x)
 
 
 def tile(vec: torch.Tensor, h: int, w: int) -> torch.Tensor:

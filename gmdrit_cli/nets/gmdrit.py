@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import shard
 from .mdmm import AttributeBackbone, Generator, assemble_networks
 
 __all__ = [
@@ -52,7 +53,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
     ``onehot + (y - y.detach())``, which is exactly the one-hot in value).
     """
     logits = logits.float()  # the noise and the softmax need fp32 even under autocast
-    u = torch.rand(logits.shape, device=logits.device, dtype=logits.dtype, generator=generator)
+    u = shard.rand(logits.shape, device=logits.device, dtype=logits.dtype, generator=generator)
     g = -torch.log(-torch.log(u + eps) + eps)
     y = F.softmax((logits + g) / tau, dim=-1)
     if hard:
@@ -132,7 +133,7 @@ class MixtureAttributeEncoder(nn.Module):
         mean = self.qz_mean(h)
         var = F.softplus(self.qz_var(h)) + VAR_FLOOR
         if sample:
-            noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+            noise = shard.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
             z = mean + noise * var.sqrt()
         else:
             z = mean
