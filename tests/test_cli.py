@@ -78,3 +78,25 @@ def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
     assert list((run / "samples").glob("*.png"))
     assert (run / "checkpoints" / "iter_0000003" / "model.safetensors").is_file()
     assert "done: iteration 3" in proc.stdout
+
+
+def _end_process_script(body: str) -> list[str]:
+    return [sys.executable, "-c", "import sys, threading, time, torch\nfrom gmdrit_cli.cli import _end_process\n" + body]
+
+
+def test_fast_exit_flushes_piped_output_and_keeps_the_exit_code():
+    # stdout is a pipe here (block-buffered): what was printed must still arrive when the process ends at once
+    proc = subprocess.run(_end_process_script("print('x' * 100000, end='')\nsys.stderr.write('done')\n_end_process(3)"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert proc.stdout == "x" * 100000 and proc.stderr == "done"
+
+
+def test_fast_exit_waits_for_a_running_thread(tmp_path):
+    # a live non-daemon thread (e.g. a writer finishing a file) makes it take Python's normal exit, which waits
+    marker = tmp_path / "written"
+    body = (f"t = threading.Thread(target=lambda: (time.sleep(0.5), open({str(marker)!r}, 'w').write('ok')))\n"
+            "t.start()\n_end_process(0)")
+    proc = subprocess.run(_end_process_script(body), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "ok"
