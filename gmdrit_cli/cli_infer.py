@@ -47,7 +47,7 @@ class Between(str, Enum):
 
 def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads: int, no_ema: bool = False):
     from .errors import GmdritError
-    from .inference import load_for_inference
+    from .model_files import load_for_inference
 
     if run is not None and checkpoint is not None:
         raise GmdritError("give either --run or --checkpoint, not both")
@@ -229,7 +229,8 @@ def export(
     no_ema: Annotated[bool, typer.Option("--no-ema", help="export the raw weights instead of their EMA copy")] = False,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
-    from .inference import InferenceError, export_model
+    from .errors import InferenceError
+    from .model_files import export_model
 
     extra = {}
     for item in meta or []:

@@ -353,7 +353,8 @@ class Engine:
 
     def joint_update(self, names: Sequence[str], loss: torch.Tensor) -> None:
         """One gradient of ``loss`` for all networks ``names`` together and one step of each's optimizer
-        (parameters the loss does not reach get no gradient, so Adam leaves them alone)."""
+        (parameters the loss does not reach get no gradient, so Adam leaves them alone; BicycleGAN's E/G update,
+        where the family keeps a term off a network's graph)."""
         params = [p for n in names for p in self.networks[n].parameters()]
         grads = self.grads(loss, params)
         if grads is not None:
@@ -372,16 +373,6 @@ class Engine:
             self.optimizers[name].step()
             for p in params:
                 p.grad = None
-
-    def joint_update(self, names: Sequence[str], loss: torch.Tensor) -> None:
-        """One gradient of ``loss`` over every network in ``names`` and one step of each (BicycleGAN's E/G update:
-        a term that must not reach a network is kept off its graph by the family)."""
-        params = [p for n in names for p in self.networks[n].parameters()]
-        grads = self.grads(loss, params)
-        if grads is not None:
-            self.step(names, dict(zip(params, grads)))
-            if self.scaler is not None:
-                self.scaler.update()
 
     def two_step_update(self, first: tuple[Sequence[str], torch.Tensor],
                         second: tuple[Sequence[str], torch.Tensor]) -> None:

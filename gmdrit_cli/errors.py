@@ -21,6 +21,10 @@ class CheckpointError(GmdritError):
     """A checkpoint or run folder is missing, damaged or incompatible."""
 
 
+class InferenceError(GmdritError):
+    """A translate / interpolate / export call cannot run (bad option, model or reference)."""
+
+
 class TrainingError(GmdritError):
     """Training cannot continue (for example a loss became NaN)."""
 

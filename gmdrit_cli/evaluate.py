@@ -210,7 +210,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     metrics = parse_metric_names(o.metrics) if o.metrics is not None else None
     if metrics is not None and o.samples_per_input is not None:
         _check_options(o, metrics)  # settings given in full: refuse bad ones before loading anything
-    from .inference import load_for_inference
+    from .model_files import load_for_inference
     from .speed import resolve_device
 
     device = resolve_device(o.device)

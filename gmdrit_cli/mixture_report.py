@@ -404,7 +404,7 @@ def _check_options(o: MixtureOptions) -> None:
 
 
 def _load(folder: Path, device: torch.device):
-    from .inference import load_for_inference
+    from .model_files import load_for_inference
 
     cfg, model = load_for_inference(folder, device)
     check_mixture(cfg, folder)
@@ -413,7 +413,7 @@ def _load(folder: Path, device: torch.device):
 
 def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = None) -> MixtureResult:
     """Write the files of the module docstring; return what they hold."""
-    from .inference import resolve_model
+    from .model_files import resolve_model
     from .speed import resolve_device
 
     progress = on_progress or (lambda stage, done, total: None)

@@ -9,6 +9,8 @@ from safetensors.torch import load_file
 
 from conftest import tiny_overrides
 from gmdrit_cli import inference as inf
+from gmdrit_cli import model_files as mf
+from gmdrit_cli.errors import InferenceError
 from gmdrit_cli.checkpoint import list_checkpoints
 from gmdrit_cli.config import load_config
 from gmdrit_cli.trainer import Run, resume_run, train
@@ -71,11 +73,11 @@ def test_test_time_uses_the_ema_copy_unless_told_not_to(tiny_data, tmp_path):
     train(ema_cfg(tiny_data, 3), tmp_path / "r")
     folder = list_checkpoints(tmp_path / "r" / "checkpoints")[0]
     saved = load_file(str(folder / "model.safetensors"))
-    _, model = inf.load_for_inference(tmp_path / "r")
+    _, model = mf.load_for_inference(tmp_path / "r")
     assert model.source.ema and "EMA weights" in model.source.describe()
     for key, value in _weights_of(model).items():
         assert torch.equal(value, saved[f"ema.generator.{key}"]), key
-    _, raw = inf.load_for_inference(tmp_path / "r", ema=False)
+    _, raw = mf.load_for_inference(tmp_path / "r", ema=False)
     assert not raw.source.ema
     for key, value in _weights_of(raw).items():
         assert torch.equal(value, saved[f"generator.{key}"]), key
@@ -89,16 +91,16 @@ def test_exports_carry_the_ema_weights(tiny_data, tmp_path):
     train(ema_cfg(tiny_data, 3), tmp_path / "r")
     folder = list_checkpoints(tmp_path / "r" / "checkpoints")[0]
     saved = load_file(str(folder / "model.safetensors"))
-    inf.export_model(tmp_path / "r", tmp_path / "exp")
+    mf.export_model(tmp_path / "r", tmp_path / "exp")
     exported = load_file(str(tmp_path / "exp" / "model.safetensors"))
     assert exported.keys() == {k[len("ema."):] for k in saved if k.startswith("ema.")}
     assert all(torch.equal(v, saved["ema." + k]) for k, v in exported.items())
     with safe_open(str(tmp_path / "exp" / "model.safetensors"), framework="pt") as f:
         assert f.metadata()["weights"] == "ema" and float(f.metadata()["ema_beta"]) == BETA
-    _, model = inf.load_for_inference(tmp_path / "exp")
+    _, model = mf.load_for_inference(tmp_path / "exp")
     assert model.source.ema
-    with pytest.raises(inf.InferenceError, match="--no-ema"):
-        inf.load_for_inference(tmp_path / "exp", ema=False)
-    inf.export_model(tmp_path / "r", tmp_path / "raw", ema=False)
+    with pytest.raises(InferenceError, match="--no-ema"):
+        mf.load_for_inference(tmp_path / "exp", ema=False)
+    mf.export_model(tmp_path / "r", tmp_path / "raw", ema=False)
     raw = load_file(str(tmp_path / "raw" / "model.safetensors"))
     assert all(torch.equal(v, saved[k]) for k, v in raw.items())

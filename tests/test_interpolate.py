@@ -13,6 +13,8 @@ from PIL import Image, ImageSequence
 
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli import inference as inf
+from gmdrit_cli import model_files as mf
+from gmdrit_cli.errors import InferenceError
 from gmdrit_cli.config import load_config
 from gmdrit_cli.trainer import train
 
@@ -119,11 +121,11 @@ def test_paths_follow_the_prior(setup):
     u, v = torch.eye(8)[:1] * 3, torch.eye(8)[1:2] * 3
     assert torch.allclose(inf.slerp(u, v, 0.5).norm(), torch.tensor(3.0))  # stays on the sphere
     assert torch.allclose(inf.slerp(u, u, 0.3), u)  # parallel: no division by zero
-    _, mdmm = inf.load_for_inference(setup["mdmm"])
+    _, mdmm = mf.load_for_inference(setup["mdmm"])
     path, _ = inf.interpolation_path(mdmm, between="domains", domains=[0, 1], steps=3, seed=0)
     assert torch.allclose(path.y, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
     assert torch.equal(path.z[0], path.z[2])  # one fixed attribute, the domain code walks
-    _, gm = inf.load_for_inference(setup["gmdrit"])
+    _, gm = mf.load_for_inference(setup["gmdrit"])
     path, _ = inf.interpolation_path(gm, between="components", domains=[1], steps=3, seed=0)
     assert path.y[0].argmax() == 2 and path.y[-1].argmax() == 3  # orange's components 0 and 1 (global 2, 3)
     mean, std = gm.attribute_prior(path.y)
@@ -132,7 +134,7 @@ def test_paths_follow_the_prior(setup):
     path, _ = inf.interpolation_path(gm, between="random", domains=[1], components=[0], steps=4, seed=0)
     z0, y0 = gm.sample_attributes(1, 1, 0, torch.Generator().manual_seed(0))
     assert torch.allclose(path.z[0], z0[0], atol=1e-5) and torch.equal(path.y[0], y0[0])
-    with pytest.raises(inf.InferenceError, match="two reference images"):
+    with pytest.raises(InferenceError, match="two reference images"):
         inf.interpolation_path(gm, between="references", domains=[1], references=[setup["refs"][0]], steps=3)
-    with pytest.raises(inf.InferenceError, match="0..1"):
+    with pytest.raises(InferenceError, match="0..1"):
         inf.interpolation_path(gm, between="random", domains=[1], components=[2], steps=3)

@@ -10,7 +10,7 @@ from gmdrit_cli import losses
 from gmdrit_cli.config import build_config, load_config
 from gmdrit_cli.data import Batch
 from gmdrit_cli.engine import Engine
-from gmdrit_cli.inference import load_for_inference
+from gmdrit_cli.model_files import load_for_inference
 from gmdrit_cli.models import build_model
 from gmdrit_cli.trainer import train
 

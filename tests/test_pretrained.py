@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from gmdrit_cli.inference import PRETRAINED, load_for_inference, resolve_model
+from gmdrit_cli.model_files import PRETRAINED, load_for_inference, resolve_model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "gmdrit_cli" / "sample_data" / "apple2orange"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -15,6 +15,8 @@ from PIL import Image
 
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli import inference as inf
+from gmdrit_cli import model_files as mf
+from gmdrit_cli.errors import CheckpointError, InferenceError
 from gmdrit_cli.config import load_config
 from gmdrit_cli.trainer import train
 
@@ -150,7 +152,7 @@ def test_reference_guided_mdmm_and_square(models, tmp_path):
                                                      "src_to_orange_ref2.png"]
     assert Image.open(out / "src_to_orange_ref1.png").size == (16, 16)
     # the attribute is the reference's encoded mean: no randomness, so any seed gives the same output
-    model = inf.load_for_inference(models["mdmm"])[1]
+    model = mf.load_for_inference(models["mdmm"])[1]
     r1 = inf.translate(model, [tmp_path / "src.png"], domain="orange", references=refs, seed=1, size=16,
                        square=True, out=tmp_path / "s1")
     assert r1.items[0].outputs[0].read_bytes() == (out / "src_to_orange_ref1.png").read_bytes()
@@ -193,23 +195,23 @@ def test_user_errors_are_one_line(models, tmp_path):
 
 def test_model_sources_and_test_time_api(models, tmp_path):
     """Every way to name a model, and the shared test-time interface of both families (in process)."""
-    with pytest.raises(inf.InferenceError, match="no such file"):
-        inf.translate(inf.load_for_inference(models["mdmm"])[1], [], domain="orange", references=[tmp_path / "x.png"])
+    with pytest.raises(InferenceError, match="no such file"):
+        inf.translate(mf.load_for_inference(models["mdmm"])[1], [], domain="orange", references=[tmp_path / "x.png"])
     (tmp_path / "weights.safetensors").write_bytes(b"")
-    with pytest.raises(inf.CheckpointError, match="config.yaml"):
-        inf.resolve_model(tmp_path / "weights.safetensors")
-    with pytest.raises(inf.CheckpointError, match="not a run folder"):
-        inf.resolve_model(tmp_path)
+    with pytest.raises(CheckpointError, match="config.yaml"):
+        mf.resolve_model(tmp_path / "weights.safetensors")
+    with pytest.raises(CheckpointError, match="not a run folder"):
+        mf.resolve_model(tmp_path)
     ckpt = models["gmdrit"] / "checkpoints" / "iter_0000002"
-    assert inf.resolve_model(models["gmdrit"]).weights == ckpt / "model.safetensors"
-    assert inf.resolve_model(ckpt).iteration == 2
-    inf.export_model(ckpt, tmp_path / "exp")
-    src = inf.resolve_model(tmp_path / "exp")
+    assert mf.resolve_model(models["gmdrit"]).weights == ckpt / "model.safetensors"
+    assert mf.resolve_model(ckpt).iteration == 2
+    mf.export_model(ckpt, tmp_path / "exp")
+    src = mf.resolve_model(tmp_path / "exp")
     assert src.kind == "export" and src.iteration == 2 and src.cfg.mixture.components_per_domain == 2
     x = torch.rand(3, 3, 32, 32) * 2 - 1
     for name, code_dim in (("mdmm", 2), ("gmdrit", 4)):
-        cfg, model = inf.load_for_inference(models[name])
-        assert set(model.networks) == set(inf.INFERENCE_NETWORKS)
+        cfg, model = mf.load_for_inference(models[name])
+        assert set(model.networks) == set(mf.INFERENCE_NETWORKS)
         assert not any(net.training for net in model.networks.values())
         g = torch.Generator().manual_seed(0)
         z, y = model.sample_attributes(1, 5, generator=g)
@@ -229,13 +231,13 @@ def test_model_sources_and_test_time_api(models, tmp_path):
     assert inf.output_size(4000, 10, 32, False)[0] <= 256 and inf.output_size(1, 1, 32, False) == (32, 32)
 
     # GM-DRIT's "domain" stage (report 5.1): MDMM's N(0, I) prior and the domain code, no components
-    cfg, model = inf.load_for_inference(models["gmdrit_domain"])
+    cfg, model = mf.load_for_inference(models["gmdrit_domain"])
     img = sorted((models["data"] / "testA").glob("*.png"))[0]
     result = inf.translate(model, [img], domain="orange", samples=2, seed=0, out=tmp_path / "d1")
     assert len(result.items[0].outputs) == 2 and not result.failures
     result = inf.translate(model, [img], domain="orange", references=[img], out=tmp_path / "d2")
     assert result.items[0].outputs[0].is_file()
-    with pytest.raises(inf.InferenceError, match="no mixture components"):
+    with pytest.raises(InferenceError, match="no mixture components"):
         inf.translate(model, [img], domain="orange", component=0, out=tmp_path / "d3")
     path, _ = inf.interpolation_path(model, between="domains", domains=[0, 1], steps=3, seed=0)
     assert torch.allclose(path.y[1], torch.tensor([0.5, 0.5])) and torch.equal(path.z[0], path.z[2])

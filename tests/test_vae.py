@@ -251,7 +251,7 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
     from PIL import Image
 
     from gmdrit_cli.data import to_image, to_tensor
-    from gmdrit_cli.inference import load_for_inference
+    from gmdrit_cli.model_files import load_for_inference
 
     run = tmp_path / "run"
     args = [a for v in tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"] for a in ("--set", v)]

@@ -84,7 +84,7 @@ class ModelFamily(ABC):
         self.training = training
         self.device = device
         self.networks = nn.ModuleDict()
-        #: where the weights came from (an ``inference.ModelSource``); set by ``load_for_inference``
+        #: where the weights came from (a ``model_files.ModelSource``); set by ``load_for_inference``
         self.source: Any = None
 
     # -- training -------------------------------------------------------------------------------

@@ -1,0 +1,264 @@
+"""Trained models as files: find one (run folder, checkpoint, export, or the pretrained model inside the
+package), load its test-time networks, export them.
+
+A model can be given as
+
+* a run folder (``RUN/checkpoints/...``): its newest valid checkpoint;
+* a checkpoint folder (``RUN/checkpoints/iter_NNNNNNN``);
+* an exported ``model.safetensors`` with ``config.yaml`` beside it, or the folder holding both
+  (written by :func:`export_model`);
+* nothing (``None``): the pretrained GM-DRIT apple <-> orange model inside the package.
+
+Only the networks used at test time are loaded: the content encoder, the attribute encoder and the
+generator; by default their EMA copy when the run kept one (``train.ema_beta`` > 0; ``ema=False`` / the
+CLI's ``--no-ema``: the raw weights). An export holds one set of weights, the EMA copy unless exported
+with ``--no-ema``; it is written under temporary names and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .atomic import atomic_write
+from .checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
+from .config import Config, build_config, dump_config, load_config_file
+from .errors import CheckpointError, ConfigError, InferenceError
+from .models import MODEL_FAMILIES, build_model
+from .models.base import ModelFamily
+from .speed import resolve_device
+
+CONFIG_FILE = "config.yaml"
+#: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "Pretrained model"),
+#: used when a command is given no model
+PRETRAINED = Path(__file__).parent / "pretrained" / "apple2orange"
+#: the networks a translation needs (every family's ``test_time_networks`` so far); exports hold only these
+INFERENCE_NETWORKS = ModelFamily.test_time_networks
+#: parts of those networks that only a training loss uses (GM-DRIT's p(x|z) thumbnail head); int8 exports
+#: leave them out and loading fills them with zeros
+TRAINING_ONLY = ("generator.pxz.",)
+
+
+@dataclass
+class ModelSource:
+    """Where a model's weights and config come from."""
+
+    path: Path            # what the user gave
+    weights: Path         # the model.safetensors read
+    cfg: Config
+    kind: str             # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
+    iteration: int | None
+    ema: bool = False     # the weights used are the EMA copy (set by load_for_inference)
+
+    def describe(self) -> str:
+        it = f", iteration {self.iteration}" if self.iteration is not None else ""
+        it += ", EMA weights" if self.ema else ""
+        if self.kind == "pretrained":
+            return (f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
+                    f"({self.weights}{it}; pass --run or --checkpoint for your own)")
+        return f"{self.weights} ({self.cfg.model.family}, {self.kind}{it})"
+
+
+def _export_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+
+
+def resolve_model(path: Path | str | None) -> ModelSource:
+    """Find the weights and config of a run folder, checkpoint folder or exported model; ``None``: the
+    pretrained model inside the package."""
+    if path is None:
+        if not (PRETRAINED / MODEL_FILE).is_file():
+            raise CheckpointError("this installation has no pretrained model; say which model to use: "
+                                  "--run RUN (its latest checkpoint) or --checkpoint PATH")
+        source = resolve_model(PRETRAINED)
+        source.kind = "pretrained"
+        return source
+    given = Path(path).expanduser()
+    what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
+    if not given.exists():
+        raise CheckpointError(f"{given} does not exist; {what}")
+    if given.is_file() or (given.is_dir() and not (given / STATE_FILE).is_file()
+                           and not (given / "checkpoints").is_dir() and (given / MODEL_FILE).is_file()):
+        weights = given if given.is_file() else given / MODEL_FILE
+        if weights.suffix != ".safetensors":
+            raise CheckpointError(f"{weights} is not a model file; {what}")
+        config = weights.parent / CONFIG_FILE
+        if not config.is_file():
+            raise CheckpointError(f"{weights} has no {CONFIG_FILE} beside it; export models with "
+                                  f"`gmdrit export RUN --out DIR`, which writes both files")
+        cfg = load_config_file(config)
+        meta = _export_metadata(weights)
+        iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
+        return ModelSource(given, weights, cfg, "export", iteration)
+    if given.is_dir() and ((given / STATE_FILE).is_file() or (given / "checkpoints").is_dir()):
+        found = find_checkpoint(given)
+        if found is None:
+            raise CheckpointError(f"run folder {given} has no checkpoint yet; train it first (gmdrit train)")
+        folder, state = found
+        try:
+            cfg = build_config(state["config"])
+        except KeyError:
+            raise CheckpointError(f"checkpoint {folder} records no config; it cannot be used") from None
+        except ConfigError as exc:
+            raise CheckpointError(f"checkpoint {folder} has a config this version cannot read: {exc}") from None
+        return ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"))
+    raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def _skip_weight_init():
+    """Make ``torch.nn.init``'s initialisers no-ops while networks are built whose weights are loaded next
+    (the usual trick of model loaders: building a 216 px MDMM otherwise spends a second drawing random
+    weights that are overwritten at once)."""
+    saved = {name: vars(torch.nn.init)[name] for name in _INIT_FUNCTIONS if name in vars(torch.nn.init)}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
+def _build_empty(cfg: Config, device: torch.device) -> ModelFamily:
+    """The model of ``cfg`` with only the test-time networks, on ``device``, weights not initialised (they are
+    loaded next); discriminators and optimizers, which inference never uses, are dropped."""
+    # training=False: no optimizers and none of the training speed paths (fp32, contiguous, not compiled,
+    # deterministic); creating the first torch optimizer would also import torch._dynamo (1.5 s on 2 cores).
+    with _skip_weight_init():
+        model = build_model(cfg, torch.device("cpu"), training=False)
+    model.keep_test_time_networks()
+    return model.to(device)
+
+
+EMA_PREFIX = "ema."
+
+
+def _weights_info(weights: Path) -> tuple[dict[str, str], bool]:
+    """(safetensors metadata, whether the file holds an EMA copy under ``ema.``) of a weights file."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return dict(f.metadata() or {}), any(k.startswith(EMA_PREFIX) for k in f.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {weights}: {exc}") from None
+
+
+def _ema_choice(source: ModelSource, ema: bool) -> str:
+    """The key prefix of the weights to use ("ema." or ""), and ``source.ema`` set accordingly."""
+    meta, has_copy = _weights_info(source.weights)
+    if meta.get("weights") == "ema":  # an export of the EMA copy: its only weights
+        if not ema:
+            raise InferenceError(f"{source.weights} holds the EMA weights only; for the raw weights export the "
+                                 f"run again with `gmdrit export RUN --no-ema`")
+        source.ema = True
+        return ""
+    source.ema = ema and has_copy
+    return EMA_PREFIX if source.ema else ""
+
+
+def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu",
+                       ema: bool = True) -> tuple[Config, ModelFamily]:
+    """The config and the model of a run folder / checkpoint folder / exported model (``None``: the
+    pretrained model inside the package), ready for test time.
+
+    Only the content encoder, attribute encoder and generator are kept (discriminators and optimizers are
+    dropped); the networks are in eval mode (no content noise). ``ema``: their EMA copy where the weights
+    have one (``model.source.ema`` says whether it was used), else the raw weights. ``model.source`` says
+    what was loaded.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    source = resolve_model(path)
+    cfg = source.cfg
+    prefix = _ema_choice(source, ema)
+    model = _build_empty(cfg, device)
+    load_network_weights(source.weights, model.networks, prefix)
+    model.eval_mode()
+    model.source = source
+    return cfg, model
+
+
+# ------------------------------------------------------------------------------------------ export
+
+@dataclass
+class ExportResult:
+    source: ModelSource
+    out: Path
+    weights: Path
+    config: Path
+    bytes: int
+    parameters: int
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) for outputs, or say in one line why it cannot be."""
+    if folder.exists() and not folder.is_dir():
+        raise InferenceError(f"output {folder} exists and is not a folder; choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InferenceError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+
+
+def export_model(path: Path | str, out: Path | str, int8: bool = False,
+                 extra_metadata: dict[str, str] | None = None, ema: bool = True) -> ExportResult:
+    """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
+
+    ``ema``: the networks' EMA copy where the run kept one (metadata ``weights: ema``), else the raw
+    weights.
+
+    ``int8``: weights quantised per output channel (:mod:`gmdrit_cli.quantize`) and the training-only heads
+    (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
+    safetensors header (e.g. the command that trained the model)."""
+    source = resolve_model(path)
+    out = Path(out).expanduser()
+    networks = MODEL_FAMILIES[source.cfg.model.family].test_time_networks
+    copy = _ema_choice(source, ema)
+    prefixes = tuple(f"{copy}{n}." for n in networks)
+    try:
+        with safe_open(str(source.weights), framework="pt") as f:
+            tensors = {k[len(copy):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    # check the tensors fit the config before writing anything
+    probe = _build_empty(source.cfg, torch.device("cpu"))
+    expected = {f"{n}.{k}": v.shape for n, net in probe.networks.items() for k, v in net.state_dict().items()}
+    wrong = sorted(k for k in expected.keys() | tensors.keys()
+                   if k not in tensors or k not in expected or tuple(tensors[k].shape) != tuple(expected[k]))
+    if wrong:
+        raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
+    metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
+                "networks": ",".join(networks), "gmdrit": __version__, **(extra_metadata or {})}
+    tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
+    parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
+    if int8:
+        from .quantize import FORMAT, quantize_tensors
+
+        tensors = quantize_tensors(tensors)
+        metadata.update(quantized=FORMAT, omitted=",".join(TRAINING_ONLY))
+    if source.iteration is not None:
+        metadata["iteration"] = str(source.iteration)
+    if source.ema:
+        metadata.update(weights="ema", ema_beta=f"{source.cfg.train.ema_beta:g}")
+    make_output_folder(out)
+    weights, config = out / MODEL_FILE, out / CONFIG_FILE
+    try:
+        atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                                                     metadata=metadata))
+        atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
+    except OSError as exc:
+        raise InferenceError(f"cannot write the export into {out}: {exc.strerror or exc}") from None
+    return ExportResult(source, out, weights, config, weights.stat().st_size, parameters)
