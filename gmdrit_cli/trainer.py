@@ -45,7 +45,6 @@ from .models import build_model
 from .models.base import ModelFamily
 from .paired_data import EVAL_SPLITS, has_split, paired_dataset
 from .runlock import RunLock
-from .speed import resolve_device
 from .tb_log import open_tensorboard
 
 log = logging.getLogger("gmdrit")

@@ -8,7 +8,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import tiny_overrides
-from gmdrit_cli import inference as inf
 from gmdrit_cli import model_files as mf
 from gmdrit_cli.errors import InferenceError
 from gmdrit_cli.checkpoint import list_checkpoints
