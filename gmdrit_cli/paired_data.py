@@ -63,6 +63,10 @@ def has_split(root: str | Path, split: str, layout: str = "auto") -> bool:
 
 def eval_split(root: str | Path, layout: str = "auto") -> str:
     """The split test time reads: ``val`` when the dataset has one (as the official test phase), else ``test``."""
+    folder = resolve_root(root)
+    if not folder.is_dir():  # e.g. a relative data.root read from another working directory
+        raise DataError(f"data folder '{folder}' does not exist (relative paths are read from the working "
+                        f"directory, here {Path.cwd()}); pass --data PATH")
     for split in EVAL_SPLITS:
         if has_split(root, split, layout):
             return split

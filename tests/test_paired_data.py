@@ -125,3 +125,8 @@ def test_missing_layout_and_eval_split(tmp_path):
         pairs(make_paired_dataset(tmp_path / "d", splits=("val",)))
     assert eval_split(make_paired_dataset(tmp_path / "e", splits=("train", "test"))) == "test"
     assert eval_split(make_paired_dataset(tmp_path / "f")) == "val"
+
+
+def test_a_missing_paired_folder_is_named_at_test_time(tmp_path):
+    with pytest.raises(DataError, match="does not exist .*pass --data"):
+        eval_split(tmp_path / "nowhere")
