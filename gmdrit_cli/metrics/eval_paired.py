@@ -56,7 +56,8 @@ class ConsecutiveLPIPS(Evaluator):
         super().__init__(ctx, names)
         lpips_class = METRICS["lpips"].function  # the registry's LPIPS (AlexNet trunk, linear heads)
         o = self.options
-        self.nets = {v: lpips_class(v, o.lpips_backbone_weights, ctx.device) for v in LPIPS_VERSIONS}
+        self.nets = {v: lpips_class(v, o.lpips_backbone_weights, ctx.device, metric="lpips_consecutive")
+                     for v in LPIPS_VERSIONS}
 
     def start_task(self, source, target):
         self.distances = {v: [] for v in LPIPS_VERSIONS}

@@ -54,12 +54,13 @@ class LPIPSDiversity:
     """LPIPS (AlexNet) distances and the per-input all-pairs diversity. Inputs are in [-1, 1]."""
 
     def __init__(self, version: str = "0.1", backbone_weights: str | Path | None = None,
-                 device: torch.device | str = "cpu", batch_size: int = 64):
+                 device: torch.device | str = "cpu", batch_size: int = 64, metric: str = "lpips"):
+        """``metric``: the --metrics name an error message tells the user to leave out."""
         if version not in VERSIONS:
             raise MetricError(f"--lpips-version must be one of {', '.join(VERSIONS)}, got {version!r}")
         self.version = version
         self.path, self.source = fetch_weights(backbone_weights, ALEXNET_FILE, ALEXNET_URL,
-                                               "LPIPS (AlexNet backbone)", "--lpips-backbone-weights", "lpips")
+                                               "LPIPS (AlexNet backbone)", "--lpips-backbone-weights", metric)
         state, self.sha256 = load_state_dict_safely(self.path, "LPIPS AlexNet backbone", "--lpips-backbone-weights")
         import lpips
 
