@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +70,13 @@ def tiny_gmdrit_run(tmp_path_factory):
     root = make_dataset(base / "data")
     train(load_config("reduced_res", tiny_overrides(root, 2)), base / "run")
     return base, root
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user error through the CLI: exit 1, no traceback, one stderr line starting 'error: ' holding every fragment."""
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]

@@ -18,6 +18,7 @@ from typing import Optional
 import pytest
 from PIL import Image
 
+from conftest import assert_one_line_error
 from gmdrit_cli.download import (DATASETS, PAIRED_SUFFIX, DatasetSpec, DownloadError, dataset_state,
                                  download_dataset, find_dataset, list_datasets)
 
@@ -296,15 +297,6 @@ def test_registry_names_urls_and_unknown_names():
 def gmdrit(*args: str, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=120)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_cli_list_shows_every_dataset_and_what_is_present(tmp_path):

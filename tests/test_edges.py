@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import assert_one_line_error
 from gmdrit_cli.edges import edge_lines, edges_pair, make_edges_dataset
 from gmdrit_cli.errors import DataError
 
@@ -226,15 +227,6 @@ def test_unreadable_images_are_skipped_and_none_readable_is_an_error(tmp_path):
 def gmdrit(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gmdrit_cli", "data", "edges", *args], capture_output=True,
                           text=True, timeout=300)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_cli_writes_the_dataset_and_says_where(tmp_path):
