@@ -5,9 +5,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from conftest import tiny_overrides
+from conftest import assert_one_line_error, tiny_overrides
 from gmdrit_cli.models import MODEL_FAMILIES
 
 
@@ -16,31 +14,21 @@ def gmdrit(*args, cwd=None, env=None):
                           timeout=300, env=None if env is None else {**os.environ, **env})
 
 
-def assert_user_error(proc, *fragments):
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def set_args(overrides):
     return [a for o in overrides for a in ("--set", o)]
 
 
 def test_user_errors_are_one_line(tmp_path):
-    assert_user_error(gmdrit("train", "--preset", "mdmm_basline"), "unknown preset", "mdmm_baseline")
-    assert_user_error(gmdrit("train", "--preset", "quickstart", "--set", "train.max_iter=3"),
+    assert_one_line_error(gmdrit("train", "--preset", "mdmm_basline"), "unknown preset", "mdmm_baseline")
+    assert_one_line_error(gmdrit("train", "--preset", "quickstart", "--set", "train.max_iter=3"),
                       "unknown key 'train.max_iter'", "train.max_iters")
-    assert_user_error(gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={tmp_path / 'no'}",
+    assert_one_line_error(gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={tmp_path / 'no'}",
                              "--run-dir", str(tmp_path / "r")), "does not exist", "data.root")
     empty = tmp_path / "empty"
     for split in ("trainA", "trainB"):
         (empty / split).mkdir(parents=True)
     (empty / "trainA" / "readme.txt").write_text("no images here")
-    assert_user_error(gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={empty}",
+    assert_one_line_error(gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={empty}",
                              "--run-dir", str(tmp_path / "r")), "no readable images")
     assert not (tmp_path / "r").exists()  # nothing is created for a run that cannot start
 

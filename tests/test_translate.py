@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_dataset, tiny_overrides
+from conftest import assert_one_line_error, make_dataset, tiny_overrides
 from gmdrit_cli import inference as inf
 from gmdrit_cli import model_files as mf
 from gmdrit_cli.errors import CheckpointError, InferenceError
@@ -32,14 +32,6 @@ def gmdrit(*args, cwd=None):
 def error_lines(proc) -> list[str]:
     assert "Traceback" not in proc.stderr + proc.stdout
     return [line for line in proc.stderr.splitlines() if line.strip()]
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 1, proc.stderr
-    lines = error_lines(proc)
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture(scope="module")
