@@ -19,6 +19,7 @@ import base64
 import json
 import logging
 import math
+import os
 import platform
 import random
 import signal
@@ -44,6 +45,7 @@ from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
 from .paired_data import EVAL_SPLITS, has_split, paired_dataset
+from .pipeline import BatchPipeline, Draw, auto_threads
 from .runlock import RunLock
 from .tb_log import open_tensorboard
 
@@ -88,7 +90,9 @@ RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_e
                             # the EMA copy and the process group watch training, they do not change it
                             "train.ema_beta", "train.dist_timeout", "train.check_replicas_every",
                             # how the step is computed, not what is trained
-                            "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer"})
+                            "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer",
+                            # (the pipeline loads the same batches in the same order, prefetching or not)
+                            "speed.tf32", "speed.cudnn_benchmark", "speed.prefetch", "speed.loader_threads"})
 
 #: the signals that stop a run with a checkpoint (SIGHUP does not exist on Windows)
 STOP_SIGNALS = tuple(signal.Signals[n] for n in ("SIGINT", "SIGTERM", "SIGHUP") if n in signal.Signals.__members__)
@@ -177,6 +181,7 @@ class Run:
         self.iteration = 0
         self.resumed_from: Path | None = None
         self._stop_signal: str | None = None
+        self._pipeline: BatchPipeline | None = None  # while the loop runs
 
     def _display_examples(self) -> Batch:
         """One fixed image per domain for the sample grids: from the test split when there is one."""
@@ -199,16 +204,27 @@ class Run:
         total = self.engine.total_iterations
         return self.cfg.train.max_iters if total is None else min(self.cfg.train.max_iters, total)
 
-    def next_batches(self) -> list[Batch]:
-        """The batches of the next iteration: MDMM's sampler, or the current epoch of the current phase."""
+    def batch_draws(self, iteration: int) -> list[Draw]:
+        """The batches of ``iteration``: MDMM's sampler, or the current epoch of the current phase."""
         t = self.cfg.train
-        span = self.engine.span_at(self.iteration)
+        span = self.engine.span_at(iteration)
         if span is None:
             p = self.processes  # several processes: each loads its rows of the planned batch (unpaired data)
             shard = (p.rank, p.world) if p.world > 1 else ()
-            return [self.dataset.sample(t.batch_size, *shard) for _ in range(self.model.batches_per_step())]
-        epoch, index = span.position(self.iteration)
-        return [self.dataset.epoch_batch(span.phase.domains, f"{t.seed}:{span.index}:{epoch}", index, t.batch_size)]
+            return [Draw("sample", (t.batch_size, *shard))] * self.model.batches_per_step()
+        epoch, index = span.position(iteration)
+        return [Draw("epoch_batch", (span.phase.domains, f"{t.seed}:{span.index}:{epoch}", index, t.batch_size))]
+
+    def next_batches(self) -> list[Batch]:
+        """The batches of the next iteration, loaded inline."""
+        return [getattr(self.dataset, d.kind)(*d.args) for d in self.batch_draws(self.iteration)]
+
+    def open_pipeline(self) -> BatchPipeline:
+        """The loop's input pipeline: ``speed.prefetch`` iterations planned ahead, loaded in the background."""
+        sp = self.cfg.speed
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", self.processes.world))
+        return BatchPipeline(self.dataset, self.batch_draws, prefetch=sp.prefetch,
+                             threads=sp.loader_threads or auto_threads(local), pin=self.device.type == "cuda")
 
     def prepare_folder(self) -> None:
         if not self.processes.is_writer:
@@ -253,7 +269,9 @@ class Run:
         if not self.processes.is_writer:
             return None
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
-                 "config": config_to_dict(self.cfg), "sampler": self.dataset.state_dict(), "rng": rng_state(self.device),
+                 "config": config_to_dict(self.cfg), "rng": rng_state(self.device),
+                 # as of the batches trained on, not those the pipeline planned ahead
+                 "sampler": self.dataset.state_dict() if self._pipeline is None else self._pipeline.sampler_state(),
                  "processes": self.processes.world,
                  "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
                  "versions": library_versions(), **self.engine.state_dict()}
@@ -348,13 +366,14 @@ class Run:
         previous = self._install_signal_handlers()
         board = open_tensorboard(self.run_dir, self.cfg, self.iteration, rank=self.processes.rank)  # or a no-op
         processes = self.processes
+        self._pipeline = pipeline = self.open_pipeline()
         try:
             end = self.end_iteration
             while self.iteration < end:
                 tick = time.perf_counter()
                 epoch, factor = self.engine.apply_schedule(self.iteration)
                 span = self.engine.span_at(self.iteration)
-                batches = self.next_batches()
+                batches = pipeline.batches(self.iteration, end)
                 with self.engine.sharded_step():
                     losses = self.model.train_step(batches, self.iteration, self.engine)
                 self.engine.sync_buffers()
@@ -399,6 +418,8 @@ class Run:
                     stopped = stop_signal or "time budget"
                     break
         finally:
+            self._pipeline = None
+            pipeline.close()
             board.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
