@@ -277,8 +277,9 @@ class PairedImages:
         return Batch(torch.stack(inputs), torch.zeros(len(inputs), dtype=torch.long), torch.stack(targets))
 
 
-def paired_dataset(cfg, split: str = "train", seed: int = 0) -> PairedImages:
-    """The :class:`PairedImages` of ``cfg.data`` for ``split``."""
+def paired_dataset(cfg, split: str = "train", seed: int = 0, root: str | Path | None = None) -> PairedImages:
+    """The :class:`PairedImages` of ``cfg.data`` for ``split`` (read from ``root`` instead of ``data.root``: its
+    local copy, :mod:`gmdrit_cli.data_cache`)."""
     d = cfg.data
-    return PairedImages(d.root, split, layout=d.paired_layout, direction=d.direction,
+    return PairedImages(d.root if root is None else root, split, layout=d.paired_layout, direction=d.direction,
                         input_channels=d.input_channels, resize=d.resize, crop=d.crop, flip=d.flip, seed=seed)

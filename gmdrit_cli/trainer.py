@@ -40,6 +40,7 @@ from .checkpoint import (MODEL_FILE, checkpoint_name, find_checkpoint, load_netw
                          prune_checkpoints, save_checkpoint)
 from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from .data import Batch, UnpairedImageFolders, domain_folders, to_image
+from .data_cache import CacheResult, cache_dataset
 from .engine import Engine
 from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
@@ -164,10 +165,13 @@ class Run:
         self.model: ModelFamily = build_model(cfg, self.device)  # building reads no data and no sampler RNG
         self.paired = self.model.capabilities.paired_data
         d = cfg.data
+        #: the local copy of data.root (speed.data_cache), and where the data are read: data.root or that copy
+        self.data_cache: CacheResult | None = self._cache_data() if cfg.speed.data_cache else None
+        self.data_root = self.data_cache.path if self.data_cache else d.root
         if self.paired:
-            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed)
+            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed, root=self.data_root)
         else:
-            self.dataset = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop,
+            self.dataset = UnpairedImageFolders(self.data_root, d.domains, "train", resize=d.resize, crop=d.crop,
                                                 flip=d.flip, seed=cfg.train.seed)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
@@ -183,15 +187,29 @@ class Run:
         self._stop_signal: str | None = None
         self._pipeline: BatchPipeline | None = None  # while the loop runs
 
+    def _cache_data(self) -> CacheResult:
+        """data.root copied to speed.data_cache, or the copy already there (once per machine: its first process
+        copies while the others wait, then they find the copy complete)."""
+        failed = result = None
+        if self.processes.local_rank == 0:
+            try:
+                result = cache_dataset(self.cfg.data.root, self.cfg.speed.data_cache)
+            except DataError as exc:
+                failed = exc
+        if self.processes.agree([failed is not None])[0]:
+            raise failed or DataError(f"process {self.processes.rank}: copying data.root to speed.data_cache "
+                                      f"failed on another process (see its message)")
+        return result or cache_dataset(self.cfg.data.root, self.cfg.speed.data_cache)
+
     def _display_examples(self) -> Batch:
         """One fixed image per domain for the sample grids: from the test split when there is one."""
-        d = self.cfg.data
+        d, root = self.cfg.data, self.data_root
         if self.paired:  # the first pairs of the split test time reads (val, else test), else of train
-            split = next((s for s in EVAL_SPLITS if has_split(d.root, s, d.paired_layout)), "train")
-            return paired_dataset(self.cfg, split).fixed_examples()
+            split = next((s for s in EVAL_SPLITS if has_split(root, s, d.paired_layout)), "train")
+            return paired_dataset(self.cfg, split, root=root).fixed_examples()
         try:
-            domain_folders(d.root, d.domains, "test")
-            test = UnpairedImageFolders(d.root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)
+            domain_folders(root, d.domains, "test")
+            test = UnpairedImageFolders(root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)
             return test.fixed_examples()
         except DataError:
             return self.dataset.fixed_examples()
@@ -219,12 +237,31 @@ class Run:
         """The batches of the next iteration, loaded inline."""
         return [getattr(self.dataset, d.kind)(*d.args) for d in self.batch_draws(self.iteration)]
 
+    @property
+    def loader_threads(self) -> int:
+        """``speed.loader_threads``, or this process's share of the machine's cores (0 without prefetching)."""
+        sp = self.cfg.speed
+        if not sp.prefetch:
+            return 0
+        return sp.loader_threads or auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", self.processes.world)))
+
     def open_pipeline(self) -> BatchPipeline:
         """The loop's input pipeline: ``speed.prefetch`` iterations planned ahead, loaded in the background."""
-        sp = self.cfg.speed
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", self.processes.world))
-        return BatchPipeline(self.dataset, self.batch_draws, prefetch=sp.prefetch,
-                             threads=sp.loader_threads or auto_threads(local), pin=self.device.type == "cuda")
+        return BatchPipeline(self.dataset, self.batch_draws, prefetch=self.cfg.speed.prefetch,
+                             threads=self.loader_threads, pin=self.device.type == "cuda")
+
+    def speed_record(self) -> dict:
+        """What the ``speed`` settings became on this device, and why (RUN/speed.json, rewritten at each start)."""
+        e, sp = self.engine, self.cfg.speed
+        record = {"device": str(self.device), "processes": self.processes.world,
+                  "precision": {None: "fp32"}.get(e.amp_dtype, str(e.amp_dtype).removeprefix("torch.")),
+                  "precision_reason": e.amp_reason, "loss_scaling": e.scaler is not None,
+                  "tf32": e.tf32, "cudnn_benchmark": e.cudnn_benchmark, "channels_last": e.channels_last,
+                  "prefetch": sp.prefetch, "loader_threads": self.loader_threads, "data_root": str(self.data_root)}
+        if self.device.type == "cuda":
+            major, minor = torch.cuda.get_device_capability(self.device)
+            record.update(gpu=torch.cuda.get_device_name(self.device), compute_capability=f"{major}.{minor}")
+        return record
 
     def prepare_folder(self) -> None:
         if not self.processes.is_writer:
@@ -232,6 +269,7 @@ class Run:
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        atomic.write_text(self.run_dir / "speed.json", json.dumps(self.speed_record(), indent=1) + "\n")
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
