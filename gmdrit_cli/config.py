@@ -42,6 +42,9 @@ class DataConfig:
     resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1)
     crop: int = _opt(216, "training crop size in pixels", min=8)
     flip: bool = _opt(True, "random horizontal flips during training")
+    val_fraction: float = _opt(0.0, "unpaired data: share of each domain's training images held out as the validation "
+                                    "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
+                                    "at most 0.5 so that training keeps most images", min=0, max=0.5)
     # paired families (BicycleGAN) only: gmdrit_cli/paired_data.py
     paired_layout: str = _opt("auto", "paired families: 'aligned' = pix2pix A|B side-by-side files in train/, val/, "
                                       "test/; 'folders' = trainA/x.jpg paired with trainB/x.jpg; auto = whichever "
@@ -65,6 +68,10 @@ class ModelConfig:
                                      "(MDMM d_iter), the other batches update the content discriminator", min=1)
     use_adain: bool = _opt(False, "GM-DRIT: AdaIN after the generator's shared block (report 5.3.1)")
     double_convT: bool = _opt(False, "GM-DRIT: a second transposed conv after each upsampling one (report 5.3.2)")
+    upsample: str = _opt("transposed", "MDMM / GM-DRIT generator: how dec2 and dec3 double the resolution. transposed = "
+                                       "the official 3x3 stride-2 transposed conv (prints a period-2/4 grid pattern); "
+                                       "resize_conv = nearest x2, reflection pad, 3x3 conv (no grid, same parameters)",
+                         choices=("transposed", "resize_conv"))
     random_attributes: str = _opt("prior", "MDMM: where random attributes come from, in training and at test time: "
                                            "the prior N(0, I), or the aggregate posterior of the target domain "
                                            "(a diagonal Gaussian fitted to the encoded training attributes by a "

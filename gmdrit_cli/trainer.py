@@ -3,6 +3,7 @@
 A run is a folder::
 
     RUN/config.yaml        the resolved config
+    RUN/splits.json        unpaired data: the validation files held out of training (data.val_fraction)
     RUN/metrics.jsonl      one JSON line per logged iteration
     RUN/samples/           sample grids (the report's rows x 5 layout)
     RUN/checkpoints/       checkpoint folders and the ``latest`` pointer
@@ -164,7 +165,7 @@ class Run:
             self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed)
         else:
             self.dataset = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop,
-                                                flip=d.flip, seed=cfg.train.seed)
+                                                flip=d.flip, seed=cfg.train.seed, val_fraction=d.val_fraction)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
         # a phased family: each phase's epoch is one pass over the images of its domains
@@ -216,7 +217,20 @@ class Run:
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        if not self.paired:
+            atomic.write_json(self.run_dir / "splits.json", self._splits_record())
         self._trim_metrics()
+
+    def _splits_record(self) -> dict:
+        """Which training images this run never trains on (the validation split) and how they were chosen."""
+        d = self.cfg.data
+        return {"val_fraction": d.val_fraction,
+                "rule": "per domain, the round(val_fraction * n) training files (at least 1) with the smallest "
+                        "SHA-256 of the file name (gmdrit_cli.data.hold_out)",
+                "domains": {name: {"folder": str(folder), "train_images": len(files),
+                                   "val_files": [p.name for p in held]}
+                            for name, folder, files, held in zip(d.domains, self.dataset.folders,
+                                                                 self.dataset.candidates, self.dataset.held_out)}}
 
     def _trim_metrics(self) -> None:
         """Drop logged lines past the iteration we start from (written after the checkpoint we resume)."""

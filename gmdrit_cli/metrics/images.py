@@ -19,7 +19,7 @@ def quantise(x: torch.Tensor) -> torch.Tensor:
 
 
 class PreprocessedImages:
-    """Test or training images of every domain, preprocessed as the model's test input (resize
+    """Test, validation or training images of every domain (training: less the validation split), preprocessed as the model's test input (resize
     ``cfg.data.resize`` square, bicubic; centre crop ``cfg.data.crop``), as uint8.
 
     Constructing it lists the files (``files[d]``: sorted paths of domain d, at most ``limit`` when > 0);
@@ -28,7 +28,7 @@ class PreprocessedImages:
 
     def __init__(self, root: str, cfg, split: str, limit: int = 0):
         self.ds = UnpairedImageFolders(root, cfg.data.domains, split, resize=cfg.data.resize, crop=cfg.data.crop,
-                                       flip=False)
+                                       flip=False, val_fraction=cfg.data.val_fraction)
         self.files = [f[:limit] if limit > 0 else list(f) for f in self.ds.files]
         self.skipped: list[str] = []
 

@@ -26,6 +26,9 @@ __all__ = [
     "INSResBlock",
     "LayerNorm",
     "ReLUINSConvTranspose2d",
+    "ReLUINSResizeConv2d",
+    "UPSAMPLE_MODES",
+    "upsample_block",
     "BasicBlock",
     "GaussianNoiseLayer",
     "tile",
@@ -200,6 +203,51 @@ class ReLUINSConvTranspose2d(nn.Module):
         conv, norm, relu = self.model
         out = conv(x) if vec is None else conv_transpose_tiled(conv, x, vec)
         return relu(norm(out))
+
+
+class ReLUINSResizeConv2d(nn.Module):
+    """Nearest-neighbour x2 resize -> RP1 -> Conv 3x3 (bias) -> LN -> ReLU: ``N x cin x H x W -> N x cout x 2H x 2W``.
+
+    The drop-in replacement of :class:`ReLUINSConvTranspose2d` (stride 2) without its grid pattern: a 3x3 kernel
+    at stride 2 covers the output pixels unevenly (some by one input tap per axis, some by two), which prints a
+    period-2 grid on every image (Odena, Dumoulin and Olah 2016); a resize followed by a convolution treats every
+    output pixel alike (MUNIT, StarGAN v2). Same parameter count as the transposed block.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            ReflectionPad2dSafe(1),
+            nn.Conv2d(cin, cout, 3, stride=1, padding=0, bias=True),
+            LayerNorm(cout),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor, vec: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: N x c x H x W; ``vec`` (N x L, optional): a vector tiled over space after ``x``'s channels
+        (c + L = cin). A tiled vector stays constant through the resize and the reflection pad, so its part of
+        the convolution is one number per (sample, channel): added without building the tiled map."""
+        up, pad, conv, norm, relu = self.model
+        if vec is None:
+            return relu(norm(conv(pad(up(x)))))
+        c = x.shape[1]
+        out = F.conv2d(pad(up(x)), conv.weight[:, :c], conv.bias)
+        per_channel = torch.einsum("nl,ol->no", vec.to(out.dtype), conv.weight[:, c:].sum(dim=(2, 3)).to(out.dtype))
+        return relu(norm(out + per_channel[:, :, None, None]))
+
+
+#: ``model.upsample``: how the MDMM / GM-DRIT generators double the resolution
+UPSAMPLE_MODES = ("transposed", "resize_conv")
+
+
+def upsample_block(cin: int, cout: int, mode: str = "transposed") -> nn.Module:
+    """The x2 upsampling block of the generator: the official transposed 3x3 convolution or a resize-convolution."""
+    if mode == "transposed":
+        return ReLUINSConvTranspose2d(cin, cout, stride=2)
+    if mode == "resize_conv":
+        return ReLUINSResizeConv2d(cin, cout)
+    raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {mode!r}")
 
 
 class BasicBlock(nn.Module):
