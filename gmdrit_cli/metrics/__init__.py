@@ -86,6 +86,10 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("recon_msssim", "reconstruction: MS-SSIM (pytorch-msssim) between each test image and its "
                                "reconstruction, per domain", "eval_reconstruction:reconstruction_scores",
                "eval_reconstruction:ReconstructionScores"),
+    MetricInfo("checkerboard", "grid pattern: the outputs' share of luminance power at the frequencies of period 2 "
+                               "and 4 pixels (two x2 upsamplings), over the same share in real target images of the "
+                               "same size (1 = none)", "checkerboard:checkerboard_ratio",
+               "eval_checkerboard:CheckerboardScores"),
 )}
 
 #: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)
