@@ -98,8 +98,9 @@ def test_resize_conv_resumes_bitwise_with_ema_and_exports_the_same_outputs(famil
         b = load_file(str(tmp_path / "split" / "checkpoints" / "iter_0000004" / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     export_model(tmp_path / "straight", tmp_path / "export")
+    export_model(tmp_path / "straight", tmp_path / "int8", int8=True)
     outs = []
-    for path in (tmp_path / "straight", tmp_path / "export"):
+    for path in (tmp_path / "straight", tmp_path / "export", tmp_path / "int8"):
         loaded_cfg, model = load_for_inference(path)
         assert loaded_cfg.model.upsample == "resize_conv"
         gen = torch.Generator().manual_seed(0)
@@ -107,3 +108,4 @@ def test_resize_conv_resumes_bitwise_with_ema_and_exports_the_same_outputs(famil
         with torch.no_grad():
             outs.append(model.translate(torch.zeros(2, 3, 32, 32), 1, (z, y)))
     assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], outs[2]) and (outs[0] - outs[2]).abs().max() < 0.05  # int8: close, not equal
