@@ -55,7 +55,7 @@ def test_one_task_from_input_to_output_with_the_paired_defaults(evaluated):
     _, out, report, stdout, *_ = evaluated
     assert [(t["source"], t["target"]) for t in report["tasks"]] == [("edges", "photos")]
     assert report["settings"]["metrics"] == ["lpips_consecutive", "fid_test"]
-    assert report["data"]["test_images"] == {"edges": 5, "photos": 5}  # the val split, both sides of 5 pairs
+    assert report["data"]["test_images"] == {"edges": 5, "photos": 5}  # the test split, both sides of 5 pairs
     assert len(list((out / "edges2photos").glob("*.png"))) == 5 * SAMPLES
     assert "LPIPS cons." in stdout and "FID (test)" in stdout
 
@@ -65,7 +65,7 @@ def test_consecutive_lpips_matches_the_lpips_package_on_the_saved_images(evaluat
     import lpips
 
     row = report["tasks"][0]["lpips_consecutive"]
-    stems = sorted(p.stem for p in (root / "val").iterdir())
+    stems = sorted(p.stem for p in (root / "test").iterdir())
     for version in ("0.0", "0.1"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -105,9 +105,9 @@ def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evalu
                                   out=out, device="cpu")).report
     row = report["tasks"][0]["fid_test"]
     assert (row["fake"], row["real"]) == (5, 5)
-    stems = sorted(p.stem for p in (root / "val").iterdir())
+    stems = sorted(p.stem for p in (root / "test").iterdir())
     fake = np.stack([outputs(out, s)[0] for s in stems])  # output 0 of each input: a random-z sample
-    real = np.stack([np.asarray(Image.open(root / "val" / f"{s}.png").convert("RGB"))[:, 32:] for s in stems])
+    real = np.stack([np.asarray(Image.open(root / "test" / f"{s}.png").convert("RGB"))[:, 32:] for s in stems])
     features = PoolFeatures()
     mu_r, sigma_r = feature_statistics(features(torch.from_numpy(real).permute(0, 3, 1, 2)))
     mu_f, sigma_f = feature_statistics(features(torch.from_numpy(fake).permute(0, 3, 1, 2)))

@@ -19,7 +19,7 @@ class CheckerboardScores(Evaluator):
 
     reference_order = 6
     table_columns = {"checkerboard": TableColumn(
-        "checkerboard", 8, _cell, lambda mean, real: fmt(mean.get("checkerboard"), 2))}
+        "checkerboard", 12, _cell, lambda mean, real: fmt(mean.get("checkerboard"), 2))}
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)
