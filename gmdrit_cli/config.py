@@ -208,6 +208,10 @@ class TrainConfig:
     time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
     tensorboard: bool = _opt(True, "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
                                    "sample grids, config) when the tensorboard package is installed")
+    init_from: str = _opt("", "start a new run from the weights of this model (a run or checkpoint folder, an exported "
+                              "model.safetensors, or 'pretrained'): every tensor of the same name and shape is "
+                              "copied, the rest (e.g. discriminator heads sized by the crop) keep their fresh "
+                              "initialisation; a resumed run reads its checkpoint instead ('' = none)")
     ema_beta: float = _opt(0.0, "keep an exponential moving average of the test-time networks' weights, "
                                 "ema = beta * ema + (1 - beta) * weights every iteration (StarGAN v2: 0.999; "
                                 "0 = off); translate, interpolate and eval use it unless --no-ema", min=0, max=1)

@@ -244,6 +244,39 @@ def load_for_inference(path: Path | str | None, device: torch.device | str = "cp
     return cfg, model
 
 
+def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> tuple[int, int]:
+    """Copy into ``networks`` every tensor of the model at ``path`` ('pretrained': the embedded one) whose name and
+    shape match (an int8 export is dequantised first); (tensors copied, tensors left as they were). A model that
+    matches fewer than half of the tensors is refused: it is another family or width of network."""
+    from safetensors.torch import load_file
+
+    source = resolve_model(None if str(path) == "pretrained" else path)
+    meta, _ = _weights_info(source.weights)
+    try:
+        tensors = load_file(str(source.weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    if meta.get("quantized"):
+        from .quantize import dequantize_tensors
+
+        tensors = dequantize_tensors(tensors)
+    copied = kept = 0
+    with torch.no_grad():
+        for net_name, net in networks.items():
+            for key, value in net.state_dict().items():
+                found = tensors.get(f"{net_name}.{key}")
+                if found is not None and tuple(found.shape) == tuple(value.shape):
+                    value.copy_(found)
+                    copied += 1
+                else:
+                    kept += 1
+    if copied < kept:  # most of the model would start fresh: another family or width, most likely a mistake
+        raise ConfigError(f"train.init_from={path}: only {copied} of {copied + kept} tensors of this model have a "
+                          f"match in {source.weights} ({source.cfg.model.family}, width {source.cfg.model.width}); "
+                          f"give a model of the same family and width")
+    return copied, kept
+
+
 # ------------------------------------------------------------------------------------------ export
 
 @dataclass

@@ -192,6 +192,15 @@ class Run:
         except DataError:
             return self.dataset.fixed_examples()
 
+    def initialise_from(self, path: str) -> None:
+        """A new run's starting weights from another model (``train.init_from``); the EMA copy starts from them."""
+        from .model_files import initialise_from
+
+        copied, kept = initialise_from(path, self.model.networks)
+        if self.engine.ema is not None:
+            self.engine.reset_ema([n for n in self.model.test_time_networks if n in self.model.networks])
+        log.info("initialised %d tensors from %s (%d kept their fresh initialisation)", copied, path, kept)
+
     # -- folder ---------------------------------------------------------------------------------
 
     @property
@@ -442,7 +451,10 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     run_dir = _unused_folder(Path(run_dir)) if fresh else Path(run_dir)
     found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if found is None:
-        return Run(cfg, run_dir)
+        run = Run(cfg, run_dir)
+        if cfg.train.init_from:
+            run.initialise_from(cfg.train.init_from)
+        return run
     folder, state = found
     if state.get("family") != cfg.model.family:
         raise CheckpointError(f"run folder {run_dir} holds a '{state.get('family')}' run, not "

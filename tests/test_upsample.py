@@ -109,3 +109,24 @@ def test_resize_conv_resumes_bitwise_with_ema_and_exports_the_same_outputs(famil
             outs.append(model.translate(torch.zeros(2, 3, 32, 32), 1, (z, y)))
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], outs[2]) and (outs[0] - outs[2]).abs().max() < 0.05  # int8: close, not equal
+
+
+def test_a_new_run_starts_from_another_models_weights_at_another_crop(data, tmp_path):
+    """train.init_from: a 32-px run's networks start a 128-px run (progressive training); the tensors sized by the
+    crop keep their fresh initialisation; resuming reads the checkpoint, not the init model."""
+    base = tiny_overrides(data, 2) + ["model.family=gmdrit", "model.upsample=resize_conv", "train.ema_beta=0.9"]
+    train(load_config("quickstart", base), tmp_path / "small")
+    small = load_file(str(tmp_path / "small" / "checkpoints" / "iter_0000002" / "model.safetensors"))
+    big_cfg = base + ["data.resize=136", "data.crop=128", f"train.init_from={tmp_path / 'small'}", "train.max_iters=1"]
+    from gmdrit_cli.trainer import open_run
+
+    run = open_run(load_config("quickstart", big_cfg), tmp_path / "big")
+    state = {f"{n}.{k}": v for n, net in run.model.networks.items() for k, v in net.state_dict().items()}
+    copied = [k for k in state if k in small and small[k].shape == state[k].shape]
+    fresh = [k for k in state if k not in copied]
+    assert all(torch.equal(state[k], small[k]) for k in copied) and len(copied) > 100
+    assert fresh and all(k.startswith(("dis_encoded.head_class", "dis_random.head_class")) for k in fresh)
+    assert torch.equal(run.engine.ema["generator.pxz.0.weight"], small["generator.pxz.0.weight"])
+    with pytest.raises(ConfigError, match="tensors of this model have a match"):
+        open_run(load_config("quickstart", base + ["model.width=4", f"train.init_from={tmp_path / 'small'}"]),
+                 tmp_path / "other")
