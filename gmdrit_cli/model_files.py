@@ -244,10 +244,12 @@ def load_for_inference(path: Path | str | None, device: torch.device | str = "cp
     return cfg, model
 
 
-def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> tuple[int, int]:
+def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
     """Copy into ``networks`` every tensor of the model at ``path`` ('pretrained': the embedded one) whose name and
-    shape match (an int8 export is dequantised first); (tensors copied, tensors left as they were). A model that
-    matches fewer than half of the tensors is refused: it is another family or width of network."""
+    shape match (an int8 export is dequantised first). Returns what was done: the weights file, its SHA-256 and
+    metadata, the tensors copied and kept. A model that matches fewer than half of the tensors is refused: it is
+    another family or width of network."""
+    import hashlib
     from safetensors.torch import load_file
 
     source = resolve_model(None if str(path) == "pretrained" else path)
@@ -274,7 +276,10 @@ def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> tuple[in
         raise ConfigError(f"train.init_from={path}: only {copied} of {copied + kept} tensors of this model have a "
                           f"match in {source.weights} ({source.cfg.model.family}, width {source.cfg.model.width}); "
                           f"give a model of the same family and width")
-    return copied, kept
+    digest = hashlib.sha256(source.weights.read_bytes()).hexdigest()
+    return {"init_from": str(path), "weights": str(source.weights), "sha256": digest, "metadata": meta,
+            "iteration": source.iteration, "crop": source.cfg.data.crop, "tensors_copied": copied,
+            "tensors_fresh": kept}
 
 
 # ------------------------------------------------------------------------------------------ export

@@ -4,6 +4,7 @@ A run is a folder::
 
     RUN/config.yaml        the resolved config
     RUN/splits.json        unpaired data: the validation files held out of training (data.val_fraction)
+    RUN/init.json          a run started from another model's weights (train.init_from): which file, its SHA-256
     RUN/metrics.jsonl      one JSON line per logged iteration
     RUN/samples/           sample grids (the report's rows x 5 layout)
     RUN/checkpoints/       checkpoint folders and the ``latest`` pointer
@@ -177,6 +178,7 @@ class Run:
         self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None, self.processes)
         self.iteration = 0
         self.resumed_from: Path | None = None
+        self.init_record: dict | None = None  # train.init_from of a new run (initialise_from)
         self._stop_signal: str | None = None
 
     def _display_examples(self) -> Batch:
@@ -196,10 +198,11 @@ class Run:
         """A new run's starting weights from another model (``train.init_from``); the EMA copy starts from them."""
         from .model_files import initialise_from
 
-        copied, kept = initialise_from(path, self.model.networks)
+        self.init_record = initialise_from(path, self.model.networks)
         if self.engine.ema is not None:
             self.engine.reset_ema([n for n in self.model.test_time_networks if n in self.model.networks])
-        log.info("initialised %d tensors from %s (%d kept their fresh initialisation)", copied, path, kept)
+        log.info("initialised %d tensors from %s (%d kept their fresh initialisation)",
+                 self.init_record["tensors_copied"], path, self.init_record["tensors_fresh"])
 
     # -- folder ---------------------------------------------------------------------------------
 
@@ -228,6 +231,8 @@ class Run:
         atomic.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
         if not self.paired:
             atomic.write_json(self.run_dir / "splits.json", self._splits_record())
+        if self.init_record is not None:  # a new run started from another model's weights: which, exactly
+            atomic.write_json(self.run_dir / "init.json", self.init_record)
         self._trim_metrics()
 
     def _splits_record(self) -> dict:

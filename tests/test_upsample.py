@@ -3,6 +3,9 @@ generators (shapes, parameter counts, the grid each prints on a flat input, resu
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,6 +130,11 @@ def test_a_new_run_starts_from_another_models_weights_at_another_crop(data, tmp_
     assert all(torch.equal(state[k], small[k]) for k in copied) and len(copied) > 100
     assert fresh and all(k.startswith(("dis_encoded.head_class", "dis_random.head_class")) for k in fresh)
     assert torch.equal(run.engine.ema["generator.pxz.0.weight"], small["generator.pxz.0.weight"])
+    run.fit()
+    record = json.loads((tmp_path / "big" / "init.json").read_text())
+    weights = tmp_path / "small" / "checkpoints" / "iter_0000002" / "model.safetensors"
+    assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest() and record["iteration"] == 2
+    assert record["tensors_fresh"] == len(fresh) and record["crop"] == 32
     with pytest.raises(ConfigError, match="tensors of this model have a match"):
         open_run(load_config("quickstart", base + ["model.width=4", f"train.init_from={tmp_path / 'small'}"]),
                  tmp_path / "other")
