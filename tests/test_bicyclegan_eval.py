@@ -14,23 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_paired_dataset
+from conftest import TINY_BICYCLEGAN, make_paired_dataset
 from gmdrit_cli.config import load_config
 from gmdrit_cli.metrics.fid import feature_statistics, frechet_distance, write_random_inception_weights
 from gmdrit_cli.metrics.lpips_diversity import load_alexnet_trunk, write_random_alexnet_weights
 from gmdrit_cli.trainer import train
 
 SAMPLES = 3
-SETTINGS = ["data.resize=32", "data.crop=32", "model.width=8", "bicyclegan.d_layers=2", "train.max_iters=2",
-            "train.device=cpu", "train.threads=1", "train.sample_every=1000", "train.save_every=1000",
-            "data.domains=[edges,photos]"]
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     base = tmp_path_factory.mktemp("bicycle_eval")
     root = make_paired_dataset(base / "data", per_split=5, size=32)
-    train(load_config("bicyclegan_quickstart", [f"data.root={root}", *SETTINGS]), base / "run")
+    train(load_config("bicyclegan_quickstart", [f"data.root={root}", *TINY_BICYCLEGAN]), base / "run")
     inception = write_random_inception_weights(base / "inception.pth")
     alexnet = write_random_alexnet_weights(base / "alexnet.pth")
     out = base / "eval"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_paired_dataset
+from conftest import TINY_BICYCLEGAN, make_paired_dataset
 from gmdrit_cli.config import load_config
 from gmdrit_cli.evaluate import EvalOptions, evaluate
 from gmdrit_cli.metrics import MetricError
@@ -20,16 +20,13 @@ from gmdrit_cli.model_files import load_for_inference
 from gmdrit_cli.trainer import train
 
 torch.set_num_threads(1)
-SETTINGS = ["data.resize=32", "data.crop=32", "model.width=8", "bicyclegan.d_layers=2", "train.max_iters=2",
-            "train.device=cpu", "train.threads=1", "train.sample_every=1000", "train.save_every=1000",
-            "data.domains=[edges,photos]"]
 
 
 @pytest.fixture(scope="module")
 def paired_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("faithful")
     root = make_paired_dataset(base / "data", per_split=4, size=32)
-    train(load_config("bicyclegan_quickstart", [f"data.root={root}", *SETTINGS]), base / "run")
+    train(load_config("bicyclegan_quickstart", [f"data.root={root}", *TINY_BICYCLEGAN]), base / "run")
     return base, root
 
 
