@@ -160,12 +160,30 @@ def _run_app() -> int:
         print(exc.code, file=sys.stderr)
         return 1
     except GmdritError as exc:
-        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True, highlight=False)
+        _error_line(exc, str(exc))
+        return 1
+    except OSError as exc:  # the commands name the path where they can; this is the safety net
+        from .outputs import os_error_line
+
+        _error_line(exc, os_error_line(exc, "cannot read or write a file", "choose another path"))
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
     return 0
+
+
+def _error_line(exc: BaseException, text: str) -> None:
+    """Print ``error: text`` on stderr; under torchrun only rank 0 does (every process meets the same
+    errors), unless the error is about this process alone."""
+    import os
+
+    from .errors import speaks
+
+    rank = os.environ.get("RANK", "0")
+    if not speaks(exc, int(rank) if rank.isdigit() else 0):
+        return
+    err_console.print(Text.assemble(("error: ", "bold red"), text), soft_wrap=True, highlight=False)
 
 
 def _end_process(code: int) -> None:
