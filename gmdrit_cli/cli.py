@@ -52,6 +52,7 @@ def _fit(run) -> None:
     """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it). Under torchrun
     only rank 0 talks; the others train silently and exit alike."""
     cfg = run.cfg
+    run.take_lock()  # a folder another process writes is refused before anything is said
     if not run.processes.is_writer:
         result = run.fit()
         if not result.finished and result.stopped != "time budget":
@@ -151,7 +152,16 @@ def main() -> None:
     _end_process(_run_app())
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM / SIGHUP outside training: unwind like an exception, so every ``finally`` removes its temporary
+    files (a half-written output, a dataset being built); training installs its own handlers meanwhile."""
+    raise SystemExit(128 + signum)
+
+
 def _run_app() -> int:
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     try:
         app()
     except SystemExit as exc:

@@ -125,3 +125,13 @@ def umask_mode(folder: bool = False) -> int:
     mask = os.umask(0)
     os.umask(mask)
     return (0o777 if folder else 0o666) & ~mask
+
+
+def temporary_folder(parent: Path, prefix: str) -> Path:
+    """A new hidden folder in ``parent`` to build an output in before it is renamed into place, with the
+    permissions of a plain ``mkdir`` (``tempfile.mkdtemp`` makes it 0700, which the rename would keep)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, umask_mode(folder=True))
+    return folder
