@@ -442,6 +442,8 @@ def _first_key(keys: dict, section: str) -> str:
 
 def build_config(values: dict[str, Any]) -> Config:
     """Build a validated :class:`Config` from nested or dotted values; raise with every problem at once."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config is a mapping of sections, not {type(values).__name__}")
     keys = all_keys()
     flat = _flatten(values)
     errors: list[str] = []

@@ -91,10 +91,14 @@ def output_folder(folder: str | Path, option: str = "--out") -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(os_error_line(exc, f"cannot create the folder {folder}", f"choose another {option}")) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not _writable(folder):
         raise OutputError(f"cannot write into {folder}: permission denied; check its permissions, or choose "
                           f"another {option}")
     return folder
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def refuse_replacing(path: str | Path, flag: str, option: str = "--out") -> None:
