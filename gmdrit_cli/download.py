@@ -344,14 +344,15 @@ def _install(source: Path, dest: Path) -> None:
 # -- the command ----------------------------------------------------------------------------------
 
 def check_url(url: str) -> str:
-    """``url`` when it is an http(s) URL with a host; else one line saying what --url takes."""
+    """``url`` when it is an http(s) URL with a host or a file:// URL with a path; else one line saying what
+    --url takes."""
     try:
         parts = urllib.parse.urlsplit(url.strip())
         parts.port  # raises ValueError on a port that is not a number
     except ValueError as exc:
         raise DownloadError(f"--url {url!r} is not a valid URL ({exc}); give the http(s) address of an archive") from None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise DownloadError(f"--url {url!r} is not an http(s) URL; give the address of an archive, e.g. "
+    if not (parts.scheme in ("http", "https") and parts.netloc or parts.scheme == "file" and parts.path):
+        raise DownloadError(f"--url {url!r} is not an http(s) or file:// URL; give the address of an archive, e.g. "
                             f"https://host/path/NAME.zip (leave --url out for the official one)")
     return url.strip()
 
