@@ -65,7 +65,9 @@ def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads:
 
 
 def _seed(seed: Optional[int]) -> int:
-    return seed if seed is not None else secrets.randbelow(2**31)
+    from .limits import seed as check_seed
+
+    return check_seed(seed) if seed is not None else secrets.randbelow(2**31)
 
 
 def _progress(header: str):

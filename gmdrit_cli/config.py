@@ -188,7 +188,7 @@ class OptimConfig:
 class TrainConfig:
     max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
     batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2)
-    seed: int = _opt(0, "seed of every random number generator", min=0)
+    seed: int = _opt(0, "seed of every random number generator", min=0, max=2**32 - 1)
     device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
     threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0)
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)

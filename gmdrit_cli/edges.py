@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 from .atomic import fsync_path
 from .errors import DataError
 from .limits import MAX_EDGE_SIZE, bounded, finite
+from .limits import seed as check_seed
 from .outputs import os_error_line, refuse_checkpoint_area, temporary_folder
 
 SPLITS = ("train", "val", "test")
@@ -171,7 +172,8 @@ class EdgesResult:
 
 
 def _check_arguments(src: Path, dst: Path, size: int, val: float, test: Optional[float], overwrite: bool,
-                     sigma: Optional[float]) -> None:
+                     sigma: Optional[float], seed: int) -> None:
+    check_seed(seed)
     if size < 8:
         raise DataError(f"--size {size} is too small for edge maps; use at least 8 pixels (256 is pix2pix's)")
     bounded(size, "--size", 8, MAX_EDGE_SIZE, "pix2pix uses 256; memory and time grow with its square")
@@ -220,7 +222,7 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
 
     source_text = str(src)  # as given: a shipped sample's edges.json names no local path
     src, dst = resolve_root(src), Path(dst).expanduser()
-    _check_arguments(src, dst, size, val, test, overwrite, sigma)
+    _check_arguments(src, dst, size, val, test, overwrite, sigma, seed)
     train_side, test_side = find_sources(src)
     if test_side and test is not None:
         raise DataError(f"'{src}' has test folders, which are the test split; drop --test (or pass one of its "

@@ -44,6 +44,7 @@ from PIL import Image
 
 from . import __version__, atomic
 from .limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
+from .limits import seed as check_seed
 from .model_files import untrained_note
 from .outputs import numbered_folder, output_folder
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
@@ -148,6 +149,10 @@ def check_eval_numbers(o: EvalOptions) -> None:
     finite(o.ndb_alpha, "--ndb-alpha", high=1, why="a significance level")
     bounded(o.samples_per_input, "--samples-per-input", 1, MAX_SAMPLES_PER_INPUT,
             "every output is a PNG per test image and task")
+    check_seed(o.seed)
+    bounded(o.ndb_size, "--ndb-size", 1, 256, "NDB bins images downscaled to a few pixels (32 is the paper's); "
+                                               "memory grows with its square")
+    bounded(o.kid_subsets, "--kid-subsets", 1, 10_000, "each subset is one more kernel estimate; 100 is the usual")
 
 
 # ------------------------------------------------------------------------------------------ evaluate

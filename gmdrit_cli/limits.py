@@ -48,6 +48,14 @@ def finite(value: float, option: str, *, positive: bool = True, low: float | Non
     return number
 
 
+MAX_SEED = 2**32 - 1
+
+
+def seed(value: int, option: str = "--seed") -> int:
+    """A seed every random generator takes (numpy's and torch's): 0 to 2**32 - 1."""
+    return bounded(value, option, 0, MAX_SEED, "seeds are 32-bit numbers")
+
+
 def bounded(value: int, option: str, low: int, high: int, why: str) -> int:
     """``value`` when ``low <= value <= high``; else :class:`LimitError` naming the bound and ``why``."""
     if value < low:

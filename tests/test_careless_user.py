@@ -119,7 +119,9 @@ def test_size_like_options_have_limits_with_reasons(cli, run_dir, tmp_path):
              (("interpolate", good, "--domain", "orange", "--loop", "100000", *model), "--loop", "16 bits"),
              (("data", "edges", good.parent, tmp_path / "e1", "--size", "64", "--sigma", "1e6"), "--sigma", "quarter"),
              (("data", "edges", good.parent, tmp_path / "e2", "--size", "64", "--sigma", "inf"), "--sigma", "finite"),
-             (("data", "edges", good.parent, tmp_path / "e3", "--size", "100000"), "--size", "square")]
+             (("data", "edges", good.parent, tmp_path / "e3", "--size", "100000"), "--size", "square"),
+             (("data", "edges", good.parent, tmp_path / "e4", "--seed", "-3"), "--seed -3"),
+             (("translate", good, "--domain", "orange", "--seed", str(2**70), *model), "--seed", "32-bit")]
     for temperature in ("inf", "nan", "1e300"):
         cases.append((("translate", good, "--domain", "orange", "--temperature", temperature, *model), "--temperature", ""))
     for args, *fragments in cases:
@@ -131,7 +133,7 @@ def test_eval_numbers_are_finite_and_bounded():
     from gmdrit_cli.evaluate import EvalOptions, check_eval_numbers
 
     for bad in ({"temperature": math.inf}, {"temperature": math.nan}, {"samples_per_input": 100000},
-                {"ndb_alpha": math.nan}):
+                {"ndb_alpha": math.nan}, {"seed": -5}, {"ndb_size": 100000}, {"kid_subsets": 10**8}):
         with pytest.raises(GmdritError):
             check_eval_numbers(EvalOptions(run=None, **{"samples_per_input": 2, **bad}))
 
