@@ -22,6 +22,11 @@ class Mode(str, Enum):
     reference = "reference"
 
 
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
 class LpipsVersion(str, Enum):
     v01 = "0.1"
     v00 = "0.0"
@@ -101,9 +106,17 @@ def eval_(
         "--samples-per-input", help="outputs per test image and target domain [default: 10; paired models: 20, "
                                     "BicycleGAN's protocol]", show_default=False)] = None,
     mode: Annotated[Mode, typer.Option("--mode", help="latent: random attributes from the prior; reference: attributes of target test images")] = Mode.latent,
-    temperature: Annotated[Optional[float], typer.Option(
+    split: Annotated[Split, typer.Option(
+        "--split", help="test: the test images; val: the training images held out by data.val_fraction (choose "
+                        "settings here, report them on test)")] = Split.test,
+    temperature: Annotated[Optional[str], typer.Option(
         "--temperature", help="latent mode: scale of the prior's standard deviation (<1: more faithful, >1: more "
-                              "diverse) [default: the model's model.sample_temperature, 1 unless set]", show_default=False)] = None,
+                              "diverse) [default: the model's model.sample_temperature, 1 unless set]. Several "
+                              "values (0.7,0.8,0.9,1.0): one evaluation each, one row each, and the choice (highest "
+                              "value with domain_accuracy >= --min-accuracy in every task); with --split val it is "
+                              "stored in RUN/sampling.json as the run's default", show_default=False)] = None,
+    min_accuracy: Annotated[float, typer.Option(
+        "--min-accuracy", help="temperature sweep: the domain accuracy every task must reach")] = 0.9,
     seed: Annotated[int, typer.Option("--seed", help="seed of attributes, references, KID subsets, NDB bins")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default RUN/eval/iter_N-MODE)")] = None,
     inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="torch-fidelity InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline FID/KID")] = None,
@@ -132,19 +145,56 @@ def eval_(
     and the flag that takes it; GMDRIT_OFFLINE=1 forbids downloads.
     """
     from .evaluate import EvalOptions, evaluate
+    from .temperature_sweep import parse_temperatures, sweep
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    temperatures = parse_temperatures(temperature) if temperature is not None else []
     options = EvalOptions(run=run, data=data, metrics=metrics, samples_per_input=samples_per_input,
-                          mode=mode.value, temperature=temperature, seed=seed, out=out, inception_weights=inception_weights,
+                          mode=mode.value, split=split.value, temperature=temperatures[0] if temperatures else None,
+                          seed=seed, out=out, inception_weights=inception_weights,
                           lpips_version=lpips_version.value, lpips_backbone_weights=lpips_backbone_weights,
                           ndb_bins=ndb_bins, ndb_size=ndb_size, ndb_alpha=ndb_alpha, kid_subset_size=kid_subset_size,
                           kid_subsets=kid_subsets, max_inputs=max_inputs, batch_size=batch_size, device=device,
                           reference_line=not no_reference, classifier_cache=classifier_cache, ema=not no_ema)
+    if len(temperatures) > 1:
+        result = run_with_stage_progress(lambda update: sweep(options, temperatures, min_accuracy, update))
+        render_sweep(result)
+        return
     result = run_with_stage_progress(lambda update: evaluate(options, update))
     render(result.report)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
     console.print(f"outputs in {result.out}; report {result.json_path}", markup=False)
+
+
+def render_sweep(result) -> None:
+    """One row per temperature: each task's figures of the columns the metrics declare, then the choice."""
+    first = result.rows[0].result.report
+    columns = _columns(first["settings"]["metrics"])
+    tasks = [f"{t['source']}→{t['target']}" for t in first["tasks"]]
+    table = Table("temperature", *(f"{c.header} {task}" for c in columns for task in tasks), header_style="bold",
+                  title=f"{first['model']['family']} {first['model']['config']} (iteration "
+                        f"{first['model']['iteration']}), {first['settings']['split']} split, "
+                        f"{first['settings']['samples_per_input']} outputs per input")
+    for row in result.rows:
+        report = row.result.report
+        mark = " ◀" if row.temperature == result.chosen else ""
+        table.add_row(f"{row.temperature:g}{mark}", *(c.cell(task, False) for c in columns for task in report["tasks"]))
+    if first["reference"]:
+        table.add_section()
+        table.add_row("real", *(c.cell(first["reference"][task["target"]], True) for c in columns
+                                for task in first["tasks"]), style="dim")
+    console.print(table)
+    if result.chosen is not None:
+        console.print(f"chosen: temperature {result.chosen:g} ({result.reason})", markup=False)
+    else:
+        console.print(f"{result.reason}", markup=False)
+    if result.stored is not None:
+        console.print(f"stored in {result.stored}: translate, eval and export of this run now sample at "
+                      f"{result.chosen:g}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(f"sweep report {result.json_path}", markup=False)

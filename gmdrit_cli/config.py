@@ -43,6 +43,9 @@ class DataConfig:
     resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1)
     crop: int = _opt(216, "training crop size in pixels", min=8)
     flip: bool = _opt(True, "random horizontal flips during training")
+    val_fraction: float = _opt(0.0, "unpaired data: share of each domain's training images held out as the validation "
+                                    "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
+                                    "at most 0.5 so that training keeps most images", min=0, max=0.5)
     # paired families (BicycleGAN) only: gmdrit_cli/paired_data.py
     paired_layout: str = _opt("auto", "paired families: 'aligned' = pix2pix A|B side-by-side files in train/, val/, "
                                       "test/; 'folders' = trainA/x.jpg paired with trainB/x.jpg; auto = whichever "
@@ -66,6 +69,10 @@ class ModelConfig:
                                      "(MDMM d_iter), the other batches update the content discriminator", min=1)
     use_adain: bool = _opt(False, "GM-DRIT: AdaIN after the generator's shared block (report 5.3.1)")
     double_convT: bool = _opt(False, "GM-DRIT: a second transposed conv after each upsampling one (report 5.3.2)")
+    upsample: str = _opt("transposed", "MDMM / GM-DRIT generator: how dec2 and dec3 double the resolution. transposed = "
+                                       "the official 3x3 stride-2 transposed conv (prints a period-2/4 grid pattern); "
+                                       "resize_conv = nearest x2, reflection pad, 3x3 conv (no grid, same parameters)",
+                         choices=("transposed", "resize_conv"))
     random_attributes: str = _opt("prior", "MDMM: where random attributes come from, in training and at test time: "
                                            "the prior N(0, I), or the aggregate posterior of the target domain "
                                            "(a diagonal Gaussian fitted to the encoded training attributes by a "
@@ -202,6 +209,10 @@ class TrainConfig:
     time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
     tensorboard: bool = _opt(True, "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
                                    "sample grids, config) when the tensorboard package is installed")
+    init_from: str = _opt("", "start a new run from the weights of this model (a run or checkpoint folder, an exported "
+                              "model.safetensors, or 'pretrained'): every tensor of the same name and shape is "
+                              "copied, the rest (e.g. discriminator heads sized by the crop) keep their fresh "
+                              "initialisation; a resumed run reads its checkpoint instead ('' = none)")
     ema_beta: float = _opt(0.0, "keep an exponential moving average of the test-time networks' weights, "
                                 "ema = beta * ema + (1 - beta) * weights every iteration (StarGAN v2: 0.999; "
                                 "0 = off); translate, interpolate and eval use it unless --no-ema", min=0, max=1)

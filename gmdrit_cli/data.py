@@ -5,6 +5,9 @@ Two layouts are accepted under ``root``:
 * CycleGAN style: ``trainA``, ``trainB``, ... are domains 0, 1, ... (named by ``data.domains``);
 * named folders: ``train/<domain name>`` for every name in ``data.domains``.
 
+A validation split (``val_fraction`` > 0) holds out a fixed share of each domain's training images, chosen
+by file name alone (:func:`hold_out`): training never sees them, ``split="val"`` reads exactly them.
+
 Sampling follows official MDMM: each sample picks a domain uniformly at random, then an image
 uniformly (with replacement) within that domain; the random choices, crops and flips all come from
 one ``random.Random`` whose state is saved in checkpoints, so a resumed run sees the same batches.
@@ -12,6 +15,7 @@ one ``random.Random`` whose state is saved in checkpoints, so a resumed run sees
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import string
@@ -33,6 +37,24 @@ IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in Image.registered_extensions(
 
 
 SAMPLE_PREFIX = "sample:"
+#: the splits an unpaired dataset offers: ``val`` is held out of the training folders (``data.val_fraction``)
+SPLITS = ("train", "val", "test")
+
+
+def hold_out(files: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files) of one domain, both in ``files``' order.
+
+    The validation files are the ``round(fraction * len(files))`` ones (at least 1 when ``fraction`` > 0 and
+    two or more files) whose SHA-256 of the file name is smallest: a choice by name alone, so it is the same
+    on every machine, process and resume, whatever the folder's listing order, and a file added later moves
+    no other file between the splits unless it ranks among the held-out ones.
+    """
+    if fraction <= 0 or len(files) < 2:
+        return list(files), []
+    n_val = min(len(files) - 1, max(1, round(fraction * len(files))))
+    ranked = sorted(files, key=lambda p: (hashlib.sha256(p.name.encode()).hexdigest(), p.name))
+    held = set(ranked[:n_val])
+    return [p for p in files if p not in held], [p for p in files if p in held]
 
 
 def resolve_root(root: str | Path) -> Path:
@@ -44,7 +66,9 @@ def resolve_root(root: str | Path) -> Path:
 
 
 def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Path]:
-    """The folder of each domain for ``split`` ('train' or 'test'), in either layout."""
+    """The folder of each domain for ``split`` ('train' or 'test'; 'val' lies in the training folders), in
+    either layout."""
+    split = "train" if split == "val" else split
     root = resolve_root(root)
     if not root.is_dir():
         from .download import is_known_dataset
@@ -132,17 +156,27 @@ class UnpairedImageFolders:
     """
 
     def __init__(self, root: str | Path, domains: list[str], split: str = "train", *,
-                 resize: int, crop: int, flip: bool, seed: int = 0):
+                 resize: int, crop: int, flip: bool, seed: int = 0, val_fraction: float = 0.0):
+        if split == "val" and val_fraction <= 0:
+            raise DataError("there is no validation split: the model was trained with data.val_fraction 0 (every "
+                            "training image was seen); use the test split, or train with --set data.val_fraction=0.1")
         self.domains = list(domains)
         self.resize, self.crop, self.flip, self.split = resize, crop, flip, split
         self.folders = domain_folders(root, self.domains, split)
         #: the images the sampler draws from, per domain; fixed after construction so every process of a
         #: run plans alike, whichever files it found broken (those are kept in ``broken`` instead)
         self.candidates: list[list[Path]] = []
+        #: per domain, the files of the training folder held out as the validation split (split "train" only)
+        self.held_out: list[list[Path]] = []
         for name, folder in zip(self.domains, self.folders):
             good, bad = list_images(folder)
             for path in bad:
                 log.warning("skipping unreadable image %s", path)
+            if split != "test":  # the split is drawn over every image file name, readable or not
+                kept, held = hold_out(sorted(good + bad), val_fraction)
+                chosen = set(held if split == "val" else kept)
+                good = [p for p in good if p in chosen]
+                self.held_out.append(held if split == "train" else [])
             if not good:
                 raise DataError(f"domain '{name}' has no readable images in '{folder}'; add images "
                                 f"(any format Pillow reads) or fix data.root")

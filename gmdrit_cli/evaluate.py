@@ -71,6 +71,7 @@ class EvalOptions:
     metrics: str | list[str] | None = None  # None: DEFAULT_METRICS (paired families: PAIRED_DEFAULT_METRICS)
     samples_per_input: int | None = None    # None: 10 (paired families: 20, BicycleGAN's protocol)
     mode: str = "latent"
+    split: str = "test"          # test, or val: the images held out of training (data.val_fraction)
     temperature: float | None = None  # latent mode: scale of the prior's std (None: model.sample_temperature)
     seed: int = 0
     out: Path | str | None = None
@@ -119,7 +120,8 @@ def _save_png(u8: torch.Tensor, path: Path) -> None:
     Image.fromarray(u8.permute(1, 2, 0).numpy()).save(path, format="PNG")
 
 
-def _default_out(run: Path | None, iteration: int | None, mode: str) -> Path:
+def _default_out(run: Path | None, iteration: int | None, mode: str, split: str = "test") -> Path:
+    mode = mode if split == "test" else f"{mode}-{split}"
     if run is None:  # the pretrained model: never write into the installed package
         return Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
     run = Path(run).expanduser()
@@ -161,6 +163,8 @@ def _check_options(o: EvalOptions, metrics: list[str]) -> None:
     if o.mode not in MODES:
         raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
     check_eval_numbers(o)
+    if o.split not in ("test", "val"):
+        raise MetricError(f"--split {o.split!r}: choose test or val")
     if o.temperature is not None and o.temperature != 1.0 and o.mode != "latent":
         raise MetricError("--temperature scales random attributes: use it with --mode latent")
     for cls, names in _evaluator_classes(metrics):
@@ -256,13 +260,13 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
 
     # weights first: a missing file must stop the run before any work
     evaluators = [cls(ctx, names) for cls, names in _evaluator_classes(metrics)]
-    test = open_images(root, cfg, "test", o.max_inputs, paired)
+    test = open_images(root, cfg, o.split, o.max_inputs, paired)
     for ev in evaluators:
         ev.setup()
     learners = [ev for ev in evaluators if ev.needs_train_images]
     train = open_images(root, cfg, "train", 0, paired) if learners else None
     out = eval_folder(Path(o.out).expanduser() if o.out is not None
-                      else _default_out(None if o.run is None else Path(o.run), iteration, o.mode), notes)
+                      else _default_out(None if o.run is None else Path(o.run), iteration, o.mode, o.split), notes)
     notes += [n for n in [untrained_note(model, sorted({t for _, t in model.capabilities.tasks(len(domains))}))] if n]
 
     test_images: list[torch.Tensor] = []
@@ -270,14 +274,14 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     for d in range(len(domains)):
         images, kept = test.load(test.files[d], d)
         if len(images) == 0:
-            raise MetricError(f"domain '{domains[d]}' has no readable test images in {test.ds.folders[d]}")
+            raise MetricError(f"domain '{domains[d]}' has no readable {o.split} images in {test.ds.folders[d]}")
         test_images.append(images)
         test_paths.append(kept)
 
     ctx.test_images = test_images
     pairs = model.capabilities.tasks(len(domains))
     targets = sorted({t for _, t in pairs})
-    settings = {"metrics": metrics, "mode": o.mode, "temperature": o.temperature,
+    settings = {"metrics": metrics, "mode": o.mode, "split": o.split, "temperature": o.temperature,
                 "samples_per_input": o.samples_per_input, "seed": o.seed,
                 "max_inputs": o.max_inputs, "batch_size": o.batch_size, "device": str(device),
                 "image_format": "PNG (8-bit RGB); every metric reads the saved 8-bit values",
@@ -379,7 +383,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
                                             if capabilities.has_mixture and capabilities.classifies_domains
                                             else None)},
         "data": {"root": str(root),
-                 "test_images": {n: len(p) for n, p in zip(domains, test_paths)},
+                 f"{o.split}_images": {n: len(p) for n, p in zip(domains, test_paths)},
                  "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
                  "skipped": skipped},
         "settings": settings,

@@ -36,6 +36,8 @@ from .outputs import os_error_line, output_folder, refuse_checkpoint_area, refus
 from .speed import resolve_device
 
 CONFIG_FILE = "config.yaml"
+#: a run's chosen sampling temperature (``gmdrit eval --split val --temperature a,b,c``; temperature_sweep.py)
+SAMPLING_FILE = "sampling.json"
 #: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "Pretrained model"),
 #: used when a command is given no model
 PRETRAINED = Path(__file__).parent / "pretrained" / "apple2orange"
@@ -57,6 +59,8 @@ class ModelSource:
     iteration: int | None
     ema: bool = False     # the weights used are the EMA copy (set by load_for_inference)
     phase: int | None = None  # a phased run (VAE) that stopped before its end: the index of its next phase
+    #: how ``cfg.model.sample_temperature`` was chosen, when a sweep chose it (RUN/sampling.json, or an export's)
+    sampling: dict | None = None
 
     def describe(self) -> str:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
@@ -102,7 +106,8 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         meta = _export_metadata(weights)
         iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
         phase = int(meta["phase"]) if meta.get("phase", "").isdigit() else None
-        return ModelSource(given, weights, cfg, "export", iteration, phase=phase)
+        sampling = _json_or_none(meta.get("sample_temperature_chosen"))
+        return ModelSource(given, weights, cfg, "export", iteration, sampling=sampling, phase=phase)
     if given.is_dir() and ((given / STATE_FILE).is_file() or (given / "checkpoints").is_dir()):
         found = find_checkpoint(given)
         if found is None:
@@ -116,8 +121,56 @@ def resolve_model(path: Path | str | None) -> ModelSource:
             raise CheckpointError(f"checkpoint {folder} has a config this version cannot read: {exc}") from None
         phase = state.get("phase") if isinstance(state.get("phase"), dict) else {}
         index = phase.get("index") if isinstance(phase.get("index"), int) else None
-        return ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"), phase=index)
+        source = ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"), phase=index)
+        _apply_sampling(source, read_sampling(run_folder_of(folder)))
+        return source
     raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
+
+
+def run_folder_of(path: Path | str | None) -> Path | None:
+    """The run folder of a run folder or of one of its checkpoint folders; None for anything else."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        return path
+    if path.is_dir() and (path / STATE_FILE).is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent
+    return None
+
+
+def _json_or_none(text: str | None) -> dict | None:
+    import json
+
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_sampling(run: Path | None) -> dict | None:
+    """``RUN/sampling.json`` as a dict, or None when there is none (a damaged one is reported and ignored)."""
+    if run is None or not (run / SAMPLING_FILE).is_file():
+        return None
+    try:
+        value = _json_or_none((run / SAMPLING_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        value = None
+    if value is None:
+        raise CheckpointError(f"{run / SAMPLING_FILE} is damaged; delete it (the model then samples at "
+                              f"model.sample_temperature of its config) or run the sweep again")
+    return value
+
+
+def _apply_sampling(source: ModelSource, record: dict | None) -> None:
+    """Set the config's ``model.sample_temperature`` to the one a sweep chose for the run."""
+    value = (record or {}).get("sample_temperature")
+    if isinstance(value, (int, float)) and value > 0:
+        source.cfg.model.sample_temperature = float(value)
+        source.sampling = record
 
 
 _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -213,6 +266,44 @@ def untrained_note(model: ModelFamily, targets: list[int]) -> str | None:
             f"`gmdrit resume` first")
 
 
+def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
+    """Copy into ``networks`` every tensor of the model at ``path`` ('pretrained': the embedded one) whose name and
+    shape match (an int8 export is dequantised first). Returns what was done: the weights file, its SHA-256 and
+    metadata, the tensors copied and kept. A model that matches fewer than half of the tensors is refused: it is
+    another family or width of network."""
+    import hashlib
+    from safetensors.torch import load_file
+
+    source = resolve_model(None if str(path) == "pretrained" else path)
+    meta, _ = _weights_info(source.weights)
+    try:
+        tensors = load_file(str(source.weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    if meta.get("quantized"):
+        from .quantize import dequantize_tensors
+
+        tensors = dequantize_tensors(tensors)
+    copied = kept = 0
+    with torch.no_grad():
+        for net_name, net in networks.items():
+            for key, value in net.state_dict().items():
+                found = tensors.get(f"{net_name}.{key}")
+                if found is not None and tuple(found.shape) == tuple(value.shape):
+                    value.copy_(found)
+                    copied += 1
+                else:
+                    kept += 1
+    if copied < kept:  # most of the model would start fresh: another family or width, most likely a mistake
+        raise ConfigError(f"train.init_from={path}: only {copied} of {copied + kept} tensors of this model have a "
+                          f"match in {source.weights} ({source.cfg.model.family}, width {source.cfg.model.width}); "
+                          f"give a model of the same family and width")
+    digest = hashlib.sha256(source.weights.read_bytes()).hexdigest()
+    return {"init_from": str(path), "weights": str(source.weights), "sha256": digest, "metadata": meta,
+            "iteration": source.iteration, "crop": source.cfg.data.crop, "tensors_copied": copied,
+            "tensors_fresh": kept}
+
+
 # ------------------------------------------------------------------------------------------ export
 
 @dataclass
@@ -280,6 +371,12 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         metadata["phase"] = str(source.phase)
     if source.ema:
         metadata.update(weights="ema", ema_beta=f"{source.cfg.train.ema_beta:g}")
+    if source.sampling is not None:  # config.yaml carries the value, the metadata how it was chosen
+        import json
+
+        keep = ("sample_temperature", "rule", "min_accuracy", "split", "chosen", "command", "values")
+        metadata["sample_temperature_chosen"] = json.dumps({k: source.sampling[k] for k in keep
+                                                            if k in source.sampling})
     make_output_folder(out)
     weights, config = out / MODEL_FILE, out / CONFIG_FILE
     try:

@@ -3,6 +3,8 @@
 A run is a folder::
 
     RUN/config.yaml        the resolved config
+    RUN/splits.json        unpaired data: the validation files held out of training (data.val_fraction)
+    RUN/init.json          a run started from another model's weights (train.init_from): which file, its SHA-256
     RUN/metrics.jsonl      one JSON line per logged iteration
     RUN/samples/           sample grids (the report's rows x 5 layout)
     RUN/checkpoints/       checkpoint folders and the ``latest`` pointer
@@ -165,7 +167,7 @@ class Run:
             self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed)
         else:
             self.dataset = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop,
-                                                flip=d.flip, seed=cfg.train.seed)
+                                                flip=d.flip, seed=cfg.train.seed, val_fraction=d.val_fraction)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
         # a phased family: each phase's epoch is one pass over the images of its domains
@@ -177,6 +179,7 @@ class Run:
         self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None, self.processes)
         self.iteration = 0
         self.resumed_from: Path | None = None
+        self.init_record: dict | None = None  # train.init_from of a new run (initialise_from)
         self._stop_signal: str | None = None
         self._lock: RunLock | bool | None = None  # False: held by rank 0, not this process
         # the time budget belongs to this invocation: it is never stored (config.yaml, checkpoints)
@@ -194,6 +197,16 @@ class Run:
             return test.fixed_examples()
         except DataError:
             return self.dataset.fixed_examples()
+
+    def initialise_from(self, path: str) -> None:
+        """A new run's starting weights from another model (``train.init_from``); the EMA copy starts from them."""
+        from .model_files import initialise_from
+
+        self.init_record = initialise_from(path, self.model.networks)
+        if self.engine.ema is not None:
+            self.engine.reset_ema([n for n in self.model.test_time_networks if n in self.model.networks])
+        log.info("initialised %d tensors from %s (%d kept their fresh initialisation)",
+                 self.init_record["tensors_copied"], path, self.init_record["tensors_fresh"])
 
     # -- folder ---------------------------------------------------------------------------------
 
@@ -220,7 +233,22 @@ class Run:
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.run_dir / "config.yaml", dump_config(stored_config(self.cfg)))
+        if not self.paired:
+            atomic.write_json(self.run_dir / "splits.json", self._splits_record())
+        if self.init_record is not None:  # a new run started from another model's weights: which, exactly
+            atomic.write_json(self.run_dir / "init.json", self.init_record)
         self._trim_metrics()
+
+    def _splits_record(self) -> dict:
+        """Which training images this run never trains on (the validation split) and how they were chosen."""
+        d = self.cfg.data
+        return {"val_fraction": d.val_fraction,
+                "rule": "per domain, the round(val_fraction * n) training files (at least 1) with the smallest "
+                        "SHA-256 of the file name (gmdrit_cli.data.hold_out)",
+                "domains": {name: {"folder": str(folder), "train_images": len(files),
+                                   "val_files": [p.name for p in held]}
+                            for name, folder, files, held in zip(d.domains, self.dataset.folders,
+                                                                 self.dataset.candidates, self.dataset.held_out)}}
 
     def _trim_metrics(self) -> None:
         """Drop logged lines past the iteration we start from (written after the checkpoint we resume)."""
@@ -450,7 +478,10 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     refuse_checkpoint_area(run_dir, "--run-dir")
     found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if found is None:
-        return Run(cfg, run_dir)
+        run = Run(cfg, run_dir)
+        if cfg.train.init_from:
+            run.initialise_from(cfg.train.init_from)
+        return run
     folder, state = found
     if state.get("family") != cfg.model.family:
         raise CheckpointError(f"run folder {run_dir} holds a '{state.get('family')}' run, not "

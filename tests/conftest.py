@@ -51,6 +51,12 @@ def tiny_data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")
 
 
+#: a 2-iteration BicycleGAN (bicyclegan_quickstart at 32 px, width 8) on make_paired_dataset's edges -> photos pairs
+TINY_BICYCLEGAN = ["data.resize=32", "data.crop=32", "model.width=8", "bicyclegan.d_layers=2", "train.max_iters=2",
+                   "train.device=cpu", "train.threads=1", "train.sample_every=1000", "train.save_every=1000",
+                   "data.domains=[edges,photos]"]
+
+
 def tiny_overrides(root: Path, iters: int = 2) -> list[str]:
     """Overrides that shrink any preset to a model that trains in a fraction of a second per step."""
     return [f"data.root={root}", "data.resize=36", "data.crop=32", "model.width=8", "model.nz=8",

@@ -14,23 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_paired_dataset
+from conftest import TINY_BICYCLEGAN, make_paired_dataset
 from gmdrit_cli.config import load_config
 from gmdrit_cli.metrics.fid import feature_statistics, frechet_distance, write_random_inception_weights
 from gmdrit_cli.metrics.lpips_diversity import load_alexnet_trunk, write_random_alexnet_weights
 from gmdrit_cli.trainer import train
 
 SAMPLES = 3
-SETTINGS = ["data.resize=32", "data.crop=32", "model.width=8", "bicyclegan.d_layers=2", "train.max_iters=2",
-            "train.device=cpu", "train.threads=1", "train.sample_every=1000", "train.save_every=1000",
-            "data.domains=[edges,photos]"]
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     base = tmp_path_factory.mktemp("bicycle_eval")
     root = make_paired_dataset(base / "data", per_split=5, size=32)
-    train(load_config("bicyclegan_quickstart", [f"data.root={root}", *SETTINGS]), base / "run")
+    train(load_config("bicyclegan_quickstart", [f"data.root={root}", *TINY_BICYCLEGAN]), base / "run")
     inception = write_random_inception_weights(base / "inception.pth")
     alexnet = write_random_alexnet_weights(base / "alexnet.pth")
     out = base / "eval"
@@ -55,7 +52,7 @@ def test_one_task_from_input_to_output_with_the_paired_defaults(evaluated):
     _, out, report, stdout, *_ = evaluated
     assert [(t["source"], t["target"]) for t in report["tasks"]] == [("edges", "photos")]
     assert report["settings"]["metrics"] == ["lpips_consecutive", "fid_test"]
-    assert report["data"]["test_images"] == {"edges": 5, "photos": 5}  # the val split, both sides of 5 pairs
+    assert report["data"]["test_images"] == {"edges": 5, "photos": 5}  # the test split, both sides of 5 pairs
     assert len(list((out / "edges2photos").glob("*.png"))) == 5 * SAMPLES
     assert "LPIPS cons." in stdout and "FID (test)" in stdout
 
@@ -65,7 +62,7 @@ def test_consecutive_lpips_matches_the_lpips_package_on_the_saved_images(evaluat
     import lpips
 
     row = report["tasks"][0]["lpips_consecutive"]
-    stems = sorted(p.stem for p in (root / "val").iterdir())
+    stems = sorted(p.stem for p in (root / "test").iterdir())
     for version in ("0.0", "0.1"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -105,9 +102,9 @@ def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evalu
                                   out=out, device="cpu")).report
     row = report["tasks"][0]["fid_test"]
     assert (row["fake"], row["real"]) == (5, 5)
-    stems = sorted(p.stem for p in (root / "val").iterdir())
+    stems = sorted(p.stem for p in (root / "test").iterdir())
     fake = np.stack([outputs(out, s)[0] for s in stems])  # output 0 of each input: a random-z sample
-    real = np.stack([np.asarray(Image.open(root / "val" / f"{s}.png").convert("RGB"))[:, 32:] for s in stems])
+    real = np.stack([np.asarray(Image.open(root / "test" / f"{s}.png").convert("RGB"))[:, 32:] for s in stems])
     features = PoolFeatures()
     mu_r, sigma_r = feature_statistics(features(torch.from_numpy(real).permute(0, 3, 1, 2)))
     mu_f, sigma_f = feature_statistics(features(torch.from_numpy(fake).permute(0, 3, 1, 2)))

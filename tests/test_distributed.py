@@ -81,8 +81,9 @@ def within_float_noise(one, two, other, factor=10.0, floor=1e-5) -> bool:
 DISTRIBUTED_FAMILIES = ("gmdrit", "mdmm")
 
 
-@pytest.mark.parametrize("family", DISTRIBUTED_FAMILIES)
-def test_two_processes_under_torchrun_equal_one_process(family, tiny_data, tmp_path):
+@pytest.mark.parametrize("family,upsample", [(f, "transposed") for f in DISTRIBUTED_FAMILIES]
+                         + [("gmdrit", "resize_conv")])
+def test_two_processes_under_torchrun_equal_one_process(family, upsample, tiny_data, tmp_path):
     """torchrun --nproc-per-node 2 at a global batch of 4 vs one process at batch 4: the same losses, weights,
     optimizer states and EMA copy within float tolerance, after each of 2 iterations; replicas checked.
 
@@ -94,7 +95,8 @@ def test_two_processes_under_torchrun_equal_one_process(family, tiny_data, tmp_p
     (plus 1e-4 of a loss, 1e-3 of a moment tensor's scale); every weight within 8 lr (two steps of each
     of two iterations flipping sign), and the mean weight distance within 3 times the two-thread run's."""
     iters = 2
-    extra = ("train.ema_beta=0.5", "train.check_replicas_every=1", "train.save_every=1", "train.keep_last=5")
+    extra = ("train.ema_beta=0.5", "train.check_replicas_every=1", "train.save_every=1", "train.keep_last=5",
+             f"model.upsample={upsample}")
     train(cfg_for(family, tiny_data, iters, *GLOBAL, *extra), tmp_path / "one")
     threads = torch.get_num_threads()
     try:

@@ -21,7 +21,8 @@ torch.set_num_threads(1)
 
 def test_registry_names_and_parsing():
     assert list(METRICS) == ["fid", "kid", "lpips", "ndb", "jsd", "cluster", "domain_accuracy", "diversity_msssim",
-                             "lpips_consecutive", "fid_test", "recon_mse", "recon_msssim"]
+                             "lpips_consecutive", "fid_test", "recon_mse", "recon_msssim", "checkerboard",
+                             "paired_l1", "paired_msssim", "z_sensitivity"]
     assert all(m.description and callable(m.function) for m in METRICS.values())
     assert parse_metric_names("jsd, FID") == ["fid", "jsd"]  # registry order, case-insensitive
     with pytest.raises(MetricError, match="unknown metric 'fdi'.*fid,kid"):

@@ -86,6 +86,18 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("recon_msssim", "reconstruction: MS-SSIM (pytorch-msssim) between each test image and its "
                                "reconstruction, per domain", "eval_reconstruction:reconstruction_scores",
                "eval_reconstruction:ReconstructionScores"),
+    MetricInfo("checkerboard", "grid pattern: the outputs' share of luminance power at the frequencies of period 2 "
+                               "and 4 pixels (two x2 upsamplings), over the same share in real target images of the "
+                               "same size (1 = none)", "checkerboard:checkerboard_ratio",
+               "eval_checkerboard:CheckerboardScores"),
+    MetricInfo("paired_l1", "paired data: mean |output - ground truth| (pixel / 255) of each test input translated "
+                            "with the attribute encoded from its own ground truth (faithfulness)",
+               "eval_faithful:FaithfulnessScores", "eval_faithful:FaithfulnessScores"),
+    MetricInfo("paired_msssim", "paired data: MS-SSIM between that output and the ground truth",
+               "eval_faithful:FaithfulnessScores", "eval_faithful:FaithfulnessScores"),
+    MetricInfo("z_sensitivity", "use of the attribute: mean output change (pixel / 255) per unit of attribute along "
+                                "a line between two random attributes (0 = z ignored)",
+               "eval_faithful:ZSensitivityScores", "eval_faithful:ZSensitivityScores"),
 )}
 
 #: what ``gmdrit eval`` computes without --metrics; domain_accuracy (which trains a classifier on first use)

@@ -313,27 +313,28 @@ def save(folder: Path, net: DomainNet, record: dict) -> None:
 
 def get_classifier(root: str | Path, cfg, cache: str | Path | None = None,
                    settings: ClassifierSettings | None = None, progress: Progress | None = None,
-                   device: torch.device | str = "cpu") -> DomainClassifier:
+                   device: torch.device | str = "cpu", paired: bool = False) -> DomainClassifier:
     """The domain classifier of ``cfg.data`` (domains, resize, crop) on the dataset at ``root``: loaded
-    from the cache, or trained on its training images, scored on its test images and cached."""
-    from .images import PreprocessedImages
+    from the cache, or trained on its training images, scored on its test images and cached. ``paired``: a
+    paired dataset, whose two sides (inputs, outputs) are the two domains."""
+    from .images import open_images
 
     s = settings or ClassifierSettings()
     progress = progress or (lambda stage, done, total: None)
-    train = PreprocessedImages(str(root), cfg, "train")
+    train = open_images(str(root), cfg, "train", paired=paired)
     protocol = make_protocol(root, cfg.data.domains, train.files, cfg.data.resize, cfg.data.crop, s)
     key = protocol_key(protocol)
     folder = cache_root(cache) / key
     clf = load_cached(folder, protocol, device)
     if clf is not None:
         return clf
-    test = PreprocessedImages(str(root), cfg, "test")
+    test = open_images(str(root), cfg, "test", paired=paired)
     train_images, test_images = [], []
     total = sum(len(f) for f in train.files) + sum(len(f) for f in test.files)
     done = 0
     for source, out in ((train, train_images), (test, test_images)):
         for d in range(len(cfg.data.domains)):
-            images, _ = source.load(source.files[d])
+            images, _ = source.load(source.files[d], d)
             if len(images) == 0 and source is train:
                 raise MetricError(f"domain '{cfg.data.domains[d]}' has no readable training images for the "
                                   f"domain classifier in {train.ds.folders[d]}")

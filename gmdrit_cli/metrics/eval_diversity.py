@@ -46,16 +46,20 @@ class _PairDiversity(Evaluator):
 
     def start_task(self, source, target):
         self.values: list[float] = []
+        self.distinct = 0  # inputs whose outputs are not all the same 8-bit image
 
     def update(self, fakes, per_input):
         m = per_input
-        self.values += [self._diversity(fakes[i * m:(i + 1) * m]) for i in range(len(fakes) // m)]
+        groups = [fakes[i * m:(i + 1) * m] for i in range(len(fakes) // m)]
+        self.values += [self._diversity(g) for g in groups]
+        self.distinct += sum(bool((g != g[:1]).any()) for g in groups)
         self.per_input = m
 
     def task_result(self):
         m = self.options.samples_per_input
         return {self.key: {"mean": float(np.mean(self.values)), "std_over_inputs": float(np.std(self.values)),
-                           "inputs": len(self.values), "pairs_per_input": m * (m - 1) // 2}}
+                           "inputs": len(self.values), "pairs_per_input": m * (m - 1) // 2,
+                           "inputs_with_distinct_outputs": self.distinct / max(1, len(self.values))}}
 
     def summaries(self):
         key = self.key

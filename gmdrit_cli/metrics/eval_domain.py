@@ -23,7 +23,7 @@ class DomainAccuracyScores(Evaluator):
 
         ctx = self.ctx
         self.classifier = get_classifier(ctx.root, ctx.cfg, self.options.classifier_cache, progress=ctx.progress,
-                                         device=ctx.device)
+                                         device=ctx.device, paired=ctx.model.capabilities.paired_data)
 
     def _fractions(self, predictions: np.ndarray, target: int) -> dict:
         from .domain_classifier import domain_fractions

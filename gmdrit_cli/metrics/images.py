@@ -19,7 +19,7 @@ def quantise(x: torch.Tensor) -> torch.Tensor:
 
 
 class PreprocessedImages:
-    """Test or training images of every domain, preprocessed as the model's test input (resize
+    """Test, validation or training images of every domain (training: less the validation split), preprocessed as the model's test input (resize
     ``cfg.data.resize`` square, bicubic; centre crop ``cfg.data.crop``), as uint8.
 
     Constructing it lists the files (``files[d]``: sorted paths of domain d, at most ``limit`` when > 0);
@@ -28,7 +28,7 @@ class PreprocessedImages:
 
     def __init__(self, root: str, cfg, split: str, limit: int = 0):
         self.ds = UnpairedImageFolders(root, cfg.data.domains, split, resize=cfg.data.resize, crop=cfg.data.crop,
-                                       flip=False)
+                                       flip=False, val_fraction=cfg.data.val_fraction)
         self.files = [f[:limit] if limit > 0 else list(f) for f in self.ds.files]
         self.skipped: list[str] = []
 
@@ -57,13 +57,15 @@ class PreprocessedImages:
 class PairedPreprocessedImages(PreprocessedImages):
     """The same for a paired dataset (``paired_data.PairedImages``): domain 0 is the input side of every pair,
     domain 1 the output side; ``files[d]`` lists each pair by its first file (the A|B file, or the A file).
-    ``split`` 'test' reads the split test time reads (val, else test)."""
+    ``split`` 'test' reads the test pairs (the val pairs of a dataset that has no test split, as the official
+    test phase of edges2shoes); 'val' the val pairs, on which settings are chosen."""
 
     def __init__(self, root: str, cfg, split: str, limit: int = 0):
-        from ..paired_data import PairedImages, eval_split
+        from ..paired_data import PairedImages, eval_split, has_split
 
         d = cfg.data
-        split = eval_split(root, d.paired_layout) if split == "test" else split
+        if split == "test" and not has_split(root, "test", d.paired_layout):
+            split = eval_split(root, d.paired_layout)
         self.ds = PairedImages(root, split, layout=d.paired_layout, direction=d.direction,
                                input_channels=d.input_channels, resize=d.resize, crop=d.crop, flip=False)
         self.index = {pair[0]: i for i, pair in enumerate(self.ds.files)}

@@ -74,7 +74,8 @@ class GMDRIT(ModelFamily):
         nets = build_gmdrit_networks(cfg.num_domains, cfg.data.crop, nz=m.nz,
                                      components_per_domain=mix.components_per_domain, thumbnail=mix.thumbnail,
                                      use_adain=m.use_adain, double_convT=m.double_convT, dis_norm=m.dis_norm,
-                                     dis_spectral_norm=m.dis_spectral_norm, width=m.width)
+                                     dis_spectral_norm=m.dis_spectral_norm, width=m.width,
+                                     upsample=m.upsample)
         self.networks = nn.ModuleDict(nets).to(device)
         self._tau = mix.init_temp
         self._test_time = False

@@ -25,7 +25,7 @@ class MDMM(ModelFamily):
         m = cfg.model
         nets = build_mdmm_networks(cfg.num_domains, cfg.data.crop, nz=m.nz, width=m.width,
                                    dis_norm=m.dis_norm, dis_spectral_norm=m.dis_spectral_norm,
-                                   track_aggregate=self.uses_aggregate)
+                                   track_aggregate=self.uses_aggregate, upsample=m.upsample)
         self.networks = nn.ModuleDict(nets).to(device)
 
     def optimizer_groups(self) -> list[OptimizerGroup]:

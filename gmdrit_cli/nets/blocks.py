@@ -26,6 +26,10 @@ __all__ = [
     "INSResBlock",
     "LayerNorm",
     "ReLUINSConvTranspose2d",
+    "ReLUINSResizeConv2d",
+    "resize_conv",
+    "UPSAMPLE_MODES",
+    "upsample_block",
     "BasicBlock",
     "GaussianNoiseLayer",
     "tile",
@@ -200,6 +204,63 @@ class ReLUINSConvTranspose2d(nn.Module):
         conv, norm, relu = self.model
         out = conv(x) if vec is None else conv_transpose_tiled(conv, x, vec)
         return relu(norm(out))
+
+
+class ReLUINSResizeConv2d(nn.Module):
+    """Nearest-neighbour x2 resize -> RP1 -> Conv 3x3 (bias) -> LN -> ReLU: ``N x cin x H x W -> N x cout x 2H x 2W``.
+
+    The drop-in replacement of :class:`ReLUINSConvTranspose2d` (stride 2) without its grid pattern: a 3x3 kernel
+    at stride 2 covers the output pixels unevenly (some by one input tap per axis, some by two), which prints a
+    period-2 grid on every image (Odena, Dumoulin and Olah 2016); a resize followed by a convolution treats every
+    output pixel alike (MUNIT, StarGAN v2). Same parameter count as the transposed block.
+
+    Computed without the resized map (:func:`resize_conv`): 2.25x fewer multiplications, the same numbers.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=1, padding=0, bias=True)
+        self.norm = LayerNorm(cout)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor, vec: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: N x c x H x W; ``vec`` (N x L, optional): a vector tiled over space after ``x``'s channels
+        (c + L = cin). A tiled vector stays constant through the resize and the reflection pad, so its part of
+        the convolution is one number per (sample, channel): added without building the tiled map."""
+        weight = self.conv.weight
+        if vec is None:
+            return self.relu(self.norm(resize_conv(x, weight, self.conv.bias)))
+        c = x.shape[1]
+        out = resize_conv(x, weight[:, :c], self.conv.bias)
+        per_channel = torch.einsum("nl,ol->no", vec.to(out.dtype), weight[:, c:].sum(dim=(2, 3)).to(out.dtype))
+        return self.relu(self.norm(out + per_channel[:, :, None, None]))
+
+
+def resize_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv3x3(reflection_pad1(nearest_x2(x)))`` in sub-pixel form: N x c x H x W -> N x cout x 2H x 2W.
+
+    After a nearest x2 resize, a 3x3 kernel sees only 2 distinct input pixels per axis: even outputs ``2i`` take
+    ``x[i-1]`` with tap 0 and ``x[i]`` with taps 1 + 2, odd outputs ``2i+1`` take ``x[i]`` with taps 0 + 1 and
+    ``x[i+1]`` with tap 2. That is a stride-2 transposed convolution with the 4-tap kernel ``(w2, w1 + w2,
+    w0 + w1, w0)`` per axis (``M @ w @ M^T`` below), 16 multiplications per input pixel instead of 36. The
+    reflection pad of the resized map repeats the border pixel, i.e. a replicate pad of ``x``.
+    """
+    taps = torch.tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=weight.dtype, device=weight.device)
+    kernel = torch.einsum("ak,oikl,bl->ioab", taps, weight, taps)  # cin x cout x 4 x 4, ConvTranspose layout
+    return F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, bias, stride=2, padding=3)
+
+
+#: ``model.upsample``: how the MDMM / GM-DRIT generators double the resolution
+UPSAMPLE_MODES = ("transposed", "resize_conv")
+
+
+def upsample_block(cin: int, cout: int, mode: str = "transposed") -> nn.Module:
+    """The x2 upsampling block of the generator: the official transposed 3x3 convolution or a resize-convolution."""
+    if mode == "transposed":
+        return ReLUINSConvTranspose2d(cin, cout, stride=2)
+    if mode == "resize_conv":
+        return ReLUINSResizeConv2d(cin, cout)
+    raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {mode!r}")
 
 
 class BasicBlock(nn.Module):

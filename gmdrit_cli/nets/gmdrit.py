@@ -192,14 +192,15 @@ class MixtureGenerator(nn.Module):
     """
 
     def __init__(self, num_domains: int, num_components: int, nz: int, thumbnail: int = 16,
-                 use_adain: bool = False, double_convT: bool = False, width: int = 64) -> None:
+                 use_adain: bool = False, double_convT: bool = False, width: int = 64,
+                 upsample: str = "transposed") -> None:
         super().__init__()
         self.num_components = num_components
         self.nz = nz
         self.thumbnail = thumbnail
         adain = AdaIN(4 * width, nz + num_components) if use_adain else None
         self.decoder = Generator(num_domains, nz=nz, code_dim=num_components, double_convT=double_convT,
-                                 adain=adain, width=width)
+                                 adain=adain, width=width, upsample=upsample)
         self.prior_mean = nn.Linear(num_components, nz)
         self.prior_var = nn.Linear(num_components, nz)
         self.pxz = _mlp(nz, 3 * thumbnail * thumbnail)
@@ -230,6 +231,7 @@ def build_gmdrit_networks(
     dis_norm: str = "none",
     dis_spectral_norm: bool = False,
     width: int = 64,
+    upsample: str = "transposed",
 ) -> dict[str, nn.Module]:
     """Construct and initialise the six GM-DRIT networks (same keys as ``build_mdmm_networks``).
 
@@ -240,5 +242,6 @@ def build_gmdrit_networks(
     """
     k = num_domains * components_per_domain
     return assemble_networks(lambda: MixtureAttributeEncoder(k, nz, width),
-                             lambda: MixtureGenerator(num_domains, k, nz, thumbnail, use_adain, double_convT, width),
+                             lambda: MixtureGenerator(num_domains, k, nz, thumbnail, use_adain, double_convT, width,
+                                                              upsample),
                              num_domains, crop_size, dis_norm, dis_spectral_norm, width)

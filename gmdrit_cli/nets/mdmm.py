@@ -25,9 +25,11 @@ from .blocks import (
     ReflectionPad2dSafe,
     ReLUINSConv2d,
     ReLUINSConvTranspose2d,
+    ReLUINSResizeConv2d,
     conv_transpose_tiled,
     init_conv_weights,
     tile,
+    upsample_block,
 )
 
 __all__ = [
@@ -151,6 +153,8 @@ class Generator(nn.Module):
     -> concat z (t + nz) -> dec2 ConvT up to floor((t + nz)/2) -> concat z -> dec3 ConvT up to
     floor(dec3_in/2) -> concat z -> dec4 ConvT1x1 -> 3, tanh. The code enters once, z four times.
 
+    ``upsample``: ``transposed`` (the official ConvT 3x3 s2) or ``resize_conv`` (nearest x2, RP1, conv 3x3:
+    no grid pattern, same parameters; :class:`~gmdrit_cli.nets.blocks.ReLUINSResizeConv2d`) for dec2 and dec3.
     ``double_convT``: dec2 and dec3 each get an extra ConvT 3x3 s1 p1 (cout->cout) -> LN -> ReLU
     after the upsampling one. ``adain``: optional module applied to the dec_share output as
     ``adain(features, style)`` with ``style = cat([z, code], 1)`` (N x (nz + code_dim)); it must
@@ -165,9 +169,11 @@ class Generator(nn.Module):
         double_convT: bool = False,
         adain: nn.Module | None = None,
         width: int = 64,
+        upsample: str = "transposed",
     ) -> None:
         super().__init__()
         self.num_domains = num_domains
+        self.upsample = upsample
         self.nz = nz
         self.code_dim = num_domains if code_dim is None else code_dim
         self.double_convT = double_convT
@@ -188,7 +194,7 @@ class Generator(nn.Module):
         self.dec4 = nn.Sequential(nn.ConvTranspose2d(dec4_in, 3, 1, stride=1, padding=0, bias=True), nn.Tanh())
 
     def _up(self, cin: int, cout: int) -> nn.Module:
-        up = ReLUINSConvTranspose2d(cin, cout, stride=2)
+        up = upsample_block(cin, cout, self.upsample)
         if not self.double_convT:
             return up
         return nn.Sequential(up, ReLUINSConvTranspose2d(cout, cout, stride=1))
@@ -207,7 +213,7 @@ class Generator(nn.Module):
 
     @staticmethod
     def _up_with(block: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if isinstance(block, ReLUINSConvTranspose2d):
+        if isinstance(block, (ReLUINSConvTranspose2d, ReLUINSResizeConv2d)):
             return block(x, z)
         up, extra = block
         return extra(up(x, z))
@@ -309,6 +315,7 @@ def build_mdmm_networks(
     dis_spectral_norm: bool = False,
     width: int = 64,
     track_aggregate: bool = False,
+    upsample: str = "transposed",
 ) -> dict[str, nn.Module]:
     """Construct and initialise the six MDMM networks (reference 2.6 init: conv weights ~ N(0, 0.02^2)).
 
@@ -317,7 +324,7 @@ def build_mdmm_networks(
     "dis_content".
     """
     return assemble_networks(lambda: AttributeEncoder(num_domains, nz=nz, width=width, track_aggregate=track_aggregate),
-                             lambda: Generator(num_domains, nz=nz, width=width),
+                             lambda: Generator(num_domains, nz=nz, width=width, upsample=upsample),
                              num_domains, crop_size, dis_norm, dis_spectral_norm, width)
 
 
