@@ -43,6 +43,7 @@ import torch
 from PIL import Image
 
 from . import __version__, atomic
+from .errors import LimitError
 from .limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
 from .limits import seed as check_seed
 from .model_files import untrained_note
@@ -145,7 +146,14 @@ def eval_folder(wanted: Path, notes: list[str]) -> Path:
 
 
 def check_eval_numbers(o: EvalOptions) -> None:
-    """The eval's numbers: finite, and the counts within what one run can hold."""
+    """The eval's numbers: finite, and the counts within what one run can hold (a :class:`MetricError`)."""
+    try:
+        _check_numbers(o)
+    except LimitError as exc:
+        raise MetricError(str(exc)) from None
+
+
+def _check_numbers(o: EvalOptions) -> None:
     if o.temperature is not None:
         finite(o.temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     finite(o.ndb_alpha, "--ndb-alpha", high=1, why="a significance level")
