@@ -197,7 +197,7 @@ class TrainConfig:
     batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2)
     seed: int = _opt(0, "seed of every random number generator", min=0, max=2**32 - 1)
     device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
-    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0)
+    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0, max=1024)
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
     sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
     grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1)
