@@ -5,7 +5,9 @@ bicyclegan``) are the report's 128 px setting and the official 256 px one (share
 1.9), which no report timed. A full iteration is exactly what `train` runs (GM-DRIT / MDMM: discriminator updates
 and the two-step encoder/generator update; BicycleGAN: the joint E/G update, then D and D2); batches are fixed
 in-memory tensors (pairs for BicycleGAN) so that image decoding does not count, unless ``data_root`` asks for
-the real loader.
+the real loader: then each row also reports the share of its iterations spent waiting for data (the input
+pipeline of `train`, :mod:`gmdrit_cli.pipeline`, prefetching per ``speed.prefetch``), and ``loader_only`` times
+the loader alone (no training step), the time one iteration's batches take to arrive.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .engine import Engine
 from .errors import ConfigError
 from .models import build_model
 from .paired_data import paired_dataset
+from .pipeline import BatchPipeline, Draw, auto_threads
 from .report_charts import benchmark_chart
 from .speed import resolve_device
 
@@ -81,6 +84,8 @@ class RowResult:
     report_seconds: float | None
     seconds: list[float] = field(default_factory=list)
     peak_memory_bytes: int = 0
+    #: with real data: seconds of each timed iteration spent waiting for its batches
+    data_seconds: list[float] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -95,13 +100,18 @@ class RowResult:
         return statistics.stdev(self.seconds) if len(self.seconds) > 1 else 0.0
 
     @property
+    def data_wait_share(self) -> float | None:
+        """Time waiting for data / iteration time, over the timed iterations (None: in-memory batches)."""
+        return sum(self.data_seconds) / sum(self.seconds) if self.data_seconds else None
+
+    @property
     def ratio(self) -> float | None:
         return None if self.report_seconds is None else self.median / self.report_seconds
 
     def summary(self) -> dict:
         out = asdict(self)
         out.update(mean=self.mean, median=self.median, stdev=self.stdev, min=min(self.seconds),
-                   max=max(self.seconds), ratio_to_report=self.ratio)
+                   max=max(self.seconds), ratio_to_report=self.ratio, data_wait_share=self.data_wait_share)
         return out
 
 
@@ -158,9 +168,12 @@ def environment(device: torch.device) -> dict:
 
 
 def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, device: str = "auto",
-                  overrides: list[str] | None = None, data_root: str | None = None,
+                  overrides: list[str] | None = None, data_root: str | None = None, loader_only: bool = False,
                   on_row=None) -> BenchmarkResult:
-    """Time ``iters`` full training iterations (after ``warmup``) of every row."""
+    """Time ``iters`` full training iterations (after ``warmup``) of every row; ``loader_only`` (with
+    ``data_root``): only the loading of their batches."""
+    if loader_only and not data_root:
+        raise ConfigError("--loader-only times the data loader: give the dataset with --data ROOT")
     dev = resolve_device(device)
     results = []
     for row in rows:
@@ -173,31 +186,43 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
         engine = Engine(model, iterations_per_epoch=APPLE2ORANGE_ITERATIONS_PER_EPOCH)
         per_step = model.batches_per_step()
         paired = model.capabilities.paired_data
+        pipeline = None
         if data_root:
             d = cfg.data
             loader = (paired_dataset(cfg) if paired else
                       UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip))
-            next_batches = lambda: [loader.sample(cfg.train.batch_size) for _ in range(per_step)]  # noqa: E731
+            draws = [Draw("sample", (cfg.train.batch_size,))] * per_step
+            pipeline = BatchPipeline(loader, lambda i: draws, prefetch=cfg.speed.prefetch,
+                                     threads=cfg.speed.loader_threads or auto_threads(), pin=dev.type == "cuda")
+            next_batches = lambda i: pipeline.batches(i, warmup + iters)  # noqa: E731
         else:
             g = torch.Generator().manual_seed(0)
             n, size = cfg.train.batch_size, cfg.data.crop
             images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
             fixed = (Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
                      if paired else Batch(images, torch.arange(n) % cfg.num_domains))
-            next_batches = lambda: [fixed] * per_step  # noqa: E731
+            next_batches = lambda i: [fixed] * per_step  # noqa: E731
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         result = RowResult(row.key, row.label, row.preset, row.resolution, row.report_seconds)
         peak = _rss_bytes()
         first = next(s.start for s in engine.spans if s.phase.name == row.phase) if row.phase else 0
+        losses = {}
         for i in range(warmup + iters):
             tick = time.perf_counter()
-            losses = model.train_step(next_batches(), first + i, engine)
+            batches = next_batches(i)
+            waited = time.perf_counter() - tick
+            if not loader_only:
+                losses = model.train_step(batches, first + i, engine)
             _sync(dev)
             elapsed = time.perf_counter() - tick
             if i >= warmup:
                 result.seconds.append(elapsed)
+                if pipeline is not None:
+                    result.data_seconds.append(waited)
             peak = max(peak, _rss_bytes())
+        if pipeline is not None:
+            pipeline.close()
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
         if bad:
             raise ConfigError(f"row {row.key} at {row.resolution} px produced non-finite losses ({', '.join(bad)}) "
@@ -207,7 +232,8 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
         del model, engine
         if on_row is not None:
             on_row(result)
-    settings = {"iters": iters, "warmup": warmup, "overrides": list(overrides or []), "data": data_root or "in-memory"}
+    settings = {"iters": iters, "warmup": warmup, "overrides": list(overrides or []), "data": data_root or "in-memory",
+                "loader_only": loader_only}
     return BenchmarkResult(environment(dev), settings, results)
 
 
@@ -219,7 +245,7 @@ def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
     json_path, csv_path, png_path = out_dir / "benchmark.json", out_dir / "benchmark.csv", out_dir / "benchmark.png"
     atomic.write_text(json_path, json.dumps(payload, indent=1))
     columns = ["resolution", "label", "preset", "report_seconds", "median", "mean", "stdev", "min", "max",
-               "ratio_to_report", "peak_memory_bytes"]
+               "ratio_to_report", "peak_memory_bytes", "data_wait_share"]
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -63,8 +63,12 @@ def _fit(run) -> None:
     precision = {None: "fp32"}.get(run.engine.amp_dtype, str(run.engine.amp_dtype).removeprefix("torch."))
     where = (f"{run.processes.world} processes ({run.processes.backend}, global batch {cfg.train.batch_size})"
              if run.processes.world > 1 else str(run.device))
-    console.print(f"training {cfg.model.family} ({cfg.name}) on {where} ({precision}, speed.amp={cfg.speed.amp}) "
-                  f"into {run.run_dir}", markup=False)
+    console.print(f"training {cfg.model.family} ({cfg.name}) on {where} ({precision}, speed.amp={cfg.speed.amp}: "
+                  f"{run.engine.amp_reason}) into {run.run_dir}", markup=False)
+    if run.data_cache is not None:
+        c = run.data_cache
+        console.print(f"data: {'copied' if c.copied else 'reusing the copy of'} {c.source} ({c.files} files, "
+                      f"{c.size / 1e6:.1f} MB) {'to' if c.copied else 'in'} {c.path}", markup=False)
     for span in run.engine.spans:
         console.print(f"phase {span.index + 1} {span.phase.name}: iterations {span.start}-{span.end - 1} "
                       f"({span.phase.epochs} epochs of {span.iterations_per_epoch})", markup=False)

@@ -22,7 +22,8 @@ def benchmark(
     amp: Annotated[Optional[str], typer.Option("--amp", help="bf16, fp16, off (default: speed.amp=auto)")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile every network")] = False,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="default: speed.channels_last=auto")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="time the real loader on this dataset folder too")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="time the real loader on this dataset folder too (and the share of each iteration spent waiting for it; --set speed.prefetch=0 loads inline)")] = None,
+    loader_only: Annotated[bool, typer.Option("--loader-only", help="with --data: time only the loading of each iteration's batches, no training step")] = False,
     set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out", help="folder for benchmark.json, .csv and .png")] = Path("benchmark"),
 ) -> None:
@@ -43,21 +44,25 @@ def benchmark(
         overrides.append(f"speed.channels_last={'on' if channels_last else 'off'}")
 
     def on_row(r) -> None:
-        console.print(f"{r.resolution} px {r.label}: median {r.median:.3f} s/it", markup=False)
+        wait = "" if r.data_wait_share is None else f", {100 * r.data_wait_share:.1f}% waiting for data"
+        console.print(f"{r.resolution} px {r.label}: median {r.median:.3f} s/it{wait}", markup=False)
 
     result = run_benchmark(selected, iters=iters, warmup=warmup, device=device, overrides=overrides,
-                           data_root=data, on_row=on_row)
+                           data_root=data, loader_only=loader_only, on_row=on_row)
     env = result.environment
     table = Table(title=f"seconds per iteration on {env['device']} ({env.get('gpu', env['machine'])}), "
                         f"torch {env['torch']}, {env['threads']} threads, {iters} iterations",
                   header_style="bold")
-    for column in ("resolution", "model", "report T4", "ours (median)", "mean", "stdev", "ours/report", "peak memory"):
+    columns = ("resolution", "model", "report T4", "ours (median)", "mean", "stdev", "ours/report", "peak memory")
+    waits = data is not None
+    for column in columns + (("data wait",) if waits else ()):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in result.rows:
         report = "-" if r.report_seconds is None else f"{r.report_seconds:.3f}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
         table.add_row(str(r.resolution), r.label, report, f"{r.median:.3f}", f"{r.mean:.3f}",
-                      f"{r.stdev:.3f}", ratio, f"{r.peak_memory_bytes / 2**30:.2f} GiB")
+                      f"{r.stdev:.3f}", ratio, f"{r.peak_memory_bytes / 2**30:.2f} GiB",
+                      *((f"{100 * r.data_wait_share:.1f}%",) if waits else ()))
     console.print(table)
     for path in write_outputs(result, out):
         console.print(f"wrote {path}", markup=False)

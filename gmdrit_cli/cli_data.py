@@ -1,7 +1,8 @@
 """CLI commands `gmdrit data list` and `gmdrit data download` (the public CycleGAN and pix2pix datasets) and
-`gmdrit data edges` (an edges -> photo paired dataset made from photos).
+`gmdrit data edges` (an edges -> photo paired dataset made from photos), `gmdrit data cache` (a local copy).
 
-Parsing and rendering only; the work is in :mod:`gmdrit_cli.download` and :mod:`gmdrit_cli.edges`.
+Parsing and rendering only; the work is in :mod:`gmdrit_cli.download`, :mod:`gmdrit_cli.edges` and
+:mod:`gmdrit_cli.data_cache`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from rich.table import Table
 from .cli_app import app, console, err_console
 
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                       help="List and download the public CycleGAN (unpaired) and pix2pix (paired) datasets; make an edges -> photo set.")
+                       help="List and download the public CycleGAN (unpaired) and pix2pix (paired) datasets; make an edges -> photo set; copy a dataset to local disk.")
 app.add_typer(data_app, name="data")
 
 ToOption = Annotated[Path, typer.Option("--to", help="folder that holds the datasets; each goes to TO/NAME")]
@@ -137,3 +138,25 @@ def edges(
     console.print(f"wrote {sum(result.counts.values())} pairs of {2 * result.size}x{result.size} px into {result.path} "
                   f"(A = edges on the left, B = photo on the right; Canny sigma {result.sigma:g}; settings in "
                   f"{result.path / 'edges.json'})", markup=False, highlight=False, soft_wrap=True)
+
+
+@data_app.command("cache")
+def cache(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="dataset folder on a slow mount, e.g. a Drive folder")],
+    to: Annotated[Path, typer.Option("--to", help="local folder for the copy: it goes to TO/<name of SRC>")],
+) -> None:
+    """Copy a dataset folder to local disk once; run again (or train with --set speed.data_cache=TO) and a
+    complete copy of the same source (file count and size) is reused."""
+    from .data_cache import cache_dataset
+
+    progress = Progress(TextColumn("copying"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    task = progress.add_task("copy", total=None)
+    with progress:
+        result = cache_dataset(src, to, progress=lambda done, total: progress.update(task, completed=done,
+                                                                                     total=total))
+    what = "copied" if result.copied else "already complete:"
+    console.print(f"{what} {result.files} files ({_size_text(result.size)}) of {result.source} in {result.path}",
+                  markup=False, highlight=False, soft_wrap=True)
+    console.print(f"train from it with: --set data.root={result.path}, or keep data.root and add --set "
+                  f"speed.data_cache={to}", markup=False, highlight=False, soft_wrap=True)

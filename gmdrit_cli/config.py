@@ -226,7 +226,8 @@ class TrainConfig:
 
 @dataclass
 class SpeedConfig:
-    amp: str = _opt("auto", "autocast precision: auto = bf16 on GPUs and on CPUs with native bf16, else fp32",
+    amp: str = _opt("auto", "autocast precision: auto = bf16 on GPUs of compute capability 8.0+ and on CPUs with "
+                            "native bf16, fp16 with loss scaling on 7.x GPUs (T4, V100), else fp32",
                     choices=("auto", "bf16", "fp16", "off"))
     channels_last: str = _opt("auto", "channels-last memory format (auto = with reduced precision)",
                               choices=("auto", "on", "off"))
@@ -236,6 +237,18 @@ class SpeedConfig:
     keep_freed_memory: str = _opt("auto", "keep freed CPU memory for reuse instead of returning it to the "
                                   "OS each iteration (glibc; auto = on for CPU training)",
                                   choices=("auto", "on", "off"))
+    tf32: str = _opt("auto", "fp32 matmuls and convolutions on CUDA use TensorFloat-32 tensor cores (auto = on "
+                             "from compute capability 8.0, Ampere)", choices=("auto", "on", "off"))
+    cudnn_benchmark: str = _opt("auto", "cuDNN times its convolution algorithms once per input shape and keeps "
+                                        "the fastest (training shapes are fixed; auto = on for CUDA)",
+                                choices=("auto", "on", "off"))
+    prefetch: int = _opt(2, "iterations of batches decoded, resized, cropped and flipped in the background ahead "
+                            "of the step, in the order the loop would load them (0 = load inside the loop)", min=0)
+    loader_threads: int = _opt(0, "background threads that load the prefetched batches (0 = the CPU cores of "
+                                  "this process, at most 4)", min=0)
+    data_cache: str = _opt("", "copy data.root into this local folder once and train from the copy (for data on "
+                                "a slow mount such as a Drive folder); a later run reuses the copy while its file "
+                                "count and size match the source ('' = read data.root directly)")
 
 
 @dataclass

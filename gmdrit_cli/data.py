@@ -258,23 +258,34 @@ class UnpairedImageFolders:
 
         With ``world`` processes sharing the batch, every process plans the whole batch and returns
         only the rows of process ``rank`` (:func:`gmdrit_cli.shard.split_batch`): B / world rows."""
+        return self.load_sample(self.plan_sample(batch_size, rank, world))
+
+    def plan_sample(self, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, Path, int, int, bool]]:
+        """The rows of :meth:`sample` this process loads, drawn from ``rng`` (the only part that draws)."""
         plan = [self._plan_row() for _ in range(batch_size)]
         if world > 1:
             plan = [plan[i] for i in split_batch(batch_size, rank, world).rows(batch_size)]
+        return plan
+
+    def load_sample(self, plan: list[tuple[int, Path, int, int, bool]]) -> Batch:
+        """The batch of planned rows: draws nothing, so it may run on another thread (:mod:`gmdrit_cli.pipeline`)."""
         images = [self._crop(self._load(d, path), left, top, flip) for d, path, left, top, flip in plan]
         return Batch(torch.stack(images), torch.tensor([row[0] for row in plan], dtype=torch.long))
+
+    def plan_state(self) -> tuple:
+        """What planning a batch changes (the sampler RNG), to step back to (:mod:`gmdrit_cli.pipeline`)."""
+        return self.rng.getstate()
+
+    def set_plan_state(self, state: tuple) -> None:
+        self.rng.setstate(state)
 
     def epoch_batch(self, domains: tuple[int, ...], epoch_key: str, index: int, batch_size: int) -> Batch:
         """Batch ``index`` of an epoch over every image of ``domains``, each once, in the order a
         ``random.Random(epoch_key)`` shuffle gives (the same key gives the same epoch, so a resumed run sees the
         same batches); the last batch of an epoch holds the rest (may be smaller). A file that no longer decodes
         is reported and left out of the batch."""
-        if self._epoch_order is None or self._epoch_order[0] != (epoch_key, domains):
-            items = [(d, i) for d in domains for i in range(len(self.files[d]))]
-            random.Random(epoch_key).shuffle(items)
-            self._epoch_order = ((epoch_key, domains), items)
         images, labels = [], []
-        for d, i in self._epoch_order[1][index * batch_size:(index + 1) * batch_size]:
+        for d, i in self._epoch_items(domains, epoch_key)[index * batch_size:(index + 1) * batch_size]:
             path = self.files[d][i]
             try:
                 images.append(self.transform(open_rgb(path), train=True))
@@ -285,6 +296,34 @@ class UnpairedImageFolders:
         if not images:
             raise DataError(f"batch {index} of epoch {epoch_key} has no readable image; replace the broken files")
         return Batch(torch.stack(images), torch.tensor(labels, dtype=torch.long))
+
+    def _epoch_items(self, domains: tuple[int, ...], epoch_key: str) -> list[tuple[int, int]]:
+        """(domain, file index) of every image of ``domains`` in the order of epoch ``epoch_key``."""
+        if self._epoch_order is None or self._epoch_order[0] != (epoch_key, domains):
+            items = [(d, i) for d in domains for i in range(len(self.files[d]))]
+            random.Random(epoch_key).shuffle(items)
+            self._epoch_order = ((epoch_key, domains), items)
+        return self._epoch_order[1]
+
+    def plan_epoch_batch(self, domains: tuple[int, ...], epoch_key: str, index: int,
+                         batch_size: int) -> list[tuple[int, Path, int, int, bool]]:
+        """The rows of :meth:`epoch_batch` with their crops and flips drawn now, in its order of draws (which
+        holds while every file decodes: :meth:`load_epoch_batch` says when one did not)."""
+        plan = []
+        for d, i in self._epoch_items(domains, epoch_key)[index * batch_size:(index + 1) * batch_size]:
+            left = self.rng.randint(0, self.resize - self.crop)
+            top = self.rng.randint(0, self.resize - self.crop)
+            plan.append((d, self.files[d][i], left, top, self.flip and self.rng.random() < 0.5))
+        return plan
+
+    def load_epoch_batch(self, plan: list[tuple[int, Path, int, int, bool]]) -> Batch | None:
+        """The batch of planned epoch rows, or None when a file no longer decodes (:meth:`epoch_batch` then draws
+        no crop for it, so the plan no longer holds). Draws nothing."""
+        try:
+            images = [self._crop(open_rgb(path), left, top, flip) for _, path, left, top, flip in plan]
+        except Exception:
+            return None
+        return Batch(torch.stack(images), torch.tensor([row[0] for row in plan], dtype=torch.long))
 
     def images_per_epoch(self, domains: tuple[int, ...]) -> int:
         return sum(len(self.files[d]) for d in domains)

@@ -141,10 +141,12 @@ class Engine:
         self.shard = (shard.split_batch(cfg.train.batch_size, self.processes.rank, self.processes.world)
                       if self.processes.distributed else None)
         sp = cfg.speed
-        self.amp_dtype = speed.amp_dtype(sp.amp, self.device)
+        self.amp_dtype, self.amp_reason = speed.amp_choice(sp.amp, self.device)
         self.scaler = speed.LossScaler() if self.amp_dtype == torch.float16 else None
         self.channels_last = speed.channels_last(sp.channels_last, self.device, self.amp_dtype)
         speed.keep_freed_memory(sp.keep_freed_memory, self.device)
+        self.tf32 = speed.use_tf32(sp.tf32, self.device)
+        self.cudnn_benchmark = speed.use_cudnn_benchmark(sp.cudnn_benchmark, self.device)
         if self.channels_last:
             self.networks.to(memory_format=torch.channels_last)
         if sp.compile:

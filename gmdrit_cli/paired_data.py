@@ -107,6 +107,12 @@ def _folder_files(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path | Non
     return [(p, by_stem[p.stem]) for p in a_files]
 
 
+def _check_even(batch_size: int) -> None:
+    if batch_size % 2:
+        raise DataError(f"batch size {batch_size} is odd; BicycleGAN splits each batch into an encoded and a "
+                        f"random half, so train.batch_size must be even")
+
+
 class PairedImages:
     """The pairs of one split of a paired dataset, with the official paired transforms and sampler."""
 
@@ -201,9 +207,7 @@ class PairedImages:
 
     def sample(self, batch_size: int) -> Batch:
         """A training batch: inputs A (``images``), outputs B (``targets``), domains all 0."""
-        if batch_size % 2:
-            raise DataError(f"batch size {batch_size} is odd; BicycleGAN splits each batch into an encoded and a "
-                            f"random half, so train.batch_size must be even")
+        _check_even(batch_size)
         inputs, targets = [], []
         while len(inputs) < batch_size:
             index = self._next_index(batch_size - len(inputs))
@@ -216,6 +220,45 @@ class PairedImages:
             inputs.append(ta)
             targets.append(tb)
         return Batch(torch.stack(inputs), torch.zeros(batch_size, dtype=torch.long), torch.stack(targets))
+
+    def plan_sample(self, batch_size: int) -> list[tuple[int, int, int, bool]]:
+        """(pair, crop left, crop top, flip) of every row of :meth:`sample`, drawn now in its order of draws
+        (which holds while every pair decodes: :meth:`load_sample` says when one did not)."""
+        _check_even(batch_size)
+        plan = []
+        while len(plan) < batch_size:
+            index = self._next_index(batch_size - len(plan))
+            left = self.rng.randint(0, self.resize - self.crop)
+            top = self.rng.randint(0, self.resize - self.crop)
+            plan.append((index, left, top, self.flip and self.rng.random() < 0.5))
+        return plan
+
+    def load_sample(self, plan: list[tuple[int, int, int, bool]]) -> Batch | None:
+        """The batch of planned rows, or None when a pair does not decode (:meth:`sample` then skips it without
+        drawing its crop, so the plan no longer holds). Draws nothing: it may run on another thread."""
+        inputs, targets = [], []
+        for index, left, top, flip in plan:
+            try:
+                a, b = self.load_pair(index)
+            except DataError:
+                return None
+            a, b = (self._crop(im, left, top, flip) for im in (a, b))
+            inputs.append(a)
+            targets.append(b)
+        return Batch(torch.stack(inputs), torch.zeros(len(plan), dtype=torch.long), torch.stack(targets))
+
+    def _crop(self, im: Image.Image, left: int, top: int, flip: bool) -> torch.Tensor:
+        im = im.resize((self.resize, self.resize), Image.BICUBIC).crop((left, top, left + self.crop, top + self.crop))
+        return to_tensor(im.transpose(Image.FLIP_LEFT_RIGHT) if flip else im)
+
+    def plan_state(self) -> tuple:
+        """What planning a batch changes (RNG, epoch order, position), to step back to (:mod:`gmdrit_cli.pipeline`)."""
+        return self.rng.getstate(), list(self.order), self.position
+
+    def set_plan_state(self, state: tuple) -> None:
+        rng, order, self.position = state
+        self.rng.setstate(rng)
+        self.order = list(order)
 
     def fixed_examples(self, count: int = 2) -> Batch:
         """The first ``count`` decodable pairs, centre-cropped: the rows of the sample grids."""
@@ -234,8 +277,9 @@ class PairedImages:
         return Batch(torch.stack(inputs), torch.zeros(len(inputs), dtype=torch.long), torch.stack(targets))
 
 
-def paired_dataset(cfg, split: str = "train", seed: int = 0) -> PairedImages:
-    """The :class:`PairedImages` of ``cfg.data`` for ``split``."""
+def paired_dataset(cfg, split: str = "train", seed: int = 0, root: str | Path | None = None) -> PairedImages:
+    """The :class:`PairedImages` of ``cfg.data`` for ``split`` (read from ``root`` instead of ``data.root``: its
+    local copy, :mod:`gmdrit_cli.data_cache`)."""
     d = cfg.data
-    return PairedImages(d.root, split, layout=d.paired_layout, direction=d.direction,
+    return PairedImages(d.root if root is None else root, split, layout=d.paired_layout, direction=d.direction,
                         input_channels=d.input_channels, resize=d.resize, crop=d.crop, flip=d.flip, seed=seed)

@@ -50,17 +50,59 @@ def cpu_has_bf16() -> bool:
     return torch.backends.cpu.get_cpu_capability().upper().startswith(("AVX512", "AMX"))
 
 
+def cuda_capability(device: torch.device) -> tuple[int, int]:
+    """(major, minor) compute capability of a CUDA ``device``: 7.5 on Colab's T4, 8.0 on an A100."""
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def amp_choice(setting: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The autocast dtype for ``speed.amp`` on ``device`` (None = full fp32) and why, in a few words.
+
+    ``auto`` on CUDA follows the compute capability, not ``torch.cuda.is_bf16_supported()``: with its
+    default ``including_emulation=True`` that is true on a T4 (7.5), which has no bf16 hardware (bf16
+    matmuls run emulated, slower than fp32, and cuDNN has no bf16 convolutions below 8.0). So: bf16 from
+    8.0 (Ampere) on; fp16 with dynamic loss scaling on 7.x (tensor cores, fp16 only); fp32 below."""
+    if setting in ("off", "bf16", "fp16"):
+        return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setting], f"speed.amp={setting}"
+    if device.type == "cuda":
+        major, minor = cuda_capability(device)
+        cc = f"compute capability {major}.{minor}"
+        if major >= 8:
+            return torch.bfloat16, f"{cc}: native bf16"
+        if major == 7:
+            return torch.float16, f"{cc}: fp16 tensor cores, no bf16 hardware; dynamic loss scaling"
+        return None, f"{cc}: no bf16 hardware nor fp16 tensor cores"
+    if cpu_has_bf16():
+        return torch.bfloat16, "CPU with native bf16 (AVX512-BF16 / AMX)"
+    return None, "CPU without native bf16"
+
+
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``speed.amp`` on ``device`` (None = full fp32)."""
-    if setting == "off":
-        return None
-    if setting == "bf16":
-        return torch.bfloat16
-    if setting == "fp16":
-        return torch.float16
-    if device.type == "cuda":  # auto
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else None
+    """The autocast dtype for ``speed.amp`` on ``device`` (None = full fp32); see :func:`amp_choice`."""
+    return amp_choice(setting, device)[0]
+
+
+def use_tf32(setting: str, device: torch.device) -> bool:
+    """``speed.tf32``: let fp32 matmuls and convolutions on CUDA use TensorFloat-32 tensor cores (10-bit
+    mantissa, fp32 range and accumulation). auto = on from compute capability 8.0, the first GPUs that
+    have them; elsewhere the switch would change nothing. Applies process-wide; returns whether it is on."""
+    if device.type != "cuda":
+        return False
+    on = setting == "on" or (setting == "auto" and cuda_capability(device)[0] >= 8)
+    precision = "tf32" if on else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
+    return on
+
+
+def use_cudnn_benchmark(setting: str, device: torch.device) -> bool:
+    """``speed.cudnn_benchmark``: let cuDNN time its convolution algorithms for each new input shape and keep
+    the fastest. Training shapes are fixed (B x 3 x crop x crop; a phase's last, smaller batch is one more
+    shape), so the timing is paid once. auto = on for CUDA. Process-wide; returns whether it is on."""
+    on = device.type == "cuda" and setting != "off"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = on
+    return on
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

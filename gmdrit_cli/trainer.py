@@ -5,6 +5,7 @@ A run is a folder::
     RUN/config.yaml        the resolved config
     RUN/splits.json        unpaired data: the validation files held out of training (data.val_fraction)
     RUN/init.json          a run started from another model's weights (train.init_from): which file, its SHA-256
+    RUN/speed.json         what the speed settings became on this device and why (precision, TF32, loader)
     RUN/metrics.jsonl      one JSON line per logged iteration
     RUN/samples/           sample grids (the report's rows x 5 layout)
     RUN/checkpoints/       checkpoint folders and the ``latest`` pointer
@@ -21,6 +22,7 @@ import base64
 import json
 import logging
 import math
+import os
 import platform
 import random
 import signal
@@ -41,12 +43,14 @@ from .checkpoint import (MODEL_FILE, checkpoint_name, find_checkpoint, load_netw
                          prune_checkpoints, save_checkpoint)
 from .config import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from .data import Batch, UnpairedImageFolders, domain_folders, to_image
+from .data_cache import CacheResult, cache_dataset
 from .engine import Engine
 from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
 from .outputs import refuse_checkpoint_area
 from .paired_data import EVAL_SPLITS, has_split, paired_dataset
+from .pipeline import BatchPipeline, Draw, auto_threads
 from .runlock import RunLock
 from .tb_log import open_tensorboard
 
@@ -91,7 +95,9 @@ RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_e
                             # the EMA copy and the process group watch training, they do not change it
                             "train.ema_beta", "train.dist_timeout", "train.check_replicas_every",
                             # how the step is computed, not what is trained
-                            "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer"})
+                            "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer",
+                            # (the pipeline loads the same batches in the same order, prefetching or not)
+                            "speed.tf32", "speed.cudnn_benchmark", "speed.prefetch", "speed.loader_threads"})
 
 #: the signals that stop a run with a checkpoint (SIGHUP does not exist on Windows)
 STOP_SIGNALS = tuple(signal.Signals[n] for n in ("SIGINT", "SIGTERM", "SIGHUP") if n in signal.Signals.__members__)
@@ -163,10 +169,13 @@ class Run:
         self.model: ModelFamily = build_model(cfg, self.device)  # building reads no data and no sampler RNG
         self.paired = self.model.capabilities.paired_data
         d = cfg.data
+        #: the local copy of data.root (speed.data_cache), and where the data are read: data.root or that copy
+        self.data_cache: CacheResult | None = self._cache_data() if cfg.speed.data_cache else None
+        self.data_root = self.data_cache.path if self.data_cache else d.root
         if self.paired:
-            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed)
+            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed, root=self.data_root)
         else:
-            self.dataset = UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop,
+            self.dataset = UnpairedImageFolders(self.data_root, d.domains, "train", resize=d.resize, crop=d.crop,
                                                 flip=d.flip, seed=cfg.train.seed, val_fraction=d.val_fraction)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
@@ -184,16 +193,31 @@ class Run:
         self._lock: RunLock | bool | None = None  # False: held by rank 0, not this process
         # the time budget belongs to this invocation: it is never stored (config.yaml, checkpoints)
         self.time_budget = parse_duration(cfg.train.time_budget)
+        self._pipeline: BatchPipeline | None = None  # while the loop runs
+
+    def _cache_data(self) -> CacheResult:
+        """data.root copied to speed.data_cache, or the copy already there (once per machine: its first process
+        copies while the others wait, then they find the copy complete)."""
+        failed = result = None
+        if self.processes.local_rank == 0:
+            try:
+                result = cache_dataset(self.cfg.data.root, self.cfg.speed.data_cache)
+            except DataError as exc:
+                failed = exc
+        if self.processes.agree([failed is not None])[0]:
+            raise failed or DataError(f"process {self.processes.rank}: copying data.root to speed.data_cache "
+                                      f"failed on another process (see its message)")
+        return result or cache_dataset(self.cfg.data.root, self.cfg.speed.data_cache)
 
     def _display_examples(self) -> Batch:
         """One fixed image per domain for the sample grids: from the test split when there is one."""
-        d = self.cfg.data
+        d, root = self.cfg.data, self.data_root
         if self.paired:  # the first pairs of the split test time reads (val, else test), else of train
-            split = next((s for s in EVAL_SPLITS if has_split(d.root, s, d.paired_layout)), "train")
-            return paired_dataset(self.cfg, split).fixed_examples()
+            split = next((s for s in EVAL_SPLITS if has_split(root, s, d.paired_layout)), "train")
+            return paired_dataset(self.cfg, split, root=root).fixed_examples()
         try:
-            domain_folders(d.root, d.domains, "test")
-            test = UnpairedImageFolders(d.root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)
+            domain_folders(root, d.domains, "test")
+            test = UnpairedImageFolders(root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)
             return test.fixed_examples()
         except DataError:
             return self.dataset.fixed_examples()
@@ -216,16 +240,46 @@ class Run:
         total = self.engine.total_iterations
         return self.cfg.train.max_iters if total is None else min(self.cfg.train.max_iters, total)
 
-    def next_batches(self) -> list[Batch]:
-        """The batches of the next iteration: MDMM's sampler, or the current epoch of the current phase."""
+    def batch_draws(self, iteration: int) -> list[Draw]:
+        """The batches of ``iteration``: MDMM's sampler, or the current epoch of the current phase."""
         t = self.cfg.train
-        span = self.engine.span_at(self.iteration)
+        span = self.engine.span_at(iteration)
         if span is None:
             p = self.processes  # several processes: each loads its rows of the planned batch (unpaired data)
             shard = (p.rank, p.world) if p.world > 1 else ()
-            return [self.dataset.sample(t.batch_size, *shard) for _ in range(self.model.batches_per_step())]
-        epoch, index = span.position(self.iteration)
-        return [self.dataset.epoch_batch(span.phase.domains, f"{t.seed}:{span.index}:{epoch}", index, t.batch_size)]
+            return [Draw("sample", (t.batch_size, *shard))] * self.model.batches_per_step()
+        epoch, index = span.position(iteration)
+        return [Draw("epoch_batch", (span.phase.domains, f"{t.seed}:{span.index}:{epoch}", index, t.batch_size))]
+
+    def next_batches(self) -> list[Batch]:
+        """The batches of the next iteration, loaded inline."""
+        return [getattr(self.dataset, d.kind)(*d.args) for d in self.batch_draws(self.iteration)]
+
+    @property
+    def loader_threads(self) -> int:
+        """``speed.loader_threads``, or this process's share of the machine's cores (0 without prefetching)."""
+        sp = self.cfg.speed
+        if not sp.prefetch:
+            return 0
+        return sp.loader_threads or auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", self.processes.world)))
+
+    def open_pipeline(self) -> BatchPipeline:
+        """The loop's input pipeline: ``speed.prefetch`` iterations planned ahead, loaded in the background."""
+        return BatchPipeline(self.dataset, self.batch_draws, prefetch=self.cfg.speed.prefetch,
+                             threads=self.loader_threads, pin=self.device.type == "cuda")
+
+    def speed_record(self) -> dict:
+        """What the ``speed`` settings became on this device, and why (RUN/speed.json, rewritten at each start)."""
+        e, sp = self.engine, self.cfg.speed
+        record = {"device": str(self.device), "processes": self.processes.world,
+                  "precision": {None: "fp32"}.get(e.amp_dtype, str(e.amp_dtype).removeprefix("torch.")),
+                  "precision_reason": e.amp_reason, "loss_scaling": e.scaler is not None,
+                  "tf32": e.tf32, "cudnn_benchmark": e.cudnn_benchmark, "channels_last": e.channels_last,
+                  "prefetch": sp.prefetch, "loader_threads": self.loader_threads, "data_root": str(self.data_root)}
+        if self.device.type == "cuda":
+            major, minor = torch.cuda.get_device_capability(self.device)
+            record.update(gpu=torch.cuda.get_device_name(self.device), compute_capability=f"{major}.{minor}")
+        return record
 
     def prepare_folder(self) -> None:
         if not self.processes.is_writer:
@@ -237,6 +291,7 @@ class Run:
             atomic.write_json(self.run_dir / "splits.json", self._splits_record())
         if self.init_record is not None:  # a new run started from another model's weights: which, exactly
             atomic.write_json(self.run_dir / "init.json", self.init_record)
+        atomic.write_json(self.run_dir / "speed.json", self.speed_record())
         self._trim_metrics()
 
     def _splits_record(self) -> dict:
@@ -285,7 +340,9 @@ class Run:
         if not self.processes.is_writer:
             return None
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
-                 "config": config_to_dict(stored_config(self.cfg)), "sampler": self.dataset.state_dict(), "rng": rng_state(self.device),
+                 "config": config_to_dict(stored_config(self.cfg)), "rng": rng_state(self.device),
+                 # as of the batches trained on, not those the pipeline planned ahead
+                 "sampler": self.dataset.state_dict() if self._pipeline is None else self._pipeline.sampler_state(),
                  "processes": self.processes.world,
                  "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
                  "versions": library_versions(), **self.engine.state_dict()}
@@ -389,13 +446,14 @@ class Run:
         previous = self._install_signal_handlers()
         board = open_tensorboard(self.run_dir, self.cfg, self.iteration, rank=self.processes.rank)  # or a no-op
         processes = self.processes
+        self._pipeline = pipeline = self.open_pipeline()
         try:
             end = self.end_iteration
             while self.iteration < end:
                 tick = time.perf_counter()
                 epoch, factor = self.engine.apply_schedule(self.iteration)
                 span = self.engine.span_at(self.iteration)
-                batches = self.next_batches()
+                batches = pipeline.batches(self.iteration, end)
                 with self.engine.sharded_step():
                     losses = self.model.train_step(batches, self.iteration, self.engine)
                 self.engine.sync_buffers()
@@ -440,6 +498,8 @@ class Run:
                     stopped = stop_signal or "time budget"
                     break
         finally:
+            self._pipeline = None
+            pipeline.close()
             board.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

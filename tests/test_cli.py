@@ -59,7 +59,7 @@ def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
     proc = gmdrit("train", "--preset", "mdmm_baseline", *set_args(tiny_overrides(tiny_data, 3)), cwd=tmp_path,
                   env={"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"})
     assert proc.returncode == 0, proc.stderr
-    assert "on cpu (fp32, speed.amp=auto)" in proc.stdout.replace("\n", " ")
+    assert "on cpu (fp32, speed.amp=auto: CPU without native bf16)" in proc.stdout.replace("\n", " ")
     run = tmp_path / "runs" / "mdmm_baseline"  # default run folder: runs/<preset name>
     assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
