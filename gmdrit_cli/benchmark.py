@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, atomic
+from .outputs import output_folder
 from .config import load_config
 from .data import Batch, UnpairedImageFolders
 from .engine import Engine
@@ -238,8 +239,7 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
 
 def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
     """benchmark.json, benchmark.csv and benchmark.png (matplotlib bars: ours beside the report's, per row)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir, "--out")
     payload = {"environment": result.environment, "settings": result.settings,
                "rows": [r.summary() for r in result.rows]}
     json_path, csv_path, png_path = out_dir / "benchmark.json", out_dir / "benchmark.csv", out_dir / "benchmark.png"

@@ -23,6 +23,7 @@ from torch import nn
 
 from . import atomic
 from .errors import CheckpointError
+from .outputs import os_error_line, umask_mode
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE, LATEST = "model.safetensors", "optim.safetensors", "state.json", "latest"
 _NAME = re.compile(r"^iter_(\d+)$")
@@ -79,6 +80,7 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
         save_file(optim_tensors, str(tmp / OPTIM_FILE))
         files = {}
         for fname in (MODEL_FILE, OPTIM_FILE):
+            os.chmod(tmp / fname, umask_mode())  # safetensors creates its files 0600 whatever the umask
             atomic.fsync_path(tmp / fname)
             files[fname] = {"size": (tmp / fname).stat().st_size, "sha256": _sha256(tmp / fname)}
         full_state = {**state, "optimizers": optim_meta, "files": files}
@@ -91,14 +93,18 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
             shutil.rmtree(folder)
         os.replace(tmp, folder)
         atomic.fsync_path(parent)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"could not write checkpoint {folder}: {exc.strerror or exc}; "
-                              f"free disk space and resume, the previous checkpoint is intact") from None
+        raise CheckpointError(os_error_line(exc, f"could not write checkpoint {folder}",
+                                            "resume once it can be written: the previous checkpoint is intact")) from None
     except BaseException:  # e.g. a second Ctrl-C mid-write: drop the partial copy, keep the old ones
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic.write_text(parent / LATEST, folder.name + "\n")
+    try:
+        atomic.write_text(parent / LATEST, folder.name + "\n")
+    except OSError as exc:  # the checkpoint itself is complete: resume finds it without the pointer
+        raise CheckpointError(os_error_line(exc, f"could not update {parent / LATEST}",
+                                            f"resume once it can be written: checkpoint {folder.name} is complete")) from None
     return folder
 
 
@@ -109,14 +115,29 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
         state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{folder} is not a checkpoint folder (no {STATE_FILE})") from None
+    except PermissionError as exc:  # not damage: the older checkpoints are no more readable
+        raise UnreadableCheckpoint(os_error_line(exc, f"cannot read checkpoint {folder}",
+                                                 "ask its owner to make it readable")) from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: {exc}") from None
-    for fname, rec in state.get("files", {}).items():
+    files = state.get("files") if isinstance(state, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(r, dict) for r in files.values()):
+        raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: not a gmdrit checkpoint state")
+    for fname, rec in files.items():
         path = folder / fname
-        if not path.is_file() or path.stat().st_size != rec["size"] or _sha256(path) != rec["sha256"]:
+        try:
+            same = path.is_file() and path.stat().st_size == rec.get("size") and _sha256(path) == rec.get("sha256")
+        except PermissionError as exc:
+            raise UnreadableCheckpoint(os_error_line(exc, f"cannot read checkpoint {folder}",
+                                                     "ask its owner to make it readable")) from None
+        if not same:
             raise CheckpointError(f"checkpoint {folder} is damaged: {fname} does not match its recorded "
                                   f"size/checksum")
     return state
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint this user may not read: not damage, so no fallback to an older one."""
 
 
 def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict, prefix: str = "") -> None:
@@ -210,7 +231,7 @@ def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
     candidates = list_checkpoints(ckpt_dir)
     pointer = ckpt_dir / LATEST
     if pointer.is_file():
-        named = ckpt_dir / pointer.read_text(encoding="utf-8").strip()
+        named = ckpt_dir / pointer.read_bytes().decode("utf-8", "replace").strip()  # damaged: matches nothing
         if named in candidates:
             candidates.remove(named)
             candidates.insert(0, named)
@@ -218,6 +239,8 @@ def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
     for folder in candidates:
         try:
             state = verify_checkpoint(folder)
+        except UnreadableCheckpoint:
+            raise
         except CheckpointError as exc:
             damaged.append((folder, str(exc)))
             continue
@@ -225,8 +248,9 @@ def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
             log.warning("%s; using the previous valid checkpoint %s instead", why, folder)
         return folder, state
     if damaged:
-        raise CheckpointError(f"every checkpoint in {ckpt_dir} is damaged ({damaged[0][1]}); "
-                              f"start a new run with --fresh")
+        raise CheckpointError(f"every checkpoint in {ckpt_dir} is damaged ({damaged[0][1]}); nothing can be "
+                              f"loaded from it: restore the folder from a copy, or train a new run "
+                              f"(`gmdrit train --fresh`)")
     return None
 
 

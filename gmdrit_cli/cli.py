@@ -52,6 +52,7 @@ def _fit(run) -> None:
     """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it). Under torchrun
     only rank 0 talks; the others train silently and exit alike."""
     cfg = run.cfg
+    run.take_lock()  # a folder another process writes is refused before anything is said
     if not run.processes.is_writer:
         result = run.fit()
         if not result.finished and result.stopped != "time budget":
@@ -155,7 +156,16 @@ def main() -> None:
     _end_process(_run_app())
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM / SIGHUP outside training: unwind like an exception, so every ``finally`` removes its temporary
+    files (a half-written output, a dataset being built); training installs its own handlers meanwhile."""
+    raise SystemExit(128 + signum)
+
+
 def _run_app() -> int:
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     try:
         app()
     except SystemExit as exc:
@@ -164,12 +174,30 @@ def _run_app() -> int:
         print(exc.code, file=sys.stderr)
         return 1
     except GmdritError as exc:
-        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True, highlight=False)
+        _error_line(exc, str(exc))
+        return 1
+    except OSError as exc:  # the commands name the path where they can; this is the safety net
+        from .outputs import os_error_line
+
+        _error_line(exc, os_error_line(exc, "cannot read or write a file", "choose another path"))
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
     return 0
+
+
+def _error_line(exc: BaseException, text: str) -> None:
+    """Print ``error: text`` on stderr; under torchrun only rank 0 does (every process meets the same
+    errors), unless the error is about this process alone."""
+    import os
+
+    from .errors import speaks
+
+    rank = os.environ.get("RANK", "0")
+    if not speaks(exc, int(rank) if rank.isdigit() else 0):
+        return
+    err_console.print(Text.assemble(("error: ", "bold red"), text), soft_wrap=True, highlight=False)
 
 
 def _end_process(code: int) -> None:

@@ -150,7 +150,9 @@ def eval_(
     if threads:
         import torch
 
-        torch.set_num_threads(threads)
+        from .limits import MAX_THREADS, bounded
+
+        torch.set_num_threads(bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow torch down"))
     temperatures = parse_temperatures(temperature) if temperature is not None else []
     options = EvalOptions(run=run, data=data, metrics=metrics, samples_per_input=samples_per_input,
                           mode=mode.value, split=split.value, temperature=temperatures[0] if temperatures else None,

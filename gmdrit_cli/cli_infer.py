@@ -54,6 +54,9 @@ def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads:
     path = run if run is not None else checkpoint  # None: the pretrained model inside the package
     if threads < 0:
         raise GmdritError(f"--threads {threads}: give a positive count, or 0 for torch's default")
+    from .limits import MAX_THREADS, bounded
+
+    bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow torch down")
     if threads:
         import torch
 
@@ -62,7 +65,9 @@ def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads:
 
 
 def _seed(seed: Optional[int]) -> int:
-    return seed if seed is not None else secrets.randbelow(2**31)
+    from .limits import seed as check_seed
+
+    return check_seed(seed) if seed is not None else secrets.randbelow(2**31)
 
 
 def _progress(header: str):
@@ -227,6 +232,7 @@ def export(
     meta: Annotated[Optional[list[str]], typer.Option(
         "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="export the raw weights instead of their EMA copy")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace the model.safetensors / config.yaml already in --out")] = False,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from .errors import InferenceError
@@ -238,7 +244,7 @@ def export(
         if not sep or not key.strip():
             raise InferenceError(f"--meta {item!r}: write KEY=VALUE")
         extra[key.strip()] = value
-    result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema)
+    result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema, force=force)
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "
                   f"and {result.config}", markup=False, highlight=False, soft_wrap=True)

@@ -58,7 +58,9 @@ def mixture(
     if threads:
         import torch
 
-        torch.set_num_threads(threads)
+        from .limits import MAX_THREADS, bounded
+
+        torch.set_num_threads(bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow torch down"))
     options = MixtureOptions(run=run, data=data, out=out, max_inputs=max_inputs, samples=samples, seed=seed,
                              device=device, skip_curve=skip_curve, checkpoint=checkpoint)
     result = run_with_stage_progress(lambda update: mixture_report(options, update))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -194,9 +195,9 @@ class OptimConfig:
 class TrainConfig:
     max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
     batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2)
-    seed: int = _opt(0, "seed of every random number generator", min=0)
+    seed: int = _opt(0, "seed of every random number generator", min=0, max=2**32 - 1)
     device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
-    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0)
+    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0, max=1024)
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
     sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
     grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1)
@@ -336,6 +337,8 @@ def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, s
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, f"{key}: expected a number, got {value!r}"
         value = float(value)
+        if not math.isfinite(value):  # nan passes every range check below
+            return value, f"{key}: {value} is not a finite number"
     elif tp is str:
         if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
             value = "on" if value else "off"
@@ -381,18 +384,28 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
     return values, errors
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(rf"^(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?$")
 
 
 def parse_duration(text: str) -> float | None:
-    """Seconds in '3h50m', '90m', '45s', '3600' or '1.5h'; None for ''; ValueError if unreadable."""
-    if not text.strip():
+    """Seconds in '3h50m', '90m', '45s', '3600' or '1.5h'; None for ''; ValueError if unreadable or not
+    above 0. A bare number after a unit is the next unit: '3h50' is 3 h 50 min, '1m30' 1 min 30 s."""
+    compact = re.sub(r"\s+", "", text.lower())
+    if not compact:
         return None
-    match = _DURATION.match(text.lower())
+    if re.fullmatch(_NUMBER, compact):
+        compact += "s"  # a plain number is seconds
+    elif re.fullmatch(rf".*[hm]{_NUMBER}", compact):
+        compact += "m" if compact.rstrip("0123456789.").endswith("h") else "s"
+    match = _DURATION.match(compact)
     if not match or not any(match.groups()):
         raise ValueError(f"cannot read duration {text!r}; write it like 3h50m, 90m or 3600s")
     h, m, sec = (float(g) if g else 0.0 for g in match.groups())
-    return h * 3600 + m * 60 + sec
+    seconds = h * 3600 + m * 60 + sec
+    if not seconds > 0:
+        raise ValueError(f"duration {text!r} leaves no time to train; give more than 0 s, e.g. 30m")
+    return seconds
 
 
 def _validate(cfg: Config) -> list[str]:
@@ -447,13 +460,23 @@ def _validate_bicyclegan(cfg: Config) -> list[str]:
     return errors
 
 
+def _first_key(keys: dict, section: str) -> str:
+    return next(k for k in keys if k.startswith(section + ".")).split(".", 1)[1]
+
+
 def build_config(values: dict[str, Any]) -> Config:
     """Build a validated :class:`Config` from nested or dotted values; raise with every problem at once."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config is a mapping of sections, not {type(values).__name__}")
     keys = all_keys()
     flat = _flatten(values)
     errors: list[str] = []
     resolved: dict[str, Any] = {}
+    sections = {k.split(".")[0] for k in keys if "." in k}
     for key, value in flat.items():
+        if key in sections:
+            errors.append(f"{key}: a section, it takes keys (e.g. {key}.{_first_key(keys, key)}: ...), not {value!r}")
+            continue
         if key not in keys:
             errors.append(f"unknown key '{key}'{_suggest(key, list(keys))}")
             continue
@@ -509,8 +532,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{line}; fix the file") from None
-    if data is None:
-        return {}
+    if data is None or data == {}:  # an empty file is a mistake, not a request for every default
+        raise ConfigError(f"config file {path} is empty; write its settings (see presets/quickstart.yaml), "
+                          f"or give a preset name")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
@@ -520,6 +544,8 @@ def resolve_preset_path(preset: str) -> Path:
     """A preset name from ``presets/`` or a path to a YAML file."""
     path = Path(preset)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise ConfigError(f"preset {path} is a folder; give a preset name (see `gmdrit presets`) or a YAML file")
         if not path.is_file():
             raise ConfigError(f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path")
         return path

@@ -33,6 +33,12 @@ class LostProcessError(TrainingError):
     """A collective failed: another process of the run died, was killed or stopped answering."""
 
 
+class ProcessSetupError(TrainingError):
+    """This process cannot take its place in the group; printed by every process it happens to."""
+
+    per_process = True
+
+
 @dataclass
 class Processes:
     """This process's place in a run: ``rank`` of ``world`` processes (1 when not under torchrun)."""
@@ -187,7 +193,7 @@ def join(device_name: str, timeout_s: float) -> tuple[Processes, torch.device]:
     device = resolve_device(device_name)
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise TrainingError(f"process {rank} has local rank {local_rank} but this machine shows "
+            raise ProcessSetupError(f"process {rank} has local rank {local_rank} but this machine shows "
                                 f"{torch.cuda.device_count()} GPUs; start at most one process per GPU")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -198,7 +204,7 @@ def join(device_name: str, timeout_s: float) -> tuple[Processes, torch.device]:
             dist.init_process_group(backend, timeout=timeout)
         except (RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise TrainingError(f"process {rank} of {world} could not join the process group ({backend}): "
+            raise ProcessSetupError(f"process {rank} of {world} could not join the process group ({backend}): "
                                 f"{first}") from None
         atexit.register(_destroy)
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None

@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import GmdritError
+from .limits import finite
+from .outputs import os_error_line, refuse_checkpoint_area, temporary_folder
 
 
 class DownloadError(GmdritError):
@@ -122,7 +124,10 @@ def dataset_state(spec: DatasetSpec, to: Path) -> str:
     waits to be resumed) or 'absent'."""
     folder = Path(to) / spec.name
     if folder.is_dir():
-        return "incomplete" if missing_parts(spec, folder) else "present"
+        try:
+            return "incomplete" if missing_parts(spec, folder) else "present"
+        except PermissionError:  # e.g. another user's folder: say so instead of failing the whole list
+            return "unreadable"
     return "partial download" if (Path(to) / f".{spec.name}.part").is_file() else "absent"
 
 
@@ -338,6 +343,24 @@ def _install(source: Path, dest: Path) -> None:
 
 # -- the command ----------------------------------------------------------------------------------
 
+def check_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host or a file:// URL with a path; else one line saying what
+    --url takes."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise DownloadError(f"--url {url!r} is not a valid URL ({exc}); give the http(s) address of an archive") from None
+    if not (parts.scheme in ("http", "https") and parts.netloc or parts.scheme == "file" and parts.path):
+        raise DownloadError(f"--url {url!r} is not an http(s) or file:// URL; give the address of an archive, e.g. "
+                            f"https://host/path/NAME.zip (leave --url out for the official one)")
+    return url.strip()
+
+
+def check_timeout(timeout: float) -> float:
+    return finite(timeout, "--timeout", high=3600, why="seconds to wait for the server")
+
+
 @dataclass
 class DownloadResult:
     """What :func:`download_dataset` did: the dataset, the URL, its folder, whether it was already there,
@@ -366,8 +389,12 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
     ``to/<name>.<format>`` (kept, or fetched by hand) is used without downloading."""
     spec = name if isinstance(name, DatasetSpec) else find_dataset(name, registry)
     to = Path(to)
-    source = url or spec.url
+    source = spec.url if url is None else check_url(url)
+    check_timeout(timeout)
     dest, part, archive = to / spec.name, to / f".{spec.name}.part", to / spec.archive_name
+    if to.exists() and not to.is_dir():
+        raise DownloadError(f"--to {to} is a file, not a folder; pass the folder that holds the datasets")
+    refuse_checkpoint_area(to, "--to")
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"{dest} exists and is not a folder; move it away or pass another --to")
     if dest.is_dir() and not force:
@@ -382,18 +409,23 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
             for stale in (part, archive):
                 stale.unlink(missing_ok=True)
         resumed_from = downloaded = 0
-        if not archive.is_file():
+        found = archive.is_file()  # kept from an earlier download, or put there by the user: not ours to delete
+        if not found:
             size, resumed_from = fetch(source, part, manual_path=archive, progress=progress, timeout=timeout)
             downloaded = size - resumed_from
             os.replace(part, archive)
         try:
             members = check_archive(archive, spec, progress)
         except ValueError as exc:
+            if found:
+                raise DownloadError(f"{archive} was already there (nothing was downloaded) and is not {spec.name}: "
+                                    f"{exc}; it is left as it was: move it away and run again to download "
+                                    f"{spec.name}") from None
             archive.unlink(missing_ok=True)
             raise DownloadError(f"the archive from {source} is damaged or not {spec.name}: {exc}; it was removed "
                                 f"({archive}) and nothing was unpacked: run the command again, or pass --url "
                                 f"with another mirror") from None
-        unpacked = Path(tempfile.mkdtemp(prefix=f".{spec.name}.unpack-", dir=to))
+        unpacked = temporary_folder(to, f".{spec.name}.unpack-")
         try:
             _extract(archive, spec.archive, members, unpacked, progress)
             _install(unpacked, dest)
@@ -402,6 +434,6 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
         if not keep_archive:
             archive.unlink(missing_ok=True)
     except OSError as exc:  # disk full, no permission: the network errors were handled in fetch
-        raise DownloadError(f"cannot write the dataset under {to} ({exc}); free some space or pass another --to") from None
+        raise DownloadError(os_error_line(exc, f"cannot write the dataset under {to}", "pass another --to")) from None
     return DownloadResult(spec, source, dest, False, downloaded, resumed_from,
                           archive if keep_archive else None, _counts(spec, dest))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,6 +26,9 @@ from PIL import Image, ImageOps
 
 from .atomic import fsync_path
 from .errors import DataError
+from .limits import MAX_EDGE_SIZE, bounded, finite
+from .limits import seed as check_seed
+from .outputs import os_error_line, refuse_checkpoint_area, temporary_folder
 
 SPLITS = ("train", "val", "test")
 # Canny's hysteresis thresholds as quantiles of the image's gradient magnitude: the line density then
@@ -170,11 +172,14 @@ class EdgesResult:
 
 
 def _check_arguments(src: Path, dst: Path, size: int, val: float, test: Optional[float], overwrite: bool,
-                     sigma: Optional[float]) -> None:
+                     sigma: Optional[float], seed: int) -> None:
+    check_seed(seed)
     if size < 8:
         raise DataError(f"--size {size} is too small for edge maps; use at least 8 pixels (256 is pix2pix's)")
-    if sigma is not None and not sigma > 0:
-        raise DataError(f"--sigma {sigma} must be positive (the default is {default_sigma(size):g} at {size} px)")
+    bounded(size, "--size", 8, MAX_EDGE_SIZE, "pix2pix uses 256; memory and time grow with its square")
+    if sigma is not None:
+        finite(sigma, "--sigma", high=size / 4, why=f"a blur wider than a quarter of the {size}-px image leaves "
+                                                    f"no edge; the default is {default_sigma(size):g}")
     for name, value in (("--val", val), ("--test", test)):
         if value is not None and not 0.0 <= value < 1.0:
             raise DataError(f"{name} {value} is not a fraction in [0, 1)")
@@ -217,7 +222,7 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
 
     source_text = str(src)  # as given: a shipped sample's edges.json names no local path
     src, dst = resolve_root(src), Path(dst).expanduser()
-    _check_arguments(src, dst, size, val, test, overwrite, sigma)
+    _check_arguments(src, dst, size, val, test, overwrite, sigma, seed)
     train_side, test_side = find_sources(src)
     if test_side and test is not None:
         raise DataError(f"'{src}' has test folders, which are the test split; drop --test (or pass one of its "
@@ -228,8 +233,12 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
     total, done = len(names), 0
     counts = {split: 0 for split in SPLITS}
     skipped: list[tuple[Path, str]] = []
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    built = Path(tempfile.mkdtemp(prefix=f".{dst.name}.edges-", dir=dst.parent))
+    refuse_checkpoint_area(dst, "DST")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        built = temporary_folder(dst.parent, f".{dst.name}.edges-")
+    except OSError as exc:
+        raise DataError(os_error_line(exc, f"cannot create the dataset folder {dst}", "pass another DST")) from None
     try:
         for split in SPLITS:
             (built / split).mkdir()
@@ -256,8 +265,7 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
         (built / "edges.json").write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
         _install(built, dst)
     except OSError as exc:
-        raise DataError(f"cannot write the dataset next to '{dst}' ({exc}); free some space or pass another "
-                        f"DST") from None
+        raise DataError(os_error_line(exc, f"cannot write the dataset {dst}", "pass another DST")) from None
     finally:
         shutil.rmtree(built, ignore_errors=True)
     return EdgesResult(dst, counts, skipped, size, sigma)

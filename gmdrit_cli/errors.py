@@ -31,3 +31,17 @@ class TrainingError(GmdritError):
 
 class ReportError(GmdritError):
     """`gmdrit report` cannot use a folder it was given (not a run, nothing to show)."""
+
+
+class OutputError(GmdritError):
+    """A file or folder cannot be written, or must not be (it is not gmdrit's to replace)."""
+
+
+class LimitError(GmdritError):
+    """A number given to an option is not finite, or outside the range gmdrit can handle."""
+
+
+def speaks(error: GmdritError, rank: int) -> bool:
+    """Whether process ``rank`` of a torchrun group prints ``error``: rank 0 prints every error (all ranks
+    meet the same ones), the others only errors about themselves (``per_process``, e.g. a failed join)."""
+    return rank == 0 or getattr(error, "per_process", False)

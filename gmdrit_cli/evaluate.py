@@ -43,6 +43,11 @@ import torch
 from PIL import Image
 
 from . import __version__, atomic
+from .errors import LimitError
+from .limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
+from .limits import seed as check_seed
+from .model_files import untrained_note
+from .outputs import numbered_folder, output_folder
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
 from .metrics.evaluator import EvalContext, Evaluator, to_float
@@ -131,19 +136,45 @@ def _default_out(run: Path | None, iteration: int | None, mode: str, split: str 
     return base / "eval" / tag
 
 
+def eval_folder(wanted: Path, notes: list[str]) -> Path:
+    """The folder this eval writes: ``wanted`` when it is new or empty, else the first free ``wanted-2``,
+    ``wanted-3``, ... (an earlier eval's results are never replaced; a note says where this one went)."""
+    out = output_folder(numbered_folder(wanted), "--out")
+    if out != wanted:
+        notes.append(f"{wanted} holds earlier results, which are kept: this eval went to {out}")
+    return out
+
+
+def check_eval_numbers(o: EvalOptions) -> None:
+    """The eval's numbers: finite, and the counts within what one run can hold (a :class:`MetricError`)."""
+    try:
+        _check_numbers(o)
+    except LimitError as exc:
+        raise MetricError(str(exc)) from None
+
+
+def _check_numbers(o: EvalOptions) -> None:
+    if o.temperature is not None:
+        finite(o.temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
+    finite(o.ndb_alpha, "--ndb-alpha", high=1, why="a significance level")
+    bounded(o.samples_per_input, "--samples-per-input", 1, MAX_SAMPLES_PER_INPUT,
+            "every output is a PNG per test image and task")
+    check_seed(o.seed)
+    bounded(o.ndb_size, "--ndb-size", 1, 256, "NDB bins images downscaled to a few pixels (32 is the paper's); "
+                                               "memory grows with its square")
+    bounded(o.kid_subsets, "--kid-subsets", 1, 10_000, "each subset is one more kernel estimate; 100 is the usual")
+
+
 # ------------------------------------------------------------------------------------------ evaluate
 
 def _check_options(o: EvalOptions, metrics: list[str]) -> None:
     if o.mode not in MODES:
         raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
+    check_eval_numbers(o)
     if o.split not in ("test", "val"):
         raise MetricError(f"--split {o.split!r}: choose test or val")
-    if o.temperature is not None and not o.temperature > 0:
-        raise MetricError(f"--temperature {o.temperature}: give a number above 0 (1 = the model's prior)")
     if o.temperature is not None and o.temperature != 1.0 and o.mode != "latent":
         raise MetricError("--temperature scales random attributes: use it with --mode latent")
-    if o.samples_per_input < 1:
-        raise MetricError(f"--samples-per-input {o.samples_per_input}: give at least 1")
     for cls, names in _evaluator_classes(metrics):
         cls.check_options(o, names)
     if o.max_inputs < 0 or o.batch_size < 1:
@@ -242,12 +273,9 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         ev.setup()
     learners = [ev for ev in evaluators if ev.needs_train_images]
     train = open_images(root, cfg, "train", 0, paired) if learners else None
-    out = Path(o.out).expanduser() if o.out is not None else _default_out(None if o.run is None else Path(o.run), iteration, o.mode,
-                                                                            o.split)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MetricError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    out = eval_folder(Path(o.out).expanduser() if o.out is not None
+                      else _default_out(None if o.run is None else Path(o.run), iteration, o.mode, o.split), notes)
+    notes += [n for n in [untrained_note(model, sorted({t for _, t in model.capabilities.tasks(len(domains))}))] if n]
 
     test_images: list[torch.Tensor] = []
     test_paths: list[list[Path]] = []

@@ -27,7 +27,9 @@ from .atomic import atomic_write
 from .config import Config
 from .data import IMAGE_EXTENSIONS, open_rgb, to_image, to_tensor
 from .errors import InferenceError
-from .model_files import ModelSource, make_output_folder
+from .limits import MAX_SAMPLES, MAX_STEPS, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
+from .model_files import ModelSource, make_output_folder, untrained_note
+from .outputs import os_error_line, refuse_checkpoint_area
 from .models.base import ModelFamily
 
 BETWEEN = ("random", "references", "components", "domains")
@@ -159,7 +161,17 @@ def check_size(cfg: Config, size: int | None) -> int:
     if size < 16 or size % 4:
         raise InferenceError(f"--size {size}: the working size must be a multiple of 4 and at least 16 "
                              f"(the model was trained at {cfg.data.crop})")
-    return size
+    return bounded(size, "--size", 16, max(MAX_WORK_SIZE, cfg.data.crop),
+                   f"memory grows with its square; the model was trained at {cfg.data.crop}")
+
+
+def check_out(out: Path) -> Path:
+    """Refuse an output folder gmdrit must not write (a file, a run's checkpoints) before any work; it is
+    created when the first output is ready."""
+    refuse_checkpoint_area(out, "--out")
+    if out.exists() and not out.is_dir():
+        raise InferenceError(f"--out {out} is a file, not a folder; choose another --out")
+    return out
 
 
 def output_size(width: int, height: int, size: int, square: bool) -> tuple[int, int]:
@@ -201,14 +213,22 @@ def compose(images: list[Image.Image], pad: int = GUTTER) -> Image.Image:
     return canvas
 
 
+def _written(path: Path, write) -> None:
+    """``atomic_write(path, write)``, an OS error (no permission, a full disk) as one line."""
+    try:
+        atomic_write(path, write)
+    except OSError as exc:
+        raise InferenceError(os_error_line(exc, f"cannot write {path}", "choose another --out")) from None
+
+
 def _save_png(im: Image.Image, path: Path) -> None:
-    atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+    _written(path, lambda tmp: im.save(tmp, format="PNG"))
 
 
 def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> None:
     duration = max(20, 10 * round(100.0 / fps))  # GIF stores centiseconds
-    atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                                                    duration=duration, loop=loop, optimize=False))
+    _written(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                duration=duration, loop=loop, optimize=False))
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -353,7 +373,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     d = resolve_domain(cfg, domain)
     check_target(model, d)
     size = check_size(cfg, size)
-    out = Path(out).expanduser()
+    out = check_out(Path(out).expanduser())
     references = list(references or [])
     if references and component is not None:
         raise InferenceError("--component applies to random attributes; with --reference the attribute "
@@ -365,15 +385,17 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
         raise InferenceError("--temperature applies to random attributes; with --reference the attribute "
                              "comes from the reference image")
     temperature = cfg.model.sample_temperature if temperature is None else temperature
-    if not temperature > 0:
-        raise InferenceError(f"--temperature {temperature}: give a number above 0 (1 = the model's prior)")
+    finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior; far past it the "
+                                                                   "attributes leave what the model was trained on")
     _check_component(model, component)
     given_samples = samples is not None
     samples = 5 if samples is None else samples
-    if not references and samples < 1:
-        raise InferenceError(f"--samples {samples}: give at least 1")
+    if not references:
+        bounded(samples, "--samples", 1, MAX_SAMPLES, "each sample is a file and a column of the grid; run "
+                                                      "again with another --seed for more")
     result = TranslateResult(model.source, cfg.data.domains[d],
                              "reference" if references else "latent", int(seed), size, out)
+    result.notes += [n for n in [untrained_note(model, [d])] if n]
     if references:
         z, y, result.notes = _load_references(model, references, [d] * len(references), size)
         tag = "ref"
@@ -584,16 +606,17 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
         check_target(model, d, "--domain" if walked == idx[-1:] else f"--between {between}")
     if steps < 2:
         raise InferenceError(f"--steps {steps}: give at least 2")
-    if not fps > 0:
-        raise InferenceError(f"--fps {fps}: must be positive")
+    bounded(steps, "--steps", 2, MAX_STEPS, "every step is a frame of the strip and the GIF")
+    finite(fps, "--fps", low=0.2, high=50, why="a GIF stores each frame's time in hundredths of a second")
     if loop < 0:
         raise InferenceError(f"--loop {loop}: 0 loops forever, N plays N more times")
+    bounded(loop, "--loop", 0, 65535, "a GIF stores the loop count in 16 bits; 0 loops forever")
     size = check_size(cfg, size)
-    out = Path(out).expanduser()
+    out = check_out(Path(out).expanduser())
     path, notes = interpolation_path(model, between=between, domains=idx, steps=steps, components=components,
                                      references=references, seed=seed, size=size)
     result = InterpolateResult(model.source, between, path.start, path.end, steps, int(seed),
-                               size, out, notes=notes)
+                               size, out, notes=notes + [n for n in [untrained_note(model, [idx[-1]])] if n])
     used: set[str] = set()
     for p, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
         frames = [_resize(to_image(t), wh) for t in _generate(model, x, idx[-1], path.z, path.y)]

@@ -36,6 +36,7 @@ from .checkpoint import STATE_FILE, checkpoint_name, find_checkpoint, list_check
 from .config import Config
 from .errors import CheckpointError, GmdritError
 from .metrics import write_bytes_atomic, write_json_atomic
+from .outputs import output_folder
 
 FORMAT = "gmdrit-mixture/1"
 TARGET = 0.90          # the accuracy the curve is read against (dashed line)
@@ -432,11 +433,7 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
     device = resolve_device(o.device)
     test = load_test_images(o.data or cfg.data.root, cfg, o.max_inputs)
     labels = test.labels
-    out = Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MixtureError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    out = output_folder(Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture", "--out")
     result = MixtureResult(out, None, {})
     test_counts = {name: len(p) for name, p in zip(domains, test.paths)}
     protocol = {"images": "test images of every domain: resize data.resize (bicubic), centre crop data.crop, "

@@ -32,6 +32,7 @@ from .config import Config, build_config, dump_config, load_config_file
 from .errors import CheckpointError, ConfigError, InferenceError
 from .models import MODEL_FAMILIES, build_model
 from .models.base import ModelFamily
+from .outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
 from .speed import resolve_device
 
 CONFIG_FILE = "config.yaml"
@@ -57,6 +58,7 @@ class ModelSource:
     kind: str             # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
     iteration: int | None
     ema: bool = False     # the weights used are the EMA copy (set by load_for_inference)
+    phase: int | None = None  # a phased run (VAE) that stopped before its end: the index of its next phase
     #: how ``cfg.model.sample_temperature`` was chosen, when a sweep chose it (RUN/sampling.json, or an export's)
     sampling: dict | None = None
 
@@ -103,8 +105,9 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         cfg = load_config_file(config)
         meta = _export_metadata(weights)
         iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
+        phase = int(meta["phase"]) if meta.get("phase", "").isdigit() else None
         sampling = _json_or_none(meta.get("sample_temperature_chosen"))
-        return ModelSource(given, weights, cfg, "export", iteration, sampling=sampling)
+        return ModelSource(given, weights, cfg, "export", iteration, sampling=sampling, phase=phase)
     if given.is_dir() and ((given / STATE_FILE).is_file() or (given / "checkpoints").is_dir()):
         found = find_checkpoint(given)
         if found is None:
@@ -116,7 +119,9 @@ def resolve_model(path: Path | str | None) -> ModelSource:
             raise CheckpointError(f"checkpoint {folder} records no config; it cannot be used") from None
         except ConfigError as exc:
             raise CheckpointError(f"checkpoint {folder} has a config this version cannot read: {exc}") from None
-        source = ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"))
+        phase = state.get("phase") if isinstance(state.get("phase"), dict) else {}
+        index = phase.get("index") if isinstance(phase.get("index"), int) else None
+        source = ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"), phase=index)
         _apply_sampling(source, read_sampling(run_folder_of(folder)))
         return source
     raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
@@ -244,6 +249,23 @@ def load_for_inference(path: Path | str | None, device: torch.device | str = "cp
     return cfg, model
 
 
+def untrained_note(model: ModelFamily, targets: list[int]) -> str | None:
+    """A warning when ``model`` comes from a phased run that stopped before the phase that trains the
+    translation into one of ``targets`` (a VAE in phase 1: its per-domain decoders are still untrained)."""
+    source = model.source
+    if source is None or source.phase is None:
+        return None
+    phases = model.phases()
+    pending = [p for i, p in enumerate(phases) if i > source.phase and len(p.domains) == 1 and p.domains[0] in targets]
+    if not pending or source.phase >= len(phases):
+        return None
+    names = model.cfg.data.domains
+    what = ", ".join(f"{p.name} (into '{names[p.domains[0]]}')" for p in pending)
+    return (f"{source.path} stopped in phase {source.phase + 1} of {len(phases)} ({phases[source.phase].name}): "
+            f"{what} is not trained yet, so its outputs come from untrained weights; continue the run with "
+            f"`gmdrit resume` first")
+
+
 def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
     """Copy into ``networks`` every tensor of the model at ``path`` ('pretrained': the embedded one) whose name and
     shape match (an int8 export is dequantised first). Returns what was done: the weights file, its SHA-256 and
@@ -295,17 +317,13 @@ class ExportResult:
 
 
 def make_output_folder(folder: Path) -> None:
-    """Create ``folder`` (and its parents) for outputs, or say in one line why it cannot be."""
-    if folder.exists() and not folder.is_dir():
-        raise InferenceError(f"output {folder} exists and is not a folder; choose another --out")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InferenceError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+    """Create ``folder`` (and its parents) for outputs, or say in one line why it cannot be (see
+    :func:`gmdrit_cli.outputs.output_folder`)."""
+    output_folder(folder, "--out")
 
 
 def export_model(path: Path | str, out: Path | str, int8: bool = False,
-                 extra_metadata: dict[str, str] | None = None, ema: bool = True) -> ExportResult:
+                 extra_metadata: dict[str, str] | None = None, ema: bool = True, force: bool = False) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
     ``ema``: the networks' EMA copy where the run kept one (metadata ``weights: ema``), else the raw
@@ -313,9 +331,16 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
 
     ``int8``: weights quantised per output channel (:mod:`gmdrit_cli.quantize`) and the training-only heads
     (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
-    safetensors header (e.g. the command that trained the model)."""
+    safetensors header (e.g. the command that trained the model). An ``out`` that holds a model or a config
+    already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`)."""
     source = resolve_model(path)
     out = Path(out).expanduser()
+    refuse_checkpoint_area(out, "--out")
+    if (out / "checkpoints").is_dir():
+        raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
+    if not force:
+        for existing in (out / MODEL_FILE, out / CONFIG_FILE):
+            refuse_replacing(existing, "--force")
     networks = MODEL_FAMILIES[source.cfg.model.family].test_time_networks
     copy = _ema_choice(source, ema)
     prefixes = tuple(f"{copy}{n}." for n in networks)
@@ -342,6 +367,8 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         metadata.update(quantized=FORMAT, omitted=",".join(TRAINING_ONLY))
     if source.iteration is not None:
         metadata["iteration"] = str(source.iteration)
+    if source.phase is not None:
+        metadata["phase"] = str(source.phase)
     if source.ema:
         metadata.update(weights="ema", ema_beta=f"{source.cfg.train.ema_beta:g}")
     if source.sampling is not None:  # config.yaml carries the value, the metadata how it was chosen
@@ -356,6 +383,6 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                                                      metadata=metadata))
         atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
-    except OSError as exc:
-        raise InferenceError(f"cannot write the export into {out}: {exc.strerror or exc}") from None
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
+        raise InferenceError(os_error_line(exc, f"cannot write the export into {out}", "choose another --out")) from None
     return ExportResult(source, out, weights, config, weights.stat().st_size, parameters)

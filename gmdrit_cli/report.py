@@ -21,8 +21,9 @@ from PIL import Image
 
 from . import atomic
 from .errors import DataError, ReportError
+from .outputs import os_error_line, output_folder
 from .report_charts import benchmark_chart, loss_group_chart
-from .run_metrics import group_titles, loss_group, read_metrics, series
+from .run_metrics import damaged_metric_lines, group_titles, loss_group, read_metrics, series
 
 _ITER = re.compile(r"iter_(\d+)$")
 
@@ -59,10 +60,16 @@ class RunFolder:
     benchmark_files: list[Path]
     figures: list[Path]  # other PNGs under eval/ (e.g. `gmdrit mixture`'s plots)
     has_tensorboard: bool
+    problems: list[str] = field(default_factory=list)  # damaged files, one line each (left out of the page)
 
     @property
     def config(self) -> dict:
-        return yaml.safe_load(self.config_text) if self.config_text else {}
+        """``config.yaml`` as a mapping; {} when it is missing or damaged (``problems`` says which)."""
+        try:
+            data = yaml.safe_load(self.config_text) if self.config_text else {}
+        except yaml.YAMLError:
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 @dataclass
@@ -101,15 +108,87 @@ def read_run(path: str | Path, label: str | None = None) -> RunFolder:
     eval_files = sorted({*path.glob("eval/*/eval.json"), *path.glob("eval*/eval.json")})
     benchmarks = [p for p in (path / "benchmark.json", path / "benchmark" / "benchmark.json") if p.is_file()]
     figures = sorted(p for p in path.glob("eval/*/*.png"))
+    problems: list[str] = []
+    config_text = _text(config, problems) if config.is_file() else None
     run = RunFolder(path=path, label=label or path.resolve().name, metrics=read_metrics(path / "metrics.jsonl"),
-                    config_text=config.read_text(encoding="utf-8") if config.is_file() else None,
+                    config_text=config_text,
                     samples=sorted((path / "samples").glob("iter_*.png"), key=_iteration),
                     checkpoints=_checkpoints(path / "checkpoints"), eval_files=eval_files,
-                    benchmark_files=benchmarks, figures=figures, has_tensorboard=(path / "tensorboard").is_dir())
+                    benchmark_files=benchmarks, figures=figures, has_tensorboard=(path / "tensorboard").is_dir(),
+                    problems=problems)
+    if config_text and not run.config:
+        problems.append(f"{config}: not a YAML mapping (damaged?), shown as text only")
+    damaged = damaged_metric_lines(path / "metrics.jsonl")
+    if damaged:
+        problems.append(f"{path / 'metrics.jsonl'}: {damaged} damaged line(s) left out of the loss curves")
     if not (run.metrics or run.config_text or run.samples or run.checkpoints or eval_files or benchmarks):
         raise ReportError(f"{path} holds no run: no metrics.jsonl, config.yaml, samples/, checkpoints/, "
                           f"eval/*/eval.json or benchmark.json")
     return run
+
+
+def _text(path: Path, problems: list[str]) -> str:
+    """A run file's text; bytes that are not UTF-8 are replaced, and ``problems`` says so."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not UTF-8 text (damaged?)")
+        return raw.decode("utf-8", "replace")
+
+
+def _json_file(path: Path, notes: list[str], check) -> dict | None:
+    """A run folder's JSON file when it parses and ``check(data)`` finds nothing wrong; else a note and None."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        notes.append(f"{path}: not valid JSON (damaged?), left out")
+        return None
+    problem = check(data)
+    if problem:
+        notes.append(f"{path}: {problem} (damaged?), left out")
+        return None
+    return data
+
+
+def eval_report_problem(data) -> str | None:
+    """What keeps ``data`` from being an ``eval.json`` the page can show, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    parts = {"tasks": list, "settings": dict, "model": dict}
+    wrong = [k for k, kind in parts.items() if not isinstance(data.get(k), kind)]
+    if wrong:
+        return f"no valid {', '.join(wrong)}"
+    if not all(isinstance(t, dict) and isinstance(t.get("source"), str) and isinstance(t.get("target"), str)
+               for t in data["tasks"]):
+        return "a task row without source and target"
+    if not all(isinstance(data.get(k, {}) or {}, dict) for k in ("mean", "reference", "reference_mean", "cluster")):
+        return "a summary that is not an object"
+    return None
+
+
+def benchmark_problem(data) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("rows", []), list):
+        return "not a benchmark report"
+    if not all(isinstance(r, dict) for r in data.get("rows", [])):
+        return "a row that is not an object"
+    return None
+
+
+def report_folder(out: Path) -> Path:
+    """``out`` ready for the page: created, inside no run's checkpoints, and holding no index.html that
+    another program wrote (only an earlier gmdrit report is replaced)."""
+    out = output_folder(out, "--out")
+    index = out / "index.html"
+    if index.is_file():
+        with open(index, "rb") as f:
+            head = f.read(4096)
+        if b"<title>gmdrit report" not in head:
+            raise ReportError(f"{index} exists and is not a gmdrit report; gmdrit does not replace it: choose "
+                              f"another --out")
+    elif index.exists():
+        raise ReportError(f"{index} exists and is not a file; choose another --out")
+    return out
 
 
 def spread(items: list, k: int) -> list:
@@ -218,11 +297,14 @@ def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float =
         raise ReportError(f"--smoothing must be in [0, 1), not {smoothing}")
     update = progress or (lambda stage, done, total: None)
     runs = [read_run(p, label) for p, label in zip(map(Path, paths), _labels([Path(p) for p in paths]))]
-    out = Path(out)
+    out = report_folder(Path(out))
     assets = out / "assets"
-    assets.mkdir(parents=True, exist_ok=True)
+    try:
+        assets.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ReportError(os_error_line(exc, f"cannot create {assets}", "choose another --out")) from None
     images: list[Path] = []
-    notes: list[str] = []
+    notes: list[str] = [problem for run in runs for problem in run.problems]
 
     # loss curves: one chart per group, every run overlaid
     run_series = [(run.label, series(run.metrics)) for run in runs]
@@ -252,10 +334,8 @@ def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float =
         evals = []
         for e, eval_file in enumerate(run.eval_files):
             update(f"eval translations of {run.label}", e, len(run.eval_files))
-            try:
-                report = json.loads(eval_file.read_text(encoding="utf-8"))
-            except ValueError:
-                notes.append(f"{eval_file}: not valid JSON, left out")
+            report = _json_file(eval_file, notes, eval_report_problem)
+            if report is None:
                 continue
             result = EvalResult(eval_file, report)
             for task in report.get("tasks", []):
@@ -268,7 +348,9 @@ def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float =
             evals.append(result)
         benches = []
         for b, bench_file in enumerate(run.benchmark_files):
-            payload = json.loads(bench_file.read_text(encoding="utf-8"))
+            payload = _json_file(bench_file, notes, benchmark_problem)
+            if payload is None:
+                continue
             chart = benchmark_chart(folder / f"benchmark_{b + 1}.png", payload.get("rows", []),
                                     payload.get("environment", {}).get("device", "?"))
             benches.append((bench_file, payload, chart))

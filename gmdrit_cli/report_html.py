@@ -182,5 +182,6 @@ def render_page(runs, charts: list[tuple[str, Path]], run_assets: dict, out: Pat
                       *(_run_section(i, r, run_assets[r.label], out) for i, r in enumerate(runs))])
     title = "gmdrit report: " + ", ".join(r.label for r in runs)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+            f"<meta name=\"generator\" content=\"gmdrit report\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"icon\" href=\"data:,\"><style>{_CSS}</style></head>"
             f"<body>\n{body}\n</body></html>\n")

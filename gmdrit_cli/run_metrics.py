@@ -49,14 +49,34 @@ def read_metrics(path: str | Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("iter"), int):
+    for line in _lines(path):
+        record = _record(line)
+        if record is not None:
             records.append(record)
     return records
+
+
+def _lines(path: Path) -> list[str]:
+    # bytes that are not UTF-8 (a damaged file) spoil their line only, which is then skipped
+    return path.read_bytes().decode("utf-8", "replace").splitlines()
+
+
+def _record(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("iter"), int):
+        return None
+    return record
+
+
+def damaged_metric_lines(path: str | Path) -> int:
+    """Non-empty lines of a ``metrics.jsonl`` that are not a complete record (0 when there is no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    return sum(1 for line in _lines(path) if line.strip() and _record(line) is None)
 
 
 def series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import CheckpointError
+from .outputs import os_error_line
 
 log = logging.getLogger("gmdrit")
 
@@ -34,6 +35,8 @@ LOCK_FILE = ".lock"
 HEARTBEAT_S = 30.0
 #: a lock of another host whose heartbeat is older than this is stale
 STALE_AFTER_S = 300.0
+#: a lock file that names no process after this many seconds is damaged (its writer fills it at once)
+FILL_S = 0.5
 
 
 class RunFolderBusy(CheckpointError):
@@ -65,8 +68,26 @@ def _alive(pid: int, started: float) -> bool:
 
 
 def _describe(holder: dict) -> str:
-    since = datetime.fromtimestamp(float(holder.get("started", 0))).isoformat(sep=" ", timespec="seconds")
-    return f"PID {holder.get('pid', '?')} on host {holder.get('host', '?')} since {since}"
+    since = datetime.fromtimestamp(holder["started"]).isoformat(sep=" ", timespec="seconds")
+    return f"PID {holder['pid']} on host {holder['host']} since {since}"
+
+
+def _holder(text: str) -> dict | None:
+    """The lock's content when it is what :class:`RunLock` writes (host, PID, start time, token), else None."""
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(holder, dict):
+        return None
+    host, pid, started = holder.get("host"), holder.get("pid"), holder.get("started")
+    if not isinstance(host, str) or type(pid) is not int or pid <= 0 or type(started) not in (int, float):
+        return None
+    try:
+        datetime.fromtimestamp(started)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return holder
 
 
 class RunLock:
@@ -81,9 +102,12 @@ class RunLock:
 
     def _create(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask decides
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise CheckpointError(os_error_line(exc, f"cannot write the run folder {self.path.parent}",
+                                                "choose another run folder")) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(self.info, f)
             f.flush()
@@ -91,16 +115,29 @@ class RunLock:
         return True
 
     def _read(self) -> dict | None:
+        """The holder named by the lock file; None when there is none; {} when the file names nobody
+        (being written this instant, or damaged)."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            text = self.path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
-            return {}  # being written, or damaged: judged by its age alone
+        except UnicodeDecodeError:
+            return {}
+        except OSError as exc:
+            raise CheckpointError(os_error_line(exc, f"cannot read the lock {self.path} of the run folder",
+                                                "ask its owner, or use another run folder")) from None
+        return _holder(text) or {}
+
+    def _damaged(self) -> bool:
+        """A lock that names nobody and is older than a writer needs to fill it: damage, not a holder."""
+        try:
+            return time.time() - self.path.stat().st_mtime > FILL_S
+        except FileNotFoundError:
+            return False
 
     def _stale(self, holder: dict) -> bool:
-        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-            return not _alive(holder["pid"], float(holder.get("started", 0)))
+        if holder["host"] == socket.gethostname():
+            return not _alive(holder["pid"], float(holder["started"]))
         try:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
@@ -109,7 +146,11 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, taking over a stale one with a warning; :class:`RunFolderBusy` if it is held."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(os_error_line(exc, f"cannot create the run folder {self.path.parent}",
+                                                "choose another run folder")) from None
         for _ in range(5):
             if self._create():
                 self._start_heartbeat()
@@ -117,6 +158,13 @@ class RunLock:
             holder = self._read()
             if holder is None:
                 continue  # released meanwhile: try again
+            if not holder:
+                if not self._damaged():
+                    time.sleep(FILL_S)  # its writer is filling it in
+                    continue
+                raise CheckpointError(f"run folder {self.path.parent}: its lock file {self.path} is damaged (it "
+                                      f"names no process); if no gmdrit command is writing this folder, delete "
+                                      f"that file and run again")
             if not self._stale(holder):
                 raise RunFolderBusy(f"run folder {self.path.parent} is being written by {_describe(holder)}; "
                                     f"wait for it to finish or stop it first (one writer per run folder)")

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import atomic
+from .outputs import numbered_folder
 from .evaluate import EvalOptions, EvalResult, ProgressCallback, _default_out, evaluate
 from .metrics import MetricError
 
@@ -107,8 +108,9 @@ def sweep(o: EvalOptions, temperatures: list[float], min_accuracy: float = MIN_A
     if not 0 < min_accuracy <= 1:
         raise MetricError(f"--min-accuracy {min_accuracy}: give a fraction in (0, 1]")
     source = resolve_model(o.run)
-    base = (Path(o.out).expanduser() if o.out is not None
-            else _default_out(None if o.run is None else Path(o.run), source.iteration, "sweep", o.split))
+    # an earlier sweep is never replaced: this one gets the first free OUT, OUT-2, ... (gmdrit_cli.outputs)
+    base = numbered_folder(Path(o.out).expanduser() if o.out is not None
+                           else _default_out(None if o.run is None else Path(o.run), source.iteration, "sweep", o.split))
     rows = []
     for t in temperatures:
         result = evaluate(replace(o, temperature=t, out=base / f"t{t:g}"), on_progress)

@@ -28,7 +28,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +48,7 @@ from .engine import Engine
 from .errors import CheckpointError, ConfigError, DataError, TrainingError
 from .models import build_model
 from .models.base import ModelFamily
+from .outputs import refuse_checkpoint_area
 from .paired_data import EVAL_SPLITS, has_split, paired_dataset
 from .pipeline import BatchPipeline, Draw, auto_threads
 from .runlock import RunLock
@@ -189,6 +190,9 @@ class Run:
         self.resumed_from: Path | None = None
         self.init_record: dict | None = None  # train.init_from of a new run (initialise_from)
         self._stop_signal: str | None = None
+        self._lock: RunLock | bool | None = None  # False: held by rank 0, not this process
+        # the time budget belongs to this invocation: it is never stored (config.yaml, checkpoints)
+        self.time_budget = parse_duration(cfg.train.time_budget)
         self._pipeline: BatchPipeline | None = None  # while the loop runs
 
     def _cache_data(self) -> CacheResult:
@@ -282,7 +286,7 @@ class Run:
             return
         for sub in ("samples", "checkpoints"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
-        atomic.write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        atomic.write_text(self.run_dir / "config.yaml", dump_config(stored_config(self.cfg)))
         if not self.paired:
             atomic.write_json(self.run_dir / "splits.json", self._splits_record())
         if self.init_record is not None:  # a new run started from another model's weights: which, exactly
@@ -307,7 +311,7 @@ class Run:
         if not path.exists():
             return
         keep = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # damaged bytes: that line goes
             try:
                 if json.loads(line)["iter"] <= self.iteration:
                     keep.append(line)
@@ -336,7 +340,7 @@ class Run:
         if not self.processes.is_writer:
             return None
         state = {"iteration": self.iteration, "family": self.cfg.model.family,
-                 "config": config_to_dict(self.cfg), "rng": rng_state(self.device),
+                 "config": config_to_dict(stored_config(self.cfg)), "rng": rng_state(self.device),
                  # as of the batches trained on, not those the pipeline planned ahead
                  "sampler": self.dataset.state_dict() if self._pipeline is None else self._pipeline.sampler_state(),
                  "processes": self.processes.world,
@@ -403,8 +407,11 @@ class Run:
                                 f"lower the learning rates or resume from the last checkpoint")
         return values
 
-    def fit(self, on_progress: ProgressCallback | None = None) -> FitResult:
-        """Train to ``train.max_iters`` (or a stop signal, or the time budget) holding the folder's lock."""
+    def take_lock(self) -> None:
+        """Take the run folder's lock (rank 0), or raise before anything is said or written; :meth:`fit`
+        takes it itself when it was not taken first."""
+        if self._lock is not None:
+            return
         lock = RunLock(self.run_dir) if self.processes.is_writer else None
         refused = None
         if lock is not None:
@@ -415,16 +422,22 @@ class Run:
         if self.processes.agree([refused is not None])[0]:  # every process stops when rank 0 cannot write
             raise refused or CheckpointError(f"process {self.processes.rank}: rank 0 could not take the run "
                                              f"folder {self.run_dir} (see its message)")
+        self._lock = lock or False
+
+    def fit(self, on_progress: ProgressCallback | None = None) -> FitResult:
+        """Train to ``train.max_iters`` (or a stop signal, or the time budget) holding the folder's lock."""
+        self.take_lock()
         try:
             return self._train_loop(on_progress)
         finally:
-            if lock is not None:
-                lock.release()
+            if self._lock:
+                self._lock.release()
+            self._lock = None
 
     def _train_loop(self, on_progress: ProgressCallback | None) -> FitResult:
         t = self.cfg.train
         self.prepare_folder()
-        budget = parse_duration(t.time_budget)
+        budget = self.time_budget
         start = last_save = time.perf_counter()
         iter_seconds = save_seconds = 0.0
         last: dict[str, float] = {}
@@ -493,6 +506,12 @@ class Run:
         return FitResult(self.run_dir, self.iteration, time.perf_counter() - start, last, checkpoint, stopped)
 
 
+def stored_config(cfg: Config) -> Config:
+    """``cfg`` as a run folder stores it: without the time budget, which belongs to one invocation (a later
+    `resume` gets its own --time-budget or none)."""
+    return replace(cfg, train=replace(cfg.train, time_budget=""))
+
+
 def _unused_folder(run_dir: Path) -> Path:
     """``run_dir`` if it holds no run yet, else the first free ``run_dir-2``, ``run_dir-3``, ..."""
     if not run_dir.exists() or not any(run_dir.iterdir()):
@@ -514,6 +533,9 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     ``fresh`` never touches an existing run: it picks ``run_dir-2`` (-3, ...) when ``run_dir`` is taken.
     """
     run_dir = _unused_folder(Path(run_dir)) if fresh else Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
+    refuse_checkpoint_area(run_dir, "--run-dir")
     found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if found is None:
         run = Run(cfg, run_dir)
@@ -551,7 +573,8 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
                       f"mid-run (others change the model or its data); start a new run with `gmdrit train --fresh`")
     if errors:
         raise ConfigError("; ".join(errors))
-    cfg = build_config({**_flatten(state["config"]), **values})
+    # a budget stored by an older version is dropped: only this invocation's --time-budget applies
+    cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
     run = Run(cfg, folder.parent.parent)
     run.restore(folder, state)
     return run

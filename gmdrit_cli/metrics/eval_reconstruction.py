@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from . import MetricError
 from .evaluator import Evaluator, to_float
 from .images import quantise
 
@@ -32,6 +33,16 @@ def reconstruction_scores(originals: torch.Tensor, reconstructions: torch.Tensor
 
 class ReconstructionScores(Evaluator):
     section = "reconstruction"
+
+    def __init__(self, ctx, names):
+        super().__init__(ctx, names)
+        model = ctx.model
+        targets = {t for _, t in model.capabilities.tasks(len(ctx.domains))}
+        if len(targets) < len(ctx.domains):  # e.g. BicycleGAN: one direction only
+            raise MetricError(f"{', '.join(names)} decode each test image back into its own domain; this "
+                              f"{model.cfg.model.family} model translates into "
+                              f"{', '.join(repr(ctx.domains[t]) for t in sorted(targets))} only: leave "
+                              f"{', '.join(names)} out of --metrics")
 
     def section_result(self, test_images: list[torch.Tensor]) -> dict:
         ctx, model = self.ctx, self.ctx.model

@@ -239,6 +239,9 @@ def load_state_dict_safely(path: Path, what: str, flag: str) -> tuple[dict, str]
         # the restricted loader: tensors and plain containers only, never arbitrary objects
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
+        if not raw.startswith((b"PK", b"\x80")):  # neither torch's zip format nor a pickle: an image, text, ...
+            raise WeightsError(f"{what} weights {path} ({flag}) is not a PyTorch weights file (.pth); give the "
+                               f"file named in --help") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{what} weights {path} ({flag}) are not a plain PyTorch state dict: {first}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

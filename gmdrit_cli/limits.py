@@ -1,0 +1,65 @@
+"""Limits of the size-like options, and the one check of a number an option or config key takes.
+
+Every count or size a user gives (``--size``, ``--samples``, ``--steps``, ``--sigma``, ...) has a range,
+and the reason for its bound is part of the message: a value past it would run for hours or exhaust the
+memory instead of failing at once. Floats must be finite (``nan`` and ``inf`` parse as floats).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .errors import LimitError
+
+#: translate / interpolate: working resolution (memory grows with its square: about 1 GB per image at 1024 px
+#: for a 64-wide model, several images at once)
+MAX_WORK_SIZE = 1024
+#: translate: random-attribute outputs per input (each is a file and a column of the grid)
+MAX_SAMPLES = 100
+#: interpolate: frames of a strip and its GIF
+MAX_STEPS = 256
+#: eval: outputs per test image and task (BicycleGAN's protocol uses 20)
+MAX_SAMPLES_PER_INPUT = 100
+#: data edges: side of each half in pixels (pix2pix uses 256; memory grows with its square)
+MAX_EDGE_SIZE = 2048
+#: threads for torch
+MAX_THREADS = 1024
+#: translate / eval: scale of the prior's standard deviation (far outside the trained region past this)
+MAX_TEMPERATURE = 100.0
+
+
+def finite(value: float, option: str, *, positive: bool = True, low: float | None = None,
+           high: float | None = None, why: str = "") -> float:
+    """``value`` as a float when it is finite (and above 0 with ``positive``, within [low, high] when
+    given); else :class:`LimitError` with one line naming ``option`` and ``why`` the bound is there."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LimitError(f"{option} {value!r}: give a number") from None
+    reason = f" ({why})" if why else ""
+    if not math.isfinite(number):
+        raise LimitError(f"{option} {value}: give a finite number{' above 0' if positive else ''}")
+    if positive and not number > 0:
+        raise LimitError(f"{option} {value}: give a number above 0")
+    if low is not None and number < low:
+        raise LimitError(f"{option} {value}: give at least {low:g}{reason}")
+    if high is not None and number > high:
+        raise LimitError(f"{option} {value}: give at most {high:g}{reason}")
+    return number
+
+
+MAX_SEED = 2**32 - 1
+
+
+def seed(value: int, option: str = "--seed") -> int:
+    """A seed every random generator takes (numpy's and torch's): 0 to 2**32 - 1."""
+    return bounded(value, option, 0, MAX_SEED, "seeds are 32-bit numbers")
+
+
+def bounded(value: int, option: str, low: int, high: int, why: str) -> int:
+    """``value`` when ``low <= value <= high``; else :class:`LimitError` naming the bound and ``why``."""
+    if value < low:
+        raise LimitError(f"{option} {value}: give at least {low}")
+    if value > high:
+        raise LimitError(f"{option} {value}: give at most {high} ({why})")
+    return int(value)

@@ -1,0 +1,141 @@
+"""The rule for every file and folder gmdrit writes (README "Files gmdrit writes").
+
+* Only ``train`` and ``resume`` write into a run's ``checkpoints/`` folder; every other command refuses an
+  output inside it (or inside a checkpoint folder given directly).
+* Nothing gmdrit did not make is replaced unless the user says so: ``export --force``, ``data edges
+  --overwrite``, ``data download --force``; ``eval`` writes a new numbered folder instead of replacing an
+  earlier one (:func:`numbered_folder`).
+* Files and folders get the permissions a plain ``open`` / ``mkdir`` gives under the user's umask.
+* An operating-system error (no permission, a file where a folder should be, a full disk) becomes one line
+  that names the path and what to do (:func:`os_error_line`).
+
+Standard library only: every command imports it before torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+from .errors import OutputError
+
+# the names of checkpoint.py, repeated here so that this module does not import torch
+_STATE_FILE, _MODEL_FILE, _LATEST = "state.json", "model.safetensors", "latest"
+_CHECKPOINT_NAME = re.compile(r"^iter_\d+$")
+
+_WHY = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+        errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded", errno.EEXIST: "a file of that name is in the way",
+        errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EISDIR: "it is a folder",
+        errno.ENAMETOOLONG: "the name is too long", errno.ENOENT: "no such file or folder"}
+_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_RIGHTS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def os_error_line(exc: BaseException, doing: str, todo: str) -> str:
+    """One line for an OS error: ``doing`` (e.g. "cannot write X"), why, and what to do: free space for a
+    full disk, permissions for a refusal, else ``todo``. ``exc`` may also be a SafetensorError, whose text
+    carries the OS error."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code is None and "No space left" in text:
+        code = errno.ENOSPC
+    why = _WHY.get(code) or getattr(exc, "strerror", None) or (text.splitlines() or [type(exc).__name__])[0]
+    name = getattr(exc, "filename", None)
+    where = f" ({name})" if name and str(name) not in doing else ""
+    if code in _SPACE:
+        hint = f"free some space, or {todo}"
+    elif code in _RIGHTS:
+        hint = f"check the permissions of that path, or {todo}"
+    else:
+        hint = todo
+    return f"{doing}: {why}{where}; {hint}"
+
+
+def _is_checkpoints_folder(folder: Path) -> bool:
+    if folder.name != "checkpoints" or not folder.is_dir():
+        return False
+    return ((folder / _LATEST).is_file() or (folder.parent / "config.yaml").is_file()
+            or any(_CHECKPOINT_NAME.match(p.name) for p in folder.iterdir()))
+
+
+def checkpoint_area(path: str | Path) -> Path | None:
+    """The run's ``checkpoints/`` folder or the checkpoint folder that ``path`` is or lies inside; None
+    when it is neither (``path`` need not exist)."""
+    p = Path(path).expanduser().absolute()
+    for folder in (p, *p.parents):
+        if (folder / _STATE_FILE).is_file() and (folder / _MODEL_FILE).exists():
+            return folder
+        if _is_checkpoints_folder(folder):
+            return folder
+    return None
+
+
+def refuse_checkpoint_area(path: str | Path, option: str) -> None:
+    area = checkpoint_area(path)
+    if area is not None:
+        raise OutputError(f"{option} {path} is inside {area}, a run's checkpoints, which only `gmdrit train` and "
+                          f"`gmdrit resume` write; choose another {option}")
+
+
+def output_folder(folder: str | Path, option: str = "--out") -> Path:
+    """Create ``folder`` (and its parents) for a command's outputs and check it can be written; raise
+    :class:`OutputError` with one line when it is a file, inside a run's checkpoints, or not writable."""
+    folder = Path(folder).expanduser()
+    refuse_checkpoint_area(folder, option)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} {folder} is a file, not a folder; choose another {option}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(os_error_line(exc, f"cannot create the folder {folder}", f"choose another {option}")) from None
+    if not _writable(folder):
+        raise OutputError(f"cannot write into {folder}: permission denied; check its permissions, or choose "
+                          f"another {option}")
+    return folder
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def refuse_replacing(path: str | Path, flag: str, option: str = "--out") -> None:
+    """Refuse to replace an existing ``path`` (the user did not pass ``flag``)."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise OutputError(f"{path} already exists and gmdrit does not replace it unless told to: pass {flag} to "
+                          f"replace it, or choose another {option}")
+
+
+def numbered_folder(folder: str | Path) -> Path:
+    """``folder`` when it is absent or empty, else the first absent or empty ``folder-2``, ``folder-3``, ..."""
+    folder = Path(folder)
+
+    def free(p: Path) -> bool:
+        return not p.exists() or (p.is_dir() and not any(p.iterdir()))
+
+    if free(folder):
+        return folder
+    i = 2
+    while not free(candidate := folder.with_name(f"{folder.name}-{i}")):
+        i += 1
+    return candidate
+
+
+def umask_mode(folder: bool = False) -> int:
+    """The mode a plain ``open`` (``folder``: ``mkdir``) gives under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
+def temporary_folder(parent: Path, prefix: str) -> Path:
+    """A new hidden folder in ``parent`` to build an output in before it is renamed into place, with the
+    permissions of a plain ``mkdir`` (``tempfile.mkdtemp`` makes it 0700, which the rename would keep)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, umask_mode(folder=True))
+    return folder
