@@ -54,15 +54,9 @@ class SweepRow:
     temperature: float
     result: EvalResult
 
-    def task_values(self, key: str, field_name: str | None = None) -> list[float]:
-        values = []
-        for task in self.result.report["tasks"]:
-            value = task.get(key)
-            if isinstance(value, dict):
-                value = value.get(field_name or "mean", value.get("to_target", value.get("ratio")))
-            if value is not None:
-                values.append(float(value))
-        return values
+    def accuracies(self) -> list[float]:
+        """The share of outputs taken for the target domain, one per task (domain_accuracy's to_target)."""
+        return [task["domain_accuracy"]["to_target"] for task in self.result.report["tasks"]]
 
 
 @dataclass
@@ -118,7 +112,7 @@ def sweep(o: EvalOptions, temperatures: list[float], min_accuracy: float = MIN_A
     notes: list[str] = []
     chosen, reason = None, "not chosen: add domain_accuracy to --metrics"
     if "domain_accuracy" in rows[0].result.metrics:
-        chosen, reason = choose_temperature([(r.temperature, r.task_values("domain_accuracy", "to_target"))
+        chosen, reason = choose_temperature([(r.temperature, r.accuracies())
                                              for r in rows], min_accuracy)
     report = rows[0].result.report
     record = {"sample_temperature": chosen, "rule": reason, "min_accuracy": min_accuracy, "split": o.split,
