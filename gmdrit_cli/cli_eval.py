@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from .cli_app import app, console, run_with_stage_progress
-from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS
+from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, real_line_label
 
 _WIDTH = max(len(name) for name in METRICS)
 _METRIC_LIST = "\n".join(f"  {m.name:{_WIDTH}s} {m.description}" for m in METRICS.values())
@@ -60,7 +60,7 @@ def render(report: dict) -> None:
         if report["reference"]:
             table.add_section()
             for name, row in report["reference"].items():
-                table.add_row(f"real {name}: test vs train", str(row["n_test"]),
+                table.add_row(real_line_label(name, report["settings"]), str(row["n_test"]),
                               *(c.cell(row, True) for c in columns), style="dim")
             table.add_row("real: mean", "", *(c.mean(report["reference_mean"], True) for c in columns),
                           style="dim bold")

@@ -58,7 +58,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def _eval_section(result, out: Path) -> str:
     """An eval.json as the table `gmdrit eval` prints (tasks, mean, real-vs-real lines) and its translations."""
-    from .metrics import METRICS
+    from .metrics import METRICS, real_line_label
 
     r = result.report
     settings, model = r.get("settings", {}), r.get("model", {})
@@ -77,7 +77,7 @@ def _eval_section(result, out: Path) -> str:
     if r.get("mean"):
         rows.append(("mean", ["mean", ""] + [c.mean(r["mean"], False) for c in columns]))
     for name, ref in (r.get("reference") or {}).items():
-        rows.append(("real", [f"real {name}: test vs train", str(ref.get("n_test", ""))]
+        rows.append(("real", [real_line_label(name, settings), str(ref.get("n_test", ""))]
                      + [c.cell(ref, True) for c in columns]))
     if r.get("reference_mean"):
         rows.append(("real mean", ["real: mean", ""] + [c.mean(r["reference_mean"], True) for c in columns]))

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, make_dataset, tiny_overrides
+from gmdrit_cli.cli_app import console
+from gmdrit_cli.cli_eval import render
 from gmdrit_cli.config import load_config
 from gmdrit_cli.data import UnpairedImageFolders, hold_out
 from gmdrit_cli.errors import DataError
@@ -114,6 +116,9 @@ def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(val_run, 
         report = json.loads(Path(r["eval"]).read_text())
         assert report["settings"]["split"] == "val" and report["settings"]["temperature"] == r["temperature"]
         assert report["data"]["val_images"] == {"apple": 2, "orange": 2}  # the held-out files, not the test ones
+        with console.capture() as shown:
+            render(report)
+        assert "real orange: val vs train" in shown.get() and "test vs train" not in shown.get()
     stored = json.loads((run / "sampling.json").read_text())
     assert stored["split"] == "val" and stored["sample_temperature"] == record["sample_temperature"]
     chosen = stored["sample_temperature"]

@@ -25,6 +25,12 @@ class WeightsError(GmdritError):
     """Weights a metric needs are missing, cannot be downloaded, or do not fit the network."""
 
 
+
+def real_line_label(name: str, settings: dict) -> str:
+    """The name of a real-vs-real line of an eval report: the split's real images of domain ``name`` against
+    its training images (``val`` for a validation-split eval; reports older than the split are ``test``)."""
+    return f"real {name}: {settings.get('split', 'test')} vs train"
+
 @dataclass(frozen=True)
 class MetricInfo:
     """One entry of :data:`METRICS`: a name, a one-line description, the function that computes it, and the
