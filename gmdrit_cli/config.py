@@ -105,7 +105,7 @@ class MixtureConfig:
     thumbnail: int = _opt(16, "side of the p(x|z) thumbnail in pixels", min=2)
     gan2_realism: bool = _opt(False, "also keep MDMM's realism term of D2 on random-attribute fakes")
     prior_lr_mult: float = _opt(1.0, "learning-rate multiplier of p(z|y)'s parameters (1 = the report: the generator's "
-                                     "rate, at which p(z|y) lags q(z|x,y); README 'GM-DRIT vs MDMM')", min=0,
+                                     "rate, at which p(z|y) lags q(z|x,y); docs/results.md 'GM-DRIT vs MDMM')", min=0,
                                 min_exclusive=True)
 
 

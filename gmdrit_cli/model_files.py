@@ -38,7 +38,7 @@ from .speed import resolve_device
 CONFIG_FILE = "config.yaml"
 #: a run's chosen sampling temperature (``gmdrit eval --split val --temperature a,b,c``; temperature_sweep.py)
 SAMPLING_FILE = "sampling.json"
-#: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "Pretrained model"),
+#: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "The pretrained model"),
 #: used when a command is given no model
 PRETRAINED = Path(__file__).parent / "pretrained" / "apple2orange"
 #: the networks a translation needs (every family's ``test_time_networks`` so far); exports hold only these

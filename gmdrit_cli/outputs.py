@@ -1,4 +1,4 @@
-"""The rule for every file and folder gmdrit writes (README "Files gmdrit writes").
+"""The rule for every file and folder gmdrit writes (docs/files.md).
 
 * Only ``train`` and ``resume`` write into a run's ``checkpoints/`` folder; every other command refuses an
   output inside it (or inside a checkpoint folder given directly).

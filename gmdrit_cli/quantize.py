@@ -5,7 +5,7 @@ Symmetric per-output-channel quantisation: a float tensor ``w`` with at least 2 
 scale ``s = max|w[o]| / 127`` of each output channel ``o`` (dimension 0) under ``KEY + SCALE_SUFFIX``.
 Biases, normalisation parameters, buffers and small tensors stay as they are. Dequantising gives back
 fp32 tensors with an error of at most ``s / 2`` per element; the embedded model's metrics are measured
-after the round trip (README "Pretrained model").
+after the round trip (README "The pretrained model").
 """
 
 from __future__ import annotations

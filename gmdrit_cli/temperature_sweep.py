@@ -23,7 +23,7 @@ from .outputs import numbered_folder
 from .evaluate import EvalOptions, EvalResult, ProgressCallback, _default_out, evaluate
 from .metrics import MetricError
 
-#: the accuracy every task must reach by default: the pretrained model's target (README)
+#: the accuracy every task must reach by default: the pretrained model's target (README "The pretrained model")
 MIN_ACCURACY = 0.9
 #: more temperatures than this in one sweep is most likely a typo (each one is a full evaluation)
 MAX_TEMPERATURES = 20

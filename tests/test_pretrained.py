@@ -23,11 +23,15 @@ def gmdrit(*args, cwd):
                           env=ENV, timeout=300)
 
 
+def pretrained_metadata() -> dict:
+    with safe_open(str(PRETRAINED / "model.safetensors"), framework="pt") as f:
+        return f.metadata()
+
+
 def test_the_pretrained_model_is_small_int8_and_names_its_training_command():
     weights = PRETRAINED / "model.safetensors"
-    assert weights.stat().st_size <= 4 * 1024 * 1024
-    with safe_open(str(weights), framework="pt") as f:
-        meta = f.metadata()
+    assert weights.stat().st_size <= 8 * 1024 * 1024
+    meta = pretrained_metadata()
     assert meta["family"] == "gmdrit" and meta["quantized"].startswith("int8")
     assert meta["trained_with"].startswith("gmdrit train --preset ")
     source = resolve_model(None)
@@ -37,12 +41,24 @@ def test_the_pretrained_model_is_small_int8_and_names_its_training_command():
     assert cfg.model.family == "gmdrit" and model.source.kind == "pretrained"
 
 
+def test_the_pretrained_model_upsamples_without_a_grid_and_its_temperature_was_chosen_on_validation_images():
+    """The shipped model uses resize-convolution (no checkerboard of transposed convolutions), and its default
+    temperature is the one a sweep chose on the run's held-out validation split, never on the test images."""
+    cfg, model = load_for_inference(None)
+    assert cfg.model.upsample == "resize_conv" and cfg.data.val_fraction > 0
+    chosen = json.loads(pretrained_metadata()["sample_temperature_chosen"])
+    assert chosen["split"] == "val" and chosen["sample_temperature"] == cfg.model.sample_temperature
+    assert cfg.model.sample_temperature in chosen["values"] and chosen["min_accuracy"] >= 0.9
+    assert model.source.sampling["split"] == "val"
+
+
 def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
+    t = load_for_inference(None)[0].model.sample_temperature
     apple = sorted((SAMPLE / "testA").iterdir())[0]
     proc = gmdrit("translate", str(apple), "--domain", "orange", "--samples", "5", "--seed", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "embedded pretrained gmdrit model apple/orange" in proc.stdout.replace("\n", " ")
-    assert "at temperature 0.89 (the model's default)" in proc.stdout.replace("\n", " ")
+    assert f"at temperature {t:g} (the model's default)" in proc.stdout.replace("\n", " ")
     outs = sorted((tmp_path / "translations").glob(f"{apple.stem}_to_orange_[0-9].png"))
     assert len(outs) == 5
     pixels = [np.asarray(Image.open(p), dtype=np.float32) for p in outs]
@@ -50,6 +66,7 @@ def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
 
 
 def test_eval_without_a_model_writes_into_runs_pretrained(tmp_path):
+    t = load_for_inference(None)[0].model.sample_temperature
     proc = gmdrit("eval", "--data", str(SAMPLE), "--metrics", "ndb,jsd", "--samples-per-input", "1", "--device", "cpu",
                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -57,20 +74,21 @@ def test_eval_without_a_model_writes_into_runs_pretrained(tmp_path):
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["model"]["path"] == "pretrained" and report["model"]["family"] == "gmdrit"
-    assert report["settings"]["temperature"] == 0.89  # the model's sample_temperature
+    assert report["settings"]["temperature"] == t  # the model's sample_temperature
 
 
 def test_the_default_temperature_is_the_models_sample_temperature(tmp_path):
-    """The pretrained model samples at 0.89 (the setting that meets the accuracy and diversity targets) unless
-    --temperature says otherwise: the default gives the bytes of an explicit 0.89, not those of 1."""
+    """The pretrained model samples at its stored temperature unless --temperature says otherwise: the default
+    gives the bytes of an explicit value equal to it, not those of another temperature."""
     from gmdrit_cli.inference import translate
 
     cfg, model = load_for_inference(None)
-    assert cfg.model.sample_temperature == 0.89
+    t = cfg.model.sample_temperature
+    other = 1.0 if t != 1.0 else 0.7
     apple = sorted((SAMPLE / "testA").iterdir())[0]
     pixels = {}
-    for name, t in (("default", None), ("0.89", 0.89), ("1", 1.0)):
-        result = translate(model, [apple], domain="orange", samples=2, temperature=t, seed=3, out=tmp_path / name)
+    for name, value in (("default", None), ("stored", t), ("other", other)):
+        result = translate(model, [apple], domain="orange", samples=2, temperature=value, seed=3, out=tmp_path / name)
         pixels[name] = [np.asarray(Image.open(p)) for p in result.items[0].outputs]
-    assert all(np.array_equal(a, b) for a, b in zip(pixels["default"], pixels["0.89"]))
-    assert not np.array_equal(pixels["default"][0], pixels["1"][0])
+    assert all(np.array_equal(a, b) for a, b in zip(pixels["default"], pixels["stored"]))
+    assert not np.array_equal(pixels["default"][0], pixels["other"][0])

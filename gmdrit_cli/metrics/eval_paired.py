@@ -89,7 +89,7 @@ class ConsecutiveLPIPS(Evaluator):
         info.pop("version")
         return {"lpips_consecutive": {
             "pairs": "consecutive outputs (1-2, 2-3, ..., (M-1)-M) of each input; mean over all distances "
-                     "(BicycleGAN README, lpips_1dir_allpairs.py without --all-pairs)",
+                     "(docs/bicyclegan.md, lpips_1dir_allpairs.py without --all-pairs)",
             "inputs": f"the first {LPIPS_INPUTS} test inputs in sorted order",
             "outputs_per_input": self.options.samples_per_input, "versions": list(LPIPS_VERSIONS), **info}}
 

@@ -251,7 +251,7 @@ class GMDRIT(ModelFamily):
         """The generator's p(z|y) parameters in their own group when ``mixture.prior_lr_mult`` != 1.
 
         p(z|y) is fitted only by the Gaussian KL (weight 0.01); at the generator's rate Adam moves it by
-        at most about lr per step, too slowly to follow q(z|x,y) (README "GM-DRIT vs MDMM")."""
+        at most about lr per step, too slowly to follow q(z|x,y) (docs/results.md "GM-DRIT vs MDMM")."""
         mult = self.cfg.mixture.prior_lr_mult
         if name != "generator" or mult == 1.0:
             return [{"params": list(net.parameters())}]
