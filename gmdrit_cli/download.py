@@ -431,9 +431,9 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
             _install(unpacked, dest)
         finally:
             shutil.rmtree(unpacked, ignore_errors=True)
-        if not keep_archive:
+        if not keep_archive and not found:  # an archive that was already there is not ours to delete
             archive.unlink(missing_ok=True)
     except OSError as exc:  # disk full, no permission: the network errors were handled in fetch
         raise DownloadError(os_error_line(exc, f"cannot write the dataset under {to}", "pass another --to")) from None
     return DownloadResult(spec, source, dest, False, downloaded, resumed_from,
-                          archive if keep_archive else None, _counts(spec, dest))
+                          archive if keep_archive or found else None, _counts(spec, dest))

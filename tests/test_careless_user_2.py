@@ -36,3 +36,49 @@ def test_a_refused_value_is_not_checked_again_with_the_default_in_its_place():
     with pytest.raises(ConfigError) as refused:
         load_config("quickstart", ["data.crop=4", "data.resize=4"])
     assert str(refused.value) == "data.crop: 4 must be >= 8"  # not also "data.crop: 216 must be <= ..."
+
+
+# -- data cache replaces only its own copies -----------------------------------------------------------
+
+def test_data_cache_never_replaces_a_folder_or_file_it_did_not_make(tmp_path):
+    from gmdrit_cli.data_cache import cache_dataset
+    from gmdrit_cli.errors import DataError
+
+    source = tmp_path / "drive" / "photos"
+    source.mkdir(parents=True)
+    (source / "a.png").write_bytes(b"png bytes")
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    (home / "photos" / "holiday.jpg").write_bytes(b"the user's own photo")
+    with pytest.raises(DataError, match="not a copy made by gmdrit data cache"):
+        cache_dataset(source, home)
+    assert (home / "photos" / "holiday.jpg").read_bytes() == b"the user's own photo"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "photos.json").write_text('{"my": "notes"}')
+    with pytest.raises(DataError, match="not a gmdrit data cache record"):
+        cache_dataset(source, tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "photos.json").read_text() == '{"my": "notes"}'
+    # a folder that holds the source, of the copy's name: the copy would delete the source with it
+    nested = tmp_path / "x" / "photos" / "photos"
+    nested.mkdir(parents=True)
+    (nested / "b.png").write_bytes(b"png")
+    with pytest.raises(DataError, match="holds the data folder"):
+        cache_dataset(nested, tmp_path / "x")
+    assert (nested / "b.png").is_file()
+    # its own copies are still refreshed when the source changed
+    first = cache_dataset(source, tmp_path / "cache")
+    (source / "c.png").write_bytes(b"more")
+    again = cache_dataset(source, tmp_path / "cache")
+    assert first.copied and again.copied and (again.path / "c.png").is_file()
+
+
+def test_download_keeps_an_archive_the_user_put_there(tmp_path):
+    from test_download import UNPAIRED_LAYOUT, archive_files, closed_port, make_zip
+
+    from gmdrit_cli.download import DatasetSpec, download_dataset
+
+    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{closed_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
+    body = make_zip(archive_files(UNPAIRED_LAYOUT, top="tiny"), top="tiny")
+    (tmp_path / "tiny.zip").write_bytes(body)
+    result = download_dataset(spec, tmp_path)
+    assert result.counts == UNPAIRED_LAYOUT and (tmp_path / "tiny.zip").read_bytes() == body
