@@ -82,3 +82,44 @@ def test_download_keeps_an_archive_the_user_put_there(tmp_path):
     (tmp_path / "tiny.zip").write_bytes(body)
     result = download_dataset(spec, tmp_path)
     assert result.counts == UNPAIRED_LAYOUT and (tmp_path / "tiny.zip").read_bytes() == body
+
+
+# -- numbered output folders -------------------------------------------------------------------------
+
+def test_numbered_folder_of_the_current_folder_or_root(tmp_path, monkeypatch):
+    from gmdrit_cli import outputs
+    from gmdrit_cli.errors import OutputError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("x")
+    monkeypatch.chdir(work)
+    assert outputs.numbered_folder(".") == tmp_path / "work-2"  # was a ValueError traceback (`eval --out .`)
+    assert outputs.numbered_folder("..") == tmp_path.parent / f"{tmp_path.name}-2"
+    with pytest.raises(OutputError, match="no name to number"):
+        outputs.numbered_folder("/")
+
+
+def test_a_second_benchmark_goes_to_a_new_folder_and_a_bad_out_is_refused_before_timing(tmp_path):
+    from gmdrit_cli.benchmark import benchmark_folder
+    from gmdrit_cli.errors import OutputError
+
+    first = benchmark_folder(tmp_path / "bench")
+    assert first == tmp_path / "bench"
+    (first / "benchmark.json").write_text("{}")  # the first run's figures
+    assert benchmark_folder(tmp_path / "bench") == tmp_path / "bench-2"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    assert benchmark_folder(tmp_path / "mine") == tmp_path / "mine"  # other files do not matter
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        benchmark_folder(tmp_path / "afile")
+
+
+def test_mixture_samples_and_seed_are_bounded():
+    from gmdrit_cli.mixture_report import MixtureError, MixtureOptions, _check_options
+
+    for bad, fragment in (({"samples": 100000}, "at most 100"), ({"seed": -1}, "--seed -1"),
+                          ({"seed": 2**64}, "32-bit")):
+        with pytest.raises(MixtureError, match=fragment):
+            _check_options(MixtureOptions(run="r", **bad))
