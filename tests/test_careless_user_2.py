@@ -123,3 +123,15 @@ def test_mixture_samples_and_seed_are_bounded():
                           ({"seed": 2**64}, "32-bit")):
         with pytest.raises(MixtureError, match=fragment):
             _check_options(MixtureOptions(run="r", **bad))
+
+
+def test_weights_files_are_read_only_when_regular_and_of_a_bounded_size(tmp_path):
+    from gmdrit_cli.metrics.fid import MAX_WEIGHTS_BYTES, WeightsError, load_state_dict_safely
+
+    big = tmp_path / "big.pth"
+    with open(big, "wb") as f:  # sparse: costs no disk, but read whole it would be 1 GiB of memory
+        f.truncate(MAX_WEIGHTS_BYTES + 1)
+    with pytest.raises(WeightsError, match="at most 1 GiB"):
+        load_state_dict_safely(big, "InceptionV3", "--inception-weights")
+    with pytest.raises(WeightsError, match="not a regular file"):
+        load_state_dict_safely(tmp_path, "InceptionV3", "--inception-weights")  # /dev/zero would never end
