@@ -134,6 +134,8 @@ def dataset_state(spec: DatasetSpec, to: Path) -> str:
 def list_datasets(to: Path, registry: Optional[dict[str, DatasetSpec]] = None) -> list[tuple[DatasetSpec, str]]:
     """Every registry entry with its state under ``to`` (see :func:`dataset_state`)."""
     registry = DATASETS if registry is None else registry
+    if Path(to).exists() and not Path(to).is_dir():  # else every dataset would be listed as absent, silently
+        raise DownloadError(f"--to {to} is a file, not a folder; pass the folder that holds the datasets")
     return [(spec, dataset_state(spec, Path(to))) for spec in registry.values()]
 
 

@@ -135,3 +135,10 @@ def test_weights_files_are_read_only_when_regular_and_of_a_bounded_size(tmp_path
         load_state_dict_safely(big, "InceptionV3", "--inception-weights")
     with pytest.raises(WeightsError, match="not a regular file"):
         load_state_dict_safely(tmp_path, "InceptionV3", "--inception-weights")  # /dev/zero would never end
+
+
+def test_data_list_names_a_file_given_as_to(cli, tmp_path):
+    from conftest import assert_one_line_error
+
+    (tmp_path / "afile").write_text("x")
+    assert_one_line_error(cli("data", "list", "--to", tmp_path / "afile"), "is a file, not a folder")
