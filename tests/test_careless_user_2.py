@@ -5,6 +5,8 @@ test_careless_user.py) where they can."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gmdrit_cli.config import ConfigError, load_config
@@ -142,3 +144,23 @@ def test_data_list_names_a_file_given_as_to(cli, tmp_path):
 
     (tmp_path / "afile").write_text("x")
     assert_one_line_error(cli("data", "list", "--to", tmp_path / "afile"), "is a file, not a folder")
+
+
+# -- a new run never replaces files it did not make -----------------------------------------------------
+
+def test_train_into_a_folder_with_its_own_config_yaml_is_refused(cli, tmp_path, monkeypatch):
+    from conftest import assert_one_line_error
+
+    from gmdrit_cli.trainer import _unused_folder
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("my: own settings\n")
+    (project / "metrics.jsonl").write_text("not gmdrit's\n")
+    proc = cli("train", "--preset", "quickstart", "--run-dir", project)
+    assert_one_line_error(proc, "not a gmdrit run folder", "config.yaml, metrics.jsonl", "choose another --run-dir")
+    assert (project / "config.yaml").read_text() == "my: own settings\n"
+    assert (project / "metrics.jsonl").read_text() == "not gmdrit's\n"
+    assert sorted(p.name for p in project.iterdir()) == ["config.yaml", "metrics.jsonl"]
+    monkeypatch.chdir(project)  # `train --fresh --run-dir .` was a ValueError traceback
+    assert _unused_folder(Path(".")) == tmp_path / "project-2"
