@@ -64,9 +64,13 @@ def cache_dataset(source: str | Path, cache_dir: str | Path,
     """The local copy of dataset folder ``source`` under ``cache_dir``, copied now unless a complete copy of the
     same source (file count and size) is there. ``progress(files copied, files)`` during a copy."""
     source = resolve_root(source).resolve()
+    if source.exists() and not source.is_dir():
+        raise DataError(f"data folder '{source}' is a file, not a folder; nothing to cache (check data.root)")
     if not source.is_dir():
         raise DataError(f"data folder '{source}' does not exist; nothing to cache (check data.root)")
     cache_dir = Path(cache_dir).expanduser().resolve()
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise DataError(f"the cache folder {cache_dir} is a file, not a folder; cache elsewhere")
     target, manifest = cache_dir / source.name, cache_dir / f"{source.name}.json"
     if target == source or source in target.parents:
         raise DataError(f"speed.data_cache {cache_dir} lies inside the data folder {source}; cache elsewhere")

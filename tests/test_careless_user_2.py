@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gmdrit_cli.config import ConfigError, load_config
-from test_careless_user import cli  # noqa: F401  (a fixture)
+from test_careless_user import cli, run_dir  # noqa: F401  (fixtures)
 
 
 # -- every size-like config key has a bound with its reason -------------------------------------------
@@ -164,3 +164,29 @@ def test_train_into_a_folder_with_its_own_config_yaml_is_refused(cli, tmp_path, 
     assert sorted(p.name for p in project.iterdir()) == ["config.yaml", "metrics.jsonl"]
     monkeypatch.chdir(project)  # `train --fresh --run-dir .` was a ValueError traceback
     assert _unused_folder(Path(".")) == tmp_path / "project-2"
+
+
+def test_a_run_already_past_max_iters_says_there_is_nothing_to_train(cli, run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = sorted(p.name for p in (copy / "checkpoints").iterdir())
+    proc = cli("resume", copy, "--set", "train.max_iters=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "already at iteration 2" in proc.stdout and "nothing to train" in proc.stdout
+    assert "done:" not in proc.stdout  # was "done: iteration 2 ... (checkpoint -)" after a 2/1 progress bar
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == before
+
+
+def test_data_cache_names_a_file_given_as_source_or_cache(tmp_path):
+    from gmdrit_cli.data_cache import cache_dataset
+    from gmdrit_cli.errors import DataError
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.png").write_bytes(b"png")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        cache_dataset(tmp_path / "afile", tmp_path / "cache")
+    with pytest.raises(DataError, match="cache folder .* is a file"):
+        cache_dataset(tmp_path / "src", tmp_path / "afile")
