@@ -19,6 +19,7 @@ from typing import Callable
 from . import atomic
 from .data import resolve_root
 from .errors import DataError
+from .outputs import checkpoint_area
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ def cache_dataset(source: str | Path, cache_dir: str | Path,
     cache_dir = Path(cache_dir).expanduser().resolve()
     if cache_dir.exists() and not cache_dir.is_dir():
         raise DataError(f"the cache folder {cache_dir} is a file, not a folder; cache elsewhere")
+    area = checkpoint_area(cache_dir)
+    if area is not None:
+        raise DataError(f"the cache folder {cache_dir} is inside {area}, a run's checkpoints, which only `gmdrit "
+                        f"train` and `gmdrit resume` write; cache elsewhere")
     target, manifest = cache_dir / source.name, cache_dir / f"{source.name}.json"
     if target == source or source in target.parents:
         raise DataError(f"speed.data_cache {cache_dir} lies inside the data folder {source}; cache elsewhere")

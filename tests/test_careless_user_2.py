@@ -190,3 +190,23 @@ def test_data_cache_names_a_file_given_as_source_or_cache(tmp_path):
         cache_dataset(tmp_path / "afile", tmp_path / "cache")
     with pytest.raises(DataError, match="cache folder .* is a file"):
         cache_dataset(tmp_path / "src", tmp_path / "afile")
+
+
+def test_the_data_cache_never_goes_into_a_runs_checkpoints(run_dir, tmp_path):
+    from gmdrit_cli.data_cache import cache_dataset
+    from gmdrit_cli.errors import DataError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.png").write_bytes(b"png")
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    with pytest.raises(DataError, match="a run's checkpoints"):
+        cache_dataset(tmp_path / "src", run_dir / "checkpoints")  # `--set speed.data_cache=RUN/checkpoints`
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
+
+
+def test_a_file_as_data_root_is_named_a_file():
+    from gmdrit_cli.data import domain_folders
+    from gmdrit_cli.errors import DataError
+
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        domain_folders(__file__, ["a", "b"], "train")
