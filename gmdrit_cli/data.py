@@ -77,7 +77,7 @@ def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Pat
                  if is_known_dataset(root.name, "unpaired") else "")
         state = "is a file, not a folder" if root.exists() else "does not exist"
         raise DataError(f"data folder '{root}' {state}; point data.root at your dataset "
-                        f"(--set data.root=PATH){fetch}")
+                        f"(--set data.root=PATH; eval and mixture: --data PATH){fetch}")
     named = [root / split / name for name in domains]
     if all(p.is_dir() for p in named):
         return named
