@@ -108,6 +108,7 @@ def test_a_second_benchmark_goes_to_a_new_folder_and_a_bad_out_is_refused_before
 
     first = benchmark_folder(tmp_path / "bench")
     assert first == tmp_path / "bench"
+    first.mkdir()
     (first / "benchmark.json").write_text("{}")  # the first run's figures
     assert benchmark_folder(tmp_path / "bench") == tmp_path / "bench-2"
     (tmp_path / "mine").mkdir()
@@ -210,3 +211,20 @@ def test_a_file_as_data_root_is_named_a_file():
 
     with pytest.raises(DataError, match="is a file, not a folder"):
         domain_folders(__file__, ["a", "b"], "train")
+
+
+def test_eval_refuses_a_classifier_cache_that_is_a_file_before_any_work(tmp_path):
+    from gmdrit_cli.evaluate import EvalOptions
+    from gmdrit_cli.metrics import MetricError
+    from gmdrit_cli.metrics.eval_domain import DomainAccuracyScores
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(MetricError, match="is a file, not a folder"):  # was found after training the classifier
+        DomainAccuracyScores.check_options(EvalOptions(run=None, classifier_cache=tmp_path / "afile"), ["domain_accuracy"])
+    DomainAccuracyScores.check_options(EvalOptions(run=None, classifier_cache=tmp_path / "new"), ["domain_accuracy"])
+
+
+def test_a_benchmark_that_fails_leaves_no_empty_folder(tmp_path):
+    from gmdrit_cli.benchmark import benchmark_folder
+
+    assert benchmark_folder(tmp_path / "b") == tmp_path / "b" and not (tmp_path / "b").exists()

@@ -199,7 +199,8 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{what} weights file {path} does not exist (given with {flag})")
+            state = "is not a file" if Path(path).exists() else "does not exist"
+            raise WeightsError(f"{what} weights file {path} {state} (given with {flag})")
         return path, "flag"
     cached = hub_checkpoint_dir() / file_name
     if cached.is_file():
