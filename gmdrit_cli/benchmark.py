@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, atomic
-from .outputs import output_folder
+from .outputs import numbered_folder, output_folder, refuse_checkpoint_area
 from .config import load_config
 from .data import Batch, UnpairedImageFolders
 from .engine import Engine
@@ -237,8 +237,21 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
     return BenchmarkResult(environment(dev), settings, results)
 
 
+OUTPUT_NAMES = ("benchmark.json", "benchmark.csv", "benchmark.png")
+
+
+def benchmark_folder(out: str | Path) -> Path:
+    """The folder the outputs go to, checked before any timing (made when they are written): ``out``, or
+    ``out-2``, ``out-3``, ... when it already holds an earlier benchmark's files (a second run never replaces
+    the first's figures)."""
+    folder = numbered_folder(Path(out).expanduser(), OUTPUT_NAMES)
+    refuse_checkpoint_area(folder, "--out")
+    return folder
+
+
 def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
-    """benchmark.json, benchmark.csv and benchmark.png (matplotlib bars: ours beside the report's, per row)."""
+    """benchmark.json, benchmark.csv and benchmark.png (matplotlib bars: ours beside the report's, per row)
+    into ``out_dir`` (from :func:`benchmark_folder`)."""
     out_dir = output_folder(out_dir, "--out")
     payload = {"environment": result.environment, "settings": result.settings,
                "rows": [r.summary() for r in result.rows]}

@@ -28,7 +28,7 @@ def benchmark(
     out: Annotated[Path, typer.Option("--out", help="folder for benchmark.json, .csv and .png")] = Path("benchmark"),
 ) -> None:
     """Time full training iterations of the report's Table 3 rows, beside the report's T4 figures."""
-    from .benchmark import ALL_RESOLUTIONS, run_benchmark, select_rows, write_outputs
+    from .benchmark import ALL_RESOLUTIONS, benchmark_folder, run_benchmark, select_rows, write_outputs
     from .errors import ConfigError
 
     if resolution not in ("108", "216", "128", "256", "both"):
@@ -47,6 +47,7 @@ def benchmark(
         wait = "" if r.data_wait_share is None else f", {100 * r.data_wait_share:.1f}% waiting for data"
         console.print(f"{r.resolution} px {r.label}: median {r.median:.3f} s/it{wait}", markup=False)
 
+    out = benchmark_folder(out)  # refused or numbered now, not after the timing
     result = run_benchmark(selected, iters=iters, warmup=warmup, device=device, overrides=overrides,
                            data_root=data, loader_only=loader_only, on_row=on_row)
     env = result.environment

@@ -23,9 +23,11 @@ from .errors import ConfigError
 
 
 def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-         choices: tuple | None = None, min_exclusive: bool = False) -> Any:
-    """A dataclass field with its help text and validation rules in the metadata."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+         choices: tuple | None = None, min_exclusive: bool = False, why: str = "") -> Any:
+    """A dataclass field with its help text and validation rules in the metadata; ``why``: the reason for
+    ``max``, part of the message when a value passes it (every size-like key has a bound: past it a run would
+    exhaust the memory or take hours instead of failing at once)."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive, "why": why}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -36,12 +38,18 @@ def _opt(default: Any, help: str, *, min: float | None = None, max: float | None
 FAMILY_NAMES = ("mdmm", "gmdrit", "bicyclegan", "vae")
 
 
+#: the largest image side of data.resize and data.crop, and why
+_MAX_SIDE = 4096
+_SIDE_WHY = "memory grows with its square; the presets use at most 600"
+
+
 @dataclass
 class DataConfig:
     root: str = _opt("data/apple2orange", "dataset folder (CycleGAN layout trainA/trainB or named train/<domain>)")
     domains: list[str] = _opt(["A", "B"], "domain names, in the order of trainA, trainB, ...")
-    resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1)
-    crop: int = _opt(216, "training crop size in pixels", min=8)
+    resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1,
+                       max=_MAX_SIDE, why=_SIDE_WHY)
+    crop: int = _opt(216, "training crop size in pixels", min=8, max=_MAX_SIDE, why=_SIDE_WHY)
     flip: bool = _opt(True, "random horizontal flips during training")
     val_fraction: float = _opt(0.0, "unpaired data: share of each domain's training images held out as the validation "
                                     "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
@@ -60,8 +68,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     family: str = _opt("mdmm", "model family (see `gmdrit models`)")
-    nz: int = _opt(8, "attribute code length", min=1)
-    width: int = _opt(64, "base channel count of every network (64 = the official networks)", min=4)
+    nz: int = _opt(8, "attribute code length", min=1, max=4096,
+                   why="the attribute layers grow with it; the official codes are 8 (128 for the VAE)")
+    width: int = _opt(64, "base channel count of every network (64 = the official networks)", min=4,
+                      max=1024, why="the parameters grow with its square: 1024 is already 256 times the official 64")
     dis_norm: str = _opt("none", "normalisation in the image discriminators", choices=("none", "instance"))
     dis_spectral_norm: bool = _opt(False, "spectral norm on the discriminator convolutions")
     use_content_dis: bool = _opt(False, "train the content discriminator (MDMM --isDcontent)")
@@ -88,7 +98,8 @@ class ModelConfig:
 class MixtureConfig:
     """GM-DRIT's Gaussian-mixture attribute space (design page, "GM-DRIT, decisions")."""
 
-    components_per_domain: int = _opt(1, "mixture components per domain (K = domains x this)", min=1)
+    components_per_domain: int = _opt(1, "mixture components per domain (K = domains x this)", min=1,
+                                       max=256, why="each component is a prior and a class of q(y|x)")
     condition_on: str = _opt("inferred", "what conditions the generator: the encoder's inferred y (report 5.2) "
                                          "or the domain one-hot with MDMM's losses (report 5.1)",
                              choices=("inferred", "domain"))
@@ -102,7 +113,8 @@ class MixtureConfig:
     w_label_sim: float = _opt(1.0, "weight of the label-similarity loss on random-attribute fakes (D2's classifier)", min=0)
     w_rec: float = _opt(1.0, "weight of the p(x|z) thumbnail reconstruction", min=0)
     rec_type: str = _opt("bce", "loss of the p(x|z) thumbnail reconstruction", choices=("bce", "mse"))
-    thumbnail: int = _opt(16, "side of the p(x|z) thumbnail in pixels", min=2)
+    thumbnail: int = _opt(16, "side of the p(x|z) thumbnail in pixels", min=2, max=256,
+                        why="a thumbnail; memory grows with its square")
     gan2_realism: bool = _opt(False, "also keep MDMM's realism term of D2 on random-attribute fakes")
     prior_lr_mult: float = _opt(1.0, "learning-rate multiplier of p(z|y)'s parameters (1 = the report: the generator's "
                                      "rate, at which p(z|y) lags q(z|x,y); docs/results.md 'GM-DRIT vs MDMM')", min=0,
@@ -146,7 +158,8 @@ class VaeConfig:
     """The single-encoder VAE translator (family ``vae``; spec baselines-reference.md, Model 2)."""
 
     layers: int = _opt(5, "stride-2 layers of the encoder (and transposed ones of each decoder); the bottleneck is "
-                          "crop / 2^layers pixels square (spec 2.3.1)", min=1)
+                          "crop / 2^layers pixels square (spec 2.3.1)", min=1, max=10,
+                       why="the channels double with every layer: 10 layers end at 512 times data.width / 2")
     kl_weight: float = _opt(0.00025, "weight of the KL term: loss = MSE + (1 - MS-SSIM) + kl_weight * KL (spec 2.4)",
                             min=0)
     epochs_shared: int = _opt(70, "phase 1: epochs of the encoder and the shared decoder on all domains", min=1)
@@ -194,13 +207,15 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
-    batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2)
+    batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2,
+                         max=4096, why="memory grows with it; the reports use 2 to 64")
     seed: int = _opt(0, "seed of every random number generator", min=0, max=2**32 - 1)
     device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
     threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0, max=1024)
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
     sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
-    grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1)
+    grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1,
+                          max=100, why="each is a column of every sample grid")
     save_every: int = _opt(1000, "save a checkpoint every this many iterations", min=1)
     save_minutes: float = _opt(10.0, "also save a checkpoint when this many minutes passed since the last one", min=0,
                                min_exclusive=True)
@@ -218,7 +233,8 @@ class TrainConfig:
                                 "0 = off); translate, interpolate and eval use it unless --no-ema", min=0, max=1)
     dist_timeout: float = _opt(1800.0, "several processes (torchrun): seconds a process waits in a collective "
                                        "before it gives up on the others (a dead or stalled process)",
-                               min=0, min_exclusive=True)
+                               min=0, min_exclusive=True, max=7 * 24 * 3600,
+                               why="a week; a stalled process must be noticed")
     check_replicas_every: int = _opt(0, "several processes: every this many iterations compare checksums of "
                                         "the weights and optimizer states of every process (debugging; 0 = off)",
                                      min=0)
@@ -243,9 +259,11 @@ class SpeedConfig:
                                         "the fastest (training shapes are fixed; auto = on for CUDA)",
                                 choices=("auto", "on", "off"))
     prefetch: int = _opt(2, "iterations of batches decoded, resized, cropped and flipped in the background ahead "
-                            "of the step, in the order the loop would load them (0 = load inside the loop)", min=0)
+                            "of the step, in the order the loop would load them (0 = load inside the loop)", min=0,
+                    max=64, why="every prefetched iteration holds its batches in memory")
     loader_threads: int = _opt(0, "background threads that load the prefetched batches (0 = the CPU cores of "
-                                  "this process, at most 4)", min=0)
+                                  "this process, at most 4)", min=0, max=256,
+                            why="threads beyond the CPU cores only add overhead")
     data_cache: str = _opt("", "copy data.root into this local folder once and train from the copy (for data on "
                                 "a slow mount such as a Drive folder); a later run reuses the copy while its file "
                                 "count and size match the source ('' = read data.root directly)")
@@ -353,7 +371,8 @@ def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, s
         if value < low or (meta.get("min_exclusive") and value == low):
             return value, f"{key}: {value} must be {'>' if meta.get('min_exclusive') else '>='} {low:g}"
     if meta.get("max") is not None and isinstance(value, (int, float)) and value > meta["max"]:
-        return value, f"{key}: {value} must be <= {meta['max']:g}"
+        why = f" ({meta['why']})" if meta.get("why") else ""
+        return value, f"{key}: {value} must be <= {meta['max']:g}{why}"
     return value, None
 
 
@@ -472,6 +491,7 @@ def build_config(values: dict[str, Any]) -> Config:
     flat = _flatten(values)
     errors: list[str] = []
     resolved: dict[str, Any] = {}
+    failed: set[str] = set()
     sections = {k.split(".")[0] for k in keys if "." in k}
     for key, value in flat.items():
         if key in sections:
@@ -484,6 +504,7 @@ def build_config(values: dict[str, Any]) -> Config:
         value, problem = _coerce(key, value, tp, f)
         if problem:
             errors.append(problem)
+            failed.add(key)
         else:
             resolved[key] = value
     cfg = Config()
@@ -493,7 +514,9 @@ def build_config(values: dict[str, Any]) -> Config:
         for part in path:
             obj = getattr(obj, part)
         setattr(obj, leaf, value)
-    errors += _validate(cfg)  # cross-field checks on what is valid so far: report everything at once
+    # cross-field checks on what is valid so far: report everything at once, except checks that name a key
+    # whose value was refused (they would show the default in its place)
+    errors += [e for e in _validate(cfg) if not any(re.search(rf"\b{re.escape(k)}\b", e) for k in failed)]
     if errors:
         raise ConfigError("; ".join(errors))
     return cfg

@@ -75,8 +75,9 @@ def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Pat
 
         fetch = (f" or download it: gmdrit data download {root.name} --to {root.parent}"
                  if is_known_dataset(root.name, "unpaired") else "")
-        raise DataError(f"data folder '{root}' does not exist; point data.root at your dataset "
-                        f"(--set data.root=PATH){fetch}")
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data folder '{root}' {state}; point data.root at your dataset "
+                        f"(--set data.root=PATH; eval and mixture: --data PATH){fetch}")
     named = [root / split / name for name in domains]
     if all(p.is_dir() for p in named):
         return named

@@ -19,6 +19,7 @@ from typing import Callable
 from . import atomic
 from .data import resolve_root
 from .errors import DataError
+from .outputs import checkpoint_area
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,44 @@ def tree_summary(root: Path) -> tuple[int, int]:
     return files, size
 
 
+def _is_manifest(recorded) -> bool:
+    return isinstance(recorded, dict) and set(recorded) == {"source", "files", "bytes"}
+
+
+def _refuse_what_is_not_a_copy(target: Path, manifest: Path, recorded) -> None:
+    """A copy is replaced only when its manifest says this module made it: a folder ``TO/<name>`` or a file
+    ``TO/<name>.json`` of the user's own (e.g. ``--to ~`` beside a folder of the same name) is left alone."""
+    if (manifest.exists() or manifest.is_symlink()) and not _is_manifest(recorded):
+        raise DataError(f"{manifest} is in the way and is not a gmdrit data cache record; move it away or "
+                        f"cache elsewhere")
+    if (target.exists() or target.is_symlink()) and not _is_manifest(recorded):
+        if not target.is_dir() or any(target.iterdir()):
+            raise DataError(f"{target} already exists and is not a copy made by gmdrit data cache; gmdrit does "
+                            f"not replace it: move it away or cache elsewhere")
+
+
 def cache_dataset(source: str | Path, cache_dir: str | Path,
                   progress: Callable[[int, int], None] | None = None) -> CacheResult:
     """The local copy of dataset folder ``source`` under ``cache_dir``, copied now unless a complete copy of the
     same source (file count and size) is there. ``progress(files copied, files)`` during a copy."""
     source = resolve_root(source).resolve()
+    if source.exists() and not source.is_dir():
+        raise DataError(f"data folder '{source}' is a file, not a folder; nothing to cache (check data.root)")
     if not source.is_dir():
         raise DataError(f"data folder '{source}' does not exist; nothing to cache (check data.root)")
     cache_dir = Path(cache_dir).expanduser().resolve()
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise DataError(f"the cache folder {cache_dir} is a file, not a folder; cache elsewhere")
+    area = checkpoint_area(cache_dir)
+    if area is not None:
+        raise DataError(f"the cache folder {cache_dir} is inside {area}, a run's checkpoints, which only `gmdrit "
+                        f"train` and `gmdrit resume` write; cache elsewhere")
     target, manifest = cache_dir / source.name, cache_dir / f"{source.name}.json"
     if target == source or source in target.parents:
         raise DataError(f"speed.data_cache {cache_dir} lies inside the data folder {source}; cache elsewhere")
+    if target in source.parents:
+        raise DataError(f"the copy {target} would replace a folder that holds the data folder {source}; cache "
+                        f"elsewhere")
     files, size = tree_summary(source)
     if files == 0:
         raise DataError(f"data folder '{source}' holds no files; nothing to cache (check data.root)")
@@ -62,6 +90,7 @@ def cache_dataset(source: str | Path, cache_dir: str | Path,
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         recorded = None
+    _refuse_what_is_not_a_copy(target, manifest, recorded)
     if recorded == want and target.is_dir() and tree_summary(target) == (files, size):
         return CacheResult(target, source, files, size, copied=False)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,8 @@ def dataset_state(spec: DatasetSpec, to: Path) -> str:
 def list_datasets(to: Path, registry: Optional[dict[str, DatasetSpec]] = None) -> list[tuple[DatasetSpec, str]]:
     """Every registry entry with its state under ``to`` (see :func:`dataset_state`)."""
     registry = DATASETS if registry is None else registry
+    if Path(to).exists() and not Path(to).is_dir():  # else every dataset would be listed as absent, silently
+        raise DownloadError(f"--to {to} is a file, not a folder; pass the folder that holds the datasets")
     return [(spec, dataset_state(spec, Path(to))) for spec in registry.values()]
 
 
@@ -431,9 +433,9 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
             _install(unpacked, dest)
         finally:
             shutil.rmtree(unpacked, ignore_errors=True)
-        if not keep_archive:
+        if not keep_archive and not found:  # an archive that was already there is not ours to delete
             archive.unlink(missing_ok=True)
     except OSError as exc:  # disk full, no permission: the network errors were handled in fetch
         raise DownloadError(os_error_line(exc, f"cannot write the dataset under {to}", "pass another --to")) from None
     return DownloadResult(spec, source, dest, False, downloaded, resumed_from,
-                          archive if keep_archive else None, _counts(spec, dest))
+                          archive if keep_archive or found else None, _counts(spec, dest))

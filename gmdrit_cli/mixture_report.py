@@ -398,10 +398,18 @@ def prior_fit(model, test: TestImages, probs: np.ndarray) -> list[dict]:
 # ------------------------------------------------------------------------------------------ report
 
 def _check_options(o: MixtureOptions) -> None:
+    from .limits import MAX_SAMPLES, LimitError, bounded, seed
+
     if o.samples < 1:
         raise MixtureError(f"--samples {o.samples}: give at least 1")
     if o.max_inputs < 0:
         raise MixtureError(f"--max-inputs {o.max_inputs}: give 0 (all) or more")
+    try:
+        bounded(o.samples, "--samples", 1, MAX_SAMPLES, "each is a column of components_samples.png, for every "
+                                                         "component")
+        seed(o.seed)
+    except LimitError as exc:
+        raise MixtureError(str(exc)) from None
 
 
 def _load(folder: Path, device: torch.device):

@@ -109,17 +109,30 @@ def refuse_replacing(path: str | Path, flag: str, option: str = "--out") -> None
                           f"replace it, or choose another {option}")
 
 
-def numbered_folder(folder: str | Path) -> Path:
-    """``folder`` when it is absent or empty, else the first absent or empty ``folder-2``, ``folder-3``, ..."""
+def numbered_folder(folder: str | Path, names: tuple[str, ...] = ()) -> Path:
+    """``folder`` when it is free, else the first free ``folder-2``, ``folder-3``, ...: free is absent or empty,
+    or with ``names``, a folder that holds none of those files (a command's outputs: the other files stay).
+    A folder without a name of its own (``.``, ``/``) that is not free is an :class:`OutputError`."""
     folder = Path(folder)
 
     def free(p: Path) -> bool:
-        return not p.exists() or (p.is_dir() and not any(p.iterdir()))
+        if not p.exists():
+            return True
+        if not p.is_dir():
+            return False
+        return not any(p.iterdir()) if not names else not any((p / n).exists() for n in names)
 
     if free(folder):
         return folder
+    if not folder.is_dir():
+        raise OutputError(f"--out {folder} is a file, not a folder; choose another --out")
+    named = Path(os.path.abspath(folder))  # '..' and 'runs/' get the name they stand for
+    if not named.name:
+        raise OutputError(f"--out {folder} already holds outputs and has no name to number a new folder after; "
+                          f"give a new folder, e.g. --out {folder.as_posix().rstrip('/')}/eval")
+    base = folder if folder.name and folder.name not in (".", "..") else named
     i = 2
-    while not free(candidate := folder.with_name(f"{folder.name}-{i}")):
+    while not free(candidate := base.with_name(f"{base.name}-{i}")):
         i += 1
     return candidate
 

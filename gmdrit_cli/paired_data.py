@@ -76,8 +76,9 @@ def eval_split(root: str | Path, layout: str = "auto") -> str:
 
 def _check_root(root: Path) -> None:
     if not root.is_dir():
-        raise DataError(f"data folder '{root}' does not exist; point data.root at a paired dataset "
-                        f"(--set data.root=PATH)")
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data folder '{root}' {state}; point data.root at a paired dataset "
+                        f"(--set data.root=PATH; eval and mixture: --data PATH)")
 
 
 def _aligned_files(folder: Path) -> list[tuple[Path, Path | None]]:

@@ -516,10 +516,30 @@ def _unused_folder(run_dir: Path) -> Path:
     """``run_dir`` if it holds no run yet, else the first free ``run_dir-2``, ``run_dir-3``, ..."""
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return run_dir
+    base = run_dir if run_dir.name not in ("", ".", "..") else Path(os.path.abspath(run_dir))  # '.': its name
+    if not base.name:
+        raise CheckpointError(f"--run-dir {run_dir} is taken and has no name to number a new folder after; give "
+                              f"a new folder, e.g. --run-dir runs/NAME")
     i = 2
-    while (candidate := run_dir.with_name(f"{run_dir.name}-{i}")).exists():
+    while (candidate := base.with_name(f"{base.name}-{i}")).exists():
         i += 1
     return candidate
+
+
+#: the files a run writes at the top of its folder (prepare_folder, log_metrics)
+RUN_FILES = ("config.yaml", "metrics.jsonl", "splits.json", "speed.json", "init.json")
+
+
+def _refuse_foreign_files(run_dir: Path) -> None:
+    """A new run may go into a folder that holds other things, but never replaces a file it did not make: a
+    folder that is not a gmdrit run (gmdrit makes checkpoints/ and samples/ before writing any file) and
+    holds a file of a run's name (e.g. ``--run-dir .`` in a project with its own config.yaml) is refused."""
+    if not run_dir.is_dir() or ((run_dir / "checkpoints").is_dir() and (run_dir / "samples").is_dir()):
+        return
+    clash = [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+    if clash:
+        raise CheckpointError(f"--run-dir {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
+                              f"a new run would replace; choose another --run-dir (a new or empty folder)")
 
 
 def config_differences(old: Config, new: Config) -> list[str]:
@@ -538,6 +558,7 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     refuse_checkpoint_area(run_dir, "--run-dir")
     found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if found is None:
+        _refuse_foreign_files(run_dir)
         run = Run(cfg, run_dir)
         if cfg.train.init_from:
             run.initialise_from(cfg.train.init_from)

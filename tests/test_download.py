@@ -276,7 +276,8 @@ def test_archive_fetched_by_hand_is_used(tmp_path):
     spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{closed_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
     (tmp_path / "tiny.zip").write_bytes(make_zip(archive_files(UNPAIRED_LAYOUT, top="tiny"), top="tiny"))
     result = download_dataset(spec, tmp_path)
-    assert result.downloaded == 0 and result.counts == UNPAIRED_LAYOUT and not (tmp_path / "tiny.zip").exists()
+    assert result.downloaded == 0 and result.counts == UNPAIRED_LAYOUT
+    assert (tmp_path / "tiny.zip").is_file() and result.archive == tmp_path / "tiny.zip"  # the user's: kept
 
 
 def test_registry_names_urls_and_unknown_names():

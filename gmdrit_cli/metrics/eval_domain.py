@@ -18,6 +18,23 @@ class DomainAccuracyScores(Evaluator):
         "domain acc (neither)", 6, lambda r, real: "-" if r.get("domain_accuracy") is None
         else f"{r['domain_accuracy']['to_target']:.3f} ({r['domain_accuracy']['neither']:.3f})", _mean_cell)}
 
+    @classmethod
+    def check_options(cls, o, names):
+        """A --classifier-cache that cannot hold the classifier is refused before it is trained."""
+        from pathlib import Path
+
+        from ..outputs import checkpoint_area
+        from . import MetricError
+
+        cache = o.classifier_cache
+        if cache is None:
+            return
+        if Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
+            raise MetricError(f"--classifier-cache {cache} is a file, not a folder; choose another --classifier-cache")
+        if checkpoint_area(cache) is not None:
+            raise MetricError(f"--classifier-cache {cache} is inside a run's checkpoints, which only `gmdrit train` "
+                              f"and `gmdrit resume` write; choose another --classifier-cache")
+
     def setup(self):
         from .domain_classifier import get_classifier
 

@@ -15,6 +15,7 @@ import io
 import os
 import re
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,7 +199,8 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{what} weights file {path} does not exist (given with {flag})")
+            state = "is not a file" if Path(path).exists() else "does not exist"
+            raise WeightsError(f"{what} weights file {path} {state} (given with {flag})")
         return path, "flag"
     cached = hub_checkpoint_dir() / file_name
     if cached.is_file():
@@ -224,6 +226,10 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
     return cached, "download"
 
 
+#: the largest weights file read (whole, into memory) by :func:`load_state_dict_safely`
+MAX_WEIGHTS_BYTES = 2**30
+
+
 def load_state_dict_safely(path: Path, what: str, flag: str) -> tuple[dict, str]:
     """Read a weights file once: its state dict and its SHA-256.
 
@@ -232,6 +238,13 @@ def load_state_dict_safely(path: Path, what: str, flag: str) -> tuple[dict, str]
     :class:`WeightsError`. This is the one place gmdrit reads a pickle-format file a user hands in.
     """
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero, a FIFO, a folder: never read to the end
+            raise WeightsError(f"{what} weights {path} ({flag}) is not a regular file; give the file named in --help")
+        if info.st_size > MAX_WEIGHTS_BYTES:
+            raise WeightsError(f"{what} weights {path} ({flag}) is {info.st_size / 2**30:.1f} GiB; a weights file "
+                               f"is read whole into memory, so at most {MAX_WEIGHTS_BYTES // 2**30} GiB (InceptionV3's "
+                               f"is 95 MB, AlexNet's 233 MB): give the file named in --help")
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise WeightsError(f"cannot read {what} weights {path}: {exc.strerror or exc}") from None
