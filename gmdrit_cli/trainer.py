@@ -306,17 +306,25 @@ class Run:
                                                                  self.dataset.candidates, self.dataset.held_out)}}
 
     def _trim_metrics(self) -> None:
-        """Drop logged lines past the iteration we start from (written after the checkpoint we resume)."""
+        """Drop logged lines past the iteration we start from (written after the checkpoint we resume). They are
+        earlier results, so they are kept aside in ``metrics.after-iter_N.jsonl`` (``-2``, ``-3``, ... when a run
+        goes back to the same checkpoint again)."""
         path = self.run_dir / "metrics.jsonl"
         if not path.exists():
             return
-        keep = []
+        keep, later = [], []
         for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # damaged bytes: that line goes
             try:
-                if json.loads(line)["iter"] <= self.iteration:
-                    keep.append(line)
+                (keep if json.loads(line)["iter"] <= self.iteration else later).append(line)
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut off by a kill
+        if later:
+            stem = f"metrics.after-{checkpoint_name(self.iteration)}"
+            aside, n = self.run_dir / f"{stem}.jsonl", 2
+            while aside.exists():
+                aside, n = self.run_dir / f"{stem}-{n}.jsonl", n + 1
+            atomic.write_text(aside, "".join(x + "\n" for x in later))
+            log.info("metrics logged after iteration %d kept aside in %s", self.iteration, aside)
         atomic.write_text(path, "".join(x + "\n" for x in keep))
 
     def log_metrics(self, record: dict) -> None:

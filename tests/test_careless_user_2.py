@@ -228,3 +228,25 @@ def test_a_benchmark_that_fails_leaves_no_empty_folder(tmp_path):
     from gmdrit_cli.benchmark import benchmark_folder
 
     assert benchmark_folder(tmp_path / "b") == tmp_path / "b" and not (tmp_path / "b").exists()
+
+
+def test_resuming_an_older_checkpoint_keeps_the_later_metrics_aside(tmp_path):
+    """Going back to an earlier checkpoint retrains the iterations after it: their logged lines leave
+    metrics.jsonl (which must describe one history) but are kept in metrics.after-iter_N.jsonl, not lost."""
+    import json
+
+    from conftest import make_dataset, tiny_overrides
+    from gmdrit_cli.trainer import resume_run, train
+
+    root = make_dataset(tmp_path / "data")
+    overrides = tiny_overrides(root, 4) + ["train.save_every=2", "train.log_every=1", "train.keep_last=5"]
+    run = tmp_path / "run"
+    train(load_config("quickstart", overrides), run)
+    before = [json.loads(x)["iter"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert before == [1, 2, 3, 4]
+    resume_run(run / "checkpoints" / "iter_0000002", ["train.max_iters=3"]).fit()
+    assert [json.loads(x)["iter"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    aside = [json.loads(x)["iter"] for x in (run / "metrics.after-iter_0000002.jsonl").read_text().splitlines()]
+    assert aside == [3, 4]
+    resume_run(run / "checkpoints" / "iter_0000002", ["train.max_iters=3"]).fit()
+    assert (run / "metrics.after-iter_0000002-2.jsonl").read_text().count("\n") == 1  # the second branch's line 3
