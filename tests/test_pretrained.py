@@ -48,7 +48,9 @@ def test_the_pretrained_model_upsamples_without_a_grid_and_its_temperature_was_c
     assert cfg.model.upsample == "resize_conv" and cfg.data.val_fraction > 0
     chosen = json.loads(pretrained_metadata()["sample_temperature_chosen"])
     assert chosen["split"] == "val" and chosen["sample_temperature"] == cfg.model.sample_temperature
-    assert cfg.model.sample_temperature in chosen["values"] and chosen["min_accuracy"] >= 0.9
+    tried = {row["temperature"]: row["mean"]["domain_accuracy"] for row in chosen["values"]}
+    assert cfg.model.sample_temperature in tried and chosen["min_accuracy"] >= 0.9
+    assert tried[cfg.model.sample_temperature] >= chosen["min_accuracy"]  # the mean over tasks; the rule is per task
     assert model.source.sampling["split"] == "val"
 
 
@@ -58,7 +60,8 @@ def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
     proc = gmdrit("translate", str(apple), "--domain", "orange", "--samples", "5", "--seed", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "embedded pretrained gmdrit model apple/orange" in proc.stdout.replace("\n", " ")
-    assert f"at temperature {t:g} (the model's default)" in proc.stdout.replace("\n", " ")
+    if t != 1.0:  # the first line names a temperature other than the prior's own
+        assert f"at temperature {t:g} (the model's default)" in proc.stdout.replace("\n", " ")
     outs = sorted((tmp_path / "translations").glob(f"{apple.stem}_to_orange_[0-9].png"))
     assert len(outs) == 5
     pixels = [np.asarray(Image.open(p), dtype=np.float32) for p in outs]
