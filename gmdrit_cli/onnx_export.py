@@ -21,6 +21,7 @@ within :data:`TOLERANCE`; the largest difference is recorded in ``onnx.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import warnings
@@ -127,13 +128,52 @@ class ReferenceGraph(nn.Module):
 
 # ------------------------------------------------------------------------------------ export
 
+def _plain_conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """``conv(cat([x, tile(vec)], 1))`` as written: what ``blocks.conv_transpose_tiled`` computes with a tap
+    table built in Python for one input size, which a graph that takes any size cannot hold."""
+    from .nets.blocks import tile
+
+    return conv(torch.cat([x, tile(vec, x.shape[2], x.shape[3]).to(x.dtype)], dim=1))
+
+
+@contextlib.contextmanager
+def _graph_friendly_layers():
+    """While exporting: the generator's tiled transposed convolution in its plain form (same values up to
+    rounding; the export's check against torch covers it)."""
+    import sys
+
+    from .nets import blocks
+
+    original = blocks.conv_transpose_tiled
+    users = [m for name, m in list(sys.modules.items())
+             if name.startswith("gmdrit_cli.nets") and getattr(m, "conv_transpose_tiled", None) is original]
+    for module in users:
+        module.conv_transpose_tiled = _plain_conv_transpose_tiled
+    try:
+        yield
+    finally:
+        for module in users:
+            module.conv_transpose_tiled = original
+
+
 def _export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
                   dynamic_axes: dict) -> None:
-    """Write one graph (TorchScript-based exporter: traced once, the named axes left free)."""
+    """Write one graph with torch.export's exporter, the named axes of each input left free."""
+    from torch.export import Dim
+
+    dims: dict[str, Dim] = {}
+    shapes = []
+    for name in inputs:
+        axes = dynamic_axes.get(name, {})
+        shapes.append({axis: dims.setdefault(label, Dim(label, min=1 if label not in ("height", "width") else 8,
+                                                        max=4096))
+                       for axis, label in axes.items()} or None)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        warnings.simplefilter("ignore")  # the exporter's notes are not the user's
+        program = torch.onnx.export(module, args, dynamic_shapes=tuple(shapes), input_names=inputs,
+                                    output_names=outputs, opset_version=OPSET, dynamo=True, external_data=False,
+                                    optimize=True, verbose=False)
+    program.save(str(path), external_data=False)
 
 
 def _condition_table(model: ModelFamily) -> dict[str, list[list[float]]]:
@@ -251,7 +291,7 @@ def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[s
     }
     with tempfile.TemporaryDirectory(prefix="gmdrit-onnx-") as tmp:
         work = Path(tmp)
-        with torch.no_grad():
+        with torch.no_grad(), _graph_friendly_layers():
             _export_graph(TranslateGraph(model), (image0, z0, c0), work / TRANSLATE_FILE, ["image", "z", "condition"],
                           ["images"], {"image": space, "z": {0: "samples"}, "condition": {0: "samples"},
                                        "images": {0: "samples", **space}})

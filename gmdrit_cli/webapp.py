@@ -300,10 +300,13 @@ def build_page(app_model: AppModel, work_root: Path):
         gr.Markdown(f"## gmdrit: diverse image-to-image translation\nModel: {app_model.description}")
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(label="input image" + (" (an edge map, or a photo with 'make an edge map')"
-                                                        if app_model.paired else ""),
-                                 type="filepath", sources=["upload"], elem_id="input-image", height=260)
-                gr.Examples(examples=examples, inputs=image, label="sample images")
+                # a file input, not gr.Image: Gradio would decode an image upload itself and answer a bad file
+                # with its own error; here every upload reaches check_upload and its message
+                image = gr.File(label="input image" + (" (an edge map, or a photo with 'make an edge map')"
+                                                       if app_model.paired else ""),
+                                file_count="single", type="filepath", elem_id="input-image", height=120)
+                preview = gr.Image(label="input", type="filepath", interactive=False, elem_id="preview", height=200)
+                gr.Examples(examples=examples, inputs=image, label="sample images (the embedded test apples and oranges)")
                 domain = gr.Dropdown(targets, value=default_domain, label="target domain", elem_id="domain")
                 mode = gr.Radio(app_model.modes, value=MODE_RANDOM, label="mode", elem_id="mode")
                 samples = gr.Slider(1, MAX_APP_SAMPLES, value=5, step=1, label="number of samples", elem_id="samples")
@@ -343,6 +346,19 @@ def build_page(app_model: AppModel, work_root: Path):
             text = r.message.replace("\n", "  \n")
             return r.images, r.gif, r.files or None, r.seed, text
 
+        def on_upload(image_v):
+            if image_v is None:
+                return None, "Upload an image (or pick a sample), then press Translate."
+            try:
+                notes = check_upload(image_v)
+            except GmdritError as exc:
+                return None, f"error: {exc}"
+            shown = image_v
+            if any("animated" in n for n in notes):
+                shown = str(first_frame(Path(image_v), Path(tempfile.mkdtemp(prefix="upload-", dir=work_root))))
+            return shown, "  \n".join(["ready: press Translate"] + [f"note: {n}" for n in notes])
+
+        image.change(on_upload, [image], [preview, status])
         button.click(on_translate, [image, domain, mode, samples, temperature, component, seed, randomize, references,
                                     interpolate, steps, edges],
                      [gallery, gif, downloads, seed, status], concurrency_limit=1)
