@@ -136,14 +136,25 @@ def _plain_conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: 
     return conv(torch.cat([x, tile(vec, x.shape[2], x.shape[3]).to(x.dtype)], dim=1))
 
 
+def _plain_layer_norm(self, x: torch.Tensor) -> torch.Tensor:
+    """``blocks.LayerNorm`` (over C x H x W, per-channel affine) from means: the exporter takes F.layer_norm only
+    with a normalised shape fixed at export, which a graph for any size cannot have."""
+    dims = tuple(range(1, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+    return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
 @contextlib.contextmanager
 def _graph_friendly_layers():
-    """While exporting: the generator's tiled transposed convolution in its plain form (same values up to
-    rounding; the export's check against torch covers it)."""
+    """While exporting: the generator's tiled transposed convolution and layer norm in plain forms that a graph
+    for any size can hold (the same values up to rounding; the export's check against torch covers them)."""
     import sys
 
     from .nets import blocks
 
+    layer_norm = blocks.LayerNorm.forward
+    blocks.LayerNorm.forward = _plain_layer_norm
     original = blocks.conv_transpose_tiled
     users = [m for name, m in list(sys.modules.items())
              if name.startswith("gmdrit_cli.nets") and getattr(m, "conv_transpose_tiled", None) is original]
@@ -154,26 +165,18 @@ def _graph_friendly_layers():
     finally:
         for module in users:
             module.conv_transpose_tiled = original
+        blocks.LayerNorm.forward = layer_norm
 
 
 def _export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
                   dynamic_axes: dict) -> None:
-    """Write one graph with torch.export's exporter, the named axes of each input left free."""
-    from torch.export import Dim
-
-    dims: dict[str, Dim] = {}
-    shapes = []
-    for name in inputs:
-        axes = dynamic_axes.get(name, {})
-        shapes.append({axis: dims.setdefault(label, Dim(label, min=1 if label not in ("height", "width") else 8,
-                                                        max=4096))
-                       for axis, label in axes.items()} or None)
+    """Write one graph: traced once (torch.onnx's TorchScript-based exporter, several times faster than its
+    torch.export one for these networks), the named axes left free."""
+    module.eval()  # the exporter puts the module back into the mode it had: eval, as the model is
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes are not the user's
-        program = torch.onnx.export(module, args, dynamic_shapes=tuple(shapes), input_names=inputs,
-                                    output_names=outputs, opset_version=OPSET, dynamo=True, external_data=False,
-                                    optimize=True, verbose=False)
-    program.save(str(path), external_data=False)
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
 
 
 def _condition_table(model: ModelFamily) -> dict[str, list[list[float]]]:
@@ -302,6 +305,7 @@ def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[s
             _export_graph(ReferenceGraph(model), (refs, domains), work / REFERENCE_FILE, ["images", "domains"],
                           ["z", "condition"], {"images": {0: "references", **space}, "domains": {0: "references"},
                                                "z": {0: "references"}, "condition": {0: "references"}})
+        model.eval_mode()
         (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         sizes = [crop] + ([crop + 16, max(16, (crop // 2) // 4 * 4)] if dynamic else [])
         worst = check_against_torch(model, work, sizes)
