@@ -367,6 +367,9 @@ def build_page(app_model: AppModel, work_root: Path):
 
 def serve(app_model: AppModel, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Start the page on ``host:port``; with ``block`` False return (page, url) and leave it serving."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports from a local tool
     work_root = Path(tempfile.mkdtemp(prefix="gmdrit-app-"))
     page = build_page(app_model, work_root)
     page.queue(default_concurrency_limit=1)
