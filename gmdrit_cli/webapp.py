@@ -331,7 +331,8 @@ def build_page(app_model: AppModel, work_root: Path):
                 button = gr.Button("Translate", variant="primary", elem_id="translate")
             with gr.Column(scale=2):
                 status = gr.Markdown("Upload an image (or pick a sample), then press Translate.", elem_id="status")
-                gallery = gr.Gallery(label="outputs", columns=5, height="auto", elem_id="outputs", format="png")
+                gallery = gr.Gallery(label="outputs", columns=5, height="auto", elem_id="outputs", format="png",
+                                     interactive=False)
                 gif = gr.Image(label="interpolation", type="filepath", visible=app_model.interpolates,
                                elem_id="interpolation", interactive=False)
                 downloads = gr.File(label="downloads", file_count="multiple", elem_id="downloads", interactive=False)
