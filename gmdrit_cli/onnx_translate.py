@@ -144,8 +144,13 @@ class OnnxModel:
 
     def translate(self, image: np.ndarray, z: np.ndarray, condition: np.ndarray) -> np.ndarray:
         """One input 1 x 3 x S x S in [-1, 1], attributes M x nz and M x D -> M x 3 x S x S."""
-        out = [self._run(TRANSLATE_FILE, image=image, z=z[i:i + CHUNK], condition=condition[i:i + CHUNK])[0]
-               for i in range(0, z.shape[0], CHUNK)]
+        try:
+            out = [self._run(TRANSLATE_FILE, image=image, z=z[i:i + CHUNK], condition=condition[i:i + CHUNK])[0]
+                   for i in range(0, z.shape[0], CHUNK)]
+        except Exception as exc:  # onnxruntime's own error types: a size the networks cannot take
+            sizes = ", ".join(str(s) for s in self.meta.get("checked", {}).get("sizes", [self.cfg.data.crop]))
+            raise InferenceError(f"this {self.family} export cannot translate at {image.shape[-1]} px "
+                                 f"({str(exc).splitlines()[0][:160]}); sizes it was checked at: {sizes}") from None
         return np.concatenate(out)
 
 
