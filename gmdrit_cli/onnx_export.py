@@ -196,14 +196,16 @@ def _condition_table(model: ModelFamily) -> dict[str, list[list[float]]]:
 
 
 def _takes_size(model: ModelFamily, size: int) -> bool:
-    """Whether the torch model translates at working size ``size`` (the VAE's dense bottleneck does not)."""
+    """Whether the torch model translates and encodes references at working size ``size`` (the VAE's and
+    BicycleGAN's encoders end in dense layers sized for the crop: they do not)."""
     caps = model.capabilities
     target = caps.tasks(model.cfg.num_domains)[0][1]
     try:
         with torch.no_grad():
             z, c = model.sample_attributes(target, 1, None, torch.Generator().manual_seed(0))
             out = model.translate(torch.zeros(1, 3, size, size), target, (z, c))
-        return tuple(out.shape[-2:]) == (size, size)
+            ref_z, _ = model.encode_reference(torch.zeros(1, 3, size, size), torch.full((1,), target))
+        return tuple(out.shape[-2:]) == (size, size) and tuple(ref_z.shape) == tuple(z.shape)
     except (RuntimeError, ValueError):
         return False
 
@@ -275,8 +277,8 @@ def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[s
     caps = model.capabilities
     crop = cfg.data.crop
     target = caps.tasks(cfg.num_domains)[0][1]
-    # other working sizes the torch model takes (the DRIT families: any multiple of 4; BicycleGAN's U-Net:
-    # multiples of its 2^depth; the VAE: none): the graph keeps them free and the check covers them
+    # other working sizes the torch model takes (the DRIT families: any multiple of 4; the VAE and BicycleGAN,
+    # whose encoders end in dense layers: none): the graphs keep them free and the check covers them
     others = [s for s in (2 * crop, crop + 16, max(16, crop // 2 // 4 * 4)) if s != crop and _takes_size(model, s)]
     dynamic = bool(others)
     conditions = _condition_table(model)
