@@ -53,7 +53,7 @@ def test_the_colab_notebook_runs_every_cell(tmp_path, monkeypatch):
                     '--run-dir "$RUN" --time-budget 3h45m', 'gmdrit resume "$RUN"', '"gmdrit", "translate"',
                     'gmdrit eval "$RUN"', '"gmdrit", "report"', 'drive.mount("/content/drive")'):
         assert command in text, command
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first failing cell
     for cell in code_cells:
         assert cell.execution_count is not None
