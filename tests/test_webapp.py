@@ -84,7 +84,7 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         page.set_files("#input-image input[type=file]", [APPLE])
         page.wait(f"({STATUS}).includes('ready')", 300, "the upload to be checked")
         page.click("#translate")
-        sizes = page.wait(f"(() => {{ const s = {LOADED_OUTPUTS}; return s.length === 5 ? s : null; }})()", 120,
+        sizes = page.wait(f"(() => {{ const s = {LOADED_OUTPUTS}; return s.length === 5 ? s : null; }})()", 300,
                           "5 output images")
         assert sizes == [[64, 64]] * 5  # the pretrained model's working size, square for a square input
         assert "translated into" in page.eval(STATUS)
