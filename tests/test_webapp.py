@@ -74,6 +74,14 @@ LOADED_OUTPUTS = ("Array.from(document.querySelectorAll('#outputs img'))"
 STATUS = "document.querySelector('#status') ? document.querySelector('#status').innerText : ''"
 
 
+def clear_upload(page: LivePage) -> None:
+    """Press the upload field's clear button (a file field shows the file instead of its input while it has one)."""
+    page.eval("(() => { const bs = Array.from(document.querySelectorAll('#input-image button'));"
+              " const b = bs.find(b => /clear|remove/i.test((b.getAttribute('aria-label') || '') + (b.title || '')))"
+              " || bs[0]; b.click(); return true; })()")
+    page.wait("document.querySelector('#input-image input[type=file]') !== null", 300, "the emptied upload field")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium); "
                                               ".ci/run installs it")
 def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
@@ -93,6 +101,7 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         # 2. a text file: a message in the page, no outputs from it
         text = tmp_path / "notes.jpg"
         text.write_text("not an image at all\n")
+        clear_upload(page)
         page.set_files("#input-image input[type=file]", [text])
         page.wait(f"({STATUS}).includes('not an image')", 300, "the bad-upload message")
         page.click("#translate")
@@ -101,6 +110,7 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         assert "not an image" in message
         assert page.eval(LOADED_OUTPUTS) == []  # the failed request cleared the gallery
         # 3. the server still serves: the apple again, 5 new outputs
+        clear_upload(page)
         page.set_files("#input-image input[type=file]", [APPLE])
         page.wait(f"({STATUS}).includes('ready')", 300, "the second upload")
         page.click("#translate")
