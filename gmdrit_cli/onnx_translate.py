@@ -85,6 +85,8 @@ class OnnxModel:
         if name not in self._sessions:
             options = self._ort.SessionOptions()
             options.log_severity_level = 3
+            # no busy-waiting between the few small runs of a translate call (it only burns the other core)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if self.threads:
                 options.intra_op_num_threads = self.threads
             path = self.folder / name
