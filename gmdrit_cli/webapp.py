@@ -345,7 +345,7 @@ def build_page(app_model: AppModel, work_root: Path):
                               bool(edges_v))
             r = run_request(app_model, request, work_root)
             text = r.message.replace("\n", "  \n")
-            return r.images, r.gif, r.files or None, r.seed, text
+            return r.images or None, r.gif, r.files or None, r.seed, text  # None clears the gallery
 
         def on_upload(image_v):
             if image_v is None:
