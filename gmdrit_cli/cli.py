@@ -155,6 +155,7 @@ from . import cli_bench  # noqa: E402,F401  (benchmark)
 from . import cli_mixture  # noqa: E402,F401  (mixture)
 from . import cli_data  # noqa: E402,F401  (data list, data download)
 from . import cli_report  # noqa: E402,F401  (report)
+from . import cli_webapp  # noqa: E402,F401  (app: the web page)
 
 
 def main() -> None:

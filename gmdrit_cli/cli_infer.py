@@ -38,6 +38,11 @@ InputsArgument = Annotated[list[str], typer.Argument(
     metavar="INPUT", help="image files, folders (their images) or globs", show_default=False)]
 
 
+class ExportFormat(str, Enum):
+    safetensors = "safetensors"
+    onnx = "onnx"
+
+
 class Between(str, Enum):
     random = "random"
     references = "references"
@@ -151,7 +156,15 @@ def translate(
     no_ema: NoEmaOption = False,
 ) -> None:
     """Translate images into a domain: several outputs per input from random attributes, or the attribute of
-    reference images (--reference)."""
+    reference images (--reference). An ONNX export (--checkpoint model.onnx) runs on onnxruntime without torch."""
+    from .onnx_translate import onnx_folder
+
+    if onnx_folder(checkpoint if checkpoint is not None else run) is not None:
+        from .cli_onnx import translate_onnx
+
+        return translate_onnx(inputs, domain=domain, samples=samples, component=component, temperature=temperature,
+                              reference=reference, run=run, checkpoint=checkpoint, seed=seed, size=size,
+                              square=square, out=out, device=device, threads=threads, no_ema=no_ema)
     from .inference import translate as run_translate
 
     cfg, model = _load(run, checkpoint, device, threads, no_ema)
@@ -233,6 +246,9 @@ def export(
         "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="export the raw weights instead of their EMA copy")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace the model.safetensors / config.yaml already in --out")] = False,
+    format_: Annotated[ExportFormat, typer.Option(
+        "--format", help="safetensors (torch) or onnx (graphs checked against torch; translate runs them without "
+                         "torch)")] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from .errors import InferenceError
@@ -244,6 +260,10 @@ def export(
         if not sep or not key.strip():
             raise InferenceError(f"--meta {item!r}: write KEY=VALUE")
         extra[key.strip()] = value
+    if format_ == ExportFormat.onnx:
+        from .cli_onnx import export_onnx_command
+
+        return export_onnx_command(run, out, int8=int8, meta=extra, no_ema=no_ema, force=force)
     result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema, force=force)
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "

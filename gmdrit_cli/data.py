@@ -19,21 +19,21 @@ import hashlib
 import logging
 import random
 import string
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import DataError
+# decoding lives in image_io (torch-free); these names stay importable here
+from .image_io import IMAGE_EXTENSIONS, open_rgb  # noqa: F401
 from .shard import split_batch
 
 log = logging.getLogger("gmdrit")
 
 Image.init()
-IMAGE_EXTENSIONS = frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
 SAMPLE_PREFIX = "sample:"
@@ -89,24 +89,6 @@ def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Pat
     raise DataError(f"data folder '{root}' has no {split} split for domains {domains}: expected "
                     f"{', '.join(str(p.relative_to(root)) for p in lettered)} or "
                     f"{', '.join(str(p.relative_to(root)) for p in named)} (missing: {', '.join(missing)})")
-
-
-def open_rgb(path: Path) -> Image.Image:
-    """Decode an image fully, apply its EXIF orientation and convert it to 8-bit RGB."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PIL warns on odd EXIF or huge images; decoding decides
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode == "I;16" or im.mode.startswith("I;16") or im.mode == "I":
-                # 16-bit grey: scale to 8 bit instead of clipping (PIL's convert clips at 255)
-                arr = np.asarray(im, dtype=np.float32)
-                peak = 65535.0 if arr.max() > 255 else 255.0
-                im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(background, im)
-            return im.convert("RGB")
 
 
 def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
