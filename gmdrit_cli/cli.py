@@ -52,13 +52,14 @@ def _fit(run) -> None:
     """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it). Under torchrun
     only rank 0 talks; the others train silently and exit alike."""
     cfg = run.cfg
+    run.take_lock()  # a folder another process writes is refused before anything is said
     if run.iteration >= run.end_iteration:  # e.g. train.max_iters below where the run already is
+        run.release_lock()
         if run.processes.is_writer:
             console.print(f"{run.run_dir} is already at iteration {run.iteration}, the end of this run "
                           f"(train.max_iters={cfg.train.max_iters}); nothing to train: pass a higher "
                           f"--set train.max_iters=N to continue it", markup=False)
         return
-    run.take_lock()  # a folder another process writes is refused before anything is said
     if not run.processes.is_writer:
         result = run.fit()
         if not result.finished and result.stopped != "time budget":

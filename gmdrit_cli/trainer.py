@@ -432,15 +432,18 @@ class Run:
                                              f"folder {self.run_dir} (see its message)")
         self._lock = lock or False
 
+    def release_lock(self) -> None:
+        if self._lock:
+            self._lock.release()
+        self._lock = None
+
     def fit(self, on_progress: ProgressCallback | None = None) -> FitResult:
         """Train to ``train.max_iters`` (or a stop signal, or the time budget) holding the folder's lock."""
         self.take_lock()
         try:
             return self._train_loop(on_progress)
         finally:
-            if self._lock:
-                self._lock.release()
-            self._lock = None
+            self.release_lock()
 
     def _train_loop(self, on_progress: ProgressCallback | None) -> FitResult:
         t = self.cfg.train
