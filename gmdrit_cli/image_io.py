@@ -60,6 +60,16 @@ class InputFailure:
     message: str
 
 
+@dataclass
+class TranslatedInput:
+    """One translated input (the torch and the ONNX path alike): its outputs and their grid."""
+
+    source: Path
+    outputs: list[Path]
+    grid: Path
+    size: tuple[int, int]  # (width, height) of each output
+
+
 def _has_magic(text: str) -> bool:
     return any(c in text for c in "*?[")
 

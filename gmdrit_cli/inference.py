@@ -23,8 +23,8 @@ from .config import Config
 from .data import to_image, to_tensor
 from .errors import InferenceError
 # the torch-free half (inputs, decoding, sizes, writing) lives in image_io; these names stay importable here
-from .image_io import (GUTTER, IMAGE_EXTENSIONS, MAX_ASPECT_FACTOR, InputFailure, _expand, _folder_images,  # noqa: F401
-                       _has_magic, _resize, _save_gif, _save_png, _unique_stem, _written, check_out, check_size,
+from .image_io import (GUTTER, IMAGE_EXTENSIONS, MAX_ASPECT_FACTOR, InputFailure, TranslatedInput,  # noqa: F401
+                       _expand, _folder_images, _has_magic, _resize, _save_gif, _save_png, _unique_stem, _written, check_out, check_size,
                        compose, expand_inputs, open_rgb, output_size, read_image, resolve_domain)
 from .limits import MAX_SAMPLES, MAX_STEPS, MAX_TEMPERATURE, bounded, finite
 from .model_files import ModelSource, make_output_folder, untrained_note
@@ -137,14 +137,6 @@ def _load_references(model: ModelFamily, paths: list[Path | str], domains: list[
 
 
 # ------------------------------------------------------------------------------------------ translate
-
-@dataclass
-class TranslatedInput:
-    source: Path
-    outputs: list[Path]
-    grid: Path
-    size: tuple[int, int]  # (width, height) of each output
-
 
 @dataclass
 class TranslateResult:

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import InferenceError
-from .image_io import (InputFailure, _expand, _resize, _save_png, _unique_stem, check_out, check_size, compose,
-                       output_size, read_image, resolve_domain)
+from .image_io import (InputFailure, TranslatedInput, _expand, _resize, _save_png, _unique_stem, check_out, check_size,
+                       compose, output_size, read_image, resolve_domain)
 from .limits import MAX_SAMPLES, MAX_TEMPERATURE, bounded, finite
 from .outputs import output_folder
 
@@ -181,14 +181,6 @@ def to_image(x: np.ndarray) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------ translate
-
-@dataclass
-class TranslatedInput:
-    source: Path
-    outputs: list[Path]
-    grid: Path
-    size: tuple[int, int]
-
 
 @dataclass
 class OnnxTranslateResult:
