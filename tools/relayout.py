@@ -20,7 +20,7 @@ PKG = "gmdrit_cli"
 MOVES = {
     "cli": "cli.main", "cli_app": "cli.app", "cli_bench": "cli.bench", "cli_data": "cli.data",
     "cli_eval": "cli.eval", "cli_infer": "cli.infer", "cli_mixture": "cli.mixture", "cli_report": "cli.report",
-    "cli_web": "cli.web",
+    "cli_web": "cli.web", "cli_onnx": "cli.onnx", "cli_webapp": "cli.webapp",
     "config": "config.schema",
     "data": "data.unpaired", "paired_data": "data.paired", "pipeline": "data.pipeline", "data_cache": "data.cache",
     "download": "data.download", "edges": "data.edges",
@@ -28,7 +28,7 @@ MOVES = {
     "distributed": "training.distributed", "shard": "training.shard", "runlock": "training.runlock",
     "speed": "training.speed", "tb_log": "training.tb_log", "benchmark": "training.benchmark",
     "inference": "inference.translate", "model_files": "inference.model_files", "quantize": "inference.quantize",
-    "onnx_export": "inference.onnx_export", "onnx_runtime": "inference.onnx_runtime",
+    "onnx_export": "inference.onnx_export", "onnx_runtime": "inference.onnx_runtime", "onnx_translate": "inference.onnx_translate",
     "translate_io": "inference.images", "image_io": "inference.images", "webapp": "inference.webapp",
     "evaluate": "evaluation.evaluate", "temperature_sweep": "evaluation.temperature_sweep",
     "metrics": "evaluation.metrics",
