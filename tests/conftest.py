@@ -68,8 +68,8 @@ def tiny_overrides(root: Path, iters: int = 2) -> list[str]:
 def tiny_gmdrit_run(tmp_path_factory):
     """A 2-iteration GM-DRIT run (crop 32, width 8, nz 8) on 4 + 4 random images per split: (base, data root);
     the run folder is ``base / "run"``. Shared by the eval tests; they only read it."""
-    from gmdrit_cli.config import load_config
-    from gmdrit_cli.trainer import train
+    from gmdrit_cli.config.schema import load_config
+    from gmdrit_cli.training.trainer import train
 
     base = tmp_path_factory.mktemp("eval")
     root = make_dataset(base / "data")

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from gmdrit_cli.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
-from gmdrit_cli.config import load_config
-from gmdrit_cli.data import Batch
-from gmdrit_cli.models import build_for_training
+from gmdrit_cli.training.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.families import build_for_training
 
 TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
 
@@ -117,7 +117,7 @@ def test_fast_paths_keep_losses_close_to_fp32(tiny_data, fast):
 
 
 def test_keep_freed_memory_applies_only_where_asked():
-    from gmdrit_cli import speed
+    from gmdrit_cli.training import speed
 
     assert speed.keep_freed_memory("off", torch.device("cpu")) is False
     assert speed.keep_freed_memory("auto", torch.device("cuda")) is False

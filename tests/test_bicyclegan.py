@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from gmdrit_cli import losses_bicyclegan as L
-from gmdrit_cli.config import load_config
-from gmdrit_cli.data import Batch
-from gmdrit_cli.engine import lr_multiplier
+from gmdrit_cli.families.bicyclegan import losses as L
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.training.engine import lr_multiplier
 from gmdrit_cli.errors import ConfigError
-from gmdrit_cli.models import build_for_training, build_model
-from gmdrit_cli.nets.bicyclegan import MultiScalePatchGAN, ResnetEncoder, ResnetGenerator, UNetGenerator
+from gmdrit_cli.families import build_for_training, build_model
+from gmdrit_cli.families.bicyclegan.nets import MultiScalePatchGAN, ResnetEncoder, ResnetGenerator, UNetGenerator
 
 CPU = torch.device("cpu")
 
@@ -294,7 +294,7 @@ BICYCLEGAN_PRESETS = ["edges2shoes", "edges2handbags", "facades", "maps", "night
 @pytest.mark.parametrize("preset", BICYCLEGAN_PRESETS)
 def test_every_bicyclegan_preset_trains_one_tiny_iteration(preset, tmp_path):
     from conftest import make_paired_dataset
-    from gmdrit_cli.trainer import train
+    from gmdrit_cli.training.trainer import train
 
     cfg = load_config(preset)
     assert cfg.model.family == "bicyclegan" and cfg.train.batch_size % 2 == 0

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from conftest import TINY_BICYCLEGAN, make_paired_dataset
-from gmdrit_cli.config import load_config
-from gmdrit_cli.metrics.fid import feature_statistics, frechet_distance, write_random_inception_weights
-from gmdrit_cli.metrics.lpips_diversity import load_alexnet_trunk, write_random_alexnet_weights
-from gmdrit_cli.trainer import train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.evaluation.metrics.fid import feature_statistics, frechet_distance, write_random_inception_weights
+from gmdrit_cli.evaluation.metrics.lpips_diversity import load_alexnet_trunk, write_random_alexnet_weights
+from gmdrit_cli.training.trainer import train
 
 SAMPLES = 3
 
@@ -92,8 +92,8 @@ class PoolFeatures:
 
 
 def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evaluated, monkeypatch, tmp_path):
-    from gmdrit_cli.evaluate import EvalOptions, evaluate
-    from gmdrit_cli.metrics import eval_paired
+    from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
+    from gmdrit_cli.evaluation.metrics import eval_paired
 
     root, run_out, *_ = evaluated
     monkeypatch.setattr(eval_paired.fidm, "InceptionFeatures", PoolFeatures)

@@ -20,14 +20,14 @@ from PIL import Image
 
 from conftest import assert_one_line_error, make_dataset, tiny_overrides
 from gmdrit_cli import outputs
-from gmdrit_cli.config import ConfigError, load_config, parse_duration
+from gmdrit_cli.config.schema import ConfigError, load_config, parse_duration
 from gmdrit_cli.errors import CheckpointError, GmdritError
 
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """``cli(*args)``: `gmdrit ARGS` in this process, as a CompletedProcess (exit code, stdout, stderr)."""
-    from gmdrit_cli.cli import _run_app
+    from gmdrit_cli.cli.main import _run_app
 
     def run(*args: str) -> subprocess.CompletedProcess:
         handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -47,7 +47,7 @@ def cli(capsys, monkeypatch):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A 2-iteration MDMM run (crop 32) this module's tests only read (or copy)."""
-    from gmdrit_cli.trainer import train
+    from gmdrit_cli.training.trainer import train
 
     base = tmp_path_factory.mktemp("careless")
     root = make_dataset(base / "data")
@@ -130,7 +130,7 @@ def test_size_like_options_have_limits_with_reasons(cli, run_dir, tmp_path):
 
 
 def test_eval_numbers_are_finite_and_bounded():
-    from gmdrit_cli.evaluate import EvalOptions, check_eval_numbers
+    from gmdrit_cli.evaluation.evaluate import EvalOptions, check_eval_numbers
 
     for bad in ({"temperature": math.inf}, {"temperature": math.nan}, {"samples_per_input": 100000},
                 {"ndb_alpha": math.nan}, {"seed": -5}, {"ndb_size": 100000}, {"kid_subsets": 10**8}):
@@ -161,8 +161,8 @@ def test_time_budget_reads_hours_and_minutes_and_is_never_stored(run_dir, tmp_pa
     for text in ("0", "0s", "h"):
         with pytest.raises(ValueError):
             parse_duration(text)
-    from gmdrit_cli.checkpoint import find_checkpoint
-    from gmdrit_cli.trainer import open_run, resume_run
+    from gmdrit_cli.training.checkpoint import find_checkpoint
+    from gmdrit_cli.training.trainer import open_run, resume_run
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -183,7 +183,7 @@ def test_time_budget_reads_hours_and_minutes_and_is_never_stored(run_dir, tmp_pa
 
 @pytest.mark.parametrize("content", ["null", "", "[1,2]", '{"host": "h", "pid": 1, "started": "x"}', "\xff"])
 def test_a_damaged_lock_is_damage_with_one_line(tmp_path, content):
-    from gmdrit_cli.runlock import RunLock
+    from gmdrit_cli.training.runlock import RunLock
 
     lock = tmp_path / ".lock"
     lock.write_text(content, encoding="latin-1")
@@ -194,7 +194,7 @@ def test_a_damaged_lock_is_damage_with_one_line(tmp_path, content):
 
 
 def test_a_locked_folder_is_refused_before_anything_is_printed(cli, run_dir, tmp_path):
-    from gmdrit_cli.runlock import RunLock
+    from gmdrit_cli.training.runlock import RunLock
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -236,7 +236,7 @@ def test_every_checkpoint_damaged_names_the_train_command(cli, run_dir, tmp_path
 
 
 def test_weights_that_are_not_a_pytorch_file_are_named_so(tmp_path):
-    from gmdrit_cli.metrics.fid import WeightsError, load_state_dict_safely
+    from gmdrit_cli.evaluation.metrics.fid import WeightsError, load_state_dict_safely
 
     text = tmp_path / "text.jpg"
     text.write_text("hello")
@@ -247,9 +247,9 @@ def test_weights_that_are_not_a_pytorch_file_are_named_so(tmp_path):
 def test_reconstruction_metrics_refuse_a_one_direction_model():
     from types import SimpleNamespace
 
-    from gmdrit_cli.metrics import MetricError
-    from gmdrit_cli.metrics.eval_reconstruction import ReconstructionScores
-    from gmdrit_cli.models.base import Capabilities
+    from gmdrit_cli.evaluation.metrics import MetricError
+    from gmdrit_cli.evaluation.metrics.eval_reconstruction import ReconstructionScores
+    from gmdrit_cli.families.base import Capabilities
 
     model = SimpleNamespace(capabilities=Capabilities(translation_tasks=((0, 1),)),
                             cfg=SimpleNamespace(model=SimpleNamespace(family="bicyclegan")))
@@ -263,7 +263,7 @@ def test_reconstruction_metrics_refuse_a_one_direction_model():
 def test_os_errors_are_one_line_naming_the_path(cli, run_dir, tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
-    from gmdrit_cli import checkpoint
+    from gmdrit_cli.training import checkpoint
 
     (tmp_path / "afile").write_text("x")
     assert_one_line_error(cli("train", "--preset", "mdmm_baseline", "--run-dir", tmp_path / "afile"), "is a file")
@@ -287,8 +287,8 @@ def test_os_errors_are_one_line_naming_the_path(cli, run_dir, tmp_path, monkeypa
 
 
 def test_permissions_follow_the_umask(run_dir, tmp_path):
-    from gmdrit_cli.edges import make_edges_dataset
-    from gmdrit_cli.trainer import resume_run
+    from gmdrit_cli.data.edges import make_edges_dataset
+    from gmdrit_cli.training.trainer import resume_run
 
     old = os.umask(0o002)
     try:
@@ -308,7 +308,7 @@ def test_permissions_follow_the_umask(run_dir, tmp_path):
 
 
 def test_under_torchrun_only_rank_0_prints_an_error(cli, monkeypatch):
-    from gmdrit_cli.distributed import ProcessSetupError
+    from gmdrit_cli.training.distributed import ProcessSetupError
     from gmdrit_cli.errors import speaks
 
     monkeypatch.setenv("RANK", "1")
@@ -321,8 +321,8 @@ def test_under_torchrun_only_rank_0_prints_an_error(cli, monkeypatch):
 
 def test_sigterm_removes_temporary_files(tmp_path):
     """The CLI's SIGTERM handler unwinds like an exception: the half-built dataset folder goes."""
-    from gmdrit_cli.cli import _terminate
-    from gmdrit_cli.edges import make_edges_dataset
+    from gmdrit_cli.cli.main import _terminate
+    from gmdrit_cli.data.edges import make_edges_dataset
 
     src = tmp_path / "src"
     src.mkdir()
@@ -339,7 +339,7 @@ def test_sigterm_removes_temporary_files(tmp_path):
 
 
 def test_translating_with_a_vae_stopped_in_phase_1_warns(cli, tmp_path):
-    from gmdrit_cli.trainer import train
+    from gmdrit_cli.training.trainer import train
 
     root = make_dataset(tmp_path / "data")
     overrides = tiny_overrides(root, 3) + ["vae.epochs_shared=2", "vae.epochs_decoder=2", "data.domains=[apple,orange]"]

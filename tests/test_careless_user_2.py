@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gmdrit_cli.config import ConfigError, load_config
+from gmdrit_cli.config.schema import ConfigError, load_config
 from test_careless_user import cli, run_dir  # noqa: F401  (fixtures)
 
 
@@ -43,7 +43,7 @@ def test_a_refused_value_is_not_checked_again_with_the_default_in_its_place():
 # -- data cache replaces only its own copies -----------------------------------------------------------
 
 def test_data_cache_never_replaces_a_folder_or_file_it_did_not_make(tmp_path):
-    from gmdrit_cli.data_cache import cache_dataset
+    from gmdrit_cli.data.cache import cache_dataset
     from gmdrit_cli.errors import DataError
 
     source = tmp_path / "drive" / "photos"
@@ -77,7 +77,7 @@ def test_data_cache_never_replaces_a_folder_or_file_it_did_not_make(tmp_path):
 def test_download_keeps_an_archive_the_user_put_there(tmp_path):
     from test_download import UNPAIRED_LAYOUT, archive_files, closed_port, make_zip
 
-    from gmdrit_cli.download import DatasetSpec, download_dataset
+    from gmdrit_cli.data.download import DatasetSpec, download_dataset
 
     spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{closed_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
     body = make_zip(archive_files(UNPAIRED_LAYOUT, top="tiny"), top="tiny")
@@ -103,7 +103,7 @@ def test_numbered_folder_of_the_current_folder_or_root(tmp_path, monkeypatch):
 
 
 def test_a_second_benchmark_goes_to_a_new_folder_and_a_bad_out_is_refused_before_timing(tmp_path):
-    from gmdrit_cli.benchmark import benchmark_folder
+    from gmdrit_cli.training.benchmark import benchmark_folder
     from gmdrit_cli.errors import OutputError
 
     first = benchmark_folder(tmp_path / "bench")
@@ -120,7 +120,7 @@ def test_a_second_benchmark_goes_to_a_new_folder_and_a_bad_out_is_refused_before
 
 
 def test_mixture_samples_and_seed_are_bounded():
-    from gmdrit_cli.mixture_report import MixtureError, MixtureOptions, _check_options
+    from gmdrit_cli.families.gmdrit.mixture_report import MixtureError, MixtureOptions, _check_options
 
     for bad, fragment in (({"samples": 100000}, "at most 100"), ({"seed": -1}, "--seed -1"),
                           ({"seed": 2**64}, "32-bit")):
@@ -129,7 +129,7 @@ def test_mixture_samples_and_seed_are_bounded():
 
 
 def test_weights_files_are_read_only_when_regular_and_of_a_bounded_size(tmp_path):
-    from gmdrit_cli.metrics.fid import MAX_WEIGHTS_BYTES, WeightsError, load_state_dict_safely
+    from gmdrit_cli.evaluation.metrics.fid import MAX_WEIGHTS_BYTES, WeightsError, load_state_dict_safely
 
     big = tmp_path / "big.pth"
     with open(big, "wb") as f:  # sparse: costs no disk, but read whole it would be 1 GiB of memory
@@ -152,7 +152,7 @@ def test_data_list_names_a_file_given_as_to(cli, tmp_path):
 def test_train_into_a_folder_with_its_own_config_yaml_is_refused(cli, tmp_path, monkeypatch):
     from conftest import assert_one_line_error
 
-    from gmdrit_cli.trainer import _unused_folder
+    from gmdrit_cli.training.trainer import _unused_folder
 
     project = tmp_path / "project"
     project.mkdir()
@@ -181,7 +181,7 @@ def test_a_run_already_past_max_iters_says_there_is_nothing_to_train(cli, run_di
 
 
 def test_data_cache_names_a_file_given_as_source_or_cache(tmp_path):
-    from gmdrit_cli.data_cache import cache_dataset
+    from gmdrit_cli.data.cache import cache_dataset
     from gmdrit_cli.errors import DataError
 
     (tmp_path / "afile").write_text("x")
@@ -194,7 +194,7 @@ def test_data_cache_names_a_file_given_as_source_or_cache(tmp_path):
 
 
 def test_the_data_cache_never_goes_into_a_runs_checkpoints(run_dir, tmp_path):
-    from gmdrit_cli.data_cache import cache_dataset
+    from gmdrit_cli.data.cache import cache_dataset
     from gmdrit_cli.errors import DataError
 
     (tmp_path / "src").mkdir()
@@ -206,7 +206,7 @@ def test_the_data_cache_never_goes_into_a_runs_checkpoints(run_dir, tmp_path):
 
 
 def test_a_file_as_data_root_is_named_a_file():
-    from gmdrit_cli.data import domain_folders
+    from gmdrit_cli.data.unpaired import domain_folders
     from gmdrit_cli.errors import DataError
 
     with pytest.raises(DataError, match="is a file, not a folder"):
@@ -214,9 +214,9 @@ def test_a_file_as_data_root_is_named_a_file():
 
 
 def test_eval_refuses_a_classifier_cache_that_is_a_file_before_any_work(tmp_path):
-    from gmdrit_cli.evaluate import EvalOptions
-    from gmdrit_cli.metrics import MetricError
-    from gmdrit_cli.metrics.eval_domain import DomainAccuracyScores
+    from gmdrit_cli.evaluation.evaluate import EvalOptions
+    from gmdrit_cli.evaluation.metrics import MetricError
+    from gmdrit_cli.evaluation.metrics.eval_domain import DomainAccuracyScores
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(MetricError, match="is a file, not a folder"):  # was found after training the classifier
@@ -225,7 +225,7 @@ def test_eval_refuses_a_classifier_cache_that_is_a_file_before_any_work(tmp_path
 
 
 def test_a_benchmark_that_fails_leaves_no_empty_folder(tmp_path):
-    from gmdrit_cli.benchmark import benchmark_folder
+    from gmdrit_cli.training.benchmark import benchmark_folder
 
     assert benchmark_folder(tmp_path / "b") == tmp_path / "b" and not (tmp_path / "b").exists()
 
@@ -236,7 +236,7 @@ def test_resuming_an_older_checkpoint_keeps_the_later_metrics_aside(tmp_path):
     import json
 
     from conftest import make_dataset, tiny_overrides
-    from gmdrit_cli.trainer import resume_run, train
+    from gmdrit_cli.training.trainer import resume_run, train
 
     root = make_dataset(tmp_path / "data")
     overrides = tiny_overrides(root, 4) + ["train.save_every=2", "train.log_every=1", "train.keep_last=5"]

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gmdrit_cli.evaluate import EvalOptions, evaluate
-from gmdrit_cli.metrics.checkerboard import checkerboard_ratio, grid_mask, grid_power_share
+from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
+from gmdrit_cli.evaluation.metrics.checkerboard import checkerboard_ratio, grid_mask, grid_power_share
 
 SIZE = 64
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "apple2orange"

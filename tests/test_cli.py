@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import assert_one_line_error, tiny_overrides
-from gmdrit_cli.models import MODEL_FAMILIES
+from gmdrit_cli.families import MODEL_FAMILIES
 
 
 def gmdrit(*args, cwd=None, env=None):
@@ -69,7 +69,7 @@ def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
 
 
 def _end_process_script(body: str) -> list[str]:
-    return [sys.executable, "-c", "import sys, threading, time, torch\nfrom gmdrit_cli.cli import _end_process\n" + body]
+    return [sys.executable, "-c", "import sys, threading, time, torch\nfrom gmdrit_cli.cli.main import _end_process\n" + body]
 
 
 def test_fast_exit_flushes_piped_output_and_keeps_the_exit_code():

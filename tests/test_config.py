@@ -1,9 +1,9 @@
 import pytest
 
-from gmdrit_cli.config import (Config, build_config, dump_config, list_presets, load_config, load_config_file,
+from gmdrit_cli.config.schema import (Config, build_config, dump_config, list_presets, load_config, load_config_file,
                                resolve_preset_path)
 from gmdrit_cli.errors import ConfigError
-from gmdrit_cli.models import MODEL_FAMILIES
+from gmdrit_cli.families import MODEL_FAMILIES
 
 
 def test_every_preset_loads_and_round_trips(tmp_path):

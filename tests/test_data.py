@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import make_dataset
-from gmdrit_cli.data import UnpairedImageFolders, domain_folders, open_rgb, resolve_root
+from gmdrit_cli.data.unpaired import UnpairedImageFolders, domain_folders, open_rgb, resolve_root
 from gmdrit_cli.errors import DataError
 
 

@@ -19,8 +19,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from conftest import tiny_overrides
-from gmdrit_cli.checkpoint import find_checkpoint
-from gmdrit_cli.trainer import resume_run, train
+from gmdrit_cli.training.checkpoint import find_checkpoint
+from gmdrit_cli.training.trainer import resume_run, train
 from test_resume import PRESET_OF_FAMILY, assert_same_run, cfg_for, wait_for_iterations
 
 #: one process's global batch of 4 is two rows per process with two processes
@@ -183,7 +183,7 @@ def test_a_killed_process_makes_the_other_exit_instead_of_hanging(tiny_data, tmp
 def _collectives_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from gmdrit_cli import distributed
+    from gmdrit_cli.training import distributed
     from gmdrit_cli.errors import TrainingError
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)

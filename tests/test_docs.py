@@ -38,8 +38,8 @@ def test_every_docs_page_is_reachable_from_the_readme():
 
 
 def test_the_commands_the_readme_shows_exist():
-    from gmdrit_cli.cli import app  # noqa: F401  (registers every command)
-    from gmdrit_cli.cli_app import app as typer_app
+    from gmdrit_cli.cli.main import app  # noqa: F401  (registers every command)
+    from gmdrit_cli.cli.app import app as typer_app
 
     names = {c.name or c.callback.__name__ for c in typer_app.registered_commands}
     names |= {g.name for g in typer_app.registered_groups}

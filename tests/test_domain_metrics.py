@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.config import load_config
-from gmdrit_cli.evaluate import EvalOptions, evaluate
-from gmdrit_cli.metrics import MetricError
-from gmdrit_cli.metrics import domain_classifier as dcm
-from gmdrit_cli.metrics.msssim_diversity import MSSSIMDiversity, scale_rule
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
+from gmdrit_cli.evaluation.metrics import MetricError
+from gmdrit_cli.evaluation.metrics import domain_classifier as dcm
+from gmdrit_cli.evaluation.metrics.msssim_diversity import MSSSIMDiversity, scale_rule
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -221,7 +221,7 @@ def test_classifier_record_and_cache(discs, monkeypatch):
     assert torch.equal(again.logits(probe), clf.logits(probe))
 
     # another dataset (one more training file), another seed or another crop: another key
-    from gmdrit_cli.metrics.images import PreprocessedImages
+    from gmdrit_cli.evaluation.metrics.images import PreprocessedImages
 
     files = PreprocessedImages(str(root), cfg, "train").files
     key = dcm.protocol_key(dcm.make_protocol(root, cfg.data.domains, files, 36, 32, SMALL))

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error
-from gmdrit_cli.download import (DATASETS, PAIRED_SUFFIX, DatasetSpec, DownloadError, dataset_state,
+from gmdrit_cli.data.download import (DATASETS, PAIRED_SUFFIX, DatasetSpec, DownloadError, dataset_state,
                                  download_dataset, find_dataset, list_datasets)
 
 UNPAIRED_LAYOUT = {"trainA": 3, "trainB": 2, "testA": 1, "testB": 1}

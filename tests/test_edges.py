@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error
-from gmdrit_cli.edges import edge_lines, edges_pair, make_edges_dataset
+from gmdrit_cli.data.edges import edge_lines, edges_pair, make_edges_dataset
 from gmdrit_cli.errors import DataError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gmdrit_cli"

@@ -8,11 +8,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import tiny_overrides
-from gmdrit_cli import model_files as mf
+from gmdrit_cli.inference import model_files as mf
 from gmdrit_cli.errors import InferenceError
-from gmdrit_cli.checkpoint import list_checkpoints
-from gmdrit_cli.config import load_config
-from gmdrit_cli.trainer import Run, resume_run, train
+from gmdrit_cli.training.checkpoint import list_checkpoints
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.training.trainer import Run, resume_run, train
 from test_resume import assert_same_run
 
 BETA = 0.75  # far from 1, so that three iterations move the copy visibly

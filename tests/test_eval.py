@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.config import load_config
-from gmdrit_cli.metrics import MetricError
-from gmdrit_cli.evaluate import EvalOptions, evaluate
-from gmdrit_cli.metrics import DEFAULT_METRICS, METRICS
-from gmdrit_cli.metrics.fid import INCEPTION_FILE, write_random_inception_weights
-from gmdrit_cli.metrics.lpips_diversity import write_random_alexnet_weights
-from gmdrit_cli.trainer import train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.evaluation.metrics import MetricError
+from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
+from gmdrit_cli.evaluation.metrics import DEFAULT_METRICS, METRICS
+from gmdrit_cli.evaluation.metrics.fid import INCEPTION_FILE, write_random_inception_weights
+from gmdrit_cli.evaluation.metrics.lpips_diversity import write_random_alexnet_weights
+from gmdrit_cli.training.trainer import train
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -123,7 +123,7 @@ def test_eval_temperature_is_recorded_and_checked(tiny, tmp_path):
 
 
 def test_default_ndb_bins_fit_the_training_set():
-    from gmdrit_cli.metrics.eval_ndb import default_ndb_bins
+    from gmdrit_cli.evaluation.metrics.eval_ndb import default_ndb_bins
 
     assert [default_ndb_bins(n) for n in (1019, 500, 499, 36, 5)] == [50, 50, 49, 3, 2]
 

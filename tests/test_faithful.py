@@ -9,15 +9,15 @@ import torch
 from PIL import Image
 
 from conftest import TINY_BICYCLEGAN, make_paired_dataset
-from gmdrit_cli.config import load_config
-from gmdrit_cli.evaluate import EvalOptions, evaluate
-from gmdrit_cli.metrics import MetricError
-from gmdrit_cli.metrics.eval_diversity import MSSSIMScores
-from gmdrit_cli.metrics.eval_faithful import Z_STEPS, ZSensitivityScores
-from gmdrit_cli.metrics.evaluator import EvalContext
-from gmdrit_cli.metrics.images import quantise
-from gmdrit_cli.model_files import load_for_inference
-from gmdrit_cli.trainer import train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
+from gmdrit_cli.evaluation.metrics import MetricError
+from gmdrit_cli.evaluation.metrics.eval_diversity import MSSSIMScores
+from gmdrit_cli.evaluation.metrics.eval_faithful import Z_STEPS, ZSensitivityScores
+from gmdrit_cli.evaluation.metrics.evaluator import EvalContext
+from gmdrit_cli.evaluation.metrics.images import quantise
+from gmdrit_cli.inference.model_files import load_for_inference
+from gmdrit_cli.training.trainer import train
 
 torch.set_num_threads(1)
 

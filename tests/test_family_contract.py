@@ -1,6 +1,6 @@
 """The model-family contract, checked for every registered family (docs/adding-a-family.md).
 
-A family that registers itself in ``gmdrit_cli.models`` is picked up here without editing this file: a tiny
+A family that registers itself in ``gmdrit_cli.families`` is picked up here without editing this file: a tiny
 model (crop 32, width 8, nz 8, plus the family's own ``tiny_overrides``) of the ``quickstart`` preset with
 ``model.family`` set to it trains two finite steps, resumes bitwise, translates, interpolates and exports through
 the CLI, evaluates NDB/JSD and counts its parameters in ``--dry-run``. A family whose capabilities say
@@ -23,12 +23,12 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_dataset, make_paired_dataset, tiny_overrides
-from gmdrit_cli.config import load_config
-from gmdrit_cli.data import Batch
-from gmdrit_cli.engine import Engine, OptimizerGroup
-from gmdrit_cli.models import MODEL_FAMILIES, build_for_training, build_model
-from gmdrit_cli.models.base import Capabilities, ModelFamily
-from gmdrit_cli.trainer import resume_run, train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.training.engine import Engine, OptimizerGroup
+from gmdrit_cli.families import MODEL_FAMILIES, build_for_training, build_model
+from gmdrit_cli.families.base import Capabilities, ModelFamily
+from gmdrit_cli.training.trainer import resume_run, train
 
 FAMILIES = sorted(MODEL_FAMILIES)
 CPU = torch.device("cpu")
@@ -236,7 +236,7 @@ def test_dry_run_counts_every_network(family, data):
 
 
 def test_the_template_to_copy_implements_every_contract_method():
-    from gmdrit_cli.models.template import TemplateFamily
+    from gmdrit_cli.families.template import TemplateFamily
 
     assert not inspect.isabstract(TemplateFamily)
     assert TemplateFamily.name not in MODEL_FAMILIES  # a template, never registered

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from gmdrit_cli import losses_mixture as lm
-from gmdrit_cli.config import build_config, load_config
-from gmdrit_cli.data import Batch
-from gmdrit_cli.engine import Engine
-from gmdrit_cli.models.gmdrit import GMDRIT
-from gmdrit_cli.nets import gmdrit as gnets
-from gmdrit_cli.nets.gmdrit import VAR_FLOOR, AdaIN, MixtureAttributeEncoder, gumbel_softmax
-from gmdrit_cli.trainer import describe_model, train
+from gmdrit_cli.families.gmdrit import losses as lm
+from gmdrit_cli.config.schema import build_config, load_config
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.training.engine import Engine
+from gmdrit_cli.families.gmdrit.model import GMDRIT
+from gmdrit_cli.families.gmdrit import nets as gnets
+from gmdrit_cli.families.gmdrit.nets import VAR_FLOOR, AdaIN, MixtureAttributeEncoder, gumbel_softmax
+from gmdrit_cli.training.trainer import describe_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

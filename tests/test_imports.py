@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gmdrit_cli.config import FAMILY_NAMES
-from gmdrit_cli.models import MODEL_FAMILIES
+from gmdrit_cli.config.schema import FAMILY_NAMES
+from gmdrit_cli.families import MODEL_FAMILIES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gmdrit_cli"
 
@@ -19,8 +19,8 @@ def test_config_family_names_match_the_registry():
 
 
 def test_importing_the_config_loads_no_model_or_network_code():
-    code = ("import json, sys; import gmdrit_cli.config; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gmdrit_cli.models', "
+    code = ("import json, sys; import gmdrit_cli.config.schema; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gmdrit_cli.families', "
             "'gmdrit_cli.nets', 'torch')) or m == 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout) == []

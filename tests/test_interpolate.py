@@ -12,11 +12,11 @@ import torch
 from PIL import Image, ImageSequence
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli import inference as inf
-from gmdrit_cli import model_files as mf
+from gmdrit_cli.inference import translate as inf
+from gmdrit_cli.inference import model_files as mf
 from gmdrit_cli.errors import InferenceError
-from gmdrit_cli.config import load_config
-from gmdrit_cli.trainer import train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.training.trainer import train
 
 STEPS = 5
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from gmdrit_cli import losses
-from gmdrit_cli.config import build_config, load_config
-from gmdrit_cli.data import Batch
-from gmdrit_cli.engine import Engine
-from gmdrit_cli.model_files import load_for_inference
-from gmdrit_cli.models import build_model
-from gmdrit_cli.trainer import train
+from gmdrit_cli.families import drit_losses as losses
+from gmdrit_cli.config.schema import build_config, load_config
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.training.engine import Engine
+from gmdrit_cli.inference.model_files import load_for_inference
+from gmdrit_cli.families import build_model
+from gmdrit_cli.training.trainer import train
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gmdrit_cli.nets.blocks import (
+from gmdrit_cli.families.blocks import (
     GaussianNoiseLayer,
     LayerNorm,
     LeakyReLUConv2d,
@@ -17,7 +17,7 @@ from gmdrit_cli.nets.blocks import (
     init_conv_weights,
     tile,
 )
-from gmdrit_cli.nets.mdmm import (
+from gmdrit_cli.families.mdmm.nets import (
     AttributeBackbone,
     AttributeEncoder,
     ContentDiscriminator,

@@ -8,13 +8,15 @@ import torch
 from PIL import Image
 
 from conftest import APPLE2ORANGE, tiny_overrides
-from gmdrit_cli import losses
-from gmdrit_cli.checkpoint import load_network_weights, load_optimizer_states, verify_checkpoint
-from gmdrit_cli.config import load_config, load_config_file
-from gmdrit_cli.data import Batch
-from gmdrit_cli.engine import lr_multiplier
-from gmdrit_cli.models import build_for_training, build_model, drit
-from gmdrit_cli.trainer import Run, train
+from gmdrit_cli.families import drit_losses as losses
+from gmdrit_cli.training.checkpoint import load_network_weights, load_optimizer_states, verify_checkpoint
+from gmdrit_cli.config.schema import load_config, load_config_file
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.training.engine import lr_multiplier
+from gmdrit_cli.families import build_for_training
+from gmdrit_cli.families import build_model
+from gmdrit_cli.families import drit
+from gmdrit_cli.training.trainer import Run, train
 
 
 def tiny_cfg(root, *extra, iters=2):

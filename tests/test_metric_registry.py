@@ -1,7 +1,7 @@
 """Every `gmdrit eval` metric is an Evaluator named by its registry entry (metrics/evaluator.py)."""
 
-from gmdrit_cli.metrics import METRICS
-from gmdrit_cli.metrics.evaluator import Evaluator
+from gmdrit_cli.evaluation.metrics import METRICS
+from gmdrit_cli.evaluation.metrics.evaluator import Evaluator
 
 
 def test_every_registered_metric_names_an_evaluator():

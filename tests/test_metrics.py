@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gmdrit_cli.metrics import METRICS, MetricError, WeightsError, parse_metric_names, sha256_file
-from gmdrit_cli.metrics import fid as fidm
-from gmdrit_cli.metrics.cluster import cluster_scores, hungarian_accuracy, normalized_mutual_information
-from gmdrit_cli.metrics.ndb import NDB, js_divergence, kmeans, two_proportion_z_test
+from gmdrit_cli.evaluation.metrics import METRICS, MetricError, WeightsError, parse_metric_names, sha256_file
+from gmdrit_cli.evaluation.metrics import fid as fidm
+from gmdrit_cli.evaluation.metrics.cluster import cluster_scores, hungarian_accuracy, normalized_mutual_information
+from gmdrit_cli.evaluation.metrics.ndb import NDB, js_divergence, kmeans, two_proportion_z_test
 
 torch.set_num_threads(1)
 
@@ -149,7 +149,7 @@ def test_random_inception_file_loads_from_flag_and_cache(tmp_path, monkeypatch):
 def test_lpips_wrapper_equals_lpips_package(tmp_path, version):
     import lpips
 
-    from gmdrit_cli.metrics.lpips_diversity import LPIPSDiversity, write_random_alexnet_weights
+    from gmdrit_cli.evaluation.metrics.lpips_diversity import LPIPSDiversity, write_random_alexnet_weights
 
     path = write_random_alexnet_weights(tmp_path / "alexnet.pth", seed=1)
     ours = LPIPSDiversity(version, path)
@@ -170,7 +170,7 @@ def test_lpips_wrapper_equals_lpips_package(tmp_path, version):
 
 
 def test_lpips_offline_message(tmp_path, monkeypatch):
-    from gmdrit_cli.metrics.lpips_diversity import ALEXNET_FILE, LPIPSDiversity
+    from gmdrit_cli.evaluation.metrics.lpips_diversity import ALEXNET_FILE, LPIPSDiversity
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("GMDRIT_OFFLINE", "1")

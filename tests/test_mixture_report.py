@@ -18,11 +18,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.config import build_config, load_config
-from gmdrit_cli.mixture_report import (CLAIMS_PER_ROW, GUTTER, SAMPLE_INPUTS, SEPARATOR, MixtureError,
+from gmdrit_cli.config.schema import build_config, load_config
+from gmdrit_cli.families.gmdrit.mixture_report import (CLAIMS_PER_ROW, GUTTER, SAMPLE_INPUTS, SEPARATOR, MixtureError,
                                        MixtureOptions, curve_entry, mixture_report)
-from gmdrit_cli.models import build_model
-from gmdrit_cli.trainer import train
+from gmdrit_cli.families import build_model
+from gmdrit_cli.training.trainer import train
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -216,7 +216,7 @@ def test_prior_fit_by_hand(monkeypatch):
     """Two components; the test images' posterior means and variances are set by hand, the prior too."""
     from types import SimpleNamespace
 
-    from gmdrit_cli.mixture_report import prior_fit
+    from gmdrit_cli.families.gmdrit.mixture_report import prior_fit
 
     class FakeEncoder:
         def __call__(self, x, argmax=True, sample=False):

@@ -24,11 +24,11 @@ from conftest import assert_one_line_error, make_dataset, make_paired_dataset, t
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'gmdrit[onnx]'")
 
-from gmdrit_cli.config import load_config  # noqa: E402
-from gmdrit_cli.model_files import load_for_inference  # noqa: E402
-from gmdrit_cli.models import MODEL_FAMILIES  # noqa: E402
-from gmdrit_cli.onnx_export import TOLERANCE, export_onnx  # noqa: E402
-from gmdrit_cli.trainer import train  # noqa: E402
+from gmdrit_cli.config.schema import load_config  # noqa: E402
+from gmdrit_cli.inference.model_files import load_for_inference  # noqa: E402
+from gmdrit_cli.families import MODEL_FAMILIES  # noqa: E402
+from gmdrit_cli.inference.onnx_export import TOLERANCE, export_onnx  # noqa: E402
+from gmdrit_cli.training.trainer import train  # noqa: E402
 
 FAMILIES = sorted(MODEL_FAMILIES)
 #: families whose exports take only the training crop (their encoders end in dense layers sized for it)
@@ -53,7 +53,7 @@ def exported(tmp_path_factory):
         extra = ["mixture.components_per_domain=2"] if family == "gmdrit" else []
         probe = load_config("quickstart", tiny_overrides(unpaired, 1) + [f"model.family={family}",
                                                                         "data.domains=[apple,orange]"] + list(cls.tiny_overrides))
-        from gmdrit_cli.models import build_model
+        from gmdrit_cli.families import build_model
 
         root = paired if build_model(probe, torch.device("cpu")).capabilities.paired_data else unpaired
         cfg = load_config("quickstart", tiny_overrides(root, 1) + [f"model.family={family}", "data.domains=[apple,orange]"]
@@ -148,7 +148,7 @@ def test_onnx_translate_runs_without_torch(exported, tmp_path):
     """torch made unimportable (a None entry in sys.modules): the ONNX path still writes every output."""
     _, out, root = exported["gmdrit"]
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from gmdrit_cli.cli import _run_app\n"
+            "from gmdrit_cli.cli.main import _run_app\n"
             f"sys.argv = ['gmdrit', 'translate', {str(root / 'testA')!r}, '--domain', 'orange', '--samples', '3', "
             f"'--seed', '5', '--checkpoint', {str(out / 'model.onnx')!r}, '--out', {str(tmp_path / 'o')!r}]\n"
             "code = _run_app()\n"

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from conftest import make_paired_dataset
-from gmdrit_cli.config import load_config
+from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError, DataError
-from gmdrit_cli.paired_data import PairedImages, eval_split
+from gmdrit_cli.data.paired import PairedImages, eval_split
 
 
 def pairs(root, **kw):

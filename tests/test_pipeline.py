@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, make_paired_dataset, tiny_overrides
-from gmdrit_cli.data import UnpairedImageFolders
-from gmdrit_cli.data_cache import cache_dataset, tree_summary
+from gmdrit_cli.data.unpaired import UnpairedImageFolders
+from gmdrit_cli.data.cache import cache_dataset, tree_summary
 from gmdrit_cli.errors import DataError
-from gmdrit_cli.paired_data import PairedImages
-from gmdrit_cli.pipeline import BatchPipeline, Draw, auto_threads
-from gmdrit_cli.trainer import resume_run, train
+from gmdrit_cli.data.paired import PairedImages
+from gmdrit_cli.data.pipeline import BatchPipeline, Draw, auto_threads
+from gmdrit_cli.training.trainer import resume_run, train
 from test_distributed import finish, launch, set_args
 from test_resume import assert_same_run, cfg_for, data_for
 

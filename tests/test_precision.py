@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import make_paired_dataset, tiny_overrides
-from gmdrit_cli import speed
-from gmdrit_cli.config import load_config
-from gmdrit_cli.data import Batch
-from gmdrit_cli.models import MODEL_FAMILIES, build_for_training
+from gmdrit_cli.training import speed
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.families import MODEL_FAMILIES, build_for_training
 from test_resume import PRESET_OF_FAMILY
 
 CUDA = torch.device("cuda")
@@ -121,7 +121,7 @@ def test_fp16_with_loss_scaling_trains_every_family_close_to_fp32(family, tmp_pa
 
 
 def test_the_choice_and_its_reason_are_recorded_in_the_run_folder(tiny_data, tmp_path):
-    from gmdrit_cli.trainer import train
+    from gmdrit_cli.training.trainer import train
 
     cfg = load_config("reduced_res", tiny_overrides(tiny_data, 1) + ["speed.amp=off", "speed.prefetch=1",
                                                                      "speed.loader_threads=2"])

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from safetensors import safe_open
 
-from gmdrit_cli.model_files import PRETRAINED, load_for_inference, resolve_model
+from gmdrit_cli.inference.model_files import PRETRAINED, load_for_inference, resolve_model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "gmdrit_cli" / "sample_data" / "apple2orange"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -83,7 +83,7 @@ def test_eval_without_a_model_writes_into_runs_pretrained(tmp_path):
 def test_the_default_temperature_is_the_models_sample_temperature(tmp_path):
     """The pretrained model samples at its stored temperature unless --temperature says otherwise: the default
     gives the bytes of an explicit value equal to it, not those of another temperature."""
-    from gmdrit_cli.inference import translate
+    from gmdrit_cli.inference.translate import translate
 
     cfg, model = load_for_inference(None)
     t = cfg.model.sample_temperature

@@ -15,12 +15,12 @@ from PIL import Image
 
 from chromium_page import Chromium, find_chromium
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.benchmark import BenchmarkResult, RowResult, write_outputs
-from gmdrit_cli.config import load_config
-from gmdrit_cli.evaluate import EvalOptions, evaluate
-from gmdrit_cli.report import build_report
-from gmdrit_cli.report_charts import smooth
-from gmdrit_cli.trainer import train
+from gmdrit_cli.training.benchmark import BenchmarkResult, RowResult, write_outputs
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
+from gmdrit_cli.reporting.report import build_report
+from gmdrit_cli.reporting.charts import smooth
+from gmdrit_cli.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_paired_dataset, tiny_overrides
-from gmdrit_cli.checkpoint import find_checkpoint, list_checkpoints
-from gmdrit_cli.config import load_config
+from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
+from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import CheckpointError, ConfigError
-from gmdrit_cli.models import MODEL_FAMILIES, build_model
-from gmdrit_cli.trainer import Run, open_run, resume_run, train
+from gmdrit_cli.families import MODEL_FAMILIES, build_model
+from gmdrit_cli.training.trainer import Run, open_run, resume_run, train
 
 PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res", "bicyclegan": "bicyclegan_quickstart",
                     "vae": "vae_apple2orange"}

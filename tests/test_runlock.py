@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_overrides
-from gmdrit_cli.checkpoint import find_checkpoint
-from gmdrit_cli.runlock import LOCK_FILE, STALE_AFTER_S, RunFolderBusy, RunLock
+from gmdrit_cli.training.checkpoint import find_checkpoint
+from gmdrit_cli.training.runlock import LOCK_FILE, STALE_AFTER_S, RunFolderBusy, RunLock
 from test_resume import wait_for_iterations
 
 

@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from gmdrit_cli import losses, losses_mixture, shard
-from gmdrit_cli.data import UnpairedImageFolders
+from gmdrit_cli.families import drit_losses as losses
+
+from gmdrit_cli.families.gmdrit import losses as losses_mixture
+
+from gmdrit_cli.training import shard
+from gmdrit_cli.data.unpaired import UnpairedImageFolders
 
 
 def test_rows_of_each_process_by_hand():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_overrides
-from gmdrit_cli.config import load_config
-from gmdrit_cli.trainer import resume_run, train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.training.trainer import resume_run, train
 
 pytest.importorskip("tensorboard", reason="the tensorboard package is not installed")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 from conftest import assert_one_line_error, make_dataset, tiny_overrides
-from gmdrit_cli import inference as inf
-from gmdrit_cli import model_files as mf
+from gmdrit_cli.inference import translate as inf
+from gmdrit_cli.inference import model_files as mf
 from gmdrit_cli.errors import CheckpointError, InferenceError
-from gmdrit_cli.config import load_config
-from gmdrit_cli.trainer import train
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.training.trainer import train
 
 DOMAINS = "data.domains=[apple,orange]"
 
@@ -255,7 +255,7 @@ def test_temperature_translate_and_its_errors(models, tmp_path):
 
 
 def test_quantize_round_trip_by_hand():
-    from gmdrit_cli.quantize import SCALE_SUFFIX, dequantize_tensors, quantize_tensors
+    from gmdrit_cli.inference.quantize import SCALE_SUFFIX, dequantize_tensors, quantize_tensors
 
     w = torch.linspace(-1, 1, 2048).reshape(2, 1024)
     w[1] *= 0.254  # channel 1's scale: 0.254 / 127 = 0.002

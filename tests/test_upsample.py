@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.config import load_config
+from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError
-from gmdrit_cli.model_files import export_model, load_for_inference
-from gmdrit_cli.nets.blocks import ReLUINSConvTranspose2d, ReLUINSResizeConv2d, resize_conv, tile, upsample_block
-from gmdrit_cli.nets.gmdrit import build_gmdrit_networks
-from gmdrit_cli.nets.mdmm import Generator
-from gmdrit_cli.trainer import resume_run, train
+from gmdrit_cli.inference.model_files import export_model, load_for_inference
+from gmdrit_cli.families.blocks import ReLUINSConvTranspose2d, ReLUINSResizeConv2d, resize_conv, tile, upsample_block
+from gmdrit_cli.families.gmdrit.nets import build_gmdrit_networks
+from gmdrit_cli.families.mdmm.nets import Generator
+from gmdrit_cli.training.trainer import resume_run, train
 
 torch.set_num_threads(1)
 MODES = ("transposed", "resize_conv")
@@ -121,7 +121,7 @@ def test_a_new_run_starts_from_another_models_weights_at_another_crop(data, tmp_
     train(load_config("quickstart", base), tmp_path / "small")
     small = load_file(str(tmp_path / "small" / "checkpoints" / "iter_0000002" / "model.safetensors"))
     big_cfg = base + ["data.resize=136", "data.crop=128", f"train.init_from={tmp_path / 'small'}", "train.max_iters=1"]
-    from gmdrit_cli.trainer import open_run
+    from gmdrit_cli.training.trainer import open_run
 
     run = open_run(load_config("quickstart", big_cfg), tmp_path / "big")
     state = {f"{n}.{k}": v for n, net in run.model.networks.items() for k, v in net.state_dict().items()}

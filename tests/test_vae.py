@@ -12,13 +12,13 @@ import torch
 from pytorch_msssim import ms_ssim as package_ms_ssim
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.config import load_config
+from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError
-from gmdrit_cli.losses_vae import gaussian_kl, ms_ssim, vae_loss
-from gmdrit_cli.metrics.msssim_diversity import ms_ssim as scale_rule_ms_ssim
-from gmdrit_cli.models import build_model
-from gmdrit_cli.nets.vae import VAEDecoder, VAEEncoder
-from gmdrit_cli.trainer import open_run
+from gmdrit_cli.families.vae.losses import gaussian_kl, ms_ssim, vae_loss
+from gmdrit_cli.evaluation.metrics.msssim_diversity import ms_ssim as scale_rule_ms_ssim
+from gmdrit_cli.families import build_model
+from gmdrit_cli.families.vae.nets import VAEDecoder, VAEEncoder
+from gmdrit_cli.training.trainer import open_run
 
 CPU = torch.device("cpu")
 C1 = 0.01 ** 2  # SSIM's (K1 * data range)^2 with data range 1
@@ -231,7 +231,7 @@ def test_translation_is_the_target_decoder_of_mu_and_references_decode_their_own
 
 
 def test_reconstruction_metric_by_hand():
-    from gmdrit_cli.metrics.eval_reconstruction import reconstruction_scores
+    from gmdrit_cli.evaluation.metrics.eval_reconstruction import reconstruction_scores
 
     a = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
     b = a.clone()
@@ -250,8 +250,8 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
 
     from PIL import Image
 
-    from gmdrit_cli.data import to_image, to_tensor
-    from gmdrit_cli.model_files import load_for_inference
+    from gmdrit_cli.data.unpaired import to_image, to_tensor
+    from gmdrit_cli.inference.model_files import load_for_inference
 
     run = tmp_path / "run"
     args = [a for v in tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"] for a in ("--set", v)]

@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, make_dataset, tiny_overrides
-from gmdrit_cli.cli_app import console
-from gmdrit_cli.cli_eval import render
-from gmdrit_cli.config import load_config
-from gmdrit_cli.data import UnpairedImageFolders, hold_out
+from gmdrit_cli.cli.app import console
+from gmdrit_cli.cli.eval import render
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.data.unpaired import UnpairedImageFolders, hold_out
 from gmdrit_cli.errors import DataError
-from gmdrit_cli.evaluate import EvalOptions
-from gmdrit_cli.model_files import export_model, load_for_inference
-from gmdrit_cli.temperature_sweep import choose_temperature, parse_temperatures, sweep
-from gmdrit_cli.trainer import resume_run, train
+from gmdrit_cli.evaluation.evaluate import EvalOptions
+from gmdrit_cli.inference.model_files import export_model, load_for_inference
+from gmdrit_cli.evaluation.temperature_sweep import choose_temperature, parse_temperatures, sweep
+from gmdrit_cli.training.trainer import resume_run, train
 
 torch.set_num_threads(1)
 

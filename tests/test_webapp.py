@@ -25,7 +25,7 @@ from chromium_page import Chromium, find_chromium
 gr = pytest.importorskip("gradio", reason="the app extra: pip install 'gmdrit[app]'")
 
 from chromium_app import LivePage  # noqa: E402
-from gmdrit_cli.webapp import (MAX_UPLOAD_PIXELS, MODE_RANDOM, Request, check_upload,  # noqa: E402
+from gmdrit_cli.inference.webapp import (MAX_UPLOAD_PIXELS, MODE_RANDOM, Request, check_upload,  # noqa: E402
                                example_images, load_app_model, run_request)
 
 CHROMIUM = find_chromium()

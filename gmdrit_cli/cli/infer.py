@@ -1,0 +1,272 @@
+"""CLI commands that use a trained model: translate, interpolate, export.
+
+Parsing and rendering only; the work is in :mod:`gmdrit_cli.inference.translate`. Inputs that fail are reported
+one line each on stderr, the others are still processed, and the command then exits with code 1.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .app import app, console, err_console
+
+RunOption = Annotated[Optional[Path], typer.Option(
+    "--run", help="run folder: its latest valid checkpoint (or any path --checkpoint takes)")]
+CheckpointOption = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", "-c", help="checkpoint folder, or an exported model.safetensors (config.yaml beside it) or its folder")]
+SeedOption = Annotated[Optional[int], typer.Option(
+    "--seed", help="seed of the random attributes: the same seed gives the same output bytes (default: random, printed)")]
+SizeOption = Annotated[Optional[int], typer.Option(
+    "--size", help="working resolution in pixels, a multiple of 4 (default: the training crop)")]
+SquareOption = Annotated[bool, typer.Option(
+    "--square", help="write square outputs instead of keeping the input's aspect ratio")]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
+ThreadsOption = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)")]
+NoEmaOption = Annotated[bool, typer.Option(
+    "--no-ema", help="use the raw weights instead of their EMA copy (runs trained with train.ema_beta > 0)")]
+ReferenceOption = Annotated[Optional[list[Path]], typer.Option(
+    "--reference", "-r", help="reference image whose attribute is used (repeatable)")]
+InputsArgument = Annotated[list[str], typer.Argument(
+    metavar="INPUT", help="image files, folders (their images) or globs", show_default=False)]
+
+
+class ExportFormat(str, Enum):
+    safetensors = "safetensors"
+    onnx = "onnx"
+
+
+class Between(str, Enum):
+    random = "random"
+    references = "references"
+    components = "components"
+    domains = "domains"
+
+
+def _load(run: Optional[Path], checkpoint: Optional[Path], device: str, threads: int, no_ema: bool = False):
+    from ..errors import GmdritError
+    from ..inference.model_files import load_for_inference
+
+    if run is not None and checkpoint is not None:
+        raise GmdritError("give either --run or --checkpoint, not both")
+    path = run if run is not None else checkpoint  # None: the pretrained model inside the package
+    if threads < 0:
+        raise GmdritError(f"--threads {threads}: give a positive count, or 0 for torch's default")
+    from ..limits import MAX_THREADS, bounded
+
+    bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow torch down")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return load_for_inference(path, device, ema=not no_ema)
+
+
+def _seed(seed: Optional[int]) -> int:
+    from ..limits import seed as check_seed
+
+    return check_seed(seed) if seed is not None else secrets.randbelow(2**31)
+
+
+def _progress(header: str):
+    """A transient progress bar when stdout is a terminal (nothing in logs or pipes); ``header`` is printed
+    when the work starts, i.e. once the options have been checked."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[current]}"), console=console, transient=True,
+                        disable=not console.is_terminal)
+    task = progress.add_task("images", total=None, current="")
+    started = []
+
+    def update(done: int, total: int, current: str) -> None:
+        if not started:
+            started.append(True)
+            progress.console.print(header, markup=False, highlight=False, soft_wrap=True)
+        progress.update(task, completed=done, total=total, current=Path(current).name if current else "")
+
+    return progress, update
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold")
+    for name in columns:
+        table.add_column(name, overflow="fold")  # long paths wrap, never get cut
+    return table
+
+
+def _temperature_note(given: float | None, default: float) -> str:
+    used = default if given is None else given
+    if used == 1.0:
+        return ""
+    return f" at temperature {used:g}" + (" (the model's default)" if given is None else "")
+
+
+def _header(model, seed: int, size: int, what: str) -> str:
+    source = model.source
+    where = source.describe() if source is not None else "model"
+    return f"model {where} on {model.device}; {what}; seed {seed}; working size {size} px"
+
+
+def _report_failures(result, verb: str) -> None:
+    """One line per failed input, a summary, exit code 1 when anything failed."""
+    for note in result.notes:
+        err_console.print(Text.assemble(("note: ", "bold yellow"), note), soft_wrap=True, highlight=False)
+    if not result.failures:
+        if not result.items:
+            err_console.print(Text.assemble(("error: ", "bold red"), "no input images"), soft_wrap=True)
+            raise typer.Exit(1)
+        return
+    for failure in result.failures:
+        err_console.print(Text.assemble(("error: ", "bold red"), f"{failure.source}: {failure.message}"),
+                          soft_wrap=True, highlight=False)
+    total = len(result.items) + len(result.failures)
+    failed = ", ".join(f.source for f in result.failures)
+    err_console.print(f"{verb} {len(result.items)} of {total} inputs; failed: {failed}",
+                      soft_wrap=True, highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def translate(
+    inputs: InputsArgument,
+    domain: Annotated[str, typer.Option("--domain", "-d", help="target domain, by name (see the model's config)")],
+    samples: Annotated[Optional[int], typer.Option(
+        "--samples", "-n", help="outputs per input with random attributes [default: 5]", show_default=False)] = None,
+    component: Annotated[Optional[int], typer.Option(
+        "--component", "-k", help="GM-DRIT: draw attributes from this component of the domain (0-based)")] = None,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", "-t", help="scale of the prior's standard deviation for random attributes (<1: more "
+                                    "faithful, >1: more diverse) [default: the model's model.sample_temperature, "
+                                    "1 unless set]", show_default=False)] = None,
+    reference: ReferenceOption = None,
+    run: RunOption = None,
+    checkpoint: CheckpointOption = None,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    square: SquareOption = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("translations"),
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = 0,
+    no_ema: NoEmaOption = False,
+) -> None:
+    """Translate images into a domain: several outputs per input from random attributes, or the attribute of
+    reference images (--reference). An ONNX export (--checkpoint model.onnx) runs on onnxruntime without torch."""
+    from ..inference.onnx_translate import onnx_folder
+
+    if onnx_folder(checkpoint if checkpoint is not None else run) is not None:
+        from .onnx import translate_onnx
+
+        return translate_onnx(inputs, domain=domain, samples=samples, component=component, temperature=temperature,
+                              reference=reference, run=run, checkpoint=checkpoint, seed=seed, size=size,
+                              square=square, out=out, device=device, threads=threads, no_ema=no_ema)
+    from ..inference.translate import translate as run_translate
+
+    cfg, model = _load(run, checkpoint, device, threads, no_ema)
+    seed = _seed(seed)
+    mode = (f"attributes of {len(reference)} reference image(s)" if reference
+            else "the prior's mean attribute (z = mu; --samples N draws)"
+            if samples is None and not model.capabilities.random_by_default
+            else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else "")
+            + _temperature_note(temperature, cfg.model.sample_temperature))
+    progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))
+    with progress:
+        result = run_translate(model, inputs, domain=domain, samples=samples, component=component,
+                               temperature=temperature, references=reference, seed=seed, size=size, square=square, out=out,
+                               on_progress=update)
+    if result.items:
+        table = _table("input", f"outputs (in {result.out})", "grid", "size")
+        for item in result.items:
+            first, last = item.outputs[0].name, item.outputs[-1].name
+            outputs = first if first == last else f"{first} .. {last}"
+            table.add_row(str(item.source), outputs, item.grid.name, f"{item.size[0]}x{item.size[1]}")
+        console.print(table)
+        console.print(f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
+                      f"to '{result.domain}', {result.seconds:.1f} s)", markup=False, highlight=False, soft_wrap=True)
+    _report_failures(result, "translated")
+
+
+@app.command()
+def interpolate(
+    inputs: InputsArgument,
+    domain: Annotated[list[str], typer.Option(
+        "--domain", "-d", help="target domain; give two (start, end) with --between domains or references")],
+    steps: Annotated[int, typer.Option("--steps", help="frames, both endpoints included")] = 8,
+    between: Annotated[Between, typer.Option(
+        "--between", help="endpoints: two random attributes, two --reference images, two mixture components "
+                          "(GM-DRIT) or two domains")] = Between.random,
+    component: Annotated[Optional[list[int]], typer.Option(
+        "--component", "-k", help="GM-DRIT: pin the component (twice with --between components)")] = None,
+    reference: ReferenceOption = None,
+    run: RunOption = None,
+    checkpoint: CheckpointOption = None,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    square: SquareOption = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("interpolations"),
+    fps: Annotated[float, typer.Option("--fps", help="GIF frames per second")] = 8.0,
+    loop: Annotated[int, typer.Option("--loop", help="GIF loop count: 0 loops forever")] = 0,
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = 0,
+    no_ema: NoEmaOption = False,
+) -> None:
+    """Walk the attribute between two endpoints and decode each step: a strip PNG and an animated GIF per input."""
+    from ..inference.translate import interpolate as run_interpolate
+
+    cfg, model = _load(run, checkpoint, device, threads, no_ema)
+    seed = _seed(seed)
+    progress, update = _progress(_header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}"))
+    with progress:
+        result = run_interpolate(model, inputs, domains=list(domain), steps=steps, between=between.value,
+                                 components=component, references=reference, seed=seed, size=size,
+                                 square=square, out=out, fps=fps, loop=loop, on_progress=update)
+    if result.items:
+        table = _table("input", f"strip (in {result.out})", "gif", "size")
+        for item in result.items:
+            table.add_row(str(item.source), item.strip.name, item.gif.name, f"{item.size[0]}x{item.size[1]}")
+        console.print(table)
+        console.print(f"wrote {len(result.written)} files into {result.out} ({result.steps} steps from "
+                      f"{result.start} to {result.end}, {result.seconds:.1f} s)",
+                      markup=False, highlight=False, soft_wrap=True)
+    _report_failures(result, "interpolated")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="run folder (latest checkpoint), checkpoint folder or exported model")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write model.safetensors and config.yaml into")],
+    int8: Annotated[bool, typer.Option("--int8", help="int8 weights (per output channel) without training-only "
+                                                      "heads: about a quarter of the size")] = False,
+    meta: Annotated[Optional[list[str]], typer.Option(
+        "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable")] = None,
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="export the raw weights instead of their EMA copy")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace the model.safetensors / config.yaml already in --out")] = False,
+    format_: Annotated[ExportFormat, typer.Option(
+        "--format", help="safetensors (torch) or onnx (graphs checked against torch; translate runs them without "
+                         "torch)")] = None,
+) -> None:
+    """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
+    from ..errors import InferenceError
+    from ..inference.model_files import export_model
+
+    extra = {}
+    for item in meta or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InferenceError(f"--meta {item!r}: write KEY=VALUE")
+        extra[key.strip()] = value
+    if format_ == ExportFormat.onnx:
+        from .onnx import export_onnx_command
+
+        return export_onnx_command(run, out, int8=int8, meta=extra, no_ema=no_ema, force=force)
+    result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema, force=force)
+    console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "
+                  f"and {result.config}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"use it with: gmdrit translate IMAGE --domain {result.source.cfg.data.domains[-1]} "
+                  f"--checkpoint {result.weights}", markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,227 @@
+"""The `gmdrit` command line: parse, load the config, call one core function, render the result.
+
+Only the CLI modules (this one, ``cli_app.py`` and the ``cli_*`` modules) import typer and rich. Core code
+raises ``GmdritError``; here it becomes one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from .app import PresetOption, SetOption, app, console, err_console, run_with_stage_progress  # noqa: F401
+from ..errors import GmdritError
+
+@app.command()
+def presets() -> None:
+    """List the presets with a one-line description each."""
+    from ..config.schema import list_presets
+
+    table = Table("preset", "description", box=None, header_style="bold")
+    for name, description in list_presets().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the model families."""
+    from ..families import MODEL_FAMILIES
+
+    table = Table("family", "description", box=None, header_style="bold")
+    for name, cls in MODEL_FAMILIES.items():
+        table.add_row(name, cls.description)
+    console.print(table)
+
+
+def _loss_text(losses: dict[str, float] | None, keys: tuple[str, ...]) -> str:
+    if not losses:
+        return ""
+    return "  ".join(f"{k} {losses[k]:.3f}" for k in keys if k in losses)
+
+
+def _fit(run) -> None:
+    """Run ``run.fit`` under a progress bar and say how it ended (and how to continue it). Under torchrun
+    only rank 0 talks; the others train silently and exit alike."""
+    cfg = run.cfg
+    run.take_lock()  # a folder another process writes is refused before anything is said
+    if run.iteration >= run.end_iteration:  # e.g. train.max_iters below where the run already is
+        run.release_lock()
+        if run.processes.is_writer:
+            console.print(f"{run.run_dir} is already at iteration {run.iteration}, the end of this run "
+                          f"(train.max_iters={cfg.train.max_iters}); nothing to train: pass a higher "
+                          f"--set train.max_iters=N to continue it", markup=False)
+        return
+    if not run.processes.is_writer:
+        result = run.fit()
+        if not result.finished and result.stopped != "time budget":
+            raise typer.Exit(128 + getattr(signal, result.stopped, 15))
+        return
+    if run.resumed_from is not None:
+        console.print(f"resuming {run.run_dir} from {run.resumed_from.name} (iteration {run.iteration})")
+    precision = {None: "fp32"}.get(run.engine.amp_dtype, str(run.engine.amp_dtype).removeprefix("torch."))
+    where = (f"{run.processes.world} processes ({run.processes.backend}, global batch {cfg.train.batch_size})"
+             if run.processes.world > 1 else str(run.device))
+    console.print(f"training {cfg.model.family} ({cfg.name}) on {where} ({precision}, speed.amp={cfg.speed.amp}: "
+                  f"{run.engine.amp_reason}) into {run.run_dir}", markup=False)
+    if run.data_cache is not None:
+        c = run.data_cache
+        console.print(f"data: {'copied' if c.copied else 'reusing the copy of'} {c.source} ({c.files} files, "
+                      f"{c.size / 1e6:.1f} MB) {'to' if c.copied else 'in'} {c.path}", markup=False)
+    for span in run.engine.spans:
+        console.print(f"phase {span.index + 1} {span.phase.name}: iterations {span.start}-{span.end - 1} "
+                      f"({span.phase.epochs} epochs of {span.iterations_per_epoch})", markup=False)
+    shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random", "loss", "mse", "msssim")
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+               TextColumn("{task.fields[losses]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=run.end_iteration, completed=run.iteration, rate="", losses="")
+
+        def on_progress(iteration: int, losses: dict[str, float] | None) -> None:
+            speed = progress.tasks[task].speed
+            fields = {"rate": f"{speed:.2f} it/s" if speed else ""}
+            if losses:
+                fields["losses"] = _loss_text(losses, shown)
+            progress.update(task, completed=iteration, **fields)
+
+        result = run.fit(on_progress)
+    ckpt = result.checkpoint.name if result.checkpoint else "-"
+    if result.finished:
+        console.print(f"done: iteration {result.iterations} after {result.seconds:.0f} s; "
+                      f"run folder {result.run_dir} (checkpoint {ckpt})", markup=False)
+        return
+    console.print(f"stopped ({result.stopped}) at iteration {result.iterations}; checkpoint {ckpt} saved. "
+                  f"Continue with: gmdrit resume {result.run_dir}", markup=False)
+    if result.stopped != "time budget":
+        raise typer.Exit(128 + getattr(signal, result.stopped, 15))
+
+
+@app.command()
+def train(
+    preset: PresetOption = "quickstart",
+    set_: SetOption = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="run folder (default runs/<preset name>)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start a new run in a new folder instead of continuing")] = False,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and parameter counts, then exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --dry-run: print JSON")] = False,
+) -> None:
+    """Train a model from a preset; continues the run folder's checkpoint if there is one."""
+    from ..config.schema import config_to_dict, dump_config, load_config
+    from ..training.trainer import describe_model, open_run
+
+    overrides = list(set_ or []) + ([f"train.time_budget={time_budget}"] if time_budget else [])
+    cfg = load_config(preset, overrides)
+    if dry_run:
+        counts = describe_model(cfg)
+        if as_json:
+            print(json.dumps({"config": config_to_dict(cfg), "params": counts}, indent=1))
+            return
+        console.print(dump_config(cfg), highlight=False, markup=False)
+        table = Table("network", "parameters", box=None, header_style="bold")
+        for name, count in counts.items():
+            table.add_row(name, f"{count:,}")
+        table.add_row("total", f"{sum(counts.values()):,}", style="bold")
+        console.print(table)
+        return
+    _fit(open_run(cfg, run_dir or Path("runs") / cfg.name, fresh=fresh))
+
+
+@app.command()
+def resume(
+    path: Annotated[Path, typer.Argument(help="run folder or checkpoint folder")],
+    set_: SetOption = None,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m")] = None,
+) -> None:
+    """Continue a run exactly where it stopped (only max_iters, time budget, logging and saving may change)."""
+    from ..training.trainer import resume_run
+
+    overrides = list(set_ or []) + ([f"train.time_budget={time_budget}"] if time_budget else [])
+    _fit(resume_run(path, overrides))
+
+
+# Commands of the other CLI modules register themselves on `app` (from cli_app) when imported.
+from . import infer as cli_infer  # noqa: E402,F401  (translate, interpolate, export)
+from . import eval as cli_eval  # noqa: E402,F401  (eval)
+from . import bench as cli_bench  # noqa: E402,F401  (benchmark)
+from . import mixture as cli_mixture  # noqa: E402,F401  (mixture)
+from . import data as cli_data  # noqa: E402,F401  (data list, data download)
+from . import report as cli_report  # noqa: E402,F401  (report)
+from . import webapp as cli_webapp  # noqa: E402,F401  (app: the web page)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 1. Ends the process."""
+    _end_process(_run_app())
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM / SIGHUP outside training: unwind like an exception, so every ``finally`` removes its temporary
+    files (a half-written output, a dataset being built); training installs its own handlers meanwhile."""
+    raise SystemExit(128 + signum)
+
+
+def _run_app() -> int:
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    except GmdritError as exc:
+        _error_line(exc, str(exc))
+        return 1
+    except OSError as exc:  # the commands name the path where they can; this is the safety net
+        from ..outputs import os_error_line
+
+        _error_line(exc, os_error_line(exc, "cannot read or write a file", "choose another path"))
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return 0
+
+
+def _error_line(exc: BaseException, text: str) -> None:
+    """Print ``error: text`` on stderr; under torchrun only rank 0 does (every process meets the same
+    errors), unless the error is about this process alone."""
+    import os
+
+    from ..errors import speaks
+
+    rank = os.environ.get("RANK", "0")
+    if not speaks(exc, int(rank) if rank.isdigit() else 0):
+        return
+    err_console.print(Text.assemble(("error: ", "bold red"), text), soft_wrap=True, highlight=False)
+
+
+def _end_process(code: int) -> None:
+    """Exit with ``code``. Python's orderly shutdown after torch was imported takes about 0.45 s on 2 cores
+    (tearing down torch's modules), a quarter of a whole `gmdrit translate`; once the command has returned,
+    everything it wrote is closed (atomic writes are fsynced and renamed), so when nothing else runs (one
+    thread, no child processes) the streams and logs are flushed and the process ends at once."""
+    import os
+    import threading
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children = "multiprocessing" in sys.modules and sys.modules["multiprocessing"].active_children()
+    if "torch" in sys.modules and threading.active_count() == 1 and not children:
+        import logging
+
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)

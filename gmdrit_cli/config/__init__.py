@@ -1,0 +1,1 @@
+"""The one config tree of dataclasses, presets in YAML, --set overrides."""

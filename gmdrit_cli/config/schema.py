@@ -1,0 +1,598 @@
+"""One config tree of dataclasses, loaded from a preset YAML plus ``section.key=value`` overrides.
+
+Every problem found while resolving a config (unknown keys, wrong types, out-of-range values) is
+collected and reported at once in a single :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+
+def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+         choices: tuple | None = None, min_exclusive: bool = False, why: str = "") -> Any:
+    """A dataclass field with its help text and validation rules in the metadata; ``why``: the reason for
+    ``max``, part of the message when a value passes it (every size-like key has a bound: past it a run would
+    exhaust the memory or take hours instead of failing at once)."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive, "why": why}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+#: the registered model families (``gmdrit_cli.families.MODEL_FAMILIES``), in registration order. A plain list so
+#: that validating a config imports no network code; tests/test_config.py checks the two agree.
+FAMILY_NAMES = ("mdmm", "gmdrit", "bicyclegan", "vae")
+
+
+#: the largest image side of data.resize and data.crop, and why
+_MAX_SIDE = 4096
+_SIDE_WHY = "memory grows with its square; the presets use at most 600"
+
+
+@dataclass
+class DataConfig:
+    root: str = _opt("data/apple2orange", "dataset folder (CycleGAN layout trainA/trainB or named train/<domain>)")
+    domains: list[str] = _opt(["A", "B"], "domain names, in the order of trainA, trainB, ...")
+    resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1,
+                       max=_MAX_SIDE, why=_SIDE_WHY)
+    crop: int = _opt(216, "training crop size in pixels", min=8, max=_MAX_SIDE, why=_SIDE_WHY)
+    flip: bool = _opt(True, "random horizontal flips during training")
+    val_fraction: float = _opt(0.0, "unpaired data: share of each domain's training images held out as the validation "
+                                    "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
+                                    "at most 0.5 so that training keeps most images", min=0, max=0.5)
+    # paired families (BicycleGAN) only: gmdrit_cli/paired_data.py
+    paired_layout: str = _opt("auto", "paired families: 'aligned' = pix2pix A|B side-by-side files in train/, val/, "
+                                      "test/; 'folders' = trainA/x.jpg paired with trainB/x.jpg; auto = whichever "
+                                      "the folder holds", choices=("auto", "aligned", "folders"))
+    direction: str = _opt("AtoB", "paired families: AtoB translates the left half (or A folder) into the right "
+                                  "(B); BtoA swaps them. data.domains names [input, output] after the swap",
+                          choices=("AtoB", "BtoA"))
+    input_channels: int = _opt(3, "paired families: 1 = the input side is read as grayscale (official "
+                                  "edges2shoes / edges2handbags, input_nc 1)", choices=(1, 3))
+
+
+@dataclass
+class ModelConfig:
+    family: str = _opt("mdmm", "model family (see `gmdrit models`)")
+    nz: int = _opt(8, "attribute code length", min=1, max=4096,
+                   why="the attribute layers grow with it; the official codes are 8 (128 for the VAE)")
+    width: int = _opt(64, "base channel count of every network (64 = the official networks)", min=4,
+                      max=1024, why="the parameters grow with its square: 1024 is already 256 times the official 64")
+    dis_norm: str = _opt("none", "normalisation in the image discriminators", choices=("none", "instance"))
+    dis_spectral_norm: bool = _opt(False, "spectral norm on the discriminator convolutions")
+    use_content_dis: bool = _opt(False, "train the content discriminator (MDMM --isDcontent)")
+    content_dis_every: int = _opt(3, "with the content discriminator: one D+EG step every this many batches "
+                                     "(MDMM d_iter), the other batches update the content discriminator", min=1)
+    use_adain: bool = _opt(False, "GM-DRIT: AdaIN after the generator's shared block (report 5.3.1)")
+    double_convT: bool = _opt(False, "GM-DRIT: a second transposed conv after each upsampling one (report 5.3.2)")
+    upsample: str = _opt("transposed", "MDMM / GM-DRIT generator: how dec2 and dec3 double the resolution. transposed = "
+                                       "the official 3x3 stride-2 transposed conv (prints a period-2/4 grid pattern); "
+                                       "resize_conv = nearest x2, reflection pad, 3x3 conv (no grid, same parameters)",
+                         choices=("transposed", "resize_conv"))
+    random_attributes: str = _opt("prior", "MDMM: where random attributes come from, in training and at test time: "
+                                           "the prior N(0, I), or the aggregate posterior of the target domain "
+                                           "(a diagonal Gaussian fitted to the encoded training attributes by a "
+                                           "running average, stored with the weights)", choices=("prior", "aggregate"))
+    aggregate_momentum: float = _opt(0.01, "MDMM with random_attributes=aggregate: weight of each batch in the "
+                                           "running mean and second moment", min=0, max=1, min_exclusive=True)
+    sample_temperature: float = _opt(1.0, "test time only: the default --temperature of translate and eval, the "
+                                          "scale of the prior's standard deviation for random attributes (training "
+                                          "ignores it)", min=0, min_exclusive=True)
+
+
+@dataclass
+class MixtureConfig:
+    """GM-DRIT's Gaussian-mixture attribute space (design page, "GM-DRIT, decisions")."""
+
+    components_per_domain: int = _opt(1, "mixture components per domain (K = domains x this)", min=1,
+                                       max=256, why="each component is a prior and a class of q(y|x)")
+    condition_on: str = _opt("inferred", "what conditions the generator: the encoder's inferred y (report 5.2) "
+                                         "or the domain one-hot with MDMM's losses (report 5.1)",
+                             choices=("inferred", "domain"))
+    init_temp: float = _opt(1.0, "initial Gumbel-softmax temperature", min=0, min_exclusive=True)
+    min_temp: float = _opt(0.5, "lowest Gumbel-softmax temperature", min=0, min_exclusive=True)
+    decay_temp_rate: float = _opt(0.013862944, "temperature decay per epoch: tau = max(init * exp(-rate * epoch), min)", min=0)
+    hard_gumbel: bool = _opt(False, "straight-through one-hot Gumbel samples")
+    w_gauss: float = _opt(0.01, "weight of KL(q(z|x,y) || p(z|y)) (summed over batch and dimensions)", min=0)
+    w_categ: float = _opt(1.0, "weight of KL(q(y|x) || Uniform(K))", min=0)
+    w_label: float = _opt(1.0, "weight of the cross-entropy of q(y|x)'s domain probabilities vs the true domain", min=0)
+    w_label_sim: float = _opt(1.0, "weight of the label-similarity loss on random-attribute fakes (D2's classifier)", min=0)
+    w_rec: float = _opt(1.0, "weight of the p(x|z) thumbnail reconstruction", min=0)
+    rec_type: str = _opt("bce", "loss of the p(x|z) thumbnail reconstruction", choices=("bce", "mse"))
+    thumbnail: int = _opt(16, "side of the p(x|z) thumbnail in pixels", min=2, max=256,
+                        why="a thumbnail; memory grows with its square")
+    gan2_realism: bool = _opt(False, "also keep MDMM's realism term of D2 on random-attribute fakes")
+    prior_lr_mult: float = _opt(1.0, "learning-rate multiplier of p(z|y)'s parameters (1 = the report: the generator's "
+                                     "rate, at which p(z|y) lags q(z|x,y); docs/results.md 'GM-DRIT vs MDMM')", min=0,
+                                min_exclusive=True)
+
+
+@dataclass
+class BicycleGANConfig:
+    """BicycleGAN's options (shared/spec/baselines-reference.md, Model 1); widths come from model.width (ngf =
+    nef = ndf) and the latent size from model.nz."""
+
+    generator: str = _opt("unet", "G: unet = U-Net down to 1x1 at the training crop (unet_128 at 128 px, unet_256 "
+                                  "at 256 px; those names check the crop); resnet_6blocks / resnet_9blocks = the "
+                                  "report's ResNet generator with z at the input (spec 1.3.6a)",
+                          choices=("unet", "unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks"))
+    where_add: str = _opt("all", "U-Net: z concatenated to the input of every down block (all) or to the image "
+                                 "only (input)", choices=("all", "input"))
+    upsample: str = _opt("basic", "U-Net up path: basic = ConvTranspose 4x4 s2; bilinear = x2 bilinear, "
+                                  "reflection pad, 3x3 conv", choices=("basic", "bilinear"))
+    use_dropout: bool = _opt(True, "dropout 0.5 on the up path of the 512-channel blocks next to the innermost "
+                                   "one (training only; every official script passes --use_dropout)")
+    encoder: str = _opt("resnet", "E: residual encoder whose last map is 8x8 at the training crop (resnet_128 "
+                                  "at 128 px, resnet_256 at 256 px; those names check the crop)",
+                        choices=("resnet", "resnet_128", "resnet_256"))
+    d_layers: int = _opt(3, "strided layers per PatchGAN scale: 3 = basic_256_multi (70x70 patches), "
+                            "2 = basic_128_multi", min=1, max=5)
+    num_ds: int = _opt(2, "PatchGAN scales per discriminator (each one an average-pooled copy of the input)", min=1)
+    use_same_d: bool = _opt(False, "one discriminator for both halves (official use_same_D)")
+    conditional_d: bool = _opt(False, "discriminators see cat(A, B) instead of B (official conditional_D)")
+    lambda_l1: float = _opt(10.0, "weight of the image L1 |G(A1, z_enc) - B1|", min=0)
+    lambda_gan: float = _opt(1.0, "weight of the cVAE-GAN adversarial term (D on G(A1, z_enc))", min=0)
+    lambda_gan2: float = _opt(1.0, "weight of the cLR-GAN adversarial term (D2 on G(A1, z_rand))", min=0)
+    lambda_z: float = _opt(0.5, "weight of the latent L1 |mu(E(G(A1, z_rand))) - z_rand| (updates G only)", min=0)
+    lambda_kl: float = _opt(0.01, "weight of KL(q(z|B1) || N(0, I))", min=0)
+    kl_reduction: str = _opt("sum", "KL over the encoded half-batch: sum (official: its strength grows with the "
+                                    "batch) or batch_mean", choices=("sum", "batch_mean"))
+
+
+@dataclass
+class VaeConfig:
+    """The single-encoder VAE translator (family ``vae``; spec baselines-reference.md, Model 2)."""
+
+    layers: int = _opt(5, "stride-2 layers of the encoder (and transposed ones of each decoder); the bottleneck is "
+                          "crop / 2^layers pixels square (spec 2.3.1)", min=1, max=10,
+                       why="the channels double with every layer: 10 layers end at 512 times data.width / 2")
+    kl_weight: float = _opt(0.00025, "weight of the KL term: loss = MSE + (1 - MS-SSIM) + kl_weight * KL (spec 2.4)",
+                            min=0)
+    epochs_shared: int = _opt(70, "phase 1: epochs of the encoder and the shared decoder on all domains", min=1)
+    epochs_decoder: int = _opt(70, "phase 2: epochs of each domain's decoder on its own domain", min=1)
+    encoder_freeze: str = _opt("full", "phase 2: full = every encoder weight frozen, BatchNorm on its running "
+                                       "statistics (the spec); conv_only = the report code's freeze (the fc_mu / "
+                                       "fc_var heads keep training, BatchNorm statistics keep updating)",
+                               choices=("full", "conv_only"))
+    test_sample_z: bool = _opt(False, "translate and eval draw z from q(z|x) by default (the report code); false: "
+                                      "z = mu (the spec), --samples still draws")
+
+
+@dataclass
+class LossConfig:
+    lambda_rec: float = _opt(10.0, "weight of the self and cross-cycle L1 reconstruction", min=0)
+    lambda_cls: float = _opt(1.0, "weight of the discriminators' domain classification on real images", min=0)
+    lambda_cls_fake: float = _opt(5.0, "weight of the domain classification of generated images (MDMM lambda_cls_G)", min=0)
+    lambda_latent: float = _opt(10.0, "weight of the latent regression of random attributes", min=0)
+    kl_content: float = _opt(0.01, "weight of the content-code penalty mean(z_c^2)", min=0)
+    kl_attribute: float = _opt(0.01, "weight of the attribute KL (summed over batch and dimensions)", min=0)
+    mode_seeking: float = _opt(0.0, "weight of DRIT++'s mode-seeking term 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| "
+                                    "+ eps) on two random attributes per input (0 = off, MDMM's default)", min=0)
+
+
+@dataclass
+class OptimConfig:
+    lr_dis: float = _opt(1.0e-4, "learning rate of the image discriminators", min=0, min_exclusive=True)
+    lr_eg: float = _opt(1.0e-4, "learning rate of the encoders and the generator", min=0, min_exclusive=True)
+    lr_content_dis: float = _opt(4.0e-5, "learning rate of the content discriminator", min=0, min_exclusive=True)
+    beta1: float = _opt(0.5, "Adam beta1", min=0, max=1)
+    beta2: float = _opt(0.999, "Adam beta2", min=0, max=1)
+    weight_decay: float = _opt(1.0e-4, "Adam L2 weight decay", min=0)
+    lr_policy: str = _opt("lambda", "learning-rate policy, stepped per epoch (linear: BicycleGAN/pix2pix, constant "
+                                    "for n_epochs_decay epochs, then lr * (1 - (e - n_epochs_decay) / (n_epochs - "
+                                    "n_epochs_decay + 1)) in 1-based epoch e; exponential: lr_gamma ** epoch, the "
+                                    "epoch counted inside the training phase)",
+                          choices=("lambda", "step", "constant", "linear", "exponential"))
+    lr_gamma: float = _opt(0.95, "factor per epoch of the exponential policy (torch's ExponentialLR gamma)", min=0,
+                           max=1, min_exclusive=True)
+    n_epochs: int = _opt(1200, "epochs of the lambda policy (MDMM n_ep)", min=1)
+    n_epochs_decay: int = _opt(600, "epoch at which the lambda decay starts, or the step period (MDMM n_ep_decay)", min=1)
+    content_dis_clip: float = _opt(5.0, "gradient-norm clip of the content discriminator", min=0, min_exclusive=True)
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
+    batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2,
+                         max=4096, why="memory grows with it; the reports use 2 to 64")
+    seed: int = _opt(0, "seed of every random number generator", min=0, max=2**32 - 1)
+    device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
+    threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0, max=1024)
+    log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
+    sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
+    grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1,
+                          max=100, why="each is a column of every sample grid")
+    save_every: int = _opt(1000, "save a checkpoint every this many iterations", min=1)
+    save_minutes: float = _opt(10.0, "also save a checkpoint when this many minutes passed since the last one", min=0,
+                               min_exclusive=True)
+    keep_last: int = _opt(3, "checkpoints kept: the newest this many ...", min=1)
+    keep_every: int = _opt(0, "... plus every checkpoint whose iteration is a multiple of this (0 = none)", min=0)
+    time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
+    tensorboard: bool = _opt(True, "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
+                                   "sample grids, config) when the tensorboard package is installed")
+    init_from: str = _opt("", "start a new run from the weights of this model (a run or checkpoint folder, an exported "
+                              "model.safetensors, or 'pretrained'): every tensor of the same name and shape is "
+                              "copied, the rest (e.g. discriminator heads sized by the crop) keep their fresh "
+                              "initialisation; a resumed run reads its checkpoint instead ('' = none)")
+    ema_beta: float = _opt(0.0, "keep an exponential moving average of the test-time networks' weights, "
+                                "ema = beta * ema + (1 - beta) * weights every iteration (StarGAN v2: 0.999; "
+                                "0 = off); translate, interpolate and eval use it unless --no-ema", min=0, max=1)
+    dist_timeout: float = _opt(1800.0, "several processes (torchrun): seconds a process waits in a collective "
+                                       "before it gives up on the others (a dead or stalled process)",
+                               min=0, min_exclusive=True, max=7 * 24 * 3600,
+                               why="a week; a stalled process must be noticed")
+    check_replicas_every: int = _opt(0, "several processes: every this many iterations compare checksums of "
+                                        "the weights and optimizer states of every process (debugging; 0 = off)",
+                                     min=0)
+
+
+@dataclass
+class SpeedConfig:
+    amp: str = _opt("auto", "autocast precision: auto = bf16 on GPUs of compute capability 8.0+ and on CPUs with "
+                            "native bf16, fp16 with loss scaling on 7.x GPUs (T4, V100), else fp32",
+                    choices=("auto", "bf16", "fp16", "off"))
+    channels_last: str = _opt("auto", "channels-last memory format (auto = with reduced precision)",
+                              choices=("auto", "on", "off"))
+    compile: bool = _opt(False, "torch.compile every network (slow first iterations)")
+    optimizer: str = _opt("auto", "Adam implementation (auto = fused)",
+                          choices=("auto", "fused", "foreach", "loop"))
+    keep_freed_memory: str = _opt("auto", "keep freed CPU memory for reuse instead of returning it to the "
+                                  "OS each iteration (glibc; auto = on for CPU training)",
+                                  choices=("auto", "on", "off"))
+    tf32: str = _opt("auto", "fp32 matmuls and convolutions on CUDA use TensorFloat-32 tensor cores (auto = on "
+                             "from compute capability 8.0, Ampere)", choices=("auto", "on", "off"))
+    cudnn_benchmark: str = _opt("auto", "cuDNN times its convolution algorithms once per input shape and keeps "
+                                        "the fastest (training shapes are fixed; auto = on for CUDA)",
+                                choices=("auto", "on", "off"))
+    prefetch: int = _opt(2, "iterations of batches decoded, resized, cropped and flipped in the background ahead "
+                            "of the step, in the order the loop would load them (0 = load inside the loop)", min=0,
+                    max=64, why="every prefetched iteration holds its batches in memory")
+    loader_threads: int = _opt(0, "background threads that load the prefetched batches (0 = the CPU cores of "
+                                  "this process, at most 4)", min=0, max=256,
+                            why="threads beyond the CPU cores only add overhead")
+    data_cache: str = _opt("", "copy data.root into this local folder once and train from the copy (for data on "
+                                "a slow mount such as a Drive folder); a later run reuses the copy while its file "
+                                "count and size match the source ('' = read data.root directly)")
+
+
+@dataclass
+class Config:
+    name: str = _opt("custom", "preset name; the default run folder is runs/<name>")
+    description: str = _opt("", "one line shown by `gmdrit presets`")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    bicyclegan: BicycleGANConfig = field(default_factory=BicycleGANConfig)
+    vae: VaeConfig = field(default_factory=VaeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.data.domains)
+
+
+# ----------------------------------------------------------------------------------------- keys
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> dict[str, tuple[Any, dataclasses.Field]]:
+    """Every leaf key of the config tree as ``{"section.key": (type, field)}``."""
+    hints = typing.get_type_hints(cls)
+    keys: dict[str, tuple[Any, dataclasses.Field]] = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if _is_section(tp):
+            keys.update(all_keys(tp, f"{prefix}{f.name}."))
+        else:
+            keys[prefix + f.name] = (tp, f)
+    return keys
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if not close:  # a right key in the wrong section
+        close = [k for k in valid if k.rsplit(".", 1)[-1] == leaf][:1]
+    if not close:
+        close = difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in valid], n=1, cutoff=0.6)
+        close = [k for k in valid if close and k.endswith("." + close[0])][:1]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ----------------------------------------------------------------------------------------- values
+
+def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, str | None]:
+    """Convert ``value`` to ``tp`` and check its range; return (value, error or None)."""
+    origin = typing.get_origin(tp)
+    if origin in (list,):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+            return value, f"{key}: expected a list of names, got {value!r}"
+        value = [str(v) for v in value]
+    elif origin in (typing.Union, types.UnionType):
+        raise AssertionError("optional config values are not supported")
+    elif tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            value = value.lower() in ("true", "yes", "on", "1")
+        if not isinstance(value, bool):
+            return value, f"{key}: expected true or false, got {value!r}"
+    elif tp is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value, f"{key}: expected an integer, got {value!r}"
+    elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, f"{key}: expected a number, got {value!r}"
+        value = float(value)
+        if not math.isfinite(value):  # nan passes every range check below
+            return value, f"{key}: {value} is not a finite number"
+    elif tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            value = "on" if value else "off"
+        if value is None or isinstance(value, (list, dict)):
+            return value, f"{key}: expected a string, got {value!r}"
+        value = str(value)
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        return value, f"{key}: {value!r} is not one of {', '.join(map(str, meta['choices']))}"
+    if meta.get("min") is not None and isinstance(value, (int, float)):
+        low = meta["min"]
+        if value < low or (meta.get("min_exclusive") and value == low):
+            return value, f"{key}: {value} must be {'>' if meta.get('min_exclusive') else '>='} {low:g}"
+    if meta.get("max") is not None and isinstance(value, (int, float)) and value > meta["max"]:
+        why = f" ({meta['why']})" if meta.get("why") else ""
+        return value, f"{key}: {value} must be <= {meta['max']:g}{why}"
+    return value, None
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Parse ``section.key=value`` strings; values are read as YAML scalars or lists."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"--set {item!r}: expected section.key=value")
+            continue
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return values, errors
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(rf"^(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?$")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in '3h50m', '90m', '45s', '3600' or '1.5h'; None for ''; ValueError if unreadable or not
+    above 0. A bare number after a unit is the next unit: '3h50' is 3 h 50 min, '1m30' 1 min 30 s."""
+    compact = re.sub(r"\s+", "", text.lower())
+    if not compact:
+        return None
+    if re.fullmatch(_NUMBER, compact):
+        compact += "s"  # a plain number is seconds
+    elif re.fullmatch(rf".*[hm]{_NUMBER}", compact):
+        compact += "m" if compact.rstrip("0123456789.").endswith("h") else "s"
+    match = _DURATION.match(compact)
+    if not match or not any(match.groups()):
+        raise ValueError(f"cannot read duration {text!r}; write it like 3h50m, 90m or 3600s")
+    h, m, sec = (float(g) if g else 0.0 for g in match.groups())
+    seconds = h * 3600 + m * 60 + sec
+    if not seconds > 0:
+        raise ValueError(f"duration {text!r} leaves no time to train; give more than 0 s, e.g. 30m")
+    return seconds
+
+
+def _validate(cfg: Config) -> list[str]:
+    """Cross-field checks that single-key rules cannot express."""
+    errors = []
+    try:
+        parse_duration(cfg.train.time_budget)
+    except ValueError as exc:
+        errors.append(f"train.time_budget: {exc}")
+    if cfg.train.batch_size % 2:
+        errors.append(f"train.batch_size: {cfg.train.batch_size} must be even (the batch is split into two halves)")
+    if cfg.data.crop > cfg.data.resize:
+        errors.append(f"data.crop: {cfg.data.crop} must be <= data.resize ({cfg.data.resize})")
+    if cfg.data.crop % 4:
+        errors.append(f"data.crop: {cfg.data.crop} must be a multiple of 4 (the content code is crop/4)")
+    if len(cfg.data.domains) < 2:
+        errors.append("data.domains: at least two domains are needed")
+    if len(set(cfg.data.domains)) != len(cfg.data.domains):
+        errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
+    if cfg.model.family == "bicyclegan":
+        errors += _validate_bicyclegan(cfg)
+    if cfg.model.family not in FAMILY_NAMES:
+        errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(FAMILY_NAMES)}"
+                      + _suggest(cfg.model.family, list(FAMILY_NAMES)))
+    return errors
+
+
+def _patch_map_size(size: int, layers: int, scale: int) -> int:
+    """Side of PatchGAN scale ``scale``'s map on a ``size`` input: ``scale`` AvgPool(3, s2, p1), ``layers`` convs
+    k4 s2 p1, two convs k4 s1 p1 (spec 1.3.4: 30 and 14 at 256 px, 14 and 6 at 128 px)."""
+    for _ in range(scale):
+        size = (size - 1) // 2 + 1
+    return (size >> layers) - 2
+
+
+def _validate_bicyclegan(cfg: Config) -> list[str]:
+    """BicycleGAN's shape rules (spec 1.3.2-1.3.5): the U-Net reaches 1 x 1 and E's last map is 8 x 8 at the crop."""
+    b, crop = cfg.bicyclegan, cfg.data.crop
+    errors = []
+    power = crop >= 16 and crop & (crop - 1) == 0
+    named = {"unet_128": 128, "unet_256": 256, "resnet_128": 128, "resnet_256": 256}
+    for key, value in (("generator", b.generator), ("encoder", b.encoder)):
+        if value in named and crop != named[value]:
+            errors.append(f"bicyclegan.{key}: {value} needs data.crop={named[value]}, got {crop} (or use "
+                          f"{value.split('_')[0]}, sized by the crop)")
+    if (b.generator.startswith("unet") or b.encoder.startswith("resnet")) and not power:
+        errors.append(f"data.crop: {crop} must be a power of two >= 16 for BicycleGAN's U-Net and encoder")
+    smallest = _patch_map_size(crop, b.d_layers, b.num_ds - 1)
+    if smallest < 1:
+        errors.append(f"bicyclegan.d_layers: the discriminator's scale {b.num_ds - 1} has no patch left at "
+                      f"{crop} px ({b.d_layers} layers); use fewer layers or scales (bicyclegan.d_layers, num_ds)")
+    return errors
+
+
+def _first_key(keys: dict, section: str) -> str:
+    return next(k for k in keys if k.startswith(section + ".")).split(".", 1)[1]
+
+
+def build_config(values: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from nested or dotted values; raise with every problem at once."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config is a mapping of sections, not {type(values).__name__}")
+    keys = all_keys()
+    flat = _flatten(values)
+    errors: list[str] = []
+    resolved: dict[str, Any] = {}
+    failed: set[str] = set()
+    sections = {k.split(".")[0] for k in keys if "." in k}
+    for key, value in flat.items():
+        if key in sections:
+            errors.append(f"{key}: a section, it takes keys (e.g. {key}.{_first_key(keys, key)}: ...), not {value!r}")
+            continue
+        if key not in keys:
+            errors.append(f"unknown key '{key}'{_suggest(key, list(keys))}")
+            continue
+        tp, f = keys[key]
+        value, problem = _coerce(key, value, tp, f)
+        if problem:
+            errors.append(problem)
+            failed.add(key)
+        else:
+            resolved[key] = value
+    cfg = Config()
+    for key, value in resolved.items():
+        obj = cfg
+        *path, leaf = key.split(".")
+        for part in path:
+            obj = getattr(obj, part)
+        setattr(obj, leaf, value)
+    # cross-field checks on what is valid so far: report everything at once, except checks that name a key
+    # whose value was refused (they would show the default in its place)
+    errors += [e for e in _validate(cfg) if not any(re.search(rf"\b{re.escape(k)}\b", e) for k in failed)]
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML; :func:`load_config_file` reads it back to an equal Config."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, width=1000)
+
+
+# ----------------------------------------------------------------------------------------- presets
+
+def _preset_dir() -> Path:
+    return Path(str(resources.files("gmdrit_cli.presets")))
+
+
+def list_presets() -> dict[str, str]:
+    """``{name: description}`` of every preset shipped with the package, sorted by name."""
+    out = {}
+    for path in sorted(_preset_dir().glob("*.yaml")):
+        data = _read_yaml(path)
+        out[path.stem] = str(data.get("description", ""))
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}; fix the file") from None
+    if data is None or data == {}:  # an empty file is a mistake, not a request for every default
+        raise ConfigError(f"config file {path} is empty; write its settings (see presets/quickstart.yaml), "
+                          f"or give a preset name")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def resolve_preset_path(preset: str) -> Path:
+    """A preset name from ``presets/`` or a path to a YAML file."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise ConfigError(f"preset {path} is a folder; give a preset name (see `gmdrit presets`) or a YAML file")
+        if not path.is_file():
+            raise ConfigError(f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path")
+        return path
+    candidate = _preset_dir() / f"{preset}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = list(list_presets())
+    close = difflib.get_close_matches(preset, names, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"unknown preset '{preset}'{hint}; available: {', '.join(names)}")
+
+
+def load_config(preset: str, overrides: list[str] | None = None) -> Config:
+    """Resolve a preset plus ``--set`` overrides into a validated Config."""
+    path = resolve_preset_path(preset)
+    values = _flatten(_read_yaml(path))
+    values.setdefault("name", path.stem)
+    extra, errors = parse_overrides(overrides or [])
+    values.update(extra)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return build_config(values)
+
+
+def load_config_file(path: Path) -> Config:
+    """Read a resolved ``config.yaml`` (as written into a run folder)."""
+    return build_config(_read_yaml(Path(path)))

@@ -1,0 +1,1 @@
+"""`gmdrit eval`: the offline protocol, its metric registry, the temperature sweep."""

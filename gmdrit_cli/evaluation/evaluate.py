@@ -1,0 +1,412 @@
+"""`gmdrit eval`: translate every test image into every other domain and score the translations.
+
+Core code only (no typer, no rich); the CLI (``cli_eval.py``) renders the :class:`EvalResult`.
+
+For each task (source -> target, every ordered pair of different domains) every test image of the
+source (resized to ``data.resize`` and centre-cropped to ``data.crop``, the model's test input) is
+translated ``samples_per_input`` times, with random attributes (``latent``: the model's prior for the
+target; GM-DRIT: a component of the target, z ~ p(z|y)) or with the attributes of test images of the
+target (``reference``: distinct references per input, drawn at random). The outputs are saved as PNG
+under ``out/<source>2<target>/`` and every metric is computed from exactly those 8-bit images:
+
+* fid / kid: torch-fidelity InceptionV3 features of the outputs vs the target's *training* images
+  (preprocessed like the test inputs, so both sides have the model's resolution);
+* lpips: mean over inputs of the mean LPIPS over all pairs of that input's outputs;
+* ndb / jsd: bins fitted on the target's training images, queried with the outputs;
+* cluster (GM-DRIT): argmax q(y|x) on every test image vs its domain;
+* domain_accuracy: the fraction of outputs that a CNN trained on the training images (cached, see
+  ``metrics/domain_classifier.py``) assigns to the target, rather than to another domain or "neither";
+* diversity_msssim: mean over inputs of the mean 1 - MS-SSIM over all pairs of that input's outputs.
+
+Each metric is an :class:`~gmdrit_cli.evaluation.metrics.evaluator.Evaluator` named by its registry entry
+(``gmdrit_cli.evaluation.metrics.METRICS``); this module only loads, translates and assembles the report.
+
+The reference line ("real") scores the target's test images against its training images the same way
+(FID, KID, NDB, JSD; LPIPS and 1 - MS-SSIM over random pairs of distinct test images; the classifier's
+accuracy on them), the floor each number is read against. ``eval.json`` in ``out`` records every
+setting, library version, weight hash and seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import __version__
+from .. import atomic
+from ..errors import LimitError
+from ..limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
+from ..limits import seed as check_seed
+from ..inference.model_files import untrained_note
+from ..outputs import numbered_folder, output_folder
+from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
+from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
+from .metrics.evaluator import EvalContext, Evaluator, to_float
+from .metrics.images import open_images
+from .metrics.images import quantise as _quantise
+
+log = logging.getLogger("gmdrit")
+
+MODES = ("latent", "reference")
+SAMPLES_PER_INPUT = 10
+#: BicycleGAN's diversity protocol: 20 outputs per input (shared/spec/baselines-reference.md 1.8)
+PAIRED_SAMPLES_PER_INPUT = 20
+REPORT_FORMAT = "gmdrit-eval/1"
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class EvalOptions:
+    run: Path | str | None       # None: the pretrained model inside the package
+    data: str | None = None
+    metrics: str | list[str] | None = None  # None: DEFAULT_METRICS (paired families: PAIRED_DEFAULT_METRICS)
+    samples_per_input: int | None = None    # None: 10 (paired families: 20, BicycleGAN's protocol)
+    mode: str = "latent"
+    split: str = "test"          # test, or val: the images held out of training (data.val_fraction)
+    temperature: float | None = None  # latent mode: scale of the prior's std (None: model.sample_temperature)
+    seed: int = 0
+    out: Path | str | None = None
+    inception_weights: Path | str | None = None
+    lpips_version: str = "0.1"
+    lpips_backbone_weights: Path | str | None = None
+    ndb_bins: int | None = None  # None: 50, fewer when the target has under 10 training images per bin
+    ndb_size: int = 32
+    ndb_alpha: float = 0.05
+    kid_subset_size: int = 1000
+    kid_subsets: int = 100
+    max_inputs: int = 0          # test images per domain (0 = all)
+    batch_size: int = 32         # generated images per forward pass
+    device: str = "auto"
+    reference_line: bool = True  # real test vs real train
+    classifier_cache: Path | str | None = None  # domain classifier cache (None: $GMDRIT_CACHE or ~/.cache/gmdrit)
+    ema: bool = True             # the EMA copy of the weights where the run kept one
+
+
+@dataclass
+class EvalResult:
+    report: dict
+    json_path: Path
+    out: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.report["settings"]["metrics"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _versions() -> dict[str, str]:
+    out = {"gmdrit": __version__, "python": platform.python_version()}
+    for dist in ("torch", "torchvision", "torch-fidelity", "lpips", "pytorch-msssim", "safetensors", "scipy", "numpy",
+                 "pillow"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _save_png(u8: torch.Tensor, path: Path) -> None:
+    Image.fromarray(u8.permute(1, 2, 0).numpy()).save(path, format="PNG")
+
+
+def _default_out(run: Path | None, iteration: int | None, mode: str, split: str = "test") -> Path:
+    mode = mode if split == "test" else f"{mode}-{split}"
+    if run is None:  # the pretrained model: never write into the installed package
+        return Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
+    run = Path(run).expanduser()
+    if run.is_file():
+        base = run.parent
+    elif (run / "state.json").is_file() and run.parent.name == "checkpoints":
+        base = run.parent.parent
+    else:
+        base = run
+    tag = f"iter_{iteration:07d}-{mode}" if iteration is not None else mode
+    return base / "eval" / tag
+
+
+def eval_folder(wanted: Path, notes: list[str]) -> Path:
+    """The folder this eval writes: ``wanted`` when it is new or empty, else the first free ``wanted-2``,
+    ``wanted-3``, ... (an earlier eval's results are never replaced; a note says where this one went)."""
+    out = output_folder(numbered_folder(wanted), "--out")
+    if out != wanted:
+        notes.append(f"{wanted} holds earlier results, which are kept: this eval went to {out}")
+    return out
+
+
+def check_eval_numbers(o: EvalOptions) -> None:
+    """The eval's numbers: finite, and the counts within what one run can hold (a :class:`MetricError`)."""
+    try:
+        _check_numbers(o)
+    except LimitError as exc:
+        raise MetricError(str(exc)) from None
+
+
+def _check_numbers(o: EvalOptions) -> None:
+    if o.temperature is not None:
+        finite(o.temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
+    finite(o.ndb_alpha, "--ndb-alpha", high=1, why="a significance level")
+    bounded(o.samples_per_input, "--samples-per-input", 1, MAX_SAMPLES_PER_INPUT,
+            "every output is a PNG per test image and task")
+    check_seed(o.seed)
+    bounded(o.ndb_size, "--ndb-size", 1, 256, "NDB bins images downscaled to a few pixels (32 is the paper's); "
+                                               "memory grows with its square")
+    bounded(o.kid_subsets, "--kid-subsets", 1, 10_000, "each subset is one more kernel estimate; 100 is the usual")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+def _check_options(o: EvalOptions, metrics: list[str]) -> None:
+    if o.mode not in MODES:
+        raise MetricError(f"--mode {o.mode!r}: choose latent or reference")
+    check_eval_numbers(o)
+    if o.split not in ("test", "val"):
+        raise MetricError(f"--split {o.split!r}: choose test or val")
+    if o.temperature is not None and o.temperature != 1.0 and o.mode != "latent":
+        raise MetricError("--temperature scales random attributes: use it with --mode latent")
+    for cls, names in _evaluator_classes(metrics):
+        cls.check_options(o, names)
+    if o.max_inputs < 0 or o.batch_size < 1:
+        raise MetricError("--max-inputs must be >= 0 and --batch-size >= 1")
+
+
+def _evaluator_classes(metrics: list[str]) -> list[tuple[type[Evaluator], list[str]]]:
+    """The evaluator of each selected metric, once each, in registry order, with its selected names."""
+    out: dict[type[Evaluator], list[str]] = {}
+    for name in metrics:
+        out.setdefault(METRICS[name].evaluator_class, []).append(name)
+    return list(out.items())
+
+
+def _mean_of(rows: list[dict], evaluators: list[Evaluator]) -> dict:
+    out: dict = {}
+    for ev in evaluators:
+        for key, get in ev.summaries():
+            values = [v for v in (get(r) for r in rows) if v is not None]
+            if values:
+                out[key] = float(np.mean(values))
+    return out
+
+
+def _translate_task(model, o: EvalOptions, evaluators: list[Evaluator], task_index: int, source: int, target: int,
+                    test_images: list[torch.Tensor], test_paths: list[list[Path]], folder: Path,
+                    device: torch.device, progress: ProgressCallback, label: str) -> None:
+    """Translate every test image of ``source`` ``samples_per_input`` times into ``target``, save the PNGs into
+    ``folder`` and hand each generated batch to every evaluator."""
+    gen = torch.Generator(device=device).manual_seed(o.seed * 1000 + task_index)
+    picker = np.random.default_rng([o.seed, task_index])
+    inputs, paths, refs = test_images[source], test_paths[source], test_images[target]
+    m = o.samples_per_input
+    per_batch = max(1, o.batch_size // m)
+    used_stems: set[str] = set()
+    for b in range(0, len(inputs), per_batch):
+        progress(label, b, len(inputs))
+        batch = inputs[b:b + per_batch]
+        n = len(batch)
+        with torch.no_grad():
+            if o.mode == "latent":
+                z, y = model.sample_attributes(target, n * m, None, gen, o.temperature)
+                if not model.capabilities.random_by_default:  # e.g. the VAE: z = mu, no draws
+                    z, _ = model.attribute_prior(y)
+            else:
+                idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
+                z, y = model.encode_reference(to_float(refs[torch.as_tensor(idx)], device),
+                                              torch.full((n * m,), target, dtype=torch.long, device=device))
+            fakes = _quantise(model.translate(to_float(batch, device), target, (z, y)))
+        for i in range(n):
+            stem = paths[b + i].stem or "image"
+            while stem in used_stems:
+                stem += "_"
+            used_stems.add(stem)
+            for j in range(m):
+                _save_png(fakes[i * m + j], folder / f"{stem}_{j:02d}.png")
+        for ev in evaluators:
+            ev.update(fakes, m)
+    progress(label, len(inputs), len(inputs))
+
+
+def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> EvalResult:
+    """Run the whole evaluation described in the module docstring; write ``eval.json``; return the result.
+
+    The metrics are :class:`~gmdrit_cli.evaluation.metrics.evaluator.Evaluator` objects of the registry; this function
+    owns the data and the translations and calls them at the points that class describes."""
+    start = time.perf_counter()
+    metrics = parse_metric_names(o.metrics) if o.metrics is not None else None
+    if metrics is not None and o.samples_per_input is not None:
+        _check_options(o, metrics)  # settings given in full: refuse bad ones before loading anything
+    from ..inference.model_files import load_for_inference
+    from ..training.speed import resolve_device
+
+    device = resolve_device(o.device)
+    cfg, model = load_for_inference(o.run, device, ema=o.ema)
+    paired = model.capabilities.paired_data
+    if metrics is None:
+        metrics = list(PAIRED_DEFAULT_METRICS if paired else DEFAULT_METRICS)
+    if o.samples_per_input is None:
+        o = replace(o, samples_per_input=PAIRED_SAMPLES_PER_INPUT if paired else SAMPLES_PER_INPUT)
+    _check_options(o, metrics)
+    if o.temperature is None:  # the model's own default; reference mode draws nothing from the prior
+        o = replace(o, temperature=cfg.model.sample_temperature if o.mode == "latent" else 1.0)
+    source = model.source
+    iteration = source.iteration
+    domains = list(cfg.data.domains)
+    progress = on_progress or (lambda stage, done, total: None)
+    root = o.data or cfg.data.root
+    ctx = EvalContext(o, metrics, model, device, domains, root, progress)
+    notes = ctx.notes
+
+    # weights first: a missing file must stop the run before any work
+    evaluators = [cls(ctx, names) for cls, names in _evaluator_classes(metrics)]
+    test = open_images(root, cfg, o.split, o.max_inputs, paired)
+    for ev in evaluators:
+        ev.setup()
+    learners = [ev for ev in evaluators if ev.needs_train_images]
+    train = open_images(root, cfg, "train", 0, paired) if learners else None
+    out = eval_folder(Path(o.out).expanduser() if o.out is not None
+                      else _default_out(None if o.run is None else Path(o.run), iteration, o.mode, o.split), notes)
+    notes += [n for n in [untrained_note(model, sorted({t for _, t in model.capabilities.tasks(len(domains))}))] if n]
+
+    test_images: list[torch.Tensor] = []
+    test_paths: list[list[Path]] = []
+    for d in range(len(domains)):
+        images, kept = test.load(test.files[d], d)
+        if len(images) == 0:
+            raise MetricError(f"domain '{domains[d]}' has no readable {o.split} images in {test.ds.folders[d]}")
+        test_images.append(images)
+        test_paths.append(kept)
+
+    ctx.test_images = test_images
+    pairs = model.capabilities.tasks(len(domains))
+    targets = sorted({t for _, t in pairs})
+    settings = {"metrics": metrics, "mode": o.mode, "split": o.split, "temperature": o.temperature,
+                "samples_per_input": o.samples_per_input, "seed": o.seed,
+                "max_inputs": o.max_inputs, "batch_size": o.batch_size, "device": str(device),
+                "image_format": "PNG (8-bit RGB); every metric reads the saved 8-bit values",
+                "image_size": cfg.data.crop,
+                "preprocess": f"resize {cfg.data.resize}x{cfg.data.resize} (bicubic), centre crop "
+                              f"{cfg.data.crop}x{cfg.data.crop}: test inputs, references and real images alike",
+                "out": str(out)}
+
+    # -- the target domains' training images, one pass shared by every evaluator that learns from them ----
+    n_train: dict[int, int] = {}
+    if train is not None:
+        for t in targets:
+            name = domains[t]
+            total, done, n = len(train.files[t]), 0, 0
+            for images, _ in train.batches(t, o.batch_size):
+                done += len(images)
+                progress(f"train images {name}", done, total)
+                if len(images) == 0:
+                    continue
+                n += len(images)
+                for ev in learners:
+                    ev.add_train_images(t, images)
+            n_train[t] = n
+            for ev in learners:
+                ev.fit_train(t, n)
+
+    # -- the reference line: real test images of the target vs its training images --------------
+    reference: dict[str, dict] = {}
+    if o.reference_line:
+        for t in targets:
+            name = domains[t]
+            progress(f"reference {name}", 0, 1)
+            real = test_images[t]
+            row: dict = {"target": name, "n_test": len(real)}
+            if t in n_train:
+                row["n_train"] = n_train[t]
+            for ev in sorted(evaluators, key=lambda e: e.reference_order):
+                row.update(ev.reference(t, real))
+            reference[name] = row
+            progress(f"reference {name}", 1, 1)
+
+    # -- the tasks ------------------------------------------------------------------------------
+    tasks = []
+    for task_index, (s, t) in enumerate(pairs):
+        task_start = time.perf_counter()
+        folder = out / f"{domains[s]}2{domains[t]}"
+        if folder.is_dir():
+            for old in folder.glob("*.png"):
+                old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        for ev in evaluators:
+            ev.start_task(s, t)
+        _translate_task(model, o, evaluators, task_index, s, t, test_images, test_paths, folder, device, progress,
+                        f"translate {domains[s]} -> {domains[t]}")
+        n_inputs = len(test_images[s])
+        row = {"source": domains[s], "target": domains[t], "inputs": n_inputs,
+               "outputs": n_inputs * o.samples_per_input, "folder": str(folder)}
+        for ev in evaluators:
+            row.update(ev.task_result())
+        row["seconds"] = round(time.perf_counter() - task_start, 2)
+        tasks.append(row)
+
+    # -- sections of their own (e.g. clustering of the test images by q(y|x)) ----------------------
+    sections = {cls.section: None for cls in (info.evaluator_class for info in METRICS.values()) if cls.section}
+    for ev in evaluators:
+        if ev.section:
+            sections[ev.section] = ev.section_result(test_images)
+
+    # -- the report -------------------------------------------------------------------------------
+    protocols: dict = {}
+    weights: dict = {}
+    for ev in evaluators:
+        protocols.update(ev.protocols())
+        weights.update(ev.weights())
+    protocols["seeds"] = {"attributes": f"torch.Generator(device).manual_seed(seed * 1000 + task index); "
+                                        f"tasks in order {[f'{domains[s]}2{domains[t]}' for s, t in pairs]}",
+                          "references": "numpy default_rng([seed, task index]): M distinct test images of the "
+                                        "target per input (with replacement only when there are fewer than M)",
+                          "kid_ndb_lpips_real": f"seed {o.seed}"}
+    for ev in sorted(evaluators, key=lambda e: e.reference_order):
+        protocols["seeds"].update(ev.seeds())
+    for ev in evaluators:
+        notes += ev.final_notes(tasks, reference)
+    if o.mode == "latent" and o.samples_per_input > 1 and not model.capabilities.random_by_default:
+        notes.append(f"{cfg.model.family} translates with the prior's mean attribute (no random draws): the "
+                     f"{o.samples_per_input} outputs per input are identical; --samples-per-input 1 is enough")
+    skipped = test.skipped + (train.skipped if train is not None else [])
+    if skipped:
+        notes.append(f"{len(skipped)} unreadable image(s) skipped")
+    capabilities = model.capabilities
+    report = {
+        "format": REPORT_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": str(o.run) if o.run is not None else "pretrained", "weights": str(source.weights),
+                  "kind": source.kind, "ema": source.ema, "family": cfg.model.family, "config": cfg.name,
+                  "iteration": iteration, "domains": domains, "crop": cfg.data.crop, "resize": cfg.data.resize,
+                  "nz": cfg.model.nz,
+                  "components_per_domain": (capabilities.components_per_domain
+                                            if capabilities.has_mixture and capabilities.classifies_domains
+                                            else None)},
+        "data": {"root": str(root),
+                 f"{o.split}_images": {n: len(p) for n, p in zip(domains, test_paths)},
+                 "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
+                 "skipped": skipped},
+        "settings": settings,
+        "protocols": protocols,
+        "weights": weights,
+        "libraries": _versions(),
+        "tasks": tasks,
+        "mean": _mean_of(tasks, evaluators),
+        "reference": reference,
+        "reference_mean": _mean_of(list(reference.values()), evaluators),
+        **sections,
+        "notes": notes,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    json_path = out / "eval.json"
+    atomic.write_json(json_path, report)
+    return EvalResult(report, json_path, out, notes)

@@ -1,0 +1,1 @@
+"""The bicyclegan model family."""

@@ -1,0 +1,60 @@
+"""Loss terms as plain tensor functions (reference section 3 for MDMM's reductions)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..training.shard import batch_sum_scale
+
+
+def global_sum(partial: torch.Tensor) -> torch.Tensor:
+    """A sum over this process's rows, scaled so that the mean over the processes sharing a batch is the
+    sum over the whole batch (one process: unchanged)."""
+    scale = batch_sum_scale()
+    return partial if scale == 1 else partial * scale
+
+
+def adversarial(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """MDMM's GAN loss: BCE against 1 (real) or 0 (fake), mean over each sample's map, summed over the batch.
+
+    logits: N x 1 x H x W realness logits. Returns a scalar. Summing over samples (not averaging) is
+    what the official code does; it doubles the weight of these terms at batch size 2. With a batch split
+    across processes, a partial sum scaled to the global batch (:func:`gmdrit_cli.training.shard.batch_sum_scale`).
+    """
+    logits = logits.float()  # losses are reduced in fp32 even under autocast
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    per_element = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return global_sum(per_element.flatten(1).mean(dim=1).sum())
+
+
+def domain_classification(logits: torch.Tensor, domains_onehot: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits of N x C domain logits against the N x C one-hot domains, mean over N x C."""
+    return F.binary_cross_entropy_with_logits(logits.float(), domains_onehot.float())
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over batch and dimensions (MDMM's reduction)."""
+    mean, logvar = mean.float(), logvar.float()
+    return global_sum(-0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp()))
+
+
+def content_penalty(content: torch.Tensor) -> torch.Tensor:
+    """MDMM's content 'KL': mean of the squared content code over all elements."""
+    return content.float().pow(2).mean()
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.float() - b.float()).abs().mean()
+
+
+def mode_seeking(fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """DRIT++'s mode-seeking (diversity-sensitive) term: ``1 / (mean|fake1 - fake2| / mean|z1 - z2| + eps)``.
+
+    fake1, fake2: N x 3 x S x S, the same inputs generated with attributes z1, z2 (N x nz). Minimising it
+    makes outputs move apart when their attributes do, so the generator cannot ignore z (the mode
+    collapse this term was introduced against). The attributes are constants of the step.
+    """
+    ratio = (fake1.float() - fake2.float()).abs().mean() / (z1.float() - z2.float()).abs().mean()
+    return 1.0 / (ratio + eps)

@@ -1,0 +1,1 @@
+"""The gmdrit model family."""

@@ -1,0 +1,1 @@
+"""The mdmm model family."""

@@ -1,0 +1,1 @@
+"""Trained models at test time: finding and loading them, translate and interpolate, export."""

@@ -1,0 +1,388 @@
+"""Trained models as files: find one (run folder, checkpoint, export, or the pretrained model inside the
+package), load its test-time networks, export them.
+
+A model can be given as
+
+* a run folder (``RUN/checkpoints/...``): its newest valid checkpoint;
+* a checkpoint folder (``RUN/checkpoints/iter_NNNNNNN``);
+* an exported ``model.safetensors`` with ``config.yaml`` beside it, or the folder holding both
+  (written by :func:`export_model`);
+* nothing (``None``): the pretrained GM-DRIT apple <-> orange model inside the package.
+
+Only the networks used at test time are loaded: the content encoder, the attribute encoder and the
+generator; by default their EMA copy when the run kept one (``train.ema_beta`` > 0; ``ema=False`` / the
+CLI's ``--no-ema``: the raw weights). An export holds one set of weights, the EMA copy unless exported
+with ``--no-ema``; it is written under temporary names and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .. import __version__
+from ..atomic import atomic_write
+from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
+from ..config.schema import Config, build_config, dump_config, load_config_file
+from ..errors import CheckpointError, ConfigError, InferenceError
+from ..families import MODEL_FAMILIES, build_model
+from ..families.base import ModelFamily
+from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
+from ..training.speed import resolve_device
+
+CONFIG_FILE = "config.yaml"
+#: a run's chosen sampling temperature (``gmdrit eval --split val --temperature a,b,c``; temperature_sweep.py)
+SAMPLING_FILE = "sampling.json"
+#: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "The pretrained model"),
+#: used when a command is given no model
+PRETRAINED = Path(__file__).parents[1] / "pretrained" / "apple2orange"
+#: the networks a translation needs (every family's ``test_time_networks`` so far); exports hold only these
+INFERENCE_NETWORKS = ModelFamily.test_time_networks
+#: parts of those networks that only a training loss uses (GM-DRIT's p(x|z) thumbnail head); int8 exports
+#: leave them out and loading fills them with zeros
+TRAINING_ONLY = ("generator.pxz.",)
+
+
+@dataclass
+class ModelSource:
+    """Where a model's weights and config come from."""
+
+    path: Path            # what the user gave
+    weights: Path         # the model.safetensors read
+    cfg: Config
+    kind: str             # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
+    iteration: int | None
+    ema: bool = False     # the weights used are the EMA copy (set by load_for_inference)
+    phase: int | None = None  # a phased run (VAE) that stopped before its end: the index of its next phase
+    #: how ``cfg.model.sample_temperature`` was chosen, when a sweep chose it (RUN/sampling.json, or an export's)
+    sampling: dict | None = None
+
+    def describe(self) -> str:
+        it = f", iteration {self.iteration}" if self.iteration is not None else ""
+        it += ", EMA weights" if self.ema else ""
+        if self.kind == "pretrained":
+            return (f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
+                    f"({self.weights}{it}; pass --run or --checkpoint for your own)")
+        return f"{self.weights} ({self.cfg.model.family}, {self.kind}{it})"
+
+
+def _export_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {path}: {exc}") from None
+
+
+def resolve_model(path: Path | str | None) -> ModelSource:
+    """Find the weights and config of a run folder, checkpoint folder or exported model; ``None``: the
+    pretrained model inside the package."""
+    if path is None:
+        if not (PRETRAINED / MODEL_FILE).is_file():
+            raise CheckpointError("this installation has no pretrained model; say which model to use: "
+                                  "--run RUN (its latest checkpoint) or --checkpoint PATH")
+        source = resolve_model(PRETRAINED)
+        source.kind = "pretrained"
+        return source
+    given = Path(path).expanduser()
+    what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
+    if not given.exists():
+        raise CheckpointError(f"{given} does not exist; {what}")
+    if given.is_file() or (given.is_dir() and not (given / STATE_FILE).is_file()
+                           and not (given / "checkpoints").is_dir() and (given / MODEL_FILE).is_file()):
+        weights = given if given.is_file() else given / MODEL_FILE
+        if weights.suffix != ".safetensors":
+            raise CheckpointError(f"{weights} is not a model file; {what}")
+        config = weights.parent / CONFIG_FILE
+        if not config.is_file():
+            raise CheckpointError(f"{weights} has no {CONFIG_FILE} beside it; export models with "
+                                  f"`gmdrit export RUN --out DIR`, which writes both files")
+        cfg = load_config_file(config)
+        meta = _export_metadata(weights)
+        iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
+        phase = int(meta["phase"]) if meta.get("phase", "").isdigit() else None
+        sampling = _json_or_none(meta.get("sample_temperature_chosen"))
+        return ModelSource(given, weights, cfg, "export", iteration, sampling=sampling, phase=phase)
+    if given.is_dir() and ((given / STATE_FILE).is_file() or (given / "checkpoints").is_dir()):
+        found = find_checkpoint(given)
+        if found is None:
+            raise CheckpointError(f"run folder {given} has no checkpoint yet; train it first (gmdrit train)")
+        folder, state = found
+        try:
+            cfg = build_config(state["config"])
+        except KeyError:
+            raise CheckpointError(f"checkpoint {folder} records no config; it cannot be used") from None
+        except ConfigError as exc:
+            raise CheckpointError(f"checkpoint {folder} has a config this version cannot read: {exc}") from None
+        phase = state.get("phase") if isinstance(state.get("phase"), dict) else {}
+        index = phase.get("index") if isinstance(phase.get("index"), int) else None
+        source = ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"), phase=index)
+        _apply_sampling(source, read_sampling(run_folder_of(folder)))
+        return source
+    raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
+
+
+def run_folder_of(path: Path | str | None) -> Path | None:
+    """The run folder of a run folder or of one of its checkpoint folders; None for anything else."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        return path
+    if path.is_dir() and (path / STATE_FILE).is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent
+    return None
+
+
+def _json_or_none(text: str | None) -> dict | None:
+    import json
+
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_sampling(run: Path | None) -> dict | None:
+    """``RUN/sampling.json`` as a dict, or None when there is none (a damaged one is reported and ignored)."""
+    if run is None or not (run / SAMPLING_FILE).is_file():
+        return None
+    try:
+        value = _json_or_none((run / SAMPLING_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        value = None
+    if value is None:
+        raise CheckpointError(f"{run / SAMPLING_FILE} is damaged; delete it (the model then samples at "
+                              f"model.sample_temperature of its config) or run the sweep again")
+    return value
+
+
+def _apply_sampling(source: ModelSource, record: dict | None) -> None:
+    """Set the config's ``model.sample_temperature`` to the one a sweep chose for the run."""
+    value = (record or {}).get("sample_temperature")
+    if isinstance(value, (int, float)) and value > 0:
+        source.cfg.model.sample_temperature = float(value)
+        source.sampling = record
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def _skip_weight_init():
+    """Make ``torch.nn.init``'s initialisers no-ops while networks are built whose weights are loaded next
+    (the usual trick of model loaders: building a 216 px MDMM otherwise spends a second drawing random
+    weights that are overwritten at once)."""
+    saved = {name: vars(torch.nn.init)[name] for name in _INIT_FUNCTIONS if name in vars(torch.nn.init)}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
+def _build_empty(cfg: Config, device: torch.device) -> ModelFamily:
+    """The model of ``cfg`` with only the test-time networks, on ``device``, weights not initialised (they are
+    loaded next); discriminators and optimizers, which inference never uses, are dropped."""
+    # training=False: no optimizers and none of the training speed paths (fp32, contiguous, not compiled,
+    # deterministic); creating the first torch optimizer would also import torch._dynamo (1.5 s on 2 cores).
+    with _skip_weight_init():
+        model = build_model(cfg, torch.device("cpu"), training=False)
+    model.keep_test_time_networks()
+    return model.to(device)
+
+
+EMA_PREFIX = "ema."
+
+
+def _weights_info(weights: Path) -> tuple[dict[str, str], bool]:
+    """(safetensors metadata, whether the file holds an EMA copy under ``ema.``) of a weights file."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return dict(f.metadata() or {}), any(k.startswith(EMA_PREFIX) for k in f.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {weights}: {exc}") from None
+
+
+def _ema_choice(source: ModelSource, ema: bool) -> str:
+    """The key prefix of the weights to use ("ema." or ""), and ``source.ema`` set accordingly."""
+    meta, has_copy = _weights_info(source.weights)
+    if meta.get("weights") == "ema":  # an export of the EMA copy: its only weights
+        if not ema:
+            raise InferenceError(f"{source.weights} holds the EMA weights only; for the raw weights export the "
+                                 f"run again with `gmdrit export RUN --no-ema`")
+        source.ema = True
+        return ""
+    source.ema = ema and has_copy
+    return EMA_PREFIX if source.ema else ""
+
+
+def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu",
+                       ema: bool = True) -> tuple[Config, ModelFamily]:
+    """The config and the model of a run folder / checkpoint folder / exported model (``None``: the
+    pretrained model inside the package), ready for test time.
+
+    Only the content encoder, attribute encoder and generator are kept (discriminators and optimizers are
+    dropped); the networks are in eval mode (no content noise). ``ema``: their EMA copy where the weights
+    have one (``model.source.ema`` says whether it was used), else the raw weights. ``model.source`` says
+    what was loaded.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    source = resolve_model(path)
+    cfg = source.cfg
+    prefix = _ema_choice(source, ema)
+    model = _build_empty(cfg, device)
+    load_network_weights(source.weights, model.networks, prefix)
+    model.eval_mode()
+    model.source = source
+    return cfg, model
+
+
+def untrained_note(model: ModelFamily, targets: list[int]) -> str | None:
+    """A warning when ``model`` comes from a phased run that stopped before the phase that trains the
+    translation into one of ``targets`` (a VAE in phase 1: its per-domain decoders are still untrained)."""
+    source = model.source
+    if source is None or source.phase is None:
+        return None
+    phases = model.phases()
+    pending = [p for i, p in enumerate(phases) if i > source.phase and len(p.domains) == 1 and p.domains[0] in targets]
+    if not pending or source.phase >= len(phases):
+        return None
+    names = model.cfg.data.domains
+    what = ", ".join(f"{p.name} (into '{names[p.domains[0]]}')" for p in pending)
+    return (f"{source.path} stopped in phase {source.phase + 1} of {len(phases)} ({phases[source.phase].name}): "
+            f"{what} is not trained yet, so its outputs come from untrained weights; continue the run with "
+            f"`gmdrit resume` first")
+
+
+def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
+    """Copy into ``networks`` every tensor of the model at ``path`` ('pretrained': the embedded one) whose name and
+    shape match (an int8 export is dequantised first). Returns what was done: the weights file, its SHA-256 and
+    metadata, the tensors copied and kept. A model that matches fewer than half of the tensors is refused: it is
+    another family or width of network."""
+    import hashlib
+    from safetensors.torch import load_file
+
+    source = resolve_model(None if str(path) == "pretrained" else path)
+    meta, _ = _weights_info(source.weights)
+    try:
+        tensors = load_file(str(source.weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    if meta.get("quantized"):
+        from .quantize import dequantize_tensors
+
+        tensors = dequantize_tensors(tensors)
+    copied = kept = 0
+    with torch.no_grad():
+        for net_name, net in networks.items():
+            for key, value in net.state_dict().items():
+                found = tensors.get(f"{net_name}.{key}")
+                if found is not None and tuple(found.shape) == tuple(value.shape):
+                    value.copy_(found)
+                    copied += 1
+                else:
+                    kept += 1
+    if copied < kept:  # most of the model would start fresh: another family or width, most likely a mistake
+        raise ConfigError(f"train.init_from={path}: only {copied} of {copied + kept} tensors of this model have a "
+                          f"match in {source.weights} ({source.cfg.model.family}, width {source.cfg.model.width}); "
+                          f"give a model of the same family and width")
+    digest = hashlib.sha256(source.weights.read_bytes()).hexdigest()
+    return {"init_from": str(path), "weights": str(source.weights), "sha256": digest, "metadata": meta,
+            "iteration": source.iteration, "crop": source.cfg.data.crop, "tensors_copied": copied,
+            "tensors_fresh": kept}
+
+
+# ------------------------------------------------------------------------------------------ export
+
+@dataclass
+class ExportResult:
+    source: ModelSource
+    out: Path
+    weights: Path
+    config: Path
+    bytes: int
+    parameters: int
+
+
+def make_output_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) for outputs, or say in one line why it cannot be (see
+    :func:`gmdrit_cli.outputs.output_folder`)."""
+    output_folder(folder, "--out")
+
+
+def export_model(path: Path | str, out: Path | str, int8: bool = False,
+                 extra_metadata: dict[str, str] | None = None, ema: bool = True, force: bool = False) -> ExportResult:
+    """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
+
+    ``ema``: the networks' EMA copy where the run kept one (metadata ``weights: ema``), else the raw
+    weights.
+
+    ``int8``: weights quantised per output channel (:mod:`gmdrit_cli.inference.quantize`) and the training-only heads
+    (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
+    safetensors header (e.g. the command that trained the model). An ``out`` that holds a model or a config
+    already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`)."""
+    source = resolve_model(path)
+    out = Path(out).expanduser()
+    refuse_checkpoint_area(out, "--out")
+    if (out / "checkpoints").is_dir():
+        raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
+    if not force:
+        for existing in (out / MODEL_FILE, out / CONFIG_FILE):
+            refuse_replacing(existing, "--force")
+    networks = MODEL_FAMILIES[source.cfg.model.family].test_time_networks
+    copy = _ema_choice(source, ema)
+    prefixes = tuple(f"{copy}{n}." for n in networks)
+    try:
+        with safe_open(str(source.weights), framework="pt") as f:
+            tensors = {k[len(copy):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    # check the tensors fit the config before writing anything
+    probe = _build_empty(source.cfg, torch.device("cpu"))
+    expected = {f"{n}.{k}": v.shape for n, net in probe.networks.items() for k, v in net.state_dict().items()}
+    wrong = sorted(k for k in expected.keys() | tensors.keys()
+                   if k not in tensors or k not in expected or tuple(tensors[k].shape) != tuple(expected[k]))
+    if wrong:
+        raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
+    metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
+                "networks": ",".join(networks), "gmdrit": __version__, **(extra_metadata or {})}
+    tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
+    parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
+    if int8:
+        from .quantize import FORMAT, quantize_tensors
+
+        tensors = quantize_tensors(tensors)
+        metadata.update(quantized=FORMAT, omitted=",".join(TRAINING_ONLY))
+    if source.iteration is not None:
+        metadata["iteration"] = str(source.iteration)
+    if source.phase is not None:
+        metadata["phase"] = str(source.phase)
+    if source.ema:
+        metadata.update(weights="ema", ema_beta=f"{source.cfg.train.ema_beta:g}")
+    if source.sampling is not None:  # config.yaml carries the value, the metadata how it was chosen
+        import json
+
+        keep = ("sample_temperature", "rule", "min_accuracy", "split", "chosen", "command", "values")
+        metadata["sample_temperature_chosen"] = json.dumps({k: source.sampling[k] for k in keep
+                                                            if k in source.sampling})
+    make_output_folder(out)
+    weights, config = out / MODEL_FILE, out / CONFIG_FILE
+    try:
+        atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                                                     metadata=metadata))
+        atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
+        raise InferenceError(os_error_line(exc, f"cannot write the export into {out}", "choose another --out")) from None
+    return ExportResult(source, out, weights, config, weights.stat().st_size, parameters)

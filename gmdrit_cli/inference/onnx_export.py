@@ -1,0 +1,330 @@
+"""``gmdrit export --format onnx``: a model's test-time path as ONNX graphs that run without torch.
+
+What is written into ``--out`` (nothing else):
+
+* ``model.onnx``: the translation, ``image`` 1 x 3 x S x S in [-1, 1], ``z`` M x nz and ``condition``
+  M x D -> ``images`` M x 3 x S x S in [-1, 1] (the content encoder once, then the generator for each
+  attribute row; the same computation as ``ModelFamily.translate`` of one input);
+* ``prior.onnx``: ``condition`` M x D -> ``mean``, ``std`` M x nz, the attribute prior (random attributes
+  are ``mean + temperature * std * noise``, as every family's ``sample_attributes`` draws them);
+* ``reference.onnx``: ``images`` R x 3 x S x S and ``domains`` R (int64) -> ``z``, ``condition``: the
+  attributes of reference images (``ModelFamily.encode_reference``);
+* ``onnx.json``: what the torch-free runtime (:mod:`gmdrit_cli.inference.onnx_translate`) needs besides the graphs:
+  the family, domains, working size, nz, default temperature, the conditioning row of each (domain,
+  component), which sizes the graphs take, and the check below;
+* ``config.yaml``: the resolved config, for people.
+
+Every export is checked before it is kept: onnxruntime runs each graph on random inputs (at several
+working sizes when the family takes sizes other than its training crop) and its outputs must equal torch's
+within :data:`TOLERANCE`; the largest difference is recorded in ``onnx.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..atomic import atomic_write
+from ..config.schema import dump_config
+from ..errors import InferenceError
+from .model_files import load_for_inference, make_output_folder
+from ..families.base import ModelFamily
+from ..outputs import os_error_line, refuse_checkpoint_area, refuse_replacing
+
+FORMAT = "gmdrit-onnx"
+FORMAT_VERSION = 1
+TRANSLATE_FILE = "model.onnx"
+PRIOR_FILE = "prior.onnx"
+REFERENCE_FILE = "reference.onnx"
+META_FILE = "onnx.json"
+CONFIG_FILE = "config.yaml"
+#: largest allowed |onnxruntime - torch| over every output pixel, on images in [-1, 1] (a 255th is 0.0078:
+#: within this, the written 8-bit PNGs differ by at most one grey level where a value sits on a rounding edge)
+TOLERANCE = 1e-4
+#: opset of the graphs (onnxruntime 1.18, the oldest the extra allows, runs opset 20)
+OPSET = 18
+
+
+@dataclass
+class OnnxExportResult:
+    out: Path
+    files: list[Path]
+    bytes: int
+    family: str
+    source: str
+    max_difference: float
+    sizes_checked: list[int]
+    dynamic_size: bool
+
+
+# ------------------------------------------------------------------------------------ graph modules
+
+def _vae_generate(model: ModelFamily, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    """The VAE's ``generate`` without its data-dependent row selection (which a traced graph would freeze):
+    every decoder runs on every row, weighted by the row's domain weight (0 for the other decoder, so the
+    sum is the same image)."""
+    from ..families.vae.model import DECODERS
+
+    mu, logvar = content.chunk(2, dim=1)
+    weights, a = condition[:, :2], condition[:, 2:3]
+    code = (1 - a) * (mu + torch.exp(0.5 * logvar) * z) + a * z
+    out = 0
+    for d, name in enumerate(DECODERS):
+        out = out + weights[:, d, None, None, None] * model.networks[name](code).clamp(0.0, 1.0)
+    return out * 2.0 - 1.0
+
+
+#: families whose ``generate`` needs a graph-friendly equivalent (the test checks it against ``generate``)
+GENERATE_FOR_GRAPH = {"vae": _vae_generate}
+
+
+class TranslateGraph(nn.Module):
+    """One input image, M attribute rows -> M translations."""
+
+    def __init__(self, model: ModelFamily):
+        super().__init__()
+        self.model = model
+        self.networks = model.networks  # registered, so the exporter sees the weights as parameters
+        self.generate = GENERATE_FOR_GRAPH.get(model.cfg.model.family)
+
+    def forward(self, image: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        content = self.model.encode_content(image)
+        content = content.expand(z.shape[0], -1, -1, -1) if content.dim() == 4 else content.expand(z.shape[0], -1)
+        if self.generate is not None:
+            return self.generate(self.model, content, z, condition)
+        return self.model.generate(content, z, condition)
+
+
+class PriorGraph(nn.Module):
+    def __init__(self, model: ModelFamily):
+        super().__init__()
+        self.model = model
+        self.networks = model.networks
+
+    def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self.model.attribute_prior(condition)
+        keep = 0.0 * condition.sum(dim=1, keepdim=True)  # ties a constant prior's row count to the input
+        return mean + keep, std + keep
+
+
+class ReferenceGraph(nn.Module):
+    def __init__(self, model: ModelFamily):
+        super().__init__()
+        self.model = model
+        self.networks = model.networks
+
+    def forward(self, images: torch.Tensor, domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode_reference(images, domains)
+
+
+# ------------------------------------------------------------------------------------ export
+
+def _plain_conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """``conv(cat([x, tile(vec)], 1))`` as written: what ``blocks.conv_transpose_tiled`` computes with a tap
+    table built in Python for one input size, which a graph that takes any size cannot hold."""
+    from ..families.blocks import tile
+
+    return conv(torch.cat([x, tile(vec, x.shape[2], x.shape[3]).to(x.dtype)], dim=1))
+
+
+def _plain_layer_norm(self, x: torch.Tensor) -> torch.Tensor:
+    """``blocks.LayerNorm`` (over C x H x W, per-channel affine) from means: the exporter takes F.layer_norm only
+    with a normalised shape fixed at export, which a graph for any size cannot have."""
+    dims = tuple(range(1, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+    return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+@contextlib.contextmanager
+def _graph_friendly_layers():
+    """While exporting: the generator's tiled transposed convolution and layer norm in plain forms that a graph
+    for any size can hold (the same values up to rounding; the export's check against torch covers them)."""
+    import sys
+
+    from ..nets import blocks
+
+    layer_norm = blocks.LayerNorm.forward
+    blocks.LayerNorm.forward = _plain_layer_norm
+    original = blocks.conv_transpose_tiled
+    users = [m for name, m in list(sys.modules.items())
+             if name.startswith("gmdrit_cli.nets") and getattr(m, "conv_transpose_tiled", None) is original]
+    for module in users:
+        module.conv_transpose_tiled = _plain_conv_transpose_tiled
+    try:
+        yield
+    finally:
+        for module in users:
+            module.conv_transpose_tiled = original
+        blocks.LayerNorm.forward = layer_norm
+
+
+def _export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                  dynamic_axes: dict) -> None:
+    """Write one graph: traced once (torch.onnx's TorchScript-based exporter, several times faster than its
+    torch.export one for these networks), the named axes left free."""
+    module.eval()  # the exporter puts the module back into the mode it had: eval, as the model is
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+
+
+def _condition_table(model: ModelFamily) -> dict[str, list[list[float]]]:
+    """The conditioning row of each target domain's components (one row without mixture components):
+    ``sample_attributes`` draws the component uniformly (or pins it) and conditions on this row."""
+    caps = model.capabilities
+    targets = sorted({t for _, t in caps.tasks(model.cfg.num_domains)})
+    cpd = caps.components_per_domain if caps.has_mixture else 0
+    table = {}
+    for d in targets:
+        rows = []
+        for c in range(cpd) if cpd else [None]:
+            _, condition = model.sample_attributes(d, 1, c, torch.Generator().manual_seed(0))
+            rows.append([float(v) for v in condition[0].tolist()])
+        table[str(d)] = rows
+    return table
+
+
+def _takes_size(model: ModelFamily, size: int) -> bool:
+    """Whether the torch model translates and encodes references at working size ``size`` (the VAE's and
+    BicycleGAN's encoders end in dense layers sized for the crop: they do not)."""
+    caps = model.capabilities
+    target = caps.tasks(model.cfg.num_domains)[0][1]
+    try:
+        with torch.no_grad():
+            z, c = model.sample_attributes(target, 1, None, torch.Generator().manual_seed(0))
+            out = model.translate(torch.zeros(1, 3, size, size), target, (z, c))
+            ref_z, _ = model.encode_reference(torch.zeros(1, 3, size, size), torch.full((1,), target))
+        return tuple(out.shape[-2:]) == (size, size) and tuple(ref_z.shape) == tuple(z.shape)
+    except (RuntimeError, ValueError):
+        return False
+
+
+def check_against_torch(model: ModelFamily, folder: Path, sizes: list[int], seed: int = 0) -> float:
+    """Run every graph of ``folder`` with onnxruntime and ``model`` with torch on the same random inputs at
+    each working size; the largest absolute difference of any output (InferenceError past TOLERANCE)."""
+    import onnxruntime as ort
+
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sessions = {name: ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+                for name in (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE)}
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    targets = [int(d) for d in meta["conditions"]]
+    for size in sizes:
+        for target in targets:
+            rows = meta["conditions"][str(target)]
+            condition = torch.tensor(rows * 2, dtype=torch.float32)[:3]  # 2-3 rows, every component once
+            m = condition.shape[0]
+            noise = torch.randn(m, meta["nz"], generator=g)
+            image = torch.rand(1, 3, size, size, generator=g) * 2 - 1
+            refs = torch.rand(2, 3, size, size, generator=g) * 2 - 1
+            domains = torch.full((2,), target, dtype=torch.long)
+            with torch.no_grad():
+                mean, std = model.attribute_prior(condition)
+                z = mean + std * noise
+                want = model.translate(image, target, (z, condition))
+                ref_z, ref_c = model.encode_reference(refs, domains)
+            got_mean, got_std = _run(sessions[PRIOR_FILE], condition=condition.numpy())
+            (got,) = _run(sessions[TRANSLATE_FILE], image=image.numpy(), z=z.numpy(), condition=condition.numpy())
+            got_z, got_c = _run(sessions[REFERENCE_FILE], images=refs.numpy(), domains=domains.numpy())
+            for a, b in ((got_mean, mean), (got_std, std), (got, want), (got_z, ref_z), (got_c, ref_c)):
+                if a.shape != tuple(b.shape):
+                    raise InferenceError(f"the ONNX export gives shape {a.shape} where torch gives {tuple(b.shape)}")
+                worst = max(worst, float(np.abs(a - b.numpy()).max()) if a.size else 0.0)
+    if not worst <= TOLERANCE:
+        raise InferenceError(f"the ONNX graphs differ from torch by up to {worst:.3g} (more than {TOLERANCE:g}); "
+                             "this model cannot be exported to ONNX faithfully")
+    return worst
+
+
+def _run(session, **feed) -> list[np.ndarray]:
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feed.items() if k in names})
+
+
+def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[str, str] | None = None,
+                ema: bool = True, force: bool = False) -> OnnxExportResult:
+    """Export the model of a run folder, checkpoint or export (``None``: the pretrained model) as ONNX graphs
+    into ``out`` (see the module doc); refused over earlier files unless ``force``."""
+    try:
+        import onnxruntime  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        raise InferenceError("--format onnx needs onnx and onnxruntime: pip install 'gmdrit[onnx]'") from None
+    out = Path(out).expanduser()
+    refuse_checkpoint_area(out, "--out")
+    if (out / "checkpoints").is_dir():
+        raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
+    names = (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE, META_FILE, CONFIG_FILE)
+    if not force:
+        for name in names:
+            refuse_replacing(out / name, "--force")
+    cfg, model = load_for_inference(path, "cpu", ema=ema)
+    model.eval_mode()
+    caps = model.capabilities
+    crop = cfg.data.crop
+    target = caps.tasks(cfg.num_domains)[0][1]
+    # other working sizes the torch model takes (the DRIT families: any multiple of 4; the VAE and BicycleGAN,
+    # whose encoders end in dense layers: none): the graphs keep them free and the check covers them
+    others = [s for s in (2 * crop, crop + 16, max(16, crop // 2 // 4 * 4)) if s != crop and _takes_size(model, s)]
+    dynamic = bool(others)
+    conditions = _condition_table(model)
+    z0, c0 = model.sample_attributes(target, 2, None, torch.Generator().manual_seed(0))
+    image0 = torch.zeros(1, 3, crop, crop)
+    space = {2: "height", 3: "width"} if dynamic else {}
+    source = model.source
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "gmdrit": __version__,
+        "family": cfg.model.family, "domains": list(cfg.data.domains), "crop": crop, "nz": cfg.model.nz,
+        "condition_size": int(c0.shape[1]), "sample_temperature": cfg.model.sample_temperature,
+        "random_by_default": caps.random_by_default, "components_per_domain": caps.components_per_domain,
+        "tasks": [list(t) for t in caps.tasks(cfg.num_domains)], "dynamic_size": dynamic,
+        "conditions": conditions, "source": source.describe() if source is not None else "",
+        "iteration": source.iteration if source is not None else None,
+        "ema": bool(source.ema) if source is not None else False, "tolerance": TOLERANCE,
+        "metadata": dict(extra_metadata or {}),
+    }
+    with tempfile.TemporaryDirectory(prefix="gmdrit-onnx-") as tmp:
+        work = Path(tmp)
+        with torch.no_grad(), _graph_friendly_layers():
+            _export_graph(TranslateGraph(model), (image0, z0, c0), work / TRANSLATE_FILE, ["image", "z", "condition"],
+                          ["images"], {"image": space, "z": {0: "samples"}, "condition": {0: "samples"},
+                                       "images": {0: "samples", **space}})
+            _export_graph(PriorGraph(model), (c0,), work / PRIOR_FILE, ["condition"], ["mean", "std"],
+                          {"condition": {0: "rows"}, "mean": {0: "rows"}, "std": {0: "rows"}})
+            refs = torch.zeros(2, 3, crop, crop)
+            domains = torch.full((2,), target, dtype=torch.long)
+            _export_graph(ReferenceGraph(model), (refs, domains), work / REFERENCE_FILE, ["images", "domains"],
+                          ["z", "condition"], {"images": {0: "references", **space}, "domains": {0: "references"},
+                                               "z": {0: "references"}, "condition": {0: "references"}})
+        model.eval_mode()
+        (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        sizes = [crop] + others
+        worst = check_against_torch(model, work, sizes)
+        meta["checked"] = {"sizes": sizes, "max_abs_difference": worst, "tolerance": TOLERANCE}
+        (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (work / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
+        make_output_folder(out)
+        files = []
+        try:
+            for name in names:
+                data = (work / name).read_bytes()
+                atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+                files.append(out / name)
+        except OSError as exc:
+            raise InferenceError(os_error_line(exc, f"cannot write the export into {out}", "choose another --out")) from None
+    return OnnxExportResult(out, files, sum(f.stat().st_size for f in files), cfg.model.family,
+                            meta["source"], worst, sizes, dynamic)

@@ -1,0 +1,301 @@
+"""``gmdrit translate --checkpoint model.onnx``: translate with an ONNX export (:mod:`gmdrit_cli.inference.onnx_export`)
+on onnxruntime, without importing torch.
+
+Same inputs, options, odd-input handling, file names and grid as the torch path (:mod:`gmdrit_cli.inference.translate`,
+sharing :mod:`gmdrit_cli.inference.images`). The one difference: random attributes are drawn with numpy's generator,
+so ``--seed N`` gives reproducible outputs here too, but not the same draws as the torch path with that seed.
+With the same attributes the images agree with torch's within the tolerance the export checked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InferenceError
+from .images import (InputFailure, TranslatedInput, _expand, _resize, _save_png, _unique_stem, check_out, check_size,
+                       compose, output_size, read_image, resolve_domain)
+from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, bounded, finite
+from ..outputs import output_folder
+
+FORMAT = "gmdrit-onnx"       # as onnx_export writes it (not imported from there: that module imports torch)
+FORMAT_VERSION = 1
+TRANSLATE_FILE = "model.onnx"
+PRIOR_FILE = "prior.onnx"
+REFERENCE_FILE = "reference.onnx"
+META_FILE = "onnx.json"
+#: attribute rows decoded per onnxruntime call (memory: a few working-size images at a time)
+CHUNK = 8
+
+
+def onnx_folder(path: Path | str | None) -> Path | None:
+    """The export folder when ``path`` is an ONNX export (its ``model.onnx``, any ``.onnx`` file in it, or the
+    folder holding ``onnx.json``); None for anything else (the torch path handles it)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if p.suffix.lower() == ".onnx":
+        if not p.is_file():
+            raise InferenceError(f"{path}: no such file; give the model.onnx written by gmdrit export --format onnx")
+        return p.parent
+    if p.is_dir() and (p / META_FILE).is_file():
+        return p
+    return None
+
+
+class OnnxModel:
+    """The graphs and metadata of one ONNX export, on onnxruntime's CPU provider."""
+
+    def __init__(self, folder: Path, threads: int = 0):
+        self.folder = folder
+        meta_path = folder / META_FILE
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InferenceError(f"{folder} has no {META_FILE}: export the model again with "
+                                 "gmdrit export RUN --format onnx --out FOLDER") from None
+        except (OSError, ValueError) as exc:
+            raise InferenceError(f"cannot read {meta_path}: {exc}") from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
+            raise InferenceError(f"{meta_path} is not a gmdrit ONNX export")
+        if self.meta.get("format_version") != FORMAT_VERSION:
+            raise InferenceError(f"{meta_path} is format version {self.meta.get('format_version')}; this gmdrit "
+                                 f"reads version {FORMAT_VERSION}: export the model again")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise InferenceError("an ONNX model needs onnxruntime: pip install 'gmdrit[onnx]'") from None
+        self._ort = ort
+        self.threads = threads
+        self._sessions: dict = {}
+        self.cfg = SimpleNamespace(data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"])))
+        self.device = "onnxruntime (CPU)"
+        self.source = self  # what the CLI's header describes
+        self.session(TRANSLATE_FILE)  # a damaged graph is found before any input is read
+
+    def session(self, name: str):
+        if name not in self._sessions:
+            options = self._ort.SessionOptions()
+            options.log_severity_level = 3
+            # no busy-waiting between the few small runs of a translate call (it only burns the other core)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            path = self.folder / name
+            if not path.is_file():
+                raise InferenceError(f"{path} is missing: the export folder needs {TRANSLATE_FILE}, {PRIOR_FILE}, "
+                                     f"{REFERENCE_FILE} and {META_FILE}")
+            try:
+                self._sessions[name] = self._ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own exception types for a damaged file
+                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InferenceError(f"cannot load {path} ({text}); export the model again") from None
+        return self._sessions[name]
+
+    def _run(self, name: str, **feed) -> list[np.ndarray]:
+        session = self.session(name)
+        names = {i.name for i in session.get_inputs()}
+        return session.run(None, {k: v for k, v in feed.items() if k in names})
+
+    # -- what the model is
+
+    @property
+    def family(self) -> str:
+        return self.meta["family"]
+
+    @property
+    def components_per_domain(self) -> int:
+        return int(self.meta.get("components_per_domain") or 0)
+
+    def describe(self) -> str:
+        it = f", iteration {self.meta['iteration']}" if self.meta.get("iteration") is not None else ""
+        return f"{self.folder / TRANSLATE_FILE} ({self.family}, ONNX export{it})"
+
+    def targets(self) -> list[int]:
+        return sorted({int(t) for _, t in self.meta["tasks"]})
+
+    # -- test time, as ModelFamily's methods of the same names
+
+    def sample_attributes(self, domain: int, n: int, component: int | None, rng: np.random.Generator,
+                          temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` random attributes of ``domain``: a component (uniform, or ``component``) per row, its
+        conditioning row, and ``z = mean + temperature * std * noise`` of the prior there."""
+        rows = np.asarray(self.meta["conditions"][str(domain)], dtype=np.float32)
+        picks = (np.full(n, component) if component is not None
+                 else rng.integers(len(rows), size=n) if len(rows) > 1 else np.zeros(n, dtype=np.int64))
+        condition = rows[picks]
+        noise = rng.standard_normal((n, int(self.meta["nz"])), dtype=np.float32)
+        mean, std = self.attribute_prior(condition)
+        return (mean + np.float32(temperature) * std * noise).astype(np.float32), condition
+
+    def attribute_prior(self, condition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = self._run(PRIOR_FILE, condition=condition)
+        return mean, std
+
+    def encode_reference(self, images: np.ndarray, domains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z, condition = self._run(REFERENCE_FILE, images=images, domains=domains.astype(np.int64))
+        return z, condition
+
+    def translate(self, image: np.ndarray, z: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        """One input 1 x 3 x S x S in [-1, 1], attributes M x nz and M x D -> M x 3 x S x S."""
+        try:
+            out = [self._run(TRANSLATE_FILE, image=image, z=z[i:i + CHUNK], condition=condition[i:i + CHUNK])[0]
+                   for i in range(0, z.shape[0], CHUNK)]
+        except Exception as exc:  # onnxruntime's own error types: a size the networks cannot take
+            sizes = ", ".join(str(s) for s in self.meta.get("checked", {}).get("sizes", [self.cfg.data.crop]))
+            raise InferenceError(f"this {self.family} export cannot translate at {image.shape[-1]} px "
+                                 f"({str(exc).splitlines()[0][:160]}); sizes it was checked at: {sizes}") from None
+        return np.concatenate(out)
+
+
+def load_onnx(path: Path | str, threads: int = 0) -> OnnxModel:
+    folder = onnx_folder(path)
+    if folder is None:
+        raise InferenceError(f"{path} is not an ONNX export (no {META_FILE} beside {TRANSLATE_FILE})")
+    return OnnxModel(folder, threads)
+
+
+# ------------------------------------------------------------------------------------ images
+
+def to_model_input(im: Image.Image, size: int) -> np.ndarray:
+    """RGB image -> 1 x 3 x size x size float32 in [-1, 1], resized as the torch path resizes it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        square = im.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
+    arr = np.asarray(square, dtype=np.uint8).astype(np.float32)
+    return (arr / np.float32(127.5) - np.float32(1.0)).transpose(2, 0, 1)[None].copy()
+
+
+def to_image(x: np.ndarray) -> Image.Image:
+    """3 x H x W in [-1, 1] -> RGB (rounded half to even and clamped, as the torch path)."""
+    arr = np.round((np.clip(x, -1.0, 1.0) + np.float32(1.0)) * np.float32(127.5)).astype(np.uint8)
+    return Image.fromarray(arr.transpose(1, 2, 0))
+
+
+# ------------------------------------------------------------------------------------ translate
+
+@dataclass
+class OnnxTranslateResult:
+    domain: str
+    mode: str
+    seed: int
+    size: int
+    out: Path
+    items: list[TranslatedInput] = field(default_factory=list)
+    failures: list[InputFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> list[Path]:
+        return [p for item in self.items for p in (*item.outputs, item.grid)]
+
+
+def _check_component(model: OnnxModel, component: int | None) -> None:
+    if component is None:
+        return
+    cpd = model.components_per_domain
+    if cpd <= 0:
+        raise InferenceError(f"--component: this model ({model.family}) has no mixture components; leave it out")
+    if not 0 <= component < cpd:
+        raise InferenceError(f"--component {component}: this model has {cpd} component(s) per domain (0..{cpd - 1})")
+
+
+def translate(model: OnnxModel, inputs: list[str | Path], *, domain: str | int, samples: int | None = None,
+              component: int | None = None, temperature: float | None = None,
+              references: list[Path | str] | None = None, seed: int = 0, size: int | None = None,
+              square: bool = False, out: Path | str = "translations",
+              on_progress: Callable[[int, int, str], None] | None = None) -> OnnxTranslateResult:
+    """:func:`gmdrit_cli.inference.translate.translate` with an ONNX export: the same options, checks and files."""
+    start = time.perf_counter()
+    names = model.cfg.data.domains
+    d = resolve_domain(model.cfg, domain)
+    if d not in model.targets():
+        raise InferenceError(f"--domain: this {model.family} model translates into "
+                             f"{', '.join(repr(names[t]) for t in model.targets())} only, not '{names[d]}'")
+    size = check_size(model.cfg, size)
+    if size != model.cfg.data.crop and not model.meta.get("dynamic_size"):
+        raise InferenceError(f"--size {size}: this {model.family} export works at {model.cfg.data.crop} px only")
+    out = check_out(Path(out).expanduser())
+    references = list(references or [])
+    if references and component is not None:
+        raise InferenceError("--component applies to random attributes; with --reference the attribute "
+                             "(and component) comes from the reference image")
+    if references and samples is not None:
+        raise InferenceError("--samples applies to random attributes; with --reference there is one output "
+                             "per reference image")
+    if references and temperature is not None and temperature != 1.0:
+        raise InferenceError("--temperature applies to random attributes; with --reference the attribute "
+                             "comes from the reference image")
+    temperature = model.meta.get("sample_temperature", 1.0) if temperature is None else temperature
+    finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior; far past it the "
+                                                                   "attributes leave what the model was trained on")
+    _check_component(model, component)
+    given = samples is not None
+    samples = 5 if samples is None else samples
+    if not references:
+        bounded(samples, "--samples", 1, MAX_SAMPLES, "each sample is a file and a column of the grid; run "
+                                                      "again with another --seed for more")
+    result = OnnxTranslateResult(names[d], "reference" if references else "latent", int(seed), size, out)
+    rng = np.random.default_rng(int(seed))
+    tag = ""
+    if references:
+        images = []
+        for p in references:
+            path = Path(p).expanduser()
+            if not path.is_file():
+                raise InferenceError(f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}")
+            try:
+                images.append(to_model_input(read_image(path), size))
+            except InferenceError as exc:
+                raise InferenceError(f"reference {p}: {exc}") from None
+        z, condition = model.encode_reference(np.concatenate(images), np.full(len(images), d))
+        cpd = model.components_per_domain
+        if cpd > 0 and condition.shape[1] == cpd * len(names):
+            for p, got in zip(references, (condition.argmax(axis=1) // cpd).tolist()):
+                if got != d:
+                    result.notes.append(f"reference {p} looks like '{names[got]}' to the model, not '{names[d]}'; "
+                                        "its attribute (and inferred component) is used as it is")
+        tag = "ref"
+    elif not given and not model.meta.get("random_by_default", True):
+        _, condition = model.sample_attributes(d, 1, component, rng, temperature)
+        z, _ = model.attribute_prior(condition)
+    else:
+        z, condition = model.sample_attributes(d, samples, component, rng, temperature)
+    used: set[str] = set()
+    entries = _expand(inputs)
+    for i, path in enumerate(entries):
+        if on_progress:
+            on_progress(i, len(entries), path.source if isinstance(path, InputFailure) else str(path))
+        if isinstance(path, InputFailure):
+            result.failures.append(path)
+            continue
+        try:
+            im = read_image(path)
+        except InferenceError as exc:
+            result.failures.append(InputFailure(str(path), str(exc)))
+            continue
+        wh = output_size(im.width, im.height, size, square)
+        fakes = [_resize(to_image(t), wh) for t in model.translate(to_model_input(im, size), z, condition)]
+        stem = _unique_stem(path, used)
+        output_folder(out, "--out")
+        outputs = []
+        for k, fake in enumerate(fakes, 1):
+            target = out / f"{stem}_to_{names[d]}_{tag}{k}.png"
+            _save_png(fake, target)
+            outputs.append(target)
+        grid = out / f"{stem}_to_{names[d]}_grid.png"
+        _save_png(compose([_resize(im, wh), *fakes]), grid)
+        result.items.append(TranslatedInput(path, outputs, grid, wh))
+    if on_progress:
+        on_progress(len(entries), len(entries), "")
+    result.seconds = time.perf_counter() - start
+    return result

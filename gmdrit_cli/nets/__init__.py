@@ -1,1 +1,0 @@
-"""Neural-network building blocks and per-family network definitions (pure ``nn.Module`` code)."""

@@ -1,0 +1,1 @@
+"""`gmdrit report`: run folders read back, the HTML page and its charts."""

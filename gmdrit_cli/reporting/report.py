@@ -1,0 +1,364 @@
+"""`gmdrit report`: one static HTML page about one or more run folders.
+
+:func:`build_report` reads each run folder (``metrics.jsonl``, ``samples/``, ``config.yaml``,
+``checkpoints/``, ``eval/*/eval.json`` with the saved translations, ``benchmark.json``), draws the charts
+with matplotlib (``report_charts.py``), copies or composes every picture into ``OUT/assets/`` and writes
+``OUT/index.html`` (``report_html.py``). The page needs no server and no network: open it from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+from PIL import Image
+
+from .. import atomic
+from ..errors import DataError, ReportError
+from ..outputs import os_error_line, output_folder
+from .charts import benchmark_chart, loss_group_chart
+from .run_metrics import damaged_metric_lines, group_titles, loss_group, read_metrics, series
+
+_ITER = re.compile(r"iter_(\d+)$")
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    iteration: int
+    size_bytes: int
+    saved: str  # local time the checkpoint's state.json was written, "YYYY-MM-DD HH:MM"
+    latest: bool
+
+
+@dataclass
+class EvalResult:
+    """One ``eval.json`` with the pictures made for it: a composite of a few translations per task."""
+
+    path: Path
+    report: dict
+    translations: dict[str, Path] = field(default_factory=dict)  # "source → target" -> composite PNG
+
+
+@dataclass
+class RunFolder:
+    """What the report shows of one run folder; ``label`` names it on the page and in the legends."""
+
+    path: Path
+    label: str
+    metrics: list[dict]
+    config_text: str | None
+    samples: list[Path]
+    checkpoints: list[Checkpoint]
+    eval_files: list[Path]
+    benchmark_files: list[Path]
+    figures: list[Path]  # other PNGs under eval/ (e.g. `gmdrit mixture`'s plots)
+    has_tensorboard: bool
+    problems: list[str] = field(default_factory=list)  # damaged files, one line each (left out of the page)
+
+    @property
+    def config(self) -> dict:
+        """``config.yaml`` as a mapping; {} when it is missing or damaged (``problems`` says which)."""
+        try:
+            data = yaml.safe_load(self.config_text) if self.config_text else {}
+        except yaml.YAMLError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+
+@dataclass
+class ReportResult:
+    index: Path
+    runs: list[RunFolder]
+    images: list[Path]  # every picture the page shows, under OUT/assets
+    notes: list[str] = field(default_factory=list)
+
+
+def _iteration(path: Path) -> int:
+    m = _ITER.search(path.stem if path.suffix else path.name)
+    return int(m.group(1)) if m else -1
+
+
+def _checkpoints(folder: Path) -> list[Checkpoint]:
+    if not folder.is_dir():
+        return []
+    pointer = folder / "latest"
+    latest = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
+    out = []
+    for sub in sorted((p for p in folder.iterdir() if p.is_dir() and _ITER.fullmatch(p.name)), key=_iteration):
+        state = sub / "state.json"
+        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.stat().st_mtime)) if state.exists() else "-"
+        size = sum(f.stat().st_size for f in sub.iterdir() if f.is_file())
+        out.append(Checkpoint(sub.name, _iteration(sub), size, saved, sub.name == latest))
+    return out
+
+
+def read_run(path: str | Path, label: str | None = None) -> RunFolder:
+    """The parts of a run folder the report shows; a folder with none of them is a ReportError."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path} is not a folder; give run folders (runs/NAME)")
+    config = path / "config.yaml"
+    eval_files = sorted({*path.glob("eval/*/eval.json"), *path.glob("eval*/eval.json")})
+    benchmarks = [p for p in (path / "benchmark.json", path / "benchmark" / "benchmark.json") if p.is_file()]
+    figures = sorted(p for p in path.glob("eval/*/*.png"))
+    problems: list[str] = []
+    config_text = _text(config, problems) if config.is_file() else None
+    run = RunFolder(path=path, label=label or path.resolve().name, metrics=read_metrics(path / "metrics.jsonl"),
+                    config_text=config_text,
+                    samples=sorted((path / "samples").glob("iter_*.png"), key=_iteration),
+                    checkpoints=_checkpoints(path / "checkpoints"), eval_files=eval_files,
+                    benchmark_files=benchmarks, figures=figures, has_tensorboard=(path / "tensorboard").is_dir(),
+                    problems=problems)
+    if config_text and not run.config:
+        problems.append(f"{config}: not a YAML mapping (damaged?), shown as text only")
+    damaged = damaged_metric_lines(path / "metrics.jsonl")
+    if damaged:
+        problems.append(f"{path / 'metrics.jsonl'}: {damaged} damaged line(s) left out of the loss curves")
+    if not (run.metrics or run.config_text or run.samples or run.checkpoints or eval_files or benchmarks):
+        raise ReportError(f"{path} holds no run: no metrics.jsonl, config.yaml, samples/, checkpoints/, "
+                          f"eval/*/eval.json or benchmark.json")
+    return run
+
+
+def _text(path: Path, problems: list[str]) -> str:
+    """A run file's text; bytes that are not UTF-8 are replaced, and ``problems`` says so."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not UTF-8 text (damaged?)")
+        return raw.decode("utf-8", "replace")
+
+
+def _json_file(path: Path, notes: list[str], check) -> dict | None:
+    """A run folder's JSON file when it parses and ``check(data)`` finds nothing wrong; else a note and None."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        notes.append(f"{path}: not valid JSON (damaged?), left out")
+        return None
+    problem = check(data)
+    if problem:
+        notes.append(f"{path}: {problem} (damaged?), left out")
+        return None
+    return data
+
+
+def eval_report_problem(data) -> str | None:
+    """What keeps ``data`` from being an ``eval.json`` the page can show, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    parts = {"tasks": list, "settings": dict, "model": dict}
+    wrong = [k for k, kind in parts.items() if not isinstance(data.get(k), kind)]
+    if wrong:
+        return f"no valid {', '.join(wrong)}"
+    if not all(isinstance(t, dict) and isinstance(t.get("source"), str) and isinstance(t.get("target"), str)
+               for t in data["tasks"]):
+        return "a task row without source and target"
+    if not all(isinstance(data.get(k, {}) or {}, dict) for k in ("mean", "reference", "reference_mean", "cluster")):
+        return "a summary that is not an object"
+    return None
+
+
+def benchmark_problem(data) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("rows", []), list):
+        return "not a benchmark report"
+    if not all(isinstance(r, dict) for r in data.get("rows", [])):
+        return "a row that is not an object"
+    return None
+
+
+def report_folder(out: Path) -> Path:
+    """``out`` ready for the page: created, inside no run's checkpoints, and holding no index.html that
+    another program wrote (only an earlier gmdrit report is replaced)."""
+    out = output_folder(out, "--out")
+    index = out / "index.html"
+    if index.is_file():
+        with open(index, "rb") as f:
+            head = f.read(4096)
+        if b"<title>gmdrit report" not in head:
+            raise ReportError(f"{index} exists and is not a gmdrit report; gmdrit does not replace it: choose "
+                              f"another --out")
+    elif index.exists():
+        raise ReportError(f"{index} exists and is not a file; choose another --out")
+    return out
+
+
+def spread(items: list, k: int) -> list:
+    """At most ``k`` items, evenly spaced, always the first and the last."""
+    if len(items) <= k:
+        return list(items)
+    if k == 1:
+        return [items[-1]]
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return atomic.atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+# -- translations of an eval ------------------------------------------------------------------------
+
+def _input_folder(run: RunFolder, report: dict, source: str) -> Path | None:
+    """The test folder of domain ``source`` of the eval's dataset, if it can be found from here: the
+    recorded root as it is, or relative to the folders around the run (it is relative to where eval ran)."""
+    from ..data.unpaired import domain_folders
+
+    root = str(report.get("data", {}).get("root", ""))
+    domains = report.get("model", {}).get("domains", [])
+    if not root or source not in domains:
+        return None
+    candidates = [root] if root.startswith("sample:") or Path(root).is_absolute() else \
+        [root, *(str(base / root) for base in (run.path.resolve().parent.parent, run.path.resolve().parent))]
+    for candidate in candidates:
+        try:
+            return domain_folders(candidate, domains, "test")[domains.index(source)]
+        except DataError:
+            continue
+    return None
+
+
+def _test_input(folder: Path | None, stem: str, size: int, resize: int) -> Image.Image | None:
+    """The test image ``stem`` preprocessed as eval does: resize square (bicubic), centre crop ``size``."""
+    if folder is None:
+        return None
+    from ..data.unpaired import open_rgb
+
+    for candidate in sorted(folder.glob(f"{stem}.*")):
+        try:
+            im = open_rgb(candidate).resize((resize, resize), Image.BICUBIC)
+        except (OSError, ValueError):
+            return None
+        left = (resize - size) // 2
+        return im.crop((left, left, left + size, left + size))
+    return None
+
+
+def translations_composite(run: RunFolder, report: dict, task_folder: Path, source: str, dst: Path,
+                           inputs: int, per_input: int) -> Path | None:
+    """One PNG: a row per input (the first ``inputs`` in name order), the test input first when its file is
+    found, then its first ``per_input`` outputs (``<input>_<k>.png``); None when the folder has no outputs."""
+    grouped: dict[str, list[tuple[int, Path]]] = {}
+    for png in task_folder.glob("*.png"):
+        stem, _, k = png.stem.rpartition("_")
+        if stem and k.isdigit():
+            grouped.setdefault(stem, []).append((int(k), png))
+    if not grouped:
+        return None
+    chosen = sorted(grouped)[:inputs]
+    with Image.open(grouped[chosen[0]][0][1]) as first:
+        w, h = first.size
+    folder = _input_folder(run, report, source)
+    resize = int(report.get("model", {}).get("resize", w))
+    rows = [(_test_input(folder, stem, w, max(resize, w)), [p for _, p in sorted(grouped[stem])[:per_input]])
+            for stem in chosen]
+    with_inputs = all(src is not None for src, _ in rows)
+    cols = (1 if with_inputs else 0) + max(len(outs) for _, outs in rows)
+    pad, gap = 2, 8 if with_inputs else 0
+    canvas = Image.new("RGB", (cols * (w + pad) + pad + gap, len(rows) * (h + pad) + pad), (255, 255, 255))
+    for r, (src, outs) in enumerate(rows):
+        tiles = ([src] if with_inputs else []) + [Image.open(p).convert("RGB") for p in outs]
+        for c, tile in enumerate(tiles):
+            x = pad + c * (w + pad) + (gap if with_inputs and c > 0 else 0)
+            canvas.paste(tile.resize((w, h)) if tile.size != (w, h) else tile, (x, pad + r * (h + pad)))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return atomic.atomic_write(dst, lambda tmp: canvas.save(tmp, format="PNG"))
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    """Folder names, with the parent folder added where two runs share a name."""
+    names = [p.resolve().name for p in paths]
+    return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
+
+
+def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float = 0.9, max_grids: int = 8,
+                 inputs_per_task: int = 4, outputs_per_input: int = 5,
+                 progress: Callable[[str, int, int], None] | None = None) -> ReportResult:
+    """Write ``out/index.html`` and ``out/assets/`` for the run folders ``paths``; returns what was written."""
+    from .html import render_page
+
+    if not paths:
+        raise ReportError("give at least one run folder")
+    if not 0 <= smoothing < 1:
+        raise ReportError(f"--smoothing must be in [0, 1), not {smoothing}")
+    update = progress or (lambda stage, done, total: None)
+    runs = [read_run(p, label) for p, label in zip(map(Path, paths), _labels([Path(p) for p in paths]))]
+    out = report_folder(Path(out))
+    assets = out / "assets"
+    try:
+        assets.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ReportError(os_error_line(exc, f"cannot create {assets}", "choose another --out")) from None
+    images: list[Path] = []
+    notes: list[str] = [problem for run in runs for problem in run.problems]
+
+    # loss curves: one chart per group, every run overlaid
+    run_series = [(run.label, series(run.metrics)) for run in runs]
+    keys_by_group: dict[str, list[str]] = {}
+    for _, data in run_series:
+        for key in data:
+            group = keys_by_group.setdefault(loss_group(key), [])
+            if key not in group:
+                group.append(key)
+    charts = []
+    groups = [g for g in group_titles() if g in keys_by_group]
+    for i, group in enumerate(groups):
+        update("loss charts", i, len(groups))
+        path = loss_group_chart(assets / f"loss_{group}.png", group_titles()[group], keys_by_group[group], run_series,
+                                0.0 if group == "schedule" else smoothing)
+        charts.append((group, path))
+        images.append(path)
+    for run in runs:
+        if not run.metrics:
+            notes.append(f"{run.path}: no metrics.jsonl, so no loss curves")
+
+    # per run: sample grids, eval translations, benchmark charts, figures
+    run_assets: dict[str, dict] = {}
+    for r, run in enumerate(runs):
+        folder = assets / f"{r + 1}-{_slug(run.label)}"
+        grids = [(_iteration(p), _copy(p, folder / "samples" / p.name)) for p in spread(run.samples, max_grids)]
+        evals = []
+        for e, eval_file in enumerate(run.eval_files):
+            update(f"eval translations of {run.label}", e, len(run.eval_files))
+            report = _json_file(eval_file, notes, eval_report_problem)
+            if report is None:
+                continue
+            result = EvalResult(eval_file, report)
+            for task in report.get("tasks", []):
+                name = f"{task['source']}2{task['target']}"
+                dst = folder / "eval" / f"{e + 1}-{_slug(eval_file.parent.name)}" / f"{name}.png"
+                made = translations_composite(run, report, eval_file.parent / name, task["source"], dst,
+                                              inputs_per_task, outputs_per_input)
+                if made is not None:
+                    result.translations[f"{task['source']} → {task['target']}"] = made
+            evals.append(result)
+        benches = []
+        for b, bench_file in enumerate(run.benchmark_files):
+            payload = _json_file(bench_file, notes, benchmark_problem)
+            if payload is None:
+                continue
+            chart = benchmark_chart(folder / f"benchmark_{b + 1}.png", payload.get("rows", []),
+                                    payload.get("environment", {}).get("device", "?"))
+            benches.append((bench_file, payload, chart))
+        figures = [_copy(p, folder / "figures" / f"{p.parent.name}-{p.name}") for p in run.figures]
+        run_assets[run.label] = {"grids": grids, "evals": evals, "benchmarks": benches, "figures": figures}
+        images += [p for _, p in grids] + [p for e in evals for p in e.translations.values()]
+        images += [c for *_, c in benches] + figures
+
+    index = out / "index.html"
+    atomic.write_text(index, render_page(runs, charts, run_assets, out, smoothing))
+    return ReportResult(index, runs, images, notes)

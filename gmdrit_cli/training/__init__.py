@@ -1,0 +1,1 @@
+"""The fit() loop, the engine (optimizers, precision, EMA, gradient reduction), checkpoints, torchrun, the benchmark."""

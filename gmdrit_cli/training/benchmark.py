@@ -1,0 +1,273 @@
+"""`gmdrit benchmark`: seconds per full training iteration for the rows of the report's Table 3, and BicycleGAN.
+
+Each Table 3 row is a preset at 108 or 216 px (reference 5.3); the BicycleGAN rows (named with ``--rows
+bicyclegan``) are the report's 128 px setting and the official 256 px one (shared/spec/baselines-reference.md
+1.9), which no report timed. A full iteration is exactly what `train` runs (GM-DRIT / MDMM: discriminator updates
+and the two-step encoder/generator update; BicycleGAN: the joint E/G update, then D and D2); batches are fixed
+in-memory tensors (pairs for BicycleGAN) so that image decoding does not count, unless ``data_root`` asks for
+the real loader: then each row also reports the share of its iterations spent waiting for data (the input
+pipeline of `train`, :mod:`gmdrit_cli.data.pipeline`, prefetching per ``speed.prefetch``), and ``loader_only`` times
+the loader alone (no training step), the time one iteration's batches take to arrive.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from .. import atomic
+from ..outputs import numbered_folder, output_folder, refuse_checkpoint_area
+from ..config.schema import load_config
+from ..data.unpaired import Batch, UnpairedImageFolders
+from .engine import Engine
+from ..errors import ConfigError
+from ..families import build_model
+from ..data.paired import paired_dataset
+from ..data.pipeline import BatchPipeline, Draw, auto_threads
+from ..reporting.charts import benchmark_chart
+from .speed import resolve_device
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of the report's Table 3 (R1 L908-922): mean seconds per iteration on a Tesla T4 (None: a row
+    the report did not time)."""
+
+    key: str
+    label: str
+    preset: str
+    resolution: int
+    report_seconds: float | None  # None: the source reports no time per iteration
+    phase: str = ""  # a phased family: the training phase timed (its first iterations)
+
+
+_ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
+         ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307),
+         ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326),
+         ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339),
+         ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716),
+         ("mdmm", "MDMM [5.5]", "mdmm_baseline", 0.313, 0.615)]
+REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216)
+                for res in (108, 216) for key, label, preset, t108, t216 in _ROWS]
+#: BicycleGAN at 128 px (the report's setting: unet_128, resnet_128, batch 32) and 256 px (official edges2shoes:
+#: unet_256, resnet_256, batch 2); only with --rows bicyclegan
+BICYCLEGAN_ROWS = [TableRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]", "bicyclegan_report_unet",
+                            128, None),
+                   TableRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, None)]
+#: the single-encoder VAE at the report's 256 px and batch 64, one row per phase (the VAE report gives only
+#: the wall time of a whole run, about 80 min on one Colab GPU, so there is no figure to compare with); only
+#: with --rows vae_phase1,vae_phase2
+VAE_ROWS = [TableRow("vae_phase1", "VAE phase 1: E + shared D, batch 64", "vae_apple2orange", 256, None, "shared"),
+            TableRow("vae_phase2", "VAE phase 2: one D, E frozen, batch 64", "vae_apple2orange", 256, None, "decoder_x")]
+ROW_KEYS = [key for key, *_ in _ROWS] + ["bicyclegan", "vae_phase1", "vae_phase2"]
+#: the resolutions ``--resolution both`` stands for
+ALL_RESOLUTIONS = (108, 216, 128, 256)
+#: the epoch length of apple2orange at batch 2 (only GM-DRIT's Gumbel temperature reads it here)
+APPLE2ORANGE_ITERATIONS_PER_EPOCH = 509
+
+
+@dataclass
+class RowResult:
+    key: str
+    label: str
+    preset: str
+    resolution: int
+    report_seconds: float | None
+    seconds: list[float] = field(default_factory=list)
+    peak_memory_bytes: int = 0
+    #: with real data: seconds of each timed iteration spent waiting for its batches
+    data_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def stdev(self) -> float:
+        return statistics.stdev(self.seconds) if len(self.seconds) > 1 else 0.0
+
+    @property
+    def data_wait_share(self) -> float | None:
+        """Time waiting for data / iteration time, over the timed iterations (None: in-memory batches)."""
+        return sum(self.data_seconds) / sum(self.seconds) if self.data_seconds else None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.report_seconds is None else self.median / self.report_seconds
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        out.update(mean=self.mean, median=self.median, stdev=self.stdev, min=min(self.seconds),
+                   max=max(self.seconds), ratio_to_report=self.ratio, data_wait_share=self.data_wait_share)
+        return out
+
+
+@dataclass
+class BenchmarkResult:
+    environment: dict
+    settings: dict
+    rows: list[RowResult]
+
+
+def _row_overrides(row: TableRow) -> list[str]:
+    """Settings of a row: the preset at the row's resolution (nz = crop for GM-DRIT, as the report; BicycleGAN
+    resized straight to the crop, as the report and edges2shoes do)."""
+    if row.key == "bicyclegan":
+        return [f"data.crop={row.resolution}", f"data.resize={row.resolution}"]
+    resize = {108: 128, 216: 256, 256: 256}[row.resolution]
+    out = [f"data.crop={row.resolution}", f"data.resize={resize}"]
+    if row.key != "mdmm" and not row.phase:
+        out.append(f"model.nz={row.resolution}")
+    return out
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def select_rows(keys: list[str] | None, resolutions: list[int]) -> list[TableRow]:
+    unknown = [k for k in keys or [] if k not in ROW_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown benchmark row {', '.join(unknown)}; rows: {', '.join(ROW_KEYS)}")
+    table = REPORT_TABLE + (BICYCLEGAN_ROWS + VAE_ROWS if keys else [])  # no keys: the report's Table 3
+    return [r for r in table if r.resolution in resolutions and (not keys or r.key in keys)]
+
+
+def environment(device: torch.device) -> dict:
+    env = {"device": str(device), "torch": torch.__version__, "gmdrit": __version__, "threads": torch.get_num_threads(),
+           "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+           "date": time.strftime("%Y-%m-%d")}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, device: str = "auto",
+                  overrides: list[str] | None = None, data_root: str | None = None, loader_only: bool = False,
+                  on_row=None) -> BenchmarkResult:
+    """Time ``iters`` full training iterations (after ``warmup``) of every row; ``loader_only`` (with
+    ``data_root``): only the loading of their batches."""
+    if loader_only and not data_root:
+        raise ConfigError("--loader-only times the data loader: give the dataset with --data ROOT")
+    dev = resolve_device(device)
+    results = []
+    for row in rows:
+        extra = _row_overrides(row) + [f"train.device={dev.type}"] + list(overrides or [])
+        if data_root:
+            extra.append(f"data.root={data_root}")
+        cfg = load_config(row.preset, extra)
+        torch.manual_seed(cfg.train.seed)
+        model = build_model(cfg, dev)
+        engine = Engine(model, iterations_per_epoch=APPLE2ORANGE_ITERATIONS_PER_EPOCH)
+        per_step = model.batches_per_step()
+        paired = model.capabilities.paired_data
+        pipeline = None
+        if data_root:
+            d = cfg.data
+            loader = (paired_dataset(cfg) if paired else
+                      UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip))
+            draws = [Draw("sample", (cfg.train.batch_size,))] * per_step
+            pipeline = BatchPipeline(loader, lambda i: draws, prefetch=cfg.speed.prefetch,
+                                     threads=cfg.speed.loader_threads or auto_threads(), pin=dev.type == "cuda")
+            next_batches = lambda i: pipeline.batches(i, warmup + iters)  # noqa: E731
+        else:
+            g = torch.Generator().manual_seed(0)
+            n, size = cfg.train.batch_size, cfg.data.crop
+            images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+            fixed = (Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+                     if paired else Batch(images, torch.arange(n) % cfg.num_domains))
+            next_batches = lambda i: [fixed] * per_step  # noqa: E731
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        result = RowResult(row.key, row.label, row.preset, row.resolution, row.report_seconds)
+        peak = _rss_bytes()
+        first = next(s.start for s in engine.spans if s.phase.name == row.phase) if row.phase else 0
+        losses = {}
+        for i in range(warmup + iters):
+            tick = time.perf_counter()
+            batches = next_batches(i)
+            waited = time.perf_counter() - tick
+            if not loader_only:
+                losses = model.train_step(batches, first + i, engine)
+            _sync(dev)
+            elapsed = time.perf_counter() - tick
+            if i >= warmup:
+                result.seconds.append(elapsed)
+                if pipeline is not None:
+                    result.data_seconds.append(waited)
+            peak = max(peak, _rss_bytes())
+        if pipeline is not None:
+            pipeline.close()
+        bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
+        if bad:
+            raise ConfigError(f"row {row.key} at {row.resolution} px produced non-finite losses ({', '.join(bad)}) "
+                              f"with these speed settings; try --amp off")
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak
+        results.append(result)
+        del model, engine
+        if on_row is not None:
+            on_row(result)
+    settings = {"iters": iters, "warmup": warmup, "overrides": list(overrides or []), "data": data_root or "in-memory",
+                "loader_only": loader_only}
+    return BenchmarkResult(environment(dev), settings, results)
+
+
+OUTPUT_NAMES = ("benchmark.json", "benchmark.csv", "benchmark.png")
+
+
+def benchmark_folder(out: str | Path) -> Path:
+    """The folder the outputs go to, checked before any timing (made when they are written): ``out``, or
+    ``out-2``, ``out-3``, ... when it already holds an earlier benchmark's files (a second run never replaces
+    the first's figures)."""
+    folder = numbered_folder(Path(out).expanduser(), OUTPUT_NAMES)
+    refuse_checkpoint_area(folder, "--out")
+    return folder
+
+
+def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
+    """benchmark.json, benchmark.csv and benchmark.png (matplotlib bars: ours beside the report's, per row)
+    into ``out_dir`` (from :func:`benchmark_folder`)."""
+    out_dir = output_folder(out_dir, "--out")
+    payload = {"environment": result.environment, "settings": result.settings,
+               "rows": [r.summary() for r in result.rows]}
+    json_path, csv_path, png_path = out_dir / "benchmark.json", out_dir / "benchmark.csv", out_dir / "benchmark.png"
+    atomic.write_text(json_path, json.dumps(payload, indent=1))
+    columns = ["resolution", "label", "preset", "report_seconds", "median", "mean", "stdev", "min", "max",
+               "ratio_to_report", "peak_memory_bytes", "data_wait_share"]
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for r in result.rows:
+                writer.writerow(r.summary())
+
+    atomic.atomic_write(csv_path, write_csv)
+    benchmark_chart(png_path, [r.summary() for r in result.rows], result.environment["device"])
+    return [json_path, csv_path, png_path]
