@@ -20,22 +20,13 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..families import family_config_modules, family_names
+from .fields import option as _opt
 
-
-def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-         choices: tuple | None = None, min_exclusive: bool = False, why: str = "") -> Any:
-    """A dataclass field with its help text and validation rules in the metadata; ``why``: the reason for
-    ``max``, part of the message when a value passes it (every size-like key has a bound: past it a run would
-    exhaust the memory or take hours instead of failing at once)."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive, "why": why}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-#: the registered model families (``gmdrit_cli.families.MODEL_FAMILIES``), in registration order. A plain list so
-#: that validating a config imports no network code; tests/test_config.py checks the two agree.
-FAMILY_NAMES = ("mdmm", "gmdrit", "bicyclegan", "vae")
+#: the model families: the folders of gmdrit_cli/families/ (found without importing any network code)
+FAMILY_NAMES = family_names()
+#: section name -> (family, its config module) for the families that own a config section
+FAMILY_SECTIONS = {m.SECTION: (name, m) for name, m in family_config_modules().items()}
 
 
 #: the largest image side of data.resize and data.crop, and why
@@ -92,84 +83,6 @@ class ModelConfig:
     sample_temperature: float = _opt(1.0, "test time only: the default --temperature of translate and eval, the "
                                           "scale of the prior's standard deviation for random attributes (training "
                                           "ignores it)", min=0, min_exclusive=True)
-
-
-@dataclass
-class MixtureConfig:
-    """GM-DRIT's Gaussian-mixture attribute space (design page, "GM-DRIT, decisions")."""
-
-    components_per_domain: int = _opt(1, "mixture components per domain (K = domains x this)", min=1,
-                                       max=256, why="each component is a prior and a class of q(y|x)")
-    condition_on: str = _opt("inferred", "what conditions the generator: the encoder's inferred y (report 5.2) "
-                                         "or the domain one-hot with MDMM's losses (report 5.1)",
-                             choices=("inferred", "domain"))
-    init_temp: float = _opt(1.0, "initial Gumbel-softmax temperature", min=0, min_exclusive=True)
-    min_temp: float = _opt(0.5, "lowest Gumbel-softmax temperature", min=0, min_exclusive=True)
-    decay_temp_rate: float = _opt(0.013862944, "temperature decay per epoch: tau = max(init * exp(-rate * epoch), min)", min=0)
-    hard_gumbel: bool = _opt(False, "straight-through one-hot Gumbel samples")
-    w_gauss: float = _opt(0.01, "weight of KL(q(z|x,y) || p(z|y)) (summed over batch and dimensions)", min=0)
-    w_categ: float = _opt(1.0, "weight of KL(q(y|x) || Uniform(K))", min=0)
-    w_label: float = _opt(1.0, "weight of the cross-entropy of q(y|x)'s domain probabilities vs the true domain", min=0)
-    w_label_sim: float = _opt(1.0, "weight of the label-similarity loss on random-attribute fakes (D2's classifier)", min=0)
-    w_rec: float = _opt(1.0, "weight of the p(x|z) thumbnail reconstruction", min=0)
-    rec_type: str = _opt("bce", "loss of the p(x|z) thumbnail reconstruction", choices=("bce", "mse"))
-    thumbnail: int = _opt(16, "side of the p(x|z) thumbnail in pixels", min=2, max=256,
-                        why="a thumbnail; memory grows with its square")
-    gan2_realism: bool = _opt(False, "also keep MDMM's realism term of D2 on random-attribute fakes")
-    prior_lr_mult: float = _opt(1.0, "learning-rate multiplier of p(z|y)'s parameters (1 = the report: the generator's "
-                                     "rate, at which p(z|y) lags q(z|x,y); docs/results.md 'GM-DRIT vs MDMM')", min=0,
-                                min_exclusive=True)
-
-
-@dataclass
-class BicycleGANConfig:
-    """BicycleGAN's options (shared/spec/baselines-reference.md, Model 1); widths come from model.width (ngf =
-    nef = ndf) and the latent size from model.nz."""
-
-    generator: str = _opt("unet", "G: unet = U-Net down to 1x1 at the training crop (unet_128 at 128 px, unet_256 "
-                                  "at 256 px; those names check the crop); resnet_6blocks / resnet_9blocks = the "
-                                  "report's ResNet generator with z at the input (spec 1.3.6a)",
-                          choices=("unet", "unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks"))
-    where_add: str = _opt("all", "U-Net: z concatenated to the input of every down block (all) or to the image "
-                                 "only (input)", choices=("all", "input"))
-    upsample: str = _opt("basic", "U-Net up path: basic = ConvTranspose 4x4 s2; bilinear = x2 bilinear, "
-                                  "reflection pad, 3x3 conv", choices=("basic", "bilinear"))
-    use_dropout: bool = _opt(True, "dropout 0.5 on the up path of the 512-channel blocks next to the innermost "
-                                   "one (training only; every official script passes --use_dropout)")
-    encoder: str = _opt("resnet", "E: residual encoder whose last map is 8x8 at the training crop (resnet_128 "
-                                  "at 128 px, resnet_256 at 256 px; those names check the crop)",
-                        choices=("resnet", "resnet_128", "resnet_256"))
-    d_layers: int = _opt(3, "strided layers per PatchGAN scale: 3 = basic_256_multi (70x70 patches), "
-                            "2 = basic_128_multi", min=1, max=5)
-    num_ds: int = _opt(2, "PatchGAN scales per discriminator (each one an average-pooled copy of the input)", min=1)
-    use_same_d: bool = _opt(False, "one discriminator for both halves (official use_same_D)")
-    conditional_d: bool = _opt(False, "discriminators see cat(A, B) instead of B (official conditional_D)")
-    lambda_l1: float = _opt(10.0, "weight of the image L1 |G(A1, z_enc) - B1|", min=0)
-    lambda_gan: float = _opt(1.0, "weight of the cVAE-GAN adversarial term (D on G(A1, z_enc))", min=0)
-    lambda_gan2: float = _opt(1.0, "weight of the cLR-GAN adversarial term (D2 on G(A1, z_rand))", min=0)
-    lambda_z: float = _opt(0.5, "weight of the latent L1 |mu(E(G(A1, z_rand))) - z_rand| (updates G only)", min=0)
-    lambda_kl: float = _opt(0.01, "weight of KL(q(z|B1) || N(0, I))", min=0)
-    kl_reduction: str = _opt("sum", "KL over the encoded half-batch: sum (official: its strength grows with the "
-                                    "batch) or batch_mean", choices=("sum", "batch_mean"))
-
-
-@dataclass
-class VaeConfig:
-    """The single-encoder VAE translator (family ``vae``; spec baselines-reference.md, Model 2)."""
-
-    layers: int = _opt(5, "stride-2 layers of the encoder (and transposed ones of each decoder); the bottleneck is "
-                          "crop / 2^layers pixels square (spec 2.3.1)", min=1, max=10,
-                       why="the channels double with every layer: 10 layers end at 512 times data.width / 2")
-    kl_weight: float = _opt(0.00025, "weight of the KL term: loss = MSE + (1 - MS-SSIM) + kl_weight * KL (spec 2.4)",
-                            min=0)
-    epochs_shared: int = _opt(70, "phase 1: epochs of the encoder and the shared decoder on all domains", min=1)
-    epochs_decoder: int = _opt(70, "phase 2: epochs of each domain's decoder on its own domain", min=1)
-    encoder_freeze: str = _opt("full", "phase 2: full = every encoder weight frozen, BatchNorm on its running "
-                                       "statistics (the spec); conv_only = the report code's freeze (the fc_mu / "
-                                       "fc_var heads keep training, BatchNorm statistics keep updating)",
-                               choices=("full", "conv_only"))
-    test_sample_z: bool = _opt(False, "translate and eval draw z from q(z|x) by default (the report code); false: "
-                                      "z = mu (the spec), --samples still draws")
 
 
 @dataclass
@@ -269,23 +182,27 @@ class SpeedConfig:
                                 "count and size match the source ('' = read data.root directly)")
 
 
-@dataclass
-class Config:
-    name: str = _opt("custom", "preset name; the default run folder is runs/<name>")
-    description: str = _opt("", "one line shown by `gmdrit presets`")
-    model: ModelConfig = field(default_factory=ModelConfig)
-    mixture: MixtureConfig = field(default_factory=MixtureConfig)
-    bicyclegan: BicycleGANConfig = field(default_factory=BicycleGANConfig)
-    vae: VaeConfig = field(default_factory=VaeConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    speed: SpeedConfig = field(default_factory=SpeedConfig)
-
+class _ConfigBase:
     @property
     def num_domains(self) -> int:
         return len(self.data.domains)
+
+
+def _config_class() -> type:
+    """The config tree: the common sections, then each family's own section (``mixture`` of GM-DRIT,
+    ``bicyclegan``, ``vae``) where its folder defines one."""
+    common = [("name", str, _opt("custom", "preset name; the default run folder is runs/<name>")),
+              ("description", str, _opt("", "one line shown by `gmdrit presets`")),
+              ("model", ModelConfig, field(default_factory=ModelConfig))]
+    owned = [(section, m.Section, field(default_factory=m.Section)) for section, (_, m) in FAMILY_SECTIONS.items()]
+    rest = [(name, cls, field(default_factory=cls)) for name, cls in
+            (("data", DataConfig), ("loss", LossConfig), ("optim", OptimConfig), ("train", TrainConfig),
+             ("speed", SpeedConfig))]
+    return dataclasses.make_dataclass("Config", common + owned + rest, bases=(_ConfigBase,),
+                                      namespace={"__module__": __name__})
+
+
+Config = _config_class()
 
 
 # ----------------------------------------------------------------------------------------- keys
@@ -444,38 +361,12 @@ def _validate(cfg: Config) -> list[str]:
         errors.append("data.domains: at least two domains are needed")
     if len(set(cfg.data.domains)) != len(cfg.data.domains):
         errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
-    if cfg.model.family == "bicyclegan":
-        errors += _validate_bicyclegan(cfg)
+    for family, module in FAMILY_SECTIONS.values():
+        if cfg.model.family == family and hasattr(module, "validate"):
+            errors += module.validate(cfg)
     if cfg.model.family not in FAMILY_NAMES:
         errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(FAMILY_NAMES)}"
                       + _suggest(cfg.model.family, list(FAMILY_NAMES)))
-    return errors
-
-
-def _patch_map_size(size: int, layers: int, scale: int) -> int:
-    """Side of PatchGAN scale ``scale``'s map on a ``size`` input: ``scale`` AvgPool(3, s2, p1), ``layers`` convs
-    k4 s2 p1, two convs k4 s1 p1 (spec 1.3.4: 30 and 14 at 256 px, 14 and 6 at 128 px)."""
-    for _ in range(scale):
-        size = (size - 1) // 2 + 1
-    return (size >> layers) - 2
-
-
-def _validate_bicyclegan(cfg: Config) -> list[str]:
-    """BicycleGAN's shape rules (spec 1.3.2-1.3.5): the U-Net reaches 1 x 1 and E's last map is 8 x 8 at the crop."""
-    b, crop = cfg.bicyclegan, cfg.data.crop
-    errors = []
-    power = crop >= 16 and crop & (crop - 1) == 0
-    named = {"unet_128": 128, "unet_256": 256, "resnet_128": 128, "resnet_256": 256}
-    for key, value in (("generator", b.generator), ("encoder", b.encoder)):
-        if value in named and crop != named[value]:
-            errors.append(f"bicyclegan.{key}: {value} needs data.crop={named[value]}, got {crop} (or use "
-                          f"{value.split('_')[0]}, sized by the crop)")
-    if (b.generator.startswith("unet") or b.encoder.startswith("resnet")) and not power:
-        errors.append(f"data.crop: {crop} must be a power of two >= 16 for BicycleGAN's U-Net and encoder")
-    smallest = _patch_map_size(crop, b.d_layers, b.num_ds - 1)
-    if smallest < 1:
-        errors.append(f"bicyclegan.d_layers: the discriminator's scale {b.num_ds - 1} has no patch left at "
-                      f"{crop} px ({b.d_layers} layers); use fewer layers or scales (bicyclegan.d_layers, num_ds)")
     return errors
 
 

@@ -11,7 +11,7 @@ MODEL_FAMILIES: dict[str, type[ModelFamily]] = {}
 
 
 def register(cls: type[ModelFamily]) -> type[ModelFamily]:
-    """Class decorator: make ``cls`` a model family under ``cls.name`` (``model.family`` in configs; add the
-    name to ``gmdrit_cli.config.schema.FAMILY_NAMES`` too)."""
+    """Class decorator: make ``cls`` a model family under ``cls.name`` (``model.family`` in configs; the
+    name is also the family's folder, gmdrit_cli/families/<name>/)."""
     MODEL_FAMILIES[cls.name] = cls
     return cls

@@ -1,10 +1,12 @@
 """The file to copy for a new model family (docs/adding-a-family.md). Not registered: it builds nothing.
 
-Copy it to ``models/<name>.py``, rename the class, set ``name`` and ``description``, fill every method, add
-``@register`` above the class, import the module at the bottom of ``models/__init__.py`` and add the name to
-``gmdrit_cli.config.schema.FAMILY_NAMES``. ``tests/test_family_contract.py`` then checks the family without being
-edited. ``models/mdmm.py`` is the complete example; ``models/drit.py`` has the DRIT-style pieces to reuse.
-"""
+Make a folder ``families/<name>/`` with an empty ``__init__.py``, copy this file to ``families/<name>/model.py``,
+rename the class, set ``name`` (the folder's name) and ``description``, fill every method and add ``@register``
+above the class: the folder is then a family (``gmdrit models`` lists it, ``model.family: <name>`` builds it). Its
+own options go into ``families/<name>/config.py`` (``SECTION``, a ``Section`` dataclass, optionally
+``validate(cfg)``), which becomes the config section of that name. ``tests/test_family_contract.py`` then checks
+the family without being edited. ``families/mdmm/`` is the complete example; ``families/drit.py`` has the
+DRIT-style pieces to reuse."""
 
 from __future__ import annotations
 

@@ -92,8 +92,8 @@ def _check_component(model: ModelFamily, component: int | None, option: str = "-
     if component is None:
         return
     if not _is_mixture(model):
-        kind = model.cfg.model.family if model.cfg.model.family != "gmdrit" else "gmdrit with condition_on: domain"
-        raise InferenceError(f"{option}: this model ({kind}) has no mixture components; leave it out")
+        raise InferenceError(f"{option}: this {model.cfg.model.family} model has no mixture components to draw "
+                             f"from (none, or a generator conditioned on the domain code); leave it out")
     cpd = _components_per_domain(model)
     if not 0 <= component < cpd:
         raise InferenceError(f"{option} {component}: this model has {cpd} component(s) per domain "

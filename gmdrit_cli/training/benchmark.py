@@ -49,21 +49,25 @@ class TableRow:
     resolution: int
     report_seconds: float | None  # None: the source reports no time per iteration
     phase: str = ""  # a phased family: the training phase timed (its first iterations)
+    nz_is_crop: bool = False  # the report's GM-DRIT rows: attribute size = crop size
+    resize_is_crop: bool = False  # resized straight to the crop (BicycleGAN, as the report and edges2shoes)
 
 
-_ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
-         ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307),
-         ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326),
-         ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339),
-         ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716),
-         ("mdmm", "MDMM [5.5]", "mdmm_baseline", 0.313, 0.615)]
-REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216)
-                for res in (108, 216) for key, label, preset, t108, t216 in _ROWS]
+#: (key, label, preset, T4 seconds at 108 px, at 216 px, attribute size = crop size as in the report's GM-DRIT)
+_ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261, True),
+         ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307, True),
+         ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326, True),
+         ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339, True),
+         ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716, True),
+         ("mdmm", "MDMM [5.5]", "mdmm_baseline", 0.313, 0.615, False)]
+REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216, nz_is_crop=nz_is_crop)
+                for res in (108, 216) for key, label, preset, t108, t216, nz_is_crop in _ROWS]
 #: BicycleGAN at 128 px (the report's setting: unet_128, resnet_128, batch 32) and 256 px (official edges2shoes:
 #: unet_256, resnet_256, batch 2); only with --rows bicyclegan
 BICYCLEGAN_ROWS = [TableRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]", "bicyclegan_report_unet",
-                            128, None),
-                   TableRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, None)]
+                            128, None, resize_is_crop=True),
+                   TableRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, None,
+                            resize_is_crop=True)]
 #: the single-encoder VAE at the report's 256 px and batch 64, one row per phase (the VAE report gives only
 #: the wall time of a whole run, about 80 min on one Colab GPU, so there is no figure to compare with); only
 #: with --rows vae_phase1,vae_phase2
@@ -126,11 +130,9 @@ class BenchmarkResult:
 def _row_overrides(row: TableRow) -> list[str]:
     """Settings of a row: the preset at the row's resolution (nz = crop for GM-DRIT, as the report; BicycleGAN
     resized straight to the crop, as the report and edges2shoes do)."""
-    if row.key == "bicyclegan":
-        return [f"data.crop={row.resolution}", f"data.resize={row.resolution}"]
-    resize = {108: 128, 216: 256, 256: 256}[row.resolution]
+    resize = row.resolution if row.resize_is_crop else {108: 128, 216: 256, 256: 256}[row.resolution]
     out = [f"data.crop={row.resolution}", f"data.resize={resize}"]
-    if row.key != "mdmm" and not row.phase:
+    if row.nz_is_crop:
         out.append(f"model.nz={row.resolution}")
     return out
 

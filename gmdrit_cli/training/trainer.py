@@ -186,7 +186,7 @@ class Run:
                          for p in self.model.phases()]
         if self.processes.world > 1 and (self.paired or phase_lengths):
             raise TrainingError(f"training with several processes supports the unpaired, phase-less families "
-                                f"(mdmm, gmdrit) for now, not {cfg.model.family}; run it as one process")
+                                f"for now, not {cfg.model.family} (paired or trained in phases); run it as one process")
         self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None, self.processes)
         self.iteration = 0
         self.resumed_from: Path | None = None

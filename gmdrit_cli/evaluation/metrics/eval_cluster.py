@@ -16,8 +16,8 @@ class ClusterScores(Evaluator):
         caps = ctx.model.capabilities
         self.skipped = None
         if not (caps.has_mixture and caps.classifies_domains):
-            self.skipped = ("the model has no q(y|x)" if ctx.cfg.model.family != "gmdrit"
-                            else "the model is conditioned on the domain code (mixture.condition_on: domain)")
+            self.skipped = (f"the {ctx.cfg.model.family} model infers no mixture component q(y|x) (a mixture "
+                            f"model conditioned on the domain code has none either)")
             ctx.notes.append(f"cluster skipped: {self.skipped}")
 
     def section_result(self, test_images):
