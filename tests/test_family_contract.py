@@ -25,7 +25,8 @@ from safetensors.torch import load_file
 from conftest import make_dataset, make_paired_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
-from gmdrit_cli.training.engine import Engine, OptimizerGroup
+from gmdrit_cli.training.engine import Engine
+from gmdrit_cli.families.base import OptimizerGroup
 from gmdrit_cli.families import MODEL_FAMILIES, build_for_training, build_model
 from gmdrit_cli.families.base import Capabilities, ModelFamily
 from gmdrit_cli.training.trainer import resume_run, train

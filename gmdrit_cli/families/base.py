@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -26,12 +26,35 @@ from torch import nn
 
 from ..config.schema import Config
 from ..data.unpaired import Batch
-from ..training.engine import OptimizerGroup, Phase
-
 if TYPE_CHECKING:
     from ..training.engine import Engine
 
 Attributes = tuple[torch.Tensor, torch.Tensor]  # (z N x nz, condition N x D)
+
+
+@dataclass
+class OptimizerGroup:
+    """One optimizer a family asks for: its name (a network's name), its learning rate and its
+    parameter groups (dicts with ``params`` and optionally ``lr_mult``, which scales ``lr`` for that
+    group). ``scheduled=False``: the learning-rate schedule leaves it alone (MDMM's D_c)."""
+
+    name: str
+    lr: float
+    param_groups: list[dict] = field(default_factory=list)
+    scheduled: bool = True
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of training a family declares (``ModelFamily.phases()``): ``epochs`` passes over every image of
+    ``domains`` (shuffled, each image once per epoch, the last batch of an epoch may be smaller), stepping only
+    the optimizer groups ``optimizers``. At its first iteration those optimizers start fresh (empty state) and
+    the learning-rate schedule restarts at epoch 0, as a new optimizer and scheduler would."""
+
+    name: str
+    epochs: int
+    domains: tuple[int, ...]
+    optimizers: tuple[str, ...]
 
 
 @dataclass(frozen=True)

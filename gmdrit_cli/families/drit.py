@@ -16,7 +16,7 @@ import torch
 from . import drit_losses as losses
 from ..training import shard
 from ..data.unpaired import Batch
-from ..training.engine import OptimizerGroup
+from .base import OptimizerGroup
 
 if TYPE_CHECKING:
     from ..training.engine import Engine

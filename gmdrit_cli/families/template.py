@@ -15,7 +15,8 @@ from torch import nn
 
 from ..config.schema import Config
 from ..data.unpaired import Batch
-from ..training.engine import Engine, OptimizerGroup
+from ..training.engine import Engine
+from .base import OptimizerGroup
 from .base import Attributes, Capabilities, ModelFamily
 
 

@@ -24,7 +24,7 @@ two-step update overlaps the first gradient's all-reduce with the second backwar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -33,6 +33,8 @@ from torch import nn
 from . import shard
 from . import speed
 from .distributed import PendingAverage, Processes
+
+from ..families.base import OptimizerGroup, Phase  # noqa: F401  (values of the family contract the engine runs)
 
 if TYPE_CHECKING:
     from ..config.schema import Config
@@ -56,19 +58,6 @@ def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int, g
     if policy == "exponential":
         return gamma ** epoch
     return 1.0
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A stretch of training a family declares (``ModelFamily.phases()``): ``epochs`` passes over every image of
-    ``domains`` (shuffled, each image once per epoch, the last batch of an epoch may be smaller), stepping only
-    the optimizer groups ``optimizers``. At its first iteration those optimizers start fresh (empty state) and
-    the learning-rate schedule restarts at epoch 0, as a new optimizer and scheduler would."""
-
-    name: str
-    epochs: int
-    domains: tuple[int, ...]
-    optimizers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -96,18 +85,6 @@ def plan_phases(phases: Sequence[Phase], iterations_per_epoch: Sequence[int]) ->
         spans.append(PhaseSpan(i, phase, start, max(1, int(ipe))))
         start = spans[-1].end
     return spans
-
-
-@dataclass
-class OptimizerGroup:
-    """One optimizer a family asks for: its name (a network's name), its learning rate and its
-    parameter groups (dicts with ``params`` and optionally ``lr_mult``, which scales ``lr`` for that
-    group). ``scheduled=False``: the learning-rate schedule leaves it alone (MDMM's D_c)."""
-
-    name: str
-    lr: float
-    param_groups: list[dict] = field(default_factory=list)
-    scheduled: bool = True
 
 
 def like_param(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor | None:

@@ -25,7 +25,8 @@ from torch import nn
 from . import losses as L
 from ...config.schema import Config
 from ...data.unpaired import Batch
-from ...training.engine import Engine, OptimizerGroup
+from ...training.engine import Engine
+from ..base import OptimizerGroup
 from .nets import (MultiScalePatchGAN, ResnetEncoder, ResnetGenerator, UNetGenerator, encoder_blocks,
                                init_xavier, unet_depth)
 from ..base import Attributes, Capabilities, ModelFamily

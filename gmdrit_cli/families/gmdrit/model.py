@@ -34,7 +34,8 @@ from . import losses as lm
 from ...training import shard
 from ...config.schema import Config
 from ...data.unpaired import Batch
-from ...training.engine import Engine, OptimizerGroup
+from ...training.engine import Engine
+from ..base import OptimizerGroup
 from .nets import AttributeInference, build_gmdrit_networks
 from .. import drit
 from ..base import Capabilities, ModelFamily

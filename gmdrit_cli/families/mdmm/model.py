@@ -7,7 +7,8 @@ from torch import nn
 
 from ...config.schema import Config
 from ...data.unpaired import Batch
-from ...training.engine import Engine, OptimizerGroup
+from ...training.engine import Engine
+from ..base import OptimizerGroup
 from .nets import build_mdmm_networks
 from .. import drit
 from ..base import Capabilities, ModelFamily

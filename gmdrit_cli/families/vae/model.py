@@ -31,7 +31,8 @@ from torch import nn
 
 from ...config.schema import Config
 from ...data.unpaired import Batch
-from ...training.engine import Engine, OptimizerGroup, Phase
+from ...training.engine import Engine
+from ..base import OptimizerGroup, Phase
 from ...errors import ConfigError
 from .losses import vae_loss
 from .nets import VAEDecoder, VAEEncoder
