@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +88,39 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def run_gmdrit(*args, cwd=None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`gmdrit ARGS` in a new process (one torch thread): for what needs a real process (signals, start-up, exit
+    codes set by the interpreter, torchrun, environment variables read at import); else use the ``cli`` fixture."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+
+
+def set_args(values: list[str]) -> list[str]:
+    """``--set`` flags for a list of ``section.key=value`` overrides."""
+    return [a for v in values for a in ("--set", v)]
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args)``: `gmdrit ARGS` in this process (no torch import to pay), as a CompletedProcess (exit code,
+    stdout, stderr); ``cwd=`` runs it from another folder."""
+    from gmdrit_cli.cli.main import _run_app
+
+    def run(*args, cwd=None) -> subprocess.CompletedProcess:
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+        monkeypatch.setattr(sys, "argv", ["gmdrit", *map(str, args)])
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            code = _run_app()
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -135,7 +135,7 @@ def test_keep_freed_memory_applies_only_where_asked():
 def test_amp_auto_follows_an_instruction_set_cap(env, expected):
     """With the ISA capped below bf16 (an AVX2 machine reproduced), speed.amp auto must pick fp32; without a
     cap it follows the CPU flags (None: whatever /proc/cpuinfo says)."""
-    code = ("from gmdrit_cli import speed; import torch; "
+    code = ("from gmdrit_cli.training import speed; import torch; "
             "print(speed.cpu_has_bf16(), speed.amp_dtype('auto', torch.device('cpu')))")
     base = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env},

@@ -1,6 +1,6 @@
 """The Typer ``app`` and the consoles every CLI module registers its commands on and prints to.
 
-Its own module so that ``cli.py`` (which assembles the commands) and the ``cli_*`` modules (which add
+Its own module so that ``main.py`` (which assembles the commands) and the command modules (which add
 theirs) all import it and never each other.
 """
 

@@ -1,6 +1,6 @@
 """The `gmdrit` command line: parse, load the config, call one core function, render the result.
 
-Only the CLI modules (this one, ``cli_app.py`` and the ``cli_*`` modules) import typer and rich. Core code
+Only the CLI modules (this package: ``app.py``, this one and one module per command group) import typer and rich. Core code
 raises ``GmdritError``; here it becomes one line on stderr and exit code 1.
 """
 

@@ -1,6 +1,6 @@
 """The CLI side of ONNX: ``gmdrit export --format onnx`` and ``gmdrit translate --checkpoint model.onnx``.
 
-Called from the commands in ``cli_infer.py`` (which own the options); rendering only. The translate path
+Called from the commands in ``infer.py`` (which own the options); rendering only. The translate path
 imports neither torch nor the torch path's modules: its start-up is Python, typer/rich, numpy, Pillow and
 onnxruntime.
 """

@@ -45,7 +45,7 @@ class DataConfig:
     val_fraction: float = _opt(0.0, "unpaired data: share of each domain's training images held out as the validation "
                                     "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
                                     "at most 0.5 so that training keeps most images", min=0, max=0.5)
-    # paired families (BicycleGAN) only: gmdrit_cli/paired_data.py
+    # paired families (BicycleGAN) only: gmdrit_cli/data/paired.py
     paired_layout: str = _opt("auto", "paired families: 'aligned' = pix2pix A|B side-by-side files in train/, val/, "
                                       "test/; 'folders' = trainA/x.jpg paired with trainB/x.jpg; auto = whichever "
                                       "the folder holds", choices=("auto", "aligned", "folders"))

@@ -1,6 +1,6 @@
 """`gmdrit eval`: translate every test image into every other domain and score the translations.
 
-Core code only (no typer, no rich); the CLI (``cli_eval.py``) renders the :class:`EvalResult`.
+Core code only (no typer, no rich); the CLI (``cli/eval.py``) renders the :class:`EvalResult`.
 
 For each task (source -> target, every ordered pair of different domains) every test image of the
 source (resized to ``data.resize`` and centre-cropped to ``data.crop``, the model's test input) is

@@ -58,6 +58,23 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class BenchmarkRow:
+    """A row a family offers to `gmdrit benchmark`: a preset timed at one resolution. ``report_seconds``: the
+    source's mean seconds per iteration on a Tesla T4 (the report's Table 3, R1 L908-922), None where it gives
+    none; ``in_report_table``: part of the default table (the report's Table 3), else only with ``--rows``."""
+
+    key: str
+    label: str
+    preset: str
+    resolution: int
+    report_seconds: float | None = None
+    in_report_table: bool = False
+    phase: str = ""  # a phased family: the training phase timed (its first iterations)
+    nz_is_crop: bool = False  # attribute size = crop size (the report's GM-DRIT rows)
+    resize_is_crop: bool = False  # resized straight to the crop (BicycleGAN, as the report and edges2shoes)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a family offers beyond the common contract, in place of probing it for attributes."""
 
@@ -101,6 +118,8 @@ class ModelFamily(ABC):
     #: ``section.key=value`` settings the contract test adds to its tiny 32 px config for this family (what a
     #: 32 px model of it needs beyond the common tiny settings, e.g. fewer discriminator layers)
     tiny_overrides: ClassVar[tuple[str, ...]] = ()
+    #: what `gmdrit benchmark` can time of this family (the report's Table 3 rows, in the table's order)
+    benchmark_rows: ClassVar[tuple[BenchmarkRow, ...]] = ()
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         self.cfg = cfg

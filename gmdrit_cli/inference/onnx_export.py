@@ -151,13 +151,13 @@ def _graph_friendly_layers():
     for any size can hold (the same values up to rounding; the export's check against torch covers them)."""
     import sys
 
-    from ..nets import blocks
+    from ..families import blocks
 
     layer_norm = blocks.LayerNorm.forward
     blocks.LayerNorm.forward = _plain_layer_norm
     original = blocks.conv_transpose_tiled
     users = [m for name, m in list(sys.modules.items())
-             if name.startswith("gmdrit_cli.nets") and getattr(m, "conv_transpose_tiled", None) is original]
+             if name.startswith("gmdrit_cli.families") and getattr(m, "conv_transpose_tiled", None) is original]
     for module in users:
         module.conv_transpose_tiled = _plain_conv_transpose_tiled
     try:

@@ -1,7 +1,7 @@
 """Using a trained model: translate images, interpolate attributes.
 
 Core code only (no typer, no rich): every function returns a plain result object and the CLI
-(``cli_infer.py``) renders it. Problems that stop a whole call raise :class:`InferenceError` (one line);
+(``cli/infer.py``) renders it. Problems that stop a whole call raise :class:`InferenceError` (one line);
 problems with one input image are collected as :class:`InputFailure` and the other inputs go on. Finding,
 loading and exporting models is :mod:`gmdrit_cli.inference.model_files`. Every file is written under a temporary name
 and renamed into place, and the output folder is only created once there is something to write, so a

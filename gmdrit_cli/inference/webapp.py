@@ -37,7 +37,7 @@ MODE_RANDOM = "random attributes"
 MODE_REFERENCE = "reference image(s)"
 MODE_COMPONENT = "mixture component (GM-DRIT)"
 
-SAMPLES = Path(__file__).parent / "sample_data" / "apple2orange"
+SAMPLES = Path(__file__).parents[1] / "sample_data" / "apple2orange"
 
 
 def example_images() -> list[Path]:

@@ -2,8 +2,8 @@
 
 :func:`build_report` reads each run folder (``metrics.jsonl``, ``samples/``, ``config.yaml``,
 ``checkpoints/``, ``eval/*/eval.json`` with the saved translations, ``benchmark.json``), draws the charts
-with matplotlib (``report_charts.py``), copies or composes every picture into ``OUT/assets/`` and writes
-``OUT/index.html`` (``report_html.py``). The page needs no server and no network: open it from disk.
+with matplotlib (``charts.py``), copies or composes every picture into ``OUT/assets/`` and writes
+``OUT/index.html`` (``html.py``). The page needs no server and no network: open it from disk.
 """
 
 from __future__ import annotations

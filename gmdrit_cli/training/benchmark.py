@@ -31,49 +31,20 @@ from ..config.schema import load_config
 from ..data.unpaired import Batch, UnpairedImageFolders
 from .engine import Engine
 from ..errors import ConfigError
-from ..families import build_model
+from ..families import build_model, load_families
+from ..families.base import BenchmarkRow
 from ..data.paired import paired_dataset
 from ..data.pipeline import BatchPipeline, Draw, auto_threads
 from ..reporting.charts import benchmark_chart
 from .speed import resolve_device
 
 
-@dataclass(frozen=True)
-class TableRow:
-    """One row of the report's Table 3 (R1 L908-922): mean seconds per iteration on a Tesla T4 (None: a row
-    the report did not time)."""
-
-    key: str
-    label: str
-    preset: str
-    resolution: int
-    report_seconds: float | None  # None: the source reports no time per iteration
-    phase: str = ""  # a phased family: the training phase timed (its first iterations)
-    nz_is_crop: bool = False  # the report's GM-DRIT rows: attribute size = crop size
-    resize_is_crop: bool = False  # resized straight to the crop (BicycleGAN, as the report and edges2shoes)
-
-
-#: (key, label, preset, T4 seconds at 108 px, at 216 px, attribute size = crop size as in the report's GM-DRIT)
-_ROWS = [("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261, True),
-         ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307, True),
-         ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326, True),
-         ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339, True),
-         ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716, True),
-         ("mdmm", "MDMM [5.5]", "mdmm_baseline", 0.313, 0.615, False)]
-REPORT_TABLE = [TableRow(key, label, preset, res, t108 if res == 108 else t216, nz_is_crop=nz_is_crop)
-                for res in (108, 216) for key, label, preset, t108, t216, nz_is_crop in _ROWS]
-#: BicycleGAN at 128 px (the report's setting: unet_128, resnet_128, batch 32) and 256 px (official edges2shoes:
-#: unet_256, resnet_256, batch 2); only with --rows bicyclegan
-BICYCLEGAN_ROWS = [TableRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]", "bicyclegan_report_unet",
-                            128, None, resize_is_crop=True),
-                   TableRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, None,
-                            resize_is_crop=True)]
-#: the single-encoder VAE at the report's 256 px and batch 64, one row per phase (the VAE report gives only
-#: the wall time of a whole run, about 80 min on one Colab GPU, so there is no figure to compare with); only
-#: with --rows vae_phase1,vae_phase2
-VAE_ROWS = [TableRow("vae_phase1", "VAE phase 1: E + shared D, batch 64", "vae_apple2orange", 256, None, "shared"),
-            TableRow("vae_phase2", "VAE phase 2: one D, E frozen, batch 64", "vae_apple2orange", 256, None, "decoder_x")]
-ROW_KEYS = [key for key, *_ in _ROWS] + ["bicyclegan", "vae_phase1", "vae_phase2"]
+#: a row of the table: a family's preset at one resolution (declared by the family, ``ModelFamily.benchmark_rows``)
+TableRow = BenchmarkRow
+#: every family's rows; the default table (the report's Table 3) by resolution, then in the families' order
+ALL_ROWS: list[TableRow] = [row for family in load_families().values() for row in family.benchmark_rows]
+REPORT_TABLE: list[TableRow] = sorted((r for r in ALL_ROWS if r.in_report_table), key=lambda r: r.resolution)
+ROW_KEYS: list[str] = list(dict.fromkeys([r.key for r in REPORT_TABLE] + [r.key for r in ALL_ROWS]))
 #: the resolutions ``--resolution both`` stands for
 ALL_RESOLUTIONS = (108, 216, 128, 256)
 #: the epoch length of apple2orange at batch 2 (only GM-DRIT's Gumbel temperature reads it here)
@@ -157,7 +128,7 @@ def select_rows(keys: list[str] | None, resolutions: list[int]) -> list[TableRow
     unknown = [k for k in keys or [] if k not in ROW_KEYS]
     if unknown:
         raise ConfigError(f"unknown benchmark row {', '.join(unknown)}; rows: {', '.join(ROW_KEYS)}")
-    table = REPORT_TABLE + (BICYCLEGAN_ROWS + VAE_ROWS if keys else [])  # no keys: the report's Table 3
+    table = REPORT_TABLE + ([r for r in ALL_ROWS if not r.in_report_table] if keys else [])  # no keys: Table 3
     return [r for r in table if r.resolution in resolutions and (not keys or r.key in keys)]
 
 

@@ -29,7 +29,7 @@ from ...training.engine import Engine
 from ..base import OptimizerGroup
 from .nets import (MultiScalePatchGAN, ResnetEncoder, ResnetGenerator, UNetGenerator, encoder_blocks,
                                init_xavier, unet_depth)
-from ..base import Attributes, Capabilities, ModelFamily
+from ..base import Attributes, BenchmarkRow, Capabilities, ModelFamily
 from ..registry import register
 
 INPUT, OUTPUT = 0, 1
@@ -42,6 +42,12 @@ LUMA = (0.299, 0.587, 0.114)
 class BicycleGAN(ModelFamily):
     name = "bicyclegan"
     description = "BicycleGAN: paired A -> B, U-Net G(A, z), residual E(B), two PatchGANs (Zhu et al. 2017)"
+    #: 128 px (the report's setting: unet_128, resnet_128, batch 32) and 256 px (official edges2shoes: unet_256,
+    #: resnet_256, batch 2); the sources give no time per iteration
+    benchmark_rows = (BenchmarkRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]",
+                                   "bicyclegan_report_unet", 128, resize_is_crop=True),
+                      BenchmarkRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes",
+                                   256, resize_is_crop=True))
     test_time_networks = ("generator", "encoder")
     # basic_128_multi: at 32 px the second scale of the 3-layer PatchGAN has no patch left
     tiny_overrides = ("bicyclegan.d_layers=2",)

@@ -1,6 +1,6 @@
 """`gmdrit mixture RUN`: what GM-DRIT's mixture learned, and how it got there over training.
 
-Core code only (no typer, no rich); the CLI (``cli_mixture.py``) renders the :class:`MixtureResult`.
+Core code only (no typer, no rich); the CLI (``cli/mixture.py``) renders the :class:`MixtureResult`.
 Everything goes into ``RUN/eval/mixture/`` (or ``out``):
 
 * ``qy_accuracy.json`` / ``qy_accuracy.png``: for every checkpoint kept in ``RUN/checkpoints`` (in

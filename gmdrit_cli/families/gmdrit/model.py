@@ -38,7 +38,7 @@ from ...training.engine import Engine
 from ..base import OptimizerGroup
 from .nets import AttributeInference, build_gmdrit_networks
 from .. import drit
-from ..base import Capabilities, ModelFamily
+from ..base import BenchmarkRow, Capabilities, ModelFamily
 from ..drit import Translation
 from ..registry import register
 
@@ -66,6 +66,15 @@ class MixtureTranslation(Translation):
 class GMDRIT(ModelFamily):
     name = "gmdrit"
     description = "GM-DRIT: MDMM with a Gaussian-mixture attribute prior p(z|y) and inferred y (report, fixed)"
+    #: the report's Table 3 (key, label, preset, T4 seconds at 108 px, at 216 px); attribute size = crop size there
+    benchmark_rows = tuple(BenchmarkRow(key, label, preset, res, seconds[i], in_report_table=True, nz_is_crop=True)
+                           for key, label, preset, *seconds in (
+                               ("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
+                               ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307),
+                               ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326),
+                               ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339),
+                               ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716))
+                           for i, res in enumerate((108, 216)))
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         super().__init__(cfg, device, training)

@@ -11,7 +11,7 @@ from ...training.engine import Engine
 from ..base import OptimizerGroup
 from .nets import build_mdmm_networks
 from .. import drit
-from ..base import Capabilities, ModelFamily
+from ..base import BenchmarkRow, Capabilities, ModelFamily
 from ..drit import Translation
 from ..registry import register
 
@@ -20,6 +20,8 @@ from ..registry import register
 class MDMM(ModelFamily):
     name = "mdmm"
     description = "MDMM / DRIT++ baseline: Gaussian attribute N(0, I), domain one-hot code (Lee et al. 2019)"
+    benchmark_rows = (BenchmarkRow("mdmm", "MDMM [5.5]", "mdmm_baseline", 108, 0.313, in_report_table=True),
+                      BenchmarkRow("mdmm", "MDMM [5.5]", "mdmm_baseline", 216, 0.615, in_report_table=True))
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         super().__init__(cfg, device, training)

@@ -37,7 +37,7 @@ from ...errors import ConfigError
 from .losses import vae_loss
 from .nets import VAEDecoder, VAEEncoder
 from .. import drit
-from ..base import Attributes, Capabilities, ModelFamily
+from ..base import Attributes, BenchmarkRow, Capabilities, ModelFamily
 from ..registry import register
 
 DECODERS = ("decoder_x", "decoder_y")  # the decoders of domains 0 (X) and 1 (Y)
@@ -57,6 +57,12 @@ def from_unit(images: torch.Tensor) -> torch.Tensor:
 class VAE(ModelFamily):
     name = "vae"
     description = "single-encoder VAE: one encoder, a shared then one decoder per domain, two phases (VAE report)"
+    #: the report's 256 px and batch 64, one row per phase (the VAE report gives only the wall time of a whole
+    #: run, about 80 min on one Colab GPU, so there is no figure per iteration to compare with)
+    benchmark_rows = (BenchmarkRow("vae_phase1", "VAE phase 1: E + shared D, batch 64", "vae_apple2orange", 256,
+                                   phase="shared"),
+                      BenchmarkRow("vae_phase2", "VAE phase 2: one D, E frozen, batch 64", "vae_apple2orange", 256,
+                                   phase="decoder_x"))
     test_time_networks = ("encoder", *DECODERS)
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
