@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 DEMO_REFERENCES := n07749192_11931.jpg n07749192_1680.jpg n07749192_5101.jpg n07749192_681.jpg n07749192_8310.jpg
 
-.PHONY: install test demo clean
+.PHONY: install test lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+test: install lint
 	$(PY) -m pytest -q
+
+# ruff: the lint rules and the format of pyproject.toml's [tool.ruff]
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 SAMPLE := gmdrit_cli/sample_data/apple2orange
 DEMO_APPLE := $(SAMPLE)/testA/n07740461_10011.jpg

@@ -28,8 +28,15 @@ MAX_THREADS = 1024
 MAX_TEMPERATURE = 100.0
 
 
-def finite(value: float, option: str, *, positive: bool = True, low: float | None = None,
-           high: float | None = None, why: str = "") -> float:
+def finite(
+    value: float,
+    option: str,
+    *,
+    positive: bool = True,
+    low: float | None = None,
+    high: float | None = None,
+    why: str = "",
+) -> float:
     """``value`` as a float when it is finite (and above 0 with ``positive``, within [low, high] when
     given); else :class:`LimitError` with one line naming ``option`` and ``why`` the bound is there."""
     try:

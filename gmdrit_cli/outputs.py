@@ -25,11 +25,18 @@ from .errors import OutputError
 _STATE_FILE, _MODEL_FILE, _LATEST = "state.json", "model.safetensors", "latest"
 _CHECKPOINT_NAME = re.compile(r"^iter_\d+$")
 
-_WHY = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-        errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
-        errno.EDQUOT: "disk quota exceeded", errno.EEXIST: "a file of that name is in the way",
-        errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EISDIR: "it is a folder",
-        errno.ENAMETOOLONG: "the name is too long", errno.ENOENT: "no such file or folder"}
+_WHY = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EEXIST: "a file of that name is in the way",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.ENOENT: "no such file or folder",
+}
 _SPACE = (errno.ENOSPC, errno.EDQUOT)
 _RIGHTS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
@@ -57,8 +64,11 @@ def os_error_line(exc: BaseException, doing: str, todo: str) -> str:
 def _is_checkpoints_folder(folder: Path) -> bool:
     if folder.name != "checkpoints" or not folder.is_dir():
         return False
-    return ((folder / _LATEST).is_file() or (folder.parent / "config.yaml").is_file()
-            or any(_CHECKPOINT_NAME.match(p.name) for p in folder.iterdir()))
+    return (
+        (folder / _LATEST).is_file()
+        or (folder.parent / "config.yaml").is_file()
+        or any(_CHECKPOINT_NAME.match(p.name) for p in folder.iterdir())
+    )
 
 
 def checkpoint_area(path: str | Path) -> Path | None:
@@ -76,8 +86,10 @@ def checkpoint_area(path: str | Path) -> Path | None:
 def refuse_checkpoint_area(path: str | Path, option: str) -> None:
     area = checkpoint_area(path)
     if area is not None:
-        raise OutputError(f"{option} {path} is inside {area}, a run's checkpoints, which only `gmdrit train` and "
-                          f"`gmdrit resume` write; choose another {option}")
+        raise OutputError(
+            f"{option} {path} is inside {area}, a run's checkpoints, which only `gmdrit train` and "
+            f"`gmdrit resume` write; choose another {option}"
+        )
 
 
 def output_folder(folder: str | Path, option: str = "--out") -> Path:
@@ -90,10 +102,13 @@ def output_folder(folder: str | Path, option: str = "--out") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(os_error_line(exc, f"cannot create the folder {folder}", f"choose another {option}")) from None
+        raise OutputError(
+            os_error_line(exc, f"cannot create the folder {folder}", f"choose another {option}")
+        ) from None
     if not _writable(folder):
-        raise OutputError(f"cannot write into {folder}: permission denied; check its permissions, or choose "
-                          f"another {option}")
+        raise OutputError(
+            f"cannot write into {folder}: permission denied; check its permissions, or choose another {option}"
+        )
     return folder
 
 
@@ -105,8 +120,10 @@ def refuse_replacing(path: str | Path, flag: str, option: str = "--out") -> None
     """Refuse to replace an existing ``path`` (the user did not pass ``flag``)."""
     path = Path(path)
     if path.exists() or path.is_symlink():
-        raise OutputError(f"{path} already exists and gmdrit does not replace it unless told to: pass {flag} to "
-                          f"replace it, or choose another {option}")
+        raise OutputError(
+            f"{path} already exists and gmdrit does not replace it unless told to: pass {flag} to "
+            f"replace it, or choose another {option}"
+        )
 
 
 def numbered_folder(folder: str | Path, names: tuple[str, ...] = ()) -> Path:
@@ -128,8 +145,10 @@ def numbered_folder(folder: str | Path, names: tuple[str, ...] = ()) -> Path:
         raise OutputError(f"--out {folder} is a file, not a folder; choose another --out")
     named = Path(os.path.abspath(folder))  # '..' and 'runs/' get the name they stand for
     if not named.name:
-        raise OutputError(f"--out {folder} already holds outputs and has no name to number a new folder after; "
-                          f"give a new folder, e.g. --out {folder.as_posix().rstrip('/')}/eval")
+        raise OutputError(
+            f"--out {folder} already holds outputs and has no name to number a new folder after; "
+            f"give a new folder, e.g. --out {folder.as_posix().rstrip('/')}/eval"
+        )
     base = folder if folder.name and folder.name not in (".", "..") else named
     i = 2
     while not free(candidate := base.with_name(f"{base.name}-{i}")):

@@ -21,8 +21,10 @@ class LivePage:
         self.session = browser.send("Target.attachToTarget", {"targetId": self.target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "DOM"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride", {"width": browser.width, "height": browser.height,
-                                                         "deviceScaleFactor": 1, "mobile": False})
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": browser.width, "height": browser.height, "deviceScaleFactor": 1, "mobile": False},
+        )
         self.send("Page.navigate", {"url": url})
         browser.wait_for("Page.loadEventFired", self.session)
 
@@ -55,16 +57,20 @@ class LivePage:
         self.send("DOM.setFileInputFiles", {"files": [str(Path(p).resolve()) for p in paths], "nodeId": node})
 
     def click(self, selector: str) -> None:
-        if not self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
-                         "if (!e) return false; e.click(); return true; })()"):
+        if not self.eval(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            "if (!e) return false; e.click(); return true; })()"
+        ):
             raise ChromiumError(f"no element matches {selector}")
 
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         params = {"format": "png"}
         if full_page:
             size = self.send("Page.getLayoutMetrics")["cssContentSize"]
-            params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": size["width"],
-                                                            "height": size["height"], "scale": 1})
+            params.update(
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            )
         Path(path).write_bytes(base64.b64decode(self.send("Page.captureScreenshot", params)["data"]))
         return Path(path)
 

@@ -49,11 +49,28 @@ class Chromium:
             os.dup2(high_r, 3)
             os.dup2(high_w, 4)
 
-        args = [binary, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
-                "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-                f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=place_fds)
+        args = [
+            binary,
+            "--headless",
+            "--remote-debugging-pipe",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            f"--user-data-dir={self.profile}",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=False,
+            preexec_fn=place_fds,
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self._buffer = b""
@@ -112,21 +129,32 @@ class Chromium:
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
-        self.send("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": self.height,
-                                                         "deviceScaleFactor": 1, "mobile": False}, session)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
+            session,
+        )
         self.send("Page.navigate", {"url": Path(path).resolve().as_uri()}, session)
         self.wait_for("Page.loadEventFired", session)
-        listing = self.send("Runtime.evaluate", {
-            "expression": "JSON.stringify(Array.from(document.images).map(i => "
-                          "({src: i.getAttribute('src'), loaded: i.complete && i.naturalWidth > 0, "
-                          "width: i.naturalWidth})))", "returnByValue": True}, session)
+        listing = self.send(
+            "Runtime.evaluate",
+            {
+                "expression": "JSON.stringify(Array.from(document.images).map(i => "
+                "({src: i.getAttribute('src'), loaded: i.complete && i.naturalWidth > 0, "
+                "width: i.naturalWidth})))",
+                "returnByValue": True,
+            },
+            session,
+        )
         images = json.loads(listing["result"]["value"])
         if screenshot is not None:
             params = {"format": "png"}
             if full_page:
                 size = self.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
-                params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": size["width"],
-                                                                "height": size["height"], "scale": 1})
+                params.update(
+                    captureBeyondViewport=True,
+                    clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+                )
             data = self.send("Page.captureScreenshot", params, session)["data"]
             Path(screenshot).write_bytes(base64.b64decode(data))
         self.send("Runtime.evaluate", {"expression": "1"}, session)  # drains events sent before it

@@ -29,8 +29,9 @@ def make_dataset(root: Path, per_domain: int = 4, size: int = 40, splits=("train
     return root
 
 
-def make_paired_dataset(root: Path, per_split: int = 4, size: int = 40, layout: str = "aligned",
-                        splits=("train", "val", "test")) -> Path:
+def make_paired_dataset(
+    root: Path, per_split: int = 4, size: int = 40, layout: str = "aligned", splits=("train", "val", "test")
+) -> Path:
     """A paired dataset of random images: B is the photographic negative of A (B = 255 - A), so that any
     geometric transform applied identically to both keeps A + B = 255. ``aligned``: A|B side by side in
     ``<split>/i.png``; ``folders``: ``<split>A/i.png`` and ``<split>B/i.png``."""
@@ -55,16 +56,35 @@ def tiny_data(tmp_path: Path) -> Path:
 
 
 #: a 2-iteration BicycleGAN (bicyclegan_quickstart at 32 px, width 8) on make_paired_dataset's edges -> photos pairs
-TINY_BICYCLEGAN = ["data.resize=32", "data.crop=32", "model.width=8", "bicyclegan.d_layers=2", "train.max_iters=2",
-                   "train.device=cpu", "train.threads=1", "train.sample_every=1000", "train.save_every=1000",
-                   "data.domains=[edges,photos]"]
+TINY_BICYCLEGAN = [
+    "data.resize=32",
+    "data.crop=32",
+    "model.width=8",
+    "bicyclegan.d_layers=2",
+    "train.max_iters=2",
+    "train.device=cpu",
+    "train.threads=1",
+    "train.sample_every=1000",
+    "train.save_every=1000",
+    "data.domains=[edges,photos]",
+]
 
 
 def tiny_overrides(root: Path, iters: int = 2) -> list[str]:
     """Overrides that shrink any preset to a model that trains in a fraction of a second per step."""
-    return [f"data.root={root}", "data.resize=36", "data.crop=32", "model.width=8", "model.nz=8",
-            f"train.max_iters={iters}", "train.device=cpu", "train.threads=1", "train.log_every=1", "train.sample_every=1000",
-            "train.save_every=1000"]
+    return [
+        f"data.root={root}",
+        "data.resize=36",
+        "data.crop=32",
+        "model.width=8",
+        "model.nz=8",
+        f"train.max_iters={iters}",
+        "train.device=cpu",
+        "train.threads=1",
+        "train.log_every=1",
+        "train.sample_every=1000",
+        "train.save_every=1000",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +114,14 @@ def run_gmdrit(*args, cwd=None, env: dict | None = None, timeout: float = 300) -
     """`gmdrit ARGS` in a new process (one torch thread): for what needs a real process (signals, start-up, exit
     codes set by the interpreter, torchrun, environment variables read at import); else use the ``cli`` fixture."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def set_args(values: list[str]) -> list[str]:
@@ -124,3 +150,15 @@ def cli(capsys, monkeypatch):
         return subprocess.CompletedProcess(args, code, out, err)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A 2-iteration MDMM run (crop 32, domains apple and orange) that a module's tests only read (or copy)."""
+    from gmdrit_cli.config.schema import load_config
+    from gmdrit_cli.training.trainer import train
+
+    base = tmp_path_factory.mktemp("mdmm_run")
+    root = make_dataset(base / "data")
+    train(load_config("mdmm_baseline", tiny_overrides(root, 2) + ["data.domains=[apple,orange]"]), base / "run")
+    return base / "run"

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from gmdrit_cli.training.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families import build_for_training
+from gmdrit_cli.training.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
 
 TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
 
@@ -25,23 +25,54 @@ def test_report_table_is_the_reference_table_3():
     assert by_key[("gmdrit", 108)] == 0.538 and by_key[("gmdrit", 216)] == 2.261
     assert by_key[("mdmm", 108)] == 0.313 and by_key[("mdmm", 216)] == 0.615
     assert by_key[("double_conv", 216)] == 3.716
-    assert set(ROW_KEYS) == {"gmdrit", "double_gen_enc", "half_discr", "adain", "double_conv", "mdmm", "bicyclegan",
-                             "vae_phase1", "vae_phase2"}
+    assert set(ROW_KEYS) == {
+        "gmdrit",
+        "double_gen_enc",
+        "half_discr",
+        "adain",
+        "double_conv",
+        "mdmm",
+        "bicyclegan",
+        "vae_phase1",
+        "vae_phase2",
+    }
 
 
 def test_bicyclegan_rows_are_named_and_untimed_by_the_report():
     rows = select_rows(["bicyclegan"], [108, 216, 128, 256])
-    assert [(r.preset, r.resolution, r.report_seconds) for r in rows] == [("bicyclegan_report_unet", 128, None),
-                                                                          ("edges2shoes", 256, None)]
+    assert [(r.preset, r.resolution, r.report_seconds) for r in rows] == [
+        ("bicyclegan_report_unet", 128, None),
+        ("edges2shoes", 256, None),
+    ]
     assert all(r.key != "bicyclegan" for r in select_rows(None, [108, 216, 128, 256]))  # default: Table 3 only
 
 
 def test_benchmark_times_a_tiny_bicyclegan_row(tmp_path):
     sets = ["model.width=4", "train.batch_size=2"]
     args = [a for o in sets for a in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--iters", "1", "--warmup", "0",
-                           "--rows", "bicyclegan", "--resolution", "128", "--out", str(tmp_path), *args],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "benchmark",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--rows",
+            "bicyclegan",
+            "--resolution",
+            "128",
+            "--out",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
     assert row["key"] == "bicyclegan" and row["resolution"] == 128 and row["ratio_to_report"] is None
@@ -52,29 +83,78 @@ def test_vae_rows_time_each_phase_at_256_px(tmp_path):
     """The VAE rows at 256 px have no report figure; phase 2 changes only the timed decoder."""
     rows = {r.key: r for r in select_rows(["vae_phase1", "vae_phase2"], [256])}
     assert {k: (r.preset, r.phase, r.report_seconds) for k, r in rows.items()} == {
-        "vae_phase1": ("vae_apple2orange", "shared", None), "vae_phase2": ("vae_apple2orange", "decoder_x", None)}
+        "vae_phase1": ("vae_apple2orange", "shared", None),
+        "vae_phase2": ("vae_apple2orange", "decoder_x", None),
+    }
     args = [a for o in TINY + ["train.batch_size=2"] for a in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--iters", "2", "--warmup", "0",
-                           "--rows", "vae_phase1,vae_phase2", "--resolution", "256", "--out", str(tmp_path), *args],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "benchmark",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--rows",
+            "vae_phase1,vae_phase2",
+            "--resolution",
+            "256",
+            "--out",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "benchmark.json").read_text())
     assert [(r["key"], r["resolution"], r["ratio_to_report"]) for r in data["rows"]] == [
-        ("vae_phase1", 256, None), ("vae_phase2", 256, None)]
+        ("vae_phase1", 256, None),
+        ("vae_phase2", 256, None),
+    ]
 
 
 def test_benchmark_command_writes_table_json_csv_png(tmp_path):
     args = [a for o in TINY for a in ("--set", o)]
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--iters", "2", "--warmup", "0",
-                           "--rows", "gmdrit,mdmm", "--resolution", "both", "--out", str(tmp_path), *args],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "benchmark",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--rows",
+            "gmdrit,mdmm",
+            "--resolution",
+            "both",
+            "--out",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "report T4" in proc.stdout and "MDMM [5.5]" in proc.stdout
     data = json.loads((tmp_path / "benchmark.json").read_text())
     assert {"device", "torch", "threads"} <= set(data["environment"])
     assert data["settings"]["iters"] == 2
     rows = data["rows"]
-    assert [(r["key"], r["resolution"]) for r in rows] == [("gmdrit", 108), ("mdmm", 108), ("gmdrit", 216), ("mdmm", 216)]
+    assert [(r["key"], r["resolution"]) for r in rows] == [
+        ("gmdrit", 108),
+        ("mdmm", 108),
+        ("gmdrit", 216),
+        ("mdmm", 216),
+    ]
     for r in rows:
         assert len(r["seconds"]) == 2 and r["median"] > 0 and r["peak_memory_bytes"] > 0
         assert r["ratio_to_report"] == pytest.approx(r["median"] / r["report_seconds"])
@@ -84,8 +164,12 @@ def test_benchmark_command_writes_table_json_csv_png(tmp_path):
 
 
 def test_unknown_row_is_a_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "benchmark", "--rows", "nope", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", "benchmark", "--rows", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "unknown benchmark row nope" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -101,8 +185,17 @@ def _losses(root, *speed, steps=3):
     return out
 
 
-@pytest.mark.parametrize("fast", [["speed.amp=bf16"], ["speed.channels_last=on"], ["speed.optimizer=foreach"],
-                                  ["speed.optimizer=fused"], ["speed.amp=fp16"], ["speed.keep_freed_memory=on"]])
+@pytest.mark.parametrize(
+    "fast",
+    [
+        ["speed.amp=bf16"],
+        ["speed.channels_last=on"],
+        ["speed.optimizer=foreach"],
+        ["speed.optimizer=fused"],
+        ["speed.amp=fp16"],
+        ["speed.keep_freed_memory=on"],
+    ],
+)
 def test_fast_paths_keep_losses_close_to_fp32(tiny_data, fast):
     torch.set_num_threads(1)
     reference = _losses(tiny_data, "speed.amp=off", "speed.channels_last=off", "speed.optimizer=loop")
@@ -127,19 +220,31 @@ def test_keep_freed_memory_applies_only_where_asked():
         assert speed.keep_freed_memory("auto", torch.device("cpu")) is True
 
 
-@pytest.mark.parametrize("env,expected", [({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
-                                          ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),
-                                          ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
-                                          ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, None),
-                                          ({}, None)])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),
+        ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, None),
+        ({}, None),
+    ],
+)
 def test_amp_auto_follows_an_instruction_set_cap(env, expected):
     """With the ISA capped below bf16 (an AVX2 machine reproduced), speed.amp auto must pick fp32; without a
     cap it follows the CPU flags (None: whatever /proc/cpuinfo says)."""
-    code = ("from gmdrit_cli.training import speed; import torch; "
-            "print(speed.cpu_has_bf16(), speed.amp_dtype('auto', torch.device('cpu')))")
-    base = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env},
-                         timeout=120).stdout.split()
+    code = (
+        "from gmdrit_cli.training import speed; import torch; "
+        "print(speed.cpu_has_bf16(), speed.amp_dtype('auto', torch.device('cpu')))"
+    )
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, timeout=120
+    ).stdout.split()
     flags = Path("/proc/cpuinfo").read_text(errors="ignore") if Path("/proc/cpuinfo").exists() else ""
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     want = native if expected is None else expected

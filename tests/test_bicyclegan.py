@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from gmdrit_cli.families.bicyclegan import losses as L
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
-from gmdrit_cli.training.engine import lr_multiplier
 from gmdrit_cli.errors import ConfigError
 from gmdrit_cli.families import build_for_training, build_model
+from gmdrit_cli.families.bicyclegan import losses as L
 from gmdrit_cli.families.bicyclegan.nets import MultiScalePatchGAN, ResnetEncoder, ResnetGenerator, UNetGenerator
+from gmdrit_cli.training.engine import lr_multiplier
 
 CPU = torch.device("cpu")
 
@@ -26,9 +26,20 @@ def count(net) -> int:
 
 # -- parameter counts (spec 1.3.2-1.3.4, 1.3.6 tables) ------------------------------------------------------
 
-@pytest.mark.parametrize("depth,cin,where,expected", [
-    (8, 3, "all", 54_794_627), (8, 1, "all", 54_792_579), (8, 3, "input", 54_417_795), (8, 1, "input", 54_415_747),
-    (7, 3, "all", 42_145_155), (7, 1, "all", 42_143_107), (7, 3, "input", 41_833_859), (7, 1, "input", 41_831_811)])
+
+@pytest.mark.parametrize(
+    "depth,cin,where,expected",
+    [
+        (8, 3, "all", 54_794_627),
+        (8, 1, "all", 54_792_579),
+        (8, 3, "input", 54_417_795),
+        (8, 1, "input", 54_415_747),
+        (7, 3, "all", 42_145_155),
+        (7, 1, "all", 42_143_107),
+        (7, 3, "input", 41_833_859),
+        (7, 1, "input", 41_831_811),
+    ],
+)
 def test_unet_parameter_counts_match_the_spec(depth, cin, where, expected):
     assert count(UNetGenerator(cin, 3, 8, 64, depth, where)) == expected
 
@@ -36,18 +47,22 @@ def test_unet_parameter_counts_match_the_spec(depth, cin, where, expected):
 def test_encoder_discriminator_and_resnet_generator_counts_match_the_spec():
     assert count(ResnetEncoder(3, 8, 64, blocks=4)) == 2_590_032  # resnet_256
     assert count(ResnetEncoder(3, 8, 64, blocks=3)) == 1_344_080  # resnet_128
-    assert count(MultiScalePatchGAN(3, 64, 3, 2)) == 3_458_978    # basic_256_multi
-    assert count(MultiScalePatchGAN(6, 64, 3, 2)) == 3_463_586    # conditional, 3 + 3 channels
-    assert count(MultiScalePatchGAN(4, 64, 3, 2)) == 3_460_514    # conditional edges, 1 + 3
-    assert count(MultiScalePatchGAN(3, 64, 2, 2)) == 830_626      # basic_128_multi
+    assert count(MultiScalePatchGAN(3, 64, 3, 2)) == 3_458_978  # basic_256_multi
+    assert count(MultiScalePatchGAN(6, 64, 3, 2)) == 3_463_586  # conditional, 3 + 3 channels
+    assert count(MultiScalePatchGAN(4, 64, 3, 2)) == 3_460_514  # conditional edges, 1 + 3
+    assert count(MultiScalePatchGAN(3, 64, 2, 2)) == 830_626  # basic_128_multi
     assert count(ResnetGenerator(3, 3, 8, 64, 6)) == 7_862_787
     assert count(ResnetGenerator(1, 3, 8, 64, 6)) == 7_856_515
 
 
 def test_the_edges2shoes_preset_builds_the_official_networks():
     counts = build_model(load_config("edges2shoes"), CPU).parameter_counts()
-    assert counts == {"generator": 54_792_579, "encoder": 2_590_032, "discriminator": 3_458_978,
-                      "discriminator2": 3_458_978}
+    assert counts == {
+        "generator": 54_792_579,
+        "encoder": 2_590_032,
+        "discriminator": 3_458_978,
+        "discriminator2": 3_458_978,
+    }
 
 
 def test_the_report_unet_preset_builds_the_128_px_networks():
@@ -69,6 +84,7 @@ def test_shape_rules_are_config_errors():
 
 
 # -- losses on hand-made tensors --------------------------------------------------------------------------
+
 
 def test_lsgan_sums_scale_means_and_the_d_loss_has_no_half():
     big = torch.tensor([[[[1.0, 3.0], [0.0, 2.0]]]])  # 1 x 1 x 2 x 2
@@ -98,6 +114,7 @@ def test_l1_is_a_mean_over_every_element():
 
 
 # -- networks: z injection, dropout, init ------------------------------------------------------------------
+
 
 def _down_conv_inputs(g: UNetGenerator, a, z):
     seen = []
@@ -130,8 +147,9 @@ def test_dropout_sits_next_to_the_innermost_block_and_only_in_training():
     g = UNetGenerator(1, 3, nz=2, width=4, depth=7)  # unet_128 layout
     places = [k for k, up in enumerate(g.ups) if any(isinstance(m, torch.nn.Dropout) for m in up)]
     assert places == [4, 5]  # up outputs at 8 x 8 and 4 x 4 for 128 px
-    assert [k for k, up in enumerate(UNetGenerator(1, 3, 2, 4, 8).ups)
-            if any(isinstance(m, torch.nn.Dropout) for m in up)] == [4, 5, 6]
+    assert [
+        k for k, up in enumerate(UNetGenerator(1, 3, 2, 4, 8).ups) if any(isinstance(m, torch.nn.Dropout) for m in up)
+    ] == [4, 5, 6]
     a, z = torch.rand(1, 1, 128, 128), torch.zeros(1, 2)
     torch.manual_seed(0)
     for p in g.parameters():
@@ -148,8 +166,11 @@ def test_weights_are_xavier_normal_with_gain_point_zero_two():
     conv = model.networks["generator"].downs[2][1]  # block 3: 128 features + 8 z -> 256 channels, 4 x 4
     fan_in, fan_out = (128 + 8) * 16, 256 * 16
     assert conv.weight.std().item() == pytest.approx(0.02 * math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
-    assert all(float(m.bias.detach().abs().max()) == 0 for m in model.networks.modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert all(
+        float(m.bias.detach().abs().max()) == 0
+        for m in model.networks.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    )
 
 
 def test_linear_schedule_matches_the_official_values():
@@ -161,16 +182,31 @@ def test_linear_schedule_matches_the_official_values():
 
 # -- the training step ----------------------------------------------------------------------------------------
 
+
 def tiny(*extra):
-    return load_config("bicyclegan_quickstart", ["data.crop=32", "data.resize=32", "model.width=8",
-                                                 "bicyclegan.d_layers=2", "train.batch_size=4", "speed.amp=off",
-                                                 "data.input_channels=3", "train.device=cpu", *extra])
+    return load_config(
+        "bicyclegan_quickstart",
+        [
+            "data.crop=32",
+            "data.resize=32",
+            "model.width=8",
+            "bicyclegan.d_layers=2",
+            "train.batch_size=4",
+            "speed.amp=off",
+            "data.input_channels=3",
+            "train.device=cpu",
+            *extra,
+        ],
+    )
 
 
 def batch(seed=0, n=4):
     g = torch.Generator().manual_seed(seed)
-    return Batch(torch.rand(n, 3, 32, 32, generator=g) * 2 - 1, torch.zeros(n, dtype=torch.long),
-                 torch.rand(n, 3, 32, 32, generator=g) * 2 - 1)
+    return Batch(
+        torch.rand(n, 3, 32, 32, generator=g) * 2 - 1,
+        torch.zeros(n, dtype=torch.long),
+        torch.rand(n, 3, 32, 32, generator=g) * 2 - 1,
+    )
 
 
 def official_gradients(model, b: Batch, z_noise, z_rand):
@@ -191,7 +227,7 @@ def official_gradients(model, b: Batch, z_noise, z_rand):
     gan = sum(((m - 1) ** 2).mean() for m in D(fake_enc))
     gan2 = sum(((m - 1) ** 2).mean() for m in D2(fake_rand))
     l1 = (fake_enc - b1).abs().mean()
-    kl = -0.5 * torch.sum(1 + logvar - mu ** 2 - logvar.exp())
+    kl = -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp())
     total = cfg.lambda_gan * gan + cfg.lambda_gan2 * gan2 + cfg.lambda_l1 * l1 + cfg.lambda_kl * kl
     total.backward(retain_graph=True)
     for p in E.parameters():
@@ -238,8 +274,9 @@ def test_the_latent_term_alone_reaches_g_and_not_e():
     b = batch(1)
     t = model.forward_pass(b.images, b.targets, torch.randn(2, 8), torch.randn(2, 8))
     latent = model.encoder_generator_terms(t)["latent_l1"]
-    e_grads = torch.autograd.grad(latent, list(model.networks["encoder"].parameters()), retain_graph=True,
-                                  allow_unused=True)
+    e_grads = torch.autograd.grad(
+        latent, list(model.networks["encoder"].parameters()), retain_graph=True, allow_unused=True
+    )
     assert all(g is None or float(g.abs().max()) == 0 for g in e_grads)
     g_grads = torch.autograd.grad(latent, list(model.networks["generator"].parameters()), allow_unused=True)
     assert any(g is not None and float(g.abs().max()) > 0 for g in g_grads)
@@ -286,9 +323,18 @@ def test_translation_goes_from_the_input_domain_to_the_output_domain_only():
         model.translate(batch().images[:1], 0, (z, cond))
 
 
-BICYCLEGAN_PRESETS = ["edges2shoes", "edges2handbags", "facades", "maps", "night2day", "bicyclegan_report_unet",
-                      "bicyclegan_report_resnet", "bicyclegan_report_maps", "bicyclegan_report_facades",
-                      "bicyclegan_quickstart"]
+BICYCLEGAN_PRESETS = [
+    "edges2shoes",
+    "edges2handbags",
+    "facades",
+    "maps",
+    "night2day",
+    "bicyclegan_report_unet",
+    "bicyclegan_report_resnet",
+    "bicyclegan_report_maps",
+    "bicyclegan_report_facades",
+    "bicyclegan_quickstart",
+]
 
 
 @pytest.mark.parametrize("preset", BICYCLEGAN_PRESETS)
@@ -299,8 +345,17 @@ def test_every_bicyclegan_preset_trains_one_tiny_iteration(preset, tmp_path):
     cfg = load_config(preset)
     assert cfg.model.family == "bicyclegan" and cfg.train.batch_size % 2 == 0
     root = make_paired_dataset(tmp_path / "data", per_split=4, size=32)
-    small = [f"data.root={root}", "data.resize=32", "data.crop=32", "model.width=4", "bicyclegan.d_layers=2",
-             "train.batch_size=2", "train.max_iters=1", "train.device=cpu", "train.threads=1"]
+    small = [
+        f"data.root={root}",
+        "data.resize=32",
+        "data.crop=32",
+        "model.width=4",
+        "bicyclegan.d_layers=2",
+        "train.batch_size=2",
+        "train.max_iters=1",
+        "train.device=cpu",
+        "train.threads=1",
+    ]
     if cfg.bicyclegan.generator.startswith("unet"):
         small.append("bicyclegan.generator=unet")  # the named U-Nets insist on their crop
     result = train(load_config(preset, small + ["bicyclegan.encoder=resnet"]), tmp_path / "run")

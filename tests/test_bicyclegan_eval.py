@@ -32,10 +32,29 @@ def evaluated(tmp_path_factory):
     alexnet = write_random_alexnet_weights(base / "alexnet.pth")
     out = base / "eval"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "eval", str(base / "run"), "--samples-per-input",
-                           str(SAMPLES), "--out", str(out), "--inception-weights", str(inception),
-                           "--lpips-backbone-weights", str(alexnet), "--device", "cpu"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "eval",
+            str(base / "run"),
+            "--samples-per-input",
+            str(SAMPLES),
+            "--out",
+            str(out),
+            "--inception-weights",
+            str(inception),
+            "--lpips-backbone-weights",
+            str(alexnet),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return root, out, json.loads((out / "eval.json").read_text()), proc.stdout, inception, alexnet
 
@@ -72,7 +91,7 @@ def test_consecutive_lpips_matches_the_lpips_package_on_the_saved_images(evaluat
         with torch.no_grad():
             for stem in stems:
                 x = as_tensor(outputs(out, stem))
-                distances += [float(net(x[k:k + 1], x[k + 1:k + 2])) for k in range(SAMPLES - 1)]
+                distances += [float(net(x[k : k + 1], x[k + 1 : k + 2])) for k in range(SAMPLES - 1)]
         assert row[f"v{version}"]["distances"] == len(distances) == 5 * (SAMPLES - 1)
         assert row[f"v{version}"]["mean"] == pytest.approx(float(np.mean(distances)), rel=1e-4, abs=1e-7)
 
@@ -98,8 +117,9 @@ def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evalu
     root, run_out, *_ = evaluated
     monkeypatch.setattr(eval_paired.fidm, "InceptionFeatures", PoolFeatures)
     out = tmp_path / "fid"
-    report = evaluate(EvalOptions(run=run_out.parent / "run", metrics="fid_test", samples_per_input=SAMPLES,
-                                  out=out, device="cpu")).report
+    report = evaluate(
+        EvalOptions(run=run_out.parent / "run", metrics="fid_test", samples_per_input=SAMPLES, out=out, device="cpu")
+    ).report
     row = report["tasks"][0]["fid_test"]
     assert (row["fake"], row["real"]) == (5, 5)
     stems = sorted(p.stem for p in (root / "test").iterdir())
@@ -115,8 +135,9 @@ def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evalu
 
 def gmdrit(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_path):
@@ -128,22 +149,51 @@ def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_pa
     for i in (1, 2):
         refs.append(tmp_path / f"photo{i}.png")
         Image.open(root / "test" / f"{i}.png").crop((32, 0, 64, 32)).save(refs[-1])  # B halves: references
-    proc = gmdrit("translate", str(edge), "--run", run, "--domain", "photos", "-n", "4", "--seed", "1",
-                  "--out", str(tmp_path / "t"))
+    proc = gmdrit(
+        "translate",
+        str(edge),
+        "--run",
+        run,
+        "--domain",
+        "photos",
+        "-n",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "t"),
+    )
     assert proc.returncode == 0, proc.stderr
     random_outputs = [np.asarray(Image.open(tmp_path / "t" / f"edge_to_photos_{k}.png")) for k in range(1, 5)]
     assert len(random_outputs) == 4
-    proc = gmdrit("translate", str(edge), "--run", run, "--domain", "photos", "--reference", str(refs[0]),
-                  "--reference", str(refs[1]), "--out", str(tmp_path / "r"))
+    proc = gmdrit(
+        "translate",
+        str(edge),
+        "--run",
+        run,
+        "--domain",
+        "photos",
+        "--reference",
+        str(refs[0]),
+        "--reference",
+        str(refs[1]),
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "r").glob("*_ref*.png")) == ["edge_to_photos_ref1.png",
-                                                                           "edge_to_photos_ref2.png"]
-    proc = gmdrit("interpolate", str(edge), "--run", run, "--domain", "photos", "--steps", "3",
-                  "--out", str(tmp_path / "i"))
+    assert sorted(p.name for p in (tmp_path / "r").glob("*_ref*.png")) == [
+        "edge_to_photos_ref1.png",
+        "edge_to_photos_ref2.png",
+    ]
+    proc = gmdrit(
+        "interpolate", str(edge), "--run", run, "--domain", "photos", "--steps", "3", "--out", str(tmp_path / "i")
+    )
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in (tmp_path / "i").glob("*.gif")] == ["edge_to_photos_random.gif"]
-    for args in (["translate", str(edge), "--domain", "edges"],
-                 ["interpolate", str(edge), "--domain", "photos", "--between", "domains"]):
+    for args in (
+        ["translate", str(edge), "--domain", "edges"],
+        ["interpolate", str(edge), "--domain", "photos", "--between", "domains"],
+    ):
         proc = gmdrit(*args, "--run", run, "--out", str(tmp_path / "x"))
         assert proc.returncode == 1 and "translates into 'photos' only" in proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()

@@ -11,8 +11,6 @@ import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,37 +22,6 @@ from gmdrit_cli.config.schema import ConfigError, load_config, parse_duration
 from gmdrit_cli.errors import CheckpointError, GmdritError
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``cli(*args)``: `gmdrit ARGS` in this process, as a CompletedProcess (exit code, stdout, stderr)."""
-    from gmdrit_cli.cli.main import _run_app
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-        monkeypatch.setattr(sys, "argv", ["gmdrit", *map(str, args)])
-        capsys.readouterr()
-        try:
-            code = _run_app()
-        finally:
-            for s, h in handlers.items():
-                signal.signal(s, h)
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A 2-iteration MDMM run (crop 32) this module's tests only read (or copy)."""
-    from gmdrit_cli.training.trainer import train
-
-    base = tmp_path_factory.mktemp("careless")
-    root = make_dataset(base / "data")
-    train(load_config("mdmm_baseline", tiny_overrides(root, 2) + ["data.domains=[apple,orange]"]), base / "run")
-    return base / "run"
-
-
 def image(tmp_path: Path) -> Path:
     path = tmp_path / "good.png"
     Image.new("RGB", (40, 30), (200, 90, 10)).save(path)
@@ -62,6 +29,7 @@ def image(tmp_path: Path) -> Path:
 
 
 # -- files gmdrit writes ----------------------------------------------------------------------------
+
 
 def test_export_never_writes_into_checkpoints_nor_replaces_without_force(cli, run_dir, tmp_path):
     ckpt = next((run_dir / "checkpoints").glob("iter_*"))
@@ -76,13 +44,28 @@ def test_export_never_writes_into_checkpoints_nor_replaces_without_force(cli, ru
     assert (tmp_path / "exp" / "model.safetensors").read_bytes() == first
     assert cli("export", run_dir, "--int8", "--out", tmp_path / "exp", "--force").returncode == 0
     assert (tmp_path / "exp" / "model.safetensors").read_bytes() != first
-    for command in (("translate", image(tmp_path), "--domain", "orange"), ("interpolate", image(tmp_path), "--domain", "orange")):
+    for command in (
+        ("translate", image(tmp_path), "--domain", "orange"),
+        ("interpolate", image(tmp_path), "--domain", "orange"),
+    ):
         assert_one_line_error(cli(*command, "--run", run_dir, "--out", ckpt / "x"), "checkpoints")
-    assert_one_line_error(cli("train", "--preset", "mdmm_baseline", "--run-dir", run_dir / "checkpoints"), "checkpoints")
+    assert_one_line_error(
+        cli("train", "--preset", "mdmm_baseline", "--run-dir", run_dir / "checkpoints"), "checkpoints"
+    )
 
 
 def test_a_second_eval_goes_to_a_new_folder_and_keeps_the_first(cli, run_dir, tmp_path):
-    shared = ("--metrics", "ndb,jsd", "--ndb-bins", "2", "--samples-per-input", "1", "--no-reference", "--device", "cpu")
+    shared = (
+        "--metrics",
+        "ndb,jsd",
+        "--ndb-bins",
+        "2",
+        "--samples-per-input",
+        "1",
+        "--no-reference",
+        "--device",
+        "cpu",
+    )
     assert cli("eval", run_dir, *shared, "--out", tmp_path / "ev").returncode == 0
     first = (tmp_path / "ev" / "eval.json").read_text()
     proc = cli("eval", run_dir, "--metrics", "jsd", *shared[2:], "--out", tmp_path / "ev")
@@ -109,21 +92,26 @@ def test_download_keeps_an_archive_it_did_not_fetch_and_checks_url_and_folder(cl
 
 # -- limits and finite numbers ----------------------------------------------------------------------
 
+
 def test_size_like_options_have_limits_with_reasons(cli, run_dir, tmp_path):
     good = image(tmp_path)
     model = ("--run", run_dir, "--out", tmp_path / "o")
-    cases = [(("translate", good, "--domain", "orange", "--size", "100000", *model), "--size 100000", "memory"),
-             (("translate", good, "--domain", "orange", "--samples", "100000", *model), "--samples", "at most"),
-             (("interpolate", good, "--domain", "orange", "--steps", "100000", *model), "--steps", "frame"),
-             (("interpolate", good, "--domain", "orange", "--fps", "inf", *model), "--fps", "finite"),
-             (("interpolate", good, "--domain", "orange", "--loop", "100000", *model), "--loop", "16 bits"),
-             (("data", "edges", good.parent, tmp_path / "e1", "--size", "64", "--sigma", "1e6"), "--sigma", "quarter"),
-             (("data", "edges", good.parent, tmp_path / "e2", "--size", "64", "--sigma", "inf"), "--sigma", "finite"),
-             (("data", "edges", good.parent, tmp_path / "e3", "--size", "100000"), "--size", "square"),
-             (("data", "edges", good.parent, tmp_path / "e4", "--seed", "-3"), "--seed -3"),
-             (("translate", good, "--domain", "orange", "--seed", str(2**70), *model), "--seed", "32-bit")]
+    cases = [
+        (("translate", good, "--domain", "orange", "--size", "100000", *model), "--size 100000", "memory"),
+        (("translate", good, "--domain", "orange", "--samples", "100000", *model), "--samples", "at most"),
+        (("interpolate", good, "--domain", "orange", "--steps", "100000", *model), "--steps", "frame"),
+        (("interpolate", good, "--domain", "orange", "--fps", "inf", *model), "--fps", "finite"),
+        (("interpolate", good, "--domain", "orange", "--loop", "100000", *model), "--loop", "16 bits"),
+        (("data", "edges", good.parent, tmp_path / "e1", "--size", "64", "--sigma", "1e6"), "--sigma", "quarter"),
+        (("data", "edges", good.parent, tmp_path / "e2", "--size", "64", "--sigma", "inf"), "--sigma", "finite"),
+        (("data", "edges", good.parent, tmp_path / "e3", "--size", "100000"), "--size", "square"),
+        (("data", "edges", good.parent, tmp_path / "e4", "--seed", "-3"), "--seed -3"),
+        (("translate", good, "--domain", "orange", "--seed", str(2**70), *model), "--seed", "32-bit"),
+    ]
     for temperature in ("inf", "nan", "1e300"):
-        cases.append((("translate", good, "--domain", "orange", "--temperature", temperature, *model), "--temperature", ""))
+        cases.append(
+            (("translate", good, "--domain", "orange", "--temperature", temperature, *model), "--temperature", "")
+        )
     for args, *fragments in cases:
         assert_one_line_error(cli(*args), *fragments)
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".e*"))
@@ -132,8 +120,15 @@ def test_size_like_options_have_limits_with_reasons(cli, run_dir, tmp_path):
 def test_eval_numbers_are_finite_and_bounded():
     from gmdrit_cli.evaluation.evaluate import EvalOptions, check_eval_numbers
 
-    for bad in ({"temperature": math.inf}, {"temperature": math.nan}, {"samples_per_input": 100000},
-                {"ndb_alpha": math.nan}, {"seed": -5}, {"ndb_size": 100000}, {"kid_subsets": 10**8}):
+    for bad in (
+        {"temperature": math.inf},
+        {"temperature": math.nan},
+        {"samples_per_input": 100000},
+        {"ndb_alpha": math.nan},
+        {"seed": -5},
+        {"ndb_size": 100000},
+        {"kid_subsets": 10**8},
+    ):
         with pytest.raises(GmdritError):
             check_eval_numbers(EvalOptions(run=None, **{"samples_per_input": 2, **bad}))
 
@@ -154,6 +149,7 @@ def test_config_refuses_nan_sections_as_values_empty_presets_and_folders(tmp_pat
 
 
 # -- the time budget belongs to one invocation -------------------------------------------------------
+
 
 def test_time_budget_reads_hours_and_minutes_and_is_never_stored(run_dir, tmp_path):
     assert parse_duration("3h50") == 3 * 3600 + 50 * 60 and parse_duration("0h8") == 8 * 60
@@ -180,6 +176,7 @@ def test_time_budget_reads_hours_and_minutes_and_is_never_stored(run_dir, tmp_pa
 
 
 # -- damaged run-folder files ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("content", ["null", "", "[1,2]", '{"host": "h", "pid": 1, "started": "x"}', "\xff"])
 def test_a_damaged_lock_is_damage_with_one_line(tmp_path, content):
@@ -210,7 +207,11 @@ def test_report_treats_damaged_files_as_damage(cli, run_dir, tmp_path):
     with open(copy / "metrics.jsonl", "ab") as f:
         f.write(b'{"iter": 9\xff\xfe}\n')
     (copy / "config.yaml").write_text("model: [unclosed\n")
-    for name, content in (("a", '{"tasks": 5}'), ("b", "[1, 2, 3]"), ("c", '{"tasks": [{"x": 1}], "settings": {}, "model": {}}')):
+    for name, content in (
+        ("a", '{"tasks": 5}'),
+        ("b", "[1, 2, 3]"),
+        ("c", '{"tasks": [{"x": 1}], "settings": {}, "model": {}}'),
+    ):
         (copy / "eval" / name).mkdir(parents=True)
         (copy / "eval" / name / "eval.json").write_text(content)
     proc = cli("report", copy, "--out", tmp_path / "rep")
@@ -232,7 +233,9 @@ def test_every_checkpoint_damaged_names_the_train_command(cli, run_dir, tmp_path
     shutil.copytree(run_dir, copy)
     for state in copy.glob("checkpoints/iter_*/state.json"):
         state.write_text("[1]")
-    assert_one_line_error(cli("translate", image(tmp_path), "--domain", "orange", "--run", copy), "gmdrit train --fresh")
+    assert_one_line_error(
+        cli("translate", image(tmp_path), "--domain", "orange", "--run", copy), "gmdrit train --fresh"
+    )
 
 
 def test_weights_that_are_not_a_pytorch_file_are_named_so(tmp_path):
@@ -251,14 +254,17 @@ def test_reconstruction_metrics_refuse_a_one_direction_model():
     from gmdrit_cli.evaluation.metrics.eval_reconstruction import ReconstructionScores
     from gmdrit_cli.families.base import Capabilities
 
-    model = SimpleNamespace(capabilities=Capabilities(translation_tasks=((0, 1),)),
-                            cfg=SimpleNamespace(model=SimpleNamespace(family="bicyclegan")))
+    model = SimpleNamespace(
+        capabilities=Capabilities(translation_tasks=((0, 1),)),
+        cfg=SimpleNamespace(model=SimpleNamespace(family="bicyclegan")),
+    )
     ctx = SimpleNamespace(model=model, domains=["edges", "apples"], options=None)
     with pytest.raises(MetricError, match="translates into 'apples' only"):
         ReconstructionScores(ctx, ["recon_mse"])
 
 
 # -- OS errors, permissions, ranks, signals -----------------------------------------------------------
+
 
 def test_os_errors_are_one_line_naming_the_path(cli, run_dir, tmp_path, monkeypatch):
     from safetensors import SafetensorError
@@ -267,23 +273,33 @@ def test_os_errors_are_one_line_naming_the_path(cli, run_dir, tmp_path, monkeypa
 
     (tmp_path / "afile").write_text("x")
     assert_one_line_error(cli("train", "--preset", "mdmm_baseline", "--run-dir", tmp_path / "afile"), "is a file")
-    assert_one_line_error(cli("translate", image(tmp_path), "--domain", "orange", "--run", run_dir,
-                              "--out", tmp_path / "afile"), "is a file")
+    assert_one_line_error(
+        cli("translate", image(tmp_path), "--domain", "orange", "--run", run_dir, "--out", tmp_path / "afile"),
+        "is a file",
+    )
     assert_one_line_error(cli("data", "edges", tmp_path, tmp_path / "afile" / "x"), "cannot create", "afile")
 
     def full(*args, **kwargs):
-        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
-                              "\"No space left on device\" })")
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(checkpoint, "save_file", full)
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    assert_one_line_error(cli("resume", copy, "--set", "train.max_iters=3"), "could not write checkpoint",
-                          "no space left", "previous checkpoint is intact")
+    assert_one_line_error(
+        cli("resume", copy, "--set", "train.max_iters=3"),
+        "could not write checkpoint",
+        "no space left",
+        "previous checkpoint is intact",
+    )
     assert not (copy / ".lock").exists()
     monkeypatch.setattr(outputs, "_writable", lambda folder: False)  # a read-only folder (root may write anyway)
-    assert_one_line_error(cli("translate", image(tmp_path), "--domain", "orange", "--run", run_dir,
-                              "--out", tmp_path / "ro"), "permission denied", str(tmp_path / "ro"))
+    assert_one_line_error(
+        cli("translate", image(tmp_path), "--domain", "orange", "--run", run_dir, "--out", tmp_path / "ro"),
+        "permission denied",
+        str(tmp_path / "ro"),
+    )
 
 
 def test_permissions_follow_the_umask(run_dir, tmp_path):
@@ -308,8 +324,8 @@ def test_permissions_follow_the_umask(run_dir, tmp_path):
 
 
 def test_under_torchrun_only_rank_0_prints_an_error(cli, monkeypatch):
-    from gmdrit_cli.training.distributed import ProcessSetupError
     from gmdrit_cli.errors import speaks
+    from gmdrit_cli.training.distributed import ProcessSetupError
 
     monkeypatch.setenv("RANK", "1")
     proc = cli("train", "--set", "optim.lr_eg=nan", "--dry-run")
@@ -331,7 +347,9 @@ def test_sigterm_removes_temporary_files(tmp_path):
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with pytest.raises(SystemExit) as stopped:
-            make_edges_dataset(src, tmp_path / "dst", size=16, progress=lambda done, total: os.kill(os.getpid(), signal.SIGTERM))
+            make_edges_dataset(
+                src, tmp_path / "dst", size=16, progress=lambda done, total: os.kill(os.getpid(), signal.SIGTERM)
+            )
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stopped.value.code == 128 + signal.SIGTERM

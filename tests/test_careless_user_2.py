@@ -1,7 +1,7 @@
 """Issue 25, second probe (by someone who did not write the first fixes): what a careless user still broke.
 
 Each test fails on the code before its fix; the commands run in this process (the ``cli`` fixture of
-test_careless_user.py) where they can."""
+conftest.py) where they can."""
 
 from __future__ import annotations
 
@@ -10,24 +10,26 @@ from pathlib import Path
 import pytest
 
 from gmdrit_cli.config.schema import ConfigError, load_config
-from test_careless_user import cli, run_dir  # noqa: F401  (fixtures)
-
 
 # -- every size-like config key has a bound with its reason -------------------------------------------
 
-@pytest.mark.parametrize("preset, override, reason", [
-    ("quickstart", "model.width=100000", "parameters grow with its square"),
-    ("quickstart", "data.resize=100000", "memory grows with its square"),
-    ("quickstart", "model.nz=1000000000", "attribute layers grow"),
-    ("quickstart", "train.batch_size=1000000000", "memory grows with it"),
-    ("demo_gmdrit", "mixture.components_per_domain=1000000000", "each component"),
-    ("demo_gmdrit", "mixture.thumbnail=100000", "thumbnail"),
-    ("vae_quickstart", "vae.layers=40", "channels double"),
-    ("quickstart", "speed.prefetch=1000000000", "holds its batches in memory"),
-    ("quickstart", "speed.loader_threads=100000", "threads beyond the CPU cores"),
-    ("quickstart", "train.grid_random=100000", "column of every sample grid"),
-    ("quickstart", "train.dist_timeout=1e300", "a stalled process"),
-])
+
+@pytest.mark.parametrize(
+    "preset, override, reason",
+    [
+        ("quickstart", "model.width=100000", "parameters grow with its square"),
+        ("quickstart", "data.resize=100000", "memory grows with its square"),
+        ("quickstart", "model.nz=1000000000", "attribute layers grow"),
+        ("quickstart", "train.batch_size=1000000000", "memory grows with it"),
+        ("demo_gmdrit", "mixture.components_per_domain=1000000000", "each component"),
+        ("demo_gmdrit", "mixture.thumbnail=100000", "thumbnail"),
+        ("vae_quickstart", "vae.layers=40", "channels double"),
+        ("quickstart", "speed.prefetch=1000000000", "holds its batches in memory"),
+        ("quickstart", "speed.loader_threads=100000", "threads beyond the CPU cores"),
+        ("quickstart", "train.grid_random=100000", "column of every sample grid"),
+        ("quickstart", "train.dist_timeout=1e300", "a stalled process"),
+    ],
+)
 def test_size_like_config_keys_are_bounded_with_a_reason(preset, override, reason):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"{key}: .* must be <= .*\(.*{reason}"):
@@ -41,6 +43,7 @@ def test_a_refused_value_is_not_checked_again_with_the_default_in_its_place():
 
 
 # -- data cache replaces only its own copies -----------------------------------------------------------
+
 
 def test_data_cache_never_replaces_a_folder_or_file_it_did_not_make(tmp_path):
     from gmdrit_cli.data.cache import cache_dataset
@@ -88,6 +91,7 @@ def test_download_keeps_an_archive_the_user_put_there(tmp_path):
 
 # -- numbered output folders -------------------------------------------------------------------------
 
+
 def test_numbered_folder_of_the_current_folder_or_root(tmp_path, monkeypatch):
     from gmdrit_cli import outputs
     from gmdrit_cli.errors import OutputError
@@ -103,8 +107,8 @@ def test_numbered_folder_of_the_current_folder_or_root(tmp_path, monkeypatch):
 
 
 def test_a_second_benchmark_goes_to_a_new_folder_and_a_bad_out_is_refused_before_timing(tmp_path):
-    from gmdrit_cli.training.benchmark import benchmark_folder
     from gmdrit_cli.errors import OutputError
+    from gmdrit_cli.training.benchmark import benchmark_folder
 
     first = benchmark_folder(tmp_path / "bench")
     assert first == tmp_path / "bench"
@@ -122,8 +126,11 @@ def test_a_second_benchmark_goes_to_a_new_folder_and_a_bad_out_is_refused_before
 def test_mixture_samples_and_seed_are_bounded():
     from gmdrit_cli.families.gmdrit.mixture_report import MixtureError, MixtureOptions, _check_options
 
-    for bad, fragment in (({"samples": 100000}, "at most 100"), ({"seed": -1}, "--seed -1"),
-                          ({"seed": 2**64}, "32-bit")):
+    for bad, fragment in (
+        ({"samples": 100000}, "at most 100"),
+        ({"seed": -1}, "--seed -1"),
+        ({"seed": 2**64}, "32-bit"),
+    ):
         with pytest.raises(MixtureError, match=fragment):
             _check_options(MixtureOptions(run="r", **bad))
 
@@ -149,9 +156,9 @@ def test_data_list_names_a_file_given_as_to(cli, tmp_path):
 
 # -- a new run never replaces files it did not make -----------------------------------------------------
 
+
 def test_train_into_a_folder_with_its_own_config_yaml_is_refused(cli, tmp_path, monkeypatch):
     from conftest import assert_one_line_error
-
     from gmdrit_cli.training.trainer import _unused_folder
 
     project = tmp_path / "project"
@@ -220,7 +227,9 @@ def test_eval_refuses_a_classifier_cache_that_is_a_file_before_any_work(tmp_path
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(MetricError, match="is a file, not a folder"):  # was found after training the classifier
-        DomainAccuracyScores.check_options(EvalOptions(run=None, classifier_cache=tmp_path / "afile"), ["domain_accuracy"])
+        DomainAccuracyScores.check_options(
+            EvalOptions(run=None, classifier_cache=tmp_path / "afile"), ["domain_accuracy"]
+        )
     DomainAccuracyScores.check_options(EvalOptions(run=None, classifier_cache=tmp_path / "new"), ["domain_accuracy"])
 
 

@@ -44,7 +44,8 @@ def test_known_patterns_give_their_power_share_and_ratio():
     assert torch.allclose(share, torch.full((3,), 36 / (1800 + 36), dtype=torch.float64), rtol=1e-2)
     expected = (36 / 1836) / (4 / 1804)
     assert checkerboard_ratio(smooth_plus_checkerboard(6.0), smooth_plus_checkerboard(2.0)) == pytest.approx(
-        expected, rel=0.02)
+        expected, rel=0.02
+    )
     # no pattern at all: only rounding noise reaches the grid frequencies
     assert grid_power_share(smooth_plus_checkerboard(0.0)).max() < 1e-4
     # a period-4 stripe pattern along one axis counts too
@@ -74,8 +75,16 @@ def test_real_photos_against_other_real_photos_give_about_one():
 
 def test_eval_reports_the_ratio_per_task_and_one_on_the_real_line(tiny_gmdrit_run, tmp_path):
     base, root = tiny_gmdrit_run
-    result = evaluate(EvalOptions(run=base / "run", data=str(root), metrics="checkerboard", samples_per_input=2,
-                                  out=tmp_path / "out", device="cpu"))
+    result = evaluate(
+        EvalOptions(
+            run=base / "run",
+            data=str(root),
+            metrics="checkerboard",
+            samples_per_input=2,
+            out=tmp_path / "out",
+            device="cpu",
+        )
+    )
     report = result.report
     for task in report["tasks"]:
         value = task["checkerboard"]
@@ -88,4 +97,5 @@ def test_eval_reports_the_ratio_per_task_and_one_on_the_real_line(tiny_gmdrit_ru
     for row in report["reference"].values():
         assert row["checkerboard"]["ratio"] == 1.0 and row["checkerboard"]["share"] > 0
     assert report["mean"]["checkerboard"] == pytest.approx(
-        np.mean([t["checkerboard"]["ratio"] for t in report["tasks"]]))
+        np.mean([t["checkerboard"]["ratio"] for t in report["tasks"]])
+    )

@@ -1,7 +1,14 @@
 import pytest
 
-from gmdrit_cli.config.schema import (Config, build_config, dump_config, list_presets, load_config, load_config_file,
-                               resolve_preset_path)
+from gmdrit_cli.config.schema import (
+    Config,
+    build_config,
+    dump_config,
+    list_presets,
+    load_config,
+    load_config_file,
+    resolve_preset_path,
+)
 from gmdrit_cli.errors import ConfigError
 from gmdrit_cli.families import MODEL_FAMILIES
 
@@ -26,8 +33,10 @@ def test_mdmm_baseline_is_report_section_5_5():
 
 
 def test_overrides_are_typed():
-    cfg = load_config("quickstart", ["optim.lr_eg=1e-4", "train.max_iters=7", "data.flip=false",
-                                     "data.domains=[cat, dog]", "data.root=/x"])
+    cfg = load_config(
+        "quickstart",
+        ["optim.lr_eg=1e-4", "train.max_iters=7", "data.flip=false", "data.domains=[cat, dog]", "data.root=/x"],
+    )
     assert cfg.optim.lr_eg == pytest.approx(1e-4) and isinstance(cfg.optim.lr_eg, float)
     assert cfg.train.max_iters == 7 and cfg.data.flip is False
     assert cfg.data.domains == ["cat", "dog"] and cfg.data.root == "/x"
@@ -42,8 +51,10 @@ def test_unknown_key_gets_suggestion():
 
 def test_all_problems_reported_at_once():
     with pytest.raises(ConfigError) as info:
-        load_config("quickstart", ["train.batch_size=3", "optim.lr_eg=-1", "data.crop=abc", "model.dis_norm=batch",
-                                   "nope.key=1"])
+        load_config(
+            "quickstart",
+            ["train.batch_size=3", "optim.lr_eg=-1", "data.crop=abc", "model.dis_norm=batch", "nope.key=1"],
+        )
     message = str(info.value)
     for part in ("train.batch_size", "optim.lr_eg", "data.crop", "model.dis_norm", "nope.key"):
         assert part in message
@@ -71,7 +82,12 @@ def test_preset_from_path_and_bad_yaml(tmp_path):
 def test_defaults_match_official_mdmm():
     cfg = build_config({})
     assert cfg == Config()
-    assert (cfg.loss.lambda_rec, cfg.loss.lambda_cls, cfg.loss.lambda_cls_fake, cfg.loss.lambda_latent) == (10, 1, 5, 10)
+    assert (cfg.loss.lambda_rec, cfg.loss.lambda_cls, cfg.loss.lambda_cls_fake, cfg.loss.lambda_latent) == (
+        10,
+        1,
+        5,
+        10,
+    )
     assert (cfg.loss.kl_content, cfg.loss.kl_attribute) == (0.01, 0.01)
     assert (cfg.optim.beta1, cfg.optim.beta2, cfg.optim.weight_decay) == (0.5, 0.999, 1e-4)
     assert cfg.optim.lr_content_dis == pytest.approx(1e-4 / 2.5)

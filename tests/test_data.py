@@ -61,7 +61,9 @@ def test_unreadable_files_reported_once_and_skipped(tiny_data, caplog):
     (tiny_data / "trainA" / "notes.txt").write_text("ignored: not an image extension")
     with caplog.at_level(logging.WARNING, logger="gmdrit"):
         data = folders(tiny_data)
-    assert [r.getMessage() for r in caplog.records].count(f"skipping unreadable image {tiny_data / 'trainA' / 'broken.png'}") == 1
+    assert [r.getMessage() for r in caplog.records].count(
+        f"skipping unreadable image {tiny_data / 'trainA' / 'broken.png'}"
+    ) == 1
     assert all(p.name != "broken.png" for p in data.files[0]) and len(data.files[0]) == 4
 
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
+from test_resume import PRESET_OF_FAMILY, assert_same_run, cfg_for, wait_for_iterations
 
 from conftest import tiny_overrides
 from gmdrit_cli.training.checkpoint import find_checkpoint
 from gmdrit_cli.training.trainer import resume_run, train
-from test_resume import PRESET_OF_FAMILY, assert_same_run, cfg_for, wait_for_iterations
 
 #: one process's global batch of 4 is two rows per process with two processes
 GLOBAL = ["train.batch_size=4", "speed.amp=off"]
@@ -43,11 +43,26 @@ def launch(cwd, args, world=2):
     port = free_port()
     procs = []
     for rank in range(world):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-               "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "gmdrit_cli", *args], env=env, cwd=cwd, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gmdrit_cli", *args],
+                env=env,
+                cwd=cwd,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     return procs
 
 
@@ -66,8 +81,10 @@ def metric_rows(run_dir):
 
 def checkpoint_tensors(run_dir, iteration):
     folder = run_dir / "checkpoints" / f"iter_{iteration:07d}"
-    return {**load_file(str(folder / "model.safetensors")),
-            **{f"optim.{k}": v for k, v in load_file(str(folder / "optim.safetensors")).items()}}
+    return {
+        **load_file(str(folder / "model.safetensors")),
+        **{f"optim.{k}": v for k, v in load_file(str(folder / "optim.safetensors")).items()},
+    }
 
 
 def within_float_noise(one, two, other, factor=10.0, floor=1e-5) -> bool:
@@ -81,8 +98,9 @@ def within_float_noise(one, two, other, factor=10.0, floor=1e-5) -> bool:
 DISTRIBUTED_FAMILIES = ("gmdrit", "mdmm")
 
 
-@pytest.mark.parametrize("family,upsample", [(f, "transposed") for f in DISTRIBUTED_FAMILIES]
-                         + [("gmdrit", "resize_conv")])
+@pytest.mark.parametrize(
+    "family,upsample", [(f, "transposed") for f in DISTRIBUTED_FAMILIES] + [("gmdrit", "resize_conv")]
+)
 def test_two_processes_under_torchrun_equal_one_process(family, upsample, tiny_data, tmp_path):
     """torchrun --nproc-per-node 2 at a global batch of 4 vs one process at batch 4: the same losses, weights,
     optimizer states and EMA copy within float tolerance, after each of 2 iterations; replicas checked.
@@ -95,19 +113,40 @@ def test_two_processes_under_torchrun_equal_one_process(family, upsample, tiny_d
     (plus 1e-4 of a loss, 1e-3 of a moment tensor's scale); every weight within 8 lr (two steps of each
     of two iterations flipping sign), and the mean weight distance within 3 times the two-thread run's."""
     iters = 2
-    extra = ("train.ema_beta=0.5", "train.check_replicas_every=1", "train.save_every=1", "train.keep_last=5",
-             f"model.upsample={upsample}")
+    extra = (
+        "train.ema_beta=0.5",
+        "train.check_replicas_every=1",
+        "train.save_every=1",
+        "train.keep_last=5",
+        f"model.upsample={upsample}",
+    )
     train(cfg_for(family, tiny_data, iters, *GLOBAL, *extra), tmp_path / "one")
     threads = torch.get_num_threads()
     try:
         train(cfg_for(family, tiny_data, iters, *GLOBAL, *extra, "train.threads=2"), tmp_path / "other")
     finally:
         torch.set_num_threads(threads)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "gmdrit_cli", "train", "--run-dir", str(tmp_path / "two"),
-                           *set_args(family, tiny_data, iters, *extra)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "gmdrit_cli",
+            "train",
+            "--run-dir",
+            str(tmp_path / "two"),
+            *set_args(family, tiny_data, iters, *extra),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "on 2 processes (gloo, global batch 4)" in done.stdout
     one, two, other = (metric_rows(tmp_path / r) for r in ("one", "two", "other"))
@@ -124,8 +163,10 @@ def test_two_processes_under_torchrun_equal_one_process(family, upsample, tiny_d
             assert within_float_noise(one[k], two[k], other[k], floor=1e-3), (iteration, k)
         for k in weights:
             assert float((two[k] - one[k]).abs().max()) <= 8 * lr, (iteration, k)
-        distance = {r: float(torch.cat([(run[k] - one[k]).abs().flatten() for k in weights]).mean())
-                    for r, run in (("two", two), ("other", other))}
+        distance = {
+            r: float(torch.cat([(run[k] - one[k]).abs().flatten() for k in weights]).mean())
+            for r, run in (("two", two), ("other", other))
+        }
         assert distance["two"] <= 3 * distance["other"] + 1e-8, (iteration, distance)
 
 
@@ -146,8 +187,9 @@ def test_sigterm_to_one_process_stops_both_and_resuming_is_bitwise(tiny_data, tm
     total = stopped + 2
     ends = finish(launch(tmp_path, ["resume", str(cut), "--set", f"train.max_iters={total}"]))
     assert [code for code, _, _ in ends] == [0, 0], ends[0][2][-2000:]
-    ends = finish(launch(tmp_path, ["train", "--run-dir", str(tmp_path / "straight"),
-                                    *set_args("gmdrit", tiny_data, total)]))
+    ends = finish(
+        launch(tmp_path, ["train", "--run-dir", str(tmp_path / "straight"), *set_args("gmdrit", tiny_data, total)])
+    )
     assert [code for code, _, _ in ends] == [0, 0], ends[0][2][-2000:]
     assert_same_run(tmp_path / "straight", cut)
 
@@ -166,8 +208,9 @@ def test_sigterm_to_one_process_stops_both_and_resuming_is_bitwise(tiny_data, tm
 
 def test_a_killed_process_makes_the_other_exit_instead_of_hanging(tiny_data, tmp_path):
     run_dir = tmp_path / "r"
-    procs = launch(tmp_path, ["train", "--run-dir", str(run_dir),
-                              *set_args("mdmm", tiny_data, 100000, "train.dist_timeout=30")])
+    procs = launch(
+        tmp_path, ["train", "--run-dir", str(run_dir), *set_args("mdmm", tiny_data, 100000, "train.dist_timeout=30")]
+    )
     wait_for_iterations(run_dir, 2, procs[0])
     procs[1].kill()
     code, out, err = finish(procs[:1], timeout=240)[0]  # far more than the collective timeout: a hang fails
@@ -180,22 +223,29 @@ def test_a_killed_process_makes_the_other_exit_instead_of_hanging(tiny_data, tmp
 
 # -- the collectives, on two spawned processes ------------------------------------------------------
 
+
 def _collectives_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from gmdrit_cli.training import distributed
     from gmdrit_cli.errors import TrainingError
+    from gmdrit_cli.training import distributed
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     distributed.BUCKET_BYTES = 64  # a few elements per bucket: several buckets, split by dtype too
     processes = distributed.Processes(rank, world, 0, 60.0, "gloo")
-    tensors = [torch.full((3, 2), float(rank + 1)), None, torch.arange(5, dtype=torch.float64) * (rank + 1),
-               torch.full((40,), 2.0 * rank)]
+    tensors = [
+        torch.full((3, 2), float(rank + 1)),
+        None,
+        torch.arange(5, dtype=torch.float64) * (rank + 1),
+        torch.full((40,), 2.0 * rank),
+    ]
     averaged = processes.average(tensors)
-    result = {"averaged": [None if t is None else t.tolist() for t in averaged],
-              "shapes": [None if t is None else list(t.shape) for t in averaged],
-              "dtypes": [None if t is None else str(t.dtype) for t in averaged],
-              "agreed": processes.agree([rank, 1 - rank, 0])}
+    result = {
+        "averaged": [None if t is None else t.tolist() for t in averaged],
+        "shapes": [None if t is None else list(t.shape) for t in averaged],
+        "dtypes": [None if t is None else str(t.dtype) for t in averaged],
+        "agreed": processes.agree([rank, 1 - rank, 0]),
+    }
     processes.check_identical({"same": torch.ones(4)}, 1)
     try:
         processes.check_identical({"same": torch.ones(4), "differs": torch.ones(4) * (rank + 1)}, 7)

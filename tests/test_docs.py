@@ -14,8 +14,11 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 def relative_links(page: Path) -> list[str]:
     """The link targets of a markdown page that point into the repository (no URL, no in-page anchor)."""
-    return [t for t in LINK.findall(page.read_text(encoding="utf-8"))
-            if not re.match(r"^[a-z]+:", t) and not t.startswith("#")]
+    return [
+        t
+        for t in LINK.findall(page.read_text(encoding="utf-8"))
+        if not re.match(r"^[a-z]+:", t) and not t.startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -38,8 +41,8 @@ def test_every_docs_page_is_reachable_from_the_readme():
 
 
 def test_the_commands_the_readme_shows_exist():
-    from gmdrit_cli.cli.main import app  # noqa: F401  (registers every command)
     from gmdrit_cli.cli.app import app as typer_app
+    from gmdrit_cli.cli.main import app  # noqa: F401  (registers every command)
 
     names = {c.name or c.callback.__name__ for c in typer_app.registered_commands}
     names |= {g.name for g in typer_app.registered_groups}

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_dataset, tiny_overrides
+from conftest import tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
 from gmdrit_cli.evaluation.metrics import MetricError
@@ -29,11 +29,12 @@ STANDARD_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 
 # ------------------------------------------------------------------------------------------ MS-SSIM
 
+
 def reference_ms_ssim(x: np.ndarray, y: np.ndarray, levels: int) -> float:
     """MS-SSIM of two 3 x H x W images (8-bit values), written from the definition (Wang et al. 2003) with
     numpy: 11-px Gaussian window (sigma 1.5), valid filtering, K = (0.01, 0.03), 2x2 mean pooling between
     scales (sides must stay even), the first ``levels`` standard weights renormalised; mean over channels."""
-    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5 ** 2))
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
     g /= g.sum()
 
     def filt(im):
@@ -47,7 +48,7 @@ def reference_ms_ssim(x: np.ndarray, y: np.ndarray, levels: int) -> float:
     terms = []
     for level in range(levels):
         mx, my = filt(x), filt(y)
-        sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
+        sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
         cs_map = (2 * sxy + c2) / (sxx + syy + c2)
         if level < levels - 1:
             terms.append(np.maximum(cs_map.mean(axis=(1, 2)), 0))
@@ -55,9 +56,9 @@ def reference_ms_ssim(x: np.ndarray, y: np.ndarray, levels: int) -> float:
             x = x.reshape(c, h // 2, 2, wd // 2, 2).mean(axis=(2, 4))
             y = y.reshape(c, h // 2, 2, wd // 2, 2).mean(axis=(2, 4))
         else:
-            ssim_map = (2 * mx * my + c1) / (mx ** 2 + my ** 2 + c1) * cs_map
+            ssim_map = (2 * mx * my + c1) / (mx**2 + my**2 + c1) * cs_map
             terms.append(np.maximum(ssim_map.mean(axis=(1, 2)), 0))
-    per_channel = np.prod([t ** wi for t, wi in zip(terms, w)], axis=0)
+    per_channel = np.prod([t**wi for t, wi in zip(terms, w)], axis=0)
     return float(per_channel.mean())
 
 
@@ -106,13 +107,15 @@ def test_msssim_random_pairs_are_distinct_and_seeded():
     images = torch.from_numpy(rng.integers(0, 256, (5, 3, 32, 32)).astype(np.uint8))
     ms = MSSSIMDiversity(32)
     value, pairs = ms.random_pairs(images, 1000, seed=0)  # fewer than 1000 pairs exist: all 10
-    expected = np.mean([1 - reference_ms_ssim(images[i].numpy(), images[j].numpy(), 2)
-                        for i in range(5) for j in range(i + 1, 5)])
+    expected = np.mean(
+        [1 - reference_ms_ssim(images[i].numpy(), images[j].numpy(), 2) for i in range(5) for j in range(i + 1, 5)]
+    )
     assert pairs == 10 and value == pytest.approx(expected, abs=1e-5)
     assert ms.random_pairs(images, 4, seed=3) == ms.random_pairs(images, 4, seed=3)
 
 
 # ------------------------------------------------------------------------------------------ fractions
+
 
 def test_domain_fractions_by_hand():
     pred = np.array([0, 0, 2, 1, 0, 2])  # two domains; 2 is "neither"
@@ -136,8 +139,8 @@ def disc_images(rng, n: int, colour, size: int = 40) -> np.ndarray:
         img = np.repeat(rng.uniform(170, 240) + rng.normal(0, 8, (size, size, 1)), 3, axis=2)
         cx, cy = rng.uniform(0.35, 0.65, 2) * size
         r = rng.uniform(0.25, 0.4) * size
-        mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2
-        shade = 1.1 - 0.5 * ((xx - cx + r / 3) ** 2 + (yy - cy + r / 3) ** 2) / (2 * r ** 2)
+        mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+        shade = 1.1 - 0.5 * ((xx - cx + r / 3) ** 2 + (yy - cy + r / 3) ** 2) / (2 * r**2)
         img[mask] = np.asarray(colour(rng))[None] * shade[mask][:, None] + rng.normal(0, 6, (int(mask.sum()), 3))
         out.append(np.clip(img, 0, 255).round().astype(np.uint8))
     return np.stack(out)
@@ -155,8 +158,9 @@ def make_disc_dataset(root: Path, train: int = 48, test: int = 24, seed: int = 0
 
 
 def disc_config(root: Path):
-    return load_config("quickstart", [f"data.root={root}", "data.domains=[red, green]", "data.resize=36",
-                                      "data.crop=32"])
+    return load_config(
+        "quickstart", [f"data.root={root}", "data.domains=[red, green]", "data.resize=36", "data.crop=32"]
+    )
 
 
 SMALL = dcm.ClassifierSettings(epochs=24, batch_size=32, seed=0)
@@ -187,8 +191,9 @@ def test_classifier_accepts_held_out_discs_and_refuses_junk(discs):
     colours += [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(15)]
     uniform = torch.tensor(colours, dtype=torch.uint8)[:, :, None, None].expand(-1, -1, 32, 32).contiguous()
     noise = torch.from_numpy(rng.integers(0, 256, (20, 3, 32, 32)).astype(np.uint8))
-    red_noise = torch.from_numpy(np.clip(rng.normal(0, 60, (20, 3, 32, 32)) + np.array([200, 40, 40])[:, None, None],
-                                         0, 255).astype(np.uint8))
+    red_noise = torch.from_numpy(
+        np.clip(rng.normal(0, 60, (20, 3, 32, 32)) + np.array([200, 40, 40])[:, None, None], 0, 255).astype(np.uint8)
+    )
     blue = torch.cat([red[:, [2, 1, 0]], green[:, [0, 2, 1]]])  # the disc's colour moved into blue
     for name, images in (("uniform", uniform), ("noise", noise), ("red noise", red_noise), ("blue", blue)):
         called = (clf.predict(images) != clf.neither).mean()
@@ -270,6 +275,7 @@ def test_cache_root_environment(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ gmdrit eval
 
+
 @pytest.fixture
 def tiny_run(tiny_gmdrit_run):
     return tiny_gmdrit_run
@@ -283,10 +289,31 @@ def test_eval_options_need_two_samples(tmp_path):
 def test_eval_end_to_end_with_both_metrics(tiny_run, tmp_path):
     base, root = tiny_run
     out, cache = tmp_path / "out", tmp_path / "cache"
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "eval", str(base / "run"), "--data", str(root),
-                           "--metrics", "domain_accuracy,diversity_msssim", "--samples-per-input", "3",
-                           "--out", str(out), "--classifier-cache", str(cache), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "eval",
+            str(base / "run"),
+            "--data",
+            str(root),
+            "--metrics",
+            "domain_accuracy,diversity_msssim",
+            "--samples-per-input",
+            "3",
+            "--out",
+            str(out),
+            "--classifier-cache",
+            str(cache),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "1-MS-SSIM" in proc.stdout and "domain acc" in proc.stdout and "domain classifier (trained" in proc.stdout
     report = json.loads((out / "eval.json").read_text())
@@ -297,8 +324,12 @@ def test_eval_end_to_end_with_both_metrics(tiny_run, tmp_path):
     dom = report["protocols"]["domain_accuracy"]
     folder = Path(dom["classifier"]["folder"])
     assert folder.parent == cache and (folder / dcm.JSON_FILE).is_file() and (folder / dcm.WEIGHTS_FILE).is_file()
-    assert dom["classifier_protocol"]["preprocess"] == {"resize": 36, "crop": 32, "resize_mode": "bicubic",
-                                                       "crop_mode": "centre"}
+    assert dom["classifier_protocol"]["preprocess"] == {
+        "resize": 36,
+        "crop": 32,
+        "resize_mode": "bicubic",
+        "crop_mode": "centre",
+    }
 
     # recompute both numbers from the saved PNGs
     cfg = load_config("reduced_res", tiny_overrides(root, 2))
@@ -317,17 +348,19 @@ def test_eval_end_to_end_with_both_metrics(tiny_run, tmp_path):
         assert acc["to_target"] + acc["neither"] + acc["other"] == pytest.approx(1.0)
         per_input = []
         for i in range(4):  # files sort as <stem>_00, _01, _02 per input
-            trio = images[3 * i:3 * i + 3]
+            trio = images[3 * i : 3 * i + 3]
             per_input.append(np.mean([1 - reference_ms_ssim(trio[a], trio[b], 2) for a, b in ((0, 1), (0, 2), (1, 2))]))
         div = row["diversity_msssim"]
         assert div["inputs"] == 4 and div["pairs_per_input"] == 3
         assert div["mean"] == pytest.approx(np.mean(per_input), abs=1e-5)
         assert div["std_over_inputs"] == pytest.approx(np.std(per_input), abs=1e-5)
     assert report["mean"]["diversity_msssim"] == pytest.approx(
-        np.mean([r["diversity_msssim"]["mean"] for r in report["tasks"]]))
-    for t, name in enumerate(domains):
+        np.mean([r["diversity_msssim"]["mean"] for r in report["tasks"]])
+    )
+    for name in domains:
         real = report["reference"][name]
         assert real["domain_accuracy"]["n"] == 4 and real["diversity_msssim_set"]["pairs"] == 6
         assert 0 <= real["diversity_msssim_set"]["mean"] <= 1 and math.isfinite(real["domain_accuracy"]["to_target"])
     assert report["reference_mean"]["domain_accuracy"] == pytest.approx(
-        np.mean([report["reference"][n]["domain_accuracy"]["to_target"] for n in domains]))
+        np.mean([report["reference"][n]["domain_accuracy"]["to_target"] for n in domains])
+    )

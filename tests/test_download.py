@@ -19,8 +19,16 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error
-from gmdrit_cli.data.download import (DATASETS, PAIRED_SUFFIX, DatasetSpec, DownloadError, dataset_state,
-                                 download_dataset, find_dataset, list_datasets)
+from gmdrit_cli.data.download import (
+    DATASETS,
+    PAIRED_SUFFIX,
+    DatasetSpec,
+    DownloadError,
+    dataset_state,
+    download_dataset,
+    find_dataset,
+    list_datasets,
+)
 
 UNPAIRED_LAYOUT = {"trainA": 3, "trainB": 2, "testA": 1, "testB": 1}
 PAIRED_LAYOUT = {"train": 2, "val": 1}
@@ -84,7 +92,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if state.corrupt:
             middle = len(body) // 2
-            body = body[:middle] + bytes(b ^ 0xFF for b in body[middle:middle + 64]) + body[middle + 64:]
+            body = body[:middle] + bytes(b ^ 0xFF for b in body[middle : middle + 64]) + body[middle + 64 :]
         start, wanted = 0, self.headers.get("Range")
         if wanted and not state.ignore_range:
             start = int(wanted.removeprefix("bytes=").split("-")[0])
@@ -102,7 +110,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if state.cut_after is not None:
-            payload, state.cut_after = payload[:state.cut_after], None
+            payload, state.cut_after = payload[: state.cut_after], None
         self.wfile.write(payload)
 
 
@@ -125,8 +133,15 @@ def closed_port() -> int:
 
 def unpaired_spec(server: ServerState, body: bytes, counts: Optional[dict[str, int]] = None) -> DatasetSpec:
     server.files["/tiny.zip"] = body
-    return DatasetSpec("tiny", "unpaired", server.base + "/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT),
-                       UNPAIRED_LAYOUT if counts is None else counts, size=len(body))
+    return DatasetSpec(
+        "tiny",
+        "unpaired",
+        server.base + "/tiny.zip",
+        "zip",
+        tuple(UNPAIRED_LAYOUT),
+        UNPAIRED_LAYOUT if counts is None else counts,
+        size=len(body),
+    )
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -134,6 +149,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 # -- the core -------------------------------------------------------------------------------------
+
 
 def test_zip_with_top_folder_is_downloaded_checked_and_unpacked(server, tmp_path):
     files = archive_files(UNPAIRED_LAYOUT, top="tiny")
@@ -189,8 +205,11 @@ def test_ctrl_c_keeps_the_part_for_resuming(server, tmp_path):
     assert server.requests[-1]["Range"].startswith("bytes=")
 
 
-@pytest.mark.parametrize("stale, ignore_range", [(b"x" * 300, True), (b"x" * 9000, False), (None, False)],
-                         ids=["server-ignores-range", "part-too-long-416", "part-complete-416"])
+@pytest.mark.parametrize(
+    "stale, ignore_range",
+    [(b"x" * 300, True), (b"x" * 9000, False), (None, False)],
+    ids=["server-ignores-range", "part-too-long-416", "part-complete-416"],
+)
 def test_unusable_or_complete_part_files(server, tmp_path, stale, ignore_range):
     body = make_zip(archive_files(UNPAIRED_LAYOUT, top=None))
     spec = unpaired_spec(server, body)
@@ -286,7 +305,9 @@ def test_registry_names_urls_and_unknown_names():
     assert DATASETS["facades-paired"].url.endswith("/pix2pix/datasets/facades.tar.gz")
     assert DATASETS["apple2orange"].counts == {"trainA": 995, "trainB": 1019, "testA": 266, "testB": 248}
     assert all(s.kind == ("unpaired" if s.archive == "zip" else "paired") for s in DATASETS.values())
-    with pytest.raises(DownloadError, match=r"unknown dataset 'appel2orange' \(did you mean 'apple2orange'\?\).*gmdrit data list"):
+    with pytest.raises(
+        DownloadError, match=r"unknown dataset 'appel2orange' \(did you mean 'apple2orange'\?\).*gmdrit data list"
+    ):
         find_dataset("appel2orange")
     with pytest.raises(DownloadError, match=r"unknown dataset 'zzz'; `gmdrit data list`"):
         find_dataset("zzz")
@@ -295,9 +316,11 @@ def test_registry_names_urls_and_unknown_names():
 
 # -- through the CLI ------------------------------------------------------------------------------
 
+
 def gmdrit(*args: str, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_cli_list_shows_every_dataset_and_what_is_present(tmp_path):
@@ -324,13 +347,21 @@ def test_cli_download_from_a_mirror_and_its_errors(server, tmp_path):
     proc = gmdrit("data", "download", "facades", "--to", str(tmp_path))  # no network needed: already there
     assert proc.returncode == 0 and "already complete" in proc.stdout
     assert_one_line_error(gmdrit("data", "download", "appel2orange"), "did you mean 'apple2orange'", "gmdrit data list")
-    assert_one_line_error(gmdrit("data", "download", "apple2orange", "--to", str(tmp_path),
-                                 "--url", server.base + "/apple2orange.zip"), "trainA/ has 3 images instead of 995")
-    assert_one_line_error(gmdrit("data", "download", "apple2orange", "--to", str(tmp_path),
-                                 "--url", server.base + "/nothing.zip"), "404", "--url")
+    assert_one_line_error(
+        gmdrit("data", "download", "apple2orange", "--to", str(tmp_path), "--url", server.base + "/apple2orange.zip"),
+        "trainA/ has 3 images instead of 995",
+    )
+    assert_one_line_error(
+        gmdrit("data", "download", "apple2orange", "--to", str(tmp_path), "--url", server.base + "/nothing.zip"),
+        "404",
+        "--url",
+    )
     port = closed_port()
-    assert_one_line_error(gmdrit("data", "download", "horse2zebra", "--to", str(tmp_path),
-                                 "--url", f"http://127.0.0.1:{port}/h.zip"), "cannot reach", "--url")
+    assert_one_line_error(
+        gmdrit("data", "download", "horse2zebra", "--to", str(tmp_path), "--url", f"http://127.0.0.1:{port}/h.zip"),
+        "cannot reach",
+        "--url",
+    )
 
 
 def test_train_on_a_missing_known_dataset_names_the_download_command(tmp_path):

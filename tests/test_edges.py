@@ -26,7 +26,7 @@ def near(mask: np.ndarray, distance: int) -> np.ndarray:
     out = np.zeros_like(mask)
     for dy in range(-distance, distance + 1):
         for dx in range(-distance, distance + 1):
-            out |= padded[distance + dy:distance + dy + h, distance + dx:distance + dx + w]
+            out |= padded[distance + dy : distance + dy + h, distance + dx : distance + dx + w]
     return out
 
 
@@ -36,6 +36,7 @@ def no_2x2_block(mask: np.ndarray) -> bool:
 
 
 # -- edge maps ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sigma", [1.0, 2.0])
 def test_square_with_a_grey_rim_gives_lines_exactly_on_the_rim(sigma):
@@ -100,9 +101,10 @@ def test_pair_layout_edges_left_photo_right():
 
 # -- the dataset --------------------------------------------------------------------------------------
 
+
 def square_photo(side: int, inset: int) -> Image.Image:
     arr = np.zeros((side, side, 3), np.uint8)
-    arr[inset:side - inset, inset:side - inset] = 255
+    arr[inset : side - inset, inset : side - inset] = 255
     return Image.fromarray(arr)
 
 
@@ -120,8 +122,15 @@ def split_names(root: Path) -> dict[str, list[str]]:
 def test_folder_of_photos_is_split_by_fractions_and_seed(tmp_path):
     src = photo_folder(tmp_path / "photos", 20)
     calls = []
-    result = make_edges_dataset(src, tmp_path / "a", size=16, val=0.1, test=0.2, seed=3,
-                                progress=lambda done, total: calls.append((done, total)))
+    result = make_edges_dataset(
+        src,
+        tmp_path / "a",
+        size=16,
+        val=0.1,
+        test=0.2,
+        seed=3,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert result.counts == {"train": 14, "val": 2, "test": 4}  # 20 - 2 - 4
     assert calls == [(i, 20) for i in range(1, 21)]
     names = split_names(tmp_path / "a")
@@ -165,8 +174,19 @@ def test_cyclegan_root_keeps_its_test_folders_and_names_repeated_stems(tmp_path)
     names = split_names(tmp_path / "out")
     assert names["test"] == ["p20.jpg", "p21.jpg", "p30.jpg"]
     assert sorted(names["train"] + names["val"]) == sorted(
-        ["p00.jpg", "p01.jpg", "p02.jpg", "p03.jpg", "trainA_p04_png.jpg", "trainB_p04_png.jpg",
-         "p05.jpg", "p06.jpg", "p07.jpg", "p08.jpg"])
+        [
+            "p00.jpg",
+            "p01.jpg",
+            "p02.jpg",
+            "p03.jpg",
+            "trainA_p04_png.jpg",
+            "trainB_p04_png.jpg",
+            "p05.jpg",
+            "p06.jpg",
+            "p07.jpg",
+            "p08.jpg",
+        ]
+    )
     with pytest.raises(DataError, match="test folders"):
         make_edges_dataset(root, tmp_path / "other", size=16, test=0.1)
 
@@ -224,17 +244,22 @@ def test_unreadable_images_are_skipped_and_none_readable_is_an_error(tmp_path):
 
 # -- the command line ---------------------------------------------------------------------------------
 
+
 def gmdrit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", "data", "edges", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", "data", "edges", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_writes_the_dataset_and_says_where(tmp_path):
     src = photo_folder(tmp_path / "photos", 10)
     proc = gmdrit(str(src), str(tmp_path / "out"), "--size", "16", "--val", "0.2", "--test", "0.1", "--seed", "1")
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if line.split()[:1] in
-            (["train"], ["val"], ["test"])}
+    rows = {
+        line.split()[0]: line.split()[1]
+        for line in proc.stdout.splitlines()
+        if line.split()[:1] in (["train"], ["val"], ["test"])
+    }
     assert rows == {"train": "7", "val": "2", "test": "1"}
     assert str(tmp_path / "out") in proc.stdout and "32x16" in proc.stdout
 
@@ -256,6 +281,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 # -- the shipped sample -------------------------------------------------------------------------------
+
 
 def test_shipped_edges2apples_sample_has_the_expected_layout():
     sample, photos = PACKAGE / "sample_data" / "edges2apples", PACKAGE / "sample_data" / "apple2orange"

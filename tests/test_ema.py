@@ -6,14 +6,14 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from test_resume import assert_same_run
 
 from conftest import tiny_overrides
-from gmdrit_cli.inference import model_files as mf
-from gmdrit_cli.errors import InferenceError
-from gmdrit_cli.training.checkpoint import list_checkpoints
 from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.errors import InferenceError
+from gmdrit_cli.inference import model_files as mf
+from gmdrit_cli.training.checkpoint import list_checkpoints
 from gmdrit_cli.training.trainer import Run, resume_run, train
-from test_resume import assert_same_run
 
 BETA = 0.75  # far from 1, so that three iterations move the copy visibly
 
@@ -26,10 +26,15 @@ def test_ema_matches_an_independent_moving_average(tiny_data, tmp_path):
     """ema_0 = initial weights, ema_k = beta * ema_(k-1) + (1 - beta) * weights_k, recomputed in float64
     from the raw weights saved after every iteration."""
     cfg = ema_cfg(tiny_data, 3, "train.save_every=1", "train.keep_last=10")
-    initial = {f"{n}.{k}": v.detach().double().clone() for n, net in Run(cfg, tmp_path / "unused").model.networks.items()
-               for k, v in net.state_dict().items()}
+    initial = {
+        f"{n}.{k}": v.detach().double().clone()
+        for n, net in Run(cfg, tmp_path / "unused").model.networks.items()
+        for k, v in net.state_dict().items()
+    }
     train(cfg, tmp_path / "r")
-    expected = {k: v for k, v in initial.items() if k.startswith(("content_encoder.", "attribute_encoder.", "generator."))}
+    expected = {
+        k: v for k, v in initial.items() if k.startswith(("content_encoder.", "attribute_encoder.", "generator."))
+    }
     assert expected
     for folder in reversed(list_checkpoints(tmp_path / "r" / "checkpoints")):  # iterations 1, 2, 3
         saved = load_file(str(folder / "model.safetensors"))
@@ -92,7 +97,7 @@ def test_exports_carry_the_ema_weights(tiny_data, tmp_path):
     saved = load_file(str(folder / "model.safetensors"))
     mf.export_model(tmp_path / "r", tmp_path / "exp")
     exported = load_file(str(tmp_path / "exp" / "model.safetensors"))
-    assert exported.keys() == {k[len("ema."):] for k in saved if k.startswith("ema.")}
+    assert exported.keys() == {k[len("ema.") :] for k in saved if k.startswith("ema.")}
     assert all(torch.equal(v, saved["ema." + k]) for k, v in exported.items())
     with safe_open(str(tmp_path / "exp" / "model.safetensors"), framework="pt") as f:
         assert f.metadata()["weights"] == "ema" and float(f.metadata()["ema_beta"]) == BETA

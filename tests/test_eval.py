@@ -15,9 +15,8 @@ import torch
 
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
-from gmdrit_cli.evaluation.metrics import MetricError
 from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
-from gmdrit_cli.evaluation.metrics import DEFAULT_METRICS, METRICS
+from gmdrit_cli.evaluation.metrics import DEFAULT_METRICS, METRICS, MetricError
 from gmdrit_cli.evaluation.metrics.fid import INCEPTION_FILE, write_random_inception_weights
 from gmdrit_cli.evaluation.metrics.lpips_diversity import write_random_alexnet_weights
 from gmdrit_cli.training.trainer import train
@@ -27,8 +26,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def gmdrit(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env or ENV, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env or ENV,
+        cwd=cwd,
+    )
 
 
 def sha256(path: Path) -> str:
@@ -45,9 +50,28 @@ def test_eval_end_to_end(tiny, tmp_path):
     inception = write_random_inception_weights(tmp_path / "inception-random.pth")
     alexnet = write_random_alexnet_weights(tmp_path / "alexnet-random.pth")
     out = tmp_path / "out"
-    proc = gmdrit("eval", str(base / "run"), "--data", str(root), "--samples-per-input", "2", "--ndb-bins", "2",
-                  "--seed", "3", "--out", str(out), "--inception-weights", str(inception),
-                  "--lpips-backbone-weights", str(alexnet), "--kid-subsets", "5", "--device", "cpu")
+    proc = gmdrit(
+        "eval",
+        str(base / "run"),
+        "--data",
+        str(root),
+        "--samples-per-input",
+        "2",
+        "--ndb-bins",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--inception-weights",
+        str(inception),
+        "--lpips-backbone-weights",
+        str(alexnet),
+        "--kid-subsets",
+        "5",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "apple → orange" in proc.stdout and "real orange: test vs train" in proc.stdout
     assert "cluster" in proc.stdout and "accuracy" in proc.stdout
@@ -96,9 +120,18 @@ def test_eval_reference_mode_in_process_is_reproducible(tiny, tmp_path):
     base, root = tiny
     runs = []
     for name in ("a", "b"):
-        options = EvalOptions(run=base / "run", data=str(root), metrics="ndb,jsd,cluster", samples_per_input=2,
-                              mode="reference", seed=5, out=tmp_path / name, ndb_bins=2, device="cpu",
-                              max_inputs=3)
+        options = EvalOptions(
+            run=base / "run",
+            data=str(root),
+            metrics="ndb,jsd,cluster",
+            samples_per_input=2,
+            mode="reference",
+            seed=5,
+            out=tmp_path / name,
+            ndb_bins=2,
+            device="cpu",
+            max_inputs=3,
+        )
         runs.append(evaluate(options))
     a, b = runs
     assert a.report["settings"]["mode"] == "reference" and "fid" not in a.report["tasks"][0]
@@ -112,8 +145,16 @@ def test_eval_reference_mode_in_process_is_reproducible(tiny, tmp_path):
 
 def test_eval_temperature_is_recorded_and_checked(tiny, tmp_path):
     base, root = tiny
-    common = dict(run=base / "run", data=str(root), metrics="jsd", samples_per_input=2, ndb_bins=2, device="cpu",
-                  max_inputs=2, reference_line=False)
+    common = dict(
+        run=base / "run",
+        data=str(root),
+        metrics="jsd",
+        samples_per_input=2,
+        ndb_bins=2,
+        device="cpu",
+        max_inputs=2,
+        reference_line=False,
+    )
     narrow = evaluate(EvalOptions(**common, temperature=0.5, out=tmp_path / "t"))
     assert narrow.report["settings"]["temperature"] == 0.5
     with pytest.raises(MetricError, match="--mode latent"):
@@ -130,11 +171,25 @@ def test_default_ndb_bins_fit_the_training_set():
 
 def test_eval_ndb_on_a_run_trained_on_the_embedded_sample(tmp_path):
     """The 36 sample apples / oranges cannot fill 50 bins: the default lowers K and says so."""
-    train(load_config("quickstart", ["train.max_iters=1", "train.device=cpu", "model.width=8",
-                                     "train.sample_every=1000"]), tmp_path / "run")
+    train(
+        load_config(
+            "quickstart", ["train.max_iters=1", "train.device=cpu", "model.width=8", "train.sample_every=1000"]
+        ),
+        tmp_path / "run",
+    )
     out = tmp_path / "out"
-    proc = gmdrit("eval", str(tmp_path / "run"), "--metrics", "ndb,jsd", "--samples-per-input", "1",
-                  "--out", str(out), "--device", "cpu")
+    proc = gmdrit(
+        "eval",
+        str(tmp_path / "run"),
+        "--metrics",
+        "ndb,jsd",
+        "--samples-per-input",
+        "1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "eval.json").read_text())
     assert [t["ndb"]["bins"] for t in report["tasks"]] == [3, 3]
@@ -147,8 +202,17 @@ def test_eval_ndb_on_a_run_trained_on_the_embedded_sample(tmp_path):
 def test_eval_mdmm_skips_cluster(tmp_path):
     root = make_dataset(tmp_path / "data", per_domain=3)
     train(load_config("quickstart", tiny_overrides(root, 1)), tmp_path / "run")
-    result = evaluate(EvalOptions(run=tmp_path / "run", metrics="jsd,cluster", samples_per_input=1, ndb_bins=2,
-                                  out=tmp_path / "out", device="cpu", reference_line=False))
+    result = evaluate(
+        EvalOptions(
+            run=tmp_path / "run",
+            metrics="jsd,cluster",
+            samples_per_input=1,
+            ndb_bins=2,
+            out=tmp_path / "out",
+            device="cpu",
+            reference_line=False,
+        )
+    )
     assert result.report["cluster"]["skipped"].startswith("the mdmm model infers no mixture component q(y|x)")
     assert "jsd" in result.report["mean"] and result.report["reference"] == {}
 
@@ -166,11 +230,24 @@ def test_eval_offline_without_weights_is_one_clear_line(tiny, tmp_path):
     base, root = tiny
     env = {**ENV, "TORCH_HOME": str(tmp_path / "empty-torch-home"), "GMDRIT_OFFLINE": "1"}
     out = tmp_path / "out"
-    proc = gmdrit("eval", str(base / "run"), "--data", str(root), "--out", str(out), "--device", "cpu", env=env,
-                  cwd=tmp_path)
+    proc = gmdrit(
+        "eval", str(base / "run"), "--data", str(root), "--out", str(out), "--device", "cpu", env=env, cwd=tmp_path
+    )
     _assert_one_line_error(proc, INCEPTION_FILE, "--inception-weights")
-    proc = gmdrit("eval", str(base / "run"), "--data", str(root), "--metrics", "lpips", "--out", str(out),
-                  "--device", "cpu", env=env, cwd=tmp_path)
+    proc = gmdrit(
+        "eval",
+        str(base / "run"),
+        "--data",
+        str(root),
+        "--metrics",
+        "lpips",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        env=env,
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, "alexnet-owt-7be5be79.pth", "--lpips-backbone-weights")
     assert not out.exists()  # nothing was written
     proc = gmdrit("eval", str(base / "run"), "--metrics", "fid,nbd", env=env)
@@ -182,6 +259,13 @@ def test_eval_help_lists_the_metrics():
     assert proc.returncode == 0
     for name in METRICS:
         assert name in proc.stdout
-    for flag in ("--inception-weights", "--lpips-version", "--lpips-backbone-weights", "--samples-per-input",
-                 "--mode", "--ndb-bins", "--classifier-cache"):
+    for flag in (
+        "--inception-weights",
+        "--lpips-version",
+        "--lpips-backbone-weights",
+        "--samples-per-input",
+        "--mode",
+        "--ndb-bins",
+        "--classifier-cache",
+    ):
         assert flag in proc.stdout

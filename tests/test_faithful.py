@@ -38,8 +38,15 @@ def halves(path) -> tuple[np.ndarray, np.ndarray]:
 def test_faithfulness_realism_and_distinct_outputs_on_the_test_pairs(paired_run, tmp_path, monkeypatch):
     base, root = paired_run
     monkeypatch.setenv("GMDRIT_CACHE", str(tmp_path / "cache"))
-    report = evaluate(EvalOptions(run=base / "run", metrics="paired_l1,paired_msssim,domain_accuracy,"
-                                  "diversity_msssim", samples_per_input=2, out=tmp_path / "out", device="cpu")).report
+    report = evaluate(
+        EvalOptions(
+            run=base / "run",
+            metrics="paired_l1,paired_msssim,domain_accuracy,diversity_msssim",
+            samples_per_input=2,
+            out=tmp_path / "out",
+            device="cpu",
+        )
+    ).report
     task = report["tasks"][0]
     # recomputed: the model with the ground truth's encoded z, L1 by numpy, on the test pairs (not val)
     _, model = load_for_inference(base / "run")
@@ -48,12 +55,15 @@ def test_faithfulness_realism_and_distinct_outputs_on_the_test_pairs(paired_run,
     b = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).float() / 127.5 - 1
     out = quantise(model.translate(a, 1, model.encode_reference(b, torch.ones(4, dtype=torch.long)))).numpy()
     truth = np.stack([p[1] for p in pairs]).transpose(0, 3, 1, 2)
-    assert task["paired_l1"]["mean"] == pytest.approx(np.abs(out.astype(float) - truth).mean() / 255, abs=5e-6)  # a pixel or two may round apart
+    assert task["paired_l1"]["mean"] == pytest.approx(
+        np.abs(out.astype(float) - truth).mean() / 255, abs=5e-6
+    )  # a pixel or two may round apart
     assert 0 < task["paired_msssim"]["mean"] < 1
     # the real line: the input edge map itself (read as grayscale, data.input_channels 1) against the truth
     grey = np.stack([np.asarray(Image.fromarray(p[0]).convert("L"), dtype=float) for p in pairs])[:, None]
     assert report["reference"]["photos"]["paired_l1"]["mean"] == pytest.approx(
-        np.abs(grey - truth).mean() / 255, rel=1e-6)
+        np.abs(grey - truth).mean() / 255, rel=1e-6
+    )
     # realism: the classifier trained on the two sides of the training pairs scores the outputs
     assert 0 <= task["domain_accuracy"]["to_target"] <= 1
     assert report["protocols"]["domain_accuracy"]["classifier_protocol"]["domains"] == ["edges", "photos"]
@@ -62,13 +72,24 @@ def test_faithfulness_realism_and_distinct_outputs_on_the_test_pairs(paired_run,
 
 def test_val_reads_the_val_pairs_and_unpaired_models_refuse_paired_metrics(paired_run, tiny_gmdrit_run, tmp_path):
     base, root = paired_run
-    report = evaluate(EvalOptions(run=base / "run", metrics="paired_l1", samples_per_input=1, split="val",
-                                  out=tmp_path / "val", device="cpu")).report
+    report = evaluate(
+        EvalOptions(
+            run=base / "run", metrics="paired_l1", samples_per_input=1, split="val", out=tmp_path / "val", device="cpu"
+        )
+    ).report
     assert report["data"]["val_images"] == {"edges": 4, "photos": 4} and report["settings"]["split"] == "val"
     unpaired, data = tiny_gmdrit_run
     with pytest.raises(MetricError, match="only paired"):
-        evaluate(EvalOptions(run=unpaired / "run", data=str(data), metrics="paired_l1", samples_per_input=1,
-                             out=tmp_path / "u", device="cpu"))
+        evaluate(
+            EvalOptions(
+                run=unpaired / "run",
+                data=str(data),
+                metrics="paired_l1",
+                samples_per_input=1,
+                out=tmp_path / "u",
+                device="cpu",
+            )
+        )
 
 
 class _LinearInZ:
@@ -91,8 +112,16 @@ class _LinearInZ:
 def test_z_sensitivity_is_the_output_change_per_unit_of_z(gain):
     images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
     options = EvalOptions(run=None, seed=0, temperature=1.0)
-    ctx = EvalContext(options, ["z_sensitivity"], _LinearInZ(gain), torch.device("cpu"), ["a", "b"], ".",
-                      lambda *a: None, test_images=[images, images])
+    ctx = EvalContext(
+        options,
+        ["z_sensitivity"],
+        _LinearInZ(gain),
+        torch.device("cpu"),
+        ["a", "b"],
+        ".",
+        lambda *a: None,
+        test_images=[images, images],
+    )
     ev = ZSensitivityScores(ctx, ["z_sensitivity"])
     ev.start_task(0, 1)
     result = ev.task_result()["z_sensitivity"]

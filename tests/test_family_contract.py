@@ -25,10 +25,9 @@ from safetensors.torch import load_file
 from conftest import make_dataset, make_paired_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
-from gmdrit_cli.training.engine import Engine
-from gmdrit_cli.families.base import OptimizerGroup
 from gmdrit_cli.families import MODEL_FAMILIES, build_for_training, build_model
-from gmdrit_cli.families.base import Capabilities, ModelFamily
+from gmdrit_cli.families.base import Capabilities, ModelFamily, OptimizerGroup
+from gmdrit_cli.training.engine import Engine
 from gmdrit_cli.training.trainer import resume_run, train
 
 FAMILIES = sorted(MODEL_FAMILIES)
@@ -36,8 +35,11 @@ CPU = torch.device("cpu")
 
 
 def overrides(family: str, root, iters: int = 2) -> list[str]:
-    return (tiny_overrides(root, iters) + [f"model.family={family}", "data.domains=[apple,orange]"]
-            + list(MODEL_FAMILIES[family].tiny_overrides))
+    return (
+        tiny_overrides(root, iters)
+        + [f"model.family={family}", "data.domains=[apple,orange]"]
+        + list(MODEL_FAMILIES[family].tiny_overrides)
+    )
 
 
 def tiny_cfg(family: str, root, iters: int = 2):
@@ -55,8 +57,9 @@ def input_image(root) -> str:
 
 def gmdrit(*args, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def set_args(values: list[str]) -> list[str]:
@@ -202,19 +205,47 @@ def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
     proc = gmdrit("train", "--preset", "quickstart", *set_args(overrides(family, data)), "--run-dir", str(run))
     assert proc.returncode == 0, proc.stderr
     image = input_image(data)
-    proc = gmdrit("translate", image, "--run", str(run), "--domain", "orange", "-n", "2", "--seed", "0",
-                  "--out", str(tmp_path / "t"))
+    proc = gmdrit(
+        "translate",
+        image,
+        "--run",
+        str(run),
+        "--domain",
+        "orange",
+        "-n",
+        "2",
+        "--seed",
+        "0",
+        "--out",
+        str(tmp_path / "t"),
+    )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["0_to_orange_1.png", "0_to_orange_2.png",
-                                                                  "0_to_orange_grid.png"]
-    proc = gmdrit("interpolate", image, "--run", str(run), "--domain", "orange", "--steps", "3",
-                  "--out", str(tmp_path / "i"))
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
+        "0_to_orange_1.png",
+        "0_to_orange_2.png",
+        "0_to_orange_grid.png",
+    ]
+    proc = gmdrit(
+        "interpolate", image, "--run", str(run), "--domain", "orange", "--steps", "3", "--out", str(tmp_path / "i")
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "i").glob("*.gif"))) == 1
     proc = gmdrit("export", str(run), "--out", str(tmp_path / "e"))
     assert proc.returncode == 0, proc.stderr
-    proc = gmdrit("translate", image, "--run", str(tmp_path / "e"), "--domain", "orange", "-n", "2",
-                  "--seed", "0", "--out", str(tmp_path / "t2"))
+    proc = gmdrit(
+        "translate",
+        image,
+        "--run",
+        str(tmp_path / "e"),
+        "--domain",
+        "orange",
+        "-n",
+        "2",
+        "--seed",
+        "0",
+        "--out",
+        str(tmp_path / "t2"),
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("0_to_orange_1.png", "0_to_orange_2.png"):  # the export translates exactly like the run
         assert (tmp_path / "t" / name).read_bytes() == (tmp_path / "t2" / name).read_bytes()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import subprocess
@@ -17,13 +16,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from gmdrit_cli.families.gmdrit import losses as lm
 from gmdrit_cli.config.schema import build_config, load_config
 from gmdrit_cli.data.unpaired import Batch
-from gmdrit_cli.training.engine import Engine
-from gmdrit_cli.families.gmdrit.model import GMDRIT
+from gmdrit_cli.families.gmdrit import losses as lm
 from gmdrit_cli.families.gmdrit import nets as gnets
+from gmdrit_cli.families.gmdrit.model import GMDRIT
 from gmdrit_cli.families.gmdrit.nets import VAR_FLOOR, AdaIN, MixtureAttributeEncoder, gumbel_softmax
+from gmdrit_cli.training.engine import Engine
 from gmdrit_cli.training.trainer import describe_model, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +31,7 @@ NEW_PRESETS = ["integration", "loss_integration", "adain", "double_conv", "half_
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -46,9 +46,14 @@ def _one_thread():
 def tiny_model(**mixture) -> GMDRIT:
     """A GM-DRIT model at crop 32, width 8, nz 8 on the CPU."""
     torch.manual_seed(0)
-    cfg = build_config({"model": {"family": "gmdrit", "nz": 8, "width": 8},
-                        "data": {"crop": 32, "resize": 36, "domains": ["a", "b"]},
-                        "train": {"device": "cpu"}, "mixture": mixture})
+    cfg = build_config(
+        {
+            "model": {"family": "gmdrit", "nz": 8, "width": 8},
+            "data": {"crop": 32, "resize": 36, "domains": ["a", "b"]},
+            "train": {"device": "cpu"},
+            "mixture": mixture,
+        }
+    )
     return GMDRIT(cfg, CPU)
 
 
@@ -74,6 +79,7 @@ def gm_data(tmp_path: Path) -> Path:
 
 # --------------------------------------------------------------------------- loss functions
 
+
 def test_gaussian_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     mq, mp = torch.randn(4, 7, generator=g), torch.randn(4, 7, generator=g)
@@ -91,7 +97,9 @@ def test_categorical_kl_to_uniform(k):
     expected = kl_divergence(Categorical(logits=logits), Categorical(probs=torch.full((6, k), 1.0 / k))).mean()
     assert torch.allclose(lm.kl_categorical_uniform(logits), expected, rtol=1e-5, atol=1e-7)
     assert lm.kl_categorical_uniform(torch.zeros(3, k)).abs().item() < 1e-6  # uniform q
-    assert lm.kl_categorical_uniform(torch.tensor([[1e4] + [0.0] * (k - 1)])).item() == pytest.approx(math.log(k), rel=1e-5)
+    assert lm.kl_categorical_uniform(torch.tensor([[1e4] + [0.0] * (k - 1)])).item() == pytest.approx(
+        math.log(k), rel=1e-5
+    )
 
 
 def test_categorical_kl_hand_worked():
@@ -125,6 +133,7 @@ def test_thumbnail_target_and_loss():
 
 
 # --------------------------------------------------------------------------- networks
+
 
 def test_adain_is_instance_norm_at_init_and_gamma_beta_differ():
     adain = AdaIN(6, 5)
@@ -166,14 +175,15 @@ def test_gumbel_generator_leaves_global_rng_alone():
 
 # --------------------------------------------------------------------------- temperature
 
+
 def test_temperature_schedule():
     model = tiny_model()  # init 1.0, min 0.5, rate 0.013862944 (= ln 2 / 50)
     epoch = 10  # iterations per epoch, given by the trainer's engine
     assert model.temperature(0, epoch) == pytest.approx(1.0)
-    assert model.temperature(5, epoch) == pytest.approx(math.exp(-0.013862944 * 0.5))          # epoch 0.5
-    assert model.temperature(250, epoch) == pytest.approx(0.7071068, abs=1e-6)                 # epoch 25: 2^-1/2
-    assert model.temperature(490, epoch) == pytest.approx(math.exp(-0.013862944 * 49))         # above the floor
-    assert model.temperature(600, epoch) == 0.5 and model.temperature(10**6, epoch) == 0.5     # the floor
+    assert model.temperature(5, epoch) == pytest.approx(math.exp(-0.013862944 * 0.5))  # epoch 0.5
+    assert model.temperature(250, epoch) == pytest.approx(0.7071068, abs=1e-6)  # epoch 25: 2^-1/2
+    assert model.temperature(490, epoch) == pytest.approx(math.exp(-0.013862944 * 49))  # above the floor
+    assert model.temperature(600, epoch) == 0.5 and model.temperature(10**6, epoch) == 0.5  # the floor
     # no trainer: one iteration per epoch
     assert model.temperature(25) == pytest.approx(0.7071068, abs=1e-6)
 
@@ -196,6 +206,7 @@ def test_temperature_reaches_every_encoder_call(monkeypatch):
 
 
 # --------------------------------------------------------------------------- prior and mixture
+
 
 def test_prior_samples_have_the_learned_mean_and_variance():
     model = tiny_model(components_per_domain=2)  # K = 4, nz = 8
@@ -312,9 +323,21 @@ STUDY_PRESETS = ["study_gmdrit", "study_mdmm", "study_gmdrit_k2"]
 
 @pytest.mark.parametrize("preset", NEW_PRESETS + STUDY_PRESETS + ["mdmm_baseline", "quickstart", "demo_gmdrit"])
 def test_preset_trains_two_iterations(preset, gm_data, tmp_path):
-    cfg = load_config(preset, [f"data.root={gm_data}", "data.crop=32", "data.resize=36", "model.width=8",
-                               "model.nz=8", "train.max_iters=2", "train.device=cpu", "train.log_every=1",
-                               "train.sample_every=1000", "train.save_every=1000"])
+    cfg = load_config(
+        preset,
+        [
+            f"data.root={gm_data}",
+            "data.crop=32",
+            "data.resize=36",
+            "model.width=8",
+            "model.nz=8",
+            "train.max_iters=2",
+            "train.device=cpu",
+            "train.log_every=1",
+            "train.sample_every=1000",
+            "train.save_every=1000",
+        ],
+    )
     result = train(cfg, tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in lines] == [1, 2] and result.iterations == 2
@@ -326,6 +349,7 @@ def test_preset_trains_two_iterations(preset, gm_data, tmp_path):
 
 def test_study_presets_differ_only_in_family_and_components():
     """The GM-DRIT vs MDMM study compares like with like: every key but these is the same."""
+
     def flat(tree, prefix=""):
         out = {}
         for key, value in tree.items():
@@ -335,8 +359,11 @@ def test_study_presets_differ_only_in_family_and_components():
     configs = {name: flat(dataclasses.asdict(load_config(name))) for name in STUDY_PRESETS}
     base = configs["study_gmdrit"]
     differing = {name: {k for k in base if configs[name][k] != base[k]} for name in STUDY_PRESETS}
-    assert differing == {"study_gmdrit": set(), "study_mdmm": {"name", "description", "model.family"},
-                         "study_gmdrit_k2": {"name", "description", "mixture.components_per_domain"}}
+    assert differing == {
+        "study_gmdrit": set(),
+        "study_mdmm": {"name", "description", "model.family"},
+        "study_gmdrit_k2": {"name", "description", "mixture.components_per_domain"},
+    }
     assert configs["study_gmdrit_k2"]["mixture.components_per_domain"] == 2
 
 
@@ -361,6 +388,7 @@ def test_preset_settings():
 
 # --------------------------------------------------------------------------- parameter counts (dry run)
 
+
 def _expected_counts(S: int, nz: int, adain: bool = False, double: bool = False) -> dict[str, int]:
     """From reference 4.9 (the fork, K = C = 2), adjusted for gmdrit's documented changes: no fcVar, no tiled
     code channels (-2 x 64 x 16), p(x|z) = MLP(nz -> 512 -> 512 -> 3 x 16 x 16) instead of the row MLP,
@@ -375,21 +403,40 @@ def _expected_counts(S: int, nz: int, adain: bool = False, double: bool = False)
         g += (nz + 2) * 256 + 256 + 256 * 512 + 512
     if double:
         g += double_extra
-    return {"content_encoder": 5_099_136, "attribute_encoder": fork_ea - (256 * nz + nz) - 2 * 64 * 16,
-            "generator": g, "dis_encoded": {108: 15_711_872, 216: 15_728_256}[S],
-            "dis_random": {108: 15_711_872, 216: 15_728_256}[S], "dis_content": 10_683_906}
+    return {
+        "content_encoder": 5_099_136,
+        "attribute_encoder": fork_ea - (256 * nz + nz) - 2 * 64 * 16,
+        "generator": g,
+        "dis_encoded": {108: 15_711_872, 216: 15_728_256}[S],
+        "dis_random": {108: 15_711_872, 216: 15_728_256}[S],
+        "dis_content": 10_683_906,
+    }
 
 
 def test_dry_run_json_prints_parameter_counts():
-    out = subprocess.run([sys.executable, "-m", "gmdrit_cli", "train", "--preset", "reduced_res", "--dry-run", "--json"],
-                         cwd=REPO, capture_output=True, text=True, check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", "train", "--preset", "reduced_res", "--dry-run", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     data = json.loads(out.stdout)
     assert data["params"] == _expected_counts(108, 108)
     assert data["config"]["model"]["family"] == "gmdrit"
 
 
-@pytest.mark.parametrize("preset,flags", [("loss_integration", {}), ("integration", {}),
-                                          ("adain", {"adain": True}), ("double_conv", {"double": True}),
-                                          ("half_discr", {}), ("double_gen_enc", {})])
+@pytest.mark.parametrize(
+    "preset,flags",
+    [
+        ("loss_integration", {}),
+        ("integration", {}),
+        ("adain", {"adain": True}),
+        ("double_conv", {"double": True}),
+        ("half_discr", {}),
+        ("double_gen_enc", {}),
+    ],
+)
 def test_describe_model_counts(preset, flags):
     assert describe_model(load_config(preset)) == _expected_counts(216, 216, **flags)

@@ -21,15 +21,18 @@ def test_config_family_names_match_the_registry():
 def test_importing_the_config_loads_no_model_or_network_code():
     """The config tree reads the families' names and their config sections (families/<name>/config.py), never
     their networks, losses or torch: validating a preset stays fast and light."""
-    code = ("import json, sys; import gmdrit_cli.config.schema; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gmdrit_cli', 'torch')))))")
+    code = (
+        "import json, sys; import gmdrit_cli.config.schema; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('gmdrit_cli', 'torch')))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     loaded = json.loads(out.stdout)
     families = [m for m in loaded if m.startswith("gmdrit_cli.families.")]
     assert "gmdrit_cli.families.gmdrit.config" in loaded  # the sections are read ...
     assert not [m for m in loaded if m == "torch" or m.startswith("torch.")]  # ... without torch
-    assert all(m == "gmdrit_cli.families.registry" or m.endswith(".config") or m.count(".") == 2 for m in families), \
+    assert all(m == "gmdrit_cli.families.registry" or m.endswith(".config") or m.count(".") == 2 for m in families), (
         families
+    )
 
 
 def _module_name(path: Path) -> str:
@@ -65,7 +68,7 @@ def test_no_import_circles():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                circles.append(trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt])
+                circles.append(trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt])
             elif nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = 2

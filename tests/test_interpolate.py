@@ -12,10 +12,10 @@ import torch
 from PIL import Image, ImageSequence
 
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.inference import translate as inf
-from gmdrit_cli.inference import model_files as mf
-from gmdrit_cli.errors import InferenceError
 from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.errors import InferenceError
+from gmdrit_cli.inference import model_files as mf
+from gmdrit_cli.inference import translate as inf
 from gmdrit_cli.training.trainer import train
 
 STEPS = 5
@@ -23,8 +23,9 @@ STEPS = 5
 
 def gmdrit(*args, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,10 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("interpolate")
     data = make_dataset(root / "data")
     runs = {"data": data}
-    for name, preset, extra in (("mdmm", "mdmm_baseline", []),
-                                ("gmdrit", "reduced_res", ["mixture.components_per_domain=2"])):
+    for name, preset, extra in (
+        ("mdmm", "mdmm_baseline", []),
+        ("gmdrit", "reduced_res", ["mixture.components_per_domain=2"]),
+    ):
         train(load_config(preset, tiny_overrides(data, 2) + ["data.domains=[apple,orange]", *extra]), root / name)
         runs[name] = root / name
     runs["image"] = str(sorted((data / "testA").glob("*.png"))[0])
@@ -44,8 +47,21 @@ def setup(tmp_path_factory):
 
 
 def interpolate(setup, model, out, *args):
-    proc = gmdrit("interpolate", setup["image"], "--domain", "orange", "--steps", str(STEPS), "--run", str(setup[model]),
-                  "--out", str(out), "--threads", "1", *args)
+    proc = gmdrit(
+        "interpolate",
+        setup["image"],
+        "--domain",
+        "orange",
+        "--steps",
+        str(STEPS),
+        "--run",
+        str(setup[model]),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        *args,
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
     return proc
 
@@ -86,26 +102,55 @@ def test_mdmm_domains_and_references(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "from apple to orange" in proc.stdout  # one --domain of a 2-domain model: from the other one
     check_outputs(tmp_path / "0_apple_to_orange.png", tmp_path / "0_apple_to_orange.gif", size=(16, 16))
-    proc = interpolate(setup, "mdmm", tmp_path, "--between", "references", "--reference", setup["refs"][0],
-                       "--reference", setup["refs"][1])
+    proc = interpolate(
+        setup,
+        "mdmm",
+        tmp_path,
+        "--between",
+        "references",
+        "--reference",
+        setup["refs"][0],
+        "--reference",
+        setup["refs"][1],
+    )
     assert proc.returncode == 0, proc.stderr
     check_outputs(tmp_path / "0_references_0_1.png", tmp_path / "0_references_0_1.gif")
     proc = interpolate(setup, "mdmm", tmp_path / "no", "--between", "components")
     assert proc.returncode == 1 and not (tmp_path / "no").exists()
-    assert proc.stderr.strip().splitlines() == ["error: --between components: this model has no mixture components; "
-                                                "use --between random or domains"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: --between components: this model has no mixture components; use --between random or domains"
+    ]
 
 
 def test_gmdrit_every_mode(setup, tmp_path):
-    runs = [("random", ["-k", "1"], "0_to_orange_random_component1"),
-            ("components", [], "0_to_orange_components_0_1"),
-            ("domains", [], "0_orange_to_apple"),
-            ("references", ["--reference", setup["refs"][0], "--reference", setup["refs"][1]], "0_references_0_1")]
+    runs = [
+        ("random", ["-k", "1"], "0_to_orange_random_component1"),
+        ("components", [], "0_to_orange_components_0_1"),
+        ("domains", [], "0_orange_to_apple"),
+        ("references", ["--reference", setup["refs"][0], "--reference", setup["refs"][1]], "0_references_0_1"),
+    ]
     for between, extra, stem in runs:
         if between == "domains":  # both domains named explicitly, reversed
-            proc = gmdrit("interpolate", setup["image"], "-d", "orange", "-d", "apple", "--between", "domains",
-                          "--steps", str(STEPS), "--checkpoint", str(setup["gmdrit"]), "--out", str(tmp_path),
-                          "--threads", "1", "--seed", "1")
+            proc = gmdrit(
+                "interpolate",
+                setup["image"],
+                "-d",
+                "orange",
+                "-d",
+                "apple",
+                "--between",
+                "domains",
+                "--steps",
+                str(STEPS),
+                "--checkpoint",
+                str(setup["gmdrit"]),
+                "--out",
+                str(tmp_path),
+                "--threads",
+                "1",
+                "--seed",
+                "1",
+            )
         else:
             proc = interpolate(setup, "gmdrit", tmp_path, "--between", between, "--seed", "1", *extra)
         assert proc.returncode == 0, (between, proc.stderr)

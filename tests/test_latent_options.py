@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
-from gmdrit_cli.families import drit_losses as losses
 from gmdrit_cli.config.schema import build_config, load_config
 from gmdrit_cli.data.unpaired import Batch
-from gmdrit_cli.training.engine import Engine
-from gmdrit_cli.inference.model_files import load_for_inference
 from gmdrit_cli.families import build_model
+from gmdrit_cli.families import drit_losses as losses
+from gmdrit_cli.inference.model_files import load_for_inference
+from gmdrit_cli.training.engine import Engine
 from gmdrit_cli.training.trainer import train
 
 torch.set_num_threads(1)
@@ -20,8 +20,11 @@ CPU = torch.device("cpu")
 
 def tiny(family: str = "mdmm", **sections) -> object:
     torch.manual_seed(0)
-    values = {"model": {"family": family, "nz": 8, "width": 8},
-              "data": {"crop": 32, "resize": 36, "domains": ["a", "b"]}, "train": {"device": "cpu"}}
+    values = {
+        "model": {"family": family, "nz": 8, "width": 8},
+        "data": {"crop": 32, "resize": 36, "domains": ["a", "b"]},
+        "train": {"device": "cpu"},
+    }
     for section, keys in sections.items():
         values.setdefault(section, {}).update(keys)
     return build_model(build_config(values), CPU)
@@ -33,6 +36,7 @@ def batch(domains=(0, 1), seed=1) -> Batch:
 
 
 # -- mode seeking -------------------------------------------------------------------------------
+
 
 def test_mode_seeking_value_and_gradient_sign_by_hand():
     """Outputs 0.1 apart everywhere, attributes 2 apart: ratio 0.05, term 1 / (0.05 + 1e-5). Its gradient
@@ -73,8 +77,11 @@ def test_gmdrit_second_random_attribute_keeps_the_component(monkeypatch):
     model = tiny("gmdrit", loss={"mode_seeking": 1.0}, mixture={"components_per_domain": 2})
     calls = []
     original = model._sample_prior
-    monkeypatch.setattr(model, "_sample_prior", lambda y, generator=None, temperature=1.0:
-                        calls.append(y) or original(y, generator, temperature))
+    monkeypatch.setattr(
+        model,
+        "_sample_prior",
+        lambda y, generator=None, temperature=1.0: calls.append(y) or original(y, generator, temperature),
+    )
     b = batch((0, 1, 0, 1))
     t = model.forward_pass(b.images, model.onehot(b.domains))
     assert len(calls) == 2 and torch.equal(calls[0], calls[1]) and torch.equal(calls[1], t.random_y)
@@ -83,6 +90,7 @@ def test_gmdrit_second_random_attribute_keeps_the_component(monkeypatch):
 
 
 # -- aggregate posterior ------------------------------------------------------------------------
+
 
 def test_aggregate_statistics_move_towards_the_batch_moments():
     model = tiny("mdmm", model={"random_attributes": "aggregate"})
@@ -93,7 +101,7 @@ def test_aggregate_statistics_move_towards_the_batch_moments():
     E_a.update_aggregate(mean, logvar, torch.tensor([0, 0, 1]), momentum=1.0)
     # domain 0: images with means 1 and 3, variance 0.25 each -> mixture mean 2, variance 1 + 0.25
     m, s = E_a.aggregate(torch.tensor([0, 1]))
-    assert torch.allclose(m[0], torch.full((8,), 2.0)) and torch.allclose(s[0], torch.full((8,), 1.25 ** 0.5))
+    assert torch.allclose(m[0], torch.full((8,), 2.0)) and torch.allclose(s[0], torch.full((8,), 1.25**0.5))
     assert torch.allclose(m[1], torch.full((8,), -2.0)) and torch.allclose(s[1], torch.full((8,), 2.0))
     E_a.update_aggregate(torch.zeros(1, 8), torch.zeros(1, 8), torch.tensor([1]), momentum=0.5)
     assert torch.allclose(E_a.aggregate_mean[1], torch.full((8,), -1.0))  # halfway from -2 to 0
@@ -145,6 +153,7 @@ def test_sample_grid_shows_several_random_outputs_per_input(family):
 
 # -- GM-DRIT's prior learning rate -------------------------------------------------------------
 
+
 def _prior_params(model):
     G = model.networks["generator"]
     return [G.prior_mean.weight, G.prior_mean.bias, G.prior_var.weight, G.prior_var.bias]
@@ -174,9 +183,13 @@ def test_prior_lr_mult_moves_the_prior_faster_and_nothing_else():
         dec_before = {k: v.clone() for k, v in dec_before.items()}
         torch.manual_seed(3)
         model.train_step([batch()], 0, Engine(model))
-        moved[mult] = (sum((p - q).abs().sum().item() for p, q in zip(_prior_params(model), prior_before)),
-                       {k: (v - dec_before[k]).abs().sum().item()
-                        for k, v in model.networks["generator"].decoder.state_dict().items()})
+        moved[mult] = (
+            sum((p - q).abs().sum().item() for p, q in zip(_prior_params(model), prior_before)),
+            {
+                k: (v - dec_before[k]).abs().sum().item()
+                for k, v in model.networks["generator"].decoder.state_dict().items()
+            },
+        )
     assert moved[1.0][0] > 0
     assert moved[20.0][0] / moved[1.0][0] == pytest.approx(20.0, rel=0.05)
     assert moved[20.0][1] == pytest.approx(moved[1.0][1], rel=1e-4, abs=1e-9)
@@ -184,8 +197,16 @@ def test_prior_lr_mult_moves_the_prior_faster_and_nothing_else():
 
 # -- sampling temperature -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("family,sections", [("mdmm", {}), ("mdmm", {"model": {"random_attributes": "aggregate"}}),
-                                             ("gmdrit", {}), ("gmdrit", {"mixture": {"condition_on": "domain"}})])
+
+@pytest.mark.parametrize(
+    "family,sections",
+    [
+        ("mdmm", {}),
+        ("mdmm", {"model": {"random_attributes": "aggregate"}}),
+        ("gmdrit", {}),
+        ("gmdrit", {"mixture": {"condition_on": "domain"}}),
+    ],
+)
 def test_temperature_scales_the_spread_of_random_attributes_around_the_prior_mean(family, sections):
     model = tiny(family, **sections)
     if family == "mdmm" and sections:  # a non-trivial aggregate posterior: mean 1..8, std 0.1..0.8

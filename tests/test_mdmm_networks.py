@@ -44,7 +44,7 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def nets(C: int, S: int) -> dict[str, nn.Module]:
     """Built once per (C, S) and shared (read-only use: eval mode, no_grad)."""
     built = build_mdmm_networks(C, S)
@@ -154,8 +154,10 @@ def test_intermediate_shapes_at_216():
     with torch.no_grad():
         # Attribute backbone: 108 after the first conv, then 54, 27, 13 after the BasicBlocks.
         sizes = []
-        hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(tuple(o.shape[1:])))
-                 for m in list(built["attribute_encoder"].backbone.model)[1:5]]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, o: sizes.append(tuple(o.shape[1:])))
+            for m in list(built["attribute_encoder"].backbone.model)[1:5]
+        ]
         built["attribute_encoder"](x, torch.tensor([[1.0, 0.0]]))
         for h in hooks:
             h.remove()
@@ -311,17 +313,19 @@ def test_tile_and_init():
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
 
 
-@pytest.mark.parametrize("kernel,stride,padding,output_padding,h,w", [
-    (3, 2, 1, 1, 5, 7),  # the generator's up-sampling layers, odd and even sizes
-    (3, 1, 1, 0, 4, 4),  # double_convT's extra layer
-    (1, 1, 0, 0, 6, 3),  # dec4
-    (4, 2, 1, 0, 5, 5),
-    (3, 2, 0, 1, 3, 4),
-])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,output_padding,h,w",
+    [
+        (3, 2, 1, 1, 5, 7),  # the generator's up-sampling layers, odd and even sizes
+        (3, 1, 1, 0, 4, 4),  # double_convT's extra layer
+        (1, 1, 0, 0, 6, 3),  # dec4
+        (4, 2, 1, 0, 5, 5),
+        (3, 2, 0, 1, 3, 4),
+    ],
+)
 def test_conv_transpose_tiled_equals_convolving_the_tiled_map(kernel, stride, padding, output_padding, h, w):
     torch.manual_seed(0)
-    conv = nn.ConvTranspose2d(6 + 4, 5, kernel, stride=stride, padding=padding,
-                              output_padding=output_padding).double()
+    conv = nn.ConvTranspose2d(6 + 4, 5, kernel, stride=stride, padding=padding, output_padding=output_padding).double()
     x = torch.randn(2, 6, h, w, dtype=torch.double, requires_grad=True)
     vec = torch.randn(2, 4, dtype=torch.double, requires_grad=True)
     reference = conv(torch.cat([x, tile(vec, h, w)], dim=1))

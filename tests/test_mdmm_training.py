@@ -1,21 +1,18 @@
 import copy
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 from conftest import APPLE2ORANGE, tiny_overrides
-from gmdrit_cli.families import drit_losses as losses
-from gmdrit_cli.training.checkpoint import load_network_weights, load_optimizer_states, verify_checkpoint
 from gmdrit_cli.config.schema import load_config, load_config_file
 from gmdrit_cli.data.unpaired import Batch
+from gmdrit_cli.families import build_for_training, build_model, drit
+from gmdrit_cli.families import drit_losses as losses
+from gmdrit_cli.training.checkpoint import load_network_weights, load_optimizer_states, verify_checkpoint
 from gmdrit_cli.training.engine import lr_multiplier
-from gmdrit_cli.families import build_for_training
-from gmdrit_cli.families import build_model
-from gmdrit_cli.families import drit
 from gmdrit_cli.training.trainer import Run, train
 
 
@@ -38,7 +35,8 @@ def test_loss_functions_against_hand_values():
     q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
     p = torch.distributions.Normal(torch.zeros(3, 5), torch.ones(3, 5))
     assert losses.kl_standard_normal(mean, logvar).item() == pytest.approx(
-        torch.distributions.kl_divergence(q, p).sum().item(), rel=1e-5)
+        torch.distributions.kl_divergence(q, p).sum().item(), rel=1e-5
+    )
 
 
 def test_lambda_policy_matches_mdmm():
@@ -97,7 +95,12 @@ def test_two_step_update_matches_reference_procedure(tiny_data):
         for (k, a), b in zip(model.networks[n].state_dict().items(), r.networks[n].state_dict().values()):
             assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), f"{n}.{k} differs"
     # E_a took exactly one Adam step, E_c and G two (the official double update)
-    assert engine.optimizers["attribute_encoder"].state[next(iter(model.networks["attribute_encoder"].parameters()))]["step"] == 1
+    assert (
+        engine.optimizers["attribute_encoder"].state[next(iter(model.networks["attribute_encoder"].parameters()))][
+            "step"
+        ]
+        == 1
+    )
     assert engine.optimizers["generator"].state[next(iter(model.networks["generator"].parameters()))]["step"] == 2
 
 
@@ -167,8 +170,9 @@ def test_training_is_deterministic_on_cpu(tiny_data, tmp_path):
     a.fit()
     b = Run(cfg, tmp_path / "b")
     b.fit()
-    assert (tmp_path / "a" / "metrics.jsonl").read_text().split('"time"')[0] == \
-        (tmp_path / "b" / "metrics.jsonl").read_text().split('"time"')[0]
+    assert (tmp_path / "a" / "metrics.jsonl").read_text().split('"time"')[0] == (
+        tmp_path / "b" / "metrics.jsonl"
+    ).read_text().split('"time"')[0]
     for (k, x), y in zip(a.model.networks.state_dict().items(), b.model.networks.state_dict().values()):
         assert torch.equal(x, y), k
 
@@ -191,8 +195,15 @@ def test_fused_adam_on_channels_last_weights_equals_foreach(tiny_data, family):
     instance norms have gradients of pure noise and are left out."""
     weights = {}
     for opt in ("fused", "foreach"):
-        cfg = tiny_cfg(tiny_data, f"model.family={family}", "speed.channels_last=on", "speed.amp=off",
-                       f"speed.optimizer={opt}", "optim.lr_eg=0.01", "optim.lr_dis=0.01")
+        cfg = tiny_cfg(
+            tiny_data,
+            f"model.family={family}",
+            "speed.channels_last=on",
+            "speed.amp=off",
+            f"speed.optimizer={opt}",
+            "optim.lr_eg=0.01",
+            "optim.lr_dis=0.01",
+        )
         torch.manual_seed(0)
         model, engine = build_for_training(cfg, torch.device("cpu"))
         torch.manual_seed(1)

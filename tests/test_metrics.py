@@ -19,10 +19,26 @@ torch.set_num_threads(1)
 
 # ------------------------------------------------------------------------------------------ registry
 
+
 def test_registry_names_and_parsing():
-    assert list(METRICS) == ["fid", "kid", "lpips", "ndb", "jsd", "cluster", "domain_accuracy", "diversity_msssim",
-                             "lpips_consecutive", "fid_test", "recon_mse", "recon_msssim", "checkerboard",
-                             "paired_l1", "paired_msssim", "z_sensitivity"]
+    assert list(METRICS) == [
+        "fid",
+        "kid",
+        "lpips",
+        "ndb",
+        "jsd",
+        "cluster",
+        "domain_accuracy",
+        "diversity_msssim",
+        "lpips_consecutive",
+        "fid_test",
+        "recon_mse",
+        "recon_msssim",
+        "checkerboard",
+        "paired_l1",
+        "paired_msssim",
+        "z_sensitivity",
+    ]
     assert all(m.description and callable(m.function) for m in METRICS.values())
     assert parse_metric_names("jsd, FID") == ["fid", "jsd"]  # registry order, case-insensitive
     with pytest.raises(MetricError, match="unknown metric 'fdi'.*fid,kid"):
@@ -31,10 +47,12 @@ def test_registry_names_and_parsing():
 
 # ------------------------------------------------------------------------------------------ FID
 
+
 def test_frechet_distance_matches_hand_computation():
     # diagonal covariances: |dmu|^2 + sum (sqrt(a_i) - sqrt(b_i))^2 = (1 + 4 + 9) + (1 + 1 + 0)
-    fd = fidm.frechet_distance(np.zeros(3), np.diag([1.0, 4.0, 9.0]), np.array([1.0, 2.0, 3.0]),
-                               np.diag([4.0, 1.0, 9.0]))
+    fd = fidm.frechet_distance(
+        np.zeros(3), np.diag([1.0, 4.0, 9.0]), np.array([1.0, 2.0, 3.0]), np.diag([4.0, 1.0, 9.0])
+    )
     assert fd == pytest.approx(16.0, abs=1e-10)
     # correlated: sigma1 = [[2, 1], [1, 2]] has eigenvalues 3 and 1, so tr(sqrt(sigma1 * 4 I)) = 2 (sqrt 3 + 1)
     s1 = np.array([[2.0, 1.0], [1.0, 2.0]])
@@ -69,6 +87,7 @@ def test_fid_of_samples_approaches_the_gaussians_distance():
 
 # ------------------------------------------------------------------------------------------ KID
 
+
 def test_mmd2_unbiased_by_hand():
     x, y = np.array([[1.0], [2.0]]), np.array([[0.0], [1.0]])
     k = lambda a, b: fidm.polynomial_kernel(a, b)  # (x y + 1)^3 with d = 1  # noqa: E731
@@ -87,9 +106,18 @@ def test_kid_on_synthetic_features():
     same = fidm.kernel_inception_distance(a, b, subsets=20, subset_size=100, seed=3)
     shifted = fidm.kernel_inception_distance(a, c, subsets=20, subset_size=100, seed=3)
     assert abs(same.mean) < 0.02 and shifted.mean > 0.1 and shifted.mean > 10 * abs(same.mean)
-    ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(c), kid_subsets=20, kid_subset_size=100,
-                                 rng_seed=3, verbose=False, kid_kernel="poly", kid_kernel_poly_degree=3,
-                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)
+    ref = kid_features_to_metric(
+        torch.from_numpy(a),
+        torch.from_numpy(c),
+        kid_subsets=20,
+        kid_subset_size=100,
+        rng_seed=3,
+        verbose=False,
+        kid_kernel="poly",
+        kid_kernel_poly_degree=3,
+        kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1,
+    )
     assert shifted.mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-9)
     assert shifted.std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-9)
     small = fidm.kernel_inception_distance(a[:10], c, subsets=5, subset_size=1000)
@@ -97,6 +125,7 @@ def test_kid_on_synthetic_features():
 
 
 # ------------------------------------------------------------------------------------------ weights
+
 
 def test_inception_weights_offline_messages(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -144,6 +173,7 @@ def test_random_inception_file_loads_from_flag_and_cache(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ LPIPS
 
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # lpips passes torchvision's deprecated `pretrained=`
 @pytest.mark.parametrize("version", ["0.1", "0.0"])
 def test_lpips_wrapper_equals_lpips_package(tmp_path, version):
@@ -163,7 +193,7 @@ def test_lpips_wrapper_equals_lpips_package(tmp_path, version):
         expected = ref(a, b).flatten()
     assert torch.allclose(ours.distance(a, b), expected, rtol=1e-5, atol=1e-7)
     with torch.no_grad():
-        pairs = [float(ref(a[i:i + 1], a[j:j + 1])) for i in range(4) for j in range(i + 1, 4)]
+        pairs = [float(ref(a[i : i + 1], a[j : j + 1])) for i in range(4) for j in range(i + 1, 4)]
     assert ours.diversity(a) == pytest.approx(float(np.mean(pairs)), rel=1e-5)
     assert ours.info()["backbone"]["sha256"] == sha256_file(path)
     assert ours.info()["linear"]["file"] == f"lpips/weights/v{version}/alex.pth"
@@ -182,6 +212,7 @@ def test_lpips_offline_message(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ NDB / JSD
+
 
 def _mixture(rng, n, modes, drop=None):
     k = rng.integers(0, len(modes), n)
@@ -226,6 +257,7 @@ def test_ndb_pieces():
 
 # ------------------------------------------------------------------------------------------ cluster
 
+
 def test_cluster_accuracy_and_nmi_by_hand():
     true = np.array([0, 0, 0, 1, 1, 1])
     pred = np.array([1, 1, 0, 0, 0, 0])  # best matching: cluster 1 -> domain 0, cluster 0 -> domain 1
@@ -238,13 +270,15 @@ def test_cluster_accuracy_and_nmi_by_hand():
     h_pred = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     mi = h_pred - 0.5 * math.log(2)
     assert normalized_mutual_information(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])) == pytest.approx(
-        mi / ((h_true + h_pred) / 2))
+        mi / ((h_true + h_pred) / 2)
+    )
 
 
 def test_cluster_scores_from_probabilities():
     # 2 domains x 2 components; the model's components 0, 1 belong to domain 0 and 2, 3 to domain 1
-    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1], [0.1, 0.1, 0.7, 0.1], [0.5, 0.1, 0.0, 0.4],
-                      [0.1, 0.1, 0.1, 0.7]])
+    probs = np.array(
+        [[0.7, 0.1, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1], [0.1, 0.1, 0.7, 0.1], [0.5, 0.1, 0.0, 0.4], [0.1, 0.1, 0.1, 0.7]]
+    )
     true = np.array([0, 0, 1, 1, 1])
     s = cluster_scores(true, probs, components_per_domain=2, domain_names=["apple", "orange"])
     assert s["domain_accuracy"] == pytest.approx(0.8)  # image 3: domain probs 0.6 vs 0.4 -> wrong

@@ -19,9 +19,17 @@ from safetensors.torch import load_file
 
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli.config.schema import build_config, load_config
-from gmdrit_cli.families.gmdrit.mixture_report import (CLAIMS_PER_ROW, GUTTER, SAMPLE_INPUTS, SEPARATOR, MixtureError,
-                                       MixtureOptions, curve_entry, mixture_report)
 from gmdrit_cli.families import build_model
+from gmdrit_cli.families.gmdrit.mixture_report import (
+    CLAIMS_PER_ROW,
+    GUTTER,
+    SAMPLE_INPUTS,
+    SEPARATOR,
+    MixtureError,
+    MixtureOptions,
+    curve_entry,
+    mixture_report,
+)
 from gmdrit_cli.training.trainer import train
 
 torch.set_num_threads(1)
@@ -30,8 +38,9 @@ CROP, RESIZE, DOMAINS, CPD = 32, 36, ["apple", "orange"], 2
 
 
 def gmdrit(*args):
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True,
-                          timeout=300, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, timeout=300, env=ENV
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +48,14 @@ def tiny(tmp_path_factory):
     """The run (checkpoints at iterations 2 and 4), its data and the in-process report of it."""
     base = tmp_path_factory.mktemp("mixture")
     root = make_dataset(base / "data")
-    overrides = tiny_overrides(root, 4) + ["mixture.components_per_domain=2", "train.save_every=2",
-                                           "train.keep_last=5"]
+    overrides = tiny_overrides(root, 4) + ["mixture.components_per_domain=2", "train.save_every=2", "train.keep_last=5"]
     train(load_config("reduced_res", overrides), base / "run")
     result = mixture_report(MixtureOptions(run=base / "run", out=base / "out", device="cpu", seed=1))
     return base, root, result
 
 
 # -- an independent computation of q(y|x) ---------------------------------------------------------
+
 
 def model_input(path: Path) -> np.ndarray:
     """The model's test input as 8-bit: resize 36 (bicubic), centre crop 32. -> 32 x 32 x 3 uint8."""
@@ -79,8 +88,10 @@ def own_probs(checkpoint: Path, images: list[np.ndarray]) -> np.ndarray:
 def brute_force_accuracy(labels: np.ndarray, pred: np.ndarray, k: int) -> float:
     """Best accuracy over every one-to-one map of the domains to distinct components."""
     domains = int(labels.max()) + 1
-    best = max(sum(int(((labels == d) & (pred == c)).sum()) for d, c in enumerate(perm))
-               for perm in itertools.permutations(range(k), domains))
+    best = max(
+        sum(int(((labels == d) & (pred == c)).sum()) for d, c in enumerate(perm))
+        for perm in itertools.permutations(range(k), domains)
+    )
     return best / len(labels)
 
 
@@ -95,6 +106,7 @@ def nmi(true: np.ndarray, pred: np.ndarray) -> float:
 
 
 # -- tests ----------------------------------------------------------------------------------------
+
 
 def test_curve_has_every_checkpoint_and_matches_an_independent_computation(tiny):
     base, root, result = tiny
@@ -172,18 +184,39 @@ def test_components_json_counts_every_test_image(tiny):
         assert row == list(c["claimed_by_domain"].values())
         assert len(c["shown"]) == min(c["claimed"], CLAIMS_PER_ROW)
         assert c["prior"]["std_mean"] > 0
-    assert comp["sample_inputs"] == {"apple": [str(base / "data" / "testB" / f"{i}.png") for i in range(2)],
-                                     "orange": [str(base / "data" / "testA" / f"{i}.png") for i in range(2)]}
+    assert comp["sample_inputs"] == {
+        "apple": [str(base / "data" / "testB" / f"{i}.png") for i in range(2)],
+        "orange": [str(base / "data" / "testA" / f"{i}.png") for i in range(2)],
+    }
 
 
 def test_cli_table_options_and_checkpoint_choice(tiny, tmp_path):
     base, root, _ = tiny
-    proc = gmdrit("mixture", str(base / "run"), "--data", str(root), "--out", str(tmp_path / "o"),
-                  "--max-inputs", "2", "--samples", "3", "--checkpoint", "2", "--device", "cpu")
+    proc = gmdrit(
+        "mixture",
+        str(base / "run"),
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "o"),
+        "--max-inputs",
+        "2",
+        "--samples",
+        "3",
+        "--checkpoint",
+        "2",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "iteration" in proc.stdout and "NMI" in proc.stdout and "iter_0000004" in proc.stdout
-    for name in ("qy_accuracy.json", "qy_accuracy.png", "components_samples.png", "components_claims.png",
-                 "components.json"):
+    for name in (
+        "qy_accuracy.json",
+        "qy_accuracy.png",
+        "components_samples.png",
+        "components_claims.png",
+        "components.json",
+    ):
         assert f"wrote {tmp_path / 'o' / name}" in proc.stdout
     comp = json.loads((tmp_path / "o" / "components.json").read_text())
     assert comp["iteration"] == 2 and comp["test_images"] == {"apple": 2, "orange": 2}
@@ -224,17 +257,19 @@ def test_prior_fit_by_hand(monkeypatch):
             v = x[:, 0, 0, 0:1].double()
             return SimpleNamespace(mean=v.expand(-1, 3), var=torch.full((len(x), 3), 0.25, dtype=torch.float64))
 
-    model = SimpleNamespace(networks={"attribute_encoder": FakeEncoder()}, device=torch.device("cpu"),
-                            num_components=2,
-                            attribute_prior=lambda y: (torch.tensor([[2.0] * 3, [0.0] * 3]) * y[:, :1],
-                                                       torch.full((len(y), 3), 2.0)))
+    model = SimpleNamespace(
+        networks={"attribute_encoder": FakeEncoder()},
+        device=torch.device("cpu"),
+        num_components=2,
+        attribute_prior=lambda y: (torch.tensor([[2.0] * 3, [0.0] * 3]) * y[:, :1], torch.full((len(y), 3), 2.0)),
+    )
     # component 0 claims images with means 1 and 3: aggregate mean 2, variance 1 + 0.25 -> std sqrt(1.25)
     images = [torch.tensor([1.0, 3.0]).view(2, 1, 1, 1).expand(2, 3, 2, 2), torch.zeros(1, 3, 2, 2)]
     test = SimpleNamespace(images=images, float=lambda d, device, rows=slice(None): images[d][rows])
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
     fit = prior_fit(model, test, probs)
     assert fit[0]["claimed"] == 2 and fit[0]["mean_gap"] == pytest.approx(0.0)
-    assert fit[0]["std_ratio"] == pytest.approx(1.25 ** 0.5 / 2)
+    assert fit[0]["std_ratio"] == pytest.approx(1.25**0.5 / 2)
     # component 1 claims one image with mean 0 (prior mean 0, std 2): gap 0, std 0.5 / 2
     assert fit[1]["mean_gap"] == pytest.approx(0.0) and fit[1]["std_ratio"] == pytest.approx(0.25)
     probs[2] = [0.9, 0.1]  # now component 0 claims all three: mean 4/3 -> gap |4/3 - 2| / 2

@@ -49,11 +49,20 @@ def test_the_colab_notebook_runs_every_cell(tmp_path, monkeypatch):
     assert len(code_cells) >= 8
     # the real commands of the issue are in the notebook as written
     text = "\n".join(c.source for c in code_cells)
-    for command in ('gmdrit data download "$DATASET"', "gmdrit train --preset reduced_res",
-                    '--run-dir "$RUN" --time-budget 3h45m', 'gmdrit resume "$RUN"', '"gmdrit", "translate"',
-                    'gmdrit eval "$RUN"', '"gmdrit", "report"', 'drive.mount("/content/drive")'):
+    for command in (
+        'gmdrit data download "$DATASET"',
+        "gmdrit train --preset reduced_res",
+        '--run-dir "$RUN" --time-budget 3h45m',
+        'gmdrit resume "$RUN"',
+        '"gmdrit", "translate"',
+        'gmdrit eval "$RUN"',
+        '"gmdrit", "report"',
+        'drive.mount("/content/drive")',
+    ):
         assert command in text, command
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     for cell in code_cells:
         assert cell.execution_count is not None

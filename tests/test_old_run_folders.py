@@ -45,8 +45,9 @@ for args in jobs:
 
 def _history_has_pre_layout() -> bool:
     try:
-        proc = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{PRE_LAYOUT}^{{commit}}"],
-                              capture_output=True, timeout=30)
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "cat-file", "-e", f"{PRE_LAYOUT}^{{commit}}"], capture_output=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return proc.returncode == 0
@@ -58,8 +59,12 @@ pytestmark = pytest.mark.skipif(not _history_has_pre_layout(), reason="the pre-l
 def _extract_old_code(dest: Path) -> Path:
     """The flat package of PRE_LAYOUT under ``dest`` (presets inside it, where the old package looked for them)."""
     for paths, into in ((["gmdrit_cli"], dest), (["presets"], dest / "gmdrit_cli")):
-        tar = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", PRE_LAYOUT, *paths],
-                             capture_output=True, check=True, timeout=120).stdout
+        tar = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", PRE_LAYOUT, *paths],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
         with tarfile.open(fileobj=BytesIO(tar)) as archive:
             archive.extractall(into, filter="data")
     assert (dest / "gmdrit_cli" / "config.py").is_file() and (dest / "gmdrit_cli" / "presets").is_dir()
@@ -67,8 +72,11 @@ def _extract_old_code(dest: Path) -> Path:
 
 
 def _family_settings(family: str, root: Path) -> list[str]:
-    return (tiny_overrides(root) + [f"model.family={family}", "data.domains=[apple,orange]"]
-            + list(MODEL_FAMILIES[family].tiny_overrides))
+    return (
+        tiny_overrides(root)
+        + [f"model.family={family}", "data.domains=[apple,orange]"]
+        + list(MODEL_FAMILIES[family].tiny_overrides)
+    )
 
 
 def _input_image(root: Path) -> Path:
@@ -76,8 +84,22 @@ def _input_image(root: Path) -> Path:
 
 
 def _translate_args(image: Path, model_flag: str, model: Path, out: Path) -> list[str]:
-    return ["translate", str(image), model_flag, str(model), "--domain", "orange", "-n", "2", "--seed", "0",
-            "--threads", "1", "--out", str(out)]
+    return [
+        "translate",
+        str(image),
+        model_flag,
+        str(model),
+        "--domain",
+        "orange",
+        "-n",
+        "2",
+        "--seed",
+        "0",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +111,22 @@ def old_files(tmp_path_factory):
     for family in FAMILIES:
         folder = base / family
         paired = build_model(load_config("quickstart", _family_settings(family, folder)), torch.device("cpu"))
-        root = (make_paired_dataset(folder / "data", size=32) if paired.capabilities.paired_data
-                else make_dataset(folder / "data"))
+        root = (
+            make_paired_dataset(folder / "data", size=32)
+            if paired.capabilities.paired_data
+            else make_dataset(folder / "data")
+        )
         run = folder / "run"
-        jobs.append(["train", "--preset", "quickstart", "--run-dir", str(run),
-                     *[a for s in _family_settings(family, root) for a in ("--set", s)]])
+        jobs.append(
+            [
+                "train",
+                "--preset",
+                "quickstart",
+                "--run-dir",
+                str(run),
+                *[a for s in _family_settings(family, root) for a in ("--set", s)],
+            ]
+        )
         jobs.append(_translate_args(_input_image(root), "--run", run, folder / "translated"))
         jobs.append(["export", str(run), "--out", str(folder / "export")])
         out[family] = (folder, root)
@@ -101,16 +134,28 @@ def old_files(tmp_path_factory):
     jobs.append(["export", str(gm_folder / "run"), "--int8", "--out", str(gm_folder / "export_int8")])
     jobs.append(["export", str(gm_folder / "run"), "--format", "onnx", "--out", str(gm_folder / "export_onnx")])
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", OLD_DRIVER, json.dumps(jobs)], capture_output=True, text=True,
-                          env=env, cwd=code, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", OLD_DRIVER, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the old code resumes a copy of each run by one iteration: what the new code's resume must equal
     resume_jobs = []
-    for family, (folder, _) in out.items():
+    for folder, _ in out.values():
         shutil.copytree(folder / "run", folder / "resumed_old")
         resume_jobs.append(["resume", str(folder / "resumed_old"), "--set", "train.max_iters=3"])
-    proc = subprocess.run([sys.executable, "-c", OLD_DRIVER, json.dumps(resume_jobs)], capture_output=True, text=True,
-                          env=env, cwd=code, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", OLD_DRIVER, json.dumps(resume_jobs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -140,8 +185,21 @@ def test_old_run_folders_and_exports_translate_to_the_same_bytes(family, old_fil
 @pytest.mark.parametrize("family", FAMILIES)
 def test_old_run_folders_evaluate(family, old_files, cli, keep_threads, tmp_path):
     folder, _ = old_files[family]
-    proc = cli("eval", folder / "run", "--metrics", "ndb,jsd", "--ndb-bins", "2", "--samples-per-input", "2",
-               "--no-reference", "--device", "cpu", "--out", tmp_path / "ev")
+    proc = cli(
+        "eval",
+        folder / "run",
+        "--metrics",
+        "ndb,jsd",
+        "--ndb-bins",
+        "2",
+        "--samples-per-input",
+        "2",
+        "--no-reference",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "ev",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert report["model"]["family"] == family and report["tasks"]

@@ -25,8 +25,8 @@ from conftest import assert_one_line_error, make_dataset, make_paired_dataset, t
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'gmdrit[onnx]'")
 
 from gmdrit_cli.config.schema import load_config  # noqa: E402
-from gmdrit_cli.inference.model_files import load_for_inference  # noqa: E402
 from gmdrit_cli.families import MODEL_FAMILIES  # noqa: E402
+from gmdrit_cli.inference.model_files import load_for_inference  # noqa: E402
 from gmdrit_cli.inference.onnx_export import TOLERANCE, export_onnx  # noqa: E402
 from gmdrit_cli.training.trainer import train  # noqa: E402
 
@@ -37,8 +37,9 @@ FIXED_SIZE = {"vae", "bicyclegan"}
 
 def gmdrit(*args, env=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +52,22 @@ def exported(tmp_path_factory):
     for family in FAMILIES:
         cls = MODEL_FAMILIES[family]
         extra = ["mixture.components_per_domain=2"] if family == "gmdrit" else []
-        probe = load_config("quickstart", tiny_overrides(unpaired, 1) + [f"model.family={family}",
-                                                                        "data.domains=[apple,orange]"] + list(cls.tiny_overrides))
+        probe = load_config(
+            "quickstart",
+            tiny_overrides(unpaired, 1)
+            + [f"model.family={family}", "data.domains=[apple,orange]"]
+            + list(cls.tiny_overrides),
+        )
         from gmdrit_cli.families import build_model
 
         root = paired if build_model(probe, torch.device("cpu")).capabilities.paired_data else unpaired
-        cfg = load_config("quickstart", tiny_overrides(root, 1) + [f"model.family={family}", "data.domains=[apple,orange]"]
-                          + list(cls.tiny_overrides) + extra)
+        cfg = load_config(
+            "quickstart",
+            tiny_overrides(root, 1)
+            + [f"model.family={family}", "data.domains=[apple,orange]"]
+            + list(cls.tiny_overrides)
+            + extra,
+        )
         run = base / f"run_{family}"
         train(cfg, run)
         out = base / f"onnx_{family}"
@@ -86,7 +96,7 @@ def test_onnxruntime_equals_torch_within_the_tolerance(exported, family):
     checked = 0
     for size in sizes:
         for target in targets:
-            for component in (range(caps.components_per_domain) if caps.has_mixture else [None]):
+            for component in range(caps.components_per_domain) if caps.has_mixture else [None]:
                 z, condition = model.sample_attributes(target, 3, component, g, 0.8)
                 image = torch.rand(1, 3, size, size, generator=g) * 2 - 1
                 want = model.translate(image, target, (z, condition)).numpy()
@@ -130,16 +140,39 @@ def _pixels(path: Path) -> np.ndarray:
 def test_cli_reference_outputs_of_both_paths_agree(exported, family, tmp_path):
     run, out, root = exported[family]
     image, ref = str(root / "testA" / "0.png"), str(root / "testB" / "1.png")
-    a = gmdrit("translate", image, "--domain", "orange", "--reference", ref, "--checkpoint", str(run),
-               "--out", str(tmp_path / "torch"))
-    b = gmdrit("translate", image, "--domain", "orange", "--reference", ref, "--checkpoint",
-               str(out / "model.onnx"), "--out", str(tmp_path / "onnx"))
+    a = gmdrit(
+        "translate",
+        image,
+        "--domain",
+        "orange",
+        "--reference",
+        ref,
+        "--checkpoint",
+        str(run),
+        "--out",
+        str(tmp_path / "torch"),
+    )
+    b = gmdrit(
+        "translate",
+        image,
+        "--domain",
+        "orange",
+        "--reference",
+        ref,
+        "--checkpoint",
+        str(out / "model.onnx"),
+        "--out",
+        str(tmp_path / "onnx"),
+    )
     assert a.returncode == 0, a.stderr
     assert b.returncode == 0, b.stderr
     assert "ONNX export" in b.stdout
     names = sorted(p.name for p in (tmp_path / "torch").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["0_to_orange_grid.png",
-                                                                               "0_to_orange_ref1.png"]
+    assert (
+        names
+        == sorted(p.name for p in (tmp_path / "onnx").iterdir())
+        == ["0_to_orange_grid.png", "0_to_orange_ref1.png"]
+    )
     for name in names:
         assert np.abs(_pixels(tmp_path / "torch" / name) - _pixels(tmp_path / "onnx" / name)).max() <= 1
 
@@ -147,15 +180,22 @@ def test_cli_reference_outputs_of_both_paths_agree(exported, family, tmp_path):
 def test_onnx_translate_runs_without_torch(exported, tmp_path):
     """torch made unimportable (a None entry in sys.modules): the ONNX path still writes every output."""
     _, out, root = exported["gmdrit"]
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from gmdrit_cli.cli.main import _run_app\n"
-            f"sys.argv = ['gmdrit', 'translate', {str(root / 'testA')!r}, '--domain', 'orange', '--samples', '3', "
-            f"'--seed', '5', '--checkpoint', {str(out / 'model.onnx')!r}, '--out', {str(tmp_path / 'o')!r}]\n"
-            "code = _run_app()\n"
-            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None and m.split('.')[0] == 'torch']\n"
-            "sys.exit(code)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from gmdrit_cli.cli.main import _run_app\n"
+        f"sys.argv = ['gmdrit', 'translate', {str(root / 'testA')!r}, '--domain', 'orange', '--samples', '3', "
+        f"'--seed', '5', '--checkpoint', {str(out / 'model.onnx')!r}, '--out', {str(tmp_path / 'o')!r}]\n"
+        "code = _run_app()\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None and m.split('.')[0] == 'torch']\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     written = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert len(written) == 4 * 4  # 4 test apples, 3 samples + a grid each
@@ -168,8 +208,20 @@ def test_onnx_seed_reproduces_and_differs_between_seeds(exported, tmp_path):
     _, out, root = exported["mdmm"]
     image = str(root / "testA" / "0.png")
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        proc = gmdrit("translate", image, "--domain", "orange", "--samples", "2", "--seed", seed,
-                      "--checkpoint", str(out), "--out", str(tmp_path / name))
+        proc = gmdrit(
+            "translate",
+            image,
+            "--domain",
+            "orange",
+            "--samples",
+            "2",
+            "--seed",
+            seed,
+            "--checkpoint",
+            str(out),
+            "--out",
+            str(tmp_path / name),
+        )
         assert proc.returncode == 0, proc.stderr
     read = lambda name: (tmp_path / name / "0_to_orange_1.png").read_bytes()  # noqa: E731
     assert read("a") == read("b")
@@ -180,13 +232,17 @@ def test_onnx_user_errors_are_one_line(exported, tmp_path):
     run, out, root = exported["mdmm"]
     image = str(root / "testA" / "0.png")
     onnx = str(out / "model.onnx")
-    assert_one_line_error(gmdrit("translate", image, "--domain", "orange", "--checkpoint", onnx, "--device", "cuda"),
-                          "CPU")
-    assert_one_line_error(gmdrit("translate", image, "--domain", "orange", "--checkpoint", onnx, "--component", "0"),
-                          "no mixture components")
+    assert_one_line_error(
+        gmdrit("translate", image, "--domain", "orange", "--checkpoint", onnx, "--device", "cuda"), "CPU"
+    )
+    assert_one_line_error(
+        gmdrit("translate", image, "--domain", "orange", "--checkpoint", onnx, "--component", "0"),
+        "no mixture components",
+    )
     assert_one_line_error(gmdrit("translate", image, "--domain", "pear", "--checkpoint", onnx), "unknown domain")
-    assert_one_line_error(gmdrit("export", str(run), "--format", "onnx", "--int8", "--out", str(tmp_path / "x")),
-                          "--int8")
+    assert_one_line_error(
+        gmdrit("export", str(run), "--format", "onnx", "--int8", "--out", str(tmp_path / "x")), "--int8"
+    )
     # an earlier export is not replaced without --force
     before = (out / "model.onnx").read_bytes()
     assert_one_line_error(gmdrit("export", str(run), "--format", "onnx", "--out", str(out)), "--force")
@@ -197,5 +253,6 @@ def test_onnx_user_errors_are_one_line(exported, tmp_path):
     for name in ("onnx.json", "prior.onnx", "reference.onnx"):
         (broken / name).write_bytes((out / name).read_bytes())
     (broken / "model.onnx").write_bytes(b"not a graph")
-    assert_one_line_error(gmdrit("translate", image, "--domain", "orange", "--checkpoint", str(broken / "model.onnx")),
-                          "cannot load")
+    assert_one_line_error(
+        gmdrit("translate", image, "--domain", "orange", "--checkpoint", str(broken / "model.onnx")), "cannot load"
+    )

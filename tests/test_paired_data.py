@@ -10,8 +10,8 @@ from PIL import Image
 
 from conftest import make_paired_dataset
 from gmdrit_cli.config.schema import load_config
-from gmdrit_cli.errors import ConfigError, DataError
 from gmdrit_cli.data.paired import PairedImages, eval_split
+from gmdrit_cli.errors import ConfigError, DataError
 
 
 def pairs(root, **kw):
@@ -42,8 +42,12 @@ def test_the_same_crop_and_flip_reach_both_halves(tmp_path, layout):
                 big = big.float() / 127.5 - 1
                 for flip in (False, True):
                     ref = big.flip(-1) if flip else big
-                    hits = [(t, l) for t in range(5) for l in range(5)
-                            if torch.allclose(ref[:, t:t + 32, l:l + 32], a, atol=1e-6)]
+                    hits = [
+                        (t, left)
+                        for t in range(5)
+                        for left in range(5)
+                        if torch.allclose(ref[:, t : t + 32, left : left + 32], a, atol=1e-6)
+                    ]
                     if hits:
                         matched.add(flip)
             assert len(matched) == 1  # exactly one window of one pair, flipped or not
@@ -54,8 +58,9 @@ def test_the_same_crop_and_flip_reach_both_halves(tmp_path, layout):
 def test_direction_swaps_input_and_output(tmp_path):
     root = tmp_path / "d"
     (root / "train").mkdir(parents=True)
-    Image.fromarray(np.concatenate([np.full((8, 8, 3), 10, np.uint8), np.full((8, 8, 3), 200, np.uint8)],
-                                   axis=1)).save(root / "train" / "0.png")
+    Image.fromarray(np.concatenate([np.full((8, 8, 3), 10, np.uint8), np.full((8, 8, 3), 200, np.uint8)], axis=1)).save(
+        root / "train" / "0.png"
+    )
     ab = pairs(root, resize=8, crop=8, flip=False).fixed_examples(1)
     ba = pairs(root, resize=8, crop=8, flip=False, direction="BtoA").fixed_examples(1)
     assert torch.allclose(ab.images, torch.full_like(ab.images, 10 / 127.5 - 1))

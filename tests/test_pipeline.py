@@ -8,16 +8,16 @@ import sys
 
 import pytest
 import torch
-
-from conftest import assert_one_line_error, make_paired_dataset, tiny_overrides
-from gmdrit_cli.data.unpaired import UnpairedImageFolders
-from gmdrit_cli.data.cache import cache_dataset, tree_summary
-from gmdrit_cli.errors import DataError
-from gmdrit_cli.data.paired import PairedImages
-from gmdrit_cli.data.pipeline import BatchPipeline, Draw, auto_threads
-from gmdrit_cli.training.trainer import resume_run, train
 from test_distributed import finish, launch, set_args
 from test_resume import assert_same_run, cfg_for, data_for
+
+from conftest import assert_one_line_error, make_paired_dataset, tiny_overrides
+from gmdrit_cli.data.cache import cache_dataset, tree_summary
+from gmdrit_cli.data.paired import PairedImages
+from gmdrit_cli.data.pipeline import BatchPipeline, Draw, auto_threads
+from gmdrit_cli.data.unpaired import UnpairedImageFolders
+from gmdrit_cli.errors import DataError
+from gmdrit_cli.training.trainer import resume_run, train
 
 
 def unpaired(root, seed=3):
@@ -29,8 +29,12 @@ def paired(root, seed=3):
 
 
 def same(a, b) -> bool:
-    return (torch.equal(a.images, b.images) and torch.equal(a.domains, b.domains)
-            and (a.targets is None) == (b.targets is None) and (a.targets is None or torch.equal(a.targets, b.targets)))
+    return (
+        torch.equal(a.images, b.images)
+        and torch.equal(a.domains, b.domains)
+        and (a.targets is None) == (b.targets is None)
+        and (a.targets is None or torch.equal(a.targets, b.targets))
+    )
 
 
 def inline(dataset, draws, iterations):
@@ -50,9 +54,11 @@ def truncate(path):
     path.write_bytes(path.read_bytes()[:60])  # the header still reads, decoding fails
 
 
-CASES = {"unpaired sample": (lambda root: unpaired(root), sample_draws(4)),
-         "epoch batches": (lambda root: unpaired(root), epoch_draws(3, 3)),
-         "paired sample": (lambda root: paired(root), sample_draws(2, 1))}
+CASES = {
+    "unpaired sample": (lambda root: unpaired(root), sample_draws(4)),
+    "epoch batches": (lambda root: unpaired(root), epoch_draws(3, 3)),
+    "paired sample": (lambda root: paired(root), sample_draws(2, 1)),
+}
 
 
 @pytest.fixture
@@ -150,6 +156,7 @@ def test_auto_threads_is_a_share_of_the_cores():
 
 # -- the trainer: prefetching or not, the same run, bitwise -----------------------------------------
 
+
 @pytest.mark.parametrize("family", ["gmdrit", "mdmm", "bicyclegan", "vae"])
 def test_a_prefetching_run_stopped_and_resumed_equals_inline_loading_bitwise(family, tiny_data, tmp_path):
     """Inline loading (speed.prefetch=0, the loader before issue 26) straight through, against 3 iterations
@@ -167,14 +174,23 @@ def test_a_prefetching_run_stopped_and_resumed_equals_inline_loading_bitwise(fam
 def test_two_processes_prefetching_equal_two_processes_loading_inline_bitwise(tiny_data, tmp_path):
     """torchrun-style, 2 processes at a global batch of 4: prefetching changes nothing, bitwise."""
     for name, prefetch in (("inline", 0), ("ahead", 3)):
-        ends = finish(launch(tmp_path, ["train", "--run-dir", str(tmp_path / name),
-                                        *set_args("gmdrit", tiny_data, 3, f"speed.prefetch={prefetch}",
-                                                  "train.save_every=3")]))
+        ends = finish(
+            launch(
+                tmp_path,
+                [
+                    "train",
+                    "--run-dir",
+                    str(tmp_path / name),
+                    *set_args("gmdrit", tiny_data, 3, f"speed.prefetch={prefetch}", "train.save_every=3"),
+                ],
+            )
+        )
         assert [code for code, _, _ in ends] == [0, 0], ends[0][2][-2000:] + ends[1][2][-2000:]
     assert_same_run(tmp_path / "inline", tmp_path / "ahead")
 
 
 # -- a dataset on a slow mount, copied once ---------------------------------------------------------
+
 
 def test_a_dataset_is_copied_once_and_reused_while_count_and_size_match(tiny_data, tmp_path):
     cache = tmp_path / "cache"
@@ -225,8 +241,13 @@ def test_training_reads_the_local_copy_and_resumes_from_it(tiny_data, tmp_path):
 
 def test_data_cache_command(tiny_data, tmp_path):
     def gmdrit(*args):
-        return subprocess.run([sys.executable, "-m", "gmdrit_cli", "data", "cache", *args], capture_output=True,
-                              text=True, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "gmdrit_cli", "data", "cache", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     first = gmdrit(str(tiny_data), "--to", str(tmp_path / "cache"))
     assert first.returncode == 0, first.stderr
@@ -236,8 +257,23 @@ def test_data_cache_command(tiny_data, tmp_path):
 
 def test_train_prints_the_precision_choice_and_its_reason(tiny_data, tmp_path):
     args = [a for o in tiny_overrides(tiny_data, 1) + ["speed.amp=off"] for a in ("--set", o)]
-    done = subprocess.run([sys.executable, "-m", "gmdrit_cli", "train", "--preset", "reduced_res", "--run-dir",
-                           str(tmp_path / "run"), *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "train",
+            "--preset",
+            "reduced_res",
+            "--run-dir",
+            str(tmp_path / "run"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
     assert first.startswith("training gmdrit") and "(fp32, speed.amp=off: speed.amp=off)" in first

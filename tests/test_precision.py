@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
+from test_resume import PRESET_OF_FAMILY
 
 from conftest import make_paired_dataset, tiny_overrides
-from gmdrit_cli.training import speed
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families import MODEL_FAMILIES, build_for_training
-from test_resume import PRESET_OF_FAMILY
+from gmdrit_cli.training import speed
 
 CUDA = torch.device("cuda")
 
@@ -19,26 +19,36 @@ CUDA = torch.device("cuda")
 @pytest.fixture
 def capability(monkeypatch):
     """Pretend the CUDA device has compute capability (major, minor): the device query replaced."""
+
     def set_capability(major: int, minor: int) -> None:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (major, minor))
+
     return set_capability
 
 
 @pytest.fixture
 def restore_backends():
     """Leave TF32 and cuDNN autotuning as they were (the switches are process-wide)."""
-    saved = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
-             torch.backends.cudnn.benchmark)
+    saved = (
+        torch.backends.cuda.matmul.fp32_precision,
+        torch.backends.cudnn.conv.fp32_precision,
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved[:2]
     torch.backends.cudnn.benchmark = saved[2]
 
 
-@pytest.mark.parametrize("cc,dtype,words", [((6, 1), None, "no bf16 hardware"),  # GTX 10xx, P40
-                                            ((7, 0), torch.float16, "no bf16 hardware"),  # V100
-                                            ((7, 5), torch.float16, "no bf16 hardware"),  # T4 (Colab)
-                                            ((8, 0), torch.bfloat16, "native bf16"),  # A100
-                                            ((9, 0), torch.bfloat16, "native bf16")])  # H100 / H200
+@pytest.mark.parametrize(
+    "cc,dtype,words",
+    [
+        ((6, 1), None, "no bf16 hardware"),  # GTX 10xx, P40
+        ((7, 0), torch.float16, "no bf16 hardware"),  # V100
+        ((7, 5), torch.float16, "no bf16 hardware"),  # T4 (Colab)
+        ((8, 0), torch.bfloat16, "native bf16"),  # A100
+        ((9, 0), torch.bfloat16, "native bf16"),
+    ],
+)  # H100 / H200
 def test_amp_auto_follows_the_compute_capability(capability, monkeypatch, cc, dtype, words):
     """bf16 only where the GPU has it; a T4 gets fp16 even though is_bf16_supported() says True there."""
     capability(*cc)
@@ -87,8 +97,12 @@ def test_loss_scaler_skips_overflow_halves_and_grows():
 
 def _train(family, root, amp, steps=4):
     """Losses of ``steps`` iterations of a tiny ``family`` model on fixed batches, and the engine."""
-    cfg = load_config(PRESET_OF_FAMILY[family], tiny_overrides(root) + list(MODEL_FAMILIES[family].tiny_overrides)
-                      + [f"speed.amp={amp}", "speed.channels_last=off", "train.batch_size=4"])
+    cfg = load_config(
+        PRESET_OF_FAMILY[family],
+        tiny_overrides(root)
+        + list(MODEL_FAMILIES[family].tiny_overrides)
+        + [f"speed.amp={amp}", "speed.channels_last=off", "train.batch_size=4"],
+    )
     torch.manual_seed(0)
     model, engine = build_for_training(cfg, torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
@@ -98,8 +112,11 @@ def _train(family, root, amp, steps=4):
         images = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
         batch = Batch(images, torch.tensor([0, 0, 1, 1]), 1 - images if model.capabilities.paired_data else None)
         out.append({k: float(v) for k, v in model.train_step([batch] * model.batches_per_step(), i, engine).items()})
-    moved = any(not torch.equal(v, first[k]) for k, v in model.networks.state_dict().items()
-                if v.is_floating_point() and "running" not in k)
+    moved = any(
+        not torch.equal(v, first[k])
+        for k, v in model.networks.state_dict().items()
+        if v.is_floating_point() and "running" not in k
+    )
     return out, engine, moved
 
 
@@ -123,8 +140,9 @@ def test_fp16_with_loss_scaling_trains_every_family_close_to_fp32(family, tmp_pa
 def test_the_choice_and_its_reason_are_recorded_in_the_run_folder(tiny_data, tmp_path):
     from gmdrit_cli.training.trainer import train
 
-    cfg = load_config("reduced_res", tiny_overrides(tiny_data, 1) + ["speed.amp=off", "speed.prefetch=1",
-                                                                     "speed.loader_threads=2"])
+    cfg = load_config(
+        "reduced_res", tiny_overrides(tiny_data, 1) + ["speed.amp=off", "speed.prefetch=1", "speed.loader_threads=2"]
+    )
     train(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "speed.json").read_text())
     assert record["precision"] == "fp32" and record["precision_reason"] == "speed.amp=off"

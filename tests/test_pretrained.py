@@ -19,8 +19,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def gmdrit(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=ENV, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=300
+    )
 
 
 def pretrained_metadata() -> dict:
@@ -65,13 +66,23 @@ def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
     outs = sorted((tmp_path / "translations").glob(f"{apple.stem}_to_orange_[0-9].png"))
     assert len(outs) == 5
     pixels = [np.asarray(Image.open(p), dtype=np.float32) for p in outs]
-    assert min(np.abs(a - b).mean() for i, a in enumerate(pixels) for b in pixels[i + 1:]) > 0.5  # 5 different outputs
+    assert min(np.abs(a - b).mean() for i, a in enumerate(pixels) for b in pixels[i + 1 :]) > 0.5  # 5 different outputs
 
 
 def test_eval_without_a_model_writes_into_runs_pretrained(tmp_path):
     t = load_for_inference(None)[0].model.sample_temperature
-    proc = gmdrit("eval", "--data", str(SAMPLE), "--metrics", "ndb,jsd", "--samples-per-input", "1", "--device", "cpu",
-                  cwd=tmp_path)
+    proc = gmdrit(
+        "eval",
+        "--data",
+        str(SAMPLE),
+        "--metrics",
+        "ndb,jsd",
+        "--samples-per-input",
+        "1",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     reports = list((tmp_path / "runs" / "pretrained" / "eval").glob("*/eval.json"))
     assert len(reports) == 1

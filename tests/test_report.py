@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium_page import Chromium, find_chromium
 from PIL import Image
 
-from chromium_page import Chromium, find_chromium
 from conftest import make_dataset, tiny_overrides
-from gmdrit_cli.training.benchmark import BenchmarkResult, RowResult, write_outputs
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
-from gmdrit_cli.reporting.report import build_report
 from gmdrit_cli.reporting.charts import smooth
+from gmdrit_cli.reporting.report import build_report
+from gmdrit_cli.training.benchmark import BenchmarkResult, RowResult, write_outputs
 from gmdrit_cli.training.trainer import train
 
 
@@ -34,8 +34,10 @@ def tiny_runs(tmp_path_factory):
     train(load_config("quickstart", tiny_overrides(root, 4) + extra), run_a)
     train(load_config("quickstart", tiny_overrides(root, 4) + extra + ["optim.lr_eg=0.0003"]), run_b)
     evaluate(EvalOptions(run=run_a, metrics="ndb,jsd", samples_per_input=3, ndb_bins=2, device="cpu"))
-    rows = [RowResult("gmdrit", "GM-DRIT [5.2]", "loss_integration", 108, 0.538, [1.5, 1.6]),
-            RowResult("mdmm", "MDMM [5.5]", "mdmm_baseline", 108, 0.313, [1.0, 1.1])]
+    rows = [
+        RowResult("gmdrit", "GM-DRIT [5.2]", "loss_integration", 108, 0.538, [1.5, 1.6]),
+        RowResult("mdmm", "MDMM [5.5]", "mdmm_baseline", 108, 0.313, [1.0, 1.1]),
+    ]
     write_outputs(BenchmarkResult({"device": "cpu", "torch": "x", "threads": 1}, {}, rows), run_a / "benchmark")
     return base, run_a, run_b
 
@@ -85,8 +87,10 @@ def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
 
     # one loss chart per group the MDMM quickstart logs, every run overlaid
     charts = sorted(p.name for p in (out / "assets").glob("loss_*.png"))
-    assert charts == sorted(f"loss_{g}.png" for g in ("discriminators", "generator", "reconstruction", "latent",
-                                                       "diversity", "totals", "schedule"))
+    assert charts == sorted(
+        f"loss_{g}.png"
+        for g in ("discriminators", "generator", "reconstruction", "latent", "diversity", "totals", "schedule")
+    )
 
     # the sample grids over time: byte copies of the runs' grids at 2 and 4
     for run in (run_a, run_b):
@@ -112,10 +116,11 @@ def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
         grid = np.asarray(im.convert("RGB"))
     assert grid.shape == (2 * (size + 2) + 2, 3 * (size + 2) + 2 + 8, 3)  # 2 inputs; input, gap of 8, 2 outputs
     x = 2 + (size + 2) + 8  # the second column, after the input and the gap
-    first_output = min((p for p in outputs if p.name.rsplit("_", 1)[0] == first_input),
-                       key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    first_output = min(
+        (p for p in outputs if p.name.rsplit("_", 1)[0] == first_input), key=lambda p: int(p.stem.rsplit("_", 1)[1])
+    )
     expected = np.asarray(Image.open(first_output).convert("RGB"))
-    assert np.array_equal(grid[2:2 + size, x:x + size], expected)
+    assert np.array_equal(grid[2 : 2 + size, x : x + size], expected)
 
     # checkpoints, configs, their differences, the benchmark chart
     assert "iter_0000002" in text and "iter_0000004" in text
@@ -126,13 +131,23 @@ def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
 def test_report_command_and_its_errors(tiny_runs, tmp_path):
     base, run_a, _ = tiny_runs
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "report", str(run_a), "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", "report", str(run_a), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r" / "index.html").exists() and "wrote" in proc.stdout
     for bad, message in ((tmp_path / "missing", "is not a folder"), (base / "data", "holds no run")):
-        proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "report", str(bad), "--out", str(tmp_path / "x")],
-                              capture_output=True, text=True, timeout=300, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gmdrit_cli", "report", str(bad), "--out", str(tmp_path / "x")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         lines = [x for x in proc.stderr.splitlines() if x.strip()]
         assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
 
@@ -140,15 +155,19 @@ def test_report_command_and_its_errors(tiny_runs, tmp_path):
 CHROMIUM = find_chromium()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium): "
-                                             "the page is not opened in a browser")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium on PATH (Debian: apt-get install chromium): the page is not opened in a browser",
+)
 def test_the_page_in_headless_chromium(tiny_runs, tmp_path):
     base, run_a, run_b = tiny_runs
     out = tmp_path / "report"
     result = build_report([run_a, run_b], out)
     broken = tmp_path / "broken.html"  # the checks themselves: a page that fails both must be caught
-    broken.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
-                      '<img src="nothing-here.png"><script>console.error("deliberate")</script></body></html>')
+    broken.write_text(
+        '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
+        '<img src="nothing-here.png"><script>console.error("deliberate")</script></body></html>'
+    )
     with Chromium(CHROMIUM) as browser:
         seen = browser.open(result.index, screenshot=tmp_path / "page.png")
         control = browser.open(broken)

@@ -14,19 +14,25 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_paired_dataset, tiny_overrides
-from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import CheckpointError, ConfigError
 from gmdrit_cli.families import MODEL_FAMILIES, build_model
+from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
 from gmdrit_cli.training.trainer import Run, open_run, resume_run, train
 
-PRESET_OF_FAMILY = {"mdmm": "mdmm_baseline", "gmdrit": "reduced_res", "bicyclegan": "bicyclegan_quickstart",
-                    "vae": "vae_apple2orange"}
+PRESET_OF_FAMILY = {
+    "mdmm": "mdmm_baseline",
+    "gmdrit": "reduced_res",
+    "bicyclegan": "bicyclegan_quickstart",
+    "vae": "vae_apple2orange",
+}
 
 
 def cfg_for(family, root, iters, *extra):
-    return load_config(PRESET_OF_FAMILY[family], tiny_overrides(root, iters)
-                       + list(MODEL_FAMILIES[family].tiny_overrides) + list(extra))
+    return load_config(
+        PRESET_OF_FAMILY[family],
+        tiny_overrides(root, iters) + list(MODEL_FAMILIES[family].tiny_overrides) + list(extra),
+    )
 
 
 def data_for(family, tiny_data, tmp_path):
@@ -155,11 +161,26 @@ def test_no_unpickling_in_the_package():
 
 # -- process-level: signals and kills ----------------------------------------------------------------
 
+
 def start_training(tmp_path, root, iters, *extra):
     args = [a for o in tiny_overrides(root, iters) + list(extra) for a in ("--set", o)]
-    return subprocess.Popen([sys.executable, "-m", "gmdrit_cli", "train", "--preset", "mdmm_baseline",
-                             "--run-dir", str(tmp_path / "r"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "train",
+            "--preset",
+            "mdmm_baseline",
+            "--run-dir",
+            str(tmp_path / "r"),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
 
 
 def wait_for_iterations(run_dir, count, proc, timeout=120):
@@ -201,8 +222,13 @@ def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, t
         assert found is not None
         folder, state = found
         assert state["iteration"] >= 1
-        proc = subprocess.Popen([sys.executable, "-m", "gmdrit_cli", "resume", str(tmp_path / "r")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gmdrit_cli", "resume", str(tmp_path / "r")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     train(cfg_for("mdmm", tiny_data, iters, *extra), tmp_path / "straight")

@@ -11,18 +11,21 @@ import time
 from pathlib import Path
 
 import pytest
+from test_resume import wait_for_iterations
 
 from conftest import tiny_overrides
 from gmdrit_cli.training.checkpoint import find_checkpoint
 from gmdrit_cli.training.runlock import LOCK_FILE, STALE_AFTER_S, RunFolderBusy, RunLock
-from test_resume import wait_for_iterations
 
 
 def write_lock(run_dir: Path, **holder) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-                                "token": "someone", **holder}))
+    path.write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "token": "someone", **holder}
+        )
+    )
     return path
 
 
@@ -82,8 +85,17 @@ def test_other_host_lock_is_respected_until_its_heartbeat_is_old(tmp_path):
 
 def test_second_training_on_a_run_folder_is_refused_and_the_first_is_unharmed(tiny_data, tmp_path):
     args = [a for o in tiny_overrides(tiny_data, 100000) + ["train.save_every=20"] for a in ("--set", o)]
-    command = [sys.executable, "-m", "gmdrit_cli", "train", "--preset", "mdmm_baseline",
-               "--run-dir", str(tmp_path / "r"), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "gmdrit_cli",
+        "train",
+        "--preset",
+        "mdmm_baseline",
+        "--run-dir",
+        str(tmp_path / "r"),
+        *args,
+    ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     wait_for_iterations(tmp_path / "r", 2, first)
     second = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -3,12 +3,10 @@
 import pytest
 import torch
 
-from gmdrit_cli.families import drit_losses as losses
-
-from gmdrit_cli.families.gmdrit import losses as losses_mixture
-
-from gmdrit_cli.training import shard
 from gmdrit_cli.data.unpaired import UnpairedImageFolders
+from gmdrit_cli.families import drit_losses as losses
+from gmdrit_cli.families.gmdrit import losses as losses_mixture
+from gmdrit_cli.training import shard
 
 
 def test_rows_of_each_process_by_hand():
@@ -25,8 +23,8 @@ def test_sharded_draws_are_the_rows_of_one_global_draw():
     """Each process draws the global tensor and keeps its rows: process r's draw equals rows r of a plain
     draw of the whole batch from the same seed."""
     torch.manual_seed(5)
-    whole = torch.randn(8, 3)            # a full batch of 8 rows (two halves of 4)
-    half = torch.randn(4, 3)             # then one half-sized draw
+    whole = torch.randn(8, 3)  # a full batch of 8 rows (two halves of 4)
+    half = torch.randn(4, 3)  # then one half-sized draw
     unit = torch.rand(8, 5)
     ints = torch.randint(3, (8,))
     for rank in (0, 1):
@@ -71,13 +69,21 @@ def test_batch_sums_of_the_parts_average_to_the_whole():
     torch.manual_seed(0)
     logits, mean, logvar = torch.randn(4, 1, 3, 3), torch.randn(4, 8), torch.randn(4, 8)
     var_p = torch.rand(4, 8) + 0.5
-    whole = [losses.adversarial(logits, True), losses.kl_standard_normal(mean, logvar),
-             losses_mixture.kl_gaussians(mean, logvar.exp(), mean.flip(0), var_p)]
+    whole = [
+        losses.adversarial(logits, True),
+        losses.kl_standard_normal(mean, logvar),
+        losses_mixture.kl_gaussians(mean, logvar.exp(), mean.flip(0), var_p),
+    ]
     parts = []
     for rank, rows in ((0, [0, 2]), (1, [1, 3])):
         with shard.batch_shard(shard.split_batch(4, rank, 2)):
-            parts.append([losses.adversarial(logits[rows], True), losses.kl_standard_normal(mean[rows], logvar[rows]),
-                          losses_mixture.kl_gaussians(mean[rows], logvar[rows].exp(), mean.flip(0)[rows], var_p[rows])])
+            parts.append(
+                [
+                    losses.adversarial(logits[rows], True),
+                    losses.kl_standard_normal(mean[rows], logvar[rows]),
+                    losses_mixture.kl_gaussians(mean[rows], logvar[rows].exp(), mean.flip(0)[rows], var_p[rows]),
+                ]
+            )
     for i, total in enumerate(whole):
         assert torch.allclose((parts[0][i] + parts[1][i]) / 2, total, rtol=1e-6)
 

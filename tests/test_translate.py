@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from conftest import assert_one_line_error, make_dataset, tiny_overrides
-from gmdrit_cli.inference import translate as inf
-from gmdrit_cli.inference import model_files as mf
-from gmdrit_cli.errors import CheckpointError, InferenceError
 from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.errors import CheckpointError, InferenceError
+from gmdrit_cli.inference import model_files as mf
+from gmdrit_cli.inference import translate as inf
 from gmdrit_cli.training.trainer import train
 
 DOMAINS = "data.domains=[apple,orange]"
@@ -25,8 +25,9 @@ DOMAINS = "data.domains=[apple,orange]"
 
 def gmdrit(*args, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def error_lines(proc) -> list[str]:
@@ -41,9 +42,11 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("translate")
     data = make_dataset(root / "data")
     runs = {}
-    for name, preset, extra in (("mdmm", "mdmm_baseline", []),
-                                ("gmdrit", "reduced_res", ["mixture.components_per_domain=2"]),
-                                ("gmdrit_domain", "reduced_res", ["mixture.condition_on=domain"])):
+    for name, preset, extra in (
+        ("mdmm", "mdmm_baseline", []),
+        ("gmdrit", "reduced_res", ["mixture.components_per_domain=2"]),
+        ("gmdrit_domain", "reduced_res", ["mixture.condition_on=domain"]),
+    ):
         train(load_config(preset, tiny_overrides(data, 2) + [DOMAINS, *extra]), root / name)
         runs[name] = root / name
     runs["data"] = data
@@ -92,8 +95,23 @@ def test_latent_mdmm_odd_inputs_deterministic(models, tmp_path):
     good, bad = odd_inputs(tmp_path / "in")
     inputs = [str(tmp_path / "in" / "*.png"), str(tmp_path / "in" / "*.jpg")]  # globs, quoted
     out = tmp_path / "out"
-    proc = gmdrit("translate", *inputs, *bad, "--domain", "orange", "--samples", "3", "--run", str(models["mdmm"]),
-                  "--seed", "7", "--out", str(out), "--threads", "1")
+    proc = gmdrit(
+        "translate",
+        *inputs,
+        *bad,
+        "--domain",
+        "orange",
+        "--samples",
+        "3",
+        "--run",
+        str(models["mdmm"]),
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    )
     assert proc.returncode == 1, proc.stderr
     lines = error_lines(proc)
     # one line per failed input, then the summary naming them; every good input was still translated
@@ -122,9 +140,22 @@ def test_latent_mdmm_odd_inputs_deterministic(models, tmp_path):
 
     # determinism: the same seed gives the same bytes, whatever the other inputs of the call
     again = tmp_path / "again"
-    proc = gmdrit("translate", str(tmp_path / "in" / "cmyk.jpg"), "-d", "orange", "-n", "3", "--checkpoint",
-                  str(models["mdmm"] / "checkpoints" / "iter_0000002"), "--seed", "7", "--out", str(again),
-                  "--threads", "1")
+    proc = gmdrit(
+        "translate",
+        str(tmp_path / "in" / "cmyk.jpg"),
+        "-d",
+        "orange",
+        "-n",
+        "3",
+        "--checkpoint",
+        str(models["mdmm"] / "checkpoints" / "iter_0000002"),
+        "--seed",
+        "7",
+        "--out",
+        str(again),
+        "--threads",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
     for k in (1, 2, 3):
         assert (again / f"cmyk_to_orange_{k}.png").read_bytes() == (out / f"cmyk_to_orange_{k}.png").read_bytes()
@@ -136,17 +167,44 @@ def test_reference_guided_mdmm_and_square(models, tmp_path):
     out = tmp_path / "out"
     src = Image.fromarray(np.full((30, 60, 3), 90, np.uint8))
     src.save(tmp_path / "src.png")
-    proc = gmdrit("translate", str(tmp_path / "src.png"), "--domain", "orange", "--reference", str(refs[0]),
-                  "-r", str(refs[1]), "--run", str(models["mdmm"]), "--square", "--size", "16", "--out", str(out),
-                  "--threads", "1")
+    proc = gmdrit(
+        "translate",
+        str(tmp_path / "src.png"),
+        "--domain",
+        "orange",
+        "--reference",
+        str(refs[0]),
+        "-r",
+        str(refs[1]),
+        "--run",
+        str(models["mdmm"]),
+        "--square",
+        "--size",
+        "16",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["src_to_orange_grid.png", "src_to_orange_ref1.png",
-                                                     "src_to_orange_ref2.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "src_to_orange_grid.png",
+        "src_to_orange_ref1.png",
+        "src_to_orange_ref2.png",
+    ]
     assert Image.open(out / "src_to_orange_ref1.png").size == (16, 16)
     # the attribute is the reference's encoded mean: no randomness, so any seed gives the same output
     model = mf.load_for_inference(models["mdmm"])[1]
-    r1 = inf.translate(model, [tmp_path / "src.png"], domain="orange", references=refs, seed=1, size=16,
-                       square=True, out=tmp_path / "s1")
+    r1 = inf.translate(
+        model,
+        [tmp_path / "src.png"],
+        domain="orange",
+        references=refs,
+        seed=1,
+        size=16,
+        square=True,
+        out=tmp_path / "s1",
+    )
     assert r1.items[0].outputs[0].read_bytes() == (out / "src_to_orange_ref1.png").read_bytes()
 
 
@@ -158,17 +216,46 @@ def test_gmdrit_latent_component_reference_and_export(models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in export.iterdir()) == ["config.yaml", "model.safetensors"]
     # latent-guided with a pinned component, from the run and from the exported file: the same bytes
-    for name, source in (("run", ["--run", str(models["gmdrit"])]),
-                         ("export", ["--checkpoint", str(export / "model.safetensors")])):
-        proc = gmdrit("translate", img, "--domain", "orange", "--samples", "2", "--component", "1", *source,
-                      "--seed", "3", "--out", str(tmp_path / name), "--threads", "1")
+    for name, source in (
+        ("run", ["--run", str(models["gmdrit"])]),
+        ("export", ["--checkpoint", str(export / "model.safetensors")]),
+    ):
+        proc = gmdrit(
+            "translate",
+            img,
+            "--domain",
+            "orange",
+            "--samples",
+            "2",
+            "--component",
+            "1",
+            *source,
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / name),
+            "--threads",
+            "1",
+        )
         assert proc.returncode == 0, proc.stderr
         assert "gmdrit" in proc.stdout
     for k in (1, 2):
         a, b = (tmp_path / n / f"0_to_orange_{k}.png" for n in ("run", "export"))
         assert a.read_bytes() == b.read_bytes()
-    proc = gmdrit("translate", img, "-d", "orange", "-r", ref, "--checkpoint", str(export), "--out",
-                  str(tmp_path / "ref"), "--threads", "1")
+    proc = gmdrit(
+        "translate",
+        img,
+        "-d",
+        "orange",
+        "-r",
+        ref,
+        "--checkpoint",
+        str(export),
+        "--out",
+        str(tmp_path / "ref"),
+        "--threads",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "ref" / "0_to_orange_ref1.png").is_file()
 
@@ -176,12 +263,21 @@ def test_gmdrit_latent_component_reference_and_export(models, tmp_path):
 def test_user_errors_are_one_line(models, tmp_path):
     img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
     out = tmp_path / "out"
-    assert_one_line_error(gmdrit("translate", img, "--domain", "orang", "--run", str(models["mdmm"]), "--out", str(out)),
-                          "unknown domain 'orang'", "did you mean 'orange'", "apple, orange")
-    assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--run", str(tmp_path / "nope")),
-                          "does not exist")
-    assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--component", "0", "--run",
-                                 str(models["mdmm"]), "--out", str(out)), "no mixture components")
+    assert_one_line_error(
+        gmdrit("translate", img, "--domain", "orang", "--run", str(models["mdmm"]), "--out", str(out)),
+        "unknown domain 'orang'",
+        "did you mean 'orange'",
+        "apple, orange",
+    )
+    assert_one_line_error(
+        gmdrit("translate", img, "--domain", "orange", "--run", str(tmp_path / "nope")), "does not exist"
+    )
+    assert_one_line_error(
+        gmdrit(
+            "translate", img, "--domain", "orange", "--component", "0", "--run", str(models["mdmm"]), "--out", str(out)
+        ),
+        "no mixture components",
+    )
     assert not out.exists()  # a call that cannot run writes nothing
 
 
@@ -241,16 +337,50 @@ def test_temperature_translate_and_its_errors(models, tmp_path):
     run = str(models["gmdrit"])
     outs = {}
     for t in ("1", "0.01"):
-        proc = gmdrit("translate", img, "--domain", "orange", "-n", "3", "--temperature", t, "--run", run,
-                      "--out", str(tmp_path / t))
+        proc = gmdrit(
+            "translate",
+            img,
+            "--domain",
+            "orange",
+            "-n",
+            "3",
+            "--temperature",
+            t,
+            "--run",
+            run,
+            "--out",
+            str(tmp_path / t),
+        )
         assert proc.returncode == 0, proc.stderr
-        outs[t] = [np.asarray(Image.open(p), dtype=np.float32) for p in sorted((tmp_path / t).glob("*_to_orange_[0-9].png"))]
+        outs[t] = [
+            np.asarray(Image.open(p), dtype=np.float32) for p in sorted((tmp_path / t).glob("*_to_orange_[0-9].png"))
+        ]
     spread = {t: np.mean([np.abs(a - b).mean() for a in o for b in o]) for t, o in outs.items()}
     assert spread["0.01"] < spread["1"]  # near the prior's mean the outputs nearly coincide
-    assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--temperature", "0", "--run", run,
-                                 "--out", str(tmp_path / "x")), "--temperature 0.0", "above 0")
-    assert_one_line_error(gmdrit("translate", img, "--domain", "orange", "--temperature", "2", "--reference", ref,
-                                 "--run", run, "--out", str(tmp_path / "x")), "--temperature applies to random")
+    assert_one_line_error(
+        gmdrit(
+            "translate", img, "--domain", "orange", "--temperature", "0", "--run", run, "--out", str(tmp_path / "x")
+        ),
+        "--temperature 0.0",
+        "above 0",
+    )
+    assert_one_line_error(
+        gmdrit(
+            "translate",
+            img,
+            "--domain",
+            "orange",
+            "--temperature",
+            "2",
+            "--reference",
+            ref,
+            "--run",
+            run,
+            "--out",
+            str(tmp_path / "x"),
+        ),
+        "--temperature applies to random",
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -275,7 +405,9 @@ def test_int8_export_is_small_carries_metadata_and_translates_alike(models, tmp_
 
     full, small = tmp_path / "fp32", tmp_path / "int8"
     assert gmdrit("export", str(models["gmdrit"]), "--out", str(full)).returncode == 0
-    proc = gmdrit("export", str(models["gmdrit"]), "--out", str(small), "--int8", "--meta", "trained_with=gmdrit train x")
+    proc = gmdrit(
+        "export", str(models["gmdrit"]), "--out", str(small), "--int8", "--meta", "trained_with=gmdrit train x"
+    )
     assert proc.returncode == 0, proc.stderr
     assert (small / "model.safetensors").stat().st_size < 0.4 * (full / "model.safetensors").stat().st_size
     with safe_open(str(small / "model.safetensors"), framework="pt") as f:
@@ -285,10 +417,27 @@ def test_int8_export_is_small_carries_metadata_and_translates_alike(models, tmp_
     img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
     outs = {}
     for name, folder in (("fp32", full), ("int8", small)):
-        proc = gmdrit("translate", img, "-d", "orange", "-n", "2", "--checkpoint", str(folder), "--seed", "1",
-                      "--out", str(tmp_path / f"out-{name}"), "--threads", "1")
+        proc = gmdrit(
+            "translate",
+            img,
+            "-d",
+            "orange",
+            "-n",
+            "2",
+            "--checkpoint",
+            str(folder),
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / f"out-{name}"),
+            "--threads",
+            "1",
+        )
         assert proc.returncode == 0, proc.stderr
         outs[name] = np.asarray(Image.open(tmp_path / f"out-{name}" / "0_to_orange_1.png"), dtype=np.float32)
     assert np.abs(outs["fp32"] - outs["int8"]).mean() < 3.0  # of 255
-    assert_one_line_error(gmdrit("export", str(models["gmdrit"]), "--out", str(tmp_path / "x"), "--meta", "novalue"),
-                          "--meta 'novalue'", "KEY=VALUE")
+    assert_one_line_error(
+        gmdrit("export", str(models["gmdrit"]), "--out", str(tmp_path / "x"), "--meta", "novalue"),
+        "--meta 'novalue'",
+        "KEY=VALUE",
+    )

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError
-from gmdrit_cli.inference.model_files import export_model, load_for_inference
 from gmdrit_cli.families.blocks import ReLUINSConvTranspose2d, ReLUINSResizeConv2d, resize_conv, tile, upsample_block
 from gmdrit_cli.families.gmdrit.nets import build_gmdrit_networks
 from gmdrit_cli.families.mdmm.nets import Generator
+from gmdrit_cli.inference.model_files import export_model, load_for_inference
 from gmdrit_cli.training.trainer import resume_run, train
 
 torch.set_num_threads(1)
@@ -33,15 +33,19 @@ def test_resize_conv_block_shapes_and_the_tiled_vector_in_closed_form():
     # the closed form equals convolving the explicitly tiled map
     assert torch.allclose(out, block(torch.cat([x, tile(vec, 6, 7)], 1)), atol=1e-5)
     assert sum(p.numel() for p in block.parameters()) == sum(
-        p.numel() for p in ReLUINSConvTranspose2d(12, 5).parameters())
+        p.numel() for p in ReLUINSConvTranspose2d(12, 5).parameters()
+    )
     with pytest.raises(ValueError, match="upsample"):
         upsample_block(4, 4, "bilinear")
 
 
 def test_the_sub_pixel_form_equals_resizing_then_convolving():
     torch.manual_seed(0)
-    x, weight, bias = torch.randn(2, 5, 7, 6, dtype=torch.float64), torch.randn(3, 5, 3, 3, dtype=torch.float64), \
-        torch.randn(3, dtype=torch.float64)
+    x, weight, bias = (
+        torch.randn(2, 5, 7, 6, dtype=torch.float64),
+        torch.randn(3, 5, 3, 3, dtype=torch.float64),
+        torch.randn(3, dtype=torch.float64),
+    )
     resized = F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1, 1, 1, 1), mode="reflect")
     assert torch.allclose(resize_conv(x, weight, bias), F.conv2d(resized, weight, bias), atol=1e-12)
 
@@ -90,8 +94,11 @@ def data(tmp_path_factory):
 @pytest.mark.parametrize("family", ["mdmm", "gmdrit"])
 def test_resize_conv_resumes_bitwise_with_ema_and_exports_the_same_outputs(family, data, tmp_path):
     def cfg(iters):
-        return load_config("quickstart", tiny_overrides(data, iters) + [
-            f"model.family={family}", "model.upsample=resize_conv", "train.ema_beta=0.9", "data.val_fraction=0.25"])
+        return load_config(
+            "quickstart",
+            tiny_overrides(data, iters)
+            + [f"model.family={family}", "model.upsample=resize_conv", "train.ema_beta=0.9", "data.val_fraction=0.25"],
+        )
 
     train(cfg(4), tmp_path / "straight")
     train(cfg(2), tmp_path / "split")
@@ -136,5 +143,7 @@ def test_a_new_run_starts_from_another_models_weights_at_another_crop(data, tmp_
     assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest() and record["iteration"] == 2
     assert record["tensors_fresh"] == len(fresh) and record["crop"] == 32
     with pytest.raises(ConfigError, match="tensors of this model have a match"):
-        open_run(load_config("quickstart", base + ["model.width=4", f"train.init_from={tmp_path / 'small'}"]),
-                 tmp_path / "other")
+        open_run(
+            load_config("quickstart", base + ["model.width=4", f"train.init_from={tmp_path / 'small'}"]),
+            tmp_path / "other",
+        )

@@ -14,14 +14,14 @@ from pytorch_msssim import ms_ssim as package_ms_ssim
 from conftest import make_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError
-from gmdrit_cli.families.vae.losses import gaussian_kl, ms_ssim, vae_loss
 from gmdrit_cli.evaluation.metrics.msssim_diversity import ms_ssim as scale_rule_ms_ssim
 from gmdrit_cli.families import build_model
+from gmdrit_cli.families.vae.losses import gaussian_kl, ms_ssim, vae_loss
 from gmdrit_cli.families.vae.nets import VAEDecoder, VAEEncoder
 from gmdrit_cli.training.trainer import open_run
 
 CPU = torch.device("cpu")
-C1 = 0.01 ** 2  # SSIM's (K1 * data range)^2 with data range 1
+C1 = 0.01**2  # SSIM's (K1 * data range)^2 with data range 1
 
 
 def count(module) -> int:
@@ -29,6 +29,7 @@ def count(module) -> int:
 
 
 # -- the loss ----------------------------------------------------------------------------------------
+
 
 def test_kl_is_the_positive_half_sum_averaged_over_the_batch():
     mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
@@ -44,8 +45,13 @@ def test_kl_is_the_positive_half_sum_averaged_over_the_batch():
     assert gaussian_kl(torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)).item() > 0
 
 
-@pytest.mark.parametrize("side,weight", [(192, 0.1333),                                  # the package: 5 scales
-                                         (64, 0.3001 / (0.0448 + 0.2856 + 0.3001))])     # 3 scales, renormalised
+@pytest.mark.parametrize(
+    "side,weight",
+    [
+        (192, 0.1333),  # the package: 5 scales
+        (64, 0.3001 / (0.0448 + 0.2856 + 0.3001)),
+    ],
+)  # 3 scales, renormalised
 def test_loss_on_constant_images_by_hand(side, weight):
     """Constant images: every contrast-structure term is 1, so MS-SSIM = luminance^(weight of the coarsest
     scale); MSE = 0.1^2; KL as above."""
@@ -54,15 +60,16 @@ def test_loss_on_constant_images_by_hand(side, weight):
     reconstruction = torch.full((2, 3, side, side), 0.7, dtype=torch.float64)
     mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     logvar = torch.tensor([[0.0, math.log(4.0)], [0.0, 0.0]], dtype=torch.float64)
-    luminance = (2 * 0.2 * 0.7 + C1) / (0.2 ** 2 + 0.7 ** 2 + C1)
+    luminance = (2 * 0.2 * 0.7 + C1) / (0.2**2 + 0.7**2 + C1)
     kl = ((1 + 3 - math.log(4.0)) / 2 + 2.0) / 2
     terms = vae_loss(reconstruction, target, mu, logvar, kl_weight=0.25)
     assert terms["mse"].item() == pytest.approx(0.25, rel=1e-9)
-    assert terms["msssim"].item() == pytest.approx(1 - luminance ** weight, rel=1e-3)
+    assert terms["msssim"].item() == pytest.approx(1 - luminance**weight, rel=1e-3)
     assert terms["kl"].item() == pytest.approx(kl, rel=1e-9)
-    assert terms["loss"].item() == pytest.approx(0.25 + 1 - luminance ** weight + 0.25 * kl, rel=1e-4)
-    same = vae_loss(target, target, torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64),
-                    kl_weight=0.25)
+    assert terms["loss"].item() == pytest.approx(0.25 + 1 - luminance**weight + 0.25 * kl, rel=1e-4)
+    same = vae_loss(
+        target, target, torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64), kl_weight=0.25
+    )
     assert same["loss"].item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -83,12 +90,13 @@ def test_ms_ssim_term_is_the_package_on_a_known_pair():
 
 # -- the networks -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("side,bottleneck", [(64, 2), (128, 4), (256, 8)])
 def test_layer_count_rule(side, bottleneck):
     """5 stride-2 layers: the bottleneck is side / 32 (spec 2.3.1); fc inputs 512 * b^2."""
     enc, dec = VAEEncoder(side, 16), VAEDecoder(side, 16)
-    assert enc.fc_mu.in_features == enc.fc_var.in_features == 512 * bottleneck ** 2
-    assert dec.fc.out_features == 512 * bottleneck ** 2
+    assert enc.fc_mu.in_features == enc.fc_var.in_features == 512 * bottleneck**2
+    assert dec.fc.out_features == 512 * bottleneck**2
     x = torch.rand(2, 3, side, side) * 2 - 1
     assert enc.convs(x).shape == (2, 512, bottleneck, bottleneck)
     mu, logvar = enc(x)
@@ -104,8 +112,12 @@ def test_parameter_counts_are_the_specs():
     assert count(VAEEncoder(64, 256)) + count(VAEDecoder(64, 256)) == 4_724_323
     assert count(VAEEncoder(256, 256).convs) == 1_570_560
     model = build_model(load_config("vae_apple2orange"), CPU)
-    assert model.parameter_counts() == {"encoder": 18_348_288, "decoder_shared": 9_999_715,
-                                        "decoder_x": 9_999_715, "decoder_y": 9_999_715}
+    assert model.parameter_counts() == {
+        "encoder": 18_348_288,
+        "decoder_shared": 9_999_715,
+        "decoder_x": 9_999_715,
+        "decoder_y": 9_999_715,
+    }
 
 
 def test_sizes_that_do_not_halve_are_refused():
@@ -117,10 +129,16 @@ def test_sizes_that_do_not_halve_are_refused():
 
 # -- the phases ---------------------------------------------------------------------------------------
 
+
 def tiny_vae(root, *extra: str) -> list[str]:
     """Overrides: 4 + 4 images of 32 px, batch 2: phase 1 epochs of 4 iterations, phase 2 epochs of 2."""
-    return tiny_overrides(root, 10_000) + ["train.batch_size=2", "data.flip=false", "vae.epochs_shared=2",
-                                           "vae.epochs_decoder=2", *extra]
+    return tiny_overrides(root, 10_000) + [
+        "train.batch_size=2",
+        "data.flip=false",
+        "vae.epochs_shared=2",
+        "vae.epochs_decoder=2",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +163,10 @@ def test_phase_plan_schedule_and_fresh_optimizers(data, tmp_path):
     run = open_run(load_config("vae_quickstart", tiny_vae(data, "vae.encoder_freeze=conv_only")), tmp_path / "r")
     spans = run.engine.spans
     assert [(s.phase.name, s.start, s.end, s.phase.domains) for s in spans] == [
-        ("shared", 0, 8, (0, 1)), ("decoder_x", 8, 12, (0,)), ("decoder_y", 12, 16, (1,))]
+        ("shared", 0, 8, (0, 1)),
+        ("decoder_x", 8, 12, (0,)),
+        ("decoder_y", 12, 16, (1,)),
+    ]
     assert run.end_iteration == 16
     engine = run.engine
     lrs = []
@@ -153,7 +174,7 @@ def test_phase_plan_schedule_and_fresh_optimizers(data, tmp_path):
         engine.apply_schedule(it)
         lrs.append(engine.optimizers["encoder"].param_groups[0]["lr"])
     # ExponentialLR(0.95) per epoch, restarting with every phase (spec 2.6)
-    expected = [5e-4 * 0.95 ** e for e in (0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1)]
+    expected = [5e-4 * 0.95**e for e in (0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1)]
     assert lrs == pytest.approx(expected, rel=1e-12)
     run_to(run, 8)
     assert run.engine.optimizers["encoder"].state  # Adam moments after phase 1
@@ -201,6 +222,7 @@ def test_conv_only_freeze_trains_the_heads_as_the_report_code(data, tmp_path):
 
 
 # -- test time ----------------------------------------------------------------------------------------
+
 
 def test_translation_is_the_target_decoder_of_mu_and_references_decode_their_own_code(data, tmp_path):
     cfg = load_config("vae_quickstart", tiny_vae(data))
@@ -257,13 +279,33 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
     args = [a for v in tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"] for a in ("--set", v)]
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     cli = [sys.executable, "-m", "gmdrit_cli"]
-    proc = subprocess.run(cli + ["train", "--preset", "vae_quickstart", *args, "--run-dir", str(run)],
-                          capture_output=True, text=True, env={**env, "PYTHONPATH": ":".join(sys.path)})
+    proc = subprocess.run(
+        cli + ["train", "--preset", "vae_quickstart", *args, "--run-dir", str(run)],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    )
     assert proc.returncode == 0, proc.stderr
     image = data / "testA" / "0.png"
-    proc = subprocess.run(cli + ["translate", str(image), "--run", str(run), "--domain", "orange", "--square",
-                                 "--seed", "0", "--out", str(tmp_path / "t")], capture_output=True, text=True,
-                          env={**env, "PYTHONPATH": ":".join(sys.path)})
+    proc = subprocess.run(
+        cli
+        + [
+            "translate",
+            str(image),
+            "--run",
+            str(run),
+            "--domain",
+            "orange",
+            "--square",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["0_to_orange_1.png", "0_to_orange_grid.png"]
     _, model = load_for_inference(run)
@@ -272,9 +314,22 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
         mu, _ = model.networks["encoder"](x)
         expected = to_image(model.networks["decoder_y"](mu)[0].clamp(0, 1) * 2 - 1)
     assert Image.open(tmp_path / "t" / "0_to_orange_1.png").tobytes() == expected.tobytes()
-    proc = subprocess.run(cli + ["eval", str(run), "--metrics", "ndb,jsd,recon_mse,recon_msssim",
-                                 "--samples-per-input", "1", "--out", str(tmp_path / "ev")],
-                          capture_output=True, text=True, env={**env, "PYTHONPATH": ":".join(sys.path)})
+    proc = subprocess.run(
+        cli
+        + [
+            "eval",
+            str(run),
+            "--metrics",
+            "ndb,jsd,recon_mse,recon_msssim",
+            "--samples-per-input",
+            "1",
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert set(report["reconstruction"]) == {"apple", "orange"}

@@ -19,8 +19,8 @@ from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import UnpairedImageFolders, hold_out
 from gmdrit_cli.errors import DataError
 from gmdrit_cli.evaluation.evaluate import EvalOptions
-from gmdrit_cli.inference.model_files import export_model, load_for_inference
 from gmdrit_cli.evaluation.temperature_sweep import choose_temperature, parse_temperatures, sweep
+from gmdrit_cli.inference.model_files import export_model, load_for_inference
 from gmdrit_cli.training.trainer import resume_run, train
 
 torch.set_num_threads(1)
@@ -74,8 +74,10 @@ def test_the_run_records_its_split_and_keeps_it_across_a_resume(val_run):
     record = json.loads((base / "run" / "splits.json").read_text())
     assert record["val_fraction"] == 0.34
     val = {name: d["val_files"] for name, d in record["domains"].items()}
-    expected = {name: [p.name for p in hold_out(sorted((root / f"train{x}").glob("*.png")), 0.34)[1]]
-                for name, x in (("apple", "A"), ("orange", "B"))}
+    expected = {
+        name: [p.name for p in hold_out(sorted((root / f"train{x}").glob("*.png")), 0.34)[1]]
+        for name, x in (("apple", "A"), ("orange", "B"))
+    }
     assert val == expected and all(len(v) == 2 for v in val.values())
     run = resume_run(base / "run", ["train.max_iters=3"])
     assert [[p.name for p in f] for f in run.dataset.held_out] == list(val.values())
@@ -85,8 +87,13 @@ def test_the_run_records_its_split_and_keeps_it_across_a_resume(val_run):
 
 def test_parse_temperatures():
     assert parse_temperatures("0.7, 0.8,0.8,1") == [0.7, 0.8, 1.0]
-    for bad, message in (("inf", "finite"), ("0", "above 0"), ("nan", "finite"), ("a", "not a number"),
-                         (",".join(str(i + 1) for i in range(21)), "at most 20")):
+    for bad, message in (
+        ("inf", "finite"),
+        ("0", "above 0"),
+        ("nan", "finite"),
+        ("a", "not a number"),
+        (",".join(str(i + 1) for i in range(21)), "at most 20"),
+    ):
         with pytest.raises(Exception, match=message):
             parse_temperatures(bad)
 
@@ -103,10 +110,32 @@ def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(val_run, 
     base, root = val_run
     run = base / "run"
     monkeypatch.setenv("GMDRIT_CACHE", str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "eval", str(run), "--split", "val", "--temperature",
-                           "0.5,2", "--metrics", "domain_accuracy,checkerboard", "--samples-per-input", "2",
-                           "--min-accuracy", "0.01", "--out", str(tmp_path / "sweep"), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "eval",
+            str(run),
+            "--split",
+            "val",
+            "--temperature",
+            "0.5,2",
+            "--metrics",
+            "domain_accuracy,checkerboard",
+            "--samples-per-input",
+            "2",
+            "--min-accuracy",
+            "0.01",
+            "--out",
+            str(tmp_path / "sweep"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert sum(1 for line in lines if line.strip("│ ").startswith(("0.5", "2 "))) == 2
@@ -134,10 +163,37 @@ def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(val_run, 
 def test_a_sweep_on_test_is_not_stored_and_val_without_a_split_is_refused(tiny_gmdrit_run, tmp_path, monkeypatch):
     base, root = tiny_gmdrit_run
     monkeypatch.setenv("GMDRIT_CACHE", str(tmp_path / "cache"))
-    result = sweep(EvalOptions(run=base / "run", data=str(root), metrics="checkerboard", samples_per_input=1,
-                               out=tmp_path / "s", device="cpu", split="test"), [0.5, 1.0])
+    result = sweep(
+        EvalOptions(
+            run=base / "run",
+            data=str(root),
+            metrics="checkerboard",
+            samples_per_input=1,
+            out=tmp_path / "s",
+            device="cpu",
+            split="test",
+        ),
+        [0.5, 1.0],
+    )
     assert result.chosen is None and not (base / "run" / "sampling.json").exists()
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "eval", str(base / "run"), "--split", "val",
-                           "--metrics", "checkerboard", "--samples-per-input", "1", "--out", str(tmp_path / "v")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gmdrit_cli",
+            "eval",
+            str(base / "run"),
+            "--split",
+            "val",
+            "--metrics",
+            "checkerboard",
+            "--samples-per-input",
+            "1",
+            "--out",
+            str(tmp_path / "v"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_one_line_error(proc, "no validation split")

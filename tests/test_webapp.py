@@ -18,15 +18,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from chromium_page import Chromium, find_chromium
+from PIL import Image
 
 gr = pytest.importorskip("gradio", reason="the app extra: pip install 'gmdrit[app]'")
 
 from chromium_app import LivePage  # noqa: E402
-from gmdrit_cli.inference.webapp import (MAX_UPLOAD_PIXELS, MODE_RANDOM, Request, check_upload,  # noqa: E402
-                               example_images, load_app_model, run_request)
+
+from gmdrit_cli.inference.webapp import (  # noqa: E402
+    MAX_UPLOAD_PIXELS,
+    MODE_RANDOM,
+    Request,
+    check_upload,
+    example_images,
+    load_app_model,
+    run_request,
+)
 
 CHROMIUM = find_chromium()
 APPLE = example_images()[0]
@@ -46,8 +53,12 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gmdrit_cli", "app", "--port", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gmdrit_cli", "app", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 600  # an upper bound: Gradio's import alone is seconds on a busy machine
     while True:
@@ -69,22 +80,27 @@ def server(tmp_path_factory):
         proc.kill()
 
 
-LOADED_OUTPUTS = ("Array.from(document.querySelectorAll('#outputs img'))"
-                  ".filter(i => i.complete && i.naturalWidth > 0).map(i => [i.naturalWidth, i.naturalHeight])")
+LOADED_OUTPUTS = (
+    "Array.from(document.querySelectorAll('#outputs img'))"
+    ".filter(i => i.complete && i.naturalWidth > 0).map(i => [i.naturalWidth, i.naturalHeight])"
+)
 OUTPUT_SOURCES = "Array.from(document.querySelectorAll('#outputs img')).map(i => i.getAttribute('src'))"
 STATUS = "document.querySelector('#status') ? document.querySelector('#status').innerText : ''"
 
 
 def clear_upload(page: LivePage) -> None:
     """Press the upload field's clear button (a file field shows the file instead of its input while it has one)."""
-    page.eval("(() => { const bs = Array.from(document.querySelectorAll('#input-image button'));"
-              " const b = bs.find(b => /clear|remove/i.test((b.getAttribute('aria-label') || '') + (b.title || '')))"
-              " || bs[0]; b.click(); return true; })()")
+    page.eval(
+        "(() => { const bs = Array.from(document.querySelectorAll('#input-image button'));"
+        " const b = bs.find(b => /clear|remove/i.test((b.getAttribute('aria-label') || '') + (b.title || '')))"
+        " || bs[0]; b.click(); return true; })()"
+    )
     page.wait("document.querySelector('#input-image input[type=file]') !== null", 300, "the emptied upload field")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium); "
-                                              ".ci/run installs it")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it"
+)
 def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
     with Chromium(CHROMIUM, width=1280, height=1000, timeout=300) as browser:
         page = LivePage(browser, server)
@@ -93,8 +109,9 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         page.set_files("#input-image input[type=file]", [APPLE])
         page.wait(f"({STATUS}).includes('ready')", 300, "the upload to be checked")
         page.click("#translate")
-        sizes = page.wait(f"(() => {{ const s = {LOADED_OUTPUTS}; return s.length === 5 ? s : null; }})()", 300,
-                          "5 output images")
+        sizes = page.wait(
+            f"(() => {{ const s = {LOADED_OUTPUTS}; return s.length === 5 ? s : null; }})()", 300, "5 output images"
+        )
         assert sizes == [[64, 64]] * 5  # the pretrained model's working size, square for a square input
         assert "translated into" in page.eval(STATUS)
         first = set(page.eval(OUTPUT_SOURCES))
@@ -108,8 +125,11 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         page.set_files("#input-image input[type=file]", [text])
         page.wait(f"({STATUS}).includes('not an image')", 300, "the bad-upload message")
         page.click("#translate")
-        message = page.wait(f"(() => {{ const t = {STATUS}; return t.includes('error') ? t : null; }})()", 300,
-                            "the error after translate")
+        message = page.wait(
+            f"(() => {{ const t = {STATUS}; return t.includes('error') ? t : null; }})()",
+            300,
+            "the error after translate",
+        )
         assert "not an image" in message
         # 3. the server still serves: the apple again, 5 new outputs
         clear_upload(page)
@@ -118,9 +138,13 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         page.click("#translate")
         page.wait(f"({STATUS}).includes('translated into')", 300, "the second translation")
         # 5 loaded outputs of the new request (each request writes into its own folder: new addresses)
-        fresh = page.wait(f"(() => {{ const s = {OUTPUT_SOURCES}; const l = {LOADED_OUTPUTS};"
-                          f" return l.length === 5 && s.length === 5 && s.every(x => !{sorted(first)!r}.includes(x))"
-                          " ? s : null; })()", 300, "5 new output images")
+        fresh = page.wait(
+            f"(() => {{ const s = {OUTPUT_SOURCES}; const l = {LOADED_OUTPUTS};"
+            f" return l.length === 5 && s.length === 5 && s.every(x => !{sorted(first)!r}.includes(x))"
+            " ? s : null; })()",
+            300,
+            "5 new output images",
+        )
         assert len(set(fresh)) == 5
         page.close()
 
@@ -132,8 +156,11 @@ def pretrained():
 
 def test_requests_on_odd_uploads(pretrained, tmp_path):
     def ask(path, **kw):
-        return run_request(pretrained, Request(str(path) if path else None, "orange", MODE_RANDOM, samples=2,
-                                               seed=1, randomize=False, **kw), tmp_path)
+        return run_request(
+            pretrained,
+            Request(str(path) if path else None, "orange", MODE_RANDOM, samples=2, seed=1, randomize=False, **kw),
+            tmp_path,
+        )
 
     grey = tmp_path / "grey.png"
     Image.fromarray(np.full((40, 50), 120, np.uint8), "L").save(grey)
@@ -156,7 +183,7 @@ def test_requests_on_odd_uploads(pretrained, tmp_path):
 
 
 def test_a_huge_upload_is_refused_by_its_header(tmp_path):
-    side = int(MAX_UPLOAD_PIXELS ** 0.5) + 10
+    side = int(MAX_UPLOAD_PIXELS**0.5) + 10
     huge = tmp_path / "huge.png"
     Image.new("1", (side, side)).save(huge)  # 1-bit: a small file with a huge header size
     with pytest.raises(Exception) as info:
@@ -167,11 +194,14 @@ def test_a_huge_upload_is_refused_by_its_header(tmp_path):
 def test_app_without_gradio_says_how_to_install(tmp_path):
     # a sitecustomize that hides Gradio from importlib (as an environment without the extra)
     blocker = tmp_path / "sitecustomize.py"
-    blocker.write_text("import importlib.util\n_find = importlib.util.find_spec\n"
-                       "importlib.util.find_spec = lambda name, *a, **k: None if name == 'gradio' else _find(name, *a, **k)\n")
+    blocker.write_text(
+        "import importlib.util\n_find = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a, **k: None if name == 'gradio' else _find(name, *a, **k)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "gmdrit_cli", "app"], capture_output=True, text=True, env=env,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gmdrit_cli", "app"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ["error: gmdrit app needs Gradio: pip install 'gmdrit[app]'"], proc.stderr

@@ -15,9 +15,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="gmdrit: diverse unpaired image-to-image translation with Gaussian-mixture latents.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="gmdrit: diverse unpaired image-to-image translation with Gaussian-mixture latents.",
+)
 # Piped output (logs, CI, notebooks) gets wide lines instead of Rich's 80-column wrapping.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -39,8 +43,15 @@ def _main() -> None:
 def run_with_stage_progress(work):
     """Call ``work(update)`` under a transient bar per stage (nothing in logs or pipes) and return its
     result; ``update(stage, done, total)`` is the progress callback of the core functions."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=not console.is_terminal)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
     tasks: dict[str, int] = {}
 
     def update(stage: str, done: int, total: int) -> None:

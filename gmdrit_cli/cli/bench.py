@@ -15,21 +15,48 @@ from .app import SetOption, app, console
 def benchmark(
     iters: Annotated[int, typer.Option("--iters", min=1, help="timed iterations per row")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed iterations first")] = 5,
-    rows: Annotated[Optional[str], typer.Option("--rows", help="comma-separated rows: gmdrit, double_gen_enc, half_discr, adain, double_conv, mdmm (the report's "
-                                                     "Table 3, the default, 108/216 px), bicyclegan (128 and 256 px), vae_phase1, vae_phase2 (256 px)")] = None,
-    resolution: Annotated[str, typer.Option("--resolution", help="108 or 216 (Table 3 rows), 128 or 256 (BicycleGAN, VAE), or both: every row's sizes")] = "both",
+    rows: Annotated[
+        Optional[str],
+        typer.Option(
+            "--rows",
+            help="comma-separated rows: gmdrit, double_gen_enc, half_discr, adain, double_conv, mdmm (the report's "
+            "Table 3, the default, 108/216 px), bicyclegan (128 and 256 px), vae_phase1, vae_phase2 (256 px)",
+        ),
+    ] = None,
+    resolution: Annotated[
+        str,
+        typer.Option(
+            "--resolution", help="108 or 216 (Table 3 rows), 128 or 256 (BicycleGAN, VAE), or both: every row's sizes"
+        ),
+    ] = "both",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
     amp: Annotated[Optional[str], typer.Option("--amp", help="bf16, fp16, off (default: speed.amp=auto)")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile every network")] = False,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="default: speed.channels_last=auto")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="time the real loader on this dataset folder too (and the share of each iteration spent waiting for it; --set speed.prefetch=0 loads inline)")] = None,
-    loader_only: Annotated[bool, typer.Option("--loader-only", help="with --data: time only the loading of each iteration's batches, no training step")] = False,
+    channels_last: Annotated[
+        Optional[bool], typer.Option("--channels-last/--no-channels-last", help="default: speed.channels_last=auto")
+    ] = None,
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            "--data",
+            help=(
+                "time the real loader on this dataset folder too (and the share of each iteration spent waiting for "
+                "it; --set speed.prefetch=0 loads inline)"
+            ),
+        ),
+    ] = None,
+    loader_only: Annotated[
+        bool,
+        typer.Option(
+            "--loader-only", help="with --data: time only the loading of each iteration's batches, no training step"
+        ),
+    ] = False,
     set_: SetOption = None,
     out: Annotated[Path, typer.Option("--out", help="folder for benchmark.json, .csv and .png")] = Path("benchmark"),
 ) -> None:
     """Time full training iterations of the report's Table 3 rows, beside the report's T4 figures."""
-    from ..training.benchmark import ALL_RESOLUTIONS, benchmark_folder, run_benchmark, select_rows, write_outputs
     from ..errors import ConfigError
+    from ..training.benchmark import ALL_RESOLUTIONS, benchmark_folder, run_benchmark, select_rows, write_outputs
 
     if resolution not in ("108", "216", "128", "256", "both"):
         raise ConfigError(f"--resolution must be 108, 216, 128, 256 or both, not {resolution!r}")
@@ -48,12 +75,22 @@ def benchmark(
         console.print(f"{r.resolution} px {r.label}: median {r.median:.3f} s/it{wait}", markup=False)
 
     out = benchmark_folder(out)  # refused or numbered now, not after the timing
-    result = run_benchmark(selected, iters=iters, warmup=warmup, device=device, overrides=overrides,
-                           data_root=data, loader_only=loader_only, on_row=on_row)
+    result = run_benchmark(
+        selected,
+        iters=iters,
+        warmup=warmup,
+        device=device,
+        overrides=overrides,
+        data_root=data,
+        loader_only=loader_only,
+        on_row=on_row,
+    )
     env = result.environment
-    table = Table(title=f"seconds per iteration on {env['device']} ({env.get('gpu', env['machine'])}), "
-                        f"torch {env['torch']}, {env['threads']} threads, {iters} iterations",
-                  header_style="bold")
+    table = Table(
+        title=f"seconds per iteration on {env['device']} ({env.get('gpu', env['machine'])}), "
+        f"torch {env['torch']}, {env['threads']} threads, {iters} iterations",
+        header_style="bold",
+    )
     columns = ("resolution", "model", "report T4", "ours (median)", "mean", "stdev", "ours/report", "peak memory")
     waits = data is not None
     for column in columns + (("data wait",) if waits else ()):
@@ -61,9 +98,17 @@ def benchmark(
     for r in result.rows:
         report = "-" if r.report_seconds is None else f"{r.report_seconds:.3f}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        table.add_row(str(r.resolution), r.label, report, f"{r.median:.3f}", f"{r.mean:.3f}",
-                      f"{r.stdev:.3f}", ratio, f"{r.peak_memory_bytes / 2**30:.2f} GiB",
-                      *((f"{100 * r.data_wait_share:.1f}%",) if waits else ()))
+        table.add_row(
+            str(r.resolution),
+            r.label,
+            report,
+            f"{r.median:.3f}",
+            f"{r.mean:.3f}",
+            f"{r.stdev:.3f}",
+            ratio,
+            f"{r.peak_memory_bytes / 2**30:.2f} GiB",
+            *((f"{100 * r.data_wait_share:.1f}%",) if waits else ()),
+        )
     console.print(table)
     for path in write_outputs(result, out):
         console.print(f"wrote {path}", markup=False)

@@ -18,24 +18,46 @@ from rich.text import Text
 
 from .app import app, console, err_console
 
-RunOption = Annotated[Optional[Path], typer.Option(
-    "--run", help="run folder: its latest valid checkpoint (or any path --checkpoint takes)")]
-CheckpointOption = Annotated[Optional[Path], typer.Option(
-    "--checkpoint", "-c", help="checkpoint folder, or an exported model.safetensors (config.yaml beside it) or its folder")]
-SeedOption = Annotated[Optional[int], typer.Option(
-    "--seed", help="seed of the random attributes: the same seed gives the same output bytes (default: random, printed)")]
-SizeOption = Annotated[Optional[int], typer.Option(
-    "--size", help="working resolution in pixels, a multiple of 4 (default: the training crop)")]
-SquareOption = Annotated[bool, typer.Option(
-    "--square", help="write square outputs instead of keeping the input's aspect ratio")]
+RunOption = Annotated[
+    Optional[Path],
+    typer.Option("--run", help="run folder: its latest valid checkpoint (or any path --checkpoint takes)"),
+]
+CheckpointOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="checkpoint folder, or an exported model.safetensors (config.yaml beside it) or its folder",
+    ),
+]
+SeedOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--seed",
+        help="seed of the random attributes: the same seed gives the same output bytes (default: random, printed)",
+    ),
+]
+SizeOption = Annotated[
+    Optional[int],
+    typer.Option("--size", help="working resolution in pixels, a multiple of 4 (default: the training crop)"),
+]
+SquareOption = Annotated[
+    bool, typer.Option("--square", help="write square outputs instead of keeping the input's aspect ratio")
+]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda or auto")]
 ThreadsOption = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0 = torch's default)")]
-NoEmaOption = Annotated[bool, typer.Option(
-    "--no-ema", help="use the raw weights instead of their EMA copy (runs trained with train.ema_beta > 0)")]
-ReferenceOption = Annotated[Optional[list[Path]], typer.Option(
-    "--reference", "-r", help="reference image whose attribute is used (repeatable)")]
-InputsArgument = Annotated[list[str], typer.Argument(
-    metavar="INPUT", help="image files, folders (their images) or globs", show_default=False)]
+NoEmaOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-ema", help="use the raw weights instead of their EMA copy (runs trained with train.ema_beta > 0)"
+    ),
+]
+ReferenceOption = Annotated[
+    Optional[list[Path]], typer.Option("--reference", "-r", help="reference image whose attribute is used (repeatable)")
+]
+InputsArgument = Annotated[
+    list[str], typer.Argument(metavar="INPUT", help="image files, folders (their images) or globs", show_default=False)
+]
 
 
 class ExportFormat(str, Enum):
@@ -78,9 +100,16 @@ def _seed(seed: Optional[int]) -> int:
 def _progress(header: str):
     """A transient progress bar when stdout is a terminal (nothing in logs or pipes); ``header`` is printed
     when the work starts, i.e. once the options have been checked."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[current]}"), console=console, transient=True,
-                        disable=not console.is_terminal)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
     task = progress.add_task("images", total=None, current="")
     started = []
 
@@ -123,12 +152,16 @@ def _report_failures(result, verb: str) -> None:
             raise typer.Exit(1)
         return
     for failure in result.failures:
-        err_console.print(Text.assemble(("error: ", "bold red"), f"{failure.source}: {failure.message}"),
-                          soft_wrap=True, highlight=False)
+        err_console.print(
+            Text.assemble(("error: ", "bold red"), f"{failure.source}: {failure.message}"),
+            soft_wrap=True,
+            highlight=False,
+        )
     total = len(result.items) + len(result.failures)
     failed = ", ".join(f.source for f in result.failures)
-    err_console.print(f"{verb} {len(result.items)} of {total} inputs; failed: {failed}",
-                      soft_wrap=True, highlight=False, markup=False)
+    err_console.print(
+        f"{verb} {len(result.items)} of {total} inputs; failed: {failed}", soft_wrap=True, highlight=False, markup=False
+    )
     raise typer.Exit(1)
 
 
@@ -136,14 +169,27 @@ def _report_failures(result, verb: str) -> None:
 def translate(
     inputs: InputsArgument,
     domain: Annotated[str, typer.Option("--domain", "-d", help="target domain, by name (see the model's config)")],
-    samples: Annotated[Optional[int], typer.Option(
-        "--samples", "-n", help="outputs per input with random attributes [default: 5]", show_default=False)] = None,
-    component: Annotated[Optional[int], typer.Option(
-        "--component", "-k", help="GM-DRIT: draw attributes from this component of the domain (0-based)")] = None,
-    temperature: Annotated[Optional[float], typer.Option(
-        "--temperature", "-t", help="scale of the prior's standard deviation for random attributes (<1: more "
-                                    "faithful, >1: more diverse) [default: the model's model.sample_temperature, "
-                                    "1 unless set]", show_default=False)] = None,
+    samples: Annotated[
+        Optional[int],
+        typer.Option(
+            "--samples", "-n", help="outputs per input with random attributes [default: 5]", show_default=False
+        ),
+    ] = None,
+    component: Annotated[
+        Optional[int],
+        typer.Option("--component", "-k", help="GM-DRIT: draw attributes from this component of the domain (0-based)"),
+    ] = None,
+    temperature: Annotated[
+        Optional[float],
+        typer.Option(
+            "--temperature",
+            "-t",
+            help="scale of the prior's standard deviation for random attributes (<1: more "
+            "faithful, >1: more diverse) [default: the model's model.sample_temperature, "
+            "1 unless set]",
+            show_default=False,
+        ),
+    ] = None,
     reference: ReferenceOption = None,
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
@@ -162,23 +208,52 @@ def translate(
     if onnx_folder(checkpoint if checkpoint is not None else run) is not None:
         from .onnx import translate_onnx
 
-        return translate_onnx(inputs, domain=domain, samples=samples, component=component, temperature=temperature,
-                              reference=reference, run=run, checkpoint=checkpoint, seed=seed, size=size,
-                              square=square, out=out, device=device, threads=threads, no_ema=no_ema)
+        return translate_onnx(
+            inputs,
+            domain=domain,
+            samples=samples,
+            component=component,
+            temperature=temperature,
+            reference=reference,
+            run=run,
+            checkpoint=checkpoint,
+            seed=seed,
+            size=size,
+            square=square,
+            out=out,
+            device=device,
+            threads=threads,
+            no_ema=no_ema,
+        )
     from ..inference.translate import translate as run_translate
 
     cfg, model = _load(run, checkpoint, device, threads, no_ema)
     seed = _seed(seed)
-    mode = (f"attributes of {len(reference)} reference image(s)" if reference
-            else "the prior's mean attribute (z = mu; --samples N draws)"
-            if samples is None and not model.capabilities.random_by_default
-            else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else "")
-            + _temperature_note(temperature, cfg.model.sample_temperature))
+    mode = (
+        f"attributes of {len(reference)} reference image(s)"
+        if reference
+        else "the prior's mean attribute (z = mu; --samples N draws)"
+        if samples is None and not model.capabilities.random_by_default
+        else f"{samples or 5} random attribute(s)"
+        + (f" of component {component}" if component is not None else "")
+        + _temperature_note(temperature, cfg.model.sample_temperature)
+    )
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))
     with progress:
-        result = run_translate(model, inputs, domain=domain, samples=samples, component=component,
-                               temperature=temperature, references=reference, seed=seed, size=size, square=square, out=out,
-                               on_progress=update)
+        result = run_translate(
+            model,
+            inputs,
+            domain=domain,
+            samples=samples,
+            component=component,
+            temperature=temperature,
+            references=reference,
+            seed=seed,
+            size=size,
+            square=square,
+            out=out,
+            on_progress=update,
+        )
     if result.items:
         table = _table("input", f"outputs (in {result.out})", "grid", "size")
         for item in result.items:
@@ -186,22 +261,38 @@ def translate(
             outputs = first if first == last else f"{first} .. {last}"
             table.add_row(str(item.source), outputs, item.grid.name, f"{item.size[0]}x{item.size[1]}")
         console.print(table)
-        console.print(f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
-                      f"to '{result.domain}', {result.seconds:.1f} s)", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
+            f"to '{result.domain}', {result.seconds:.1f} s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     _report_failures(result, "translated")
 
 
 @app.command()
 def interpolate(
     inputs: InputsArgument,
-    domain: Annotated[list[str], typer.Option(
-        "--domain", "-d", help="target domain; give two (start, end) with --between domains or references")],
+    domain: Annotated[
+        list[str],
+        typer.Option(
+            "--domain", "-d", help="target domain; give two (start, end) with --between domains or references"
+        ),
+    ],
     steps: Annotated[int, typer.Option("--steps", help="frames, both endpoints included")] = 8,
-    between: Annotated[Between, typer.Option(
-        "--between", help="endpoints: two random attributes, two --reference images, two mixture components "
-                          "(GM-DRIT) or two domains")] = Between.random,
-    component: Annotated[Optional[list[int]], typer.Option(
-        "--component", "-k", help="GM-DRIT: pin the component (twice with --between components)")] = None,
+    between: Annotated[
+        Between,
+        typer.Option(
+            "--between",
+            help="endpoints: two random attributes, two --reference images, two mixture components "
+            "(GM-DRIT) or two domains",
+        ),
+    ] = Between.random,
+    component: Annotated[
+        Optional[list[int]],
+        typer.Option("--component", "-k", help="GM-DRIT: pin the component (twice with --between components)"),
+    ] = None,
     reference: ReferenceOption = None,
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
@@ -222,33 +313,66 @@ def interpolate(
     seed = _seed(seed)
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}"))
     with progress:
-        result = run_interpolate(model, inputs, domains=list(domain), steps=steps, between=between.value,
-                                 components=component, references=reference, seed=seed, size=size,
-                                 square=square, out=out, fps=fps, loop=loop, on_progress=update)
+        result = run_interpolate(
+            model,
+            inputs,
+            domains=list(domain),
+            steps=steps,
+            between=between.value,
+            components=component,
+            references=reference,
+            seed=seed,
+            size=size,
+            square=square,
+            out=out,
+            fps=fps,
+            loop=loop,
+            on_progress=update,
+        )
     if result.items:
         table = _table("input", f"strip (in {result.out})", "gif", "size")
         for item in result.items:
             table.add_row(str(item.source), item.strip.name, item.gif.name, f"{item.size[0]}x{item.size[1]}")
         console.print(table)
-        console.print(f"wrote {len(result.written)} files into {result.out} ({result.steps} steps from "
-                      f"{result.start} to {result.end}, {result.seconds:.1f} s)",
-                      markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"wrote {len(result.written)} files into {result.out} ({result.steps} steps from "
+            f"{result.start} to {result.end}, {result.seconds:.1f} s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     _report_failures(result, "interpolated")
 
 
 @app.command()
 def export(
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="run folder (latest checkpoint), checkpoint folder or exported model")],
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", help="run folder (latest checkpoint), checkpoint folder or exported model")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder to write model.safetensors and config.yaml into")],
-    int8: Annotated[bool, typer.Option("--int8", help="int8 weights (per output channel) without training-only "
-                                                      "heads: about a quarter of the size")] = False,
-    meta: Annotated[Optional[list[str]], typer.Option(
-        "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable")] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="int8 weights (per output channel) without training-only heads: about a quarter of the size"
+        ),
+    ] = False,
+    meta: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--meta", help="KEY=VALUE stored in the weights' metadata (e.g. the training command); repeatable"
+        ),
+    ] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="export the raw weights instead of their EMA copy")] = False,
-    force: Annotated[bool, typer.Option("--force", help="replace the model.safetensors / config.yaml already in --out")] = False,
-    format_: Annotated[ExportFormat, typer.Option(
-        "--format", help="safetensors (torch) or onnx (graphs checked against torch; translate runs them without "
-                         "torch)")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace the model.safetensors / config.yaml already in --out")
+    ] = False,
+    format_: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="safetensors (torch) or onnx (graphs checked against torch; translate runs them without torch)",
+        ),
+    ] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
@@ -266,7 +390,16 @@ def export(
         return export_onnx_command(run, out, int8=int8, meta=extra, no_ema=no_ema, force=force)
     result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema, force=force)
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) "
-                  f"and {result.config}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"use it with: gmdrit translate IMAGE --domain {result.source.cfg.data.domains[-1]} "
-                  f"--checkpoint {result.weights}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) and {result.config}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"use it with: gmdrit translate IMAGE --domain {result.source.cfg.data.domains[-1]} "
+        f"--checkpoint {result.weights}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,6 +1,7 @@
 """The `gmdrit` command line: parse, load the config, call one core function, render the result.
 
-Only the CLI modules (this package: ``app.py``, this one and one module per command group) import typer and rich. Core code
+Only the CLI modules (this package: ``app.py``, this one and one module per command group) import typer and rich.
+Core code
 raises ``GmdritError``; here it becomes one line on stderr and exit code 1.
 """
 
@@ -17,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .app import PresetOption, SetOption, app, console, err_console, run_with_stage_progress  # noqa: F401
 from ..errors import GmdritError
+from .app import PresetOption, SetOption, app, console, err_console, run_with_stage_progress  # noqa: F401
+
 
 @app.command()
 def presets() -> None:
@@ -56,9 +58,12 @@ def _fit(run) -> None:
     if run.iteration >= run.end_iteration:  # e.g. train.max_iters below where the run already is
         run.release_lock()
         if run.processes.is_writer:
-            console.print(f"{run.run_dir} is already at iteration {run.iteration}, the end of this run "
-                          f"(train.max_iters={cfg.train.max_iters}); nothing to train: pass a higher "
-                          f"--set train.max_iters=N to continue it", markup=False)
+            console.print(
+                f"{run.run_dir} is already at iteration {run.iteration}, the end of this run "
+                f"(train.max_iters={cfg.train.max_iters}); nothing to train: pass a higher "
+                f"--set train.max_iters=N to continue it",
+                markup=False,
+            )
         return
     if not run.processes.is_writer:
         result = run.fit()
@@ -68,21 +73,40 @@ def _fit(run) -> None:
     if run.resumed_from is not None:
         console.print(f"resuming {run.run_dir} from {run.resumed_from.name} (iteration {run.iteration})")
     precision = {None: "fp32"}.get(run.engine.amp_dtype, str(run.engine.amp_dtype).removeprefix("torch."))
-    where = (f"{run.processes.world} processes ({run.processes.backend}, global batch {cfg.train.batch_size})"
-             if run.processes.world > 1 else str(run.device))
-    console.print(f"training {cfg.model.family} ({cfg.name}) on {where} ({precision}, speed.amp={cfg.speed.amp}: "
-                  f"{run.engine.amp_reason}) into {run.run_dir}", markup=False)
+    where = (
+        f"{run.processes.world} processes ({run.processes.backend}, global batch {cfg.train.batch_size})"
+        if run.processes.world > 1
+        else str(run.device)
+    )
+    console.print(
+        f"training {cfg.model.family} ({cfg.name}) on {where} ({precision}, speed.amp={cfg.speed.amp}: "
+        f"{run.engine.amp_reason}) into {run.run_dir}",
+        markup=False,
+    )
     if run.data_cache is not None:
         c = run.data_cache
-        console.print(f"data: {'copied' if c.copied else 'reusing the copy of'} {c.source} ({c.files} files, "
-                      f"{c.size / 1e6:.1f} MB) {'to' if c.copied else 'in'} {c.path}", markup=False)
+        console.print(
+            f"data: {'copied' if c.copied else 'reusing the copy of'} {c.source} ({c.files} files, "
+            f"{c.size / 1e6:.1f} MB) {'to' if c.copied else 'in'} {c.path}",
+            markup=False,
+        )
     for span in run.engine.spans:
-        console.print(f"phase {span.index + 1} {span.phase.name}: iterations {span.start}-{span.end - 1} "
-                      f"({span.phase.epochs} epochs of {span.iterations_per_epoch})", markup=False)
+        console.print(
+            f"phase {span.index + 1} {span.phase.name}: iterations {span.start}-{span.end - 1} "
+            f"({span.phase.epochs} epochs of {span.iterations_per_epoch})",
+            markup=False,
+        )
     shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random", "loss", "mse", "msssim")
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-               TextColumn("{task.fields[losses]}"))
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("train", total=run.end_iteration, completed=run.iteration, rate="", losses="")
 
@@ -96,11 +120,17 @@ def _fit(run) -> None:
         result = run.fit(on_progress)
     ckpt = result.checkpoint.name if result.checkpoint else "-"
     if result.finished:
-        console.print(f"done: iteration {result.iterations} after {result.seconds:.0f} s; "
-                      f"run folder {result.run_dir} (checkpoint {ckpt})", markup=False)
+        console.print(
+            f"done: iteration {result.iterations} after {result.seconds:.0f} s; "
+            f"run folder {result.run_dir} (checkpoint {ckpt})",
+            markup=False,
+        )
         return
-    console.print(f"stopped ({result.stopped}) at iteration {result.iterations}; checkpoint {ckpt} saved. "
-                  f"Continue with: gmdrit resume {result.run_dir}", markup=False)
+    console.print(
+        f"stopped ({result.stopped}) at iteration {result.iterations}; checkpoint {ckpt} saved. "
+        f"Continue with: gmdrit resume {result.run_dir}",
+        markup=False,
+    )
     if result.stopped != "time budget":
         raise typer.Exit(128 + getattr(signal, result.stopped, 15))
 
@@ -109,10 +139,19 @@ def _fit(run) -> None:
 def train(
     preset: PresetOption = "quickstart",
     set_: SetOption = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="run folder (default runs/<preset name>)")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="start a new run in a new folder instead of continuing")] = False,
-    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the resolved config and parameter counts, then exit")] = False,
+    run_dir: Annotated[
+        Optional[Path], typer.Option("--run-dir", help="run folder (default runs/<preset name>)")
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="start a new run in a new folder instead of continuing")
+    ] = False,
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the resolved config and parameter counts, then exit")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="with --dry-run: print JSON")] = False,
 ) -> None:
     """Train a model from a preset; continues the run folder's checkpoint if there is one."""
@@ -140,7 +179,10 @@ def train(
 def resume(
     path: Annotated[Path, typer.Argument(help="run folder or checkpoint folder")],
     set_: SetOption = None,
-    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m")] = None,
+    time_budget: Annotated[
+        Optional[str],
+        typer.Option("--time-budget", help="stop with a checkpoint before this much wall time, e.g. 3h50m"),
+    ] = None,
 ) -> None:
     """Continue a run exactly where it stopped (only max_iters, time budget, logging and saving may change)."""
     from ..training.trainer import resume_run
@@ -150,11 +192,11 @@ def resume(
 
 
 # Commands of the other CLI modules register themselves on `app` (from cli_app) when imported.
-from . import infer as cli_infer  # noqa: E402,F401  (translate, interpolate, export)
-from . import eval as cli_eval  # noqa: E402,F401  (eval)
 from . import bench as cli_bench  # noqa: E402,F401  (benchmark)
-from . import mixture as cli_mixture  # noqa: E402,F401  (mixture)
 from . import data as cli_data  # noqa: E402,F401  (data list, data download)
+from . import eval as cli_eval  # noqa: E402,F401  (eval)
+from . import infer as cli_infer  # noqa: E402,F401  (translate, interpolate, export)
+from . import mixture as cli_mixture  # noqa: E402,F401  (mixture)
 from . import report as cli_report  # noqa: E402,F401  (report)
 from . import webapp as cli_webapp  # noqa: E402,F401  (app: the web page)
 
@@ -212,16 +254,16 @@ def _end_process(code: int) -> None:
     """Exit with ``code``. Python's orderly shutdown after torch was imported takes about 0.45 s on 2 cores
     (tearing down torch's modules), a quarter of a whole `gmdrit translate`; once the command has returned,
     everything it wrote is closed (atomic writes are fsynced and renamed), so when nothing else runs (one
-    thread, no child processes) the streams and logs are flushed and the process ends at once."""
+    thread, no child processes) the exit handlers run (``atexit``: a process group's teardown, coverage, the
+    logs), the streams are flushed and the process ends without tearing down the modules."""
+    import atexit
     import os
     import threading
 
-    sys.stdout.flush()
-    sys.stderr.flush()
     children = "multiprocessing" in sys.modules and sys.modules["multiprocessing"].active_children()
     if "torch" in sys.modules and threading.active_count() == 1 and not children:
-        import logging
-
-        logging.shutdown()
+        atexit._run_exitfuncs()  # what the handlers do matters; only the module teardown is slow
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
     sys.exit(code)

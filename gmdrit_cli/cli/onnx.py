@@ -10,64 +10,117 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..errors import InferenceError
 from .app import console
 from .infer import _header, _progress, _report_failures, _seed, _table, _temperature_note
-from ..errors import InferenceError
 
 
-def translate_onnx(inputs: list[str], *, domain: str, samples: Optional[int], component: Optional[int],
-                   temperature: Optional[float], reference: Optional[list[Path]], run: Optional[Path],
-                   checkpoint: Optional[Path], seed: Optional[int], size: Optional[int], square: bool, out: Path,
-                   device: str, threads: int, no_ema: bool) -> None:
-    from ..limits import MAX_THREADS, bounded
+def translate_onnx(
+    inputs: list[str],
+    *,
+    domain: str,
+    samples: Optional[int],
+    component: Optional[int],
+    temperature: Optional[float],
+    reference: Optional[list[Path]],
+    run: Optional[Path],
+    checkpoint: Optional[Path],
+    seed: Optional[int],
+    size: Optional[int],
+    square: bool,
+    out: Path,
+    device: str,
+    threads: int,
+    no_ema: bool,
+) -> None:
     from ..inference.onnx_translate import load_onnx, translate
+    from ..limits import MAX_THREADS, bounded
 
     if run is not None and checkpoint is not None:
         raise InferenceError("give either --run or --checkpoint, not both")
     if device not in ("cpu", "auto"):
-        raise InferenceError(f"--device {device}: an ONNX model runs on the CPU (onnxruntime); leave --device out "
-                             "or use the safetensors export for a GPU")
+        raise InferenceError(
+            f"--device {device}: an ONNX model runs on the CPU (onnxruntime); leave --device out "
+            "or use the safetensors export for a GPU"
+        )
     if no_ema:
-        raise InferenceError("--no-ema: an ONNX export holds the weights chosen when it was exported; export again "
-                             "with --no-ema")
+        raise InferenceError(
+            "--no-ema: an ONNX export holds the weights chosen when it was exported; export again with --no-ema"
+        )
     if threads < 0:
         raise InferenceError(f"--threads {threads}: give a positive count, or 0 for onnxruntime's default")
     bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow onnxruntime down")
     model = load_onnx(checkpoint if checkpoint is not None else run, threads)
     seed = _seed(seed)
-    mode = (f"attributes of {len(reference)} reference image(s)" if reference
-            else "the prior's mean attribute (z = mu; --samples N draws)"
-            if samples is None and not model.meta.get("random_by_default", True)
-            else f"{samples or 5} random attribute(s)" + (f" of component {component}" if component is not None else "")
-            + _temperature_note(temperature, model.meta.get("sample_temperature", 1.0)))
+    mode = (
+        f"attributes of {len(reference)} reference image(s)"
+        if reference
+        else "the prior's mean attribute (z = mu; --samples N draws)"
+        if samples is None and not model.meta.get("random_by_default", True)
+        else f"{samples or 5} random attribute(s)"
+        + (f" of component {component}" if component is not None else "")
+        + _temperature_note(temperature, model.meta.get("sample_temperature", 1.0))
+    )
     progress, update = _progress(_header(model, seed, size or model.cfg.data.crop, mode))
     with progress:
-        result = translate(model, inputs, domain=domain, samples=samples, component=component,
-                           temperature=temperature, references=reference, seed=seed, size=size, square=square,
-                           out=out, on_progress=update)
+        result = translate(
+            model,
+            inputs,
+            domain=domain,
+            samples=samples,
+            component=component,
+            temperature=temperature,
+            references=reference,
+            seed=seed,
+            size=size,
+            square=square,
+            out=out,
+            on_progress=update,
+        )
     if result.items:
         table = _table("input", f"outputs (in {result.out})", "grid", "size")
         for item in result.items:
             first, last = item.outputs[0].name, item.outputs[-1].name
-            table.add_row(str(item.source), first if first == last else f"{first} .. {last}", item.grid.name,
-                          f"{item.size[0]}x{item.size[1]}")
+            table.add_row(
+                str(item.source),
+                first if first == last else f"{first} .. {last}",
+                item.grid.name,
+                f"{item.size[0]}x{item.size[1]}",
+            )
         console.print(table)
-        console.print(f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
-                      f"to '{result.domain}', {result.seconds:.1f} s)", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"wrote {len(result.written)} files into {result.out} ({len(result.items)} input(s) "
+            f"to '{result.domain}', {result.seconds:.1f} s)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     _report_failures(result, "translated")
 
 
 def export_onnx_command(run: Path, out: Path, *, int8: bool, meta: dict[str, str], no_ema: bool, force: bool) -> None:
     if int8:
-        raise InferenceError("--int8 applies to the safetensors export; an ONNX export stores fp32 weights "
-                             "(an int8 model is exported dequantised)")
+        raise InferenceError(
+            "--int8 applies to the safetensors export; an ONNX export stores fp32 weights "
+            "(an int8 model is exported dequantised)"
+        )
     from ..inference.onnx_export import export_onnx
 
     result = export_onnx(run, out, extra_metadata=meta, ema=not no_ema, force=force)
     console.print(f"exported {result.source}", markup=False, highlight=False, soft_wrap=True)
     sizes = ", ".join(str(s) for s in result.sizes_checked)
-    console.print(f"wrote {', '.join(f.name for f in result.files)} into {result.out} ({result.bytes / 1e6:.1f} MB); "
-                  f"onnxruntime matches torch within {result.max_difference:.2g} (at most allowed 1e-4) at "
-                  f"{sizes} px", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"use it with: gmdrit translate IMAGE --domain DOMAIN --checkpoint {result.out / 'model.onnx'} "
-                  "(no torch needed: pip install 'gmdrit[onnx]')", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {', '.join(f.name for f in result.files)} into {result.out} ({result.bytes / 1e6:.1f} MB); "
+        f"onnxruntime matches torch within {result.max_difference:.2g} (at most allowed 1e-4) at "
+        f"{sizes} px",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"use it with: gmdrit translate IMAGE --domain DOMAIN --checkpoint {result.out / 'model.onnx'} "
+        "(no torch needed: pip install 'gmdrit[onnx]')",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from ..errors import GmdritError
 from .app import app, console
 from .infer import CheckpointOption, RunOption, ThreadsOption
-from ..errors import GmdritError
 
 INSTALL_HINT = "gmdrit app needs Gradio: pip install 'gmdrit[app]'"
 
@@ -18,10 +17,16 @@ INSTALL_HINT = "gmdrit app needs Gradio: pip install 'gmdrit[app]'"
 def app_command(
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
-    host: Annotated[str, typer.Option("--host", help="address to serve on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="address to serve on (127.0.0.1: this machine only)")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to serve on")] = 7860,
-    onnx: Annotated[bool, typer.Option("--onnx", help="run an ONNX export (--checkpoint FOLDER or model.onnx) on "
-                                                      "onnxruntime instead of torch")] = False,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx", help="run an ONNX export (--checkpoint FOLDER or model.onnx) on onnxruntime instead of torch"
+        ),
+    ] = False,
     threads: ThreadsOption = 0,
 ) -> None:
     """A web page to try a model in the browser: upload, target domain, samples, seed, references, downloads."""
@@ -38,6 +43,10 @@ def app_command(
     from ..inference.webapp import load_app_model, serve
 
     model = load_app_model(run if run is not None else checkpoint, onnx=onnx, threads=threads)
-    console.print(f"serving {model.description} on http://{host}:{port}/ (Ctrl+C stops it)",
-                  markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"serving {model.description} on http://{host}:{port}/ (Ctrl+C stops it)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     serve(model, host, port, block=True)

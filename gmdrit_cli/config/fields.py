@@ -7,8 +7,16 @@ from dataclasses import field
 from typing import Any
 
 
-def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-           choices: tuple | None = None, min_exclusive: bool = False, why: str = "") -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple | None = None,
+    min_exclusive: bool = False,
+    why: str = "",
+) -> Any:
     """A dataclass field with its help text and validation rules in the metadata; ``why``: the reason for
     ``max``, part of the message when a value passes it (every size-like key has a bound: past it a run would
     exhaust the memory or take hours instead of failing at once)."""

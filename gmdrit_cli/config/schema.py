@@ -38,63 +38,116 @@ _SIDE_WHY = "memory grows with its square; the presets use at most 600"
 class DataConfig:
     root: str = _opt("data/apple2orange", "dataset folder (CycleGAN layout trainA/trainB or named train/<domain>)")
     domains: list[str] = _opt(["A", "B"], "domain names, in the order of trainA, trainB, ...")
-    resize: int = _opt(256, "images are resized to resize x resize (bicubic) before cropping", min=1,
-                       max=_MAX_SIDE, why=_SIDE_WHY)
+    resize: int = _opt(
+        256, "images are resized to resize x resize (bicubic) before cropping", min=1, max=_MAX_SIDE, why=_SIDE_WHY
+    )
     crop: int = _opt(216, "training crop size in pixels", min=8, max=_MAX_SIDE, why=_SIDE_WHY)
     flip: bool = _opt(True, "random horizontal flips during training")
-    val_fraction: float = _opt(0.0, "unpaired data: share of each domain's training images held out as the validation "
-                                    "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
-                                    "at most 0.5 so that training keeps most images", min=0, max=0.5)
+    val_fraction: float = _opt(
+        0.0,
+        "unpaired data: share of each domain's training images held out as the validation "
+        "split (chosen by file name; never trained on; `gmdrit eval --split val`); "
+        "at most 0.5 so that training keeps most images",
+        min=0,
+        max=0.5,
+    )
     # paired families (BicycleGAN) only: gmdrit_cli/data/paired.py
-    paired_layout: str = _opt("auto", "paired families: 'aligned' = pix2pix A|B side-by-side files in train/, val/, "
-                                      "test/; 'folders' = trainA/x.jpg paired with trainB/x.jpg; auto = whichever "
-                                      "the folder holds", choices=("auto", "aligned", "folders"))
-    direction: str = _opt("AtoB", "paired families: AtoB translates the left half (or A folder) into the right "
-                                  "(B); BtoA swaps them. data.domains names [input, output] after the swap",
-                          choices=("AtoB", "BtoA"))
-    input_channels: int = _opt(3, "paired families: 1 = the input side is read as grayscale (official "
-                                  "edges2shoes / edges2handbags, input_nc 1)", choices=(1, 3))
+    paired_layout: str = _opt(
+        "auto",
+        "paired families: 'aligned' = pix2pix A|B side-by-side files in train/, val/, "
+        "test/; 'folders' = trainA/x.jpg paired with trainB/x.jpg; auto = whichever "
+        "the folder holds",
+        choices=("auto", "aligned", "folders"),
+    )
+    direction: str = _opt(
+        "AtoB",
+        "paired families: AtoB translates the left half (or A folder) into the right "
+        "(B); BtoA swaps them. data.domains names [input, output] after the swap",
+        choices=("AtoB", "BtoA"),
+    )
+    input_channels: int = _opt(
+        3,
+        "paired families: 1 = the input side is read as grayscale (official edges2shoes / edges2handbags, input_nc 1)",
+        choices=(1, 3),
+    )
 
 
 @dataclass
 class ModelConfig:
     family: str = _opt("mdmm", "model family (see `gmdrit models`)")
-    nz: int = _opt(8, "attribute code length", min=1, max=4096,
-                   why="the attribute layers grow with it; the official codes are 8 (128 for the VAE)")
-    width: int = _opt(64, "base channel count of every network (64 = the official networks)", min=4,
-                      max=1024, why="the parameters grow with its square: 1024 is already 256 times the official 64")
+    nz: int = _opt(
+        8,
+        "attribute code length",
+        min=1,
+        max=4096,
+        why="the attribute layers grow with it; the official codes are 8 (128 for the VAE)",
+    )
+    width: int = _opt(
+        64,
+        "base channel count of every network (64 = the official networks)",
+        min=4,
+        max=1024,
+        why="the parameters grow with its square: 1024 is already 256 times the official 64",
+    )
     dis_norm: str = _opt("none", "normalisation in the image discriminators", choices=("none", "instance"))
     dis_spectral_norm: bool = _opt(False, "spectral norm on the discriminator convolutions")
     use_content_dis: bool = _opt(False, "train the content discriminator (MDMM --isDcontent)")
-    content_dis_every: int = _opt(3, "with the content discriminator: one D+EG step every this many batches "
-                                     "(MDMM d_iter), the other batches update the content discriminator", min=1)
+    content_dis_every: int = _opt(
+        3,
+        "with the content discriminator: one D+EG step every this many batches "
+        "(MDMM d_iter), the other batches update the content discriminator",
+        min=1,
+    )
     use_adain: bool = _opt(False, "GM-DRIT: AdaIN after the generator's shared block (report 5.3.1)")
     double_convT: bool = _opt(False, "GM-DRIT: a second transposed conv after each upsampling one (report 5.3.2)")
-    upsample: str = _opt("transposed", "MDMM / GM-DRIT generator: how dec2 and dec3 double the resolution. transposed = "
-                                       "the official 3x3 stride-2 transposed conv (prints a period-2/4 grid pattern); "
-                                       "resize_conv = nearest x2, reflection pad, 3x3 conv (no grid, same parameters)",
-                         choices=("transposed", "resize_conv"))
-    random_attributes: str = _opt("prior", "MDMM: where random attributes come from, in training and at test time: "
-                                           "the prior N(0, I), or the aggregate posterior of the target domain "
-                                           "(a diagonal Gaussian fitted to the encoded training attributes by a "
-                                           "running average, stored with the weights)", choices=("prior", "aggregate"))
-    aggregate_momentum: float = _opt(0.01, "MDMM with random_attributes=aggregate: weight of each batch in the "
-                                           "running mean and second moment", min=0, max=1, min_exclusive=True)
-    sample_temperature: float = _opt(1.0, "test time only: the default --temperature of translate and eval, the "
-                                          "scale of the prior's standard deviation for random attributes (training "
-                                          "ignores it)", min=0, min_exclusive=True)
+    upsample: str = _opt(
+        "transposed",
+        "MDMM / GM-DRIT generator: how dec2 and dec3 double the resolution. transposed = "
+        "the official 3x3 stride-2 transposed conv (prints a period-2/4 grid pattern); "
+        "resize_conv = nearest x2, reflection pad, 3x3 conv (no grid, same parameters)",
+        choices=("transposed", "resize_conv"),
+    )
+    random_attributes: str = _opt(
+        "prior",
+        "MDMM: where random attributes come from, in training and at test time: "
+        "the prior N(0, I), or the aggregate posterior of the target domain "
+        "(a diagonal Gaussian fitted to the encoded training attributes by a "
+        "running average, stored with the weights)",
+        choices=("prior", "aggregate"),
+    )
+    aggregate_momentum: float = _opt(
+        0.01,
+        "MDMM with random_attributes=aggregate: weight of each batch in the running mean and second moment",
+        min=0,
+        max=1,
+        min_exclusive=True,
+    )
+    sample_temperature: float = _opt(
+        1.0,
+        "test time only: the default --temperature of translate and eval, the "
+        "scale of the prior's standard deviation for random attributes (training "
+        "ignores it)",
+        min=0,
+        min_exclusive=True,
+    )
 
 
 @dataclass
 class LossConfig:
     lambda_rec: float = _opt(10.0, "weight of the self and cross-cycle L1 reconstruction", min=0)
     lambda_cls: float = _opt(1.0, "weight of the discriminators' domain classification on real images", min=0)
-    lambda_cls_fake: float = _opt(5.0, "weight of the domain classification of generated images (MDMM lambda_cls_G)", min=0)
+    lambda_cls_fake: float = _opt(
+        5.0, "weight of the domain classification of generated images (MDMM lambda_cls_G)", min=0
+    )
     lambda_latent: float = _opt(10.0, "weight of the latent regression of random attributes", min=0)
     kl_content: float = _opt(0.01, "weight of the content-code penalty mean(z_c^2)", min=0)
     kl_attribute: float = _opt(0.01, "weight of the attribute KL (summed over batch and dimensions)", min=0)
-    mode_seeking: float = _opt(0.0, "weight of DRIT++'s mode-seeking term 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| "
-                                    "+ eps) on two random attributes per input (0 = off, MDMM's default)", min=0)
+    mode_seeking: float = _opt(
+        0.0,
+        "weight of DRIT++'s mode-seeking term 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| "
+        "+ eps) on two random attributes per input (0 = off, MDMM's default)",
+        min=0,
+    )
 
 
 @dataclass
@@ -105,81 +158,148 @@ class OptimConfig:
     beta1: float = _opt(0.5, "Adam beta1", min=0, max=1)
     beta2: float = _opt(0.999, "Adam beta2", min=0, max=1)
     weight_decay: float = _opt(1.0e-4, "Adam L2 weight decay", min=0)
-    lr_policy: str = _opt("lambda", "learning-rate policy, stepped per epoch (linear: BicycleGAN/pix2pix, constant "
-                                    "for n_epochs_decay epochs, then lr * (1 - (e - n_epochs_decay) / (n_epochs - "
-                                    "n_epochs_decay + 1)) in 1-based epoch e; exponential: lr_gamma ** epoch, the "
-                                    "epoch counted inside the training phase)",
-                          choices=("lambda", "step", "constant", "linear", "exponential"))
-    lr_gamma: float = _opt(0.95, "factor per epoch of the exponential policy (torch's ExponentialLR gamma)", min=0,
-                           max=1, min_exclusive=True)
+    lr_policy: str = _opt(
+        "lambda",
+        "learning-rate policy, stepped per epoch (linear: BicycleGAN/pix2pix, constant "
+        "for n_epochs_decay epochs, then lr * (1 - (e - n_epochs_decay) / (n_epochs - "
+        "n_epochs_decay + 1)) in 1-based epoch e; exponential: lr_gamma ** epoch, the "
+        "epoch counted inside the training phase)",
+        choices=("lambda", "step", "constant", "linear", "exponential"),
+    )
+    lr_gamma: float = _opt(
+        0.95,
+        "factor per epoch of the exponential policy (torch's ExponentialLR gamma)",
+        min=0,
+        max=1,
+        min_exclusive=True,
+    )
     n_epochs: int = _opt(1200, "epochs of the lambda policy (MDMM n_ep)", min=1)
-    n_epochs_decay: int = _opt(600, "epoch at which the lambda decay starts, or the step period (MDMM n_ep_decay)", min=1)
+    n_epochs_decay: int = _opt(
+        600, "epoch at which the lambda decay starts, or the step period (MDMM n_ep_decay)", min=1
+    )
     content_dis_clip: float = _opt(5.0, "gradient-norm clip of the content discriminator", min=0, min_exclusive=True)
 
 
 @dataclass
 class TrainConfig:
     max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
-    batch_size: int = _opt(2, "images per iteration (even: the batch is split into two halves)", min=2,
-                         max=4096, why="memory grows with it; the reports use 2 to 64")
+    batch_size: int = _opt(
+        2,
+        "images per iteration (even: the batch is split into two halves)",
+        min=2,
+        max=4096,
+        why="memory grows with it; the reports use 2 to 64",
+    )
     seed: int = _opt(0, "seed of every random number generator", min=0, max=2**32 - 1)
     device: str = _opt("auto", "device to train on", choices=("auto", "cpu", "cuda"))
     threads: int = _opt(0, "CPU threads for torch (0 = torch's default)", min=0, max=1024)
     log_every: int = _opt(10, "append losses to metrics.jsonl every this many iterations", min=1)
     sample_every: int = _opt(500, "save a sample grid every this many iterations", min=1)
-    grid_random: int = _opt(1, "random-attribute outputs per row of the sample grid (the report's layout: 1)", min=1,
-                          max=100, why="each is a column of every sample grid")
+    grid_random: int = _opt(
+        1,
+        "random-attribute outputs per row of the sample grid (the report's layout: 1)",
+        min=1,
+        max=100,
+        why="each is a column of every sample grid",
+    )
     save_every: int = _opt(1000, "save a checkpoint every this many iterations", min=1)
-    save_minutes: float = _opt(10.0, "also save a checkpoint when this many minutes passed since the last one", min=0,
-                               min_exclusive=True)
+    save_minutes: float = _opt(
+        10.0, "also save a checkpoint when this many minutes passed since the last one", min=0, min_exclusive=True
+    )
     keep_last: int = _opt(3, "checkpoints kept: the newest this many ...", min=1)
     keep_every: int = _opt(0, "... plus every checkpoint whose iteration is a multiple of this (0 = none)", min=0)
-    time_budget: str = _opt("", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)")
-    tensorboard: bool = _opt(True, "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
-                                   "sample grids, config) when the tensorboard package is installed")
-    init_from: str = _opt("", "start a new run from the weights of this model (a run or checkpoint folder, an exported "
-                              "model.safetensors, or 'pretrained'): every tensor of the same name and shape is "
-                              "copied, the rest (e.g. discriminator heads sized by the crop) keep their fresh "
-                              "initialisation; a resumed run reads its checkpoint instead ('' = none)")
-    ema_beta: float = _opt(0.0, "keep an exponential moving average of the test-time networks' weights, "
-                                "ema = beta * ema + (1 - beta) * weights every iteration (StarGAN v2: 0.999; "
-                                "0 = off); translate, interpolate and eval use it unless --no-ema", min=0, max=1)
-    dist_timeout: float = _opt(1800.0, "several processes (torchrun): seconds a process waits in a collective "
-                                       "before it gives up on the others (a dead or stalled process)",
-                               min=0, min_exclusive=True, max=7 * 24 * 3600,
-                               why="a week; a stalled process must be noticed")
-    check_replicas_every: int = _opt(0, "several processes: every this many iterations compare checksums of "
-                                        "the weights and optimizer states of every process (debugging; 0 = off)",
-                                     min=0)
+    time_budget: str = _opt(
+        "", "stop with a fresh checkpoint before this much wall time, e.g. 3h50m, 90m, 3600s ('' = none)"
+    )
+    tensorboard: bool = _opt(
+        True,
+        "write TensorBoard event files into RUN/tensorboard/ (losses, learning rates, "
+        "sample grids, config) when the tensorboard package is installed",
+    )
+    init_from: str = _opt(
+        "",
+        "start a new run from the weights of this model (a run or checkpoint folder, an exported "
+        "model.safetensors, or 'pretrained'): every tensor of the same name and shape is "
+        "copied, the rest (e.g. discriminator heads sized by the crop) keep their fresh "
+        "initialisation; a resumed run reads its checkpoint instead ('' = none)",
+    )
+    ema_beta: float = _opt(
+        0.0,
+        "keep an exponential moving average of the test-time networks' weights, "
+        "ema = beta * ema + (1 - beta) * weights every iteration (StarGAN v2: 0.999; "
+        "0 = off); translate, interpolate and eval use it unless --no-ema",
+        min=0,
+        max=1,
+    )
+    dist_timeout: float = _opt(
+        1800.0,
+        "several processes (torchrun): seconds a process waits in a collective "
+        "before it gives up on the others (a dead or stalled process)",
+        min=0,
+        min_exclusive=True,
+        max=7 * 24 * 3600,
+        why="a week; a stalled process must be noticed",
+    )
+    check_replicas_every: int = _opt(
+        0,
+        "several processes: every this many iterations compare checksums of "
+        "the weights and optimizer states of every process (debugging; 0 = off)",
+        min=0,
+    )
 
 
 @dataclass
 class SpeedConfig:
-    amp: str = _opt("auto", "autocast precision: auto = bf16 on GPUs of compute capability 8.0+ and on CPUs with "
-                            "native bf16, fp16 with loss scaling on 7.x GPUs (T4, V100), else fp32",
-                    choices=("auto", "bf16", "fp16", "off"))
-    channels_last: str = _opt("auto", "channels-last memory format (auto = with reduced precision)",
-                              choices=("auto", "on", "off"))
+    amp: str = _opt(
+        "auto",
+        "autocast precision: auto = bf16 on GPUs of compute capability 8.0+ and on CPUs with "
+        "native bf16, fp16 with loss scaling on 7.x GPUs (T4, V100), else fp32",
+        choices=("auto", "bf16", "fp16", "off"),
+    )
+    channels_last: str = _opt(
+        "auto", "channels-last memory format (auto = with reduced precision)", choices=("auto", "on", "off")
+    )
     compile: bool = _opt(False, "torch.compile every network (slow first iterations)")
-    optimizer: str = _opt("auto", "Adam implementation (auto = fused)",
-                          choices=("auto", "fused", "foreach", "loop"))
-    keep_freed_memory: str = _opt("auto", "keep freed CPU memory for reuse instead of returning it to the "
-                                  "OS each iteration (glibc; auto = on for CPU training)",
-                                  choices=("auto", "on", "off"))
-    tf32: str = _opt("auto", "fp32 matmuls and convolutions on CUDA use TensorFloat-32 tensor cores (auto = on "
-                             "from compute capability 8.0, Ampere)", choices=("auto", "on", "off"))
-    cudnn_benchmark: str = _opt("auto", "cuDNN times its convolution algorithms once per input shape and keeps "
-                                        "the fastest (training shapes are fixed; auto = on for CUDA)",
-                                choices=("auto", "on", "off"))
-    prefetch: int = _opt(2, "iterations of batches decoded, resized, cropped and flipped in the background ahead "
-                            "of the step, in the order the loop would load them (0 = load inside the loop)", min=0,
-                    max=64, why="every prefetched iteration holds its batches in memory")
-    loader_threads: int = _opt(0, "background threads that load the prefetched batches (0 = the CPU cores of "
-                                  "this process, at most 4)", min=0, max=256,
-                            why="threads beyond the CPU cores only add overhead")
-    data_cache: str = _opt("", "copy data.root into this local folder once and train from the copy (for data on "
-                                "a slow mount such as a Drive folder); a later run reuses the copy while its file "
-                                "count and size match the source ('' = read data.root directly)")
+    optimizer: str = _opt("auto", "Adam implementation (auto = fused)", choices=("auto", "fused", "foreach", "loop"))
+    keep_freed_memory: str = _opt(
+        "auto",
+        "keep freed CPU memory for reuse instead of returning it to the "
+        "OS each iteration (glibc; auto = on for CPU training)",
+        choices=("auto", "on", "off"),
+    )
+    tf32: str = _opt(
+        "auto",
+        "fp32 matmuls and convolutions on CUDA use TensorFloat-32 tensor cores (auto = on "
+        "from compute capability 8.0, Ampere)",
+        choices=("auto", "on", "off"),
+    )
+    cudnn_benchmark: str = _opt(
+        "auto",
+        "cuDNN times its convolution algorithms once per input shape and keeps "
+        "the fastest (training shapes are fixed; auto = on for CUDA)",
+        choices=("auto", "on", "off"),
+    )
+    prefetch: int = _opt(
+        2,
+        "iterations of batches decoded, resized, cropped and flipped in the background ahead "
+        "of the step, in the order the loop would load them (0 = load inside the loop)",
+        min=0,
+        max=64,
+        why="every prefetched iteration holds its batches in memory",
+    )
+    loader_threads: int = _opt(
+        0,
+        "background threads that load the prefetched batches (0 = the CPU cores of this process, at most 4)",
+        min=0,
+        max=256,
+        why="threads beyond the CPU cores only add overhead",
+    )
+    data_cache: str = _opt(
+        "",
+        "copy data.root into this local folder once and train from the copy (for data on "
+        "a slow mount such as a Drive folder); a later run reuses the copy while its file "
+        "count and size match the source ('' = read data.root directly)",
+    )
 
 
 class _ConfigBase:
@@ -191,21 +311,32 @@ class _ConfigBase:
 def _config_class() -> type:
     """The config tree: the common sections, then each family's own section (``mixture`` of GM-DRIT,
     ``bicyclegan``, ``vae``) where its folder defines one."""
-    common = [("name", str, _opt("custom", "preset name; the default run folder is runs/<name>")),
-              ("description", str, _opt("", "one line shown by `gmdrit presets`")),
-              ("model", ModelConfig, field(default_factory=ModelConfig))]
+    common = [
+        ("name", str, _opt("custom", "preset name; the default run folder is runs/<name>")),
+        ("description", str, _opt("", "one line shown by `gmdrit presets`")),
+        ("model", ModelConfig, field(default_factory=ModelConfig)),
+    ]
     owned = [(section, m.Section, field(default_factory=m.Section)) for section, (_, m) in FAMILY_SECTIONS.items()]
-    rest = [(name, cls, field(default_factory=cls)) for name, cls in
-            (("data", DataConfig), ("loss", LossConfig), ("optim", OptimConfig), ("train", TrainConfig),
-             ("speed", SpeedConfig))]
-    return dataclasses.make_dataclass("Config", common + owned + rest, bases=(_ConfigBase,),
-                                      namespace={"__module__": __name__})
+    rest = [
+        (name, cls, field(default_factory=cls))
+        for name, cls in (
+            ("data", DataConfig),
+            ("loss", LossConfig),
+            ("optim", OptimConfig),
+            ("train", TrainConfig),
+            ("speed", SpeedConfig),
+        )
+    ]
+    return dataclasses.make_dataclass(
+        "Config", common + owned + rest, bases=(_ConfigBase,), namespace={"__module__": __name__}
+    )
 
 
 Config = _config_class()
 
 
 # ----------------------------------------------------------------------------------------- keys
+
 
 def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
@@ -236,6 +367,7 @@ def _suggest(key: str, valid: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------- values
+
 
 def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, str | None]:
     """Convert ``value`` to ``tp`` and check its range; return (value, error or None)."""
@@ -365,8 +497,10 @@ def _validate(cfg: Config) -> list[str]:
         if cfg.model.family == family and hasattr(module, "validate"):
             errors += module.validate(cfg)
     if cfg.model.family not in FAMILY_NAMES:
-        errors.append(f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(FAMILY_NAMES)}"
-                      + _suggest(cfg.model.family, list(FAMILY_NAMES)))
+        errors.append(
+            f"model.family: unknown family {cfg.model.family!r}; known: {', '.join(FAMILY_NAMES)}"
+            + _suggest(cfg.model.family, list(FAMILY_NAMES))
+        )
     return errors
 
 
@@ -424,8 +558,9 @@ def dump_config(cfg: Config) -> str:
 
 # ----------------------------------------------------------------------------------------- presets
 
+
 def _preset_dir() -> Path:
-    return Path(str(resources.files("gmdrit_cli.presets")))
+    return Path(str(resources.files("gmdrit_cli.config.presets")))
 
 
 def list_presets() -> dict[str, str]:
@@ -447,21 +582,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         line = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{line}; fix the file") from None
     if data is None or data == {}:  # an empty file is a mistake, not a request for every default
-        raise ConfigError(f"config file {path} is empty; write its settings (see presets/quickstart.yaml), "
-                          f"or give a preset name")
+        raise ConfigError(
+            f"config file {path} is empty; write its settings (see gmdrit_cli/config/presets/quickstart.yaml), "
+            f"or give a preset name"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
 
 
 def resolve_preset_path(preset: str) -> Path:
-    """A preset name from ``presets/`` or a path to a YAML file."""
+    """A preset name from ``gmdrit_cli/config/presets/`` or a path to a YAML file."""
     path = Path(preset)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if path.is_dir():
             raise ConfigError(f"preset {path} is a folder; give a preset name (see `gmdrit presets`) or a YAML file")
         if not path.is_file():
-            raise ConfigError(f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path")
+            raise ConfigError(
+                f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path"
+            )
         return path
     candidate = _preset_dir() / f"{preset}.yaml"
     if candidate.is_file():

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .. import atomic
-from .unpaired import resolve_root
 from ..errors import DataError
 from ..outputs import checkpoint_area
+from .unpaired import resolve_root
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,20 @@ def _refuse_what_is_not_a_copy(target: Path, manifest: Path, recorded) -> None:
     """A copy is replaced only when its manifest says this module made it: a folder ``TO/<name>`` or a file
     ``TO/<name>.json`` of the user's own (e.g. ``--to ~`` beside a folder of the same name) is left alone."""
     if (manifest.exists() or manifest.is_symlink()) and not _is_manifest(recorded):
-        raise DataError(f"{manifest} is in the way and is not a gmdrit data cache record; move it away or "
-                        f"cache elsewhere")
+        raise DataError(
+            f"{manifest} is in the way and is not a gmdrit data cache record; move it away or cache elsewhere"
+        )
     if (target.exists() or target.is_symlink()) and not _is_manifest(recorded):
         if not target.is_dir() or any(target.iterdir()):
-            raise DataError(f"{target} already exists and is not a copy made by gmdrit data cache; gmdrit does "
-                            f"not replace it: move it away or cache elsewhere")
+            raise DataError(
+                f"{target} already exists and is not a copy made by gmdrit data cache; gmdrit does "
+                f"not replace it: move it away or cache elsewhere"
+            )
 
 
-def cache_dataset(source: str | Path, cache_dir: str | Path,
-                  progress: Callable[[int, int], None] | None = None) -> CacheResult:
+def cache_dataset(
+    source: str | Path, cache_dir: str | Path, progress: Callable[[int, int], None] | None = None
+) -> CacheResult:
     """The local copy of dataset folder ``source`` under ``cache_dir``, copied now unless a complete copy of the
     same source (file count and size) is there. ``progress(files copied, files)`` during a copy."""
     source = resolve_root(source).resolve()
@@ -74,14 +78,17 @@ def cache_dataset(source: str | Path, cache_dir: str | Path,
         raise DataError(f"the cache folder {cache_dir} is a file, not a folder; cache elsewhere")
     area = checkpoint_area(cache_dir)
     if area is not None:
-        raise DataError(f"the cache folder {cache_dir} is inside {area}, a run's checkpoints, which only `gmdrit "
-                        f"train` and `gmdrit resume` write; cache elsewhere")
+        raise DataError(
+            f"the cache folder {cache_dir} is inside {area}, a run's checkpoints, which only `gmdrit "
+            f"train` and `gmdrit resume` write; cache elsewhere"
+        )
     target, manifest = cache_dir / source.name, cache_dir / f"{source.name}.json"
     if target == source or source in target.parents:
         raise DataError(f"speed.data_cache {cache_dir} lies inside the data folder {source}; cache elsewhere")
     if target in source.parents:
-        raise DataError(f"the copy {target} would replace a folder that holds the data folder {source}; cache "
-                        f"elsewhere")
+        raise DataError(
+            f"the copy {target} would replace a folder that holds the data folder {source}; cache elsewhere"
+        )
     files, size = tree_summary(source)
     if files == 0:
         raise DataError(f"data folder '{source}' holds no files; nothing to cache (check data.root)")
@@ -109,8 +116,9 @@ def cache_dataset(source: str | Path, cache_dir: str | Path,
         shutil.copytree(source, partial, copy_function=copy)
     except (OSError, shutil.Error) as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(f"copying {source} to {cache_dir} failed ({exc}); free some disk space or unset "
-                        f"speed.data_cache") from None
+        raise DataError(
+            f"copying {source} to {cache_dir} failed ({exc}); free some disk space or unset speed.data_cache"
+        ) from None
     if tree_summary(partial) != (files, size):
         shutil.rmtree(partial, ignore_errors=True)
         raise DataError(f"{source} changed while it was copied to {cache_dir}; run again once it is complete")

@@ -20,9 +20,10 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ..errors import GmdritError
 from ..limits import finite
@@ -65,8 +66,9 @@ class DatasetSpec:
 
 
 def _cyclegan(name: str, counts: Optional[dict[str, int]] = None) -> DatasetSpec:
-    return DatasetSpec(name, "unpaired", CYCLEGAN_URL.format(name=name), "zip",
-                       ("trainA", "trainB", "testA", "testB"), counts or {})
+    return DatasetSpec(
+        name, "unpaired", CYCLEGAN_URL.format(name=name), "zip", ("trainA", "trainB", "testA", "testB"), counts or {}
+    )
 
 
 def _pix2pix(name: str, local_name: Optional[str] = None) -> DatasetSpec:
@@ -76,13 +78,27 @@ def _pix2pix(name: str, local_name: Optional[str] = None) -> DatasetSpec:
 _UNPAIRED = [
     _cyclegan("apple2orange", {"trainA": 995, "trainB": 1019, "testA": 266, "testB": 248}),
     _cyclegan("horse2zebra", {"trainA": 1067, "trainB": 1334, "testA": 120, "testB": 140}),
-    *(_cyclegan(n) for n in ("summer2winter_yosemite", "monet2photo", "cezanne2photo", "ukiyoe2photo",
-                             "vangogh2photo", "iphone2dslr_flower", "maps", "cityscapes", "facades")),
+    *(
+        _cyclegan(n)
+        for n in (
+            "summer2winter_yosemite",
+            "monet2photo",
+            "cezanne2photo",
+            "ukiyoe2photo",
+            "vangogh2photo",
+            "iphone2dslr_flower",
+            "maps",
+            "cityscapes",
+            "facades",
+        )
+    ),
 ]
 _unpaired_names = {s.name for s in _UNPAIRED}
 # A pix2pix set whose name is also a CycleGAN set is called <name>-paired; the plain name is the CycleGAN one.
-_PAIRED = [_pix2pix(n, n + PAIRED_SUFFIX if n in _unpaired_names else None)
-           for n in ("edges2shoes", "edges2handbags", "facades", "maps", "night2day", "cityscapes")]
+_PAIRED = [
+    _pix2pix(n, n + PAIRED_SUFFIX if n in _unpaired_names else None)
+    for n in ("edges2shoes", "edges2handbags", "facades", "maps", "night2day", "cityscapes")
+]
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in _UNPAIRED + _PAIRED}
 
 
@@ -102,6 +118,7 @@ def is_known_dataset(name: str, kind: Optional[str] = None) -> bool:
 
 
 # -- what is on disk ------------------------------------------------------------------------------
+
 
 def _count_images(folder: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -141,6 +158,7 @@ def list_datasets(to: Path, registry: Optional[dict[str, DatasetSpec]] = None) -
 
 # -- downloading ----------------------------------------------------------------------------------
 
+
 def _content_range(header: Optional[str]) -> tuple[Optional[int], Optional[int]]:
     """(first byte, full size) of a ``Content-Range: bytes a-b/n`` or ``bytes */n`` header."""
     match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", header or "")
@@ -150,8 +168,15 @@ def _content_range(header: Optional[str]) -> tuple[Optional[int], Optional[int]]
     return (int(first) if first else None), (int(total) if total and total != "*" else None)
 
 
-def fetch(url: str, part: Path, *, manual_path: Path, progress: Optional[Progress] = None,
-          timeout: float = 30.0, chunk_size: int = 1 << 16) -> tuple[int, int]:
+def fetch(
+    url: str,
+    part: Path,
+    *,
+    manual_path: Path,
+    progress: Optional[Progress] = None,
+    timeout: float = 30.0,
+    chunk_size: int = 1 << 16,
+) -> tuple[int, int]:
     """Download ``url`` into ``part``, continuing an existing ``part`` with a Range request; returns the
     file's size and the byte the transfer continued from (0: from the start). A broken-off transfer keeps
     ``part`` and raises; ``manual_path`` is where the error tells the user to put a file fetched by hand."""
@@ -170,14 +195,20 @@ def fetch(url: str, part: Path, *, manual_path: Path, progress: Optional[Progres
                 start = 0
                 continue
             if exc.code == 404:
-                raise DownloadError(f"{url} answered 404 Not Found; check the URL, pass --url with a mirror, "
-                                    f"or download the file by hand to {manual_path} and run again") from None
-            raise DownloadError(f"{url} answered HTTP {exc.code} {exc.reason}; try again later, pass --url "
-                                f"with a mirror, or download the file by hand to {manual_path}") from None
+                raise DownloadError(
+                    f"{url} answered 404 Not Found; check the URL, pass --url with a mirror, "
+                    f"or download the file by hand to {manual_path} and run again"
+                ) from None
+            raise DownloadError(
+                f"{url} answered HTTP {exc.code} {exc.reason}; try again later, pass --url "
+                f"with a mirror, or download the file by hand to {manual_path}"
+            ) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise DownloadError(f"cannot reach {url} ({reason}); check the network, pass --url with a mirror, "
-                                f"or download the file by hand to {manual_path} and run again") from None
+            raise DownloadError(
+                f"cannot reach {url} ({reason}); check the network, pass --url with a mirror, "
+                f"or download the file by hand to {manual_path} and run again"
+            ) from None
         with response:
             first, total = _content_range(response.headers.get("Content-Range"))
             if start and (response.status != 206 or first != start):
@@ -195,9 +226,11 @@ def fetch(url: str, part: Path, *, manual_path: Path, progress: Optional[Progres
                     try:
                         chunk = response.read(chunk_size)
                     except (http.client.HTTPException, OSError) as exc:  # reset, timeout, TLS error mid-body
-                        raise DownloadError(f"the download from {url} broke off after {done} bytes "
-                                            f"({exc or type(exc).__name__}); {part} is kept: run the same "
-                                            f"command again to resume") from None
+                        raise DownloadError(
+                            f"the download from {url} broke off after {done} bytes "
+                            f"({exc or type(exc).__name__}); {part} is kept: run the same "
+                            f"command again to resume"
+                        ) from None
                     if not chunk:
                         break
                     out.write(chunk)
@@ -205,17 +238,21 @@ def fetch(url: str, part: Path, *, manual_path: Path, progress: Optional[Progres
                     if progress:
                         progress("download", done, total)
         if total is not None and done < total:
-            raise DownloadError(f"the download from {url} stopped at {done} of {total} bytes; {part} is kept: "
-                                f"run the same command again to resume")
+            raise DownloadError(
+                f"the download from {url} stopped at {done} of {total} bytes; {part} is kept: "
+                f"run the same command again to resume"
+            )
         if total is not None and done > total:
             part.unlink()
-            raise DownloadError(f"{url} sent {done} bytes but announced {total}; the partial file was removed, "
-                                f"run again")
+            raise DownloadError(
+                f"{url} sent {done} bytes but announced {total}; the partial file was removed, run again"
+            )
         return done, start
     raise DownloadError(f"{url} does not answer Range requests consistently; remove {part} and run again")
 
 
 # -- checking and unpacking -----------------------------------------------------------------------
+
 
 @dataclass
 class _Member:
@@ -294,8 +331,14 @@ def check_archive(path: Path, spec: DatasetSpec, progress: Optional[Progress] = 
         found = sorted(present)[:8] + (["..."] if len(present) > 8 else [])
         raise ValueError(f"it has no {', '.join(missing)} folder (it has: {', '.join(found) or 'nothing'})")
     for folder, expected in spec.counts.items():
-        n = sum(1 for m in members if not m.is_dir and len(m.parts) == 2 and m.parts[0] == folder
-                and Path(m.parts[1]).suffix.lower() in IMAGE_SUFFIXES)
+        n = sum(
+            1
+            for m in members
+            if not m.is_dir
+            and len(m.parts) == 2
+            and m.parts[0] == folder
+            and Path(m.parts[1]).suffix.lower() in IMAGE_SUFFIXES
+        )
         if n != expected:
             raise ValueError(f"its {folder}/ has {n} images instead of {expected}")
     return members
@@ -345,17 +388,22 @@ def _install(source: Path, dest: Path) -> None:
 
 # -- the command ----------------------------------------------------------------------------------
 
+
 def check_url(url: str) -> str:
     """``url`` when it is an http(s) URL with a host or a file:// URL with a path; else one line saying what
     --url takes."""
     try:
         parts = urllib.parse.urlsplit(url.strip())
-        parts.port  # raises ValueError on a port that is not a number
+        _ = parts.port  # raises ValueError on a port that is not a number
     except ValueError as exc:
-        raise DownloadError(f"--url {url!r} is not a valid URL ({exc}); give the http(s) address of an archive") from None
+        raise DownloadError(
+            f"--url {url!r} is not a valid URL ({exc}); give the http(s) address of an archive"
+        ) from None
     if not (parts.scheme in ("http", "https") and parts.netloc or parts.scheme == "file" and parts.path):
-        raise DownloadError(f"--url {url!r} is not an http(s) or file:// URL; give the address of an archive, e.g. "
-                            f"https://host/path/NAME.zip (leave --url out for the official one)")
+        raise DownloadError(
+            f"--url {url!r} is not an http(s) or file:// URL; give the address of an archive, e.g. "
+            f"https://host/path/NAME.zip (leave --url out for the official one)"
+        )
     return url.strip()
 
 
@@ -383,9 +431,17 @@ def _counts(spec: DatasetSpec, folder: Path) -> dict[str, int]:
     return {f: _count_images(folder / f) for f in spec.folders if (folder / f).is_dir()}
 
 
-def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: Optional[str] = None,
-                     force: bool = False, keep_archive: bool = False, progress: Optional[Progress] = None,
-                     timeout: float = 30.0, registry: Optional[dict[str, DatasetSpec]] = None) -> DownloadResult:
+def download_dataset(
+    name: str | DatasetSpec,
+    to: Path = Path("data"),
+    *,
+    url: Optional[str] = None,
+    force: bool = False,
+    keep_archive: bool = False,
+    progress: Optional[Progress] = None,
+    timeout: float = 30.0,
+    registry: Optional[dict[str, DatasetSpec]] = None,
+) -> DownloadResult:
     """Download, check and unpack a dataset into ``to/<name>``; a complete folder there is left alone
     unless ``force``. ``url`` replaces the registry's URL (a mirror); an archive already at
     ``to/<name>.<format>`` (kept, or fetched by hand) is used without downloading."""
@@ -403,8 +459,9 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
         problems = missing_parts(spec, dest)
         if not problems:
             return DownloadResult(spec, source, dest, True, counts=_counts(spec, dest))
-        raise DownloadError(f"{dest} exists but is incomplete ({'; '.join(problems)}); pass --force to "
-                            f"replace it with a fresh download")
+        raise DownloadError(
+            f"{dest} exists but is incomplete ({'; '.join(problems)}); pass --force to replace it with a fresh download"
+        )
     try:
         to.mkdir(parents=True, exist_ok=True)
         if force:
@@ -420,13 +477,17 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
             members = check_archive(archive, spec, progress)
         except ValueError as exc:
             if found:
-                raise DownloadError(f"{archive} was already there (nothing was downloaded) and is not {spec.name}: "
-                                    f"{exc}; it is left as it was: move it away and run again to download "
-                                    f"{spec.name}") from None
+                raise DownloadError(
+                    f"{archive} was already there (nothing was downloaded) and is not {spec.name}: "
+                    f"{exc}; it is left as it was: move it away and run again to download "
+                    f"{spec.name}"
+                ) from None
             archive.unlink(missing_ok=True)
-            raise DownloadError(f"the archive from {source} is damaged or not {spec.name}: {exc}; it was removed "
-                                f"({archive}) and nothing was unpacked: run the command again, or pass --url "
-                                f"with another mirror") from None
+            raise DownloadError(
+                f"the archive from {source} is damaged or not {spec.name}: {exc}; it was removed "
+                f"({archive}) and nothing was unpacked: run the command again, or pass --url "
+                f"with another mirror"
+            ) from None
         unpacked = temporary_folder(to, f".{spec.name}.unpack-")
         try:
             _extract(archive, spec.archive, members, unpacked, progress)
@@ -437,5 +498,13 @@ def download_dataset(name: str | DatasetSpec, to: Path = Path("data"), *, url: O
             archive.unlink(missing_ok=True)
     except OSError as exc:  # disk full, no permission: the network errors were handled in fetch
         raise DownloadError(os_error_line(exc, f"cannot write the dataset under {to}", "pass another --to")) from None
-    return DownloadResult(spec, source, dest, False, downloaded, resumed_from,
-                          archive if keep_archive or found else None, _counts(spec, dest))
+    return DownloadResult(
+        spec,
+        source,
+        dest,
+        False,
+        downloaded,
+        resumed_from,
+        archive if keep_archive or found else None,
+        _counts(spec, dest),
+    )

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -100,6 +101,7 @@ def edges_pair(photo: Image.Image, size: int, sigma: Optional[float] = None) -> 
 
 # -- the sources and the split ---------------------------------------------------------------------
 
+
 def _is_image(path: Path) -> bool:
     from .unpaired import IMAGE_EXTENSIONS
 
@@ -112,8 +114,10 @@ def find_sources(src: Path) -> tuple[list[Path], list[Path]]:
     A folder with image files directly inside is a folder of photos: all of them, no test images. A folder
     without any but with ``train*``/``test*`` sub-folders is a CycleGAN root."""
     if not src.exists():
-        raise DataError(f"source folder '{src}' does not exist; pass a folder of photos (or a CycleGAN "
-                        f"dataset root such as data/apple2orange)")
+        raise DataError(
+            f"source folder '{src}' does not exist; pass a folder of photos (or a CycleGAN "
+            f"dataset root such as data/apple2orange)"
+        )
     if not src.is_dir():
         raise DataError(f"source '{src}' is not a folder; pass the folder that holds the photos")
     direct = sorted(p for p in src.iterdir() if _is_image(p))
@@ -123,8 +127,9 @@ def find_sources(src: Path) -> tuple[list[Path], list[Path]]:
     train = sorted(p for d in subs if d.name.startswith("train") for p in d.iterdir() if _is_image(p))
     test = sorted(p for d in subs if d.name.startswith("test") for p in d.iterdir() if _is_image(p))
     if not train and not test:
-        raise DataError(f"no images in '{src}' (nor in train*/test* sub-folders); pass a folder of photos "
-                        f"(.jpg, .png, ...)")
+        raise DataError(
+            f"no images in '{src}' (nor in train*/test* sub-folders); pass a folder of photos (.jpg, .png, ...)"
+        )
     return train, test
 
 
@@ -134,17 +139,20 @@ def split_counts(n: int, val: float, test: float) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def plan_splits(train_side: list[Path], test_side: list[Path], val: float, test: float,
-                seed: int) -> dict[str, list[Path]]:
+def plan_splits(
+    train_side: list[Path], test_side: list[Path], val: float, test: float, seed: int
+) -> dict[str, list[Path]]:
     """Which source goes to which split. A seeded permutation of the sorted train-side list: its first
     ``round(n*test)`` go to test (only when there are no test-side images), the next ``round(n*val)`` to
     val, the rest to train; test-side images all go to test. Each split is returned sorted."""
     order = np.random.default_rng(seed).permutation(len(train_side))
     shuffled = [train_side[i] for i in order]
     n_train, n_val, n_test = split_counts(len(shuffled), val, 0.0 if test_side else test)
-    return {"test": sorted(shuffled[:n_test] + test_side),
-            "val": sorted(shuffled[n_test:n_test + n_val]),
-            "train": sorted(shuffled[n_test + n_val:])}
+    return {
+        "test": sorted(shuffled[:n_test] + test_side),
+        "val": sorted(shuffled[n_test : n_test + n_val]),
+        "train": sorted(shuffled[n_test + n_val :]),
+    }
 
 
 def output_names(paths: list[Path]) -> dict[Path, str]:
@@ -153,11 +161,14 @@ def output_names(paths: list[Path]) -> dict[Path, str]:
     stems: dict[str, int] = {}
     for p in paths:
         stems[p.stem] = stems.get(p.stem, 0) + 1
-    return {p: (p.stem if stems[p.stem] == 1 else f"{p.parent.name}_{p.stem}_{p.suffix[1:].lower()}") + ".jpg"
-            for p in paths}
+    return {
+        p: (p.stem if stems[p.stem] == 1 else f"{p.parent.name}_{p.stem}_{p.suffix[1:].lower()}") + ".jpg"
+        for p in paths
+    }
 
 
 # -- the command ------------------------------------------------------------------------------------
+
 
 @dataclass
 class EdgesResult:
@@ -171,15 +182,28 @@ class EdgesResult:
     sigma: float = 2.0
 
 
-def _check_arguments(src: Path, dst: Path, size: int, val: float, test: Optional[float], overwrite: bool,
-                     sigma: Optional[float], seed: int) -> None:
+def _check_arguments(
+    src: Path,
+    dst: Path,
+    size: int,
+    val: float,
+    test: Optional[float],
+    overwrite: bool,
+    sigma: Optional[float],
+    seed: int,
+) -> None:
     check_seed(seed)
     if size < 8:
         raise DataError(f"--size {size} is too small for edge maps; use at least 8 pixels (256 is pix2pix's)")
     bounded(size, "--size", 8, MAX_EDGE_SIZE, "pix2pix uses 256; memory and time grow with its square")
     if sigma is not None:
-        finite(sigma, "--sigma", high=size / 4, why=f"a blur wider than a quarter of the {size}-px image leaves "
-                                                    f"no edge; the default is {default_sigma(size):g}")
+        finite(
+            sigma,
+            "--sigma",
+            high=size / 4,
+            why=f"a blur wider than a quarter of the {size}-px image leaves "
+            f"no edge; the default is {default_sigma(size):g}",
+        )
     for name, value in (("--val", val), ("--test", test)):
         if value is not None and not 0.0 <= value < 1.0:
             raise DataError(f"{name} {value} is not a fraction in [0, 1)")
@@ -190,8 +214,9 @@ def _check_arguments(src: Path, dst: Path, size: int, val: float, test: Optional
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise DataError(f"destination '{dst}' is not empty; pass --overwrite to replace it, or another DST")
     if overwrite and dst.is_dir() and src.resolve().is_relative_to(dst.resolve()):
-        raise DataError(f"the source '{src}' is inside the destination '{dst}', which --overwrite would delete; "
-                        f"pass another DST")
+        raise DataError(
+            f"the source '{src}' is inside the destination '{dst}', which --overwrite would delete; pass another DST"
+        )
 
 
 def _install(built: Path, dst: Path) -> None:
@@ -208,9 +233,18 @@ def _install(built: Path, dst: Path) -> None:
     fsync_path(dst.parent)
 
 
-def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val: float = 0.1,
-                       test: Optional[float] = None, seed: int = 0, overwrite: bool = False,
-                       sigma: Optional[float] = None, progress: Optional[Progress] = None) -> EdgesResult:
+def make_edges_dataset(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    size: int = 256,
+    val: float = 0.1,
+    test: Optional[float] = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    sigma: Optional[float] = None,
+    progress: Optional[Progress] = None,
+) -> EdgesResult:
     """Write the edges -> photo dataset of the photos in ``src`` to ``dst/{train,val,test}/*.jpg``.
 
     ``test`` is the test fraction of a folder of photos (None: 0.1); a CycleGAN root's test folders are its
@@ -225,8 +259,10 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
     _check_arguments(src, dst, size, val, test, overwrite, sigma, seed)
     train_side, test_side = find_sources(src)
     if test_side and test is not None:
-        raise DataError(f"'{src}' has test folders, which are the test split; drop --test (or pass one of its "
-                        f"train folders to split it by fractions)")
+        raise DataError(
+            f"'{src}' has test folders, which are the test split; drop --test (or pass one of its "
+            f"train folders to split it by fractions)"
+        )
     sigma = default_sigma(size) if sigma is None else float(sigma)
     plan = plan_splits(train_side, test_side, val, 0.1 if test is None else test, seed)
     names = output_names([p for split in SPLITS for p in plan[split]])
@@ -248,20 +284,32 @@ def make_edges_dataset(src: str | Path, dst: str | Path, *, size: int = 256, val
                 except Exception as exc:  # any decoder failure: the file is not a usable image
                     skipped.append((path, f"cannot be read ({type(exc).__name__})"))
                 else:
-                    edges_pair(photo, size, sigma).save(built / split / names[path], format="JPEG",
-                                                        quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)
+                    edges_pair(photo, size, sigma).save(
+                        built / split / names[path], format="JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING
+                    )
                     counts[split] += 1
                 done += 1
                 if progress:
                     progress(done, total)
         if not counts["train"]:
             reason = "none of its images could be read" if not sum(counts.values()) else "no training image is left"
-            raise DataError(f"no dataset written from '{src}': {reason} ({len(skipped)} skipped, e.g. "
-                            f"{skipped[0][0].name if skipped else '-'})")
-        settings = {"source": source_text, "size": size, "sigma": sigma, "val": val, "test": test, "seed": seed,
-                    "canny_quantiles": [LOW_QUANTILE, HIGH_QUANTILE], "canny_min": [MIN_LOW, MIN_HIGH],
-                    "layout": "A|B: A (left) = edges, black 1-px lines on white; B (right) = photo",
-                    "counts": counts, "skipped": [str(p) for p, _ in skipped]}
+            raise DataError(
+                f"no dataset written from '{src}': {reason} ({len(skipped)} skipped, e.g. "
+                f"{skipped[0][0].name if skipped else '-'})"
+            )
+        settings = {
+            "source": source_text,
+            "size": size,
+            "sigma": sigma,
+            "val": val,
+            "test": test,
+            "seed": seed,
+            "canny_quantiles": [LOW_QUANTILE, HIGH_QUANTILE],
+            "canny_min": [MIN_LOW, MIN_HIGH],
+            "layout": "A|B: A (left) = edges, black 1-px lines on white; B (right) = photo",
+            "counts": counts,
+            "skipped": [str(p) for p, _ in skipped],
+        }
         (built / "edges.json").write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
         _install(built, dst)
     except OSError as exc:

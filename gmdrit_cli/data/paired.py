@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .unpaired import Batch, list_images, open_rgb, resolve_root, to_tensor
 from ..errors import DataError
+from .unpaired import Batch, list_images, open_rgb, resolve_root, to_tensor
 
 log = logging.getLogger("gmdrit")
 
@@ -41,16 +41,20 @@ def detect_layout(root: Path, split: str, layout: str = "auto") -> str:
     aligned, folders = (root / split).is_dir(), (root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()
     if layout == "aligned" or (layout == "auto" and aligned):
         if not aligned:
-            raise DataError(f"paired data folder '{root}' has no {split}/ folder of A|B images "
-                            f"(data.paired_layout: aligned)")
+            raise DataError(
+                f"paired data folder '{root}' has no {split}/ folder of A|B images (data.paired_layout: aligned)"
+            )
         return "aligned"
     if layout == "folders" or (layout == "auto" and folders):
         if not folders:
-            raise DataError(f"paired data folder '{root}' has no {split}A/ and {split}B/ folders "
-                            f"(data.paired_layout: folders)")
+            raise DataError(
+                f"paired data folder '{root}' has no {split}A/ and {split}B/ folders (data.paired_layout: folders)"
+            )
         return "folders"
-    raise DataError(f"paired data folder '{root}' has neither {split}/ (pix2pix A|B images) nor {split}A/ + "
-                    f"{split}B/ (paired files with the same names); point data.root at a paired dataset")
+    raise DataError(
+        f"paired data folder '{root}' has neither {split}/ (pix2pix A|B images) nor {split}A/ + "
+        f"{split}B/ (paired files with the same names); point data.root at a paired dataset"
+    )
 
 
 def has_split(root: str | Path, split: str, layout: str = "auto") -> bool:
@@ -65,20 +69,25 @@ def eval_split(root: str | Path, layout: str = "auto") -> str:
     """The split test time reads: ``val`` when the dataset has one (as the official test phase), else ``test``."""
     folder = resolve_root(root)
     if not folder.is_dir():  # e.g. a relative data.root read from another working directory
-        raise DataError(f"data folder '{folder}' does not exist (relative paths are read from the working "
-                        f"directory, here {Path.cwd()}); pass --data PATH")
+        raise DataError(
+            f"data folder '{folder}' does not exist (relative paths are read from the working "
+            f"directory, here {Path.cwd()}); pass --data PATH"
+        )
     for split in EVAL_SPLITS:
         if has_split(root, split, layout):
             return split
-    raise DataError(f"paired data folder '{resolve_root(root)}' has no val or test split "
-                    f"(val/, test/, valA+valB or testA+testB)")
+    raise DataError(
+        f"paired data folder '{resolve_root(root)}' has no val or test split (val/, test/, valA+valB or testA+testB)"
+    )
 
 
 def _check_root(root: Path) -> None:
     if not root.is_dir():
         state = "is a file, not a folder" if root.exists() else "does not exist"
-        raise DataError(f"data folder '{root}' {state}; point data.root at a paired dataset "
-                        f"(--set data.root=PATH; eval and mixture: --data PATH)")
+        raise DataError(
+            f"data folder '{root}' {state}; point data.root at a paired dataset "
+            f"(--set data.root=PATH; eval and mixture: --data PATH)"
+        )
 
 
 def _aligned_files(folder: Path) -> list[tuple[Path, Path | None]]:
@@ -88,8 +97,10 @@ def _aligned_files(folder: Path) -> list[tuple[Path, Path | None]]:
     for path in good:
         with Image.open(path) as im:
             if im.width < 2:
-                raise DataError(f"{path} is {im.width} pixel(s) wide and cannot be split into A|B halves; "
-                                f"aligned (pix2pix) files hold A on the left and B on the right")
+                raise DataError(
+                    f"{path} is {im.width} pixel(s) wide and cannot be split into A|B halves; "
+                    f"aligned (pix2pix) files hold A on the left and B on the right"
+                )
     return [(p, None) for p in good]
 
 
@@ -103,22 +114,37 @@ def _folder_files(folder_a: Path, folder_b: Path) -> list[tuple[Path, Path | Non
     lonely_b = sorted(set(p.stem for p in b_files) - set(p.stem for p in a_files))
     if lonely_a or lonely_b:
         first = [str(p) for p in lonely_a[:3]] + [str(by_stem[s]) for s in lonely_b[:3]]
-        raise DataError(f"{len(lonely_a) + len(lonely_b)} file(s) without their pair (paired folders match "
-                        f"{folder_a.name}/x.* with {folder_b.name}/x.*), e.g. {', '.join(first)}")
+        raise DataError(
+            f"{len(lonely_a) + len(lonely_b)} file(s) without their pair (paired folders match "
+            f"{folder_a.name}/x.* with {folder_b.name}/x.*), e.g. {', '.join(first)}"
+        )
     return [(p, by_stem[p.stem]) for p in a_files]
 
 
 def _check_even(batch_size: int) -> None:
     if batch_size % 2:
-        raise DataError(f"batch size {batch_size} is odd; BicycleGAN splits each batch into an encoded and a "
-                        f"random half, so train.batch_size must be even")
+        raise DataError(
+            f"batch size {batch_size} is odd; BicycleGAN splits each batch into an encoded and a "
+            f"random half, so train.batch_size must be even"
+        )
 
 
 class PairedImages:
     """The pairs of one split of a paired dataset, with the official paired transforms and sampler."""
 
-    def __init__(self, root: str | Path, split: str = "train", *, layout: str = "auto", direction: str = "AtoB",
-                 input_channels: int = 3, resize: int, crop: int, flip: bool, seed: int = 0):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        layout: str = "auto",
+        direction: str = "AtoB",
+        input_channels: int = 3,
+        resize: int,
+        crop: int,
+        flip: bool,
+        seed: int = 0,
+    ):
         self.root = resolve_root(root)
         _check_root(self.root)
         self.split, self.direction, self.input_channels = split, direction, input_channels
@@ -145,8 +171,12 @@ class PairedImages:
 
     def state_dict(self) -> dict:
         version, internal, gauss = self.rng.getstate()
-        return {"rng": [version, list(internal), gauss], "order": list(self.order), "position": self.position,
-                "files": [[str(a), None if b is None else str(b)] for a, b in self.files]}
+        return {
+            "rng": [version, list(internal), gauss],
+            "order": list(self.order),
+            "position": self.position,
+            "files": [[str(a), None if b is None else str(b)] for a, b in self.files],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         version, internal, gauss = state["rng"]
@@ -197,8 +227,10 @@ class PairedImages:
     def _next_index(self, batch_size: int) -> int:
         if self.position + batch_size > len(self.order):  # new epoch; the last partial batch is dropped
             if len(self.files) < batch_size:
-                raise DataError(f"{len(self.files)} image pair(s) in '{self.folders[0]}' cannot fill a batch of "
-                                f"{batch_size}; lower train.batch_size or add pairs")
+                raise DataError(
+                    f"{len(self.files)} image pair(s) in '{self.folders[0]}' cannot fill a batch of "
+                    f"{batch_size}; lower train.batch_size or add pairs"
+                )
             self.order = list(range(len(self.files)))
             self.rng.shuffle(self.order)
             self.position = 0
@@ -253,7 +285,8 @@ class PairedImages:
         return to_tensor(im.transpose(Image.FLIP_LEFT_RIGHT) if flip else im)
 
     def plan_state(self) -> tuple:
-        """What planning a batch changes (RNG, epoch order, position), to step back to (:mod:`gmdrit_cli.data.pipeline`)."""
+        """What planning a batch changes (RNG, epoch order, position), to step back to "
+        "(:mod:`gmdrit_cli.data.pipeline`)."""
         return self.rng.getstate(), list(self.order), self.position
 
     def set_plan_state(self, state: tuple) -> None:
@@ -282,5 +315,14 @@ def paired_dataset(cfg, split: str = "train", seed: int = 0, root: str | Path | 
     """The :class:`PairedImages` of ``cfg.data`` for ``split`` (read from ``root`` instead of ``data.root``: its
     local copy, :mod:`gmdrit_cli.data.cache`)."""
     d = cfg.data
-    return PairedImages(d.root if root is None else root, split, layout=d.paired_layout, direction=d.direction,
-                        input_channels=d.input_channels, resize=d.resize, crop=d.crop, flip=d.flip, seed=seed)
+    return PairedImages(
+        d.root if root is None else root,
+        split,
+        layout=d.paired_layout,
+        direction=d.direction,
+        input_channels=d.input_channels,
+        resize=d.resize,
+        crop=d.crop,
+        flip=d.flip,
+        seed=seed,
+    )

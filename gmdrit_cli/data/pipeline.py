@@ -4,7 +4,8 @@ Loading a batch inline (decode, resize, crop, flip, to tensor) keeps a GPU waiti
 is *planned* on the calling thread, every random draw (images, crops, flips) from the dataset's sampler RNG in
 exactly the order inline loading draws them, and *loaded* on a worker thread (Pillow releases the GIL while it
 decodes and resizes). So the batches, their order and the sampler RNG stream are those of inline loading; with
-several processes each plans the whole global batch and loads its own rows, as before (:mod:`gmdrit_cli.training.shard`).
+several processes each plans the whole global batch and loads its own rows, as before
+(:mod:`gmdrit_cli.training.shard`).
 
 Planning ahead moves the sampler past the batches the loop has taken: :meth:`BatchPipeline.sampler_state` is
 the dataset's state as of the batches *taken* (what a checkpoint holds, so a resumed run plans the same next
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .unpaired import Batch
 
@@ -73,15 +75,15 @@ class BatchPipeline:
     up to that many iterations are planned ahead and loaded by ``threads`` worker threads. ``pin``: hand out
     batches in pinned memory (CUDA training)."""
 
-    def __init__(self, dataset, draws: Callable[[int], list[Draw]], *, prefetch: int = 0, threads: int = 1,
-                 pin: bool = False):
+    def __init__(
+        self, dataset, draws: Callable[[int], list[Draw]], *, prefetch: int = 0, threads: int = 1, pin: bool = False
+    ):
         self.dataset = dataset
         self.draws = draws
         self.prefetch = max(0, int(prefetch))
         self.threads = max(1, int(threads)) if self.prefetch else 0
         self.pin = pin
-        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="gmdrit-loader")
-                      if self.prefetch else None)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gmdrit-loader") if self.prefetch else None
         self._queue: deque[_Planned] = deque()
         self._next_plan = 0  # the iteration planned next
 
@@ -98,7 +100,7 @@ class BatchPipeline:
             self._next_plan = iteration
         self._plan_until(min(end, iteration + 1))
         out: list[Batch] = []
-        for k, draw in enumerate(draws):
+        for k in range(len(draws)):
             item = self._queue.popleft()
             batch = item.future.result()  # a load's error is raised here, at the iteration inline loading raises it
             if batch is None:  # a file did not decode: this plan and every later one no longer hold

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
+
 # decoding lives in image_io (torch-free); these names stay importable here
 from ..inference.images import IMAGE_EXTENSIONS, open_rgb  # noqa: F401
 from ..training.shard import split_batch
@@ -61,7 +62,7 @@ def resolve_root(root: str | Path) -> Path:
     """``sample:<name>`` names a dataset shipped inside the package; anything else is a path."""
     text = str(root)
     if text.startswith(SAMPLE_PREFIX):
-        return Path(__file__).parents[1] / "sample_data" / text[len(SAMPLE_PREFIX):]
+        return Path(__file__).parents[1] / "sample_data" / text[len(SAMPLE_PREFIX) :]
     return Path(text).expanduser()
 
 
@@ -73,11 +74,16 @@ def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Pat
     if not root.is_dir():
         from .download import is_known_dataset
 
-        fetch = (f" or download it: gmdrit data download {root.name} --to {root.parent}"
-                 if is_known_dataset(root.name, "unpaired") else "")
+        fetch = (
+            f" or download it: gmdrit data download {root.name} --to {root.parent}"
+            if is_known_dataset(root.name, "unpaired")
+            else ""
+        )
         state = "is a file, not a folder" if root.exists() else "does not exist"
-        raise DataError(f"data folder '{root}' {state}; point data.root at your dataset "
-                        f"(--set data.root=PATH; eval and mixture: --data PATH){fetch}")
+        raise DataError(
+            f"data folder '{root}' {state}; point data.root at your dataset "
+            f"(--set data.root=PATH; eval and mixture: --data PATH){fetch}"
+        )
     named = [root / split / name for name in domains]
     if all(p.is_dir() for p in named):
         return named
@@ -86,9 +92,11 @@ def domain_folders(root: str | Path, domains: list[str], split: str) -> list[Pat
     if all(p.is_dir() for p in lettered):
         return lettered
     missing = [str(p) for p in lettered if not p.is_dir()]
-    raise DataError(f"data folder '{root}' has no {split} split for domains {domains}: expected "
-                    f"{', '.join(str(p.relative_to(root)) for p in lettered)} or "
-                    f"{', '.join(str(p.relative_to(root)) for p in named)} (missing: {', '.join(missing)})")
+    raise DataError(
+        f"data folder '{root}' has no {split} split for domains {domains}: expected "
+        f"{', '.join(str(p.relative_to(root)) for p in lettered)} or "
+        f"{', '.join(str(p.relative_to(root)) for p in named)} (missing: {', '.join(missing)})"
+    )
 
 
 def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -138,11 +146,23 @@ class UnpairedImageFolders:
     same seed and each decodes only its own rows.
     """
 
-    def __init__(self, root: str | Path, domains: list[str], split: str = "train", *,
-                 resize: int, crop: int, flip: bool, seed: int = 0, val_fraction: float = 0.0):
+    def __init__(
+        self,
+        root: str | Path,
+        domains: list[str],
+        split: str = "train",
+        *,
+        resize: int,
+        crop: int,
+        flip: bool,
+        seed: int = 0,
+        val_fraction: float = 0.0,
+    ):
         if split == "val" and val_fraction <= 0:
-            raise DataError("there is no validation split: the model was trained with data.val_fraction 0 (every "
-                            "training image was seen); use the test split, or train with --set data.val_fraction=0.1")
+            raise DataError(
+                "there is no validation split: the model was trained with data.val_fraction 0 (every "
+                "training image was seen); use the test split, or train with --set data.val_fraction=0.1"
+            )
         self.domains = list(domains)
         self.resize, self.crop, self.flip, self.split = resize, crop, flip, split
         self.folders = domain_folders(root, self.domains, split)
@@ -161,8 +181,10 @@ class UnpairedImageFolders:
                 good = [p for p in good if p in chosen]
                 self.held_out.append(held if split == "train" else [])
             if not good:
-                raise DataError(f"domain '{name}' has no readable images in '{folder}'; add images "
-                                f"(any format Pillow reads) or fix data.root")
+                raise DataError(
+                    f"domain '{name}' has no readable images in '{folder}'; add images "
+                    f"(any format Pillow reads) or fix data.root"
+                )
             self.candidates.append(good)
         self.broken: set[Path] = set()
         self.rng = random.Random(seed)
@@ -181,8 +203,11 @@ class UnpairedImageFolders:
 
     def state_dict(self) -> dict:
         version, internal, gauss = self.rng.getstate()
-        return {"rng": [version, list(internal), gauss], "files": [[str(p) for p in f] for f in self.candidates],
-                "broken": sorted(str(p) for p in self.broken)}
+        return {
+            "rng": [version, list(internal), gauss],
+            "files": [[str(p) for p in f] for f in self.candidates],
+            "broken": sorted(str(p) for p in self.broken),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         version, internal, gauss = state["rng"]
@@ -217,8 +242,10 @@ class UnpairedImageFolders:
             except Exception:
                 log.warning("skipping unreadable image %s", candidate)
                 self.broken.add(candidate)
-        raise DataError(f"domain '{self.domains[domain]}' has no readable images left in "
-                        f"'{self.folders[domain]}'; replace the broken files")
+        raise DataError(
+            f"domain '{self.domains[domain]}' has no readable images left in "
+            f"'{self.folders[domain]}'; replace the broken files"
+        )
 
     def _crop(self, im: Image.Image, left: int, top: int, flip: bool) -> torch.Tensor:
         im = im.resize((self.resize, self.resize), Image.BICUBIC)
@@ -251,7 +278,8 @@ class UnpairedImageFolders:
         return plan
 
     def load_sample(self, plan: list[tuple[int, Path, int, int, bool]]) -> Batch:
-        """The batch of planned rows: draws nothing, so it may run on another thread (:mod:`gmdrit_cli.data.pipeline`)."""
+        """The batch of planned rows: draws nothing, so it may run on another thread "
+        "(:mod:`gmdrit_cli.data.pipeline`)."""
         images = [self._crop(self._load(d, path), left, top, flip) for d, path, left, top, flip in plan]
         return Batch(torch.stack(images), torch.tensor([row[0] for row in plan], dtype=torch.long))
 
@@ -268,7 +296,7 @@ class UnpairedImageFolders:
         same batches); the last batch of an epoch holds the rest (may be smaller). A file that no longer decodes
         is reported and left out of the batch."""
         images, labels = [], []
-        for d, i in self._epoch_items(domains, epoch_key)[index * batch_size:(index + 1) * batch_size]:
+        for d, i in self._epoch_items(domains, epoch_key)[index * batch_size : (index + 1) * batch_size]:
             path = self.files[d][i]
             try:
                 images.append(self.transform(open_rgb(path), train=True))
@@ -288,12 +316,13 @@ class UnpairedImageFolders:
             self._epoch_order = ((epoch_key, domains), items)
         return self._epoch_order[1]
 
-    def plan_epoch_batch(self, domains: tuple[int, ...], epoch_key: str, index: int,
-                         batch_size: int) -> list[tuple[int, Path, int, int, bool]]:
+    def plan_epoch_batch(
+        self, domains: tuple[int, ...], epoch_key: str, index: int, batch_size: int
+    ) -> list[tuple[int, Path, int, int, bool]]:
         """The rows of :meth:`epoch_batch` with their crops and flips drawn now, in its order of draws (which
         holds while every file decodes: :meth:`load_epoch_batch` says when one did not)."""
         plan = []
-        for d, i in self._epoch_items(domains, epoch_key)[index * batch_size:(index + 1) * batch_size]:
+        for d, i in self._epoch_items(domains, epoch_key)[index * batch_size : (index + 1) * batch_size]:
             left = self.rng.randint(0, self.resize - self.crop)
             top = self.rng.randint(0, self.resize - self.crop)
             plan.append((d, self.files[d][i], left, top, self.flip and self.rng.random() < 0.5))

@@ -32,22 +32,21 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .. import __version__
-from .. import atomic
+from .. import __version__, atomic
 from ..errors import LimitError
+from ..inference.model_files import untrained_note
 from ..limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
 from ..limits import seed as check_seed
-from ..inference.model_files import untrained_note
 from ..outputs import numbered_folder, output_folder
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
@@ -68,12 +67,12 @@ ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
 
 @dataclass
 class EvalOptions:
-    run: Path | str | None       # None: the pretrained model inside the package
+    run: Path | str | None  # None: the pretrained model inside the package
     data: str | None = None
     metrics: str | list[str] | None = None  # None: DEFAULT_METRICS (paired families: PAIRED_DEFAULT_METRICS)
-    samples_per_input: int | None = None    # None: 10 (paired families: 20, BicycleGAN's protocol)
+    samples_per_input: int | None = None  # None: 10 (paired families: 20, BicycleGAN's protocol)
     mode: str = "latent"
-    split: str = "test"          # test, or val: the images held out of training (data.val_fraction)
+    split: str = "test"  # test, or val: the images held out of training (data.val_fraction)
     temperature: float | None = None  # latent mode: scale of the prior's std (None: model.sample_temperature)
     seed: int = 0
     out: Path | str | None = None
@@ -85,12 +84,12 @@ class EvalOptions:
     ndb_alpha: float = 0.05
     kid_subset_size: int = 1000
     kid_subsets: int = 100
-    max_inputs: int = 0          # test images per domain (0 = all)
-    batch_size: int = 32         # generated images per forward pass
+    max_inputs: int = 0  # test images per domain (0 = all)
+    batch_size: int = 32  # generated images per forward pass
     device: str = "auto"
     reference_line: bool = True  # real test vs real train
     classifier_cache: Path | str | None = None  # domain classifier cache (None: $GMDRIT_CACHE or ~/.cache/gmdrit)
-    ema: bool = True             # the EMA copy of the weights where the run kept one
+    ema: bool = True  # the EMA copy of the weights where the run kept one
 
 
 @dataclass
@@ -107,10 +106,20 @@ class EvalResult:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
 def _versions() -> dict[str, str]:
     out = {"gmdrit": __version__, "python": platform.python_version()}
-    for dist in ("torch", "torchvision", "torch-fidelity", "lpips", "pytorch-msssim", "safetensors", "scipy", "numpy",
-                 "pillow"):
+    for dist in (
+        "torch",
+        "torchvision",
+        "torch-fidelity",
+        "lpips",
+        "pytorch-msssim",
+        "safetensors",
+        "scipy",
+        "numpy",
+        "pillow",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -125,7 +134,9 @@ def _save_png(u8: torch.Tensor, path: Path) -> None:
 def _default_out(run: Path | None, iteration: int | None, mode: str, split: str = "test") -> Path:
     mode = mode if split == "test" else f"{mode}-{split}"
     if run is None:  # the pretrained model: never write into the installed package
-        return Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
+        return (
+            Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
+        )
     run = Path(run).expanduser()
     if run.is_file():
         base = run.parent
@@ -158,15 +169,26 @@ def _check_numbers(o: EvalOptions) -> None:
     if o.temperature is not None:
         finite(o.temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     finite(o.ndb_alpha, "--ndb-alpha", high=1, why="a significance level")
-    bounded(o.samples_per_input, "--samples-per-input", 1, MAX_SAMPLES_PER_INPUT,
-            "every output is a PNG per test image and task")
+    bounded(
+        o.samples_per_input,
+        "--samples-per-input",
+        1,
+        MAX_SAMPLES_PER_INPUT,
+        "every output is a PNG per test image and task",
+    )
     check_seed(o.seed)
-    bounded(o.ndb_size, "--ndb-size", 1, 256, "NDB bins images downscaled to a few pixels (32 is the paper's); "
-                                               "memory grows with its square")
+    bounded(
+        o.ndb_size,
+        "--ndb-size",
+        1,
+        256,
+        "NDB bins images downscaled to a few pixels (32 is the paper's); memory grows with its square",
+    )
     bounded(o.kid_subsets, "--kid-subsets", 1, 10_000, "each subset is one more kernel estimate; 100 is the usual")
 
 
 # ------------------------------------------------------------------------------------------ evaluate
+
 
 def _check_options(o: EvalOptions, metrics: list[str]) -> None:
     if o.mode not in MODES:
@@ -200,9 +222,20 @@ def _mean_of(rows: list[dict], evaluators: list[Evaluator]) -> dict:
     return out
 
 
-def _translate_task(model, o: EvalOptions, evaluators: list[Evaluator], task_index: int, source: int, target: int,
-                    test_images: list[torch.Tensor], test_paths: list[list[Path]], folder: Path,
-                    device: torch.device, progress: ProgressCallback, label: str) -> None:
+def _translate_task(
+    model,
+    o: EvalOptions,
+    evaluators: list[Evaluator],
+    task_index: int,
+    source: int,
+    target: int,
+    test_images: list[torch.Tensor],
+    test_paths: list[list[Path]],
+    folder: Path,
+    device: torch.device,
+    progress: ProgressCallback,
+    label: str,
+) -> None:
     """Translate every test image of ``source`` ``samples_per_input`` times into ``target``, save the PNGs into
     ``folder`` and hand each generated batch to every evaluator."""
     gen = torch.Generator(device=device).manual_seed(o.seed * 1000 + task_index)
@@ -213,7 +246,7 @@ def _translate_task(model, o: EvalOptions, evaluators: list[Evaluator], task_ind
     used_stems: set[str] = set()
     for b in range(0, len(inputs), per_batch):
         progress(label, b, len(inputs))
-        batch = inputs[b:b + per_batch]
+        batch = inputs[b : b + per_batch]
         n = len(batch)
         with torch.no_grad():
             if o.mode == "latent":
@@ -222,8 +255,10 @@ def _translate_task(model, o: EvalOptions, evaluators: list[Evaluator], task_ind
                     z, _ = model.attribute_prior(y)
             else:
                 idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
-                z, y = model.encode_reference(to_float(refs[torch.as_tensor(idx)], device),
-                                              torch.full((n * m,), target, dtype=torch.long, device=device))
+                z, y = model.encode_reference(
+                    to_float(refs[torch.as_tensor(idx)], device),
+                    torch.full((n * m,), target, dtype=torch.long, device=device),
+                )
             fakes = _quantise(model.translate(to_float(batch, device), target, (z, y)))
         for i in range(n):
             stem = paths[b + i].stem or "image"
@@ -274,8 +309,12 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         ev.setup()
     learners = [ev for ev in evaluators if ev.needs_train_images]
     train = open_images(root, cfg, "train", 0, paired) if learners else None
-    out = eval_folder(Path(o.out).expanduser() if o.out is not None
-                      else _default_out(None if o.run is None else Path(o.run), iteration, o.mode, o.split), notes)
+    out = eval_folder(
+        Path(o.out).expanduser()
+        if o.out is not None
+        else _default_out(None if o.run is None else Path(o.run), iteration, o.mode, o.split),
+        notes,
+    )
     notes += [n for n in [untrained_note(model, sorted({t for _, t in model.capabilities.tasks(len(domains))}))] if n]
 
     test_images: list[torch.Tensor] = []
@@ -290,14 +329,22 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     ctx.test_images = test_images
     pairs = model.capabilities.tasks(len(domains))
     targets = sorted({t for _, t in pairs})
-    settings = {"metrics": metrics, "mode": o.mode, "split": o.split, "temperature": o.temperature,
-                "samples_per_input": o.samples_per_input, "seed": o.seed,
-                "max_inputs": o.max_inputs, "batch_size": o.batch_size, "device": str(device),
-                "image_format": "PNG (8-bit RGB); every metric reads the saved 8-bit values",
-                "image_size": cfg.data.crop,
-                "preprocess": f"resize {cfg.data.resize}x{cfg.data.resize} (bicubic), centre crop "
-                              f"{cfg.data.crop}x{cfg.data.crop}: test inputs, references and real images alike",
-                "out": str(out)}
+    settings = {
+        "metrics": metrics,
+        "mode": o.mode,
+        "split": o.split,
+        "temperature": o.temperature,
+        "samples_per_input": o.samples_per_input,
+        "seed": o.seed,
+        "max_inputs": o.max_inputs,
+        "batch_size": o.batch_size,
+        "device": str(device),
+        "image_format": "PNG (8-bit RGB); every metric reads the saved 8-bit values",
+        "image_size": cfg.data.crop,
+        "preprocess": f"resize {cfg.data.resize}x{cfg.data.resize} (bicubic), centre crop "
+        f"{cfg.data.crop}x{cfg.data.crop}: test inputs, references and real images alike",
+        "out": str(out),
+    }
 
     # -- the target domains' training images, one pass shared by every evaluator that learns from them ----
     n_train: dict[int, int] = {}
@@ -343,11 +390,28 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         folder.mkdir(parents=True, exist_ok=True)
         for ev in evaluators:
             ev.start_task(s, t)
-        _translate_task(model, o, evaluators, task_index, s, t, test_images, test_paths, folder, device, progress,
-                        f"translate {domains[s]} -> {domains[t]}")
+        _translate_task(
+            model,
+            o,
+            evaluators,
+            task_index,
+            s,
+            t,
+            test_images,
+            test_paths,
+            folder,
+            device,
+            progress,
+            f"translate {domains[s]} -> {domains[t]}",
+        )
         n_inputs = len(test_images[s])
-        row = {"source": domains[s], "target": domains[t], "inputs": n_inputs,
-               "outputs": n_inputs * o.samples_per_input, "folder": str(folder)}
+        row = {
+            "source": domains[s],
+            "target": domains[t],
+            "inputs": n_inputs,
+            "outputs": n_inputs * o.samples_per_input,
+            "folder": str(folder),
+        }
         for ev in evaluators:
             row.update(ev.task_result())
         row["seconds"] = round(time.perf_counter() - task_start, 2)
@@ -365,18 +429,22 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     for ev in evaluators:
         protocols.update(ev.protocols())
         weights.update(ev.weights())
-    protocols["seeds"] = {"attributes": f"torch.Generator(device).manual_seed(seed * 1000 + task index); "
-                                        f"tasks in order {[f'{domains[s]}2{domains[t]}' for s, t in pairs]}",
-                          "references": "numpy default_rng([seed, task index]): M distinct test images of the "
-                                        "target per input (with replacement only when there are fewer than M)",
-                          "kid_ndb_lpips_real": f"seed {o.seed}"}
+    protocols["seeds"] = {
+        "attributes": f"torch.Generator(device).manual_seed(seed * 1000 + task index); "
+        f"tasks in order {[f'{domains[s]}2{domains[t]}' for s, t in pairs]}",
+        "references": "numpy default_rng([seed, task index]): M distinct test images of the "
+        "target per input (with replacement only when there are fewer than M)",
+        "kid_ndb_lpips_real": f"seed {o.seed}",
+    }
     for ev in sorted(evaluators, key=lambda e: e.reference_order):
         protocols["seeds"].update(ev.seeds())
     for ev in evaluators:
         notes += ev.final_notes(tasks, reference)
     if o.mode == "latent" and o.samples_per_input > 1 and not model.capabilities.random_by_default:
-        notes.append(f"{cfg.model.family} translates with the prior's mean attribute (no random draws): the "
-                     f"{o.samples_per_input} outputs per input are identical; --samples-per-input 1 is enough")
+        notes.append(
+            f"{cfg.model.family} translates with the prior's mean attribute (no random draws): the "
+            f"{o.samples_per_input} outputs per input are identical; --samples-per-input 1 is enough"
+        )
     skipped = test.skipped + (train.skipped if train is not None else [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable image(s) skipped")
@@ -384,17 +452,30 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     report = {
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(o.run) if o.run is not None else "pretrained", "weights": str(source.weights),
-                  "kind": source.kind, "ema": source.ema, "family": cfg.model.family, "config": cfg.name,
-                  "iteration": iteration, "domains": domains, "crop": cfg.data.crop, "resize": cfg.data.resize,
-                  "nz": cfg.model.nz,
-                  "components_per_domain": (capabilities.components_per_domain
-                                            if capabilities.has_mixture and capabilities.classifies_domains
-                                            else None)},
-        "data": {"root": str(root),
-                 f"{o.split}_images": {n: len(p) for n, p in zip(domains, test_paths)},
-                 "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
-                 "skipped": skipped},
+        "model": {
+            "path": str(o.run) if o.run is not None else "pretrained",
+            "weights": str(source.weights),
+            "kind": source.kind,
+            "ema": source.ema,
+            "family": cfg.model.family,
+            "config": cfg.name,
+            "iteration": iteration,
+            "domains": domains,
+            "crop": cfg.data.crop,
+            "resize": cfg.data.resize,
+            "nz": cfg.model.nz,
+            "components_per_domain": (
+                capabilities.components_per_domain
+                if capabilities.has_mixture and capabilities.classifies_domains
+                else None
+            ),
+        },
+        "data": {
+            "root": str(root),
+            f"{o.split}_images": {n: len(p) for n, p in zip(domains, test_paths)},
+            "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
+            "skipped": skipped,
+        },
         "settings": settings,
         "protocols": protocols,
         "weights": weights,

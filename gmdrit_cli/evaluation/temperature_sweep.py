@@ -37,15 +37,18 @@ def parse_temperatures(text: str) -> list[float]:
         try:
             value = float(part)
         except ValueError:
-            raise MetricError(f"--temperature {text!r}: {part!r} is not a number; give one value or a "
-                              f"comma-separated list such as 0.7,0.8,0.9,1.0") from None
+            raise MetricError(
+                f"--temperature {text!r}: {part!r} is not a number; give one value or a "
+                f"comma-separated list such as 0.7,0.8,0.9,1.0"
+            ) from None
         if not (math.isfinite(value) and value > 0):
             raise MetricError(f"--temperature {part}: give finite numbers above 0 (1 = the model's prior)")
         if value not in values:
             values.append(value)
     if len(values) > MAX_TEMPERATURES:
-        raise MetricError(f"--temperature: {len(values)} values; at most {MAX_TEMPERATURES} (each one is a whole "
-                          f"evaluation)")
+        raise MetricError(
+            f"--temperature: {len(values)} values; at most {MAX_TEMPERATURES} (each one is a whole evaluation)"
+        )
     return values
 
 
@@ -76,8 +79,9 @@ def choose_temperature(rows: list[tuple[float, list[float]]], min_accuracy: floa
     if passing:
         return max(passing), f"the highest temperature with domain_accuracy >= {min_accuracy:g} in every task"
     best = max(rows, key=lambda r: (min(r[1]) if r[1] else -1.0, r[0]))
-    return best[0], (f"no temperature reached domain_accuracy {min_accuracy:g} in every task: the one whose worst "
-                     f"task is best")
+    return best[0], (
+        f"no temperature reached domain_accuracy {min_accuracy:g} in every task: the one whose worst task is best"
+    )
 
 
 def _store(run: Path, record: dict) -> Path:
@@ -91,8 +95,12 @@ def _store(run: Path, record: dict) -> Path:
     return path
 
 
-def sweep(o: EvalOptions, temperatures: list[float], min_accuracy: float = MIN_ACCURACY,
-          on_progress: ProgressCallback | None = None) -> SweepResult:
+def sweep(
+    o: EvalOptions,
+    temperatures: list[float],
+    min_accuracy: float = MIN_ACCURACY,
+    on_progress: ProgressCallback | None = None,
+) -> SweepResult:
     """Evaluate ``o`` once per temperature (outputs in ``OUT/t<temperature>/``), choose one (needs the
     ``domain_accuracy`` metric), and on the validation split of a run store the choice in ``RUN/sampling.json``."""
     from ..inference.model_files import resolve_model, run_folder_of
@@ -103,8 +111,11 @@ def sweep(o: EvalOptions, temperatures: list[float], min_accuracy: float = MIN_A
         raise MetricError(f"--min-accuracy {min_accuracy}: give a fraction in (0, 1]")
     source = resolve_model(o.run)
     # an earlier sweep is never replaced: this one gets the first free OUT, OUT-2, ... (gmdrit_cli.outputs)
-    base = numbered_folder(Path(o.out).expanduser() if o.out is not None
-                           else _default_out(None if o.run is None else Path(o.run), source.iteration, "sweep", o.split))
+    base = numbered_folder(
+        Path(o.out).expanduser()
+        if o.out is not None
+        else _default_out(None if o.run is None else Path(o.run), source.iteration, "sweep", o.split)
+    )
     rows = []
     for t in temperatures:
         result = evaluate(replace(o, temperature=t, out=base / f"t{t:g}"), on_progress)
@@ -112,15 +123,27 @@ def sweep(o: EvalOptions, temperatures: list[float], min_accuracy: float = MIN_A
     notes: list[str] = []
     chosen, reason = None, "not chosen: add domain_accuracy to --metrics"
     if "domain_accuracy" in rows[0].result.metrics:
-        chosen, reason = choose_temperature([(r.temperature, r.accuracies())
-                                             for r in rows], min_accuracy)
+        chosen, reason = choose_temperature([(r.temperature, r.accuracies()) for r in rows], min_accuracy)
     report = rows[0].result.report
-    record = {"sample_temperature": chosen, "rule": reason, "min_accuracy": min_accuracy, "split": o.split,
-              "chosen": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(["gmdrit", *sys.argv[1:]]) if sys.argv and "gmdrit" in sys.argv[0] else None,
-              "model": report["model"], "samples_per_input": report["settings"]["samples_per_input"],
-              "rows": [{"temperature": r.temperature, "eval": str(r.result.json_path), "tasks": r.result.report["tasks"],
-                        "mean": r.result.report["mean"]} for r in rows]}
+    record = {
+        "sample_temperature": chosen,
+        "rule": reason,
+        "min_accuracy": min_accuracy,
+        "split": o.split,
+        "chosen": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["gmdrit", *sys.argv[1:]]) if sys.argv and "gmdrit" in sys.argv[0] else None,
+        "model": report["model"],
+        "samples_per_input": report["settings"]["samples_per_input"],
+        "rows": [
+            {
+                "temperature": r.temperature,
+                "eval": str(r.result.json_path),
+                "tasks": r.result.report["tasks"],
+                "mean": r.result.report["mean"],
+            }
+            for r in rows
+        ],
+    }
     json_path = base / SWEEP_FILE
     atomic.write_json(json_path, record)
     stored = None
@@ -131,7 +154,12 @@ def sweep(o: EvalOptions, temperatures: list[float], min_accuracy: float = MIN_A
         elif run is None:
             notes.append("not stored: only a run folder keeps a chosen temperature (export it afterwards)")
         else:
-            stored = _store(run, {k: v for k, v in record.items() if k != "rows"}
-                            | {"sweep": str(json_path), "values": [
-                                {"temperature": r.temperature, "mean": r.result.report["mean"]} for r in rows]})
+            stored = _store(
+                run,
+                {k: v for k, v in record.items() if k != "rows"}
+                | {
+                    "sweep": str(json_path),
+                    "values": [{"temperature": r.temperature, "mean": r.result.report["mean"]} for r in rows],
+                },
+            )
     return SweepResult(rows, chosen, reason, json_path, stored, notes)

@@ -30,8 +30,11 @@ def family_names() -> tuple[str, ...]:
 def family_config_modules() -> dict[str, ModuleType]:
     """family -> its ``config.py`` (``SECTION``: the section's name, ``Section``: its dataclass, optionally
     ``validate(cfg) -> list[str]``), for the families that have one. Torch-free."""
-    return {name: importlib.import_module(f"{__name__}.{name}.config") for name in family_names()
-            if (_HERE / name / "config.py").is_file()}
+    return {
+        name: importlib.import_module(f"{__name__}.{name}.config")
+        for name in family_names()
+        if (_HERE / name / "config.py").is_file()
+    }
 
 
 def load_families() -> dict[str, type[ModelFamily]]:

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..config.schema import Config
 from ..data.unpaired import Batch
+
 if TYPE_CHECKING:
     from ..training.engine import Engine
 
@@ -197,8 +198,14 @@ class ModelFamily(ABC):
         """Images N x 3 x S x S in (-1, 1) from content codes, z N x nz and conditioning N x D."""
 
     @abstractmethod
-    def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Attributes:
+    def sample_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Attributes:
         """``n`` random attributes for ``domain`` from the model's prior; ``temperature`` scales the prior's
         standard deviation (1 = the prior itself); ``component`` pins a mixture component of the domain."""
 
@@ -211,8 +218,13 @@ class ModelFamily(ABC):
         """(mean, std) N x nz of the attribute prior at conditioning ``condition`` N x D."""
 
     @torch.no_grad()
-    def translate(self, images: torch.Tensor, target: int, attributes: Attributes | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+    def translate(
+        self,
+        images: torch.Tensor,
+        target: int,
+        attributes: Attributes | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Translate images N x 3 x S x S into domain ``target``: N*M x 3 x S x S.
 
         ``attributes`` (z, condition) have N*M rows: output ``i*M + j`` is input ``i`` with attribute row
@@ -227,8 +239,7 @@ class ModelFamily(ABC):
         content = self.encode_content(images)
         m = z.shape[0] // n
         if m > 1:  # one input: a broadcast view, as the CLI always did; several: each input's rows together
-            content = (content.expand(m, *content.shape[1:]) if n == 1
-                       else content.repeat_interleave(m, dim=0))
+            content = content.expand(m, *content.shape[1:]) if n == 1 else content.repeat_interleave(m, dim=0)
         return self.generate(content, z, condition)
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:

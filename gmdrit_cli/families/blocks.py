@@ -323,8 +323,9 @@ def _constant_input_taps(size_in: int, kernel: int, stride: int, padding: int, o
     size_out = (size_in - 1) * stride - 2 * padding + kernel + output_padding
     rows, index = {}, []
     for o in range(size_out):
-        taps = tuple(float((o + padding - k) % stride == 0 and 0 <= (o + padding - k) // stride < size_in)
-                     for k in range(kernel))
+        taps = tuple(
+            float((o + padding - k) % stride == 0 and 0 <= (o + padding - k) // stride < size_in) for k in range(kernel)
+        )
         index.append(rows.setdefault(taps, len(rows)))
     return torch.tensor(list(rows)), torch.tensor(index)
 
@@ -343,10 +344,12 @@ def conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.T
     c = x.shape[1]
     weight = conv.weight
     out = F.conv_transpose2d(x, weight[:c], conv.bias, conv.stride, conv.padding, conv.output_padding)
-    row_types, row_index = _constant_input_taps(x.shape[2], weight.shape[2], conv.stride[0], conv.padding[0],
-                                                conv.output_padding[0])
-    col_types, col_index = _constant_input_taps(x.shape[3], weight.shape[3], conv.stride[1], conv.padding[1],
-                                                conv.output_padding[1])
+    row_types, row_index = _constant_input_taps(
+        x.shape[2], weight.shape[2], conv.stride[0], conv.padding[0], conv.output_padding[0]
+    )
+    col_types, col_index = _constant_input_taps(
+        x.shape[3], weight.shape[3], conv.stride[1], conv.padding[1], conv.output_padding[1]
+    )
     dev = out.device
     per_tap = torch.einsum("nl,lokj->nokj", vec.to(out.dtype), weight[c:].to(out.dtype))
     per_type = torch.einsum("ak,nokj,bj->noab", row_types.to(dev, out.dtype), per_tap, col_types.to(dev, out.dtype))

@@ -8,14 +8,15 @@ Every function takes the family (``networks``, ``cfg``, ``onehot`` and, for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from . import drit_losses as losses
-from ..training import shard
 from ..data.unpaired import Batch
+from ..training import shard
+from . import drit_losses as losses
 from .base import OptimizerGroup
 
 if TYPE_CHECKING:
@@ -30,12 +31,23 @@ def optimizer_groups(family, parameter_groups: Callable | None = None) -> list[O
     """Adam per network (reference 3.6) at MDMM's learning rates; D_c's is never decayed (official
     update_lr skips it). ``parameter_groups(name, net)`` splits a network into groups (default: one)."""
     o = family.cfg.optim
-    lrs = {"dis_encoded": o.lr_dis, "dis_random": o.lr_dis, "dis_content": o.lr_content_dis,
-           "content_encoder": o.lr_eg, "attribute_encoder": o.lr_eg, "generator": o.lr_eg}
-    return [OptimizerGroup(name, lrs.get(name, o.lr_eg),
-                           parameter_groups(name, net) if parameter_groups else [{"params": list(net.parameters())}],
-                           scheduled=name != "dis_content")
-            for name, net in family.networks.items()]
+    lrs = {
+        "dis_encoded": o.lr_dis,
+        "dis_random": o.lr_dis,
+        "dis_content": o.lr_content_dis,
+        "content_encoder": o.lr_eg,
+        "attribute_encoder": o.lr_eg,
+        "generator": o.lr_eg,
+    }
+    return [
+        OptimizerGroup(
+            name,
+            lrs.get(name, o.lr_eg),
+            parameter_groups(name, net) if parameter_groups else [{"params": list(net.parameters())}],
+            scheduled=name != "dis_content",
+        )
+        for name, net in family.networks.items()
+    ]
 
 
 def randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -46,24 +58,28 @@ def randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch
 class Translation:
     """Every tensor of MDMM's ``forward()`` (reference 3.2). Batch halves: A = first h, B = last h."""
 
-    content: torch.Tensor          # B x 256 x S/4 x S/4, noisy in train mode
-    attr_mean: torch.Tensor        # B x nz
-    attr_logvar: torch.Tensor      # B x nz
-    attr_random: torch.Tensor      # B x nz: the random attribute of each half's fake_random (MDMM's prior:
-                                   # one h x nz draw, repeated for both halves)
-    fake_encoded: torch.Tensor     # B x 3 x S x S: [B-content in A's attribute/domain; A-content in B's]
-    fake_random: torch.Tensor      # B x 3 x S x S: other half's content, random attribute, own domain
-    self_recon: torch.Tensor       # B x 3 x S x S
-    cycle_recon: torch.Tensor      # B x 3 x S x S
+    content: torch.Tensor  # B x 256 x S/4 x S/4, noisy in train mode
+    attr_mean: torch.Tensor  # B x nz
+    attr_logvar: torch.Tensor  # B x nz
+    attr_random: torch.Tensor  # B x nz: the random attribute of each half's fake_random (MDMM's prior:
+    # one h x nz draw, repeated for both halves)
+    fake_encoded: torch.Tensor  # B x 3 x S x S: [B-content in A's attribute/domain; A-content in B's]
+    fake_random: torch.Tensor  # B x 3 x S x S: other half's content, random attribute, own domain
+    self_recon: torch.Tensor  # B x 3 x S x S
+    cycle_recon: torch.Tensor  # B x 3 x S x S
     random_attr_mean: torch.Tensor  # B x nz: attribute encoder's mean on fake_random (latent regression)
-    attr_random2: torch.Tensor | None    # B x nz, with loss.mode_seeking > 0: a second random attribute
-    fake_random2: torch.Tensor | None    # B x 3 x S x S: fake_random's inputs with attr_random2
+    attr_random2: torch.Tensor | None  # B x nz, with loss.mode_seeking > 0: a second random attribute
+    fake_random2: torch.Tensor | None  # B x 3 x S x S: fake_random's inputs with attr_random2
 
 
-def cross_generator_inputs(content: torch.Tensor, attr: torch.Tensor, cond: torch.Tensor,
-                           attr_random: torch.Tensor, cond_random: torch.Tensor,
-                           attr_random2: torch.Tensor | None = None
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cross_generator_inputs(
+    content: torch.Tensor,
+    attr: torch.Tensor,
+    cond: torch.Tensor,
+    attr_random: torch.Tensor,
+    cond_random: torch.Tensor,
+    attr_random2: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The generator inputs (content, attribute, conditioning) of DRIT's cross translation, 6h rows
     (8h with ``attr_random2``), in blocks of h: [B-content with A's attribute (fake_a_enc), A-content
     with A's (self A), B-content with A's random attribute, then the same three for B], and with a
@@ -85,6 +101,7 @@ def cross_generator_inputs(content: torch.Tensor, attr: torch.Tensor, cond: torc
 
 
 # -- losses -------------------------------------------------------------------------------------
+
 
 def discriminator_losses(family, images, code, t: Translation) -> dict[str, torch.Tensor]:
     """Loss of each image discriminator on detached fakes (reference 3.4)."""
@@ -121,8 +138,9 @@ def mdmm_encoder_generator_terms(family, images, code, t: Translation) -> dict[s
 def latent_regression(family, t: Translation) -> torch.Tensor:
     """Weighted L1 between the attribute encoder's mean on the random fakes and the drawn z, per half."""
     h = t.random_attr_mean.shape[0] // 2
-    return family.cfg.loss.lambda_latent * (losses.l1(t.random_attr_mean[:h], t.attr_random[:h])
-                                            + losses.l1(t.random_attr_mean[h:], t.attr_random[h:]))
+    return family.cfg.loss.lambda_latent * (
+        losses.l1(t.random_attr_mean[:h], t.attr_random[:h]) + losses.l1(t.random_attr_mean[h:], t.attr_random[h:])
+    )
 
 
 def mdmm_generator_alone_terms(family, images, code, t: Translation) -> dict[str, torch.Tensor]:
@@ -141,11 +159,13 @@ def add_mode_seeking(family, terms: dict[str, torch.Tensor], t: Translation) -> 
     """``terms`` plus the weighted mode-seeking term when the step drew two random attributes."""
     if t.fake_random2 is not None:
         terms["mode_seeking"] = family.cfg.loss.mode_seeking * losses.mode_seeking(
-            t.fake_random, t.fake_random2, t.attr_random, t.attr_random2)
+            t.fake_random, t.fake_random2, t.attr_random, t.attr_random2
+        )
     return terms
 
 
 # -- updates ------------------------------------------------------------------------------------
+
 
 def update_content_discriminator(family, engine: Engine, batch: Batch) -> torch.Tensor:
     """Reference 3.3: BCE of D_c on the (noisy, detached) content code; grad-norm clipped."""
@@ -153,8 +173,9 @@ def update_content_discriminator(family, engine: Engine, batch: Batch) -> torch.
     with torch.no_grad(), engine.autocast():
         content = family.networks["content_encoder"](images)
     with engine.autocast():
-        loss = losses.domain_classification(family.networks["dis_content"](content),
-                                            family.onehot(batch.domains.to(family.device)))
+        loss = losses.domain_classification(
+            family.networks["dis_content"](content), family.onehot(batch.domains.to(family.device))
+        )
     engine.clipped_update("dis_content", loss, family.cfg.optim.content_dis_clip)
     return loss.detach()
 
@@ -186,8 +207,12 @@ def update_encoders_generator(family, engine: Engine, images, code, t: Translati
     return out
 
 
-def train_step(family, batches: list[Batch], engine: Engine,
-               after_forward: Callable[[Translation, torch.Tensor], None] | None = None) -> dict[str, torch.Tensor]:
+def train_step(
+    family,
+    batches: list[Batch],
+    engine: Engine,
+    after_forward: Callable[[Translation, torch.Tensor], None] | None = None,
+) -> dict[str, torch.Tensor]:
     """MDMM's interleaving: with D_c on, every batch but the last updates D_c only (reference 3.1); then
     one forward pass (``after_forward(t, code)`` sees it before any update), the discriminators' update
     and the two-step E/G update."""
@@ -214,6 +239,7 @@ def batches_per_step(family) -> int:
 
 # -- display ------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def sample_grid(family, examples: Batch) -> torch.Tensor:
     """Row i: input of domain i, its translation to domain i+1 with the encoded attribute of the
@@ -239,8 +265,9 @@ def sample_grid(family, examples: Batch) -> torch.Tensor:
             z, y = family.sample_attributes((i + 1) % c, extra, None, generator)
             content = t.content[:1].expand(extra, -1, -1, -1)  # eval mode: the noise-free content of row i
             more = list(family.generate(content, z, y))
-        rows.append(torch.stack([pair[0], t.fake_encoded[1], t.fake_random[1], *more, t.self_recon[0],
-                                 t.cycle_recon[0]]))
+        rows.append(
+            torch.stack([pair[0], t.fake_encoded[1], t.fake_random[1], *more, t.self_recon[0], t.cycle_recon[0]])
+        )
     for net in family.networks.values():
         net.train()
     return torch.stack(rows)

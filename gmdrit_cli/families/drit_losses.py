@@ -48,8 +48,9 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).abs().mean()
 
 
-def mode_seeking(fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
-                 eps: float = 1e-5) -> torch.Tensor:
+def mode_seeking(
+    fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """DRIT++'s mode-seeking (diversity-sensitive) term: ``1 / (mean|fake1 - fake2| / mean|z1 - z2| + eps)``.
 
     fake1, fake2: N x 3 x S x S, the same inputs generated with attributes z1, z2 (N x nz). Minimising it

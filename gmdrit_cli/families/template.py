@@ -16,8 +16,7 @@ from torch import nn
 from ..config.schema import Config
 from ..data.unpaired import Batch
 from ..training.engine import Engine
-from .base import OptimizerGroup
-from .base import Attributes, Capabilities, ModelFamily
+from .base import Attributes, Capabilities, ModelFamily, OptimizerGroup
 
 
 class TemplateFamily(ModelFamily):
@@ -36,8 +35,10 @@ class TemplateFamily(ModelFamily):
     def optimizer_groups(self) -> list[OptimizerGroup]:
         # one OptimizerGroup per optimized network: its learning rate, its parameter groups (a group's
         # "lr_mult" scales the rate) and scheduled=False where the LR schedule must leave it alone
-        return [OptimizerGroup(name, self.cfg.optim.lr_eg, [{"params": list(net.parameters())}])
-                for name, net in self.networks.items()]
+        return [
+            OptimizerGroup(name, self.cfg.optim.lr_eg, [{"params": list(net.parameters())}])
+            for name, net in self.networks.items()
+        ]
 
     # def phases(self) -> list[Phase]: only for a family trained in stages (docs/adding-a-family.md); the
     # default, no phases, trains train.max_iters iterations on MDMM's sampler
@@ -56,8 +57,9 @@ class TemplateFamily(ModelFamily):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(components_per_domain=0, classifies_domains=False, paired_data=False,
-                            domain_conditioned=True)
+        return Capabilities(
+            components_per_domain=0, classifies_domains=False, paired_data=False, domain_conditioned=True
+        )
 
     def encode_content(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -65,8 +67,14 @@ class TemplateFamily(ModelFamily):
     def generate(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Attributes:
+    def sample_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Attributes:
         raise NotImplementedError
 
     def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> Attributes:

@@ -51,7 +51,6 @@ def open_rgb(path: Path) -> Image.Image:
             return im.convert("RGB")
 
 
-
 @dataclass
 class InputFailure:
     """One input that could not be used, with a one-line reason."""
@@ -150,6 +149,7 @@ def read_image(path: Path) -> Image.Image:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
 def resolve_domain(cfg: Config, name: str | int) -> int:
     """A domain name of the model (case-insensitive) or its index -> index; unknown names list the valid ones."""
     names = cfg.data.domains
@@ -169,10 +169,17 @@ def resolve_domain(cfg: Config, name: str | int) -> int:
 def check_size(cfg: Config, size: int | None) -> int:
     size = cfg.data.crop if size is None else int(size)
     if size < 16 or size % 4:
-        raise InferenceError(f"--size {size}: the working size must be a multiple of 4 and at least 16 "
-                             f"(the model was trained at {cfg.data.crop})")
-    return bounded(size, "--size", 16, max(MAX_WORK_SIZE, cfg.data.crop),
-                   f"memory grows with its square; the model was trained at {cfg.data.crop}")
+        raise InferenceError(
+            f"--size {size}: the working size must be a multiple of 4 and at least 16 "
+            f"(the model was trained at {cfg.data.crop})"
+        )
+    return bounded(
+        size,
+        "--size",
+        16,
+        max(MAX_WORK_SIZE, cfg.data.crop),
+        f"memory grows with its square; the model was trained at {cfg.data.crop}",
+    )
 
 
 def check_out(out: Path) -> Path:
@@ -229,8 +236,12 @@ def _save_png(im: Image.Image, path: Path) -> None:
 
 def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> None:
     duration = max(20, 10 * round(100.0 / fps))  # GIF stores centiseconds
-    _written(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                                                duration=duration, loop=loop, optimize=False))
+    _written(
+        path,
+        lambda tmp: frames[0].save(
+            tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=loop, optimize=False
+        ),
+    )
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:

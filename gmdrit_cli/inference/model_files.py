@@ -27,12 +27,12 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..atomic import atomic_write
-from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
 from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import MODEL_FAMILIES, build_model
 from ..families.base import ModelFamily
 from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
+from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
 from ..training.speed import resolve_device
 
 CONFIG_FILE = "config.yaml"
@@ -52,12 +52,12 @@ TRAINING_ONLY = ("generator.pxz.",)
 class ModelSource:
     """Where a model's weights and config come from."""
 
-    path: Path            # what the user gave
-    weights: Path         # the model.safetensors read
+    path: Path  # what the user gave
+    weights: Path  # the model.safetensors read
     cfg: Config
-    kind: str             # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
+    kind: str  # "checkpoint" (of a run or given directly), "export" or "pretrained" (embedded)
     iteration: int | None
-    ema: bool = False     # the weights used are the EMA copy (set by load_for_inference)
+    ema: bool = False  # the weights used are the EMA copy (set by load_for_inference)
     phase: int | None = None  # a phased run (VAE) that stopped before its end: the index of its next phase
     #: how ``cfg.model.sample_temperature`` was chosen, when a sweep chose it (RUN/sampling.json, or an export's)
     sampling: dict | None = None
@@ -66,8 +66,10 @@ class ModelSource:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
         it += ", EMA weights" if self.ema else ""
         if self.kind == "pretrained":
-            return (f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
-                    f"({self.weights}{it}; pass --run or --checkpoint for your own)")
+            return (
+                f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
+                f"({self.weights}{it}; pass --run or --checkpoint for your own)"
+            )
         return f"{self.weights} ({self.cfg.model.family}, {self.kind}{it})"
 
 
@@ -84,8 +86,10 @@ def resolve_model(path: Path | str | None) -> ModelSource:
     pretrained model inside the package."""
     if path is None:
         if not (PRETRAINED / MODEL_FILE).is_file():
-            raise CheckpointError("this installation has no pretrained model; say which model to use: "
-                                  "--run RUN (its latest checkpoint) or --checkpoint PATH")
+            raise CheckpointError(
+                "this installation has no pretrained model; say which model to use: "
+                "--run RUN (its latest checkpoint) or --checkpoint PATH"
+            )
         source = resolve_model(PRETRAINED)
         source.kind = "pretrained"
         return source
@@ -93,15 +97,21 @@ def resolve_model(path: Path | str | None) -> ModelSource:
     what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
     if not given.exists():
         raise CheckpointError(f"{given} does not exist; {what}")
-    if given.is_file() or (given.is_dir() and not (given / STATE_FILE).is_file()
-                           and not (given / "checkpoints").is_dir() and (given / MODEL_FILE).is_file()):
+    if given.is_file() or (
+        given.is_dir()
+        and not (given / STATE_FILE).is_file()
+        and not (given / "checkpoints").is_dir()
+        and (given / MODEL_FILE).is_file()
+    ):
         weights = given if given.is_file() else given / MODEL_FILE
         if weights.suffix != ".safetensors":
             raise CheckpointError(f"{weights} is not a model file; {what}")
         config = weights.parent / CONFIG_FILE
         if not config.is_file():
-            raise CheckpointError(f"{weights} has no {CONFIG_FILE} beside it; export models with "
-                                  f"`gmdrit export RUN --out DIR`, which writes both files")
+            raise CheckpointError(
+                f"{weights} has no {CONFIG_FILE} beside it; export models with "
+                f"`gmdrit export RUN --out DIR`, which writes both files"
+            )
         cfg = load_config_file(config)
         meta = _export_metadata(weights)
         iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
@@ -160,8 +170,10 @@ def read_sampling(run: Path | None) -> dict | None:
     except (OSError, UnicodeDecodeError):
         value = None
     if value is None:
-        raise CheckpointError(f"{run / SAMPLING_FILE} is damaged; delete it (the model then samples at "
-                              f"model.sample_temperature of its config) or run the sweep again")
+        raise CheckpointError(
+            f"{run / SAMPLING_FILE} is damaged; delete it (the model then samples at "
+            f"model.sample_temperature of its config) or run the sweep again"
+        )
     return value
 
 
@@ -173,8 +185,21 @@ def _apply_sampling(source: ModelSource, record: dict | None) -> None:
         source.sampling = record
 
 
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+)
 
 
 @contextlib.contextmanager
@@ -220,16 +245,19 @@ def _ema_choice(source: ModelSource, ema: bool) -> str:
     meta, has_copy = _weights_info(source.weights)
     if meta.get("weights") == "ema":  # an export of the EMA copy: its only weights
         if not ema:
-            raise InferenceError(f"{source.weights} holds the EMA weights only; for the raw weights export the "
-                                 f"run again with `gmdrit export RUN --no-ema`")
+            raise InferenceError(
+                f"{source.weights} holds the EMA weights only; for the raw weights export the "
+                f"run again with `gmdrit export RUN --no-ema`"
+            )
         source.ema = True
         return ""
     source.ema = ema and has_copy
     return EMA_PREFIX if source.ema else ""
 
 
-def load_for_inference(path: Path | str | None, device: torch.device | str = "cpu",
-                       ema: bool = True) -> tuple[Config, ModelFamily]:
+def load_for_inference(
+    path: Path | str | None, device: torch.device | str = "cpu", ema: bool = True
+) -> tuple[Config, ModelFamily]:
     """The config and the model of a run folder / checkpoint folder / exported model (``None``: the
     pretrained model inside the package), ready for test time.
 
@@ -261,9 +289,11 @@ def untrained_note(model: ModelFamily, targets: list[int]) -> str | None:
         return None
     names = model.cfg.data.domains
     what = ", ".join(f"{p.name} (into '{names[p.domains[0]]}')" for p in pending)
-    return (f"{source.path} stopped in phase {source.phase + 1} of {len(phases)} ({phases[source.phase].name}): "
-            f"{what} is not trained yet, so its outputs come from untrained weights; continue the run with "
-            f"`gmdrit resume` first")
+    return (
+        f"{source.path} stopped in phase {source.phase + 1} of {len(phases)} ({phases[source.phase].name}): "
+        f"{what} is not trained yet, so its outputs come from untrained weights; continue the run with "
+        f"`gmdrit resume` first"
+    )
 
 
 def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
@@ -272,6 +302,7 @@ def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
     metadata, the tensors copied and kept. A model that matches fewer than half of the tensors is refused: it is
     another family or width of network."""
     import hashlib
+
     from safetensors.torch import load_file
 
     source = resolve_model(None if str(path) == "pretrained" else path)
@@ -295,16 +326,26 @@ def initialise_from(path: Path | str, networks: torch.nn.ModuleDict) -> dict:
                 else:
                     kept += 1
     if copied < kept:  # most of the model would start fresh: another family or width, most likely a mistake
-        raise ConfigError(f"train.init_from={path}: only {copied} of {copied + kept} tensors of this model have a "
-                          f"match in {source.weights} ({source.cfg.model.family}, width {source.cfg.model.width}); "
-                          f"give a model of the same family and width")
+        raise ConfigError(
+            f"train.init_from={path}: only {copied} of {copied + kept} tensors of this model have a "
+            f"match in {source.weights} ({source.cfg.model.family}, width {source.cfg.model.width}); "
+            f"give a model of the same family and width"
+        )
     digest = hashlib.sha256(source.weights.read_bytes()).hexdigest()
-    return {"init_from": str(path), "weights": str(source.weights), "sha256": digest, "metadata": meta,
-            "iteration": source.iteration, "crop": source.cfg.data.crop, "tensors_copied": copied,
-            "tensors_fresh": kept}
+    return {
+        "init_from": str(path),
+        "weights": str(source.weights),
+        "sha256": digest,
+        "metadata": meta,
+        "iteration": source.iteration,
+        "crop": source.cfg.data.crop,
+        "tensors_copied": copied,
+        "tensors_fresh": kept,
+    }
 
 
 # ------------------------------------------------------------------------------------------ export
+
 
 @dataclass
 class ExportResult:
@@ -322,8 +363,14 @@ def make_output_folder(folder: Path) -> None:
     output_folder(folder, "--out")
 
 
-def export_model(path: Path | str, out: Path | str, int8: bool = False,
-                 extra_metadata: dict[str, str] | None = None, ema: bool = True, force: bool = False) -> ExportResult:
+def export_model(
+    path: Path | str,
+    out: Path | str,
+    int8: bool = False,
+    extra_metadata: dict[str, str] | None = None,
+    ema: bool = True,
+    force: bool = False,
+) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
     ``ema``: the networks' EMA copy where the run kept one (metadata ``weights: ema``), else the raw
@@ -346,18 +393,26 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
     prefixes = tuple(f"{copy}{n}." for n in networks)
     try:
         with safe_open(str(source.weights), framework="pt") as f:
-            tensors = {k[len(copy):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+            tensors = {k[len(copy) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
     # check the tensors fit the config before writing anything
     probe = _build_empty(source.cfg, torch.device("cpu"))
     expected = {f"{n}.{k}": v.shape for n, net in probe.networks.items() for k, v in net.state_dict().items()}
-    wrong = sorted(k for k in expected.keys() | tensors.keys()
-                   if k not in tensors or k not in expected or tuple(tensors[k].shape) != tuple(expected[k]))
+    wrong = sorted(
+        k
+        for k in expected.keys() | tensors.keys()
+        if k not in tensors or k not in expected or tuple(tensors[k].shape) != tuple(expected[k])
+    )
     if wrong:
         raise CheckpointError(f"weights {source.weights} do not fit their config (first mismatch: {wrong[0]})")
-    metadata = {"format": "gmdrit-inference", "family": source.cfg.model.family,
-                "networks": ",".join(networks), "gmdrit": __version__, **(extra_metadata or {})}
+    metadata = {
+        "format": "gmdrit-inference",
+        "family": source.cfg.model.family,
+        "networks": ",".join(networks),
+        "gmdrit": __version__,
+        **(extra_metadata or {}),
+    }
     tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
     parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
     if int8:
@@ -375,14 +430,18 @@ def export_model(path: Path | str, out: Path | str, int8: bool = False,
         import json
 
         keep = ("sample_temperature", "rule", "min_accuracy", "split", "chosen", "command", "values")
-        metadata["sample_temperature_chosen"] = json.dumps({k: source.sampling[k] for k in keep
-                                                            if k in source.sampling})
+        metadata["sample_temperature_chosen"] = json.dumps(
+            {k: source.sampling[k] for k in keep if k in source.sampling}
+        )
     make_output_folder(out)
     weights, config = out / MODEL_FILE, out / CONFIG_FILE
     try:
-        atomic_write(weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                                                     metadata=metadata))
+        atomic_write(
+            weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        )
         atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
-        raise InferenceError(os_error_line(exc, f"cannot write the export into {out}", "choose another --out")) from None
+        raise InferenceError(
+            os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
+        ) from None
     return ExportResult(source, out, weights, config, weights.stat().st_size, parameters)

@@ -36,9 +36,9 @@ from .. import __version__
 from ..atomic import atomic_write
 from ..config.schema import dump_config
 from ..errors import InferenceError
-from .model_files import load_for_inference, make_output_folder
 from ..families.base import ModelFamily
 from ..outputs import os_error_line, refuse_checkpoint_area, refuse_replacing
+from .model_files import load_for_inference, make_output_folder
 
 FORMAT = "gmdrit-onnx"
 FORMAT_VERSION = 1
@@ -67,6 +67,7 @@ class OnnxExportResult:
 
 
 # ------------------------------------------------------------------------------------ graph modules
+
 
 def _vae_generate(model: ModelFamily, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
     """The VAE's ``generate`` without its data-dependent row selection (which a traced graph would freeze):
@@ -128,6 +129,7 @@ class ReferenceGraph(nn.Module):
 
 # ------------------------------------------------------------------------------------ export
 
+
 def _plain_conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
     """``conv(cat([x, tile(vec)], 1))`` as written: what ``blocks.conv_transpose_tiled`` computes with a tap
     table built in Python for one input size, which a graph that takes any size cannot hold."""
@@ -156,8 +158,11 @@ def _graph_friendly_layers():
     layer_norm = blocks.LayerNorm.forward
     blocks.LayerNorm.forward = _plain_layer_norm
     original = blocks.conv_transpose_tiled
-    users = [m for name, m in list(sys.modules.items())
-             if name.startswith("gmdrit_cli.families") and getattr(m, "conv_transpose_tiled", None) is original]
+    users = [
+        m
+        for name, m in list(sys.modules.items())
+        if name.startswith("gmdrit_cli.families") and getattr(m, "conv_transpose_tiled", None) is original
+    ]
     for module in users:
         module.conv_transpose_tiled = _plain_conv_transpose_tiled
     try:
@@ -168,15 +173,25 @@ def _graph_friendly_layers():
         blocks.LayerNorm.forward = layer_norm
 
 
-def _export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-                  dynamic_axes: dict) -> None:
+def _export_graph(
+    module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], dynamic_axes: dict
+) -> None:
     """Write one graph: traced once (torch.onnx's TorchScript-based exporter, several times faster than its
     torch.export one for these networks), the named axes left free."""
     module.eval()  # the exporter puts the module back into the mode it had: eval, as the model is
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 def _condition_table(model: ModelFamily) -> dict[str, list[list[float]]]:
@@ -218,8 +233,10 @@ def check_against_torch(model: ModelFamily, folder: Path, sizes: list[int], seed
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    sessions = {name: ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
-                for name in (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE)}
+    sessions = {
+        name: ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        for name in (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE)
+    }
     g = torch.Generator().manual_seed(seed)
     worst = 0.0
     targets = [int(d) for d in meta["conditions"]]
@@ -245,8 +262,10 @@ def check_against_torch(model: ModelFamily, folder: Path, sizes: list[int], seed
                     raise InferenceError(f"the ONNX export gives shape {a.shape} where torch gives {tuple(b.shape)}")
                 worst = max(worst, float(np.abs(a - b.numpy()).max()) if a.size else 0.0)
     if not worst <= TOLERANCE:
-        raise InferenceError(f"the ONNX graphs differ from torch by up to {worst:.3g} (more than {TOLERANCE:g}); "
-                             "this model cannot be exported to ONNX faithfully")
+        raise InferenceError(
+            f"the ONNX graphs differ from torch by up to {worst:.3g} (more than {TOLERANCE:g}); "
+            "this model cannot be exported to ONNX faithfully"
+        )
     return worst
 
 
@@ -255,13 +274,18 @@ def _run(session, **feed) -> list[np.ndarray]:
     return session.run(None, {k: v for k, v in feed.items() if k in names})
 
 
-def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[str, str] | None = None,
-                ema: bool = True, force: bool = False) -> OnnxExportResult:
+def export_onnx(
+    path: Path | str | None,
+    out: Path | str,
+    extra_metadata: dict[str, str] | None = None,
+    ema: bool = True,
+    force: bool = False,
+) -> OnnxExportResult:
     """Export the model of a run folder, checkpoint or export (``None``: the pretrained model) as ONNX graphs
     into ``out`` (see the module doc); refused over earlier files unless ``force``."""
     try:
-        import onnxruntime  # noqa: F401
         import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
     except ImportError:
         raise InferenceError("--format onnx needs onnx and onnxruntime: pip install 'gmdrit[onnx]'") from None
     out = Path(out).expanduser()
@@ -287,29 +311,60 @@ def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[s
     space = {2: "height", 3: "width"} if dynamic else {}
     source = model.source
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "gmdrit": __version__,
-        "family": cfg.model.family, "domains": list(cfg.data.domains), "crop": crop, "nz": cfg.model.nz,
-        "condition_size": int(c0.shape[1]), "sample_temperature": cfg.model.sample_temperature,
-        "random_by_default": caps.random_by_default, "components_per_domain": caps.components_per_domain,
-        "tasks": [list(t) for t in caps.tasks(cfg.num_domains)], "dynamic_size": dynamic,
-        "conditions": conditions, "source": source.describe() if source is not None else "",
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gmdrit": __version__,
+        "family": cfg.model.family,
+        "domains": list(cfg.data.domains),
+        "crop": crop,
+        "nz": cfg.model.nz,
+        "condition_size": int(c0.shape[1]),
+        "sample_temperature": cfg.model.sample_temperature,
+        "random_by_default": caps.random_by_default,
+        "components_per_domain": caps.components_per_domain,
+        "tasks": [list(t) for t in caps.tasks(cfg.num_domains)],
+        "dynamic_size": dynamic,
+        "conditions": conditions,
+        "source": source.describe() if source is not None else "",
         "iteration": source.iteration if source is not None else None,
-        "ema": bool(source.ema) if source is not None else False, "tolerance": TOLERANCE,
+        "ema": bool(source.ema) if source is not None else False,
+        "tolerance": TOLERANCE,
         "metadata": dict(extra_metadata or {}),
     }
     with tempfile.TemporaryDirectory(prefix="gmdrit-onnx-") as tmp:
         work = Path(tmp)
         with torch.no_grad(), _graph_friendly_layers():
-            _export_graph(TranslateGraph(model), (image0, z0, c0), work / TRANSLATE_FILE, ["image", "z", "condition"],
-                          ["images"], {"image": space, "z": {0: "samples"}, "condition": {0: "samples"},
-                                       "images": {0: "samples", **space}})
-            _export_graph(PriorGraph(model), (c0,), work / PRIOR_FILE, ["condition"], ["mean", "std"],
-                          {"condition": {0: "rows"}, "mean": {0: "rows"}, "std": {0: "rows"}})
+            _export_graph(
+                TranslateGraph(model),
+                (image0, z0, c0),
+                work / TRANSLATE_FILE,
+                ["image", "z", "condition"],
+                ["images"],
+                {"image": space, "z": {0: "samples"}, "condition": {0: "samples"}, "images": {0: "samples", **space}},
+            )
+            _export_graph(
+                PriorGraph(model),
+                (c0,),
+                work / PRIOR_FILE,
+                ["condition"],
+                ["mean", "std"],
+                {"condition": {0: "rows"}, "mean": {0: "rows"}, "std": {0: "rows"}},
+            )
             refs = torch.zeros(2, 3, crop, crop)
             domains = torch.full((2,), target, dtype=torch.long)
-            _export_graph(ReferenceGraph(model), (refs, domains), work / REFERENCE_FILE, ["images", "domains"],
-                          ["z", "condition"], {"images": {0: "references", **space}, "domains": {0: "references"},
-                                               "z": {0: "references"}, "condition": {0: "references"}})
+            _export_graph(
+                ReferenceGraph(model),
+                (refs, domains),
+                work / REFERENCE_FILE,
+                ["images", "domains"],
+                ["z", "condition"],
+                {
+                    "images": {0: "references", **space},
+                    "domains": {0: "references"},
+                    "z": {0: "references"},
+                    "condition": {0: "references"},
+                },
+            )
         model.eval_mode()
         (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         sizes = [crop] + others
@@ -325,6 +380,9 @@ def export_onnx(path: Path | str | None, out: Path | str, extra_metadata: dict[s
                 atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
                 files.append(out / name)
         except OSError as exc:
-            raise InferenceError(os_error_line(exc, f"cannot write the export into {out}", "choose another --out")) from None
-    return OnnxExportResult(out, files, sum(f.stat().st_size for f in files), cfg.model.family,
-                            meta["source"], worst, sizes, dynamic)
+            raise InferenceError(
+                os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
+            ) from None
+    return OnnxExportResult(
+        out, files, sum(f.stat().st_size for f in files), cfg.model.family, meta["source"], worst, sizes, dynamic
+    )

@@ -12,21 +12,33 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from ..errors import InferenceError
-from .images import (InputFailure, TranslatedInput, _expand, _resize, _save_png, _unique_stem, check_out, check_size,
-                       compose, output_size, read_image, resolve_domain)
 from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, bounded, finite
 from ..outputs import output_folder
+from .images import (
+    InputFailure,
+    TranslatedInput,
+    _expand,
+    _resize,
+    _save_png,
+    _unique_stem,
+    check_out,
+    check_size,
+    compose,
+    output_size,
+    read_image,
+    resolve_domain,
+)
 
-FORMAT = "gmdrit-onnx"       # as onnx_export writes it (not imported from there: that module imports torch)
+FORMAT = "gmdrit-onnx"  # as onnx_export writes it (not imported from there: that module imports torch)
 FORMAT_VERSION = 1
 TRANSLATE_FILE = "model.onnx"
 PRIOR_FILE = "prior.onnx"
@@ -60,15 +72,18 @@ class OnnxModel:
         try:
             self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise InferenceError(f"{folder} has no {META_FILE}: export the model again with "
-                                 "gmdrit export RUN --format onnx --out FOLDER") from None
+            raise InferenceError(
+                f"{folder} has no {META_FILE}: export the model again with gmdrit export RUN --format onnx --out FOLDER"
+            ) from None
         except (OSError, ValueError) as exc:
             raise InferenceError(f"cannot read {meta_path}: {exc}") from None
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise InferenceError(f"{meta_path} is not a gmdrit ONNX export")
         if self.meta.get("format_version") != FORMAT_VERSION:
-            raise InferenceError(f"{meta_path} is format version {self.meta.get('format_version')}; this gmdrit "
-                                 f"reads version {FORMAT_VERSION}: export the model again")
+            raise InferenceError(
+                f"{meta_path} is format version {self.meta.get('format_version')}; this gmdrit "
+                f"reads version {FORMAT_VERSION}: export the model again"
+            )
         try:
             import onnxruntime as ort
         except ImportError:
@@ -76,7 +91,9 @@ class OnnxModel:
         self._ort = ort
         self.threads = threads
         self._sessions: dict = {}
-        self.cfg = SimpleNamespace(data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"])))
+        self.cfg = SimpleNamespace(
+            data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"]))
+        )
         self.device = "onnxruntime (CPU)"
         self.source = self  # what the CLI's header describes
         self.session(TRANSLATE_FILE)  # a damaged graph is found before any input is read
@@ -91,10 +108,14 @@ class OnnxModel:
                 options.intra_op_num_threads = self.threads
             path = self.folder / name
             if not path.is_file():
-                raise InferenceError(f"{path} is missing: the export folder needs {TRANSLATE_FILE}, {PRIOR_FILE}, "
-                                     f"{REFERENCE_FILE} and {META_FILE}")
+                raise InferenceError(
+                    f"{path} is missing: the export folder needs {TRANSLATE_FILE}, {PRIOR_FILE}, "
+                    f"{REFERENCE_FILE} and {META_FILE}"
+                )
             try:
-                self._sessions[name] = self._ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                self._sessions[name] = self._ort.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
             except Exception as exc:  # onnxruntime raises its own exception types for a damaged file
                 text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise InferenceError(f"cannot load {path} ({text}); export the model again") from None
@@ -124,13 +145,19 @@ class OnnxModel:
 
     # -- test time, as ModelFamily's methods of the same names
 
-    def sample_attributes(self, domain: int, n: int, component: int | None, rng: np.random.Generator,
-                          temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def sample_attributes(
+        self, domain: int, n: int, component: int | None, rng: np.random.Generator, temperature: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``n`` random attributes of ``domain``: a component (uniform, or ``component``) per row, its
         conditioning row, and ``z = mean + temperature * std * noise`` of the prior there."""
         rows = np.asarray(self.meta["conditions"][str(domain)], dtype=np.float32)
-        picks = (np.full(n, component) if component is not None
-                 else rng.integers(len(rows), size=n) if len(rows) > 1 else np.zeros(n, dtype=np.int64))
+        picks = (
+            np.full(n, component)
+            if component is not None
+            else rng.integers(len(rows), size=n)
+            if len(rows) > 1
+            else np.zeros(n, dtype=np.int64)
+        )
         condition = rows[picks]
         noise = rng.standard_normal((n, int(self.meta["nz"])), dtype=np.float32)
         mean, std = self.attribute_prior(condition)
@@ -147,12 +174,16 @@ class OnnxModel:
     def translate(self, image: np.ndarray, z: np.ndarray, condition: np.ndarray) -> np.ndarray:
         """One input 1 x 3 x S x S in [-1, 1], attributes M x nz and M x D -> M x 3 x S x S."""
         try:
-            out = [self._run(TRANSLATE_FILE, image=image, z=z[i:i + CHUNK], condition=condition[i:i + CHUNK])[0]
-                   for i in range(0, z.shape[0], CHUNK)]
+            out = [
+                self._run(TRANSLATE_FILE, image=image, z=z[i : i + CHUNK], condition=condition[i : i + CHUNK])[0]
+                for i in range(0, z.shape[0], CHUNK)
+            ]
         except Exception as exc:  # onnxruntime's own error types: a size the networks cannot take
             sizes = ", ".join(str(s) for s in self.meta.get("checked", {}).get("sizes", [self.cfg.data.crop]))
-            raise InferenceError(f"this {self.family} export cannot translate at {image.shape[-1]} px "
-                                 f"({str(exc).splitlines()[0][:160]}); sizes it was checked at: {sizes}") from None
+            raise InferenceError(
+                f"this {self.family} export cannot translate at {image.shape[-1]} px "
+                f"({str(exc).splitlines()[0][:160]}); sizes it was checked at: {sizes}"
+            ) from None
         return np.concatenate(out)
 
 
@@ -164,6 +195,7 @@ def load_onnx(path: Path | str, threads: int = 0) -> OnnxModel:
 
 
 # ------------------------------------------------------------------------------------ images
+
 
 def to_model_input(im: Image.Image, size: int) -> np.ndarray:
     """RGB image -> 1 x 3 x size x size float32 in [-1, 1], resized as the torch path resizes it."""
@@ -181,6 +213,7 @@ def to_image(x: np.ndarray) -> Image.Image:
 
 
 # ------------------------------------------------------------------------------------ translate
+
 
 @dataclass
 class OnnxTranslateResult:
@@ -209,41 +242,66 @@ def _check_component(model: OnnxModel, component: int | None) -> None:
         raise InferenceError(f"--component {component}: this model has {cpd} component(s) per domain (0..{cpd - 1})")
 
 
-def translate(model: OnnxModel, inputs: list[str | Path], *, domain: str | int, samples: int | None = None,
-              component: int | None = None, temperature: float | None = None,
-              references: list[Path | str] | None = None, seed: int = 0, size: int | None = None,
-              square: bool = False, out: Path | str = "translations",
-              on_progress: Callable[[int, int, str], None] | None = None) -> OnnxTranslateResult:
+def translate(
+    model: OnnxModel,
+    inputs: list[str | Path],
+    *,
+    domain: str | int,
+    samples: int | None = None,
+    component: int | None = None,
+    temperature: float | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    square: bool = False,
+    out: Path | str = "translations",
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> OnnxTranslateResult:
     """:func:`gmdrit_cli.inference.translate.translate` with an ONNX export: the same options, checks and files."""
     start = time.perf_counter()
     names = model.cfg.data.domains
     d = resolve_domain(model.cfg, domain)
     if d not in model.targets():
-        raise InferenceError(f"--domain: this {model.family} model translates into "
-                             f"{', '.join(repr(names[t]) for t in model.targets())} only, not '{names[d]}'")
+        raise InferenceError(
+            f"--domain: this {model.family} model translates into "
+            f"{', '.join(repr(names[t]) for t in model.targets())} only, not '{names[d]}'"
+        )
     size = check_size(model.cfg, size)
     if size != model.cfg.data.crop and not model.meta.get("dynamic_size"):
         raise InferenceError(f"--size {size}: this {model.family} export works at {model.cfg.data.crop} px only")
     out = check_out(Path(out).expanduser())
     references = list(references or [])
     if references and component is not None:
-        raise InferenceError("--component applies to random attributes; with --reference the attribute "
-                             "(and component) comes from the reference image")
+        raise InferenceError(
+            "--component applies to random attributes; with --reference the attribute "
+            "(and component) comes from the reference image"
+        )
     if references and samples is not None:
-        raise InferenceError("--samples applies to random attributes; with --reference there is one output "
-                             "per reference image")
+        raise InferenceError(
+            "--samples applies to random attributes; with --reference there is one output per reference image"
+        )
     if references and temperature is not None and temperature != 1.0:
-        raise InferenceError("--temperature applies to random attributes; with --reference the attribute "
-                             "comes from the reference image")
+        raise InferenceError(
+            "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
+        )
     temperature = model.meta.get("sample_temperature", 1.0) if temperature is None else temperature
-    finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior; far past it the "
-                                                                   "attributes leave what the model was trained on")
+    finite(
+        temperature,
+        "--temperature",
+        high=MAX_TEMPERATURE,
+        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+    )
     _check_component(model, component)
     given = samples is not None
     samples = 5 if samples is None else samples
     if not references:
-        bounded(samples, "--samples", 1, MAX_SAMPLES, "each sample is a file and a column of the grid; run "
-                                                      "again with another --seed for more")
+        bounded(
+            samples,
+            "--samples",
+            1,
+            MAX_SAMPLES,
+            "each sample is a file and a column of the grid; run again with another --seed for more",
+        )
     result = OnnxTranslateResult(names[d], "reference" if references else "latent", int(seed), size, out)
     rng = np.random.default_rng(int(seed))
     tag = ""
@@ -252,7 +310,9 @@ def translate(model: OnnxModel, inputs: list[str | Path], *, domain: str | int, 
         for p in references:
             path = Path(p).expanduser()
             if not path.is_file():
-                raise InferenceError(f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}")
+                raise InferenceError(
+                    f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}"
+                )
             try:
                 images.append(to_model_input(read_image(path), size))
             except InferenceError as exc:
@@ -262,8 +322,10 @@ def translate(model: OnnxModel, inputs: list[str | Path], *, domain: str | int, 
         if cpd > 0 and condition.shape[1] == cpd * len(names):
             for p, got in zip(references, (condition.argmax(axis=1) // cpd).tolist()):
                 if got != d:
-                    result.notes.append(f"reference {p} looks like '{names[got]}' to the model, not '{names[d]}'; "
-                                        "its attribute (and inferred component) is used as it is")
+                    result.notes.append(
+                        f"reference {p} looks like '{names[got]}' to the model, not '{names[d]}'; "
+                        "its attribute (and inferred component) is used as it is"
+                    )
         tag = "ref"
     elif not given and not model.meta.get("random_by_default", True):
         _, condition = model.sample_attributes(d, 1, component, rng, temperature)

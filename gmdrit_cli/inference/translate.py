@@ -12,23 +12,43 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
 
-from ..config.schema import Config
 from ..data.unpaired import to_image, to_tensor
 from ..errors import InferenceError
-# the torch-free half (inputs, decoding, sizes, writing) lives in image_io; these names stay importable here
-from .images import (GUTTER, IMAGE_EXTENSIONS, MAX_ASPECT_FACTOR, InputFailure, TranslatedInput,  # noqa: F401
-                       _expand, _folder_images, _has_magic, _resize, _save_gif, _save_png, _unique_stem, _written, check_out, check_size,
-                       compose, expand_inputs, open_rgb, output_size, read_image, resolve_domain)
-from ..limits import MAX_SAMPLES, MAX_STEPS, MAX_TEMPERATURE, bounded, finite
-from .model_files import ModelSource, make_output_folder, untrained_note
 from ..families.base import ModelFamily
+from ..limits import MAX_SAMPLES, MAX_STEPS, MAX_TEMPERATURE, bounded, finite
+
+# the torch-free half (inputs, decoding, sizes, writing) lives in image_io; these names stay importable here
+from .images import (  # noqa: F401
+    GUTTER,
+    IMAGE_EXTENSIONS,
+    MAX_ASPECT_FACTOR,
+    InputFailure,
+    TranslatedInput,
+    _expand,
+    _folder_images,
+    _has_magic,
+    _resize,
+    _save_gif,
+    _save_png,
+    _unique_stem,
+    _written,
+    check_out,
+    check_size,
+    compose,
+    expand_inputs,
+    open_rgb,
+    output_size,
+    read_image,
+    resolve_domain,
+)
+from .model_files import ModelSource, make_output_folder, untrained_note
 
 BETWEEN = ("random", "references", "components", "domains")
 
@@ -38,13 +58,16 @@ ProgressCallback = Callable[[int, int, str], None]  # (done, total, current inpu
 
 # ------------------------------------------------------------------------------------------ inputs
 
+
 def check_target(model: ModelFamily, domain: int, option: str = "--domain") -> None:
     """Refuse a domain the model cannot translate into (BicycleGAN: only its output domain)."""
     targets = sorted({t for _, t in model.capabilities.tasks(model.cfg.num_domains)})
     if domain not in targets:
         names = model.cfg.data.domains
-        raise InferenceError(f"{option}: this {model.cfg.model.family} model translates into "
-                             f"{', '.join(repr(names[t]) for t in targets)} only, not '{names[domain]}'")
+        raise InferenceError(
+            f"{option}: this {model.cfg.model.family} model translates into "
+            f"{', '.join(repr(names[t]) for t in targets)} only, not '{names[domain]}'"
+        )
 
 
 def to_model_input(im: Image.Image, size: int, device: torch.device) -> torch.Tensor:
@@ -92,32 +115,37 @@ def _check_component(model: ModelFamily, component: int | None, option: str = "-
     if component is None:
         return
     if not _is_mixture(model):
-        raise InferenceError(f"{option}: this {model.cfg.model.family} model has no mixture components to draw "
-                             f"from (none, or a generator conditioned on the domain code); leave it out")
+        raise InferenceError(
+            f"{option}: this {model.cfg.model.family} model has no mixture components to draw "
+            f"from (none, or a generator conditioned on the domain code); leave it out"
+        )
     cpd = _components_per_domain(model)
     if not 0 <= component < cpd:
-        raise InferenceError(f"{option} {component}: this model has {cpd} component(s) per domain "
-                             f"(0..{cpd - 1})")
+        raise InferenceError(f"{option} {component}: this model has {cpd} component(s) per domain (0..{cpd - 1})")
 
 
-def _generate(model: ModelFamily, x: torch.Tensor, target: int, z: torch.Tensor, y: torch.Tensor,
-              chunk: int = 8) -> list[torch.Tensor]:
+def _generate(
+    model: ModelFamily, x: torch.Tensor, target: int, z: torch.Tensor, y: torch.Tensor, chunk: int = 8
+) -> list[torch.Tensor]:
     """One image per row of (z, y), all translations of the one input ``x`` (1 x 3 x S x S) into ``target``."""
     out = []
     for i in range(0, z.shape[0], chunk):
-        out.extend(model.translate(x, target, (z[i:i + chunk], y[i:i + chunk])))
+        out.extend(model.translate(x, target, (z[i : i + chunk], y[i : i + chunk])))
     return out
 
 
-def _load_references(model: ModelFamily, paths: list[Path | str], domains: list[int],
-                     size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _load_references(
+    model: ModelFamily, paths: list[Path | str], domains: list[int], size: int
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(z, y) of each reference image (attribute encoder mean); notes for references the model reads as
     another domain. A reference that cannot be read stops the call."""
     images = []
     for p in paths:
         path = Path(p).expanduser()
         if not path.is_file():
-            raise InferenceError(f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}")
+            raise InferenceError(
+                f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}"
+            )
         try:
             images.append(to_model_input(read_image(path), size, model.device))
         except InferenceError as exc:
@@ -131,20 +159,23 @@ def _load_references(model: ModelFamily, paths: list[Path | str], domains: list[
         inferred = (y.argmax(dim=1) // _components_per_domain(model)).tolist()
         for p, want, got in zip(paths, domains, inferred):
             if want != got:
-                notes.append(f"reference {p} looks like '{names[got]}' to the model, not '{names[want]}'; "
-                             f"its attribute (and inferred component) is used as it is")
+                notes.append(
+                    f"reference {p} looks like '{names[got]}' to the model, not '{names[want]}'; "
+                    f"its attribute (and inferred component) is used as it is"
+                )
     return z, y, notes
 
 
 # ------------------------------------------------------------------------------------------ translate
 
+
 @dataclass
 class TranslateResult:
     model: ModelSource
     domain: str
-    mode: str               # "latent" or "reference"
+    mode: str  # "latent" or "reference"
     seed: int
-    size: int               # working resolution
+    size: int  # working resolution
     out: Path
     items: list[TranslatedInput] = field(default_factory=list)
     failures: list[InputFailure] = field(default_factory=list)
@@ -156,11 +187,21 @@ class TranslateResult:
         return [p for item in self.items for p in (*item.outputs, item.grid)]
 
 
-def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int, samples: int | None = None,
-              component: int | None = None, temperature: float | None = None,
-              references: list[Path | str] | None = None, seed: int = 0,
-              size: int | None = None, square: bool = False, out: Path | str = "translations",
-              on_progress: ProgressCallback | None = None) -> TranslateResult:
+def translate(
+    model: ModelFamily,
+    inputs: list[str | Path],
+    *,
+    domain: str | int,
+    samples: int | None = None,
+    component: int | None = None,
+    temperature: float | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    square: bool = False,
+    out: Path | str = "translations",
+    on_progress: ProgressCallback | None = None,
+) -> TranslateResult:
     """Translate every input image into ``domain``.
 
     Latent-guided (no ``references``): ``samples`` outputs per input (a model whose ``capabilities`` say
@@ -182,25 +223,39 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
     out = check_out(Path(out).expanduser())
     references = list(references or [])
     if references and component is not None:
-        raise InferenceError("--component applies to random attributes; with --reference the attribute "
-                             "(and component) comes from the reference image")
+        raise InferenceError(
+            "--component applies to random attributes; with --reference the attribute "
+            "(and component) comes from the reference image"
+        )
     if references and samples is not None:
-        raise InferenceError("--samples applies to random attributes; with --reference there is one output "
-                             "per reference image")
+        raise InferenceError(
+            "--samples applies to random attributes; with --reference there is one output per reference image"
+        )
     if references and temperature is not None and temperature != 1.0:
-        raise InferenceError("--temperature applies to random attributes; with --reference the attribute "
-                             "comes from the reference image")
+        raise InferenceError(
+            "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
+        )
     temperature = cfg.model.sample_temperature if temperature is None else temperature
-    finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior; far past it the "
-                                                                   "attributes leave what the model was trained on")
+    finite(
+        temperature,
+        "--temperature",
+        high=MAX_TEMPERATURE,
+        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+    )
     _check_component(model, component)
     given_samples = samples is not None
     samples = 5 if samples is None else samples
     if not references:
-        bounded(samples, "--samples", 1, MAX_SAMPLES, "each sample is a file and a column of the grid; run "
-                                                      "again with another --seed for more")
-    result = TranslateResult(model.source, cfg.data.domains[d],
-                             "reference" if references else "latent", int(seed), size, out)
+        bounded(
+            samples,
+            "--samples",
+            1,
+            MAX_SAMPLES,
+            "each sample is a file and a column of the grid; run again with another --seed for more",
+        )
+    result = TranslateResult(
+        model.source, cfg.data.domains[d], "reference" if references else "latent", int(seed), size, out
+    )
     result.notes += [n for n in [untrained_note(model, [d])] if n]
     if references:
         z, y, result.notes = _load_references(model, references, [d] * len(references), size)
@@ -233,6 +288,7 @@ def translate(model: ModelFamily, inputs: list[str | Path], *, domain: str | int
 
 # ------------------------------------------------------------------------------------------ interpolate
 
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation between rows of ``a`` and ``b`` (N x D); linear where they are (anti)parallel."""
     na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
@@ -250,11 +306,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 class Endpoints:
     """The attribute path of an interpolation: ``frames`` (z, y) pairs, and what its ends are."""
 
-    z: torch.Tensor         # steps x nz
-    y: torch.Tensor         # steps x (C or K)
+    z: torch.Tensor  # steps x nz
+    y: torch.Tensor  # steps x (C or K)
     start: str
     end: str
-    tag: str                # file-name part: <stem>_<tag>.png / .gif
+    tag: str  # file-name part: <stem>_<tag>.png / .gif
 
 
 def _noise_of(model: ModelFamily, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -262,8 +318,9 @@ def _noise_of(model: ModelFamily, z: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return (z - mean) / std
 
 
-def _prior_path(model: ModelFamily, eps: list[torch.Tensor], y0: torch.Tensor, y1: torch.Tensor,
-                steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _prior_path(
+    model: ModelFamily, eps: list[torch.Tensor], y0: torch.Tensor, y1: torch.Tensor, steps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """z_t = mean(y_t) + std(y_t) * eps_t with y_t linear and eps_t spherical (or fixed) between the ends."""
     zs, ys = [], []
     for t in torch.linspace(0, 1, steps).tolist():
@@ -275,9 +332,17 @@ def _prior_path(model: ModelFamily, eps: list[torch.Tensor], y0: torch.Tensor, y
     return torch.cat(zs), torch.cat(ys)
 
 
-def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], steps: int,
-                       components: list[int] | None = None, references: list[Path | str] | None = None,
-                       seed: int = 0, size: int | None = None) -> tuple[Endpoints, list[str]]:
+def interpolation_path(
+    model: ModelFamily,
+    *,
+    between: str,
+    domains: list[int],
+    steps: int,
+    components: list[int] | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+    size: int | None = None,
+) -> tuple[Endpoints, list[str]]:
     """The (z, y) of every step, for ``between``:
 
     * ``random``: two draws from the prior of ``domains[-1]`` (MDMM: N(0, I); GM-DRIT: p(z|y) of a component,
@@ -299,18 +364,22 @@ def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], 
     if between != "references" and references:
         raise InferenceError("--reference is used with --between references only")
     if between != "domains" and len(domains) > 1 and between != "references":
-        raise InferenceError(f"--between {between} walks inside one domain; give one --domain "
-                             f"(two only with --between domains or references)")
+        raise InferenceError(
+            f"--between {between} walks inside one domain; give one --domain "
+            f"(two only with --between domains or references)"
+        )
     if between == "components" and not _is_mixture(model):
-        raise InferenceError("--between components: this model has no mixture components; "
-                             "use --between random or domains")
+        raise InferenceError(
+            "--between components: this model has no mixture components; use --between random or domains"
+        )
     for c in components:
         _check_component(model, c)
     if between != "components" and len(components) > 1:
         raise InferenceError("two --component values only with --between components")
     if between == "references" and components:
-        raise InferenceError("--component does not apply to --between references: the references give the "
-                             "attributes (and components)")
+        raise InferenceError(
+            "--component does not apply to --between references: the references give the attributes (and components)"
+        )
     size = check_size(cfg, size)
     target = domains[-1]
     if between == "random":
@@ -322,8 +391,9 @@ def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], 
         return Endpoints(z, y, "random attribute 1", "random attribute 2", f"to_{names[target]}_random{pinned}"), notes
     if between == "references":
         if len(references) != 2:
-            raise InferenceError(f"--between references needs two reference images (--reference A --reference B), "
-                                 f"got {len(references)}")
+            raise InferenceError(
+                f"--between references needs two reference images (--reference A --reference B), got {len(references)}"
+            )
         ref_domains = [domains[0], domains[-1]]
         zr, yr, notes = _load_references(model, references, ref_domains, size)
         ts = torch.linspace(0, 1, steps, device=zr.device)[:, None]
@@ -337,15 +407,22 @@ def interpolation_path(model: ModelFamily, *, between: str, domains: list[int], 
         if len(pair) != 2:
             raise InferenceError("--between components needs two --component values (or none for 0 and 1)")
         if cpd < 2:
-            raise InferenceError("--between components: this model has 1 component per domain "
-                                 "(mixture.components_per_domain); use --between domains or random")
+            raise InferenceError(
+                "--between components: this model has 1 component per domain "
+                "(mixture.components_per_domain); use --between domains or random"
+            )
         if pair[0] == pair[1]:
             raise InferenceError(f"--between components: the two components are the same ({pair[0]})")
         z0, y0 = model.sample_attributes(target, 1, pair[0], gen)
         _, y1 = model.sample_attributes(target, 1, pair[1], gen)
         z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
-        return Endpoints(z, y, f"{names[target]} component {pair[0]}", f"{names[target]} component {pair[1]}",
-                         f"to_{names[target]}_components_{pair[0]}_{pair[1]}"), notes
+        return Endpoints(
+            z,
+            y,
+            f"{names[target]} component {pair[0]}",
+            f"{names[target]} component {pair[1]}",
+            f"to_{names[target]}_components_{pair[0]}_{pair[1]}",
+        ), notes
     # domains
     if len(domains) == 1:
         if cfg.num_domains != 2:
@@ -390,11 +467,23 @@ class InterpolateResult:
         return [p for item in self.items for p in (item.strip, item.gif)]
 
 
-def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[str | int], steps: int = 8,
-                between: str = "random", components: list[int] | None = None,
-                references: list[Path | str] | None = None, seed: int = 0, size: int | None = None,
-                square: bool = False, out: Path | str = "interpolations", fps: float = 8.0, loop: int = 0,
-                on_progress: ProgressCallback | None = None) -> InterpolateResult:
+def interpolate(
+    model: ModelFamily,
+    inputs: list[str | Path],
+    *,
+    domains: list[str | int],
+    steps: int = 8,
+    between: str = "random",
+    components: list[int] | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    square: bool = False,
+    out: Path | str = "interpolations",
+    fps: float = 8.0,
+    loop: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> InterpolateResult:
     """Walk the attribute between two endpoints (see :func:`interpolation_path`) and decode each step for every
     input: ``<stem>_<tag>.png`` (input then the steps) and ``<stem>_<tag>.gif`` (the steps, ``fps``
     frames per second, ``loop`` as Pillow's GIF loop count: 0 = forever)."""
@@ -419,10 +508,27 @@ def interpolate(model: ModelFamily, inputs: list[str | Path], *, domains: list[s
     bounded(loop, "--loop", 0, 65535, "a GIF stores the loop count in 16 bits; 0 loops forever")
     size = check_size(cfg, size)
     out = check_out(Path(out).expanduser())
-    path, notes = interpolation_path(model, between=between, domains=idx, steps=steps, components=components,
-                                     references=references, seed=seed, size=size)
-    result = InterpolateResult(model.source, between, path.start, path.end, steps, int(seed),
-                               size, out, notes=notes + [n for n in [untrained_note(model, [idx[-1]])] if n])
+    path, notes = interpolation_path(
+        model,
+        between=between,
+        domains=idx,
+        steps=steps,
+        components=components,
+        references=references,
+        seed=seed,
+        size=size,
+    )
+    result = InterpolateResult(
+        model.source,
+        between,
+        path.start,
+        path.end,
+        steps,
+        int(seed),
+        size,
+        out,
+        notes=notes + [n for n in [untrained_note(model, [idx[-1]])] if n],
+    )
     used: set[str] = set()
     for p, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
         frames = [_resize(to_image(t), wh) for t in _generate(model, x, idx[-1], path.z, path.y)]

@@ -59,7 +59,9 @@ def check_upload(path: str | Path | None, what: str = "the image") -> list[str]:
     if size == 0:
         raise InferenceError(f"{what} ({name}) is an empty file")
     if size > MAX_UPLOAD_BYTES:
-        raise InferenceError(f"{what} ({name}) is {size / 1e6:.0f} MB; upload at most {MAX_UPLOAD_BYTES // 1_000_000} MB")
+        raise InferenceError(
+            f"{what} ({name}) is {size / 1e6:.0f} MB; upload at most {MAX_UPLOAD_BYTES // 1_000_000} MB"
+        )
     notes = []
     try:
         with warnings.catch_warnings():
@@ -67,9 +69,11 @@ def check_upload(path: str | Path | None, what: str = "the image") -> list[str]:
             with Image.open(p) as im:
                 w, h = im.size
                 if w * h > MAX_UPLOAD_PIXELS:
-                    raise InferenceError(f"{what} ({name}) is {w}x{h} pixels ({w * h / 1e6:.0f} MP); the page takes at "
-                                         f"most {MAX_UPLOAD_PIXELS / 1e6:.0f} MP (decoding takes seconds and memory on "
-                                         "the server): scale it down first")
+                    raise InferenceError(
+                        f"{what} ({name}) is {w}x{h} pixels ({w * h / 1e6:.0f} MP); the page takes at "
+                        f"most {MAX_UPLOAD_PIXELS / 1e6:.0f} MP (decoding takes seconds and memory on "
+                        "the server): scale it down first"
+                    )
                 if getattr(im, "n_frames", 1) > 1:
                     notes.append(f"{name} is animated ({im.n_frames} frames): its first frame is used")
                 if im.mode in ("L", "LA", "1", "I", "I;16", "F") or im.mode.startswith("I;16"):
@@ -82,7 +86,9 @@ def check_upload(path: str | Path | None, what: str = "the image") -> list[str]:
     except Image.DecompressionBombError:
         raise InferenceError(f"{what} ({name}) is too large to decode safely") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InferenceError(f"{what} ({name}) is damaged or truncated ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise InferenceError(
+            f"{what} ({name}) is damaged or truncated ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     return notes
 
 
@@ -98,6 +104,7 @@ def first_frame(path: Path, folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ the model
+
 
 @dataclass
 class AppModel:
@@ -131,16 +138,27 @@ def load_app_model(path: Path | str | None = None, onnx: bool = False, threads: 
 
     if onnx or onnx_folder(path) is not None:
         if path is None:
-            raise InferenceError("--onnx needs --checkpoint FOLDER of `gmdrit export --format onnx` (the "
-                                 "pretrained model: gmdrit export gmdrit_cli/pretrained/apple2orange --format onnx --out DIR)")
+            raise InferenceError(
+                "--onnx needs --checkpoint FOLDER of `gmdrit export --format onnx` (the "
+                "pretrained model: gmdrit export gmdrit_cli/pretrained/apple2orange --format onnx --out DIR)"
+            )
         from .onnx_translate import load_onnx
 
         m = load_onnx(path, threads)
         meta = m.meta
         names = list(meta["domains"])
-        return AppModel(m, True, m.family, names, [names[t] for t in m.targets()], m.components_per_domain,
-                        float(meta.get("sample_temperature", 1.0)), int(meta["crop"]), m.describe(),
-                        paired=m.family == "bicyclegan")
+        return AppModel(
+            m,
+            True,
+            m.family,
+            names,
+            [names[t] for t in m.targets()],
+            m.components_per_domain,
+            float(meta.get("sample_temperature", 1.0)),
+            int(meta["crop"]),
+            m.describe(),
+            paired=m.family == "bicyclegan",
+        )
     from .model_files import load_for_inference
 
     if threads:
@@ -151,13 +169,22 @@ def load_app_model(path: Path | str | None = None, onnx: bool = False, threads: 
     caps = m.capabilities
     names = list(cfg.data.domains)
     targets = sorted({t for _, t in caps.tasks(cfg.num_domains)})
-    return AppModel(m, False, cfg.model.family, names, [names[t] for t in targets],
-                    caps.components_per_domain if caps.has_mixture else 0, float(cfg.model.sample_temperature),
-                    cfg.data.crop, m.source.describe() if m.source is not None else cfg.model.family,
-                    paired=caps.paired_data)
+    return AppModel(
+        m,
+        False,
+        cfg.model.family,
+        names,
+        [names[t] for t in targets],
+        caps.components_per_domain if caps.has_mixture else 0,
+        float(cfg.model.sample_temperature),
+        cfg.data.crop,
+        m.source.describe() if m.source is not None else cfg.model.family,
+        paired=caps.paired_data,
+    )
 
 
 # ------------------------------------------------------------------------------------------ a request
+
 
 @dataclass
 class Request:
@@ -178,7 +205,7 @@ class Request:
 @dataclass
 class Response:
     images: list[tuple[str, str]] = field(default_factory=list)  # (file, caption) for the gallery
-    files: list[str] = field(default_factory=list)                # everything written, for download
+    files: list[str] = field(default_factory=list)  # everything written, for download
     gif: str | None = None
     seed: int = 0
     message: str = ""
@@ -205,8 +232,11 @@ def run_request(app_model: AppModel, request: Request, work_root: Path) -> Respo
         return Response(seed=request.seed, message=f"error: {exc}", ok=False)
     except MemoryError:
         shutil.rmtree(folder, ignore_errors=True)
-        return Response(seed=request.seed, message="error: not enough memory for this request; use fewer samples "
-                                                    "or a smaller image", ok=False)
+        return Response(
+            seed=request.seed,
+            message="error: not enough memory for this request; use fewer samples or a smaller image",
+            ok=False,
+        )
 
 
 def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
@@ -218,11 +248,20 @@ def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
         raise InferenceError(f"choose a target domain: {', '.join(app_model.targets)}")
     if request.mode not in app_model.modes:
         raise InferenceError(f"mode {request.mode!r} is not available for this {app_model.family} model")
-    samples = bounded(int(request.samples), "samples", 1, MAX_APP_SAMPLES,
-                      "each sample is decoded on the server for every visitor; the CLI allows more")
+    samples = bounded(
+        int(request.samples),
+        "samples",
+        1,
+        MAX_APP_SAMPLES,
+        "each sample is decoded on the server for every visitor; the CLI allows more",
+    )
     temperature = app_model.sample_temperature if request.temperature is None else float(request.temperature)
-    finite(temperature, "temperature", high=10.0, why="1 = the model's prior; far past it the attributes leave "
-                                                       "what the model was trained on")
+    finite(
+        temperature,
+        "temperature",
+        high=10.0,
+        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+    )
     seed = secrets.randbelow(2**31) if request.randomize else check_seed(int(request.seed), "seed")
     image = Path(request.image)
     if any("animated" in n for n in notes):
@@ -244,8 +283,13 @@ def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
         references = [Path(r) for r in refs]
     component = None
     if request.mode == MODE_COMPONENT:
-        component = bounded(int(request.component), "component", 0, app_model.components_per_domain - 1,
-                            f"this model has {app_model.components_per_domain} components per domain")
+        component = bounded(
+            int(request.component),
+            "component",
+            0,
+            app_model.components_per_domain - 1,
+            f"this model has {app_model.components_per_domain} components per domain",
+        )
     out = folder / "translations"
     kwargs = dict(domain=request.domain, component=component, seed=seed, out=out)
     if references:
@@ -272,22 +316,35 @@ def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
 
             steps = bounded(int(request.steps), "steps", 2, MAX_APP_STEPS, "each frame is a decoded image")
             between = "components" if component is not None and app_model.components_per_domain > 1 else "random"
-            comps = ([component, (component + 1) % app_model.components_per_domain] if between == "components"
-                     else None)
-            inter = interpolate(app_model.model, [image], domains=[request.domain], steps=steps, between=between,
-                                components=comps, seed=seed, out=folder / "interpolations")
+            comps = [component, (component + 1) % app_model.components_per_domain] if between == "components" else None
+            inter = interpolate(
+                app_model.model,
+                [image],
+                domains=[request.domain],
+                steps=steps,
+                between=between,
+                components=comps,
+                seed=seed,
+                out=folder / "interpolations",
+            )
             if inter.items:
                 response.gif = str(inter.items[0].gif)
                 response.files += [str(inter.items[0].strip), response.gif]
-    what = (f"{len(references)} reference image(s)" if references
-            else f"{samples} random attribute(s)" + (f" of component {component}" if component is not None else "")
-            + f" at temperature {temperature:g}")
-    response.message = "\n".join([f"translated into '{request.domain}' with {what}; seed {seed}"]
-                                 + [f"note: {n}" for n in notes])
+    what = (
+        f"{len(references)} reference image(s)"
+        if references
+        else f"{samples} random attribute(s)"
+        + (f" of component {component}" if component is not None else "")
+        + f" at temperature {temperature:g}"
+    )
+    response.message = "\n".join(
+        [f"translated into '{request.domain}' with {what}; seed {seed}"] + [f"note: {n}" for n in notes]
+    )
     return response
 
 
 # ------------------------------------------------------------------------------------------ the page
+
 
 def build_page(app_model: AppModel, work_root: Path):
     """The Gradio Blocks page of ``app_model``; requests write under ``work_root``."""
@@ -302,47 +359,107 @@ def build_page(app_model: AppModel, work_root: Path):
             with gr.Column(scale=1):
                 # a file input, not gr.Image: Gradio would decode an image upload itself and answer a bad file
                 # with its own error; here every upload reaches check_upload and its message
-                image = gr.File(label="input image" + (" (an edge map, or a photo with 'make an edge map')"
-                                                       if app_model.paired else ""),
-                                file_count="single", type="filepath", elem_id="input-image", height=120)
+                image = gr.File(
+                    label="input image"
+                    + (" (an edge map, or a photo with 'make an edge map')" if app_model.paired else ""),
+                    file_count="single",
+                    type="filepath",
+                    elem_id="input-image",
+                    height=120,
+                )
                 preview = gr.Image(label="input", type="filepath", interactive=False, elem_id="preview", height=200)
-                gr.Examples(examples=examples, inputs=image, label="sample images (the embedded test apples and oranges)")
+                gr.Examples(
+                    examples=examples, inputs=image, label="sample images (the embedded test apples and oranges)"
+                )
                 domain = gr.Dropdown(targets, value=default_domain, label="target domain", elem_id="domain")
                 mode = gr.Radio(app_model.modes, value=MODE_RANDOM, label="mode", elem_id="mode")
                 samples = gr.Slider(1, MAX_APP_SAMPLES, value=5, step=1, label="number of samples", elem_id="samples")
-                temperature = gr.Slider(0.0, 2.0, value=app_model.sample_temperature, step=0.01,
-                                        label="temperature (default: the model's)", elem_id="temperature")
-                component = gr.Number(0, precision=0, minimum=0,
-                                      maximum=max(0, app_model.components_per_domain - 1),
-                                      label="component (mixture component mode)",
-                                      visible=app_model.components_per_domain > 0, elem_id="component")
-                references = gr.File(file_count="multiple", label="reference image(s) (reference mode)",
-                                     elem_id="references")
+                temperature = gr.Slider(
+                    0.0,
+                    2.0,
+                    value=app_model.sample_temperature,
+                    step=0.01,
+                    label="temperature (default: the model's)",
+                    elem_id="temperature",
+                )
+                component = gr.Number(
+                    0,
+                    precision=0,
+                    minimum=0,
+                    maximum=max(0, app_model.components_per_domain - 1),
+                    label="component (mixture component mode)",
+                    visible=app_model.components_per_domain > 0,
+                    elem_id="component",
+                )
+                references = gr.File(
+                    file_count="multiple", label="reference image(s) (reference mode)", elem_id="references"
+                )
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
                     randomize = gr.Checkbox(True, label="randomize seed", elem_id="randomize")
                 with gr.Row():
-                    interpolate = gr.Checkbox(False, label="interpolation GIF between two draws (or components)",
-                                              visible=app_model.interpolates, elem_id="interpolate")
-                    steps = gr.Slider(2, MAX_APP_STEPS, value=8, step=1, label="frames",
-                                      visible=app_model.interpolates, elem_id="steps")
-                edges = gr.Checkbox(False, label="make an edge map from the photo first", visible=app_model.paired,
-                                    elem_id="edges")
+                    interpolate = gr.Checkbox(
+                        False,
+                        label="interpolation GIF between two draws (or components)",
+                        visible=app_model.interpolates,
+                        elem_id="interpolate",
+                    )
+                    steps = gr.Slider(
+                        2,
+                        MAX_APP_STEPS,
+                        value=8,
+                        step=1,
+                        label="frames",
+                        visible=app_model.interpolates,
+                        elem_id="steps",
+                    )
+                edges = gr.Checkbox(
+                    False, label="make an edge map from the photo first", visible=app_model.paired, elem_id="edges"
+                )
                 button = gr.Button("Translate", variant="primary", elem_id="translate")
             with gr.Column(scale=2):
                 status = gr.Markdown("Upload an image (or pick a sample), then press Translate.", elem_id="status")
-                gallery = gr.Gallery(label="outputs", columns=5, height="auto", elem_id="outputs", format="png",
-                                     interactive=False)
-                gif = gr.Image(label="interpolation", type="filepath", visible=app_model.interpolates,
-                               elem_id="interpolation", interactive=False)
+                gallery = gr.Gallery(
+                    label="outputs", columns=5, height="auto", elem_id="outputs", format="png", interactive=False
+                )
+                gif = gr.Image(
+                    label="interpolation",
+                    type="filepath",
+                    visible=app_model.interpolates,
+                    elem_id="interpolation",
+                    interactive=False,
+                )
                 downloads = gr.File(label="downloads", file_count="multiple", elem_id="downloads", interactive=False)
 
-        def on_translate(image_v, domain_v, mode_v, samples_v, temperature_v, component_v, seed_v, randomize_v,
-                         references_v, interpolate_v, steps_v, edges_v):
+        def on_translate(
+            image_v,
+            domain_v,
+            mode_v,
+            samples_v,
+            temperature_v,
+            component_v,
+            seed_v,
+            randomize_v,
+            references_v,
+            interpolate_v,
+            steps_v,
+            edges_v,
+        ):
             refs = [getattr(r, "name", r) for r in (references_v or [])]
-            request = Request(image_v, domain_v, mode_v, int(samples_v or 1), temperature_v, int(component_v or 0),
-                              int(seed_v or 0), bool(randomize_v), refs, bool(interpolate_v), int(steps_v or 8),
-                              bool(edges_v))
+            request = Request(
+                image_v,
+                domain_v,
+                mode_v,
+                int(samples_v or 1),
+                temperature_v,
+                int(component_v or 0),
+                int(seed_v or 0),
+                bool(randomize_v),
+                refs,
+                bool(interpolate_v),
+                int(steps_v or 8),
+                bool(edges_v),
+            )
             r = run_request(app_model, request, work_root)
             text = r.message.replace("\n", "  \n")
             return r.images or None, r.gif, r.files or None, r.seed, text  # None clears the gallery
@@ -360,9 +477,25 @@ def build_page(app_model: AppModel, work_root: Path):
             return shown, "  \n".join(["ready: press Translate"] + [f"note: {n}" for n in notes])
 
         image.change(on_upload, [image], [preview, status])
-        button.click(on_translate, [image, domain, mode, samples, temperature, component, seed, randomize, references,
-                                    interpolate, steps, edges],
-                     [gallery, gif, downloads, seed, status], concurrency_limit=1)
+        button.click(
+            on_translate,
+            [
+                image,
+                domain,
+                mode,
+                samples,
+                temperature,
+                component,
+                seed,
+                randomize,
+                references,
+                interpolate,
+                steps,
+                edges,
+            ],
+            [gallery, gif, downloads, seed, status],
+            concurrency_limit=1,
+        )
     return page
 
 
@@ -375,8 +508,16 @@ def serve(app_model: AppModel, host: str = "127.0.0.1", port: int = 7860, block:
     page = build_page(app_model, work_root)
     page.queue(default_concurrency_limit=1)
     try:
-        page.launch(server_name=host, server_port=port, prevent_thread_lock=not block, share=False,
-                    inbrowser=False, show_error=True, allowed_paths=[str(work_root), str(SAMPLES)], quiet=True)
+        page.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=not block,
+            share=False,
+            inbrowser=False,
+            show_error=True,
+            allowed_paths=[str(work_root), str(SAMPLES)],
+            quiet=True,
+        )
     except OSError as exc:
         raise InferenceError(f"cannot serve on {host}:{port} ({exc}); choose another --port") from None
     return page, f"http://{host}:{port}/"

@@ -7,14 +7,24 @@ any backend. matplotlib is imported inside the functions, so importing this modu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .. import atomic
 
 #: run colours (matplotlib's default cycle, written out so every chart gives a run the same colour)
-RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-               "#bcbd22", "#17becf")
+RUN_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 DPI = 96
 
 
@@ -28,7 +38,7 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
     out, acc = [], 0.0
     for t, x in enumerate(values, start=1):
         acc = weight * acc + (1.0 - weight) * x
-        out.append(acc / (1.0 - weight ** t) if weight > 0 else x)
+        out.append(acc / (1.0 - weight**t) if weight > 0 else x)
     return out
 
 
@@ -36,9 +46,13 @@ def _save(fig, path: Path) -> Path:
     return atomic.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
 
 
-def loss_group_chart(path: Path, title: str, keys: list[str],
-                     runs: list[tuple[str, dict[str, tuple[list[int], list[float]]]]],
-                     smoothing: float) -> Path:
+def loss_group_chart(
+    path: Path,
+    title: str,
+    keys: list[str],
+    runs: list[tuple[str, dict[str, tuple[list[int], list[float]]]]],
+    smoothing: float,
+) -> Path:
     """One PNG for one loss group: a panel per key in ``keys``, every run overlaid in its colour, the raw
     values thin and faint and the smoothed values (``smooth(values, smoothing)``) solid.
 
@@ -87,14 +101,25 @@ def benchmark_chart(path: Path, rows: list[dict], device: str) -> Path:
     names = [f"{r['resolution']} px  {r['label']}" for r in rows]
     height = 0.38
     timed = [r["report_seconds"] for r in rows]  # None: a row the report did not time (e.g. BicycleGAN)
-    report = ax.barh([p - height / 2 for p in positions[:len(rows)]], [t or 0.0 for t in timed],
-                     height, color="#969696", label="report (Tesla T4)")
-    ours = ax.barh([p + height / 2 for p in positions[:len(rows)]], [r["median"] for r in rows],
-                   height, color="#285ac8", label=f"gmdrit ({device}), median")
-    ax.bar_label(report, labels=[f"{t:.3f}" if t is not None else "not in the report" for t in timed],
-                 fontsize=7, padding=2)
+    report = ax.barh(
+        [p - height / 2 for p in positions[: len(rows)]],
+        [t or 0.0 for t in timed],
+        height,
+        color="#969696",
+        label="report (Tesla T4)",
+    )
+    ours = ax.barh(
+        [p + height / 2 for p in positions[: len(rows)]],
+        [r["median"] for r in rows],
+        height,
+        color="#285ac8",
+        label=f"gmdrit ({device}), median",
+    )
+    ax.bar_label(
+        report, labels=[f"{t:.3f}" if t is not None else "not in the report" for t in timed], fontsize=7, padding=2
+    )
     ax.bar_label(ours, fmt="%.3f", fontsize=7, padding=2)
-    ax.set_yticks(positions[:len(rows)], names, fontsize=8)
+    ax.set_yticks(positions[: len(rows)], names, fontsize=8)
     ax.invert_yaxis()  # first row on top, as in the table
     ax.set_xlabel("seconds per iteration")
     ax.margins(x=0.12)

@@ -12,9 +12,9 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 from PIL import Image
@@ -110,20 +110,29 @@ def read_run(path: str | Path, label: str | None = None) -> RunFolder:
     figures = sorted(p for p in path.glob("eval/*/*.png"))
     problems: list[str] = []
     config_text = _text(config, problems) if config.is_file() else None
-    run = RunFolder(path=path, label=label or path.resolve().name, metrics=read_metrics(path / "metrics.jsonl"),
-                    config_text=config_text,
-                    samples=sorted((path / "samples").glob("iter_*.png"), key=_iteration),
-                    checkpoints=_checkpoints(path / "checkpoints"), eval_files=eval_files,
-                    benchmark_files=benchmarks, figures=figures, has_tensorboard=(path / "tensorboard").is_dir(),
-                    problems=problems)
+    run = RunFolder(
+        path=path,
+        label=label or path.resolve().name,
+        metrics=read_metrics(path / "metrics.jsonl"),
+        config_text=config_text,
+        samples=sorted((path / "samples").glob("iter_*.png"), key=_iteration),
+        checkpoints=_checkpoints(path / "checkpoints"),
+        eval_files=eval_files,
+        benchmark_files=benchmarks,
+        figures=figures,
+        has_tensorboard=(path / "tensorboard").is_dir(),
+        problems=problems,
+    )
     if config_text and not run.config:
         problems.append(f"{config}: not a YAML mapping (damaged?), shown as text only")
     damaged = damaged_metric_lines(path / "metrics.jsonl")
     if damaged:
         problems.append(f"{path / 'metrics.jsonl'}: {damaged} damaged line(s) left out of the loss curves")
     if not (run.metrics or run.config_text or run.samples or run.checkpoints or eval_files or benchmarks):
-        raise ReportError(f"{path} holds no run: no metrics.jsonl, config.yaml, samples/, checkpoints/, "
-                          f"eval/*/eval.json or benchmark.json")
+        raise ReportError(
+            f"{path} holds no run: no metrics.jsonl, config.yaml, samples/, checkpoints/, "
+            f"eval/*/eval.json or benchmark.json"
+        )
     return run
 
 
@@ -159,8 +168,10 @@ def eval_report_problem(data) -> str | None:
     wrong = [k for k, kind in parts.items() if not isinstance(data.get(k), kind)]
     if wrong:
         return f"no valid {', '.join(wrong)}"
-    if not all(isinstance(t, dict) and isinstance(t.get("source"), str) and isinstance(t.get("target"), str)
-               for t in data["tasks"]):
+    if not all(
+        isinstance(t, dict) and isinstance(t.get("source"), str) and isinstance(t.get("target"), str)
+        for t in data["tasks"]
+    ):
         return "a task row without source and target"
     if not all(isinstance(data.get(k, {}) or {}, dict) for k in ("mean", "reference", "reference_mean", "cluster")):
         return "a summary that is not an object"
@@ -184,8 +195,9 @@ def report_folder(out: Path) -> Path:
         with open(index, "rb") as f:
             head = f.read(4096)
         if b"<title>gmdrit report" not in head:
-            raise ReportError(f"{index} exists and is not a gmdrit report; gmdrit does not replace it: choose "
-                              f"another --out")
+            raise ReportError(
+                f"{index} exists and is not a gmdrit report; gmdrit does not replace it: choose another --out"
+            )
     elif index.exists():
         raise ReportError(f"{index} exists and is not a file; choose another --out")
     return out
@@ -207,6 +219,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 # -- translations of an eval ------------------------------------------------------------------------
 
+
 def _input_folder(run: RunFolder, report: dict, source: str) -> Path | None:
     """The test folder of domain ``source`` of the eval's dataset, if it can be found from here: the
     recorded root as it is, or relative to the folders around the run (it is relative to where eval ran)."""
@@ -216,8 +229,11 @@ def _input_folder(run: RunFolder, report: dict, source: str) -> Path | None:
     domains = report.get("model", {}).get("domains", [])
     if not root or source not in domains:
         return None
-    candidates = [root] if root.startswith("sample:") or Path(root).is_absolute() else \
-        [root, *(str(base / root) for base in (run.path.resolve().parent.parent, run.path.resolve().parent))]
+    candidates = (
+        [root]
+        if root.startswith("sample:") or Path(root).is_absolute()
+        else [root, *(str(base / root) for base in (run.path.resolve().parent.parent, run.path.resolve().parent))]
+    )
     for candidate in candidates:
         try:
             return domain_folders(candidate, domains, "test")[domains.index(source)]
@@ -242,8 +258,9 @@ def _test_input(folder: Path | None, stem: str, size: int, resize: int) -> Image
     return None
 
 
-def translations_composite(run: RunFolder, report: dict, task_folder: Path, source: str, dst: Path,
-                           inputs: int, per_input: int) -> Path | None:
+def translations_composite(
+    run: RunFolder, report: dict, task_folder: Path, source: str, dst: Path, inputs: int, per_input: int
+) -> Path | None:
     """One PNG: a row per input (the first ``inputs`` in name order), the test input first when its file is
     found, then its first ``per_input`` outputs (``<input>_<k>.png``); None when the folder has no outputs."""
     grouped: dict[str, list[tuple[int, Path]]] = {}
@@ -258,8 +275,10 @@ def translations_composite(run: RunFolder, report: dict, task_folder: Path, sour
         w, h = first.size
     folder = _input_folder(run, report, source)
     resize = int(report.get("model", {}).get("resize", w))
-    rows = [(_test_input(folder, stem, w, max(resize, w)), [p for _, p in sorted(grouped[stem])[:per_input]])
-            for stem in chosen]
+    rows = [
+        (_test_input(folder, stem, w, max(resize, w)), [p for _, p in sorted(grouped[stem])[:per_input]])
+        for stem in chosen
+    ]
     with_inputs = all(src is not None for src, _ in rows)
     cols = (1 if with_inputs else 0) + max(len(outs) for _, outs in rows)
     pad, gap = 2, 8 if with_inputs else 0
@@ -275,6 +294,7 @@ def translations_composite(run: RunFolder, report: dict, task_folder: Path, sour
 
 # -- the page ---------------------------------------------------------------------------------------
 
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
 
@@ -285,9 +305,16 @@ def _labels(paths: list[Path]) -> list[str]:
     return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
 
 
-def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float = 0.9, max_grids: int = 8,
-                 inputs_per_task: int = 4, outputs_per_input: int = 5,
-                 progress: Callable[[str, int, int], None] | None = None) -> ReportResult:
+def build_report(
+    paths: list[str | Path],
+    out: str | Path,
+    *,
+    smoothing: float = 0.9,
+    max_grids: int = 8,
+    inputs_per_task: int = 4,
+    outputs_per_input: int = 5,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ReportResult:
     """Write ``out/index.html`` and ``out/assets/`` for the run folders ``paths``; returns what was written."""
     from .html import render_page
 
@@ -318,8 +345,13 @@ def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float =
     groups = [g for g in group_titles() if g in keys_by_group]
     for i, group in enumerate(groups):
         update("loss charts", i, len(groups))
-        path = loss_group_chart(assets / f"loss_{group}.png", group_titles()[group], keys_by_group[group], run_series,
-                                0.0 if group == "schedule" else smoothing)
+        path = loss_group_chart(
+            assets / f"loss_{group}.png",
+            group_titles()[group],
+            keys_by_group[group],
+            run_series,
+            0.0 if group == "schedule" else smoothing,
+        )
         charts.append((group, path))
         images.append(path)
     for run in runs:
@@ -341,8 +373,9 @@ def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float =
             for task in report.get("tasks", []):
                 name = f"{task['source']}2{task['target']}"
                 dst = folder / "eval" / f"{e + 1}-{_slug(eval_file.parent.name)}" / f"{name}.png"
-                made = translations_composite(run, report, eval_file.parent / name, task["source"], dst,
-                                              inputs_per_task, outputs_per_input)
+                made = translations_composite(
+                    run, report, eval_file.parent / name, task["source"], dst, inputs_per_task, outputs_per_input
+                )
                 if made is not None:
                     result.translations[f"{task['source']} → {task['target']}"] = made
             evals.append(result)
@@ -351,8 +384,11 @@ def build_report(paths: list[str | Path], out: str | Path, *, smoothing: float =
             payload = _json_file(bench_file, notes, benchmark_problem)
             if payload is None:
                 continue
-            chart = benchmark_chart(folder / f"benchmark_{b + 1}.png", payload.get("rows", []),
-                                    payload.get("environment", {}).get("device", "?"))
+            chart = benchmark_chart(
+                folder / f"benchmark_{b + 1}.png",
+                payload.get("rows", []),
+                payload.get("environment", {}).get("device", "?"),
+            )
             benches.append((bench_file, payload, chart))
         figures = [_copy(p, folder / "figures" / f"{p.parent.name}-{p.name}") for p in run.figures]
         run_assets[run.label] = {"grids": grids, "evals": evals, "benchmarks": benches, "figures": figures}

@@ -11,18 +11,25 @@ from pathlib import Path
 
 #: the loss groups, in display order: (group, title, does this loss key belong to it)
 LOSS_GROUPS: tuple[tuple[str, str, object], ...] = (
-    ("discriminators", "discriminator losses (real vs fake, domain classification)",
-     lambda k: k.startswith("dis_")),
-    ("generator", "generator adversarial and classification terms",
-     lambda k: k.startswith(("adv_", "cls_"))),
-    ("reconstruction", "reconstruction terms (self, cross-cycle, latent regression, p(x|z) thumbnail)",
-     lambda k: k in ("self_recon", "cycle_recon", "latent", "thumb_rec") or k.endswith("_recon")),
-    ("latent", "attribute space terms (KL divergences, q(y|x) labels)",
-     lambda k: k.startswith("kl_") or k in ("label", "label_sim")),
+    ("discriminators", "discriminator losses (real vs fake, domain classification)", lambda k: k.startswith("dis_")),
+    ("generator", "generator adversarial and classification terms", lambda k: k.startswith(("adv_", "cls_"))),
+    (
+        "reconstruction",
+        "reconstruction terms (self, cross-cycle, latent regression, p(x|z) thumbnail)",
+        lambda k: k in ("self_recon", "cycle_recon", "latent", "thumb_rec") or k.endswith("_recon"),
+    ),
+    (
+        "latent",
+        "attribute space terms (KL divergences, q(y|x) labels)",
+        lambda k: k.startswith("kl_") or k in ("label", "label_sim"),
+    ),
     ("diversity", "mode-seeking term", lambda k: k == "mode_seeking"),
     ("totals", "encoder/generator objectives (sums of their terms)", lambda k: k.startswith("loss_")),
-    ("schedule", "schedules (learning-rate factor, Gumbel-softmax temperature)",
-     lambda k: k in ("lr_factor", "gumbel_tau")),
+    (
+        "schedule",
+        "schedules (learning-rate factor, Gumbel-softmax temperature)",
+        lambda k: k in ("lr_factor", "gumbel_tau"),
+    ),
 )
 OTHER_GROUP = ("other", "other logged values")
 

@@ -24,20 +24,18 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
-from .. import atomic
-from ..outputs import numbered_folder, output_folder, refuse_checkpoint_area
+from .. import __version__, atomic
 from ..config.schema import load_config
+from ..data.paired import paired_dataset
+from ..data.pipeline import BatchPipeline, Draw, auto_threads
 from ..data.unpaired import Batch, UnpairedImageFolders
-from .engine import Engine
 from ..errors import ConfigError
 from ..families import build_model, load_families
 from ..families.base import BenchmarkRow
-from ..data.paired import paired_dataset
-from ..data.pipeline import BatchPipeline, Draw, auto_threads
+from ..outputs import numbered_folder, output_folder, refuse_checkpoint_area
 from ..reporting.charts import benchmark_chart
+from .engine import Engine
 from .speed import resolve_device
-
 
 #: a row of the table: a family's preset at one resolution (declared by the family, ``ModelFamily.benchmark_rows``)
 TableRow = BenchmarkRow
@@ -86,8 +84,15 @@ class RowResult:
 
     def summary(self) -> dict:
         out = asdict(self)
-        out.update(mean=self.mean, median=self.median, stdev=self.stdev, min=min(self.seconds),
-                   max=max(self.seconds), ratio_to_report=self.ratio, data_wait_share=self.data_wait_share)
+        out.update(
+            mean=self.mean,
+            median=self.median,
+            stdev=self.stdev,
+            min=min(self.seconds),
+            max=max(self.seconds),
+            ratio_to_report=self.ratio,
+            data_wait_share=self.data_wait_share,
+        )
         return out
 
 
@@ -133,17 +138,32 @@ def select_rows(keys: list[str] | None, resolutions: list[int]) -> list[TableRow
 
 
 def environment(device: torch.device) -> dict:
-    env = {"device": str(device), "torch": torch.__version__, "gmdrit": __version__, "threads": torch.get_num_threads(),
-           "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-           "date": time.strftime("%Y-%m-%d")}
+    env = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "gmdrit": __version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
 
 
-def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, device: str = "auto",
-                  overrides: list[str] | None = None, data_root: str | None = None, loader_only: bool = False,
-                  on_row=None) -> BenchmarkResult:
+def run_benchmark(
+    rows: list[TableRow],
+    *,
+    iters: int = 50,
+    warmup: int = 5,
+    device: str = "auto",
+    overrides: list[str] | None = None,
+    data_root: str | None = None,
+    loader_only: bool = False,
+    on_row=None,
+) -> BenchmarkResult:
     """Time ``iters`` full training iterations (after ``warmup``) of every row; ``loader_only`` (with
     ``data_root``): only the loading of their batches."""
     if loader_only and not data_root:
@@ -163,19 +183,30 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
         pipeline = None
         if data_root:
             d = cfg.data
-            loader = (paired_dataset(cfg) if paired else
-                      UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip))
+            loader = (
+                paired_dataset(cfg)
+                if paired
+                else UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip)
+            )
             draws = [Draw("sample", (cfg.train.batch_size,))] * per_step
-            pipeline = BatchPipeline(loader, lambda i: draws, prefetch=cfg.speed.prefetch,
-                                     threads=cfg.speed.loader_threads or auto_threads(), pin=dev.type == "cuda")
-            next_batches = lambda i: pipeline.batches(i, warmup + iters)  # noqa: E731
+            pipeline = BatchPipeline(
+                loader,
+                lambda i, draws=draws: draws,
+                prefetch=cfg.speed.prefetch,
+                threads=cfg.speed.loader_threads or auto_threads(),
+                pin=dev.type == "cuda",
+            )
+            next_batches = lambda i, pipeline=pipeline: pipeline.batches(i, warmup + iters)  # noqa: E731
         else:
             g = torch.Generator().manual_seed(0)
             n, size = cfg.train.batch_size, cfg.data.crop
             images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
-            fixed = (Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
-                     if paired else Batch(images, torch.arange(n) % cfg.num_domains))
-            next_batches = lambda i: [fixed] * per_step  # noqa: E731
+            fixed = (
+                Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+                if paired
+                else Batch(images, torch.arange(n) % cfg.num_domains)
+            )
+            next_batches = lambda i, fixed=fixed, n=per_step: [fixed] * n  # noqa: E731
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         result = RowResult(row.key, row.label, row.preset, row.resolution, row.report_seconds)
@@ -199,15 +230,22 @@ def run_benchmark(rows: list[TableRow], *, iters: int = 50, warmup: int = 5, dev
             pipeline.close()
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
         if bad:
-            raise ConfigError(f"row {row.key} at {row.resolution} px produced non-finite losses ({', '.join(bad)}) "
-                              f"with these speed settings; try --amp off")
+            raise ConfigError(
+                f"row {row.key} at {row.resolution} px produced non-finite losses ({', '.join(bad)}) "
+                f"with these speed settings; try --amp off"
+            )
         result.peak_memory_bytes = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak
         results.append(result)
         del model, engine
         if on_row is not None:
             on_row(result)
-    settings = {"iters": iters, "warmup": warmup, "overrides": list(overrides or []), "data": data_root or "in-memory",
-                "loader_only": loader_only}
+    settings = {
+        "iters": iters,
+        "warmup": warmup,
+        "overrides": list(overrides or []),
+        "data": data_root or "in-memory",
+        "loader_only": loader_only,
+    }
     return BenchmarkResult(environment(dev), settings, results)
 
 
@@ -227,12 +265,27 @@ def write_outputs(result: BenchmarkResult, out_dir: Path) -> list[Path]:
     """benchmark.json, benchmark.csv and benchmark.png (matplotlib bars: ours beside the report's, per row)
     into ``out_dir`` (from :func:`benchmark_folder`)."""
     out_dir = output_folder(out_dir, "--out")
-    payload = {"environment": result.environment, "settings": result.settings,
-               "rows": [r.summary() for r in result.rows]}
+    payload = {
+        "environment": result.environment,
+        "settings": result.settings,
+        "rows": [r.summary() for r in result.rows],
+    }
     json_path, csv_path, png_path = out_dir / "benchmark.json", out_dir / "benchmark.csv", out_dir / "benchmark.png"
     atomic.write_text(json_path, json.dumps(payload, indent=1))
-    columns = ["resolution", "label", "preset", "report_seconds", "median", "mean", "stdev", "min", "max",
-               "ratio_to_report", "peak_memory_bytes", "data_wait_share"]
+    columns = [
+        "resolution",
+        "label",
+        "preset",
+        "report_seconds",
+        "median",
+        "mean",
+        "stdev",
+        "min",
+        "max",
+        "ratio_to_report",
+        "peak_memory_bytes",
+        "data_wait_share",
+    ]
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:

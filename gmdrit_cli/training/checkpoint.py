@@ -41,8 +41,11 @@ def _sha256(path: Path) -> str:
 
 def network_tensors(networks: nn.ModuleDict) -> dict[str, torch.Tensor]:
     """Every parameter and buffer as ``"<network>.<name>"`` -> contiguous CPU tensor."""
-    return {f"{net_name}.{k}": v.detach().cpu().contiguous()
-            for net_name, net in networks.items() for k, v in net.state_dict().items()}
+    return {
+        f"{net_name}.{k}": v.detach().cpu().contiguous()
+        for net_name, net in networks.items()
+        for k, v in net.state_dict().items()
+    }
 
 
 def optimizer_tensors(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -61,8 +64,13 @@ def optimizer_tensors(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dic
     return tensors, meta
 
 
-def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str, torch.optim.Optimizer],
-                    state: dict[str, Any], extra_weights: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    folder: Path,
+    networks: nn.ModuleDict,
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: dict[str, Any],
+    extra_weights: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a checkpoint folder atomically and point ``<parent>/latest`` at it.
 
     ``extra_weights`` (e.g. the EMA copy, keys ``ema.<network>.<name>``) go into ``model.safetensors``
@@ -95,16 +103,26 @@ def save_checkpoint(folder: Path, networks: nn.ModuleDict, optimizers: dict[str,
         atomic.fsync_path(parent)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(os_error_line(exc, f"could not write checkpoint {folder}",
-                                            "resume once it can be written: the previous checkpoint is intact")) from None
+        raise CheckpointError(
+            os_error_line(
+                exc,
+                f"could not write checkpoint {folder}",
+                "resume once it can be written: the previous checkpoint is intact",
+            )
+        ) from None
     except BaseException:  # e.g. a second Ctrl-C mid-write: drop the partial copy, keep the old ones
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
         atomic.write_text(parent / LATEST, folder.name + "\n")
     except OSError as exc:  # the checkpoint itself is complete: resume finds it without the pointer
-        raise CheckpointError(os_error_line(exc, f"could not update {parent / LATEST}",
-                                            f"resume once it can be written: checkpoint {folder.name} is complete")) from None
+        raise CheckpointError(
+            os_error_line(
+                exc,
+                f"could not update {parent / LATEST}",
+                f"resume once it can be written: checkpoint {folder.name} is complete",
+            )
+        ) from None
     return folder
 
 
@@ -116,8 +134,9 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{folder} is not a checkpoint folder (no {STATE_FILE})") from None
     except PermissionError as exc:  # not damage: the older checkpoints are no more readable
-        raise UnreadableCheckpoint(os_error_line(exc, f"cannot read checkpoint {folder}",
-                                                 "ask its owner to make it readable")) from None
+        raise UnreadableCheckpoint(
+            os_error_line(exc, f"cannot read checkpoint {folder}", "ask its owner to make it readable")
+        ) from None
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: {exc}") from None
     files = state.get("files") if isinstance(state, dict) else None
@@ -128,11 +147,11 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
         try:
             same = path.is_file() and path.stat().st_size == rec.get("size") and _sha256(path) == rec.get("sha256")
         except PermissionError as exc:
-            raise UnreadableCheckpoint(os_error_line(exc, f"cannot read checkpoint {folder}",
-                                                     "ask its owner to make it readable")) from None
+            raise UnreadableCheckpoint(
+                os_error_line(exc, f"cannot read checkpoint {folder}", "ask its owner to make it readable")
+            ) from None
         if not same:
-            raise CheckpointError(f"checkpoint {folder} is damaged: {fname} does not match its recorded "
-                                  f"size/checksum")
+            raise CheckpointError(f"checkpoint {folder} is damaged: {fname} does not match its recorded size/checksum")
     return state
 
 
@@ -160,7 +179,7 @@ def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict, prefix: 
     omitted = tuple(p for p in meta.get("omitted", "").split(",") if p)
     for net_name, net in networks.items():
         own = prefix + net_name + "."
-        sd = {k[len(own):]: v for k, v in tensors.items() if k.startswith(own)}
+        sd = {k[len(own) :]: v for k, v in tensors.items() if k.startswith(own)}
         for key, value in net.state_dict().items():
             if key not in sd and (f"{net_name}.{key}").startswith(omitted):
                 sd[key] = torch.zeros_like(value)
@@ -168,8 +187,7 @@ def load_network_weights(folder_or_file: Path, networks: nn.ModuleDict, prefix: 
             net.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
-            raise CheckpointError(f"weights {path} do not fit network '{net_name}' of this config: "
-                                  f"{first}") from None
+            raise CheckpointError(f"weights {path} do not fit network '{net_name}' of this config: {first}") from None
 
 
 def load_optimizer_states(folder: Path, optimizers: dict[str, torch.optim.Optimizer], meta: dict) -> None:
@@ -183,7 +201,7 @@ def load_optimizer_states(folder: Path, optimizers: dict[str, torch.optim.Optimi
         prefix = name + "."
         for key, value in tensors.items():
             if key.startswith(prefix):
-                idx, tkey = key[len(prefix):].split(".", 1)
+                idx, tkey = key[len(prefix) :].split(".", 1)
                 state.setdefault(int(idx), {})[tkey] = value
         for idx, scalars in m["scalars"].items():
             state.setdefault(int(idx), {}).update(scalars)
@@ -213,8 +231,7 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
     """Complete checkpoint folders (renamed into place), newest iteration first."""
     if not Path(checkpoints_dir).is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in Path(checkpoints_dir).iterdir()
-             if p.is_dir() and (m := _NAME.match(p.name))]
+    found = [(int(m.group(1)), p) for p in Path(checkpoints_dir).iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -244,13 +261,15 @@ def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
         except CheckpointError as exc:
             damaged.append((folder, str(exc)))
             continue
-        for bad, why in damaged:
+        for _, why in damaged:
             log.warning("%s; using the previous valid checkpoint %s instead", why, folder)
         return folder, state
     if damaged:
-        raise CheckpointError(f"every checkpoint in {ckpt_dir} is damaged ({damaged[0][1]}); nothing can be "
-                              f"loaded from it: restore the folder from a copy, or train a new run "
-                              f"(`gmdrit train --fresh`)")
+        raise CheckpointError(
+            f"every checkpoint in {ckpt_dir} is damaged ({damaged[0][1]}); nothing can be "
+            f"loaded from it: restore the folder from a copy, or train a new run "
+            f"(`gmdrit train --fresh`)"
+        )
     return None
 
 

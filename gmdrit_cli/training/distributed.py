@@ -16,9 +16,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -70,7 +71,8 @@ class Processes:
             raise LostProcessError(
                 f"process {self.rank} of {self.world}: {what} failed, another process died or did not answer "
                 f"within {self.timeout_s:g} s (train.dist_timeout) [{first}]; every process stops: resume "
-                f"from the last checkpoint with the same command") from None
+                f"from the last checkpoint with the same command"
+            ) from None
 
     def agree(self, flags: Sequence[int]) -> list[int]:
         """The maximum over every process of each integer of ``flags`` (e.g. "a stop signal arrived").
@@ -96,8 +98,9 @@ class Processes:
             if t is None:
                 continue
             first = tensors[bucket[0]] if bucket else None
-            if bucket and (size + t.numel() * t.element_size() > BUCKET_BYTES
-                           or t.dtype != first.dtype or t.device != first.device):
+            if bucket and (
+                size + t.numel() * t.element_size() > BUCKET_BYTES or t.dtype != first.dtype or t.device != first.device
+            ):
                 pending.launch(bucket, dist)
                 bucket, size = [], 0
             bucket.append(i)
@@ -134,8 +137,10 @@ class Processes:
             dist.all_reduce(low, op=dist.ReduceOp.MIN, group=self.control)
         differ = [n for n, h, lo in zip(names, high, low) if not torch.equal(h, lo)]
         if differ:
-            raise TrainingError(f"the processes' copies of the model differ at iteration {iteration} (first: "
-                                f"{differ[0]}, {len(differ)} tensors in all); this is a bug: please report it")
+            raise TrainingError(
+                f"the processes' copies of the model differ at iteration {iteration} (first: "
+                f"{differ[0]}, {len(differ)} tensors in all); this is a bug: please report it"
+            )
 
 
 class PendingAverage:
@@ -161,7 +166,7 @@ class PendingAverage:
                 offset = 0
                 for i in indices:
                     n = out[i].numel()
-                    out[i] = flat[offset:offset + n].view(out[i].shape)
+                    out[i] = flat[offset : offset + n].view(out[i].shape)
                     offset += n
         return out
 
@@ -193,8 +198,10 @@ def join(device_name: str, timeout_s: float) -> tuple[Processes, torch.device]:
     device = resolve_device(device_name)
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ProcessSetupError(f"process {rank} has local rank {local_rank} but this machine shows "
-                                f"{torch.cuda.device_count()} GPUs; start at most one process per GPU")
+            raise ProcessSetupError(
+                f"process {rank} has local rank {local_rank} but this machine shows "
+                f"{torch.cuda.device_count()} GPUs; start at most one process per GPU"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -204,8 +211,9 @@ def join(device_name: str, timeout_s: float) -> tuple[Processes, torch.device]:
             dist.init_process_group(backend, timeout=timeout)
         except (RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise ProcessSetupError(f"process {rank} of {world} could not join the process group ({backend}): "
-                                f"{first}") from None
+            raise ProcessSetupError(
+                f"process {rank} of {world} could not join the process group ({backend}): {first}"
+            ) from None
         atexit.register(_destroy)
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     return Processes(rank, world, local_rank, timeout_s, backend, control), device

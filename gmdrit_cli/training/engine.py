@@ -24,17 +24,16 @@ two-step update overlaps the first gradient's all-reduce with the second backwar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from . import shard
-from . import speed
-from .distributed import PendingAverage, Processes
-
 from ..families.base import OptimizerGroup, Phase  # noqa: F401  (values of the family contract the engine runs)
+from . import shard, speed
+from .distributed import PendingAverage, Processes
 
 if TYPE_CHECKING:
     from ..config.schema import Config
@@ -56,7 +55,7 @@ def lr_multiplier(policy: str, epoch: int, n_epochs: int, n_epochs_decay: int, g
     if policy == "step":
         return 0.1 ** (epoch // n_epochs_decay)
     if policy == "exponential":
-        return gamma ** epoch
+        return gamma**epoch
     return 1.0
 
 
@@ -106,8 +105,13 @@ class Engine:
     iterations in phase i (default: ``iterations_per_epoch`` each; the trainer counts them from the data).
     """
 
-    def __init__(self, family: ModelFamily, iterations_per_epoch: int = 1,
-                 phase_epoch_lengths: Sequence[int] | None = None, processes: Processes | None = None):
+    def __init__(
+        self,
+        family: ModelFamily,
+        iterations_per_epoch: int = 1,
+        phase_epoch_lengths: Sequence[int] | None = None,
+        processes: Processes | None = None,
+    ):
         cfg: Config = family.cfg
         self.cfg = cfg
         self.device = family.device
@@ -116,8 +120,11 @@ class Engine:
         #: the processes sharing each global batch (one when not under torchrun)
         self.processes = processes or Processes()
         #: this process's rows of every global batch (None: it holds them all)
-        self.shard = (shard.split_batch(cfg.train.batch_size, self.processes.rank, self.processes.world)
-                      if self.processes.distributed else None)
+        self.shard = (
+            shard.split_batch(cfg.train.batch_size, self.processes.rank, self.processes.world)
+            if self.processes.distributed
+            else None
+        )
         sp = cfg.speed
         self.amp_dtype, self.amp_reason = speed.amp_choice(sp.amp, self.device)
         self.scaler = speed.LossScaler() if self.amp_dtype == torch.float16 else None
@@ -145,9 +152,13 @@ class Engine:
             if not group.scheduled:
                 unscheduled.add(group.name)
             groups = [{**g, "lr": group.lr * g.get("lr_mult", 1.0)} for g in group.param_groups]
-            self.optimizers[group.name] = torch.optim.Adam(groups, lr=group.lr, betas=(o.beta1, o.beta2),
-                                                           weight_decay=o.weight_decay,
-                                                           **speed.optimizer_options(sp.optimizer))
+            self.optimizers[group.name] = torch.optim.Adam(
+                groups,
+                lr=group.lr,
+                betas=(o.beta1, o.beta2),
+                weight_decay=o.weight_decay,
+                **speed.optimizer_options(sp.optimizer),
+            )
         #: optimizers whose learning rate the schedule leaves alone
         self.unscheduled: frozenset[str] = frozenset(unscheduled)
         phases = family.phases()
@@ -199,8 +210,15 @@ class Engine:
         if span is None:
             return None
         epoch, batch = span.position(iteration)
-        return {"index": span.index, "name": span.phase.name, "epoch": epoch, "batch": batch,
-                "iterations_per_epoch": span.iterations_per_epoch, "start": span.start, "end": span.end}
+        return {
+            "index": span.index,
+            "name": span.phase.name,
+            "epoch": epoch,
+            "batch": batch,
+            "iterations_per_epoch": span.iterations_per_epoch,
+            "start": span.start,
+            "end": span.end,
+        }
 
     def apply_schedule(self, iteration: int) -> tuple[int, float]:
         """Set the learning rates of ``iteration``'s epoch; return (epoch, factor). At the first iteration of
@@ -290,8 +308,11 @@ class Engine:
 
     def check_replicas(self, iteration: int) -> None:
         """Raise if the weights or optimizer states differ between processes (a checksum comparison)."""
-        named = {f"weights.{k}": v for name, net in self.networks.items()
-                 for k, v in ((f"{name}.{k}", v) for k, v in net.state_dict().items())}
+        named = {
+            f"weights.{k}": v
+            for name, net in self.networks.items()
+            for k, v in ((f"{name}.{k}", v) for k, v in net.state_dict().items())
+        }
         for name, opt in self.optimizers.items():
             for i, state in enumerate(opt.state.values()):
                 named.update({f"optimizer.{name}.{i}.{k}": v for k, v in state.items() if torch.is_tensor(v)})
@@ -354,8 +375,9 @@ class Engine:
             for p in params:
                 p.grad = None
 
-    def two_step_update(self, first: tuple[Sequence[str], torch.Tensor],
-                        second: tuple[Sequence[str], torch.Tensor]) -> None:
+    def two_step_update(
+        self, first: tuple[Sequence[str], torch.Tensor], second: tuple[Sequence[str], torch.Tensor]
+    ) -> None:
         """Two updates from one forward graph (MDMM's E/G update, design page option 1).
 
         ``first`` and ``second`` are (network names, loss). Both gradients are taken before any step
@@ -390,7 +412,7 @@ class Engine:
         restart the copy from the networks' current (just loaded) weights and return False."""
         if self.ema is None:
             return True
-        found = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        found = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
         if not found:
             with torch.no_grad():
                 for ema, value, _ in self._ema_sources:
@@ -413,7 +435,6 @@ class Engine:
     def load_state_dict(self, state: dict) -> None:
         if self.scaler is not None and "loss_scaler" in state:
             self.scaler.load_state_dict(state["loss_scaler"])
-
 
 
 class _Done:

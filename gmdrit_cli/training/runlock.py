@@ -48,8 +48,9 @@ def _process_start(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -106,8 +107,9 @@ class RunLock:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise CheckpointError(os_error_line(exc, f"cannot write the run folder {self.path.parent}",
-                                                "choose another run folder")) from None
+            raise CheckpointError(
+                os_error_line(exc, f"cannot write the run folder {self.path.parent}", "choose another run folder")
+            ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(self.info, f)
             f.flush()
@@ -124,8 +126,13 @@ class RunLock:
         except UnicodeDecodeError:
             return {}
         except OSError as exc:
-            raise CheckpointError(os_error_line(exc, f"cannot read the lock {self.path} of the run folder",
-                                                "ask its owner, or use another run folder")) from None
+            raise CheckpointError(
+                os_error_line(
+                    exc,
+                    f"cannot read the lock {self.path} of the run folder",
+                    "ask its owner, or use another run folder",
+                )
+            ) from None
         return _holder(text) or {}
 
     def _damaged(self) -> bool:
@@ -149,8 +156,9 @@ class RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CheckpointError(os_error_line(exc, f"cannot create the run folder {self.path.parent}",
-                                                "choose another run folder")) from None
+            raise CheckpointError(
+                os_error_line(exc, f"cannot create the run folder {self.path.parent}", "choose another run folder")
+            ) from None
         for _ in range(5):
             if self._create():
                 self._start_heartbeat()
@@ -162,22 +170,30 @@ class RunLock:
                 if not self._damaged():
                     time.sleep(FILL_S)  # its writer is filling it in
                     continue
-                raise CheckpointError(f"run folder {self.path.parent}: its lock file {self.path} is damaged (it "
-                                      f"names no process); if no gmdrit command is writing this folder, delete "
-                                      f"that file and run again")
+                raise CheckpointError(
+                    f"run folder {self.path.parent}: its lock file {self.path} is damaged (it "
+                    f"names no process); if no gmdrit command is writing this folder, delete "
+                    f"that file and run again"
+                )
             if not self._stale(holder):
-                raise RunFolderBusy(f"run folder {self.path.parent} is being written by {_describe(holder)}; "
-                                    f"wait for it to finish or stop it first (one writer per run folder)")
+                raise RunFolderBusy(
+                    f"run folder {self.path.parent} is being written by {_describe(holder)}; "
+                    f"wait for it to finish or stop it first (one writer per run folder)"
+                )
             aside = self.path.with_name(f"{LOCK_FILE}.stale-{self.token}")
             try:
                 os.rename(self.path, aside)
             except FileNotFoundError:
                 continue  # another process took it over first
             aside.unlink(missing_ok=True)
-            log.warning("taking over the lock of run folder %s left by %s, which no longer runs",
-                        self.path.parent, _describe(holder))
-        raise RunFolderBusy(f"run folder {self.path.parent}: could not take its lock {self.path}; "
-                            f"another process keeps taking it")
+            log.warning(
+                "taking over the lock of run folder %s left by %s, which no longer runs",
+                self.path.parent,
+                _describe(holder),
+            )
+        raise RunFolderBusy(
+            f"run folder {self.path.parent}: could not take its lock {self.path}; another process keeps taking it"
+        )
 
     def _start_heartbeat(self) -> None:
         def beat() -> None:

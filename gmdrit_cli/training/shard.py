@@ -39,8 +39,9 @@ class Shard:
         block = self.world * self.half_rows
         if n_global % block:
             raise ValueError(f"{n_global} rows are not whole blocks of {block} rows")
-        return [b * block + self.rank * self.half_rows + j
-                for b in range(n_global // block) for j in range(self.half_rows)]
+        return [
+            b * block + self.rank * self.half_rows + j for b in range(n_global // block) for j in range(self.half_rows)
+        ]
 
 
 def split_batch(batch_size: int, rank: int, world: int) -> Shard:
@@ -74,8 +75,10 @@ def _global_draw(shape, draw):
     s = _current
     rows = shape[0]
     if rows % s.half_rows:
-        raise ValueError(f"a random tensor of {rows} rows inside a step whose local half-batch has "
-                         f"{s.half_rows} rows: batch-shaped draws must be whole blocks")
+        raise ValueError(
+            f"a random tensor of {rows} rows inside a step whose local half-batch has "
+            f"{s.half_rows} rows: batch-shaped draws must be whole blocks"
+        )
     rest = tuple(shape[1:])
     whole = draw((rows * s.world, *rest))
     return whole.view(rows // s.half_rows, s.world, s.half_rows, *rest)[:, s.rank].reshape(rows, *rest)
@@ -107,8 +110,11 @@ def randn_like(x: torch.Tensor) -> torch.Tensor:
     global draw, filled in the same memory order as one process filling the whole tensor."""
     if _current is None:
         return torch.randn_like(x)
-    layout = (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
-              and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+    layout = (
+        torch.channels_last
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
 
     def draw(shape):
         return torch.empty(shape, device=x.device, dtype=x.dtype).contiguous(memory_format=layout).normal_()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -27,11 +27,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 #: oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) at or above which it runs bf16 natively
-_ONEDNN_BF16_ISAS = {"ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"}
+_ONEDNN_BF16_ISAS = {
+    "ALL",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX) and torch may use it, where bf16
     autocast pays off. A cap on the instruction set (``ONEDNN_MAX_CPU_ISA`` below AVX512_CORE_BF16, or
@@ -147,7 +157,7 @@ def keep_freed_memory(setting: str, device: torch.device) -> bool:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to tune
         return False
 
@@ -159,7 +169,7 @@ class LossScaler:
     (halving the scale); grow the scale after ``growth_interval`` clean updates. bf16 needs none of it.
     """
 
-    def __init__(self, scale: float = 2.0 ** 16, growth_interval: int = 2000):
+    def __init__(self, scale: float = 2.0**16, growth_interval: int = 2000):
         self.scale = scale
         self.growth_interval = growth_interval
         self.clean_steps = 0

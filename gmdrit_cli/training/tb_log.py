@@ -42,8 +42,13 @@ TENSORBOARD_FOLDER = "tensorboard"
 class NoTensorBoard:
     """What the trainer gets when TensorBoard logging is off (config, package missing, rank > 0)."""
 
-    def record(self, iteration: int, logged: dict[str, float] | None, sample: Path | None,
-               optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    def record(
+        self,
+        iteration: int,
+        logged: dict[str, float] | None,
+        sample: Path | None,
+        optimizers: dict[str, torch.optim.Optimizer],
+    ) -> None:
         pass
 
     def close(self) -> None:
@@ -83,8 +88,13 @@ class TensorBoardLog:
         yaml_text = "\n".join("    " + line for line in dump_config(cfg).splitlines())  # markdown code block
         self.writer.add_text("config", yaml_text, start_iteration + 1)
 
-    def record(self, iteration: int, logged: dict[str, float] | None, sample: Path | None,
-               optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    def record(
+        self,
+        iteration: int,
+        logged: dict[str, float] | None,
+        sample: Path | None,
+        optimizers: dict[str, torch.optim.Optimizer],
+    ) -> None:
         """After ``iteration``: its losses when it was logged (``logged``), the learning rates with them,
         and the sample grid PNG when one was saved (``sample``)."""
         if logged:
@@ -111,8 +121,7 @@ def tensorboard_available() -> bool:
     return True
 
 
-def open_tensorboard(run_dir: Path, cfg: Config, start_iteration: int,
-                     rank: int = 0) -> TensorBoardLog | NoTensorBoard:
+def open_tensorboard(run_dir: Path, cfg: Config, start_iteration: int, rank: int = 0) -> TensorBoardLog | NoTensorBoard:
     """The run's TensorBoard log, or a no-op when ``train.tensorboard`` is off, the ``tensorboard`` package
     is missing (said once in the log), or this process is not rank 0."""
     if not cfg.train.tensorboard or rank != 0:

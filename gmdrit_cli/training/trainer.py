@@ -28,31 +28,36 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
-
 from safetensors.torch import load_file
 
-from .. import __version__
-from .. import atomic
-from . import distributed
-from .checkpoint import (MODEL_FILE, checkpoint_name, find_checkpoint, load_network_weights, load_optimizer_states,
-                         prune_checkpoints, save_checkpoint)
+from .. import __version__, atomic
 from ..config.schema import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
-from ..data.unpaired import Batch, UnpairedImageFolders, domain_folders, to_image
 from ..data.cache import CacheResult, cache_dataset
-from .engine import Engine
+from ..data.paired import EVAL_SPLITS, has_split, paired_dataset
+from ..data.pipeline import BatchPipeline, Draw, auto_threads
+from ..data.unpaired import Batch, UnpairedImageFolders, domain_folders, to_image
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..families import build_model
 from ..families.base import ModelFamily
 from ..outputs import refuse_checkpoint_area
-from ..data.paired import EVAL_SPLITS, has_split, paired_dataset
-from ..data.pipeline import BatchPipeline, Draw, auto_threads
+from . import distributed
+from .checkpoint import (
+    MODEL_FILE,
+    checkpoint_name,
+    find_checkpoint,
+    load_network_weights,
+    load_optimizer_states,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from .engine import Engine
 from .runlock import RunLock
 from .tb_log import open_tensorboard
 
@@ -71,8 +76,14 @@ def library_versions() -> dict[str, str]:
     import PIL
     import safetensors
 
-    return {"gmdrit": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": np.__version__, "pillow": PIL.__version__, "safetensors": safetensors.__version__}
+    return {
+        "gmdrit": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "safetensors": safetensors.__version__,
+    }
 
 
 def save_grid(grid: torch.Tensor, path: Path, pad: int = 2) -> None:
@@ -91,15 +102,38 @@ def describe_model(cfg: Config) -> dict[str, int]:
 
 
 #: keys that may change when a run continues: they do not change what the model computes
-RESUMABLE_KEYS = frozenset({"train.max_iters", "train.time_budget", "train.log_every", "train.sample_every", "train.grid_random",
-                            "train.save_every", "train.save_minutes", "train.keep_last", "train.keep_every",
-                            "train.device", "train.threads", "train.tensorboard", "name", "description",
-                            # the EMA copy and the process group watch training, they do not change it
-                            "train.ema_beta", "train.dist_timeout", "train.check_replicas_every",
-                            # how the step is computed, not what is trained
-                            "speed.amp", "speed.channels_last", "speed.compile", "speed.optimizer",
-                            # (the pipeline loads the same batches in the same order, prefetching or not)
-                            "speed.tf32", "speed.cudnn_benchmark", "speed.prefetch", "speed.loader_threads"})
+RESUMABLE_KEYS = frozenset(
+    {
+        "train.max_iters",
+        "train.time_budget",
+        "train.log_every",
+        "train.sample_every",
+        "train.grid_random",
+        "train.save_every",
+        "train.save_minutes",
+        "train.keep_last",
+        "train.keep_every",
+        "train.device",
+        "train.threads",
+        "train.tensorboard",
+        "name",
+        "description",
+        # the EMA copy and the process group watch training, they do not change it
+        "train.ema_beta",
+        "train.dist_timeout",
+        "train.check_replicas_every",
+        # how the step is computed, not what is trained
+        "speed.amp",
+        "speed.channels_last",
+        "speed.compile",
+        "speed.optimizer",
+        # (the pipeline loads the same batches in the same order, prefetching or not)
+        "speed.tf32",
+        "speed.cudnn_benchmark",
+        "speed.prefetch",
+        "speed.loader_threads",
+    }
+)
 
 #: the signals that stop a run with a checkpoint (SIGHUP does not exist on Windows)
 STOP_SIGNALS = tuple(signal.Signals[n] for n in ("SIGINT", "SIGTERM", "SIGHUP") if n in signal.Signals.__members__)
@@ -119,10 +153,12 @@ def rng_state(device: torch.device | None = None) -> dict:
     of them draw alike, so rank 0's GPU state is every process's)."""
     np_state = np.random.get_state()
     version, internal, gauss = random.getstate()
-    state = {"python": [version, list(internal), gauss],
-             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-             "torch": _encode_bytes(torch.get_rng_state()),
-             "cuda": [_encode_bytes(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": _encode_bytes(torch.get_rng_state()),
+        "cuda": [_encode_bytes(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
     if device is not None and device.type == "cuda":
         state["cuda_device"] = _encode_bytes(torch.cuda.get_rng_state(device))
     return state
@@ -163,8 +199,10 @@ class Run:
         self.processes, self.device = distributed.join(cfg.train.device, cfg.train.dist_timeout)
         world = self.processes.world
         if cfg.train.batch_size % (2 * world):
-            raise ConfigError(f"train.batch_size={cfg.train.batch_size} (the global batch) cannot be split into two "
-                              f"halves over {world} processes: use a multiple of {2 * world}")
+            raise ConfigError(
+                f"train.batch_size={cfg.train.batch_size} (the global batch) cannot be split into two "
+                f"halves over {world} processes: use a multiple of {2 * world}"
+            )
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
@@ -177,16 +215,27 @@ class Run:
         if self.paired:
             self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed, root=self.data_root)
         else:
-            self.dataset = UnpairedImageFolders(self.data_root, d.domains, "train", resize=d.resize, crop=d.crop,
-                                                flip=d.flip, seed=cfg.train.seed, val_fraction=d.val_fraction)
+            self.dataset = UnpairedImageFolders(
+                self.data_root,
+                d.domains,
+                "train",
+                resize=d.resize,
+                crop=d.crop,
+                flip=d.flip,
+                seed=cfg.train.seed,
+                val_fraction=d.val_fraction,
+            )
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
         # a phased family: each phase's epoch is one pass over the images of its domains
-        phase_lengths = [math.ceil(self.dataset.images_per_epoch(p.domains) / cfg.train.batch_size)
-                         for p in self.model.phases()]
+        phase_lengths = [
+            math.ceil(self.dataset.images_per_epoch(p.domains) / cfg.train.batch_size) for p in self.model.phases()
+        ]
         if self.processes.world > 1 and (self.paired or phase_lengths):
-            raise TrainingError(f"training with several processes supports the unpaired, phase-less families "
-                                f"for now, not {cfg.model.family} (paired or trained in phases); run it as one process")
+            raise TrainingError(
+                f"training with several processes supports the unpaired, phase-less families "
+                f"for now, not {cfg.model.family} (paired or trained in phases); run it as one process"
+            )
         self.engine = Engine(self.model, self.iters_per_epoch, phase_lengths or None, self.processes)
         self.iteration = 0
         self.resumed_from: Path | None = None
@@ -207,8 +256,10 @@ class Run:
             except DataError as exc:
                 failed = exc
         if self.processes.agree([failed is not None])[0]:
-            raise failed or DataError(f"process {self.processes.rank}: copying data.root to speed.data_cache "
-                                      f"failed on another process (see its message)")
+            raise failed or DataError(
+                f"process {self.processes.rank}: copying data.root to speed.data_cache "
+                f"failed on another process (see its message)"
+            )
         return result or cache_dataset(self.cfg.data.root, self.cfg.speed.data_cache)
 
     def _display_examples(self) -> Batch:
@@ -231,8 +282,12 @@ class Run:
         self.init_record = initialise_from(path, self.model.networks)
         if self.engine.ema is not None:
             self.engine.reset_ema([n for n in self.model.test_time_networks if n in self.model.networks])
-        log.info("initialised %d tensors from %s (%d kept their fresh initialisation)",
-                 self.init_record["tensors_copied"], path, self.init_record["tensors_fresh"])
+        log.info(
+            "initialised %d tensors from %s (%d kept their fresh initialisation)",
+            self.init_record["tensors_copied"],
+            path,
+            self.init_record["tensors_fresh"],
+        )
 
     # -- folder ---------------------------------------------------------------------------------
 
@@ -267,17 +322,30 @@ class Run:
 
     def open_pipeline(self) -> BatchPipeline:
         """The loop's input pipeline: ``speed.prefetch`` iterations planned ahead, loaded in the background."""
-        return BatchPipeline(self.dataset, self.batch_draws, prefetch=self.cfg.speed.prefetch,
-                             threads=self.loader_threads, pin=self.device.type == "cuda")
+        return BatchPipeline(
+            self.dataset,
+            self.batch_draws,
+            prefetch=self.cfg.speed.prefetch,
+            threads=self.loader_threads,
+            pin=self.device.type == "cuda",
+        )
 
     def speed_record(self) -> dict:
         """What the ``speed`` settings became on this device, and why (RUN/speed.json, rewritten at each start)."""
         e, sp = self.engine, self.cfg.speed
-        record = {"device": str(self.device), "processes": self.processes.world,
-                  "precision": {None: "fp32"}.get(e.amp_dtype, str(e.amp_dtype).removeprefix("torch.")),
-                  "precision_reason": e.amp_reason, "loss_scaling": e.scaler is not None,
-                  "tf32": e.tf32, "cudnn_benchmark": e.cudnn_benchmark, "channels_last": e.channels_last,
-                  "prefetch": sp.prefetch, "loader_threads": self.loader_threads, "data_root": str(self.data_root)}
+        record = {
+            "device": str(self.device),
+            "processes": self.processes.world,
+            "precision": {None: "fp32"}.get(e.amp_dtype, str(e.amp_dtype).removeprefix("torch.")),
+            "precision_reason": e.amp_reason,
+            "loss_scaling": e.scaler is not None,
+            "tf32": e.tf32,
+            "cudnn_benchmark": e.cudnn_benchmark,
+            "channels_last": e.channels_last,
+            "prefetch": sp.prefetch,
+            "loader_threads": self.loader_threads,
+            "data_root": str(self.data_root),
+        }
         if self.device.type == "cuda":
             major, minor = torch.cuda.get_device_capability(self.device)
             record.update(gpu=torch.cuda.get_device_name(self.device), compute_capability=f"{major}.{minor}")
@@ -299,13 +367,17 @@ class Run:
     def _splits_record(self) -> dict:
         """Which training images this run never trains on (the validation split) and how they were chosen."""
         d = self.cfg.data
-        return {"val_fraction": d.val_fraction,
-                "rule": "per domain, the round(val_fraction * n) training files (at least 1) with the smallest "
-                        "SHA-256 of the file name (gmdrit_cli.data.unpaired.hold_out)",
-                "domains": {name: {"folder": str(folder), "train_images": len(files),
-                                   "val_files": [p.name for p in held]}
-                            for name, folder, files, held in zip(d.domains, self.dataset.folders,
-                                                                 self.dataset.candidates, self.dataset.held_out)}}
+        return {
+            "val_fraction": d.val_fraction,
+            "rule": "per domain, the round(val_fraction * n) training files (at least 1) with the smallest "
+            "SHA-256 of the file name (gmdrit_cli.data.unpaired.hold_out)",
+            "domains": {
+                name: {"folder": str(folder), "train_images": len(files), "val_files": [p.name for p in held]}
+                for name, folder, files, held in zip(
+                    d.domains, self.dataset.folders, self.dataset.candidates, self.dataset.held_out
+                )
+            },
+        }
 
     def _trim_metrics(self) -> None:
         """Drop logged lines past the iteration we start from (written after the checkpoint we resume). They are
@@ -349,45 +421,58 @@ class Run:
         sampler and RNG states)."""
         if not self.processes.is_writer:
             return None
-        state = {"iteration": self.iteration, "family": self.cfg.model.family,
-                 "config": config_to_dict(stored_config(self.cfg)), "rng": rng_state(self.device),
-                 # as of the batches trained on, not those the pipeline planned ahead
-                 "sampler": self.dataset.state_dict() if self._pipeline is None else self._pipeline.sampler_state(),
-                 "processes": self.processes.world,
-                 "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
-                 "versions": library_versions(), **self.engine.state_dict()}
+        state = {
+            "iteration": self.iteration,
+            "family": self.cfg.model.family,
+            "config": config_to_dict(stored_config(self.cfg)),
+            "rng": rng_state(self.device),
+            # as of the batches trained on, not those the pipeline planned ahead
+            "sampler": self.dataset.state_dict() if self._pipeline is None else self._pipeline.sampler_state(),
+            "processes": self.processes.world,
+            "model_state": self.model.extra_state(self.iteration, self.iters_per_epoch),
+            "versions": library_versions(),
+            **self.engine.state_dict(),
+        }
         phase = self.engine.phase_state(self.iteration)
         if phase is not None:  # the phase and the epoch inside it of the next iteration
             state["phase"] = phase
         folder = self.run_dir / "checkpoints" / checkpoint_name(self.iteration)
-        saved = save_checkpoint(folder, self.model.networks, self.engine.optimizers, state,
-                                self.engine.ema_tensors())
+        saved = save_checkpoint(folder, self.model.networks, self.engine.optimizers, state, self.engine.ema_tensors())
         prune_checkpoints(self.run_dir / "checkpoints", self.cfg.train.keep_last, self.cfg.train.keep_every)
         return saved
 
     def restore(self, folder: Path, state: dict) -> None:
         """Continue exactly from a checkpoint: weights, optimizers, iteration, sampler and every RNG."""
         if state.get("family") != self.cfg.model.family:
-            raise CheckpointError(f"checkpoint {folder} holds a '{state.get('family')}' model, not "
-                                  f"'{self.cfg.model.family}'; use a matching preset or --fresh")
+            raise CheckpointError(
+                f"checkpoint {folder} holds a '{state.get('family')}' model, not "
+                f"'{self.cfg.model.family}'; use a matching preset or --fresh"
+            )
         load_network_weights(folder, self.model.networks)
         load_optimizer_states(folder, self.engine.optimizers, state["optimizers"])
         if self.engine.ema is not None and not self.engine.load_ema_tensors(load_file(str(folder / MODEL_FILE))):
             log.warning("checkpoint %s has no EMA copy: the EMA starts from its weights", folder.name)
         saved_world = int(state.get("processes", 1))
         if saved_world != self.processes.world and self.processes.is_writer:
-            log.warning("checkpoint %s was written by %d process(es), this run has %d: the same batches are "
-                        "split differently, so the run continues equivalently but no longer bitwise "
-                        "reproducibly", folder.name, saved_world, self.processes.world)
+            log.warning(
+                "checkpoint %s was written by %d process(es), this run has %d: the same batches are "
+                "split differently, so the run continues equivalently but no longer bitwise "
+                "reproducibly",
+                folder.name,
+                saved_world,
+                self.processes.world,
+            )
         self.dataset.load_state_dict(state["sampler"])
         set_rng_state(state["rng"], self.device)
         self.engine.load_state_dict(state)
         self.iteration = int(state["iteration"])
         recorded, here = state.get("phase"), self.engine.phase_state(self.iteration)
         if recorded is not None and recorded != here:
-            raise CheckpointError(f"checkpoint {folder} is in phase {recorded['name']} epoch {recorded['epoch']} "
-                                  f"({recorded['iterations_per_epoch']} iterations per epoch), but with this data "
-                                  f"iteration {self.iteration} falls elsewhere ({here}); the data folders changed")
+            raise CheckpointError(
+                f"checkpoint {folder} is in phase {recorded['name']} epoch {recorded['epoch']} "
+                f"({recorded['iterations_per_epoch']} iterations per epoch), but with this data "
+                f"iteration {self.iteration} falls elsewhere ({here}); the data folders changed"
+            )
         self.resumed_from = folder
 
     # -- signals --------------------------------------------------------------------------------
@@ -397,8 +482,9 @@ class Run:
         if self._stop_signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: stop at once; checkpoint writes are atomic
         self._stop_signal = name
-        log.warning("%s received: finishing this iteration, then saving a checkpoint "
-                    "(Ctrl-C again stops at once)", name)
+        log.warning(
+            "%s received: finishing this iteration, then saving a checkpoint (Ctrl-C again stops at once)", name
+        )
 
     def _install_signal_handlers(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
@@ -413,8 +499,10 @@ class Run:
         values = self.engine.mean_losses(losses)
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
-            raise TrainingError(f"loss {', '.join(bad)} became non-finite at iteration {n}; "
-                                f"lower the learning rates or resume from the last checkpoint")
+            raise TrainingError(
+                f"loss {', '.join(bad)} became non-finite at iteration {n}; "
+                f"lower the learning rates or resume from the last checkpoint"
+            )
         return values
 
     def take_lock(self) -> None:
@@ -430,8 +518,9 @@ class Run:
             except CheckpointError as exc:
                 refused = exc
         if self.processes.agree([refused is not None])[0]:  # every process stops when rank 0 cannot write
-            raise refused or CheckpointError(f"process {self.processes.rank}: rank 0 could not take the run "
-                                             f"folder {self.run_dir} (see its message)")
+            raise refused or CheckpointError(
+                f"process {self.processes.rank}: rank 0 could not take the run folder {self.run_dir} (see its message)"
+            )
         self._lock = lock or False
 
     def release_lock(self) -> None:
@@ -477,8 +566,16 @@ class Run:
                 if n % t.log_every == 0 or n == end:  # unplanned saves do not add lines
                     values = logged = self._finite_losses(losses, n)
                     phase = {"phase": span.phase.name} if span is not None else {}
-                    self.log_metrics({"iter": n, **phase, "epoch": epoch, "lr_factor": factor,
-                                      "time": round(time.perf_counter() - start, 3), **logged})
+                    self.log_metrics(
+                        {
+                            "iter": n,
+                            **phase,
+                            "epoch": epoch,
+                            "lr_factor": factor,
+                            "time": round(time.perf_counter() - start, 3),
+                            **logged,
+                        }
+                    )
                     last = values
                 sample = self.save_samples() if n % t.sample_every == 0 or n == end else None
                 # the one TensorBoard hook of the loop (before the checkpoint: a resume never skips a step)
@@ -490,14 +587,16 @@ class Run:
                 # of them got, an unplanned save, and whether one more iteration and a checkpoint still
                 # fit in the time budget (with margin)
                 needed = 2 * iter_seconds + 2 * save_seconds + 5.0
-                signum, save_due, over_budget = processes.agree([
-                    signal.Signals[self._stop_signal].value if self._stop_signal else 0,
-                    time.perf_counter() - last_save > 60 * t.save_minutes,
-                    budget is not None and n < end and time.perf_counter() - start + needed > budget])
+                signum, save_due, over_budget = processes.agree(
+                    [
+                        signal.Signals[self._stop_signal].value if self._stop_signal else 0,
+                        time.perf_counter() - last_save > 60 * t.save_minutes,
+                        budget is not None and n < end and time.perf_counter() - start + needed > budget,
+                    ]
+                )
                 # the agreed signal, not this process's flag: one arriving after the agreement waits a turn
                 stop_signal = signal.Signals(signum).name if signum else None
-                saving = (n % t.save_every == 0 or n == end or stop_signal is not None
-                          or save_due or over_budget)
+                saving = n % t.save_every == 0 or n == end or stop_signal is not None or save_due or over_budget
                 if saving and values is None:
                     last = self._finite_losses(losses, n)
                 if saving:
@@ -531,8 +630,10 @@ def _unused_folder(run_dir: Path) -> Path:
         return run_dir
     base = run_dir if run_dir.name not in ("", ".", "..") else Path(os.path.abspath(run_dir))  # '.': its name
     if not base.name:
-        raise CheckpointError(f"--run-dir {run_dir} is taken and has no name to number a new folder after; give "
-                              f"a new folder, e.g. --run-dir runs/NAME")
+        raise CheckpointError(
+            f"--run-dir {run_dir} is taken and has no name to number a new folder after; give "
+            f"a new folder, e.g. --run-dir runs/NAME"
+        )
     i = 2
     while (candidate := base.with_name(f"{base.name}-{i}")).exists():
         i += 1
@@ -551,8 +652,10 @@ def _refuse_foreign_files(run_dir: Path) -> None:
         return
     clash = [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
     if clash:
-        raise CheckpointError(f"--run-dir {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
-                              f"a new run would replace; choose another --run-dir (a new or empty folder)")
+        raise CheckpointError(
+            f"--run-dir {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
+            f"a new run would replace; choose another --run-dir (a new or empty folder)"
+        )
 
 
 def config_differences(old: Config, new: Config) -> list[str]:
@@ -578,13 +681,17 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
         return run
     folder, state = found
     if state.get("family") != cfg.model.family:
-        raise CheckpointError(f"run folder {run_dir} holds a '{state.get('family')}' run, not "
-                              f"'{cfg.model.family}'; use --fresh or another --run-dir")
+        raise CheckpointError(
+            f"run folder {run_dir} holds a '{state.get('family')}' run, not "
+            f"'{cfg.model.family}'; use --fresh or another --run-dir"
+        )
     saved = build_config(state["config"])
     changed = [k for k in config_differences(saved, cfg) if k not in RESUMABLE_KEYS]
     if changed:
-        raise CheckpointError(f"run folder {run_dir} holds a run with a different config ({', '.join(changed)}); "
-                              f"use --fresh for a new run, or `gmdrit resume {run_dir}` to continue it")
+        raise CheckpointError(
+            f"run folder {run_dir} holds a run with a different config ({', '.join(changed)}); "
+            f"use --fresh for a new run, or `gmdrit resume {run_dir}` to continue it"
+        )
     run = Run(cfg, run_dir)
     run.restore(folder, state)
     return run
@@ -602,9 +709,11 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     values, errors = parse_overrides(overrides or [])
     refused = [k for k in values if k not in RESUMABLE_KEYS]
     if refused:
-        errors.append(f"cannot change {', '.join(refused)} when resuming: only "
-                      f"{', '.join(sorted(k for k in RESUMABLE_KEYS if k.startswith('train.')))} may change "
-                      f"mid-run (others change the model or its data); start a new run with `gmdrit train --fresh`")
+        errors.append(
+            f"cannot change {', '.join(refused)} when resuming: only "
+            f"{', '.join(sorted(k for k in RESUMABLE_KEYS if k.startswith('train.')))} may change "
+            f"mid-run (others change the model or its data); start a new run with `gmdrit train --fresh`"
+        )
     if errors:
         raise ConfigError("; ".join(errors))
     # a budget stored by an older version is dropped: only this invocation's --time-budget applies

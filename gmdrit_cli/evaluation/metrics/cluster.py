@@ -21,8 +21,7 @@ import numpy as np
 from . import MetricError
 
 
-def contingency(true: np.ndarray, pred: np.ndarray, n_true: int | None = None,
-                n_pred: int | None = None) -> np.ndarray:
+def contingency(true: np.ndarray, pred: np.ndarray, n_true: int | None = None, n_pred: int | None = None) -> np.ndarray:
     """n_true x n_pred counts of (true label, predicted cluster) pairs."""
     true, pred = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     if true.shape != pred.shape or true.ndim != 1:
@@ -69,8 +68,12 @@ def normalized_mutual_information(true: np.ndarray, pred: np.ndarray) -> float:
     return float(max(0.0, min(1.0, mi / denom))) if denom > 0 else 0.0
 
 
-def cluster_scores(true_domains: np.ndarray, component_probs: np.ndarray, components_per_domain: int = 1,
-                   domain_names: list[str] | None = None) -> dict:
+def cluster_scores(
+    true_domains: np.ndarray,
+    component_probs: np.ndarray,
+    components_per_domain: int = 1,
+    domain_names: list[str] | None = None,
+) -> dict:
     """Every clustering number of the report from q(y|x) (N x K probabilities) and the true domains (N)."""
     probs = np.asarray(component_probs, dtype=np.float64)
     true = np.asarray(true_domains, dtype=np.int64)
@@ -88,13 +91,20 @@ def cluster_scores(true_domains: np.ndarray, component_probs: np.ndarray, compon
     for d, name in enumerate(names):
         mask = true == d
         if mask.any():
-            per_domain[name] = {"images": int(mask.sum()),
-                                "domain_accuracy": float((domain_pred[mask] == d).mean()),
-                                "component_usage": [float(v) for v in np.bincount(pred[mask], minlength=k) / mask.sum()]}
-    return {"images": int(n), "components": int(k), "components_per_domain": int(components_per_domain),
-            "accuracy": accuracy, "matching": {str(c): names[t] if t < len(names) else str(t) for c, t in matching.items()},
-            "domain_accuracy": float((domain_pred == true).mean()),
-            "nmi": normalized_mutual_information(true, pred),
-            "component_usage": [float(v) for v in usage],
-            "components_used": int((usage > 0).sum()),
-            "per_domain": per_domain}
+            per_domain[name] = {
+                "images": int(mask.sum()),
+                "domain_accuracy": float((domain_pred[mask] == d).mean()),
+                "component_usage": [float(v) for v in np.bincount(pred[mask], minlength=k) / mask.sum()],
+            }
+    return {
+        "images": int(n),
+        "components": int(k),
+        "components_per_domain": int(components_per_domain),
+        "accuracy": accuracy,
+        "matching": {str(c): names[t] if t < len(names) else str(t) for c, t in matching.items()},
+        "domain_accuracy": float((domain_pred == true).mean()),
+        "nmi": normalized_mutual_information(true, pred),
+        "component_usage": [float(v) for v in usage],
+        "components_used": int((usage > 0).sum()),
+        "per_domain": per_domain,
+    }

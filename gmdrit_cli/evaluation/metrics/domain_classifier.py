@@ -37,21 +37,17 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import MetricError
-from . import junk
-from . import sha256_bytes
-from . import write_bytes_atomic
-from . import write_json_atomic
+from . import MetricError, junk, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger("gmdrit")
 
@@ -59,8 +55,10 @@ FORMAT = "gmdrit-domain-classifier/1"
 RECIPE = 1  # bump when training, augmentation or junk change in a way the settings do not show
 WEIGHTS_FILE = "domain_classifier.safetensors"
 JSON_FILE = "domain_classifier.json"
-ARCHITECTURE = ("conv3x3(3,w)-BN-ReLU-maxpool2, conv3x3(w,2w)-BN-ReLU-maxpool2, conv3x3(2w,4w)-BN-ReLU-maxpool2, "
-                "conv3x3(4w,4w)-BN-ReLU, concat(global avg, global max), linear(8w, domains + 1)")
+ARCHITECTURE = (
+    "conv3x3(3,w)-BN-ReLU-maxpool2, conv3x3(w,2w)-BN-ReLU-maxpool2, conv3x3(2w,4w)-BN-ReLU-maxpool2, "
+    "conv3x3(4w,4w)-BN-ReLU, concat(global avg, global max), linear(8w, domains + 1)"
+)
 HELD_OUT_JUNK = 200  # synthetic junk images per kind for the held-out "neither" rates
 
 Progress = Callable[[str, int, int], None]
@@ -68,14 +66,14 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    size: int = 64               # input side; images with a smaller crop keep their size
+    size: int = 64  # input side; images with a smaller crop keep their size
     width: int = 16
     epochs: int = 8
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    min_scale: float = 0.8       # random crops keep this much of the side, at least
-    junk_ratio: float = 1.0      # junk images per epoch / mean training images per domain
+    min_scale: float = 0.8  # random crops keep this much of the side, at least
+    junk_ratio: float = 1.0  # junk images per epoch / mean training images per domain
     seed: int = 0
 
 
@@ -139,11 +137,20 @@ def domain_fractions(pred: np.ndarray, target: int, domains: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ classifier
 
+
 class DomainClassifier:
     """A trained :class:`DomainNet` with its domains, input size and record (the cache JSON)."""
 
-    def __init__(self, net: DomainNet, domains: list[str], size: int, record: dict,
-                 folder: Path | None = None, from_cache: bool = False, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        net: DomainNet,
+        domains: list[str],
+        size: int,
+        record: dict,
+        folder: Path | None = None,
+        from_cache: bool = False,
+        device: torch.device | str = "cpu",
+    ):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.domains, self.size, self.record = list(domains), size, record
@@ -157,8 +164,10 @@ class DomainClassifier:
     @torch.no_grad()
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """uint8 N x 3 x H x W -> N x (D + 1) logits (CPU)."""
-        out = [self.net(to_unit(images[i:i + batch_size], self.size).to(self.device) * 2 - 1).float().cpu()
-               for i in range(0, len(images), batch_size)]
+        out = [
+            self.net(to_unit(images[i : i + batch_size], self.size).to(self.device) * 2 - 1).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0, len(self.domains) + 1)
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
@@ -170,16 +179,22 @@ class DomainClassifier:
 
     def info(self) -> dict:
         r = self.record
-        return {"folder": str(self.folder) if self.folder else None, "key": r.get("key"),
-                "loaded_from_cache": self.from_cache, "training_seconds": r["training"]["seconds"],
-                "input_size": self.size, "classes": self.domains + ["neither"],
-                "real_test_accuracy": {d: v["to_target"] for d, v in r["test"]["per_domain"].items()},
-                "held_out_junk_called_a_domain": {k: v["called_a_domain"] for k, v in r["junk"]["per_kind"].items()},
-                "weights_sha256": r["weights"]["sha256"]}
+        return {
+            "folder": str(self.folder) if self.folder else None,
+            "key": r.get("key"),
+            "loaded_from_cache": self.from_cache,
+            "training_seconds": r["training"]["seconds"],
+            "input_size": self.size,
+            "classes": self.domains + ["neither"],
+            "real_test_accuracy": {d: v["to_target"] for d, v in r["test"]["per_domain"].items()},
+            "held_out_junk_called_a_domain": {k: v["called_a_domain"] for k, v in r["junk"]["per_kind"].items()},
+            "weights_sha256": r["weights"]["sha256"],
+        }
 
 
-def train_net(train: list[torch.Tensor], size: int, s: ClassifierSettings,
-              progress: Progress | None = None) -> tuple[DomainNet, dict]:
+def train_net(
+    train: list[torch.Tensor], size: int, s: ClassifierSettings, progress: Progress | None = None
+) -> tuple[DomainNet, dict]:
     """Train on uint8 N_d x 3 x H x W images per domain; returns the net (eval mode) and a training log."""
     progress = progress or (lambda stage, done, total: None)
     start = time.perf_counter()
@@ -202,7 +217,7 @@ def train_net(train: list[torch.Tensor], size: int, s: ClassifierSettings,
         order = torch.randperm(n_real + n_junk, generator=gen)
         total_loss, correct = 0.0, 0
         for b in range(steps):
-            idx = order[b * s.batch_size:(b + 1) * s.batch_size]
+            idx = order[b * s.batch_size : (b + 1) * s.batch_size]
             real = idx[idx < n_real]
             k = len(idx) - len(real)
             xb = torch.cat([x[real], junk.mixed(k, size, gen, x)]) if k else x[real]
@@ -219,16 +234,26 @@ def train_net(train: list[torch.Tensor], size: int, s: ClassifierSettings,
         accs.append(round(correct / (n_real + n_junk), 5))
     progress("domain classifier: train", s.epochs, s.epochs)
     net.eval()
-    return net, {"seconds": round(time.perf_counter() - start, 2), "threads": torch.get_num_threads(),
-                 "torch": torch.__version__, "images": [len(t) for t in train], "junk_per_epoch": n_junk,
-                 "steps": s.epochs * steps, "epoch_loss": losses, "epoch_train_accuracy": accs}
+    return net, {
+        "seconds": round(time.perf_counter() - start, 2),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "images": [len(t) for t in train],
+        "junk_per_epoch": n_junk,
+        "steps": s.epochs * steps,
+        "epoch_loss": losses,
+        "epoch_train_accuracy": accs,
+    }
 
 
 def held_out_scores(clf: DomainClassifier, test: list[torch.Tensor], seed: int) -> dict:
     """Scores on images the classifier never saw: real test images per domain, and junk per kind
     (synthetic kinds drawn with another seed, the real-image kinds made from the test images)."""
-    per_domain = {name: domain_fractions(clf.predict(t), d, len(test)) for d, (name, t) in
-                  enumerate(zip(clf.domains, test)) if len(t)}
+    per_domain = {
+        name: domain_fractions(clf.predict(t), d, len(test))
+        for d, (name, t) in enumerate(zip(clf.domains, test))
+        if len(t)
+    }
     gen = torch.Generator().manual_seed(seed + 1_000_003)  # not the training stream
     real = torch.cat([to_unit(t, clf.size) for t in test])
     per_kind = {}
@@ -238,16 +263,23 @@ def held_out_scores(clf: DomainClassifier, test: list[torch.Tensor], seed: int) 
         neither = float((pred == clf.neither).mean())
         per_kind[kind] = {"neither": neither, "called_a_domain": 1.0 - neither, "n": n}
     bgr = clf._predict_unit(real.flip(1))  # plain RGB -> BGR (green apples stay green: information only)
-    return {"test": {"per_domain": per_domain,
-                     "mean_accuracy": float(np.mean([v["to_target"] for v in per_domain.values()]))},
-            "junk": {"per_kind": per_kind,
-                     "neither_rate": float(np.mean([v["neither"] for v in per_kind.values()])),
-                     "plain_bgr_swap_of_test_images_called_a_domain": float((bgr != clf.neither).mean()),
-                     "source": f"synthetic kinds: {HELD_OUT_JUNK} each, torch.Generator seed {seed} + 1000003; "
-                               "real-image kinds: made from the test images"}}
+    return {
+        "test": {
+            "per_domain": per_domain,
+            "mean_accuracy": float(np.mean([v["to_target"] for v in per_domain.values()])),
+        },
+        "junk": {
+            "per_kind": per_kind,
+            "neither_rate": float(np.mean([v["neither"] for v in per_kind.values()])),
+            "plain_bgr_swap_of_test_images_called_a_domain": float((bgr != clf.neither).mean()),
+            "source": f"synthetic kinds: {HELD_OUT_JUNK} each, torch.Generator seed {seed} + 1000003; "
+            "real-image kinds: made from the test images",
+        },
+    }
 
 
 # ------------------------------------------------------------------------------------------ cache
+
 
 def cache_root(override: str | Path | None = None) -> Path:
     """``override``, else ``$GMDRIT_CACHE/domain_classifier``, else ``~/.cache/gmdrit/domain_classifier``."""
@@ -266,15 +298,28 @@ def describe_files(files: list[list[Path]]) -> list[dict]:
     return out
 
 
-def make_protocol(root: str | Path, domains: list[str], train_files: list[list[Path]], resize: int, crop: int,
-                  settings: ClassifierSettings) -> dict:
+def make_protocol(
+    root: str | Path,
+    domains: list[str],
+    train_files: list[list[Path]],
+    resize: int,
+    crop: int,
+    settings: ClassifierSettings,
+) -> dict:
     from ...data.unpaired import resolve_root
 
-    return {"format": FORMAT, "recipe": RECIPE, "root": str(resolve_root(root).resolve()), "domains": list(domains),
-            "train_files": describe_files(train_files),
-            "preprocess": {"resize": resize, "crop": crop, "resize_mode": "bicubic", "crop_mode": "centre"},
-            "input_size": min(settings.size, crop), "architecture": ARCHITECTURE, "settings": asdict(settings),
-            "junk": {"kinds": list(junk.KINDS), "hue_target_deg": list(junk.HUE_TARGET_DEG)}}
+    return {
+        "format": FORMAT,
+        "recipe": RECIPE,
+        "root": str(resolve_root(root).resolve()),
+        "domains": list(domains),
+        "train_files": describe_files(train_files),
+        "preprocess": {"resize": resize, "crop": crop, "resize_mode": "bicubic", "crop_mode": "centre"},
+        "input_size": min(settings.size, crop),
+        "architecture": ARCHITECTURE,
+        "settings": asdict(settings),
+        "junk": {"kinds": list(junk.KINDS), "hue_target_deg": list(junk.HUE_TARGET_DEG)},
+    }
 
 
 def protocol_key(protocol: dict) -> str:
@@ -315,9 +360,15 @@ def save(folder: Path, net: DomainNet, record: dict) -> None:
     write_json_atomic(folder / JSON_FILE, record)
 
 
-def get_classifier(root: str | Path, cfg, cache: str | Path | None = None,
-                   settings: ClassifierSettings | None = None, progress: Progress | None = None,
-                   device: torch.device | str = "cpu", paired: bool = False) -> DomainClassifier:
+def get_classifier(
+    root: str | Path,
+    cfg,
+    cache: str | Path | None = None,
+    settings: ClassifierSettings | None = None,
+    progress: Progress | None = None,
+    device: torch.device | str = "cpu",
+    paired: bool = False,
+) -> DomainClassifier:
     """The domain classifier of ``cfg.data`` (domains, resize, crop) on the dataset at ``root``: loaded
     from the cache, or trained on its training images, scored on its test images and cached. ``paired``: a
     paired dataset, whose two sides (inputs, outputs) are the two domains."""
@@ -340,20 +391,29 @@ def get_classifier(root: str | Path, cfg, cache: str | Path | None = None,
         for d in range(len(cfg.data.domains)):
             images, _ = source.load(source.files[d], d)
             if len(images) == 0 and source is train:
-                raise MetricError(f"domain '{cfg.data.domains[d]}' has no readable training images for the "
-                                  f"domain classifier in {train.ds.folders[d]}")
+                raise MetricError(
+                    f"domain '{cfg.data.domains[d]}' has no readable training images for the "
+                    f"domain classifier in {train.ds.folders[d]}"
+                )
             out.append(images)
             done += len(source.files[d])
             progress("domain classifier: load images", done, total)
     net, training = train_net(train_images, protocol["input_size"], s, progress)
-    record = {"format": FORMAT, "key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "protocol": protocol, "training": training}
+    record = {
+        "format": FORMAT,
+        "key": key,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "protocol": protocol,
+        "training": training,
+    }
     clf = DomainClassifier(net, cfg.data.domains, protocol["input_size"], record, folder, False, device)
     record.update(held_out_scores(clf, test_images, s.seed))
     try:
         save(folder, net, record)
     except OSError as exc:
-        raise MetricError(f"cannot write the domain classifier cache {folder}: {exc.strerror or exc}; "
-                          f"choose another folder with --classifier-cache DIR") from None
+        raise MetricError(
+            f"cannot write the domain classifier cache {folder}: {exc.strerror or exc}; "
+            f"choose another folder with --classifier-cache DIR"
+        ) from None
     log.info("domain classifier trained in %.1f s, cached in %s", training["seconds"], folder)
     return clf

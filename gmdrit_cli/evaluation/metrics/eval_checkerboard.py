@@ -18,8 +18,9 @@ class CheckerboardScores(Evaluator):
     line is 1 by construction and shows the share itself)."""
 
     reference_order = 6
-    table_columns = {"checkerboard": TableColumn(
-        "checkerboard", 12, _cell, lambda mean, real: fmt(mean.get("checkerboard"), 2))}
+    table_columns = {
+        "checkerboard": TableColumn("checkerboard", 12, _cell, lambda mean, real: fmt(mean.get("checkerboard"), 2))
+    }
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)
@@ -46,16 +47,20 @@ class CheckerboardScores(Evaluator):
     def task_result(self):
         share = float(torch.cat(self.shares).mean())
         real = self._real(self.target)
-        return {"checkerboard": {"ratio": share / real if real > 0 else float("inf"), "share": share,
-                                 "real_share": real}}
+        return {
+            "checkerboard": {"ratio": share / real if real > 0 else float("inf"), "share": share, "real_share": real}
+        }
 
     def protocols(self):
-        return {"checkerboard": {
-            "share": "per image: power of the mean-removed Rec. 601 luma at the 15 FFT bins (ky, kx), ky and kx "
-                     "multiples of a quarter of the size (patterns of period 2 and 4, both axes), over its total "
-                     "power",
-            "ratio": "mean share of the outputs / mean share of the target's real test images at the same size "
-                     "(1 = no more grid than photos)"}}
+        return {
+            "checkerboard": {
+                "share": "per image: power of the mean-removed Rec. 601 luma at the 15 FFT bins (ky, kx), ky and kx "
+                "multiples of a quarter of the size (patterns of period 2 and 4, both axes), over its total "
+                "power",
+                "ratio": "mean share of the outputs / mean share of the target's real test images at the same size "
+                "(1 = no more grid than photos)",
+            }
+        }
 
     def summaries(self):
         return [("checkerboard", lambda r: r["checkerboard"]["ratio"] if "checkerboard" in r else None)]

@@ -16,8 +16,10 @@ class ClusterScores(Evaluator):
         caps = ctx.model.capabilities
         self.skipped = None
         if not (caps.has_mixture and caps.classifies_domains):
-            self.skipped = (f"the {ctx.cfg.model.family} model infers no mixture component q(y|x) (a mixture "
-                            f"model conditioned on the domain code has none either)")
+            self.skipped = (
+                f"the {ctx.cfg.model.family} model infers no mixture component q(y|x) (a mixture "
+                f"model conditioned on the domain code has none either)"
+            )
             ctx.notes.append(f"cluster skipped: {self.skipped}")
 
     def section_result(self, test_images):
@@ -32,18 +34,23 @@ class ClusterScores(Evaluator):
             for d, images in enumerate(test_images):
                 ctx.progress("cluster", d, len(test_images))
                 for b in range(0, len(images), size):
-                    x = to_float(images[b:b + size], ctx.device)
+                    x = to_float(images[b : b + size], ctx.device)
                     probs.append(model.component_probabilities(x).float().cpu().numpy())
                     labels.append(np.full(len(x), d))
-        scores = cluster_scores(np.concatenate(labels), np.concatenate(probs),
-                                model.capabilities.components_per_domain, ctx.domains)
+        scores = cluster_scores(
+            np.concatenate(labels), np.concatenate(probs), model.capabilities.components_per_domain, ctx.domains
+        )
         ctx.progress("cluster", len(test_images), len(test_images))
         return scores
 
     def protocols(self):
         if self.skipped:
             return {}
-        return {"cluster": {"images": "test images of every domain (model test input)",
-                            "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
-                            "accuracy": "Hungarian matching of components to domains (scipy linear_sum_assignment)",
-                            "nmi": "arithmetic-mean normalisation, nats"}}
+        return {
+            "cluster": {
+                "images": "test images of every domain (model test input)",
+                "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
+                "accuracy": "Hungarian matching of components to domains (scipy linear_sum_assignment)",
+                "nmi": "arithmetic-mean normalisation, nats",
+            }
+        }

@@ -13,6 +13,7 @@ REAL_PAIRS = 1000
 
 def _diversity_column(key: str, header: str, order: int) -> TableColumn:
     """The per-input diversity ``key`` on task rows, its set-level ``<key>_set`` on the reference lines."""
+
     def cell(row: dict, real: bool) -> str:
         value = row.get(f"{key}_set" if real else key)
         return "-" if value is None else f"{value['mean']:.4f}"
@@ -29,8 +30,10 @@ class _PairDiversity(Evaluator):
     @classmethod
     def check_options(cls, o, names):
         if o.samples_per_input < 2:
-            raise MetricError(f"{cls.key} compares outputs of one input: use --samples-per-input 2 or more, "
-                              f"or leave {cls.key} out of --metrics")
+            raise MetricError(
+                f"{cls.key} compares outputs of one input: use --samples-per-input 2 or more, "
+                f"or leave {cls.key} out of --metrics"
+            )
 
     def _diversity(self, outputs):
         raise NotImplementedError
@@ -50,25 +53,35 @@ class _PairDiversity(Evaluator):
 
     def update(self, fakes, per_input):
         m = per_input
-        groups = [fakes[i * m:(i + 1) * m] for i in range(len(fakes) // m)]
+        groups = [fakes[i * m : (i + 1) * m] for i in range(len(fakes) // m)]
         self.values += [self._diversity(g) for g in groups]
         self.distinct += sum(bool((g != g[:1]).any()) for g in groups)
         self.per_input = m
 
     def task_result(self):
         m = self.options.samples_per_input
-        return {self.key: {"mean": float(np.mean(self.values)), "std_over_inputs": float(np.std(self.values)),
-                           "inputs": len(self.values), "pairs_per_input": m * (m - 1) // 2,
-                           "inputs_with_distinct_outputs": self.distinct / max(1, len(self.values))}}
+        return {
+            self.key: {
+                "mean": float(np.mean(self.values)),
+                "std_over_inputs": float(np.std(self.values)),
+                "inputs": len(self.values),
+                "pairs_per_input": m * (m - 1) // 2,
+                "inputs_with_distinct_outputs": self.distinct / max(1, len(self.values)),
+            }
+        }
 
     def summaries(self):
         key = self.key
-        return [(key, lambda r: r[key]["mean"] if key in r else None),
-                (f"{key}_set", lambda r: r[f"{key}_set"]["mean"] if f"{key}_set" in r else None)]
+        return [
+            (key, lambda r: r[key]["mean"] if key in r else None),
+            (f"{key}_set", lambda r: r[f"{key}_set"]["mean"] if f"{key}_set" in r else None),
+        ]
 
     def _reference_line(self) -> str:
-        return (f"set-level: mean over up to {REAL_PAIRS} random pairs of distinct real test images of the target "
-                f"(numpy default_rng({self.options.seed}))")
+        return (
+            f"set-level: mean over up to {REAL_PAIRS} random pairs of distinct real test images of the target "
+            f"(numpy default_rng({self.options.seed}))"
+        )
 
 
 class LPIPSScores(_PairDiversity):
@@ -90,9 +103,14 @@ class LPIPSScores(_PairDiversity):
         return self.lpips.random_pairs(to_float(real, self.ctx.device), REAL_PAIRS, self.options.seed)
 
     def protocols(self):
-        return {"lpips": {"pairs": "all M(M-1)/2 pairs of the M outputs of one input; mean per input, "
-                                   "then mean over inputs (StarGAN v2)",
-                          "reference_line": self._reference_line(), **self.lpips.info()}}
+        return {
+            "lpips": {
+                "pairs": "all M(M-1)/2 pairs of the M outputs of one input; mean per input, "
+                "then mean over inputs (StarGAN v2)",
+                "reference_line": self._reference_line(),
+                **self.lpips.info(),
+            }
+        }
 
     def weights(self):
         info = self.lpips.info()
@@ -117,9 +135,13 @@ class MSSSIMScores(_PairDiversity):
         return self.msssim.random_pairs(real, REAL_PAIRS, self.options.seed)
 
     def protocols(self):
-        return {"diversity_msssim": {
-            "pairs": "all M(M-1)/2 pairs of the M outputs of one input; mean per input, then mean over inputs",
-            "reference_line": self._reference_line(), **self.msssim.info()}}
+        return {
+            "diversity_msssim": {
+                "pairs": "all M(M-1)/2 pairs of the M outputs of one input; mean per input, then mean over inputs",
+                "reference_line": self._reference_line(),
+                **self.msssim.info(),
+            }
+        }
 
     def seeds(self):
         return {"msssim_real": f"seed {self.options.seed}"}

@@ -14,9 +14,18 @@ def _mean_cell(mean: dict, real: bool) -> str:
 
 class DomainAccuracyScores(Evaluator):
     reference_order = 4
-    table_columns = {"domain_accuracy": TableColumn(
-        "domain acc (neither)", 6, lambda r, real: "-" if r.get("domain_accuracy") is None
-        else f"{r['domain_accuracy']['to_target']:.3f} ({r['domain_accuracy']['neither']:.3f})", _mean_cell)}
+    table_columns = {
+        "domain_accuracy": TableColumn(
+            "domain acc (neither)",
+            6,
+            lambda r, real: (
+                "-"
+                if r.get("domain_accuracy") is None
+                else f"{r['domain_accuracy']['to_target']:.3f} ({r['domain_accuracy']['neither']:.3f})"
+            ),
+            _mean_cell,
+        )
+    }
 
     @classmethod
     def check_options(cls, o, names):
@@ -32,15 +41,23 @@ class DomainAccuracyScores(Evaluator):
         if Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
             raise MetricError(f"--classifier-cache {cache} is a file, not a folder; choose another --classifier-cache")
         if checkpoint_area(cache) is not None:
-            raise MetricError(f"--classifier-cache {cache} is inside a run's checkpoints, which only `gmdrit train` "
-                              f"and `gmdrit resume` write; choose another --classifier-cache")
+            raise MetricError(
+                f"--classifier-cache {cache} is inside a run's checkpoints, which only `gmdrit train` "
+                f"and `gmdrit resume` write; choose another --classifier-cache"
+            )
 
     def setup(self):
         from .domain_classifier import get_classifier
 
         ctx = self.ctx
-        self.classifier = get_classifier(ctx.root, ctx.cfg, self.options.classifier_cache, progress=ctx.progress,
-                                         device=ctx.device, paired=ctx.model.capabilities.paired_data)
+        self.classifier = get_classifier(
+            ctx.root,
+            ctx.cfg,
+            self.options.classifier_cache,
+            progress=ctx.progress,
+            device=ctx.device,
+            paired=ctx.model.capabilities.paired_data,
+        )
 
     def _fractions(self, predictions: np.ndarray, target: int) -> dict:
         from .domain_classifier import domain_fractions
@@ -61,22 +78,33 @@ class DomainAccuracyScores(Evaluator):
 
     def protocols(self):
         clf = self.classifier
-        return {"domain_accuracy": {
-            "images": "every output of the task; the reference line: the target's test images",
-            "prediction": "argmax over the domains and 'neither' of the domain classifier's logits",
-            "fractions": "to_target: argmax is the target; neither: argmax is 'neither'; other: another domain",
-            "classifier": clf.info(), "classifier_protocol": clf.record["protocol"],
-            "classifier_held_out": {"test": clf.record["test"], "junk": clf.record["junk"]}}}
+        return {
+            "domain_accuracy": {
+                "images": "every output of the task; the reference line: the target's test images",
+                "prediction": "argmax over the domains and 'neither' of the domain classifier's logits",
+                "fractions": "to_target: argmax is the target; neither: argmax is 'neither'; other: another domain",
+                "classifier": clf.info(),
+                "classifier_protocol": clf.record["protocol"],
+                "classifier_held_out": {"test": clf.record["test"], "junk": clf.record["junk"]},
+            }
+        }
 
     def weights(self):
         clf = self.classifier
-        return {"domain_classifier": {"path": str(clf.folder), "sha256": clf.record["weights"]["sha256"],
-                                      "loaded_from_cache": clf.from_cache}}
+        return {
+            "domain_classifier": {
+                "path": str(clf.folder),
+                "sha256": clf.record["weights"]["sha256"],
+                "loaded_from_cache": clf.from_cache,
+            }
+        }
 
     def seeds(self):
         seed = self.classifier.record["protocol"]["settings"]["seed"]
         return {"domain_classifier": f"its own seed {seed} (independent of --seed, so the cache serves every seed)"}
 
     def summaries(self):
-        return [("domain_accuracy", lambda r: r["domain_accuracy"]["to_target"] if "domain_accuracy" in r else None),
-                ("domain_neither", lambda r: r["domain_accuracy"]["neither"] if "domain_accuracy" in r else None)]
+        return [
+            ("domain_accuracy", lambda r: r["domain_accuracy"]["to_target"] if "domain_accuracy" in r else None),
+            ("domain_neither", lambda r: r["domain_accuracy"]["neither"] if "domain_accuracy" in r else None),
+        ]

@@ -31,6 +31,7 @@ def _mean_cell(key: str):
     def cell(row: dict, real: bool) -> str:
         value = row.get(key)
         return "-" if value is None else f"{value['mean']:.4f}"
+
     return cell
 
 
@@ -39,17 +40,21 @@ class FaithfulnessScores(Evaluator):
 
     reference_order = 7
     table_columns = {
-        "paired_l1": TableColumn("L1 to truth", 13, _mean_cell("paired_l1"),
-                                 lambda m, real: fmt(m.get("paired_l1"), 4)),
-        "paired_msssim": TableColumn("MS-SSIM to truth", 14, _mean_cell("paired_msssim"),
-                                     lambda m, real: fmt(m.get("paired_msssim"), 4)),
+        "paired_l1": TableColumn(
+            "L1 to truth", 13, _mean_cell("paired_l1"), lambda m, real: fmt(m.get("paired_l1"), 4)
+        ),
+        "paired_msssim": TableColumn(
+            "MS-SSIM to truth", 14, _mean_cell("paired_msssim"), lambda m, real: fmt(m.get("paired_msssim"), 4)
+        ),
     }
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)
         if not ctx.model.capabilities.paired_data:
-            raise MetricError(f"{' and '.join(names)} compare outputs with their ground truth, which only paired "
-                              f"data has; {ctx.cfg.model.family} is unpaired: leave them out of --metrics")
+            raise MetricError(
+                f"{' and '.join(names)} compare outputs with their ground truth, which only paired "
+                f"data has; {ctx.cfg.model.family} is unpaired: leave them out of --metrics"
+            )
 
     def _scores(self, inputs: torch.Tensor, truth: torch.Tensor) -> dict:
         from .eval_reconstruction import reconstruction_scores
@@ -73,35 +78,47 @@ class FaithfulnessScores(Evaluator):
         outputs = []
         with torch.no_grad():
             for b in range(0, len(inputs), size):
-                domains = torch.full((len(truth[b:b + size]),), target, dtype=torch.long, device=ctx.device)
-                attributes = model.encode_reference(to_float(truth[b:b + size], ctx.device), domains)
-                outputs.append(quantise(model.translate(to_float(inputs[b:b + size], ctx.device), target,
-                                                        attributes)))
+                domains = torch.full((len(truth[b : b + size]),), target, dtype=torch.long, device=ctx.device)
+                attributes = model.encode_reference(to_float(truth[b : b + size], ctx.device), domains)
+                outputs.append(
+                    quantise(model.translate(to_float(inputs[b : b + size], ctx.device), target, attributes))
+                )
         self.result = self._scores(torch.cat(outputs), truth)
 
     def task_result(self):
         return self.result
 
     def summaries(self):
-        return [(k, lambda r, k=k: r[k]["mean"] if k in r else None) for k in ("paired_l1", "paired_msssim")
-                if k in self.names]
+        return [
+            (k, lambda r, k=k: r[k]["mean"] if k in r else None)
+            for k in ("paired_l1", "paired_msssim")
+            if k in self.names
+        ]
 
     def protocols(self):
-        return {"faithfulness": {
-            "outputs": "each test input translated with the attribute encoded from its own ground truth "
-                       "(encode_reference of the target side), saved 8-bit values",
-            "paired_l1": "mean over inputs of the mean |output - truth| of pixel / 255",
-            "paired_msssim": "mean over inputs of MS-SSIM(output, truth) (pytorch-msssim terms, window 11)",
-            "reference_line": "the input itself against the truth"}}
+        return {
+            "faithfulness": {
+                "outputs": "each test input translated with the attribute encoded from its own ground truth "
+                "(encode_reference of the target side), saved 8-bit values",
+                "paired_l1": "mean over inputs of the mean |output - truth| of pixel / 255",
+                "paired_msssim": "mean over inputs of MS-SSIM(output, truth) (pytorch-msssim terms, window 11)",
+                "reference_line": "the input itself against the truth",
+            }
+        }
 
 
 class ZSensitivityScores(Evaluator):
     """``z_sensitivity``: mean output change per unit of attribute along a line between two random attributes."""
 
     reference_order = 8
-    table_columns = {"z_sensitivity": TableColumn(
-        "Δout/Δz", 15, lambda r, real: "-" if "z_sensitivity" not in r else f"{r['z_sensitivity']['mean']:.4f}",
-        lambda m, real: fmt(m.get("z_sensitivity"), 4))}
+    table_columns = {
+        "z_sensitivity": TableColumn(
+            "Δout/Δz",
+            15,
+            lambda r, real: "-" if "z_sensitivity" not in r else f"{r['z_sensitivity']['mean']:.4f}",
+            lambda m, real: fmt(m.get("z_sensitivity"), 4),
+        )
+    }
 
     def start_task(self, source, target):
         ctx, model = self.ctx, self.ctx.model
@@ -122,16 +139,18 @@ class ZSensitivityScores(Evaluator):
         self.values = per_input
 
     def task_result(self):
-        return {"z_sensitivity": {"mean": float(np.mean(self.values)), "inputs": len(self.values),
-                                  "steps": Z_STEPS}}
+        return {"z_sensitivity": {"mean": float(np.mean(self.values)), "inputs": len(self.values), "steps": Z_STEPS}}
 
     def summaries(self):
         return [("z_sensitivity", lambda r: r["z_sensitivity"]["mean"] if "z_sensitivity" in r else None)]
 
     def protocols(self):
-        return {"z_sensitivity": {
-            "inputs": f"the first {Z_INPUTS} inputs of each task",
-            "path": f"two random attributes of the target (prior at the evaluation's temperature, torch.Generator "
-                    f"seed * 1000 + 999), {Z_STEPS} equal linear steps between them, the component of the first",
-            "value": "per step mean |output change| (pixel / 255) over the L2 length of the step; mean over steps, "
-                     "then over inputs"}}
+        return {
+            "z_sensitivity": {
+                "inputs": f"the first {Z_INPUTS} inputs of each task",
+                "path": f"two random attributes of the target (prior at the evaluation's temperature, torch.Generator "
+                f"seed * 1000 + 999), {Z_STEPS} equal linear steps between them, the component of the first",
+                "value": "per step mean |output change| (pixel / 255) over the L2 length of the step; mean over steps, "
+                "then over inputs",
+            }
+        }

@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import METRICS
-from . import MetricError
+from . import METRICS, MetricError
 from . import fid as fidm
 from .evaluator import Evaluator, TableColumn, fmt, to_float
 
@@ -50,15 +49,18 @@ class ConsecutiveLPIPS(Evaluator):
     @classmethod
     def check_options(cls, o, names):
         if o.samples_per_input < 2:
-            raise MetricError("lpips_consecutive compares consecutive outputs of one input: use "
-                              "--samples-per-input 2 or more (the protocol: 20)")
+            raise MetricError(
+                "lpips_consecutive compares consecutive outputs of one input: use "
+                "--samples-per-input 2 or more (the protocol: 20)"
+            )
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)
         lpips_class = METRICS["lpips"].function  # the registry's LPIPS (AlexNet trunk, linear heads)
         o = self.options
-        self.nets = {v: lpips_class(v, o.lpips_backbone_weights, ctx.device, metric="lpips_consecutive")
-                     for v in LPIPS_VERSIONS}
+        self.nets = {
+            v: lpips_class(v, o.lpips_backbone_weights, ctx.device, metric="lpips_consecutive") for v in LPIPS_VERSIONS
+        }
 
     def start_task(self, source, target):
         self.distances = {v: [] for v in LPIPS_VERSIONS}
@@ -69,7 +71,7 @@ class ConsecutiveLPIPS(Evaluator):
         for k in range(len(fakes) // per_input):
             if self.inputs == LPIPS_INPUTS:
                 return
-            outputs = to_float(fakes[k * per_input:(k + 1) * per_input], self.ctx.device)
+            outputs = to_float(fakes[k * per_input : (k + 1) * per_input], self.ctx.device)
             for v, net in self.nets.items():
                 self.distances[v].append(net.distance(outputs[i], outputs[j]).double())
             self.inputs += 1
@@ -82,27 +84,40 @@ class ConsecutiveLPIPS(Evaluator):
         return {"lpips_consecutive": out}
 
     def summaries(self):
-        return [(f"lpips_consecutive_v{v}", lambda r, v=v: r["lpips_consecutive"][f"v{v}"]["mean"]
-                 if "lpips_consecutive" in r else None) for v in LPIPS_VERSIONS]
+        return [
+            (
+                f"lpips_consecutive_v{v}",
+                lambda r, v=v: r["lpips_consecutive"][f"v{v}"]["mean"] if "lpips_consecutive" in r else None,
+            )
+            for v in LPIPS_VERSIONS
+        ]
 
     def protocols(self):
         info = self.nets["0.0"].info()
         info.pop("version")
-        return {"lpips_consecutive": {
-            "pairs": "consecutive outputs (1-2, 2-3, ..., (M-1)-M) of each input; mean over all distances "
-                     "(docs/bicyclegan.md, lpips_1dir_allpairs.py without --all-pairs)",
-            "inputs": f"the first {LPIPS_INPUTS} test inputs in sorted order",
-            "outputs_per_input": self.options.samples_per_input, "versions": list(LPIPS_VERSIONS), **info}}
+        return {
+            "lpips_consecutive": {
+                "pairs": "consecutive outputs (1-2, 2-3, ..., (M-1)-M) of each input; mean over all distances "
+                "(docs/bicyclegan.md, lpips_1dir_allpairs.py without --all-pairs)",
+                "inputs": f"the first {LPIPS_INPUTS} test inputs in sorted order",
+                "outputs_per_input": self.options.samples_per_input,
+                "versions": list(LPIPS_VERSIONS),
+                **info,
+            }
+        }
 
     def weights(self):
         return {f"lpips_consecutive_linear_v{v}": net.info()["linear"] for v, net in self.nets.items()}
 
     def final_notes(self, tasks, reference):
-        short = [r for r in tasks if "lpips_consecutive" in r
-                 and r["lpips_consecutive"]["v0.0"]["inputs"] < LPIPS_INPUTS]
+        short = [
+            r for r in tasks if "lpips_consecutive" in r and r["lpips_consecutive"]["v0.0"]["inputs"] < LPIPS_INPUTS
+        ]
         if short:
-            return [f"lpips_consecutive: {short[0]['lpips_consecutive']['v0.0']['inputs']} inputs, not the "
-                    f"protocol's {LPIPS_INPUTS} (the test split is smaller)"]
+            return [
+                f"lpips_consecutive: {short[0]['lpips_consecutive']['v0.0']['inputs']} inputs, not the "
+                f"protocol's {LPIPS_INPUTS} (the test split is smaller)"
+            ]
         return []
 
 
@@ -110,8 +125,14 @@ class HeldOutFID(Evaluator):
     """The report's FID: one random-z output per test input vs the real test images of the target."""
 
     reference_order = 5
-    table_columns = {"fid_test": TableColumn("FID (test)", 7, lambda r, real: fmt(r.get("fid_test", {}).get("value")),
-                                             lambda m, real: fmt(m.get("fid_test")))}
+    table_columns = {
+        "fid_test": TableColumn(
+            "FID (test)",
+            7,
+            lambda r, real: fmt(r.get("fid_test", {}).get("value")),
+            lambda m, real: fmt(m.get("fid_test")),
+        )
+    }
 
     def __init__(self, ctx, names):
         super().__init__(ctx, names)
@@ -131,18 +152,27 @@ class HeldOutFID(Evaluator):
         fake = np.concatenate(self.features)
         if len(fake) < 2:
             raise MetricError("fid_test needs at least 2 test inputs")
-        return {"fid_test": {"value": self.real.fid_to(fidm.FeatureSet.from_features(fake)),
-                             "fake": len(fake), "real": self.real.n}}
+        return {
+            "fid_test": {
+                "value": self.real.fid_to(fidm.FeatureSet.from_features(fake)),
+                "fake": len(fake),
+                "real": self.real.n,
+            }
+        }
 
     def summaries(self):
         return [("fid_test", lambda r: r["fid_test"]["value"] if "fid_test" in r else None)]
 
     def protocols(self):
-        return {"fid_test": {"fake": "the first output (random z) of every test input",
-                             "real": "every real test image of the target (the same split as the inputs)",
-                             "features": "torch-fidelity inception-v3-compat, 2048-d pool (the report names "
-                                         "pytorch-fid: same Inception graph, different port)",
-                             "bias": "FID grows as N falls; with N < 2048 compare only at equal N"}}
+        return {
+            "fid_test": {
+                "fake": "the first output (random z) of every test input",
+                "real": "every real test image of the target (the same split as the inputs)",
+                "features": "torch-fidelity inception-v3-compat, 2048-d pool (the report names "
+                "pytorch-fid: same Inception graph, different port)",
+                "bias": "FID grows as N falls; with N < 2048 compare only at equal N",
+            }
+        }
 
     def weights(self):
         return {"inception": self.inception.info()}

@@ -39,10 +39,12 @@ class ReconstructionScores(Evaluator):
         model = ctx.model
         targets = {t for _, t in model.capabilities.tasks(len(ctx.domains))}
         if len(targets) < len(ctx.domains):  # e.g. BicycleGAN: one direction only
-            raise MetricError(f"{', '.join(names)} decode each test image back into its own domain; this "
-                              f"{model.cfg.model.family} model translates into "
-                              f"{', '.join(repr(ctx.domains[t]) for t in sorted(targets))} only: leave "
-                              f"{', '.join(names)} out of --metrics")
+            raise MetricError(
+                f"{', '.join(names)} decode each test image back into its own domain; this "
+                f"{model.cfg.model.family} model translates into "
+                f"{', '.join(repr(ctx.domains[t]) for t in sorted(targets))} only: leave "
+                f"{', '.join(names)} out of --metrics"
+            )
 
     def section_result(self, test_images: list[torch.Tensor]) -> dict:
         ctx, model = self.ctx, self.ctx.model
@@ -53,10 +55,10 @@ class ReconstructionScores(Evaluator):
                 ctx.progress("reconstruction", d, len(test_images))
                 mse, msssim = [], []
                 for b in range(0, len(images), size):
-                    x = to_float(images[b:b + size], ctx.device)
+                    x = to_float(images[b : b + size], ctx.device)
                     domains = torch.full((len(x),), d, dtype=torch.long, device=ctx.device)
                     rec = quantise(model.translate(x, d, model.encode_reference(x, domains)))
-                    m, s = reconstruction_scores(images[b:b + size], rec)
+                    m, s = reconstruction_scores(images[b : b + size], rec)
                     mse.append(m)
                     msssim.append(s)
                 row: dict = {"images": len(images)}
@@ -69,9 +71,12 @@ class ReconstructionScores(Evaluator):
         return out
 
     def protocols(self) -> dict:
-        return {"reconstruction": {"images": "test images of every domain (model test input), 8-bit",
-                                   "reconstruction": "translate(x, d, encode_reference(x, d)) into x's own domain d, "
-                                                     "saved 8-bit values",
-                                   "recon_mse": "mean over images of the mean squared difference of pixel / 255",
-                                   "recon_msssim": "mean over images of MS-SSIM (pytorch-msssim terms, window 11, "
-                                                   "5 scales above 160 px, fewer below, data range 255)"}}
+        return {
+            "reconstruction": {
+                "images": "test images of every domain (model test input), 8-bit",
+                "reconstruction": "translate(x, d, encode_reference(x, d)) into x's own domain d, saved 8-bit values",
+                "recon_mse": "mean over images of the mean squared difference of pixel / 255",
+                "recon_msssim": "mean over images of MS-SSIM (pytorch-msssim terms, window 11, "
+                "5 scales above 160 px, fewer below, data range 255)",
+            }
+        }

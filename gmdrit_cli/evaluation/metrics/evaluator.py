@@ -22,9 +22,10 @@ Images are uint8 N x 3 x S x S on the CPU, exactly the PNG values (``images.quan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -48,12 +49,12 @@ class TableColumn:
 class EvalContext:
     """What every evaluator may read of the evaluation: options, model, data and where notes go."""
 
-    options: Any                    # evaluate.EvalOptions
-    metrics: list[str]              # every selected metric name, in registry order
-    model: Any                      # the ModelFamily under test (test-time contract only)
+    options: Any  # evaluate.EvalOptions
+    metrics: list[str]  # every selected metric name, in registry order
+    model: Any  # the ModelFamily under test (test-time contract only)
     device: torch.device
     domains: list[str]
-    root: str | Path                # dataset root
+    root: str | Path  # dataset root
     progress: Callable[[str, int, int], None]
     notes: list[str] = field(default_factory=list)
     #: uint8 test images of every domain (N x 3 x S x S), set once they are loaded (before any task)

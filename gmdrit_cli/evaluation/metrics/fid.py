@@ -22,9 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import MetricError
-from . import WeightsError
-from . import sha256_bytes
+from . import MetricError, WeightsError, sha256_bytes
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -33,6 +31,7 @@ OFFLINE_ENV = "GMDRIT_OFFLINE"
 
 
 # ------------------------------------------------------------------------------------------ FID math
+
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d) and unbiased covariance (d x d, ``np.cov`` with n - 1) of N x d features, in float64."""
@@ -49,8 +48,9 @@ def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     sqrt_sigma1: np.ndarray | None = None) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, sqrt_sigma1: np.ndarray | None = None
+) -> float:
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2):
 
     ``|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2))``.
@@ -89,12 +89,12 @@ class FeatureSet:
         self.n, self.dims = f.shape
         self.mu = f.mean(axis=0)
         self.centred = f - self.mu
-        self.trace = float((self.centred ** 2).sum() / (self.n - 1))
+        self.trace = float((self.centred**2).sum() / (self.n - 1))
         self._sigma: np.ndarray | None = None
         self._sqrt: np.ndarray | None = None
 
     @classmethod
-    def from_features(cls, features: np.ndarray) -> "FeatureSet":
+    def from_features(cls, features: np.ndarray) -> FeatureSet:
         return cls(features)
 
     @property
@@ -109,14 +109,13 @@ class FeatureSet:
             self._sqrt = psd_sqrt(self.sigma)
         return self._sqrt
 
-    def fid_to(self, other: "FeatureSet") -> float:
+    def fid_to(self, other: FeatureSet) -> float:
         """FID between this (reference) set and ``other``."""
         if other.dims != self.dims:
             raise MetricError(f"FID feature sizes differ: {self.dims} and {other.dims}")
         if min(self.n, other.n) < self.dims:
             cross = other.centred @ self.centred.T
-            tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum()
-                               / np.sqrt((self.n - 1) * (other.n - 1)))
+            tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum() / np.sqrt((self.n - 1) * (other.n - 1)))
             diff = self.mu - other.mu
             return float(diff @ diff + self.trace + other.trace - 2.0 * tr_covmean)
         return frechet_distance(self.mu, self.sigma, other.mu, other.sigma, sqrt_sigma1=self.sqrt_sigma)
@@ -124,8 +123,10 @@ class FeatureSet:
 
 # ------------------------------------------------------------------------------------------ KID math
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None,
-                      coef0: float = 1.0) -> np.ndarray:
+
+def polynomial_kernel(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> np.ndarray:
     """``(gamma <x, y> + coef0) ^ degree`` with ``gamma = 1 / d`` by default (the KID kernel)."""
     gamma = 1.0 / x.shape[1] if gamma is None else gamma
     return (x @ y.T * gamma + coef0) ** degree
@@ -153,9 +154,16 @@ class KIDResult:
         return {"mean": self.mean, "std": self.std, "subset_size": self.subset_size, "subsets": self.subsets}
 
 
-def kernel_inception_distance(features_1: np.ndarray, features_2: np.ndarray, subsets: int = 100,
-                              subset_size: int = 1000, seed: int = 2020, degree: int = 3,
-                              gamma: float | None = None, coef0: float = 1.0) -> KIDResult:
+def kernel_inception_distance(
+    features_1: np.ndarray,
+    features_2: np.ndarray,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 2020,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+) -> KIDResult:
     """KID (Binkowski et al. 2018) as torch-fidelity computes it: for each of ``subsets`` rounds, draw
     ``subset_size`` vectors without replacement from each side (one ``np.random.RandomState(seed)``,
     side 1 then side 2) and take the unbiased MMD^2 with the cubic polynomial kernel; report the mean and
@@ -173,13 +181,16 @@ def kernel_inception_distance(features_1: np.ndarray, features_2: np.ndarray, su
     for i in range(subsets):
         x = f1[rng.choice(len(f1), size, replace=False)]
         y = f2[rng.choice(len(f2), size, replace=False)]
-        values[i] = mmd2_unbiased(polynomial_kernel(x, x, degree, gamma, coef0),
-                                  polynomial_kernel(x, y, degree, gamma, coef0),
-                                  polynomial_kernel(y, y, degree, gamma, coef0))
+        values[i] = mmd2_unbiased(
+            polynomial_kernel(x, x, degree, gamma, coef0),
+            polynomial_kernel(x, y, degree, gamma, coef0),
+            polynomial_kernel(y, y, degree, gamma, coef0),
+        )
     return KIDResult(float(values.mean()), float(values.std()), size, subsets)
 
 
 # ------------------------------------------------------------------------------------ Inception weights
+
 
 def hub_checkpoint_dir() -> Path:
     """torch-hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``), where downloads land."""
@@ -190,8 +201,9 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, flag: str,
-                  metrics: str = "") -> tuple[Path, str]:
+def fetch_weights(
+    path: str | Path | None, file_name: str, url: str, what: str, flag: str, metrics: str = ""
+) -> tuple[Path, str]:
     """The weights file to use and where it came from (``flag``, ``cache`` or ``download``).
 
     ``path`` (the user's flag) must exist. Otherwise torch-hub's cache is used when it holds
@@ -207,8 +219,10 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
     cached = hub_checkpoint_dir() / file_name
     if cached.is_file():
         return cached, "cache"
-    hint = (f"{what} needs the weights file {file_name}: download it from {url} on a machine with internet "
-            f"and pass {flag} PATH (or put it in {cached.parent})")
+    hint = (
+        f"{what} needs the weights file {file_name}: download it from {url} on a machine with internet "
+        f"and pass {flag} PATH (or put it in {cached.parent})"
+    )
     if metrics:
         hint += f", or leave {metrics} out of --metrics"
     if offline():
@@ -218,8 +232,9 @@ def fetch_weights(path: str | Path | None, file_name: str, url: str, what: str, 
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         prefix = re.search(r"-([0-9a-f]{8,})\.pth$", file_name)  # torch-hub names carry a SHA-256 prefix
-        torch.hub.download_url_to_file(url, str(cached), hash_prefix=prefix.group(1) if prefix else None,
-                                       progress=False)
+        torch.hub.download_url_to_file(
+            url, str(cached), hash_prefix=prefix.group(1) if prefix else None, progress=False
+        )
     except Exception as exc:  # URLError, HTTPError, timeouts, disk errors: all mean "no weights"
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(f"{hint}; the download failed ({reason})") from None
@@ -244,9 +259,11 @@ def load_state_dict_safely(path: Path, what: str, flag: str) -> tuple[dict, str]
         if not stat.S_ISREG(info.st_mode):  # /dev/zero, a FIFO, a folder: never read to the end
             raise WeightsError(f"{what} weights {path} ({flag}) is not a regular file; give the file named in --help")
         if info.st_size > MAX_WEIGHTS_BYTES:
-            raise WeightsError(f"{what} weights {path} ({flag}) is {info.st_size / 2**30:.1f} GiB; a weights file "
-                               f"is read whole into memory, so at most {MAX_WEIGHTS_BYTES // 2**30} GiB (InceptionV3's "
-                               f"is 95 MB, AlexNet's 233 MB): give the file named in --help")
+            raise WeightsError(
+                f"{what} weights {path} ({flag}) is {info.st_size / 2**30:.1f} GiB; a weights file "
+                f"is read whole into memory, so at most {MAX_WEIGHTS_BYTES // 2**30} GiB (InceptionV3's "
+                f"is 95 MB, AlexNet's 233 MB): give the file named in --help"
+            )
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise WeightsError(f"cannot read {what} weights {path}: {exc.strerror or exc}") from None
@@ -255,8 +272,9 @@ def load_state_dict_safely(path: Path, what: str, flag: str) -> tuple[dict, str]
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
         if not raw.startswith((b"PK", b"\x80")):  # neither torch's zip format nor a pickle: an image, text, ...
-            raise WeightsError(f"{what} weights {path} ({flag}) is not a PyTorch weights file (.pth); give the "
-                               f"file named in --help") from None
+            raise WeightsError(
+                f"{what} weights {path} ({flag}) is not a PyTorch weights file (.pth); give the file named in --help"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{what} weights {path} ({flag}) are not a plain PyTorch state dict: {first}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -282,8 +300,9 @@ class InceptionFeatures:
     feature_layer = "2048"
 
     def __init__(self, weights: str | Path | None = None, device: torch.device | str = "cpu", batch_size: int = 32):
-        self.path, self.source = fetch_weights(weights, INCEPTION_FILE, INCEPTION_URL, "FID/KID (InceptionV3)",
-                                               "--inception-weights", "fid,kid")
+        self.path, self.source = fetch_weights(
+            weights, INCEPTION_FILE, INCEPTION_URL, "FID/KID (InceptionV3)", "--inception-weights", "fid,kid"
+        )
         state, self.sha256 = load_state_dict_safely(self.path, "InceptionV3", "--inception-weights")
         buf = io.BytesIO()
         torch.save(state, buf)  # re-serialised from the checked tensors: torch-fidelity fully loads what it gets
@@ -292,8 +311,9 @@ class InceptionFeatures:
             net = _inception_class()("inception-v3-compat", [self.feature_layer], feature_extractor_weights_path=buf)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise WeightsError(f"InceptionV3 weights {self.path} do not fit torch-fidelity's "
-                               f"FeatureExtractorInceptionV3: {first}") from None
+            raise WeightsError(
+                f"InceptionV3 weights {self.path} do not fit torch-fidelity's FeatureExtractorInceptionV3: {first}"
+            ) from None
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.batch_size = batch_size
@@ -301,19 +321,27 @@ class InceptionFeatures:
     def info(self) -> dict:
         import torch_fidelity
 
-        return {"path": str(self.path), "source": self.source, "sha256": self.sha256, "file": self.path.name,
-                "network": "torch-fidelity inception-v3-compat", "feature": self.feature_layer,
-                "torch_fidelity": torch_fidelity.__version__,
-                "resize": "torch-fidelity TF1-compatible bilinear to 299 x 299, inside the network"}
+        return {
+            "path": str(self.path),
+            "source": self.source,
+            "sha256": self.sha256,
+            "file": self.path.name,
+            "network": "torch-fidelity inception-v3-compat",
+            "feature": self.feature_layer,
+            "torch_fidelity": torch_fidelity.__version__,
+            "resize": "torch-fidelity TF1-compatible bilinear to 299 x 299, inside the network",
+        }
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         """uint8 N x 3 x H x W (any H, W) -> float64 N x 2048."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise MetricError(f"Inception features need uint8 N x 3 x H x W images, got {images.dtype} {tuple(images.shape)}")
+            raise MetricError(
+                f"Inception features need uint8 N x 3 x H x W images, got {images.dtype} {tuple(images.shape)}"
+            )
         out = []
         for i in range(0, len(images), self.batch_size):
-            (feats,) = self.net(images[i:i + self.batch_size].to(self.device))
+            (feats,) = self.net(images[i : i + self.batch_size].to(self.device))
             out.append(feats.double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 2048))
 

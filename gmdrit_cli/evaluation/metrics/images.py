@@ -19,7 +19,8 @@ def quantise(x: torch.Tensor) -> torch.Tensor:
 
 
 class PreprocessedImages:
-    """Test, validation or training images of every domain (training: less the validation split), preprocessed as the model's test input (resize
+    """Test, validation or training images of every domain (training: less the validation split), preprocessed as the
+    model's test input (resize
     ``cfg.data.resize`` square, bicubic; centre crop ``cfg.data.crop``), as uint8.
 
     Constructing it lists the files (``files[d]``: sorted paths of domain d, at most ``limit`` when > 0);
@@ -27,8 +28,15 @@ class PreprocessedImages:
     """
 
     def __init__(self, root: str, cfg, split: str, limit: int = 0):
-        self.ds = UnpairedImageFolders(root, cfg.data.domains, split, resize=cfg.data.resize, crop=cfg.data.crop,
-                                       flip=False, val_fraction=cfg.data.val_fraction)
+        self.ds = UnpairedImageFolders(
+            root,
+            cfg.data.domains,
+            split,
+            resize=cfg.data.resize,
+            crop=cfg.data.crop,
+            flip=False,
+            val_fraction=cfg.data.val_fraction,
+        )
         self.files = [f[:limit] if limit > 0 else list(f) for f in self.ds.files]
         self.skipped: list[str] = []
 
@@ -51,7 +59,7 @@ class PreprocessedImages:
     def batches(self, domain: int, size: int):
         files = self.files[domain]
         for i in range(0, len(files), size):
-            yield self.load(files[i:i + size], domain)
+            yield self.load(files[i : i + size], domain)
 
 
 class PairedPreprocessedImages(PreprocessedImages):
@@ -66,8 +74,16 @@ class PairedPreprocessedImages(PreprocessedImages):
         d = cfg.data
         if split == "test" and not has_split(root, "test", d.paired_layout):
             split = eval_split(root, d.paired_layout)
-        self.ds = PairedImages(root, split, layout=d.paired_layout, direction=d.direction,
-                               input_channels=d.input_channels, resize=d.resize, crop=d.crop, flip=False)
+        self.ds = PairedImages(
+            root,
+            split,
+            layout=d.paired_layout,
+            direction=d.direction,
+            input_channels=d.input_channels,
+            resize=d.resize,
+            crop=d.crop,
+            flip=False,
+        )
         self.index = {pair[0]: i for i, pair in enumerate(self.ds.files)}
         keys = [pair[0] for pair in self.ds.files]
         keys = keys[:limit] if limit > 0 else keys

@@ -77,14 +77,14 @@ def blurred(real: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     out = torch.empty_like(real)
     res = torch.randint(2, 7, (n,), generator=gen)
     for i in range(n):
-        small = F.interpolate(real[i:i + 1], size=(int(res[i]),) * 2, mode="area")
+        small = F.interpolate(real[i : i + 1], size=(int(res[i]),) * 2, mode="area")
         out[i] = F.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)[0]
     return out.clamp(0, 1)
 
 
 def _centre(x: torch.Tensor) -> torch.Tensor:
     s = x.shape[-1]
-    return x[..., s // 4: s - s // 4, s // 4: s - s // 4]
+    return x[..., s // 4 : s - s // 4, s // 4 : s - s // 4]
 
 
 def channel_permuted(real: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -115,8 +115,10 @@ def hue_shifted(real: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     phi = (target - current)[:, None, None]
     gain = (1.0 + _rand(gen, n))[:, None, None]
     i, q = yiq[:, 1], yiq[:, 2]
-    rotated = torch.stack([yiq[:, 0], gain * (i * torch.cos(phi) - q * torch.sin(phi)),
-                           gain * (i * torch.sin(phi) + q * torch.cos(phi))], dim=1)
+    rotated = torch.stack(
+        [yiq[:, 0], gain * (i * torch.cos(phi) - q * torch.sin(phi)), gain * (i * torch.sin(phi) + q * torch.cos(phi))],
+        dim=1,
+    )
     return torch.einsum("ij,njhw->nihw", _YIQ2RGB, rotated).clamp(0, 1)
 
 

@@ -21,10 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import MetricError
-from . import WeightsError
-from . import random_pair_indices
-from . import sha256_file
+from . import MetricError, WeightsError, random_pair_indices, sha256_file
 from .fid import fetch_weights, load_state_dict_safely
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -44,11 +41,14 @@ def load_alexnet_trunk(net: torch.nn.Module, state: dict[str, torch.Tensor], sou
             raise WeightsError(f"unexpected LPIPS trunk parameter {key}")
         name = f"features.{m.group(1)}.{m.group(2)}"
         if name not in state:
-            raise WeightsError(f"LPIPS backbone weights {source} are not torchvision AlexNet weights: "
-                               f"{name} is missing")
+            raise WeightsError(
+                f"LPIPS backbone weights {source} are not torchvision AlexNet weights: {name} is missing"
+            )
         if tuple(state[name].shape) != tuple(value.shape):
-            raise WeightsError(f"LPIPS backbone weights {source}: {name} has shape {tuple(state[name].shape)}, "
-                               f"AlexNet needs {tuple(value.shape)}")
+            raise WeightsError(
+                f"LPIPS backbone weights {source}: {name} has shape {tuple(state[name].shape)}, "
+                f"AlexNet needs {tuple(value.shape)}"
+            )
         new[key] = state[name].to(value.dtype)
     net.load_state_dict(new, strict=True)
 
@@ -56,14 +56,21 @@ def load_alexnet_trunk(net: torch.nn.Module, state: dict[str, torch.Tensor], sou
 class LPIPSDiversity:
     """LPIPS (AlexNet) distances and the per-input all-pairs diversity. Inputs are in [-1, 1]."""
 
-    def __init__(self, version: str = "0.1", backbone_weights: str | Path | None = None,
-                 device: torch.device | str = "cpu", batch_size: int = 64, metric: str = "lpips"):
+    def __init__(
+        self,
+        version: str = "0.1",
+        backbone_weights: str | Path | None = None,
+        device: torch.device | str = "cpu",
+        batch_size: int = 64,
+        metric: str = "lpips",
+    ):
         """``metric``: the --metrics name an error message tells the user to leave out."""
         if version not in VERSIONS:
             raise MetricError(f"--lpips-version must be one of {', '.join(VERSIONS)}, got {version!r}")
         self.version = version
-        self.path, self.source = fetch_weights(backbone_weights, ALEXNET_FILE, ALEXNET_URL,
-                                               "LPIPS (AlexNet backbone)", "--lpips-backbone-weights", metric)
+        self.path, self.source = fetch_weights(
+            backbone_weights, ALEXNET_FILE, ALEXNET_URL, "LPIPS (AlexNet backbone)", "--lpips-backbone-weights", metric
+        )
         state, self.sha256 = load_state_dict_safely(self.path, "LPIPS AlexNet backbone", "--lpips-backbone-weights")
         import lpips
 
@@ -79,11 +86,16 @@ class LPIPSDiversity:
     def info(self) -> dict:
         from importlib.metadata import version
 
-        return {"package": "lpips", "package_version": version("lpips"), "version": self.version, "net": "alex",
-                "backbone": {"path": str(self.path), "source": self.source, "sha256": self.sha256,
-                             "file": self.path.name},
-                "linear": {"file": f"lpips/weights/v{self.version}/alex.pth", "sha256": sha256_file(self.linear_path)},
-                "input_range": "[-1, 1]", "resolution": "as generated (no resize)"}
+        return {
+            "package": "lpips",
+            "package_version": version("lpips"),
+            "version": self.version,
+            "net": "alex",
+            "backbone": {"path": str(self.path), "source": self.source, "sha256": self.sha256, "file": self.path.name},
+            "linear": {"file": f"lpips/weights/v{self.version}/alex.pth", "sha256": sha256_file(self.linear_path)},
+            "input_range": "[-1, 1]",
+            "resolution": "as generated (no resize)",
+        }
 
     # -- features and distances -----------------------------------------------------------------
 
@@ -95,7 +107,7 @@ class LPIPSDiversity:
 
         parts: list[list[torch.Tensor]] = []
         for i in range(0, len(images), self.batch_size):
-            x = images[i:i + self.batch_size].to(self.device, torch.float32)
+            x = images[i : i + self.batch_size].to(self.device, torch.float32)
             if self.version == "0.1":
                 x = self.model.scaling_layer(x)
             parts.append([lpips.normalize_tensor(f) for f in self.model.net(x)])
@@ -105,7 +117,7 @@ class LPIPSDiversity:
     def _pair_distances(self, feats: list[torch.Tensor], i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         out = []
         for s in range(0, len(i), self.batch_size):
-            a, b = i[s:s + self.batch_size], j[s:s + self.batch_size]
+            a, b = i[s : s + self.batch_size], j[s : s + self.batch_size]
             total = 0
             for layer, f in enumerate(feats):
                 diff = (f[a] - f[b]) ** 2
@@ -145,8 +157,9 @@ class LPIPSDiversity:
             raise MetricError("set-level LPIPS needs at least 2 images")
         i_all, j_all = random_pair_indices(n, n_pairs, seed)
         feats = self.features(images)
-        d = self._pair_distances(feats, torch.as_tensor(i_all, device=self.device),
-                                 torch.as_tensor(j_all, device=self.device))
+        d = self._pair_distances(
+            feats, torch.as_tensor(i_all, device=self.device), torch.as_tensor(j_all, device=self.device)
+        )
         return float(d.double().mean()), len(i_all)
 
 

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import MetricError
-from . import random_pair_indices
+from . import MetricError, random_pair_indices
 
 WINDOW = 11
 SIGMA = 1.5
@@ -56,13 +55,22 @@ def _library():
     try:
         from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
     except ImportError as exc:  # pragma: no cover - depends on the installed version
-        raise MetricError(f"diversity_msssim needs pytorch-msssim >= 1.0 with pytorch_msssim.ssim._ssim "
-                          f"({exc}); pip install 'pytorch-msssim>=1.0'") from None
+        raise MetricError(
+            f"diversity_msssim needs pytorch-msssim >= 1.0 with pytorch_msssim.ssim._ssim "
+            f"({exc}); pip install 'pytorch-msssim>=1.0'"
+        ) from None
     return _fspecial_gauss_1d, _ssim
 
 
-def ms_ssim(x: torch.Tensor, y: torch.Tensor, levels: int, window: int, weights: list[float],
-            sigma: float = SIGMA, data_range: float = DATA_RANGE) -> torch.Tensor:
+def ms_ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    levels: int,
+    window: int,
+    weights: list[float],
+    sigma: float = SIGMA,
+    data_range: float = DATA_RANGE,
+) -> torch.Tensor:
     """MS-SSIM of matching rows of two N x 3 x H x W batches of 8-bit-valued floats (or of ``data_range``):
     N values (mean over channels), ``levels`` scales with ``weights`` (finest first); differentiable."""
     gauss_1d, ssim_terms = _library()
@@ -93,24 +101,34 @@ class MSSSIMDiversity:
     def info(self) -> dict:
         from importlib.metadata import version
 
-        return {"package": "pytorch-msssim", "package_version": version("pytorch-msssim"),
-                "image_size": self.side, "scales": self.levels, "window": self.window, "window_sigma": SIGMA,
-                "weights": [round(w, 6) for w in self.weights], "k": list(K), "data_range": DATA_RANGE,
-                "scale_rule": "scales = largest L in 1..5 with side > (window - 1) * 2^(L - 1), window 11; "
-                              "weights = first L of [0.0448, 0.2856, 0.3001, 0.2363, 0.1333], renormalised when L < 5; "
-                              "average pooling 2x2 between scales; per image mean over RGB channels",
-                "distance": "1 - MS-SSIM on the saved 8-bit values"}
+        return {
+            "package": "pytorch-msssim",
+            "package_version": version("pytorch-msssim"),
+            "image_size": self.side,
+            "scales": self.levels,
+            "window": self.window,
+            "window_sigma": SIGMA,
+            "weights": [round(w, 6) for w in self.weights],
+            "k": list(K),
+            "data_range": DATA_RANGE,
+            "scale_rule": "scales = largest L in 1..5 with side > (window - 1) * 2^(L - 1), window 11; "
+            "weights = first L of [0.0448, 0.2856, 0.3001, 0.2363, 0.1333], renormalised when L < 5; "
+            "average pooling 2x2 between scales; per image mean over RGB channels",
+            "distance": "1 - MS-SSIM on the saved 8-bit values",
+        }
 
     @torch.no_grad()
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """1 - MS-SSIM between matching rows of two N x 3 x S x S batches: N distances (float64, CPU)."""
         if a.shape != b.shape or a.ndim != 4 or min(a.shape[-2:]) != self.side:
-            raise MetricError(f"MS-SSIM needs two batches of N x 3 x {self.side} x {self.side} images, got "
-                              f"{tuple(a.shape)} and {tuple(b.shape)}")
+            raise MetricError(
+                f"MS-SSIM needs two batches of N x 3 x {self.side} x {self.side} images, got "
+                f"{tuple(a.shape)} and {tuple(b.shape)}"
+            )
         out = []
         for i in range(0, len(a), self.batch_size):
-            x = a[i:i + self.batch_size].to(self.device, torch.float32)
-            y = b[i:i + self.batch_size].to(self.device, torch.float32)
+            x = a[i : i + self.batch_size].to(self.device, torch.float32)
+            y = b[i : i + self.batch_size].to(self.device, torch.float32)
             out.append(1.0 - ms_ssim(x, y, self.levels, self.window, self.weights).double().cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 

@@ -42,6 +42,7 @@ def downscale(images: torch.Tensor, size: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------- k-means
 
+
 def _sq_distances(x: np.ndarray, x_sq: np.ndarray, c: np.ndarray) -> np.ndarray:
     d = x_sq[:, None] - 2.0 * (x @ c.T) + (c * c).sum(axis=1)[None, :]
     return np.maximum(d, 0.0)
@@ -65,12 +66,13 @@ def _kmeans_pp(x: np.ndarray, x_sq: np.ndarray, k: int, rng: np.random.Generator
         total = closest.sum()
         idx = rng.integers(n) if total <= 0 else rng.choice(n, p=closest / total)
         centres[i] = x[idx]
-        closest = np.minimum(closest, _sq_distances(x, x_sq, centres[i:i + 1])[:, 0])
+        closest = np.minimum(closest, _sq_distances(x, x_sq, centres[i : i + 1])[:, 0])
     return centres
 
 
-def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 100,
-           tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, float]:
+def kmeans(
+    x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int = 100, tol: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Lloyd's k-means with k-means++ seeding; the run with the lowest inertia of ``n_init`` wins.
 
     Returns (labels N, centres k x d, inertia). An emptied cluster is moved to the point farthest from
@@ -111,6 +113,7 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, max_iter: int
 
 # --------------------------------------------------------------------------------------- statistics
 
+
 def two_proportion_z_test(p1: np.ndarray, n1: int, p2: np.ndarray, n2: int) -> tuple[np.ndarray, np.ndarray]:
     """Pooled two-proportion z-test per entry: (z, two-sided p-value). A bin empty on both sides (or
     holding everything on both) has z = 0 and p = 1."""
@@ -137,12 +140,12 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 @dataclass
 class NDBResult:
-    ndb: int                      # number of statistically different bins
-    bins: int                     # K
-    jsd: float                    # nats
+    ndb: int  # number of statistically different bins
+    bins: int  # K
+    jsd: float  # nats
     n_train: int
     n_query: int
-    different: list[int]          # indices of the different bins (bins sorted by training size)
+    different: list[int]  # indices of the different bins (bins sorted by training size)
     train_proportions: np.ndarray
     query_proportions: np.ndarray
     z: np.ndarray
@@ -154,25 +157,43 @@ class NDBResult:
         return self.ndb / self.bins
 
     def to_dict(self) -> dict:
-        return {"ndb": self.ndb, "ndb_over_k": self.ndb_fraction, "jsd": self.jsd, "bins": self.bins,
-                "n_train": self.n_train, "n_query": self.n_query, "different_bins": self.different,
-                "underfilled_bins": self.missing,
-                "train_proportions": [round(float(v), 6) for v in self.train_proportions],
-                "query_proportions": [round(float(v), 6) for v in self.query_proportions]}
+        return {
+            "ndb": self.ndb,
+            "ndb_over_k": self.ndb_fraction,
+            "jsd": self.jsd,
+            "bins": self.bins,
+            "n_train": self.n_train,
+            "n_query": self.n_query,
+            "different_bins": self.different,
+            "underfilled_bins": self.missing,
+            "train_proportions": [round(float(v), 6) for v in self.train_proportions],
+            "query_proportions": [round(float(v), 6) for v in self.query_proportions],
+        }
 
 
 class NDB:
     """Bins fitted once on a reference (training) sample; :meth:`evaluate` tests any query sample."""
 
-    def __init__(self, train: np.ndarray, bins: int = 50, alpha: float = 0.05, whiten: bool = True,
-                 max_dims: int | None = None, seed: int = 0, n_init: int = 10, max_iter: int = 100):
+    def __init__(
+        self,
+        train: np.ndarray,
+        bins: int = 50,
+        alpha: float = 0.05,
+        whiten: bool = True,
+        max_dims: int | None = None,
+        seed: int = 0,
+        n_init: int = 10,
+        max_iter: int = 100,
+    ):
         train = np.asarray(train, dtype=np.float64)
         if train.ndim != 2:
             raise MetricError(f"NDB needs an N x d array of training vectors, got shape {train.shape}")
         m, d = train.shape
         if not 2 <= bins <= m:
-            raise MetricError(f"NDB with K={bins} bins needs at least K training images and K >= 2, got {m} "
-                              f"training images; lower --ndb-bins")
+            raise MetricError(
+                f"NDB with K={bins} bins needs at least K training images and K >= 2, got {m} "
+                f"training images; lower --ndb-bins"
+            )
         if not 0 < alpha < 1:
             raise MetricError(f"the NDB significance level must be in (0, 1), got {alpha}")
         self.k, self.alpha, self.whiten, self.seed = bins, alpha, whiten, seed
@@ -185,8 +206,9 @@ class NDB:
         rng = np.random.default_rng(seed)
         self.used = np.sort(rng.choice(d, self.max_dims, replace=False)) if self.max_dims < d else np.arange(d)
         w = self._whiten(train)
-        labels, _, self.inertia = kmeans(w[:, self.used], bins, seed=int(rng.integers(2**31)),
-                                         n_init=n_init, max_iter=max_iter)
+        labels, _, self.inertia = kmeans(
+            w[:, self.used], bins, seed=int(rng.integers(2**31)), n_init=n_init, max_iter=max_iter
+        )
         counts = np.bincount(labels, minlength=bins)
         order = np.argsort(-counts, kind="stable")  # largest bin first
         rank = np.empty(bins, dtype=np.int64)
@@ -219,11 +241,32 @@ class NDB:
         z, p = two_proportion_z_test(self.train_proportions, self.n_train, q_prop, n)
         different = np.flatnonzero(p < self.alpha)
         missing = [int(i) for i in different if q_prop[i] < self.train_proportions[i]]
-        return NDBResult(int(len(different)), self.k, js_divergence(self.train_proportions, q_prop), self.n_train, n,
-                         [int(i) for i in different], self.train_proportions.copy(), q_prop, z, p, missing)
+        return NDBResult(
+            int(len(different)),
+            self.k,
+            js_divergence(self.train_proportions, q_prop),
+            self.n_train,
+            n,
+            [int(i) for i in different],
+            self.train_proportions.copy(),
+            q_prop,
+            z,
+            p,
+            missing,
+        )
 
     def settings(self) -> dict:
-        return {"bins": self.k, "alpha": self.alpha, "whitening": self.whiten, "whiten_eps": WHITEN_EPS,
-                "dims": self.dims, "kmeans_dims": int(self.max_dims), "seed": self.seed, "n_init": self.n_init,
-                "max_iter": self.max_iter, "kmeans": "gmdrit numpy k-means++ / Lloyd",
-                "test": "pooled two-proportion z-test, two-sided", "jsd_log": "natural (nats)"}
+        return {
+            "bins": self.k,
+            "alpha": self.alpha,
+            "whitening": self.whiten,
+            "whiten_eps": WHITEN_EPS,
+            "dims": self.dims,
+            "kmeans_dims": int(self.max_dims),
+            "seed": self.seed,
+            "n_init": self.n_init,
+            "max_iter": self.max_iter,
+            "kmeans": "gmdrit numpy k-means++ / Lloyd",
+            "test": "pooled two-proportion z-test, two-sided",
+            "jsd_log": "natural (nats)",
+        }

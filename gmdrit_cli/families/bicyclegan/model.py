@@ -22,15 +22,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import losses as L
 from ...config.schema import Config
 from ...data.unpaired import Batch
 from ...training.engine import Engine
-from ..base import OptimizerGroup
-from .nets import (MultiScalePatchGAN, ResnetEncoder, ResnetGenerator, UNetGenerator, encoder_blocks,
-                               init_xavier, unet_depth)
-from ..base import Attributes, BenchmarkRow, Capabilities, ModelFamily
+from ..base import Attributes, BenchmarkRow, Capabilities, ModelFamily, OptimizerGroup
 from ..registry import register
+from . import losses as L
+from .nets import (
+    MultiScalePatchGAN,
+    ResnetEncoder,
+    ResnetGenerator,
+    UNetGenerator,
+    encoder_blocks,
+    init_xavier,
+    unet_depth,
+)
 
 INPUT, OUTPUT = 0, 1
 #: ITU-R 601 luma weights, Pillow's RGB -> L conversion: reduces a 3-channel input to the 1-channel A of
@@ -44,10 +50,18 @@ class BicycleGAN(ModelFamily):
     description = "BicycleGAN: paired A -> B, U-Net G(A, z), residual E(B), two PatchGANs (Zhu et al. 2017)"
     #: 128 px (the report's setting: unet_128, resnet_128, batch 32) and 256 px (official edges2shoes: unet_256,
     #: resnet_256, batch 2); the sources give no time per iteration
-    benchmark_rows = (BenchmarkRow("bicyclegan", "BicycleGAN report unet_128, batch 32 [spec 1.9]",
-                                   "bicyclegan_report_unet", 128, resize_is_crop=True),
-                      BenchmarkRow("bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes",
-                                   256, resize_is_crop=True))
+    benchmark_rows = (
+        BenchmarkRow(
+            "bicyclegan",
+            "BicycleGAN report unet_128, batch 32 [spec 1.9]",
+            "bicyclegan_report_unet",
+            128,
+            resize_is_crop=True,
+        ),
+        BenchmarkRow(
+            "bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, resize_is_crop=True
+        ),
+    )
     test_time_networks = ("generator", "encoder")
     # basic_128_multi: at 32 px the second scale of the 3-layer PatchGAN has no patch left
     tiny_overrides = ("bicyclegan.d_layers=2",)
@@ -57,8 +71,7 @@ class BicycleGAN(ModelFamily):
         b, m, crop = cfg.bicyclegan, cfg.model, cfg.data.crop
         cin = cfg.data.input_channels
         if b.generator.startswith("unet"):
-            generator = UNetGenerator(cin, 3, m.nz, m.width, unet_depth(crop), b.where_add, b.upsample,
-                                      b.use_dropout)
+            generator = UNetGenerator(cin, 3, m.nz, m.width, unet_depth(crop), b.where_add, b.upsample, b.use_dropout)
         else:
             generator = ResnetGenerator(cin, 3, m.nz, m.width, blocks=6 if b.generator == "resnet_6blocks" else 9)
         nets = {"generator": generator, "encoder": ResnetEncoder(3, m.nz, m.width, encoder_blocks(crop))}
@@ -75,9 +88,12 @@ class BicycleGAN(ModelFamily):
     def optimizer_groups(self) -> list[OptimizerGroup]:
         """Adam for G, E (optim.lr_eg) and each D (optim.lr_dis); spec 1.6: 2e-4, betas (0.5, 0.999), no decay."""
         o = self.cfg.optim
-        return [OptimizerGroup(name, o.lr_dis if name.startswith("discriminator") else o.lr_eg,
-                               [{"params": list(net.parameters())}])
-                for name, net in self.networks.items()]
+        return [
+            OptimizerGroup(
+                name, o.lr_dis if name.startswith("discriminator") else o.lr_eg, [{"params": list(net.parameters())}]
+            )
+            for name, net in self.networks.items()
+        ]
 
     def iterations_per_epoch(self, dataset_len: int) -> int:
         """Full batches per epoch: the official loop skips the last partial batch."""
@@ -121,30 +137,48 @@ class BicycleGAN(ModelFamily):
         # one G call on both halves: G is per-sample (instance norm), so this equals two calls
         fake_enc, fake_rand = G(torch.cat([a1, a1]), torch.cat([z_enc, z_rand.to(z_enc.dtype)])).split(h)
         mu2 = self.encoder_mean_without_parameter_gradients(fake_rand)
-        return {"a1": a1, "b1": b1, "a2": a2, "b2": b2, "mu": mu, "logvar": logvar, "z_rand": z_rand,
-                "fake_enc": fake_enc, "fake_rand": fake_rand, "mu2": mu2}
+        return {
+            "a1": a1,
+            "b1": b1,
+            "a2": a2,
+            "b2": b2,
+            "mu": mu,
+            "logvar": logvar,
+            "z_rand": z_rand,
+            "fake_enc": fake_enc,
+            "fake_rand": fake_rand,
+            "mu2": mu2,
+        }
 
     def encoder_generator_terms(self, t: dict) -> dict[str, torch.Tensor]:
         """The unweighted terms of the E/G objective (spec 1.4)."""
         D, D2 = self.networks["discriminator"], self._d2()
-        return {"gan": L.lsgan(D(self._d_input(t["a1"], t["fake_enc"])), 1.0),
-                "gan2": L.lsgan(D2(self._d_input(t["a1"], t["fake_rand"])), 1.0),
-                "l1": L.l1_mean(t["fake_enc"], t["b1"]),
-                "kl": L.kl_divergence(t["mu"], t["logvar"], self.cfg.bicyclegan.kl_reduction),
-                "latent_l1": L.l1_mean(t["mu2"], t["z_rand"])}
+        return {
+            "gan": L.lsgan(D(self._d_input(t["a1"], t["fake_enc"])), 1.0),
+            "gan2": L.lsgan(D2(self._d_input(t["a1"], t["fake_rand"])), 1.0),
+            "l1": L.l1_mean(t["fake_enc"], t["b1"]),
+            "kl": L.kl_divergence(t["mu"], t["logvar"], self.cfg.bicyclegan.kl_reduction),
+            "latent_l1": L.l1_mean(t["mu2"], t["z_rand"]),
+        }
 
     def weighted_total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         b = self.cfg.bicyclegan
-        return (b.lambda_gan * terms["gan"] + b.lambda_gan2 * terms["gan2"] + b.lambda_l1 * terms["l1"]
-                + b.lambda_kl * terms["kl"] + b.lambda_z * terms["latent_l1"])
+        return (
+            b.lambda_gan * terms["gan"]
+            + b.lambda_gan2 * terms["gan2"]
+            + b.lambda_l1 * terms["l1"]
+            + b.lambda_kl * terms["kl"]
+            + b.lambda_z * terms["latent_l1"]
+        )
 
     def discriminator_terms(self, t: dict) -> dict[str, torch.Tensor]:
         """D on (real B1, fake F_enc) and D2 on (real B2, fake F_rand); fakes detached (spec 1.5, step 3)."""
         D, D2 = self.networks["discriminator"], self._d2()
         fake_enc, fake_rand = t["fake_enc"].detach(), t["fake_rand"].detach()
-        return {"dis": L.discriminator_loss(D(self._d_input(t["a1"], t["b1"])), D(self._d_input(t["a1"], fake_enc))),
-                "dis2": L.discriminator_loss(D2(self._d_input(t["a2"], t["b2"])),
-                                             D2(self._d_input(t["a1"], fake_rand)))}
+        return {
+            "dis": L.discriminator_loss(D(self._d_input(t["a1"], t["b1"])), D(self._d_input(t["a1"], fake_enc))),
+            "dis2": L.discriminator_loss(D2(self._d_input(t["a2"], t["b2"])), D2(self._d_input(t["a1"], fake_rand))),
+        }
 
     def train_step(self, batches: list[Batch], iteration: int, engine: Engine) -> dict[str, torch.Tensor]:
         batch = batches[-1]
@@ -181,11 +215,11 @@ class BicycleGAN(ModelFamily):
             z_enc, _ = self.encode_reference(b)
             rows = []
             for i in range(a.shape[0]):
-                z = torch.cat([z_enc[i:i + 1], torch.randn(k, self.cfg.model.nz, device=self.device, generator=gen)])
+                z = torch.cat([z_enc[i : i + 1], torch.randn(k, self.cfg.model.nz, device=self.device, generator=gen)])
                 condition = self.onehot(torch.full((k + 1,), OUTPUT, dtype=torch.long, device=self.device))
-                fakes = self.generate(self.encode_content(a[i:i + 1]).expand(k + 1, -1, -1, -1), z, condition)
+                fakes = self.generate(self.encode_content(a[i : i + 1]).expand(k + 1, -1, -1, -1), z, condition)
                 shown = a[i].expand(3, -1, -1) if a.shape[1] == 1 else a[i]
-                rows.append(torch.cat([shown[None], b[i:i + 1], fakes]))
+                rows.append(torch.cat([shown[None], b[i : i + 1], fakes]))
             return torch.stack(rows)
         finally:
             for net in self.networks.values():
@@ -195,18 +229,30 @@ class BicycleGAN(ModelFamily):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(components_per_domain=0, classifies_domains=False, paired_data=True,
-                            domain_conditioned=False, translation_tasks=((INPUT, OUTPUT),))
+        return Capabilities(
+            components_per_domain=0,
+            classifies_domains=False,
+            paired_data=True,
+            domain_conditioned=False,
+            translation_tasks=((INPUT, OUTPUT),),
+        )
 
     def _check_target(self, domain: int) -> None:
         if domain != OUTPUT:
             names = self.cfg.data.domains
-            raise ValueError(f"BicycleGAN translates '{names[INPUT]}' into '{names[OUTPUT]}' only "
-                             f"(domain {OUTPUT}), not into domain {domain}")
+            raise ValueError(
+                f"BicycleGAN translates '{names[INPUT]}' into '{names[OUTPUT]}' only "
+                f"(domain {OUTPUT}), not into domain {domain}"
+            )
 
     @torch.no_grad()
-    def translate(self, images: torch.Tensor, target: int, attributes: Attributes | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+    def translate(
+        self,
+        images: torch.Tensor,
+        target: int,
+        attributes: Attributes | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         self._check_target(target)
         return super().translate(images, target, attributes, generator)
 
@@ -221,8 +267,14 @@ class BicycleGAN(ModelFamily):
         return self.networks["generator"](content, z)
 
     @torch.no_grad()
-    def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Attributes:
+    def sample_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Attributes:
         """n draws z ~ N(0, temperature^2 I) for the output domain, with its one-hot."""
         self._check_target(domain)
         if component is not None:
@@ -242,5 +294,7 @@ class BicycleGAN(ModelFamily):
     def attribute_prior(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """N(0, I): (zeros, ones) N x nz."""
         shape = (condition.shape[0], self.cfg.model.nz)
-        return (torch.zeros(shape, device=condition.device, dtype=condition.dtype),
-                torch.ones(shape, device=condition.device, dtype=condition.dtype))
+        return (
+            torch.zeros(shape, device=condition.device, dtype=condition.dtype),
+            torch.ones(shape, device=condition.device, dtype=condition.dtype),
+        )

@@ -13,8 +13,16 @@ import math
 import torch
 import torch.nn as nn
 
-__all__ = ["UNetGenerator", "ResnetGenerator", "ResnetEncoder", "MultiScalePatchGAN", "init_xavier",
-           "unet_depth", "encoder_blocks", "tile_z"]
+__all__ = [
+    "UNetGenerator",
+    "ResnetGenerator",
+    "ResnetEncoder",
+    "MultiScalePatchGAN",
+    "init_xavier",
+    "unet_depth",
+    "encoder_blocks",
+    "tile_z",
+]
 
 
 def init_xavier(net: nn.Module, gain: float = 0.02) -> nn.Module:
@@ -54,8 +62,17 @@ class UNetGenerator(nn.Module):
     (``where_add='all'``) or of the outermost one only (``'input'``); never on the up path or the skips.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, nz: int = 8, width: int = 64, depth: int = 8,
-                 where_add: str = "all", upsample: str = "basic", use_dropout: bool = True):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        nz: int = 8,
+        width: int = 64,
+        depth: int = 8,
+        where_add: str = "all",
+        upsample: str = "basic",
+        use_dropout: bool = True,
+    ):
         super().__init__()
         if where_add not in ("all", "input"):
             raise ValueError(f"where_add must be 'all' or 'input', got {where_add!r}")
@@ -64,7 +81,7 @@ class UNetGenerator(nn.Module):
         self.nz, self.depth = nz, depth
         self.z_at = [nz > 0 and (where_add == "all" or k == 0) for k in range(depth)]
         outer = [in_channels] + [width * min(2 ** (k - 1), 8) for k in range(1, depth)]  # block inputs
-        inner = [width * min(2 ** k, 8) for k in range(depth)]                          # down outputs
+        inner = [width * min(2**k, 8) for k in range(depth)]  # down outputs
         self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
         for k in range(depth):
             conv = nn.Conv2d(outer[k] + (nz if self.z_at[k] else 0), inner[k], 4, 2, 1)
@@ -111,9 +128,15 @@ class _ResidualBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
-                                  nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
-                                  nn.InstanceNorm2d(channels))
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -127,14 +150,21 @@ class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, nz: int = 8, width: int = 64, blocks: int = 6):
         super().__init__()
         w = width
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels + nz, w, 7), nn.InstanceNorm2d(w),
-                                   nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels + nz, w, 7),
+            nn.InstanceNorm2d(w),
+            nn.ReLU(),
+        ]
         for m in (1, 2):
             layers += [nn.Conv2d(w * m, w * 2 * m, 3, 2, 1), nn.InstanceNorm2d(w * 2 * m), nn.ReLU()]
         layers += [_ResidualBlock(4 * w) for _ in range(blocks)]
         for m in (4, 2):
-            layers += [nn.ConvTranspose2d(w * m, w * m // 2, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(w * m // 2),
-                       nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(w * m, w * m // 2, 3, 2, 1, output_padding=1),
+                nn.InstanceNorm2d(w * m // 2),
+                nn.ReLU(),
+            ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.nz = nz
@@ -149,9 +179,15 @@ class _EncoderBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.main = nn.Sequential(nn.InstanceNorm2d(cin), nn.LeakyReLU(0.2), nn.Conv2d(cin, cin, 3, 1, 1),
-                                  nn.InstanceNorm2d(cin), nn.LeakyReLU(0.2), nn.Conv2d(cin, cout, 3, 1, 1),
-                                  nn.AvgPool2d(2))
+        self.main = nn.Sequential(
+            nn.InstanceNorm2d(cin),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(cin, cin, 3, 1, 1),
+            nn.InstanceNorm2d(cin),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(cin, cout, 3, 1, 1),
+            nn.AvgPool2d(2),
+        )
         self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(cin, cout, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,19 +224,25 @@ class MultiScalePatchGAN(nn.Module):
 
     def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 3, scales: int = 2):
         super().__init__()
-        self.nets = nn.ModuleList(self._patchgan(in_channels, int(round(width / 2 ** s)), layers)
-                                  for s in range(scales))
+        self.nets = nn.ModuleList(self._patchgan(in_channels, int(round(width / 2**s)), layers) for s in range(scales))
         self.down = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
     @staticmethod
     def _patchgan(cin: int, f: int, layers: int) -> nn.Sequential:
         mods: list[nn.Module] = [nn.Conv2d(cin, f, 4, 2, 1), nn.LeakyReLU(0.2)]
         for n in range(1, layers):
-            mods += [nn.Conv2d(f * min(2 ** (n - 1), 8), f * min(2 ** n, 8), 4, 2, 1),
-                     nn.InstanceNorm2d(f * min(2 ** n, 8)), nn.LeakyReLU(0.2)]
+            mods += [
+                nn.Conv2d(f * min(2 ** (n - 1), 8), f * min(2**n, 8), 4, 2, 1),
+                nn.InstanceNorm2d(f * min(2**n, 8)),
+                nn.LeakyReLU(0.2),
+            ]
         last = f * min(2 ** (layers - 1), 8)
-        mods += [nn.Conv2d(last, f * min(2 ** layers, 8), 4, 1, 1), nn.InstanceNorm2d(f * min(2 ** layers, 8)),
-                 nn.LeakyReLU(0.2), nn.Conv2d(f * min(2 ** layers, 8), 1, 4, 1, 1)]
+        mods += [
+            nn.Conv2d(last, f * min(2**layers, 8), 4, 1, 1),
+            nn.InstanceNorm2d(f * min(2**layers, 8)),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(f * min(2**layers, 8), 1, 4, 1, 1),
+        ]
         return nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -1,7 +1,8 @@
 """GM-DRIT's GMVAE loss terms as plain tensor functions (design page, "GM-DRIT, decisions").
 
 Conventions: ``N`` batch, ``C`` domains, ``K = C * components_per_domain`` mixture components, component
-``k`` belongs to domain ``k // components_per_domain``. Unweighted: the model applies the config weights. Every term is computed in fp32, also under autocast.
+``k`` belongs to domain ``k // components_per_domain``. Unweighted: the model applies the config weights. Every term
+is computed in fp32, also under autocast.
 """
 
 from __future__ import annotations

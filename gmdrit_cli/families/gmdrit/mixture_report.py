@@ -23,26 +23,26 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from ...training.checkpoint import STATE_FILE, checkpoint_name, find_checkpoint, list_checkpoints, verify_checkpoint
 from ...config.schema import Config
 from ...errors import CheckpointError, GmdritError
 from ...evaluation.metrics import write_bytes_atomic, write_json_atomic
 from ...outputs import output_folder
+from ...training.checkpoint import STATE_FILE, checkpoint_name, find_checkpoint, list_checkpoints, verify_checkpoint
 
 FORMAT = "gmdrit-mixture/1"
-TARGET = 0.90          # the accuracy the curve is read against (dashed line)
-BATCH = 32             # test images per attribute-encoder call
-SAMPLE_INPUTS = 2      # fixed test inputs of the source domain in each row of components_samples.png
-CLAIMS_PER_ROW = 12    # claimed test images shown per component
+TARGET = 0.90  # the accuracy the curve is read against (dashed line)
+BATCH = 32  # test images per attribute-encoder call
+SAMPLE_INPUTS = 2  # fixed test inputs of the source domain in each row of components_samples.png
+CLAIMS_PER_ROW = 12  # claimed test images shown per component
 GUTTER, SEPARATOR, PAD = 2, 6, 4  # px: between tiles, between inputs and outputs, around labels
 BACKGROUND = (255, 255, 255)
 
@@ -58,21 +58,21 @@ class MixtureError(GmdritError):
 @dataclass
 class MixtureOptions:
     run: Path | str
-    data: str | None = None           # dataset root (default: the run's data.root)
-    out: Path | str | None = None     # default RUN/eval/mixture
-    max_inputs: int = 0               # test images per domain (0 = all)
-    samples: int = 8                  # translations per component row
+    data: str | None = None  # dataset root (default: the run's data.root)
+    out: Path | str | None = None  # default RUN/eval/mixture
+    max_inputs: int = 0  # test images per domain (0 = all)
+    samples: int = 8  # translations per component row
     seed: int = 0
     device: str = "auto"
-    skip_curve: bool = False          # only the per-component part
+    skip_curve: bool = False  # only the per-component part
     checkpoint: Path | str | None = None  # folder, name (iter_0001000) or iteration; default the newest
 
 
 @dataclass
 class MixtureResult:
     out: Path
-    curve: list[dict] | None          # one entry per checkpoint, iteration order (None with skip_curve)
-    components: dict                  # the content of components.json
+    curve: list[dict] | None  # one entry per checkpoint, iteration order (None with skip_curve)
+    components: dict  # the content of components.json
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     margins: dict[str, int] = field(default_factory=dict)  # label margin (px) of each PNG grid
@@ -80,25 +80,30 @@ class MixtureResult:
 
 # ------------------------------------------------------------------------------------------ checks
 
+
 def check_mixture(cfg: Config, where: Path | str) -> None:
     """Raise :class:`MixtureError` unless ``cfg`` is GM-DRIT conditioned on its inferred y."""
     if cfg.model.family != "gmdrit":
-        raise MixtureError(f"{where} is a run of model family '{cfg.model.family}', which has no q(y|x) mixture "
-                           f"to report on; `gmdrit mixture` needs a GM-DRIT run (model.family: gmdrit)")
+        raise MixtureError(
+            f"{where} is a run of model family '{cfg.model.family}', which has no q(y|x) mixture "
+            f"to report on; `gmdrit mixture` needs a GM-DRIT run (model.family: gmdrit)"
+        )
     if cfg.mixture.condition_on != "inferred":
-        raise MixtureError(f"{where} is GM-DRIT conditioned on the domain code (mixture.condition_on: "
-                           f"{cfg.mixture.condition_on}): its q(y|x) is untrained and conditions nothing; "
-                           f"`gmdrit mixture` needs mixture.condition_on: inferred")
+        raise MixtureError(
+            f"{where} is GM-DRIT conditioned on the domain code (mixture.condition_on: "
+            f"{cfg.mixture.condition_on}): its q(y|x) is untrained and conditions nothing; "
+            f"`gmdrit mixture` needs mixture.condition_on: inferred"
+        )
 
 
 def _run_folder(path: Path | str) -> Path:
     run = Path(path).expanduser()
     if (run / STATE_FILE).is_file():
-        raise MixtureError(f"{run} is a checkpoint folder; give the run folder ({run.parent.parent}) and "
-                           f"--checkpoint {run.name}")
+        raise MixtureError(
+            f"{run} is a checkpoint folder; give the run folder ({run.parent.parent}) and --checkpoint {run.name}"
+        )
     if not (run / "checkpoints").is_dir():
-        raise MixtureError(f"{run} is not a run folder (no checkpoints/ in it); give the folder `gmdrit train` "
-                           f"wrote")
+        raise MixtureError(f"{run} is not a run folder (no checkpoints/ in it); give the folder `gmdrit train` wrote")
     return run
 
 
@@ -123,11 +128,12 @@ def _pick_checkpoint(run: Path, spec: Path | str | None) -> Path:
 
 # ------------------------------------------------------------------------------------------ q(y|x)
 
+
 @dataclass
 class TestImages:
     """The test images of every domain as the model's test input (``gmdrit eval``'s preprocessing)."""
 
-    images: list[torch.Tensor]        # per domain: uint8 N_d x 3 x S x S
+    images: list[torch.Tensor]  # per domain: uint8 N_d x 3 x S x S
     paths: list[list[Path]]
 
     @property
@@ -200,21 +206,32 @@ def curve_entry(labels: np.ndarray, probs: np.ndarray, components_per_domain: in
     per_domain = {}
     for d, name in enumerate(domains):
         mask = labels == d
-        per_domain[name] = {"images": int(mask.sum()), "accuracy": float((matched[pred[mask]] == d).mean()),
-                            "domain_accuracy": scores["per_domain"][name]["domain_accuracy"]}
-    return {"accuracy": scores["accuracy"], "nmi": scores["nmi"], "domain_accuracy": scores["domain_accuracy"],
-            "per_domain": per_domain, "component_usage": scores["component_usage"],
-            "components_used": scores["components_used"], "matching": scores["matching"]}
+        per_domain[name] = {
+            "images": int(mask.sum()),
+            "accuracy": float((matched[pred[mask]] == d).mean()),
+            "domain_accuracy": scores["per_domain"][name]["domain_accuracy"],
+        }
+    return {
+        "accuracy": scores["accuracy"],
+        "nmi": scores["nmi"],
+        "domain_accuracy": scores["domain_accuracy"],
+        "per_domain": per_domain,
+        "component_usage": scores["component_usage"],
+        "components_used": scores["components_used"],
+        "matching": scores["matching"],
+    }
 
 
 # ------------------------------------------------------------------------------------------ pictures
+
 
 def _font() -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
-def labelled_grid(rows: list[list[Image.Image | None]], labels: list[str], tile: int,
-                  split: int | None = None) -> tuple[Image.Image, int]:
+def labelled_grid(
+    rows: list[list[Image.Image | None]], labels: list[str], tile: int, split: int | None = None
+) -> tuple[Image.Image, int]:
     """Rows of ``tile`` px tiles (None = empty slot) with each row's label on a left margin.
 
     ``split``: a wider gap after that many columns. Returns the image and the margin width; the image
@@ -228,8 +245,9 @@ def labelled_grid(rows: list[list[Image.Image | None]], labels: list[str], tile:
     height = max([tile] + [int(b[3]) + 1 for b in boxes])
     cols = max((len(r) for r in rows), default=0)
     extra = SEPARATOR if split else 0
-    canvas = Image.new("RGB", (margin + cols * (tile + GUTTER) + GUTTER + extra,
-                               len(rows) * (height + GUTTER) + GUTTER), BACKGROUND)
+    canvas = Image.new(
+        "RGB", (margin + cols * (tile + GUTTER) + GUTTER + extra, len(rows) * (height + GUTTER) + GUTTER), BACKGROUND
+    )
     draw = ImageDraw.Draw(canvas)
     for r, (row, text) in enumerate(zip(rows, labels)):
         top = GUTTER + r * (height + GUTTER)
@@ -293,6 +311,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 # ------------------------------------------------------------------------------------------ components
 
+
 def component_label(k: int, components_per_domain: int) -> str:
     return f"domain {k // components_per_domain} / component {k % components_per_domain}"
 
@@ -318,15 +337,16 @@ def sample_rows(model, test: TestImages, samples: int, seed: int) -> tuple[list[
         z, y = model.sample_attributes(d, samples, component=j, generator=generator)
         outputs = []
         for b in range(0, samples, BATCH):
-            outputs.extend(model.generate(content[which[b:b + BATCH]], z[b:b + BATCH], y[b:b + BATCH]))
+            outputs.extend(model.generate(content[which[b : b + BATCH]], z[b : b + BATCH], y[b : b + BATCH]))
         shown = [_u8_image(x) for x in test.images[src][:n_in]] + [None] * (slots - n_in)
         rows.append(shown + [_float_image(o) for o in outputs])
         inputs[model.cfg.data.domains[d]] = [str(p) for p in test.paths[src][:n_in]]
     return rows, inputs
 
 
-def claims(probs: np.ndarray, labels: np.ndarray, components_per_domain: int, domains: list[str],
-           paths: list[Path]) -> tuple[list[np.ndarray], list[dict], list[list[int]]]:
+def claims(
+    probs: np.ndarray, labels: np.ndarray, components_per_domain: int, domains: list[str], paths: list[Path]
+) -> tuple[list[np.ndarray], list[dict], list[list[int]]]:
     """Which test images each component claims (argmax q(y|x)), most confident first.
 
     probs N x K, labels N. Returns per component the claimed image indices (sorted by -q(y=k|x)), one
@@ -339,10 +359,18 @@ def claims(probs: np.ndarray, labels: np.ndarray, components_per_domain: int, do
         idx = idx[np.argsort(-probs[idx, k], kind="stable")]
         row = [int((labels[idx] == d).sum()) for d in range(len(domains))]
         d, j = divmod(k, components_per_domain)
-        summary.append({"component": k, "domain": d, "domain_name": domains[d], "index_in_domain": j,
-                        "claimed": int(len(idx)), "claimed_by_domain": dict(zip(domains, row)),
-                        "mean_confidence": float(probs[idx, k].mean()) if len(idx) else None,
-                        "shown": [str(paths[i]) for i in idx[:CLAIMS_PER_ROW]]})
+        summary.append(
+            {
+                "component": k,
+                "domain": d,
+                "domain_name": domains[d],
+                "index_in_domain": j,
+                "claimed": int(len(idx)),
+                "claimed_by_domain": dict(zip(domains, row)),
+                "mean_confidence": float(probs[idx, k].mean()) if len(idx) else None,
+                "shown": [str(paths[i]) for i in idx[:CLAIMS_PER_ROW]],
+            }
+        )
         order.append(idx)
         counts.append(row)
     return order, summary, counts
@@ -388,14 +416,19 @@ def prior_fit(model, test: TestImages, probs: np.ndarray) -> list[dict]:
         m = means[rows].mean(0)
         second = (means[rows].pow(2) + variances[rows]).mean(0)
         s = (second - m.pow(2)).clamp_min(0).sqrt()
-        out.append({"claimed": int(rows.sum()),
-                    "mean_gap": float(((m - prior_mean[k]) / prior_std[k]).pow(2).mean().sqrt()),
-                    "std_ratio": float((s / prior_std[k]).mean()),
-                    "posterior_spread_of_means": float(means[rows].std(0, unbiased=False).mean())})
+        out.append(
+            {
+                "claimed": int(rows.sum()),
+                "mean_gap": float(((m - prior_mean[k]) / prior_std[k]).pow(2).mean().sqrt()),
+                "std_ratio": float((s / prior_std[k]).mean()),
+                "posterior_spread_of_means": float(means[rows].std(0, unbiased=False).mean()),
+            }
+        )
     return out
 
 
 # ------------------------------------------------------------------------------------------ report
+
 
 def _check_options(o: MixtureOptions) -> None:
     from ...limits import MAX_SAMPLES, LimitError, bounded, seed
@@ -405,8 +438,9 @@ def _check_options(o: MixtureOptions) -> None:
     if o.max_inputs < 0:
         raise MixtureError(f"--max-inputs {o.max_inputs}: give 0 (all) or more")
     try:
-        bounded(o.samples, "--samples", 1, MAX_SAMPLES, "each is a column of components_samples.png, for every "
-                                                         "component")
+        bounded(
+            o.samples, "--samples", 1, MAX_SAMPLES, "each is a column of components_samples.png, for every component"
+        )
         seed(o.seed)
     except LimitError as exc:
         raise MixtureError(str(exc)) from None
@@ -428,33 +462,49 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
     progress = on_progress or (lambda stage, done, total: None)
     _check_options(o)
     run = _run_folder(o.run)
-    cfg = resolve_model(run).cfg          # the newest valid checkpoint's config: refuse before any work
+    cfg = resolve_model(run).cfg  # the newest valid checkpoint's config: refuse before any work
     check_mixture(cfg, run)
     chosen = _pick_checkpoint(run, o.checkpoint)
     domains, cpd = list(cfg.data.domains), cfg.mixture.components_per_domain
     other = resolve_model(chosen).cfg
     check_mixture(other, chosen)
-    if (other.data.domains, other.data.crop, other.data.resize, other.mixture.components_per_domain) \
-            != (domains, cfg.data.crop, cfg.data.resize, cpd):  # its pictures would not fit this run's test set
-        raise MixtureError(f"--checkpoint {chosen} is a model with other domains, image size or components than "
-                           f"{run}; give a checkpoint of this run")
+    if (other.data.domains, other.data.crop, other.data.resize, other.mixture.components_per_domain) != (
+        domains,
+        cfg.data.crop,
+        cfg.data.resize,
+        cpd,
+    ):  # its pictures would not fit this run's test set
+        raise MixtureError(
+            f"--checkpoint {chosen} is a model with other domains, image size or components than "
+            f"{run}; give a checkpoint of this run"
+        )
     device = resolve_device(o.device)
     test = load_test_images(o.data or cfg.data.root, cfg, o.max_inputs)
     labels = test.labels
     out = output_folder(Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture", "--out")
     result = MixtureResult(out, None, {})
     test_counts = {name: len(p) for name, p in zip(domains, test.paths)}
-    protocol = {"images": "test images of every domain: resize data.resize (bicubic), centre crop data.crop, "
-                          "8-bit (as gmdrit eval)",
-                "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
-                "accuracy": "Hungarian matching of components to domains (metrics.cluster.cluster_scores); "
-                            "with several components per domain only one component per domain can match",
-                "per_domain_accuracy": "fraction of the domain's images whose argmax component is matched to it",
-                "domain_accuracy": "argmax of q(y|x) summed per domain vs the true domain (no matching)",
-                "nmi": "arithmetic-mean normalisation, nats"}
-    common = {"format": FORMAT, "run": str(run), "domains": domains, "components_per_domain": cpd,
-              "num_components": len(domains) * cpd, "data": str(o.data or cfg.data.root),
-              "test_images": test_counts, "max_inputs": o.max_inputs, "device": str(device)}
+    protocol = {
+        "images": "test images of every domain: resize data.resize (bicubic), centre crop data.crop, "
+        "8-bit (as gmdrit eval)",
+        "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
+        "accuracy": "Hungarian matching of components to domains (metrics.cluster.cluster_scores); "
+        "with several components per domain only one component per domain can match",
+        "per_domain_accuracy": "fraction of the domain's images whose argmax component is matched to it",
+        "domain_accuracy": "argmax of q(y|x) summed per domain vs the true domain (no matching)",
+        "nmi": "arithmetic-mean normalisation, nats",
+    }
+    common = {
+        "format": FORMAT,
+        "run": str(run),
+        "domains": domains,
+        "components_per_domain": cpd,
+        "num_components": len(domains) * cpd,
+        "data": str(o.data or cfg.data.root),
+        "test_images": test_counts,
+        "max_inputs": o.max_inputs,
+        "device": str(device),
+    }
 
     probs_of: dict[Path, np.ndarray] = {}
     if not o.skip_curve:
@@ -471,19 +521,26 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
             probs = component_probs(model, test)
             probs_of[folder.resolve()] = probs
             iteration = model.source.iteration
-            curve.append({"iteration": int(folder.name[len("iter_"):] if iteration is None else iteration),
-                          "checkpoint": folder.name,
-                          **curve_entry(labels, probs, cpd, domains)})
+            curve.append(
+                {
+                    "iteration": int(folder.name[len("iter_") :] if iteration is None else iteration),
+                    "checkpoint": folder.name,
+                    **curve_entry(labels, probs, cpd, domains),
+                }
+            )
             del model
         progress("q(y|x) per checkpoint", len(folders), len(folders))
         if not curve:
             raise MixtureError(f"no readable checkpoint in {run / 'checkpoints'}")
         curve.sort(key=lambda e: e["iteration"])
         result.curve = curve
-        _write_json(out / "qy_accuracy.json", {**common, "target": TARGET, "protocol": protocol,
-                                               "checkpoints": curve, "skipped": skipped})
-        plot_curve(curve, out / "qy_accuracy.png",
-                   f"q(y|x) clustering of test images over training: {run.resolve().name}")
+        _write_json(
+            out / "qy_accuracy.json",
+            {**common, "target": TARGET, "protocol": protocol, "checkpoints": curve, "skipped": skipped},
+        )
+        plot_curve(
+            curve, out / "qy_accuracy.png", f"q(y|x) clustering of test images over training: {run.resolve().name}"
+        )
         result.written += [out / "qy_accuracy.json", out / "qy_accuracy.png"]
 
     # -- the components of one checkpoint ------------------------------------------------------
@@ -502,11 +559,14 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
 
     order, summary, counts = claims(probs, labels, cpd, domains, test.all_paths)
     flat = torch.cat(test.images)
-    claim_rows = [[_u8_image(flat[i]) for i in idx[:CLAIMS_PER_ROW]] + [None] * max(0, CLAIMS_PER_ROW - len(idx))
-                  for idx in order]  # fixed width: every row has CLAIMS_PER_ROW slots
-    claim_labels = [f"{component_label(k, cpd)}\nclaims {s['claimed']}: "
-                    + ", ".join(f"{n} {c}" for n, c in s["claimed_by_domain"].items())
-                    for k, s in enumerate(summary)]
+    claim_rows = [
+        [_u8_image(flat[i]) for i in idx[:CLAIMS_PER_ROW]] + [None] * max(0, CLAIMS_PER_ROW - len(idx)) for idx in order
+    ]  # fixed width: every row has CLAIMS_PER_ROW slots
+    claim_labels = [
+        f"{component_label(k, cpd)}\nclaims {s['claimed']}: "
+        + ", ".join(f"{n} {c}" for n, c in s["claimed_by_domain"].items())
+        for k, s in enumerate(summary)
+    ]
     grid, result.margins["components_claims"] = labelled_grid(claim_rows, claim_labels, tile)
     _save_png(grid, out / "components_claims.png")
     progress("components", 2, 3)
@@ -514,15 +574,22 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
     for s, prior, fit in zip(summary, prior_summary(model), prior_fit(model, test, probs)):
         s["prior"] = prior
         s["prior_fit"] = fit
-    components = {**common, "checkpoint": str(chosen), "iteration": model.source.iteration, "seed": o.seed,
-                  "samples": o.samples, "sample_inputs": inputs,
-                  "sample_protocol": "row k: the first inputs of domain (k // components_per_domain + 1) mod "
-                                     "domains, then `samples` outputs with y = onehot(k), z ~ p(z|y) drawn by "
-                                     "model.sample_attributes with torch.Generator(device).manual_seed(seed) "
-                                     "(the same noise for every row)",
-                  "scores": curve_entry(labels, probs, cpd, domains), "protocol": protocol,
-                  "counts": {"rows": "component", "columns": domains, "table": counts},
-                  "components": summary}
+    components = {
+        **common,
+        "checkpoint": str(chosen),
+        "iteration": model.source.iteration,
+        "seed": o.seed,
+        "samples": o.samples,
+        "sample_inputs": inputs,
+        "sample_protocol": "row k: the first inputs of domain (k // components_per_domain + 1) mod "
+        "domains, then `samples` outputs with y = onehot(k), z ~ p(z|y) drawn by "
+        "model.sample_attributes with torch.Generator(device).manual_seed(seed) "
+        "(the same noise for every row)",
+        "scores": curve_entry(labels, probs, cpd, domains),
+        "protocol": protocol,
+        "counts": {"rows": "component", "columns": domains, "table": counts},
+        "components": summary,
+    }
     _write_json(out / "components.json", components)
     result.components = components
     result.written += [out / "components_samples.png", out / "components_claims.png", out / "components.json"]

@@ -29,18 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import drit_losses as losses
-from . import losses as lm
-from ...training import shard
 from ...config.schema import Config
 from ...data.unpaired import Batch
+from ...training import shard
 from ...training.engine import Engine
-from ..base import OptimizerGroup
-from .nets import AttributeInference, build_gmdrit_networks
 from .. import drit
-from ..base import BenchmarkRow, Capabilities, ModelFamily
+from .. import drit_losses as losses
+from ..base import BenchmarkRow, Capabilities, ModelFamily, OptimizerGroup
 from ..drit import Translation
 from ..registry import register
+from . import losses as lm
+from .nets import AttributeInference, build_gmdrit_networks
 
 
 @dataclass
@@ -53,13 +52,13 @@ class MixtureTranslation(Translation):
     both halves (MDMM). ``attr_random2`` (mode seeking) is a second draw with the same y.
     """
 
-    attr_var: torch.Tensor           # B x nz: variance of q(z|x,y) on the real images
-    logits: torch.Tensor             # B x K: q(y|x) logits on the real images
-    y: torch.Tensor                  # B x K: the y given to G with the encoded attributes
-    random_y: torch.Tensor           # (B or h) x K: the y given to G with the random attributes
-    prior_mean: torch.Tensor         # B x nz: p(z|y) at the y of the same image
-    prior_var: torch.Tensor          # B x nz
-    thumbnail_logits: torch.Tensor   # B x 3 x T x T: p(x|z) of the real images' z (pre-sigmoid)
+    attr_var: torch.Tensor  # B x nz: variance of q(z|x,y) on the real images
+    logits: torch.Tensor  # B x K: q(y|x) logits on the real images
+    y: torch.Tensor  # B x K: the y given to G with the encoded attributes
+    random_y: torch.Tensor  # (B or h) x K: the y given to G with the random attributes
+    prior_mean: torch.Tensor  # B x nz: p(z|y) at the y of the same image
+    prior_var: torch.Tensor  # B x nz
+    thumbnail_logits: torch.Tensor  # B x 3 x T x T: p(x|z) of the real images' z (pre-sigmoid)
 
 
 @register
@@ -67,25 +66,36 @@ class GMDRIT(ModelFamily):
     name = "gmdrit"
     description = "GM-DRIT: MDMM with a Gaussian-mixture attribute prior p(z|y) and inferred y (report, fixed)"
     #: the report's Table 3 (key, label, preset, T4 seconds at 108 px, at 216 px); attribute size = crop size there
-    benchmark_rows = tuple(BenchmarkRow(key, label, preset, res, seconds[i], in_report_table=True, nz_is_crop=True)
-                           for key, label, preset, *seconds in (
-                               ("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
-                               ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307),
-                               ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326),
-                               ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339),
-                               ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716))
-                           for i, res in enumerate((108, 216)))
+    benchmark_rows = tuple(
+        BenchmarkRow(key, label, preset, res, seconds[i], in_report_table=True, nz_is_crop=True)
+        for key, label, preset, *seconds in (
+            ("gmdrit", "GM-DRIT [5.2]", "loss_integration", 0.538, 2.261),
+            ("double_gen_enc", "GM-DRIT double enc gen [5.3.3]", "double_gen_enc", 0.544, 2.307),
+            ("half_discr", "GM-DRIT half discr [5.3.3]", "half_discr", 0.551, 2.326),
+            ("adain", "GM-DRIT AdaIN [5.3.1]", "adain", 0.647, 2.339),
+            ("double_conv", "GM-DRIT double conv [5.3.2]", "double_conv", 0.771, 3.716),
+        )
+        for i, res in enumerate((108, 216))
+    )
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         super().__init__(cfg, device, training)
         m, mix = cfg.model, cfg.mixture
         self.components_per_domain = mix.components_per_domain
         self.num_components = cfg.num_domains * mix.components_per_domain
-        nets = build_gmdrit_networks(cfg.num_domains, cfg.data.crop, nz=m.nz,
-                                     components_per_domain=mix.components_per_domain, thumbnail=mix.thumbnail,
-                                     use_adain=m.use_adain, double_convT=m.double_convT, dis_norm=m.dis_norm,
-                                     dis_spectral_norm=m.dis_spectral_norm, width=m.width,
-                                     upsample=m.upsample)
+        nets = build_gmdrit_networks(
+            cfg.num_domains,
+            cfg.data.crop,
+            nz=m.nz,
+            components_per_domain=mix.components_per_domain,
+            thumbnail=mix.thumbnail,
+            use_adain=m.use_adain,
+            double_convT=m.double_convT,
+            dis_norm=m.dis_norm,
+            dis_spectral_norm=m.dis_spectral_norm,
+            width=m.width,
+            upsample=m.upsample,
+        )
         self.networks = nn.ModuleDict(nets).to(device)
         self._tau = mix.init_temp
         self._test_time = False
@@ -99,8 +109,12 @@ class GMDRIT(ModelFamily):
         """Mixture components and q(y|x) in the ``inferred`` stage; the ``domain`` stage is conditioned on the
         domain code like MDMM."""
         inferred = self.inferred
-        return Capabilities(components_per_domain=self.components_per_domain if inferred else 0,
-                            classifies_domains=inferred, paired_data=False, domain_conditioned=not inferred)
+        return Capabilities(
+            components_per_domain=self.components_per_domain if inferred else 0,
+            classifies_domains=inferred,
+            paired_data=False,
+            domain_conditioned=not inferred,
+        )
 
     @property
     def mode_seeking(self) -> bool:
@@ -134,8 +148,13 @@ class GMDRIT(ModelFamily):
         """N x C domain one-hot -> N x K, uniform over the domain's components (the ``domain`` stage)."""
         return code.repeat_interleave(self.components_per_domain, dim=1) / self.components_per_domain
 
-    def _random_attributes(self, domains: torch.Tensor, generator: torch.Generator | None = None,
-                           component: int | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def _random_attributes(
+        self,
+        domains: torch.Tensor,
+        generator: torch.Generator | None = None,
+        component: int | None = None,
+        temperature: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """For each wanted domain (N long): a component of that domain (uniform, or ``component``-th of
         the domain), ``y = onehot(k)`` and ``z ~ p(z|y)``, independently per sample. Returned detached:
         like MDMM's N(0, I) draw, the random attribute is a constant of the step, and p(z|y) is fitted
@@ -150,15 +169,17 @@ class GMDRIT(ModelFamily):
         return self._sample_prior(y, generator, temperature), y
 
     @torch.no_grad()
-    def _sample_prior(self, y: torch.Tensor, generator: torch.Generator | None = None,
-                      temperature: float = 1.0) -> torch.Tensor:
+    def _sample_prior(
+        self, y: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """z ~ N(mean, temperature^2 var) of p(z|y) for each row of y (N x K), N x nz, detached."""
         mean, var = self.networks["generator"].prior(y)
         noise = shard.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
         return mean + noise * var.sqrt() * temperature
 
-    def _encode(self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool = False,
-                sample: bool = True) -> AttributeInference:
+    def _encode(
+        self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool = False, sample: bool = True
+    ) -> AttributeInference:
         """q(z, y | x) as the current stage uses it: Gumbel sample at the current tau in training,
         one-hot argmax at test time, the domain code in the ``domain`` stage."""
         E_a = self.networks["attribute_encoder"]
@@ -172,8 +193,9 @@ class GMDRIT(ModelFamily):
         """n x nz draws of N(0, I) (the ``domain`` stage's prior, MDMM's)."""
         return drit.randn((n, self.cfg.model.nz), like, generator)
 
-    def forward_pass(self, images: torch.Tensor, code: torch.Tensor, generator=None,
-                     test: bool | None = None) -> MixtureTranslation:
+    def forward_pass(
+        self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool | None = None
+    ) -> MixtureTranslation:
         """MDMM's forward pass (reference 3.2) with y-conditioning; nothing detached but the random z.
 
         images B x 3 x S x S, code B x C one-hot. ``test`` (default: inside :meth:`sample_grid`) uses the
@@ -191,8 +213,11 @@ class GMDRIT(ModelFamily):
             random_y = enc.y
         attr_random2 = None
         if self.mode_seeking:  # a second random attribute with the same y: diversity within a component
-            attr_random2 = (self._sample_prior(random_y, generator) if self.inferred
-                            else self.random_attribute(h, enc.mean, generator).repeat(2, 1))
+            attr_random2 = (
+                self._sample_prior(random_y, generator)
+                if self.inferred
+                else self.random_attribute(h, enc.mean, generator).repeat(2, 1)
+            )
 
         # one G call for both output domains (G is per-sample; see MDMM.forward_pass)
         out, res = G(*drit.cross_generator_inputs(content, enc.z, enc.y, attr_random, random_y, attr_random2))
@@ -213,12 +238,25 @@ class GMDRIT(ModelFamily):
         fake_random = torch.cat([fake_a_rand, fake_b_rand])
         random_attr_mean = self._encode(fake_random, code, generator, test, sample=False).mean
         return MixtureTranslation(
-            content=content, attr_mean=enc.mean, attr_logvar=torch.log(enc.var), attr_random=attr_random,
-            fake_encoded=fake_encoded, fake_random=fake_random, self_recon=torch.cat([fake_aa, fake_bb]),
-            cycle_recon=torch.cat([recon_a, recon_b]), random_attr_mean=random_attr_mean,
-            attr_random2=attr_random2, fake_random2=fake_random2, attr_var=enc.var,
-            logits=enc.logits, y=enc.y, random_y=random_y, prior_mean=prior_mean, prior_var=prior_var,
-            thumbnail_logits=thumbs)
+            content=content,
+            attr_mean=enc.mean,
+            attr_logvar=torch.log(enc.var),
+            attr_random=attr_random,
+            fake_encoded=fake_encoded,
+            fake_random=fake_random,
+            self_recon=torch.cat([fake_aa, fake_bb]),
+            cycle_recon=torch.cat([recon_a, recon_b]),
+            random_attr_mean=random_attr_mean,
+            attr_random2=attr_random2,
+            fake_random2=fake_random2,
+            attr_var=enc.var,
+            logits=enc.logits,
+            y=enc.y,
+            random_y=random_y,
+            prior_mean=prior_mean,
+            prior_var=prior_var,
+            thumbnail_logits=thumbs,
+        )
 
     # -- losses ---------------------------------------------------------------------------------
 
@@ -267,8 +305,7 @@ class GMDRIT(ModelFamily):
             return [{"params": list(net.parameters())}]
         prior = [p for n, p in net.named_parameters() if n.startswith(("prior_mean.", "prior_var."))]
         ids = {id(p) for p in prior}
-        return [{"params": [p for p in net.parameters() if id(p) not in ids]},
-                {"params": prior, "lr_mult": mult}]
+        return [{"params": [p for p in net.parameters() if id(p) not in ids]}, {"params": prior, "lr_mult": mult}]
 
     def batches_per_step(self) -> int:
         return drit.batches_per_step(self)
@@ -300,9 +337,14 @@ class GMDRIT(ModelFamily):
     # -- test-time API --------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None,
-                          temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random attributes for ``domain``: (z n x nz, y n x K); ``temperature`` scales the prior's
         standard deviation (1 = the prior itself).
 
@@ -324,7 +366,9 @@ class GMDRIT(ModelFamily):
         return self._random_attributes(domains, generator, component, temperature)
 
     @torch.no_grad()
-    def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_reference(
+        self, images: torch.Tensor, domains: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attributes of reference images N x 3 x S x S: (z = mean of q(z|x,y) N x nz, y N x K).
 
         ``inferred``: y = one-hot of argmax q(y|x). ``domain`` stage: y = the domain code of ``domains``
@@ -367,7 +411,9 @@ class GMDRIT(ModelFamily):
         soft y, as interpolation uses it), N(0, I) in the ``domain`` stage."""
         if not self.inferred:
             shape = (y.shape[0], self.cfg.model.nz)
-            return (torch.zeros(shape, device=y.device, dtype=y.dtype),
-                    torch.ones(shape, device=y.device, dtype=y.dtype))
+            return (
+                torch.zeros(shape, device=y.device, dtype=y.dtype),
+                torch.ones(shape, device=y.device, dtype=y.dtype),
+            )
         mean, var = self.networks["generator"].prior(y)
         return mean, var.sqrt()

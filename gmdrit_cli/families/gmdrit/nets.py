@@ -43,8 +43,9 @@ VAR_FLOOR = 1e-6
 MLP_HIDDEN = 512
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
-                   generator: torch.Generator | None = None, eps: float = 1e-20) -> torch.Tensor:
+def gumbel_softmax(
+    logits: torch.Tensor, tau: float, hard: bool = False, generator: torch.Generator | None = None, eps: float = 1e-20
+) -> torch.Tensor:
     """A Gumbel-softmax sample ``N x K`` from ``N x K`` logits at temperature ``tau``.
 
     ``g = -log(-log(U + eps) + eps)``, ``U ~ Uniform[0, 1)`` drawn from ``generator`` (the global RNG
@@ -118,9 +119,17 @@ class MixtureAttributeEncoder(nn.Module):
         self.qz_mean = nn.Linear(MLP_HIDDEN, nz)
         self.qz_var = nn.Linear(MLP_HIDDEN, nz)
 
-    def forward(self, x: torch.Tensor, tau: float = 1.0, hard: bool = False,
-                generator: torch.Generator | None = None, *, y: torch.Tensor | None = None,
-                argmax: bool = False, sample: bool = True) -> AttributeInference:
+    def forward(
+        self,
+        x: torch.Tensor,
+        tau: float = 1.0,
+        hard: bool = False,
+        generator: torch.Generator | None = None,
+        *,
+        y: torch.Tensor | None = None,
+        argmax: bool = False,
+        sample: bool = True,
+    ) -> AttributeInference:
         features = F.softplus(self.fc(self.backbone(x)))
         logits = self.qy(features)
         prob = F.softmax(logits, dim=-1)
@@ -191,16 +200,31 @@ class MixtureGenerator(nn.Module):
     * p(x|z): ``MLP(nz -> 512 -> 512 -> 3*T*T)`` on z alone -> sigmoid -> N x 3 x T x T thumbnail.
     """
 
-    def __init__(self, num_domains: int, num_components: int, nz: int, thumbnail: int = 16,
-                 use_adain: bool = False, double_convT: bool = False, width: int = 64,
-                 upsample: str = "transposed") -> None:
+    def __init__(
+        self,
+        num_domains: int,
+        num_components: int,
+        nz: int,
+        thumbnail: int = 16,
+        use_adain: bool = False,
+        double_convT: bool = False,
+        width: int = 64,
+        upsample: str = "transposed",
+    ) -> None:
         super().__init__()
         self.num_components = num_components
         self.nz = nz
         self.thumbnail = thumbnail
         adain = AdaIN(4 * width, nz + num_components) if use_adain else None
-        self.decoder = Generator(num_domains, nz=nz, code_dim=num_components, double_convT=double_convT,
-                                 adain=adain, width=width, upsample=upsample)
+        self.decoder = Generator(
+            num_domains,
+            nz=nz,
+            code_dim=num_components,
+            double_convT=double_convT,
+            adain=adain,
+            width=width,
+            upsample=upsample,
+        )
         self.prior_mean = nn.Linear(num_components, nz)
         self.prior_var = nn.Linear(num_components, nz)
         self.pxz = _mlp(nz, 3 * thumbnail * thumbnail)
@@ -241,7 +265,12 @@ def build_gmdrit_networks(
     layers keep PyTorch's default init (as in the fork), except AdaIN's zero-initialised output layer.
     """
     k = num_domains * components_per_domain
-    return assemble_networks(lambda: MixtureAttributeEncoder(k, nz, width),
-                             lambda: MixtureGenerator(num_domains, k, nz, thumbnail, use_adain, double_convT, width,
-                                                              upsample),
-                             num_domains, crop_size, dis_norm, dis_spectral_norm, width)
+    return assemble_networks(
+        lambda: MixtureAttributeEncoder(k, nz, width),
+        lambda: MixtureGenerator(num_domains, k, nz, thumbnail, use_adain, double_convT, width, upsample),
+        num_domains,
+        crop_size,
+        dis_norm,
+        dis_spectral_norm,
+        width,
+    )

@@ -8,27 +8,35 @@ from torch import nn
 from ...config.schema import Config
 from ...data.unpaired import Batch
 from ...training.engine import Engine
-from ..base import OptimizerGroup
-from .nets import build_mdmm_networks
 from .. import drit
-from ..base import BenchmarkRow, Capabilities, ModelFamily
+from ..base import BenchmarkRow, Capabilities, ModelFamily, OptimizerGroup
 from ..drit import Translation
 from ..registry import register
+from .nets import build_mdmm_networks
 
 
 @register
 class MDMM(ModelFamily):
     name = "mdmm"
     description = "MDMM / DRIT++ baseline: Gaussian attribute N(0, I), domain one-hot code (Lee et al. 2019)"
-    benchmark_rows = (BenchmarkRow("mdmm", "MDMM [5.5]", "mdmm_baseline", 108, 0.313, in_report_table=True),
-                      BenchmarkRow("mdmm", "MDMM [5.5]", "mdmm_baseline", 216, 0.615, in_report_table=True))
+    benchmark_rows = (
+        BenchmarkRow("mdmm", "MDMM [5.5]", "mdmm_baseline", 108, 0.313, in_report_table=True),
+        BenchmarkRow("mdmm", "MDMM [5.5]", "mdmm_baseline", 216, 0.615, in_report_table=True),
+    )
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
         super().__init__(cfg, device, training)
         m = cfg.model
-        nets = build_mdmm_networks(cfg.num_domains, cfg.data.crop, nz=m.nz, width=m.width,
-                                   dis_norm=m.dis_norm, dis_spectral_norm=m.dis_spectral_norm,
-                                   track_aggregate=self.uses_aggregate, upsample=m.upsample)
+        nets = build_mdmm_networks(
+            cfg.num_domains,
+            cfg.data.crop,
+            nz=m.nz,
+            width=m.width,
+            dis_norm=m.dis_norm,
+            dis_spectral_norm=m.dis_spectral_norm,
+            track_aggregate=self.uses_aggregate,
+            upsample=m.upsample,
+        )
         self.networks = nn.ModuleDict(nets).to(device)
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
@@ -37,8 +45,9 @@ class MDMM(ModelFamily):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(components_per_domain=0, classifies_domains=False, paired_data=False,
-                            domain_conditioned=True)
+        return Capabilities(
+            components_per_domain=0, classifies_domains=False, paired_data=False, domain_conditioned=True
+        )
 
     @property
     def uses_aggregate(self) -> bool:
@@ -96,9 +105,19 @@ class MDMM(ModelFamily):
 
         fake_random = torch.cat([fake_a_rand, fake_b_rand])
         random_attr_mean, _ = self.networks["attribute_encoder"](fake_random, code)
-        return Translation(content, mean, logvar, attr_random, fake_encoded, fake_random,
-                           torch.cat([fake_aa, fake_bb]), torch.cat([recon_a, recon_b]), random_attr_mean,
-                           attr_random2, fake_random2)
+        return Translation(
+            content,
+            mean,
+            logvar,
+            attr_random,
+            fake_encoded,
+            fake_random,
+            torch.cat([fake_aa, fake_bb]),
+            torch.cat([recon_a, recon_b]),
+            random_attr_mean,
+            attr_random2,
+            fake_random2,
+        )
 
     # -- losses ---------------------------------------------------------------------------------
 
@@ -121,8 +140,9 @@ class MDMM(ModelFamily):
         return drit.train_step(self, batches, engine, self._update_aggregate if self.uses_aggregate else None)
 
     def _update_aggregate(self, t: Translation, code: torch.Tensor) -> None:
-        self.networks["attribute_encoder"].update_aggregate(t.attr_mean, t.attr_logvar, code.argmax(dim=1),
-                                                           self.cfg.model.aggregate_momentum)
+        self.networks["attribute_encoder"].update_aggregate(
+            t.attr_mean, t.attr_logvar, code.argmax(dim=1), self.cfg.model.aggregate_momentum
+        )
 
     def sample_grid(self, examples: Batch) -> torch.Tensor:
         return drit.sample_grid(self, examples)
@@ -135,9 +155,14 @@ class MDMM(ModelFamily):
         return self.networks["content_encoder"](images)
 
     @torch.no_grad()
-    def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None,
-                          temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random attributes for ``domain``: (z ~ N(0, temperature^2 I) n x nz, code = domain one-hot
         n x C).
 
@@ -156,8 +181,9 @@ class MDMM(ModelFamily):
         return z, code
 
     @torch.no_grad()
-    def encode_reference(self, images: torch.Tensor,
-                         domains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_reference(
+        self, images: torch.Tensor, domains: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attributes of reference images N x 3 x S x S of ``domains`` (N long, required): (z = mean of E_a
         N x nz, code N x C). MDMM's attribute encoder is conditioned on the reference's domain code."""
         if domains is None:
@@ -174,8 +200,10 @@ class MDMM(ModelFamily):
             mean, std = self.networks["attribute_encoder"].aggregate(code.argmax(dim=1))
             return mean.to(code.dtype), std.to(code.dtype)
         shape = (code.shape[0], self.cfg.model.nz)
-        return (torch.zeros(shape, device=code.device, dtype=code.dtype),
-                torch.ones(shape, device=code.device, dtype=code.dtype))
+        return (
+            torch.zeros(shape, device=code.device, dtype=code.dtype),
+            torch.ones(shape, device=code.device, dtype=code.dtype),
+        )
 
     @torch.no_grad()
     def generate(self, content: torch.Tensor, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:

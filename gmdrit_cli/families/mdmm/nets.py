@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 
-
 class ContentEncoder(nn.Module):
     """Content encoder ``E_c`` (reference 2.1).
 
@@ -121,8 +120,9 @@ class AttributeEncoder(nn.Module):
         return self.fc(h), self.fcVar(h)
 
     @torch.no_grad()
-    def update_aggregate(self, mean: torch.Tensor, logvar: torch.Tensor, domains: torch.Tensor,
-                         momentum: float) -> None:
+    def update_aggregate(
+        self, mean: torch.Tensor, logvar: torch.Tensor, domains: torch.Tensor, momentum: float
+    ) -> None:
         """Move the running statistics of each domain present in ``domains`` (N long) towards the batch's.
 
         mean, logvar: N x nz of q(z|x,c). The aggregate posterior's second moment per dimension is
@@ -231,8 +231,9 @@ class ImageDiscriminator(nn.Module):
     values). Head B: Conv kxk 1024->C, k = max(1, int(S/64)), no bias, then global average pool.
     """
 
-    def __init__(self, crop_size: int, num_domains: int, norm: str = "none", spectral_norm: bool = False,
-                 width: int = 64) -> None:
+    def __init__(
+        self, crop_size: int, num_domains: int, norm: str = "none", spectral_norm: bool = False, width: int = 64
+    ) -> None:
         super().__init__()
         chans = [3, width, 2 * width, 4 * width, 8 * width, 16 * width, 16 * width]
         self.body = nn.Sequential(
@@ -323,13 +324,26 @@ def build_mdmm_networks(
     generated from encoded attributes), "dis_random" (D2, judges images from random attributes),
     "dis_content".
     """
-    return assemble_networks(lambda: AttributeEncoder(num_domains, nz=nz, width=width, track_aggregate=track_aggregate),
-                             lambda: Generator(num_domains, nz=nz, width=width, upsample=upsample),
-                             num_domains, crop_size, dis_norm, dis_spectral_norm, width)
+    return assemble_networks(
+        lambda: AttributeEncoder(num_domains, nz=nz, width=width, track_aggregate=track_aggregate),
+        lambda: Generator(num_domains, nz=nz, width=width, upsample=upsample),
+        num_domains,
+        crop_size,
+        dis_norm,
+        dis_spectral_norm,
+        width,
+    )
 
 
-def assemble_networks(make_attribute_encoder, make_generator, num_domains: int, crop_size: int,
-                      dis_norm: str, dis_spectral_norm: bool, width: int) -> dict[str, nn.Module]:
+def assemble_networks(
+    make_attribute_encoder,
+    make_generator,
+    num_domains: int,
+    crop_size: int,
+    dis_norm: str,
+    dis_spectral_norm: bool,
+    width: int,
+) -> dict[str, nn.Module]:
     """The six networks of a family: its own attribute encoder and generator (built by the two callables)
     with MDMM's content encoder and discriminators, in a fixed construction order, MDMM's init applied."""
     nets: dict[str, nn.Module] = {

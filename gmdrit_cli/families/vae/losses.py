@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...evaluation.metrics.msssim_diversity import WEIGHTS, ms_ssim as _ms_ssim_scales, scale_rule
+from ...evaluation.metrics.msssim_diversity import WEIGHTS, scale_rule
+from ...evaluation.metrics.msssim_diversity import ms_ssim as _ms_ssim_scales
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -40,8 +41,9 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _ms_ssim_scales(x, y, levels, window, weights, data_range=1.0).mean()
 
 
-def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             kl_weight: float) -> dict[str, torch.Tensor]:
+def vae_loss(
+    reconstruction: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_weight: float
+) -> dict[str, torch.Tensor]:
     """The terms and their total (``loss``) for reconstructions and targets B x 3 x S x S (targets in [0, 1])
     and the posterior mu, logvar B x J."""
     mse = F.mse_loss(reconstruction, target)

@@ -31,14 +31,13 @@ from torch import nn
 
 from ...config.schema import Config
 from ...data.unpaired import Batch
-from ...training.engine import Engine
-from ..base import OptimizerGroup, Phase
 from ...errors import ConfigError
+from ...training.engine import Engine
+from .. import drit
+from ..base import Attributes, BenchmarkRow, Capabilities, ModelFamily, OptimizerGroup, Phase
+from ..registry import register
 from .losses import vae_loss
 from .nets import VAEDecoder, VAEEncoder
-from .. import drit
-from ..base import Attributes, BenchmarkRow, Capabilities, ModelFamily
-from ..registry import register
 
 DECODERS = ("decoder_x", "decoder_y")  # the decoders of domains 0 (X) and 1 (Y)
 
@@ -59,10 +58,12 @@ class VAE(ModelFamily):
     description = "single-encoder VAE: one encoder, a shared then one decoder per domain, two phases (VAE report)"
     #: the report's 256 px and batch 64, one row per phase (the VAE report gives only the wall time of a whole
     #: run, about 80 min on one Colab GPU, so there is no figure per iteration to compare with)
-    benchmark_rows = (BenchmarkRow("vae_phase1", "VAE phase 1: E + shared D, batch 64", "vae_apple2orange", 256,
-                                   phase="shared"),
-                      BenchmarkRow("vae_phase2", "VAE phase 2: one D, E frozen, batch 64", "vae_apple2orange", 256,
-                                   phase="decoder_x"))
+    benchmark_rows = (
+        BenchmarkRow("vae_phase1", "VAE phase 1: E + shared D, batch 64", "vae_apple2orange", 256, phase="shared"),
+        BenchmarkRow(
+            "vae_phase2", "VAE phase 2: one D, E frozen, batch 64", "vae_apple2orange", 256, phase="decoder_x"
+        ),
+    )
     test_time_networks = ("encoder", *DECODERS)
 
     def __init__(self, cfg: Config, device: torch.device, training: bool = True):
@@ -82,14 +83,18 @@ class VAE(ModelFamily):
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
         """Adam per network at ``optim.lr_eg`` (spec 2.6: 5e-4); the phases say which of them step when."""
-        return [OptimizerGroup(name, self.cfg.optim.lr_eg, [{"params": list(net.parameters())}])
-                for name, net in self.networks.items()]
+        return [
+            OptimizerGroup(name, self.cfg.optim.lr_eg, [{"params": list(net.parameters())}])
+            for name, net in self.networks.items()
+        ]
 
     def phases(self) -> list[Phase]:
         v = self.cfg.vae
         heads = ("encoder",) if v.encoder_freeze == "conv_only" else ()
-        return [Phase("shared", v.epochs_shared, (0, 1), ("encoder", "decoder_shared")),
-                *(Phase(name, v.epochs_decoder, (d,), (*heads, name)) for d, name in enumerate(DECODERS))]
+        return [
+            Phase("shared", v.epochs_shared, (0, 1), ("encoder", "decoder_shared")),
+            *(Phase(name, v.epochs_decoder, (d,), (*heads, name)) for d, name in enumerate(DECODERS)),
+        ]
 
     def train_step(self, batches: list[Batch], iteration: int, engine: Engine) -> dict[str, torch.Tensor]:
         """One Adam step on the batch, in the phase of ``iteration`` (phase 1 without a phase plan)."""
@@ -114,8 +119,7 @@ class VAE(ModelFamily):
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
             reconstruction = self.networks[decoder_name](z)
         # the loss in fp32 whatever the autocast precision (MS-SSIM multiplies small differences)
-        terms = vae_loss(reconstruction.float(), to_unit(x).float(), mu.float(), logvar.float(),
-                         self.cfg.vae.kl_weight)
+        terms = vae_loss(reconstruction.float(), to_unit(x).float(), mu.float(), logvar.float(), self.cfg.vae.kl_weight)
         if phase == "shared":
             names: tuple[str, ...] = ("encoder", "decoder_shared")
         else:
@@ -137,10 +141,18 @@ class VAE(ModelFamily):
             rows = []
             for d in range(x.shape[0]):
                 own, other = DECODERS[d % 2], DECODERS[1 - d % 2]
-                code, draw = mu[d:d + 1], sampled[d:d + 1]
-                rows.append(torch.cat([x[d:d + 1], *(from_unit(self.networks[n](c)) for n, c in
-                                                     (("decoder_shared", code), (own, code), (other, code),
-                                                      (other, draw)))]))
+                code, draw = mu[d : d + 1], sampled[d : d + 1]
+                rows.append(
+                    torch.cat(
+                        [
+                            x[d : d + 1],
+                            *(
+                                from_unit(self.networks[n](c))
+                                for n, c in (("decoder_shared", code), (own, code), (other, code), (other, draw))
+                            ),
+                        ]
+                    )
+                )
             return torch.stack(rows).float().cpu()
         finally:
             for name, net in self.networks.items():
@@ -150,8 +162,13 @@ class VAE(ModelFamily):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(components_per_domain=0, classifies_domains=False, paired_data=False,
-                            domain_conditioned=True, random_by_default=self.cfg.vae.test_sample_z)
+        return Capabilities(
+            components_per_domain=0,
+            classifies_domains=False,
+            paired_data=False,
+            domain_conditioned=True,
+            random_by_default=self.cfg.vae.test_sample_z,
+        )
 
     @torch.no_grad()
     def encode_content(self, images: torch.Tensor) -> torch.Tensor:
@@ -178,8 +195,14 @@ class VAE(ModelFamily):
         return torch.cat([self.onehot(domains), a], dim=1)
 
     @torch.no_grad()
-    def sample_attributes(self, domain: int, n: int, component: int | None = None,
-                          generator: torch.Generator | None = None, temperature: float = 1.0) -> Attributes:
+    def sample_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Attributes:
         """``n`` draws of the reparameterisation noise z ~ N(0, temperature^2 I) (n x J) for ``domain``:
         decoded as mu + sigma * z, samples of q(z|x)."""
         if not 0 <= domain < self.cfg.num_domains:
@@ -202,5 +225,7 @@ class VAE(ModelFamily):
     def attribute_prior(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """N(0, I) for the reparameterisation noise: (zeros, ones), N x J."""
         shape = (condition.shape[0], self.cfg.model.nz)
-        return (torch.zeros(shape, device=condition.device, dtype=condition.dtype),
-                torch.ones(shape, device=condition.device, dtype=condition.dtype))
+        return (
+            torch.zeros(shape, device=condition.device, dtype=condition.dtype),
+            torch.ones(shape, device=condition.device, dtype=condition.dtype),
+        )

@@ -20,15 +20,17 @@ LEAKY_SLOPE = 0.01  # PyTorch's default, what the report's code used
 
 def channels(width: int, layers: int) -> list[int]:
     """Channels of the encoder's layers, finest first (the decoder uses them in reverse)."""
-    return [max(1, width // 2) * 2 ** i for i in range(layers)]
+    return [max(1, width // 2) * 2**i for i in range(layers)]
 
 
 def bottleneck_side(image_size: int, layers: int) -> int:
     """Side of the bottleneck feature map: ``image_size / 2^layers``; ValueError unless a whole number >= 1."""
-    side, rest = divmod(image_size, 2 ** layers)
+    side, rest = divmod(image_size, 2**layers)
     if side < 1 or rest:
-        raise ValueError(f"{image_size} px does not halve {layers} times into whole pixels; use a size that is a "
-                         f"multiple of {2 ** layers} or fewer layers")
+        raise ValueError(
+            f"{image_size} px does not halve {layers} times into whole pixels; use a size that is a "
+            f"multiple of {2**layers} or fewer layers"
+        )
     return side
 
 
@@ -44,7 +46,7 @@ class VAEEncoder(nn.Module):
             blocks += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.LeakyReLU(LEAKY_SLOPE)]
             c_in = c
         self.convs = nn.Sequential(*blocks)
-        features = dims[-1] * self.side ** 2
+        features = dims[-1] * self.side**2
         self.fc_mu = nn.Linear(features, latent)
         self.fc_var = nn.Linear(features, latent)
 
@@ -69,12 +71,15 @@ class VAEDecoder(nn.Module):
         dims = channels(width, layers)
         self.side = bottleneck_side(image_size, layers)
         self.bottleneck_channels = dims[-1]
-        self.fc = nn.Linear(latent, dims[-1] * self.side ** 2)
+        self.fc = nn.Linear(latent, dims[-1] * self.side**2)
         ups = list(reversed(dims)) + [dims[0]]  # 512, 256, 128, 64, 32, 32 at width 64
         blocks = []
         for c_in, c_out in zip(ups[:-1], ups[1:]):
-            blocks += [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
-                       nn.BatchNorm2d(c_out), nn.LeakyReLU(LEAKY_SLOPE)]
+            blocks += [
+                nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(LEAKY_SLOPE),
+            ]
         self.ups = nn.Sequential(*blocks)
         self.to_rgb = nn.Sequential(nn.Conv2d(dims[0], 3, 3, padding=1), nn.Tanh())
 

@@ -1,1 +1,0 @@
-"""Preset YAML files (shipped inside the package as gmdrit_cli.presets)."""
