@@ -46,6 +46,16 @@ def load_families() -> dict[str, type[ModelFamily]]:
     return {name: MODEL_FAMILIES[name] for name in family_names()}
 
 
+def family_class(name: str) -> type[ModelFamily]:
+    """The class of family ``name``, importing only that family's ``model.py`` (a translate loads one family's
+    networks, not every family's)."""
+    from .registry import MODEL_FAMILIES
+
+    if name not in MODEL_FAMILIES:
+        importlib.import_module(f"{__name__}.{name}.model")
+    return MODEL_FAMILIES[name]
+
+
 def __getattr__(name: str):
     if name == "MODEL_FAMILIES":  # name -> class, every family loaded
         return load_families()
@@ -55,7 +65,7 @@ def __getattr__(name: str):
 def build_model(cfg: Config, device: torch.device, training: bool = True) -> ModelFamily:
     """The model family of ``cfg`` (networks only: optimizers and precision are the trainer's
     :class:`~gmdrit_cli.training.engine.Engine`); ``training=False`` marks a test-time model."""
-    return load_families()[cfg.model.family](cfg, device, training)
+    return family_class(cfg.model.family)(cfg, device, training)
 
 
 def build_for_training(cfg: Config, device: torch.device, iterations_per_epoch: int = 1) -> tuple[ModelFamily, Engine]:

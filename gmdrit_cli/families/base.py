@@ -191,7 +191,10 @@ class ModelFamily(ABC):
 
     @abstractmethod
     def encode_content(self, images: torch.Tensor) -> torch.Tensor:
-        """Content codes of images N x 3 x S x S (noise-free in eval mode)."""
+        """Content codes of images N x 3 x S x S (noise-free in eval mode): N x ..., one row per image, whose
+        meaning is the family's own (a feature map for the DRIT-style families, the posterior's parameters
+        [mu, logvar] N x 2J for the VAE). Shared code only batches the rows (expand, repeat, index) and hands
+        them back to :meth:`generate`."""
 
     @abstractmethod
     def generate(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from .. import __version__
 from ..atomic import atomic_write
 from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
-from ..families import MODEL_FAMILIES, build_model
+from ..families import build_model, family_class
 from ..families.base import ModelFamily
 from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
 from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
@@ -388,7 +388,7 @@ def export_model(
     if not force:
         for existing in (out / MODEL_FILE, out / CONFIG_FILE):
             refuse_replacing(existing, "--force")
-    networks = MODEL_FAMILIES[source.cfg.model.family].test_time_networks
+    networks = family_class(source.cfg.model.family).test_time_networks
     copy = _ema_choice(source, ema)
     prefixes = tuple(f"{copy}{n}." for n in networks)
     try:
