@@ -1,6 +1,6 @@
 """NDB and JSD (Richardson & Weiss, "On GANs and GMMs", NeurIPS 2018), implemented here.
 
-The algorithm, as ``shared/spec/metrics.md`` section 3.2 records it:
+The algorithm of the authors' code (gans-n-gmms, ``utils/ndb.py``), as gmdrit follows it (docs/eval.md):
 
 1. Reference (training) images are flattened to pixel vectors in [0, 1] (here after downscaling to
    ``size`` x ``size``) and whitened per dimension with the training mean and std (+ 1e-6).
