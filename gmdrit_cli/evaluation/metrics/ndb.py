@@ -13,7 +13,7 @@ The algorithm of the authors' code (gans-n-gmms, ``utils/ndb.py``), as gmdrit fo
    the two-sided p-value is below ``alpha``. NDB = the number of such bins (NDB / K is also reported).
 6. JSD = Jensen-Shannon divergence between the two bin-proportion vectors, natural log (<= ln 2).
 
-K-means is our own numpy code (the reference code's scikit-learn call no longer runs); results depend
+K-means is our own numpy code (the authors' scikit-learn call no longer runs); results depend
 on K, alpha, image size, sample counts, whitening, the dimension subset and the seed, all of which
 :meth:`NDB.settings` returns for the report.
 """
