@@ -4,7 +4,7 @@ Each photo is resized (shorter side) and centre-cropped to ``size`` x ``size``; 
 with scikit-image's Canny detector on the grey image, thinned to 1-pixel lines and inverted (black lines
 on white), as pix2pix's edges2shoes/edges2handbags halves look. The pair is written as one JPEG of
 ``2*size`` x ``size`` pixels: A (the edges) on the left, B (the photo) on the right, the layout of
-``baselines-reference.md`` 1.2.1.
+the pix2pix aligned datasets (docs/bicyclegan.md, paired data).
 
 Sources: a folder of photos (split into train/val/test by the fractions), or a CycleGAN root (images in
 ``train*/`` and ``test*/`` folders such as ``trainA``, ``testB``): its train images are split into

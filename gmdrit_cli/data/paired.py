@@ -3,7 +3,7 @@
 Two layouts are accepted under ``root`` (``data.paired_layout``):
 
 * ``aligned`` (pix2pix): ``train/``, ``val/``, ``test/`` hold single images of width w with A in columns
-  [0, w // 2) and B in columns [w // 2, w) (spec 1.2.1);
+  [0, w // 2) and B in columns [w // 2, w) (the pix2pix datasets' layout);
 * ``folders``: ``trainA/x.jpg`` is paired with ``trainB/x.<any extension>`` (same file stem), likewise
   ``valA``/``valB`` and ``testA``/``testB``.
 
@@ -11,9 +11,9 @@ Two layouts are accepted under ``root`` (``data.paired_layout``):
 domain 1 (B). With ``data.input_channels: 1`` the input side is read as grayscale (Pillow's ``L``) and
 replicated to 3 equal channels, so every batch stays N x 3 x S x S; the family reduces it to one channel.
 
-Training follows the official loader (spec 1.2.2-1.2.3): both halves are resized to ``resize`` (bicubic,
-aspect ratio ignored), cropped at one random position and flipped together; each epoch visits the pairs
-in a fresh random order and drops the last partial batch. All choices come from one ``random.Random``
+Training follows the official BicycleGAN loader (``resize_and_crop``): both halves are resized to ``resize``
+(bicubic, aspect ratio ignored), cropped at one random position and flipped together; each epoch visits the
+pairs in a fresh random order and drops the last partial batch. All choices come from one ``random.Random``
 whose state is saved in checkpoints.
 """
 

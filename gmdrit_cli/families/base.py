@@ -61,7 +61,7 @@ class Phase:
 @dataclass(frozen=True)
 class BenchmarkRow:
     """A row a family offers to `gmdrit benchmark`: a preset timed at one resolution. ``report_seconds``: the
-    source's mean seconds per iteration on a Tesla T4 (the report's Table 3, R1 L908-922), None where it gives
+    source's mean seconds per iteration on a Tesla T4 (the report [R1], Table 3), None where it gives
     none; ``in_report_table``: part of the default table (the report's Table 3), else only with ``--rows``."""
 
     key: str

@@ -1,4 +1,4 @@
-"""Building blocks shared by the MDMM / GM-DRIT networks (reference section 2.0).
+"""Building blocks shared by the MDMM / GM-DRIT networks (those of the official MDMM code's ``networks.py``).
 
 Conventions: tensors are ``N x C x H x W``; "IN" is ``InstanceNorm2d(affine=False)`` without
 running statistics; "LN" is the MUNIT-style :class:`LayerNorm` defined here. Every convolution
@@ -185,7 +185,7 @@ class ReLUINSConvTranspose2d(nn.Module):
     ``stride=2`` (default, the official block): pad 1, output_padding 1, so
     ``N x cin x H x W -> N x cout x 2H x 2W`` exactly.
     ``stride=1``: pad 1, output_padding 0, resolution unchanged (the extra layer of the fork's
-    "double transposed conv" option, reference section 4.4).
+    "double transposed conv" option, the report [R1], section 5.3.2).
     """
 
     def __init__(self, cin: int, cout: int, stride: int = 2) -> None:
@@ -359,7 +359,7 @@ def conv_transpose_tiled(conv: nn.ConvTranspose2d, x: torch.Tensor, vec: torch.T
 def init_conv_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
     """Draw every Conv2d / ConvTranspose2d weight in ``module`` from N(0, std^2) (std 0.02).
 
-    Biases keep PyTorch's default init; Linear and LN parameters are untouched (reference 2.6).
+    Biases keep PyTorch's default init; Linear and LN parameters are untouched (as the official MDMM init).
     For spectrally normalised convs the underlying (original) weight is re-drawn.
     Returns ``module`` for chaining.
     """

@@ -22,13 +22,13 @@ from .base import OptimizerGroup
 if TYPE_CHECKING:
     from ..training.engine import Engine
 
-#: the networks of the first and of the second step of the E/G update (reference 3.5)
+#: the networks of the first and of the second step of the E/G update (the official MDMM ``update_EG``)
 EG_NETWORKS = ("content_encoder", "attribute_encoder", "generator")
 G_ALONE_NETWORKS = ("content_encoder", "generator")
 
 
 def optimizer_groups(family, parameter_groups: Callable | None = None) -> list[OptimizerGroup]:
-    """Adam per network (reference 3.6) at MDMM's learning rates; D_c's is never decayed (official
+    """Adam per network (as the official MDMM ``model.py``) at MDMM's learning rates; D_c's is never decayed (official
     update_lr skips it). ``parameter_groups(name, net)`` splits a network into groups (default: one)."""
     o = family.cfg.optim
     lrs = {
@@ -56,7 +56,7 @@ def randn(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch
 
 @dataclass
 class Translation:
-    """Every tensor of MDMM's ``forward()`` (reference 3.2). Batch halves: A = first h, B = last h."""
+    """Every tensor of the official MDMM ``forward()``. Batch halves: A = first h, B = last h."""
 
     content: torch.Tensor  # B x 256 x S/4 x S/4, noisy in train mode
     attr_mean: torch.Tensor  # B x nz
@@ -104,7 +104,7 @@ def cross_generator_inputs(
 
 
 def discriminator_losses(family, images, code, t: Translation) -> dict[str, torch.Tensor]:
-    """Loss of each image discriminator on detached fakes (reference 3.4)."""
+    """Loss of each image discriminator on detached fakes (the official ``update_D``)."""
     out = {}
     for name, fake in (("dis_encoded", t.fake_encoded), ("dis_random", t.fake_random)):
         # one call on fakes and reals: D is per-sample (no batch statistics), and one call casts
@@ -118,7 +118,7 @@ def discriminator_losses(family, images, code, t: Translation) -> dict[str, torc
 
 
 def mdmm_encoder_generator_terms(family, images, code, t: Translation) -> dict[str, torch.Tensor]:
-    """Weighted terms of MDMM's L_EG (reference 3.5, step 1)."""
+    """Weighted terms of MDMM's L_EG (the official ``update_EG``, step 1)."""
     w = family.cfg.loss
     logits, cls = family.networks["dis_encoded"](t.fake_encoded)
     terms = {
@@ -144,7 +144,7 @@ def latent_regression(family, t: Translation) -> torch.Tensor:
 
 
 def mdmm_generator_alone_terms(family, images, code, t: Translation) -> dict[str, torch.Tensor]:
-    """Weighted terms of MDMM's L_G_alone (reference 3.5, step 2)."""
+    """Weighted terms of MDMM's L_G_alone (the official ``update_EG``, step 2)."""
     w = family.cfg.loss
     logits, cls = family.networks["dis_random"](t.fake_random)
     terms = {
@@ -189,7 +189,7 @@ def update_discriminators(family, engine: Engine, images, code, t: Translation) 
 
 
 def update_encoders_generator(family, engine: Engine, images, code, t: Translation) -> dict[str, torch.Tensor]:
-    """The two-step E/G update, design page option 1.
+    """The two-step E/G update, both gradients before any step (docs/mdmm.md, differences).
 
     Gradients of L_EG (for E_c, E_a, G) and of L_G_alone (for E_c, G) are both taken on the one
     forward graph before any step; then E_c, E_a, G take an Adam step with the first and E_c, G a
@@ -213,7 +213,7 @@ def train_step(
     engine: Engine,
     after_forward: Callable[[Translation, torch.Tensor], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """MDMM's interleaving: with D_c on, every batch but the last updates D_c only (reference 3.1); then
+    """MDMM's interleaving: with D_c on, every batch but the last updates D_c only (the official ``train.py``); then
     one forward pass (``after_forward(t, code)`` sees it before any update), the discriminators' update
     and the two-step E/G update."""
     out: dict[str, torch.Tensor] = {}

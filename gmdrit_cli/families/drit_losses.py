@@ -1,4 +1,4 @@
-"""Loss terms as plain tensor functions (reference section 3 for MDMM's reductions)."""
+"""Loss terms as plain tensor functions (MDMM's reductions are the official code's; docs/mdmm.md)."""
 
 from __future__ import annotations
 

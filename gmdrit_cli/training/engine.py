@@ -378,7 +378,7 @@ class Engine:
     def two_step_update(
         self, first: tuple[Sequence[str], torch.Tensor], second: tuple[Sequence[str], torch.Tensor]
     ) -> None:
-        """Two updates from one forward graph (MDMM's E/G update, design page option 1).
+        """Two updates from one forward graph (MDMM's E/G update; docs/mdmm.md, differences).
 
         ``first`` and ``second`` are (network names, loss). Both gradients are taken before any step
         (the graph is kept for the second); then the first networks step with the first gradient and the

@@ -1,6 +1,6 @@
 """Evaluation metrics of `gmdrit eval`: registry, shared errors and helpers.
 
-Protocols are written down in ``shared/spec/metrics.md``; ``docs/eval.md`` says what gmdrit does.
+``docs/eval.md`` says how gmdrit computes each metric and which paper each comes from (docs/references.md).
 The submodules import their heavy libraries (scipy, torch-fidelity, lpips, pytorch-msssim) only when
 used, so listing the registry costs nothing.
 """

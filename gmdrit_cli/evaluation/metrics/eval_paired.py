@@ -1,4 +1,5 @@
-"""BicycleGAN's evaluation protocols in `gmdrit eval` (shared/spec/baselines-reference.md 1.8).
+"""BicycleGAN's evaluation protocols in `gmdrit eval` (the official BicycleGAN README's LPIPS protocol and the
+BicycleGAN report [R2]'s FID; docs/bicyclegan.md).
 
 * ``lpips_consecutive`` (the official diversity protocol): for each of the first :data:`LPIPS_INPUTS` test inputs
   (sorted order), the LPIPS distance between consecutive outputs 1-2, 2-3, ..., (M-1)-M of its M random-z

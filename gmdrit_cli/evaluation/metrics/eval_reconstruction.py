@@ -8,7 +8,7 @@ attribute). Both sides are the saved 8-bit values; per domain the mean over imag
 * ``recon_msssim``: MS-SSIM (pytorch-msssim terms, the scale rule of ``msssim_diversity.py``: the package's
   own 5 scales above 160 px, fewer below).
 
-The spec of the VAE (baselines-reference.md 2.8) proposes these two numbers beside FID/KID.
+The VAE report [R3] gives no metric; gmdrit adds these two numbers beside FID/KID (docs/vae.md).
 """
 
 from __future__ import annotations

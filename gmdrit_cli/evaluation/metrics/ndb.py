@@ -1,6 +1,6 @@
 """NDB and JSD (Richardson & Weiss, "On GANs and GMMs", NeurIPS 2018), implemented here.
 
-The algorithm, as ``shared/spec/metrics.md`` section 3.2 records it:
+The algorithm of the authors' code (gans-n-gmms, ``utils/ndb.py``), as gmdrit follows it (docs/eval.md):
 
 1. Reference (training) images are flattened to pixel vectors in [0, 1] (here after downscaling to
    ``size`` x ``size``) and whitened per dimension with the training mean and std (+ 1e-6).
@@ -13,7 +13,7 @@ The algorithm, as ``shared/spec/metrics.md`` section 3.2 records it:
    the two-sided p-value is below ``alpha``. NDB = the number of such bins (NDB / K is also reported).
 6. JSD = Jensen-Shannon divergence between the two bin-proportion vectors, natural log (<= ln 2).
 
-K-means is our own numpy code (the reference code's scikit-learn call no longer runs); results depend
+K-means is our own numpy code (the authors' scikit-learn call no longer runs); results depend
 on K, alpha, image size, sample counts, whitening, the dimension subset and the seed, all of which
 :meth:`NDB.settings` returns for the report.
 """

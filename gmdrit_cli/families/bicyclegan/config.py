@@ -11,14 +11,14 @@ SECTION = "bicyclegan"
 
 @dataclass
 class Section:
-    """BicycleGAN's options (shared/spec/baselines-reference.md, Model 1); widths come from model.width (ngf =
+    """BicycleGAN's options (docs/bicyclegan.md); widths come from model.width (ngf =
     nef = ndf) and the latent size from model.nz."""
 
     generator: str = _opt(
         "unet",
         "G: unet = U-Net down to 1x1 at the training crop (unet_128 at 128 px, unet_256 "
         "at 256 px; those names check the crop); resnet_6blocks / resnet_9blocks = the "
-        "report's ResNet generator with z at the input (spec 1.3.6a)",
+        "report's ResNet generator with z at the input",
         choices=("unet", "unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks"),
     )
     where_add: str = _opt(
@@ -62,14 +62,15 @@ class Section:
 
 def _patch_map_size(size: int, layers: int, scale: int) -> int:
     """Side of PatchGAN scale ``scale``'s map on a ``size`` input: ``scale`` AvgPool(3, s2, p1), ``layers`` convs
-    k4 s2 p1, two convs k4 s1 p1 (spec 1.3.4: 30 and 14 at 256 px, 14 and 6 at 128 px)."""
+    k4 s2 p1, two convs k4 s1 p1 (official basic_256_multi: 30 and 14 at 256 px, 14 and 6 at 128 px)."""
     for _ in range(scale):
         size = (size - 1) // 2 + 1
     return (size >> layers) - 2
 
 
 def validate(cfg) -> list[str]:
-    """BicycleGAN's shape rules (spec 1.3.2-1.3.5): the U-Net reaches 1 x 1 and E's last map is 8 x 8 at the crop."""
+    """BicycleGAN's shape rules (the official networks'): the U-Net reaches 1 x 1 and E's last map is 8 x 8 at the
+    crop."""
     b, crop = cfg.bicyclegan, cfg.data.crop
     errors = []
     power = crop >= 16 and crop & (crop - 1) == 0

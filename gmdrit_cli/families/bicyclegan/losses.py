@@ -1,4 +1,4 @@
-"""BicycleGAN's loss terms as plain tensor functions, with the official reductions (spec 1.4).
+"""BicycleGAN's loss terms as plain tensor functions, with the official reductions (docs/bicyclegan.md).
 
 Every function reduces in fp32, whatever precision the networks ran in.
 """
@@ -11,7 +11,7 @@ import torch
 def lsgan(maps: list[torch.Tensor] | torch.Tensor, target: float) -> torch.Tensor:
     """LSGAN against ``target`` (1 real, 0 fake): the sum over discriminator scales of the mean squared error
     over each scale's N x 1 x H_s x W_s map. A single map counts as one scale (the official criterion would
-    iterate over its batch instead: spec 1.4, pitfall 8)."""
+    iterate over its batch instead: docs/bicyclegan.md, differences)."""
     if isinstance(maps, torch.Tensor):
         maps = [maps]
     return sum((m.float() - target).pow(2).mean() for m in maps)

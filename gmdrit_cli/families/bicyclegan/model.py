@@ -1,11 +1,13 @@
-"""BicycleGAN (Zhu et al. 2017) for diverse paired translation A -> B: shared/spec/baselines-reference.md, Model 1.
+"""BicycleGAN (Zhu et al. 2017) for diverse paired translation A -> B, as the official code trains it
+(docs/bicyclegan.md).
 
 Domains: ``data.domains`` names [input A, output B] (after ``data.direction``); the model translates domain 0
 into domain 1 only. Attributes are (z, condition) with z N x nz and the condition the one-hot of domain 1
 (the generator is not conditioned on it; it is there for the common attribute interface). The "content" of
 an input is the input image itself, reduced to ``data.input_channels``.
 
-One training iteration (spec 1.5) on a batch split into halves (A1, B1) and (A2, B2):
+One training iteration (the official code's update of G, E and the two D) on a batch split into halves (A1, B1)
+and (A2, B2):
 
 1. (mu, logvar) = E(B1), z_enc = mu + eps * exp(logvar / 2), z_rand ~ N(0, I); F_enc = G(A1, z_enc) and
    F_rand = G(A1, z_rand) (A2 is never fed to G); mu2 = the mean of E(F_rand), computed with E's parameters
@@ -53,14 +55,12 @@ class BicycleGAN(ModelFamily):
     benchmark_rows = (
         BenchmarkRow(
             "bicyclegan",
-            "BicycleGAN report unet_128, batch 32 [spec 1.9]",
+            "BicycleGAN report unet_128, batch 32 [R2]",
             "bicyclegan_report_unet",
             128,
             resize_is_crop=True,
         ),
-        BenchmarkRow(
-            "bicyclegan", "BicycleGAN official unet_256, batch 2 [spec 1.9]", "edges2shoes", 256, resize_is_crop=True
-        ),
+        BenchmarkRow("bicyclegan", "BicycleGAN official unet_256, batch 2", "edges2shoes", 256, resize_is_crop=True),
     )
     test_time_networks = ("generator", "encoder")
     # basic_128_multi: at 32 px the second scale of the 3-layer PatchGAN has no patch left
@@ -86,7 +86,7 @@ class BicycleGAN(ModelFamily):
     # -- training -------------------------------------------------------------------------------
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
-        """Adam for G, E (optim.lr_eg) and each D (optim.lr_dis); spec 1.6: 2e-4, betas (0.5, 0.999), no decay."""
+        """Adam for G, E (optim.lr_eg) and each D (optim.lr_dis); official: 2e-4, betas (0.5, 0.999), no decay."""
         o = self.cfg.optim
         return [
             OptimizerGroup(
@@ -151,7 +151,7 @@ class BicycleGAN(ModelFamily):
         }
 
     def encoder_generator_terms(self, t: dict) -> dict[str, torch.Tensor]:
-        """The unweighted terms of the E/G objective (spec 1.4)."""
+        """The unweighted terms of the E/G objective (the official losses and reductions)."""
         D, D2 = self.networks["discriminator"], self._d2()
         return {
             "gan": L.lsgan(D(self._d_input(t["a1"], t["fake_enc"])), 1.0),
@@ -172,7 +172,7 @@ class BicycleGAN(ModelFamily):
         )
 
     def discriminator_terms(self, t: dict) -> dict[str, torch.Tensor]:
-        """D on (real B1, fake F_enc) and D2 on (real B2, fake F_rand); fakes detached (spec 1.5, step 3)."""
+        """D on (real B1, fake F_enc) and D2 on (real B2, fake F_rand); fakes detached (as the official step)."""
         D, D2 = self.networks["discriminator"], self._d2()
         fake_enc, fake_rand = t["fake_enc"].detach(), t["fake_rand"].detach()
         return {

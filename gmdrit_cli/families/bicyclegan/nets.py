@@ -1,7 +1,8 @@
-"""BicycleGAN's networks (shared/spec/baselines-reference.md 1.3): the U-Net generator with z injection, the
-residual encoder, the multi-scale PatchGAN discriminator, and the report's ResNet generator (1.3.6a).
+"""BicycleGAN's networks, as the official code's ``models/networks.py`` builds them (docs/bicyclegan.md): the U-Net
+generator with z injection, the residual encoder, the multi-scale PatchGAN discriminator, and the BicycleGAN
+report [R2]'s ResNet generator.
 
-Conventions (spec 1.3.1): tensors are N x C x H x W; "IN" is ``InstanceNorm2d(affine=False)`` without running
+Conventions (the official code's): tensors are N x C x H x W; "IN" is ``InstanceNorm2d(affine=False)`` without running
 statistics (no parameters, the same in train and eval mode); every convolution has a bias; activations are
 out of place. Weights are drawn by :func:`init_xavier` (gain 0.02) when the family builds them.
 """
@@ -51,7 +52,8 @@ def tile_z(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class UNetGenerator(nn.Module):
-    """G(A, z): A N x C_in x S x S in [-1, 1], z N x nz -> N x 3 x S x S in (-1, 1) (spec 1.3.2).
+    """G(A, z): A N x C_in x S x S in [-1, 1], z N x nz -> N x 3 x S x S in (-1, 1) (official
+    ``G_Unet_add_all`` / ``G_Unet_add_input``).
 
     ``depth`` down blocks halve the size down to 1 x 1 (S = 2^depth). Block k (0 = outermost) maps
     ``width * min(2^(k-1), 8)`` channels (``C_in`` for k = 0) to ``width * min(2^k, 8)``; its down path is
@@ -143,7 +145,8 @@ class _ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """The report's ResNet generator (spec 1.3.6a, an assumption): z tiled and concatenated to A at the input;
+    """The BicycleGAN report [R2]'s ResNet generator (the report gives no layer detail; this is CycleGAN's
+    ResNet generator, an assumption): z tiled and concatenated to A at the input;
     7x7 conv, two stride-2 downs, ``blocks`` residual blocks at S/4, two transposed-conv ups, 7x7 conv, Tanh.
     A N x C_in x S x S, z N x nz -> N x 3 x S x S."""
 
@@ -174,7 +177,7 @@ class ResnetGenerator(nn.Module):
 
 
 class _EncoderBlock(nn.Module):
-    """Residual down block (spec 1.3.3): [IN, LReLU, Conv3x3 in->in, IN, LReLU, Conv3x3 in->out, AvgPool 2]
+    """Residual down block (official ``BasicBlock``): [IN, LReLU, Conv3x3 in->in, IN, LReLU, Conv3x3 in->out, AvgPool 2]
     + [AvgPool 2, Conv1x1 in->out]; in x H x W -> out x H/2 x W/2."""
 
     def __init__(self, cin: int, cout: int):
@@ -195,7 +198,8 @@ class _EncoderBlock(nn.Module):
 
 
 class ResnetEncoder(nn.Module):
-    """E(B): B N x C x S x S -> (mu, logvar), each N x nz (spec 1.3.3; ``blocks`` = 3 is resnet_128, 4 resnet_256).
+    """E(B): B N x C x S x S -> (mu, logvar), each N x nz (official ``E_ResNet``; ``blocks`` = 3 is
+    resnet_128, 4 resnet_256).
 
     Conv 4x4 s2 (C -> width), then ``blocks`` residual blocks width*min(4, i) -> width*min(4, i + 1) for i = 1..,
     then LeakyReLU 0.2 and AvgPool 8 on the 8 x 8 map, and two linear heads (mu, log sigma^2; no activation).
@@ -218,7 +222,7 @@ class ResnetEncoder(nn.Module):
 
 
 class MultiScalePatchGAN(nn.Module):
-    """D_NLayersMulti (spec 1.3.4): ``scales`` PatchGANs without shared weights; scale s sees the input average-
+    """The official ``D_NLayersMulti``: ``scales`` PatchGANs without shared weights; scale s sees the input average-
     pooled s times (3x3, stride 2, padding 1, padding not counted) with width round(width / 2^s).
     x N x C x S x S -> list of ``scales`` patch maps N x 1 x H_s x H_s (no sigmoid)."""
 

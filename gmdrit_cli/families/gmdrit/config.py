@@ -11,7 +11,7 @@ SECTION = "mixture"
 
 @dataclass
 class Section:
-    """GM-DRIT's Gaussian-mixture attribute space (design page, "GM-DRIT, decisions")."""
+    """GM-DRIT's Gaussian-mixture attribute space (docs/gmdrit.md)."""
 
     components_per_domain: int = _opt(
         1,

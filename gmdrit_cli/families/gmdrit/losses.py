@@ -1,4 +1,4 @@
-"""GM-DRIT's GMVAE loss terms as plain tensor functions (design page, "GM-DRIT, decisions").
+"""GM-DRIT's GMVAE loss terms as plain tensor functions (docs/gmdrit.md).
 
 Conventions: ``N`` batch, ``C`` domains, ``K = C * components_per_domain`` mixture components, component
 ``k`` belongs to domain ``k // components_per_domain``. Unweighted: the model applies the config weights. Every term
@@ -20,8 +20,9 @@ def kl_gaussians(mean_q: torch.Tensor, var_q: torch.Tensor, mean_p: torch.Tensor
 
     All inputs N x nz, variances (not log-variances) > 0. Per element:
     ``0.5 * (log(var_p / var_q) + (var_q + (mean_q - mean_p)^2) / var_p - 1)``. The sum over the batch
-    is MDMM's reduction of its attribute KL (reference 3.5), which this term replaces (fork defect 5); a
-    batch split across processes sums its part scaled to the whole batch (:mod:`gmdrit_cli.training.shard`).
+    is MDMM's reduction of its attribute KL (the official ``update_EG``), which this term replaces
+    (docs/gmdrit.md, difference 5); a batch split across processes sums its part scaled to the whole batch
+    (:mod:`gmdrit_cli.training.shard`).
     """
     mean_q, var_q, mean_p, var_p = mean_q.float(), var_q.float(), mean_p.float(), var_p.float()
     kl = 0.5 * (torch.log(var_p) - torch.log(var_q) + (var_q + (mean_q - mean_p).pow(2)) / var_p - 1.0)
@@ -32,7 +33,7 @@ def kl_categorical_uniform(logits: torch.Tensor) -> torch.Tensor:
     """KL(q(y|x) || Uniform(K)) from N x K logits, averaged over the batch.
 
     ``sum_k q_k (log q_k + log K)`` per sample (0 for a uniform q, log K for a one-hot q); computed from
-    ``log_softmax`` so it stays finite for saturated logits (fork defect 7: the term was missing).
+    ``log_softmax`` so it stays finite for saturated logits (docs/gmdrit.md, difference 7: the fork lacked the term).
     """
     log_q = F.log_softmax(logits.float(), dim=-1)
     per_sample = (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(dim=-1)
@@ -60,7 +61,8 @@ def label_cross_entropy(logits: torch.Tensor, domains: torch.Tensor, components_
 def label_similarity(class_logits: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
     """The report's L_GAN2 = CE(y_hat, y): cross-entropy of a discriminator's N x C domain logits vs the
     target domains (N long), per sample, averaged over the batch; differentiable w.r.t. the generated
-    images (fixes fork defects 3 and 4, where it was computed on argmaxes and had no gradient)."""
+    images (fixes the fork's defects 3 and 4 in docs/gmdrit.md, where it was computed on argmaxes and had no
+    gradient)."""
     return F.cross_entropy(class_logits.float(), domains)
 
 

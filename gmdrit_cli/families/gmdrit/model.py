@@ -1,6 +1,6 @@
-"""GM-DRIT: MDMM with a Gaussian-mixture attribute space (design page, "GM-DRIT, decisions").
+"""GM-DRIT: MDMM with a Gaussian-mixture attribute space (the report [R1]; docs/gmdrit.md).
 
-Everything not described here is MDMM's (reference sections 2-3): optimizers, discriminator update,
+Everything not described here is the official MDMM code's (docs/mdmm.md): optimizers, discriminator update,
 content discriminator, the two-step E/G update on one forward graph, the display grid.
 
 Mixture: ``K = num_domains * components_per_domain``; component ``k`` belongs to domain
@@ -15,7 +15,7 @@ Two stages (``mixture.condition_on``):
   domain one-hot is expanded to K as the *uniform* distribution over the domain's components
   (``1 / components_per_domain`` on each; the plain one-hot for one component per domain, as in the
   report) and given both to G (in place of MDMM's code) and to q(z|x,y) (in place of the sampled y:
-  MDMM's encoder is conditioned on c too, reference 2.2). q(y|x), p(z|y) and p(x|z) exist but get no
+  the official MDMM attribute encoder is conditioned on c too). q(y|x), p(z|y) and p(x|z) exist but get no
   loss; the attribute KL is MDMM's KL(q(z|x,c) || N(0, I)) with log-variance ``log(var)``, and random
   attributes are MDMM's ``z ~ N(0, I)`` (one draw shared by both halves).
 """
@@ -101,7 +101,7 @@ class GMDRIT(ModelFamily):
         self._test_time = False
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
-        """MDMM's optimizers (reference 3.6); p(z|y) in its own group with ``mixture.prior_lr_mult``."""
+        """MDMM's optimizers (the official ``model.py``'s); p(z|y) in its own group with ``mixture.prior_lr_mult``."""
         return drit.optimizer_groups(self, self.parameter_groups)
 
     @property
@@ -196,7 +196,7 @@ class GMDRIT(ModelFamily):
     def forward_pass(
         self, images: torch.Tensor, code: torch.Tensor, generator=None, test: bool | None = None
     ) -> MixtureTranslation:
-        """MDMM's forward pass (reference 3.2) with y-conditioning; nothing detached but the random z.
+        """MDMM's forward pass (the official ``forward()``) with y-conditioning; nothing detached but the random z.
 
         images B x 3 x S x S, code B x C one-hot. ``test`` (default: inside :meth:`sample_grid`) uses the
         one-hot argmax of q(y|x) instead of Gumbel samples.

@@ -1,4 +1,4 @@
-"""GM-DRIT networks: MDMM's networks with a Gaussian-mixture attribute space (design page, "GM-DRIT, decisions").
+"""GM-DRIT networks: MDMM's networks with a Gaussian-mixture attribute space (docs/gmdrit.md).
 
 Notation: ``N`` batch, ``C`` number of domains, ``K`` number of mixture components
 (``C * components_per_domain``), ``S`` crop size, ``s = S/4`` content-code resolution, ``nz`` attribute
@@ -93,10 +93,10 @@ class MixtureAttributeEncoder(nn.Module):
     forward(x: N x 3 x S x S, tau, hard, generator=None, *, y=None, argmax=False) -> AttributeInference.
 
     * backbone: MDMM's attribute trunk on the image alone (3 input channels; no tiled domain code, so the
-      inferred y cannot copy the label: fork defect 10) -> N x 4*width pooled feature;
+      inferred y cannot copy the label: docs/gmdrit.md, difference 10) -> N x 4*width pooled feature;
     * ``features = softplus(fc(feature))``, N x nz. The feature width is ``nz`` (not 512): it is the
-      fork's layer (MDMM's ``fc`` re-used, reference 4.2 step 2), so the layer shapes and parameter
-      counts match reference 4.9, and with the report's nz = crop size (108 / 216) it is already wider
+      fork's layer (MDMM's ``fc`` re-used by the report authors' code), so the layer shapes and parameter
+      counts match the fork's, and with the report's nz = crop size (108 / 216) it is already wider
       than the 256-d pooled feature it comes from;
     * q(y|x): MLP(nz -> 512 -> 512) -> K logits -> Gumbel-softmax sample y at temperature ``tau``
       (straight-through one-hot when ``hard``);
@@ -150,7 +150,8 @@ class MixtureAttributeEncoder(nn.Module):
 
 
 class AdaIN(nn.Module):
-    """Adaptive instance normalisation with style from an MLP (fixes fork defect 15: gamma != beta).
+    """Adaptive instance normalisation with style from an MLP (fixes the fork's gamma = beta: docs/gmdrit.md,
+    difference 15).
 
     forward(x: N x C x H x W, style: N x style_dim) -> N x C x H x W.
     ``MLP(style) = Linear(style_dim, hidden) -> ReLU -> Linear(hidden, 2C)``, split into (delta, beta);
@@ -261,7 +262,7 @@ def build_gmdrit_networks(
 
     "content_encoder" (MDMM's E_c), "attribute_encoder" (:class:`MixtureAttributeEncoder`, K components),
     "generator" (:class:`MixtureGenerator`), "dis_encoded" / "dis_random" (MDMM's D1 / D2: real/fake head
-    and a C-way domain classifier), "dis_content". Conv weights ~ N(0, 0.02^2) (reference 2.6); Linear
+    and a C-way domain classifier), "dis_content". Conv weights ~ N(0, 0.02^2) (the official MDMM init); Linear
     layers keep PyTorch's default init (as in the fork), except AdaIN's zero-initialised output layer.
     """
     k = num_domains * components_per_domain

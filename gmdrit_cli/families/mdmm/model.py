@@ -1,4 +1,5 @@
-"""MDMM (multi-domain DRIT++), the baseline family: reference sections 2-3, design page decisions."""
+"""MDMM (multi-domain DRIT++), the baseline family: the official MDMM code's networks and training
+step, with the differences docs/mdmm.md lists."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class MDMM(ModelFamily):
         self.networks = nn.ModuleDict(nets).to(device)
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
-        """Adam per network (reference 3.6); D_c's learning rate is never decayed (official update_lr)."""
+        """Adam per network (the official ``model.py``'s); D_c's learning rate is never decayed (official update_lr)."""
         return drit.optimizer_groups(self)
 
     @property
@@ -122,11 +123,11 @@ class MDMM(ModelFamily):
     # -- losses ---------------------------------------------------------------------------------
 
     def encoder_generator_terms(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
-        """Weighted terms of L_EG (reference 3.5, step 1)."""
+        """Weighted terms of L_EG (the official ``update_EG``, step 1)."""
         return drit.mdmm_encoder_generator_terms(self, images, code, t)
 
     def generator_alone_terms(self, images, code, t: Translation) -> dict[str, torch.Tensor]:
-        """Weighted terms of L_G_alone (reference 3.5, step 2)."""
+        """Weighted terms of L_G_alone (the official ``update_EG``, step 2)."""
         return drit.mdmm_generator_alone_terms(self, images, code, t)
 
     # -- training -------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class MDMM(ModelFamily):
         return drit.batches_per_step(self)
 
     def train_step(self, batches: list[Batch], iteration: int, engine: Engine) -> dict[str, torch.Tensor]:
-        """MDMM's interleaving (reference 3.1); with the aggregate posterior, its running statistics follow
+        """MDMM's interleaving (the official ``train.py``); with the aggregate posterior, its running statistics follow
         each forward pass."""
         return drit.train_step(self, batches, engine, self._update_aggregate if self.uses_aggregate else None)
 

@@ -1,4 +1,4 @@
-"""MDMM networks with ``concat=1`` (reference sections 2.1-2.6).
+"""MDMM networks with ``concat=1``, as the official MDMM code's ``networks.py`` builds them (docs/mdmm.md).
 
 Notation: ``N`` batch, ``C`` number of domains, ``S`` crop size (square images), ``s = S/4`` the
 content-code resolution, ``nz`` the attribute-code length (8 in MDMM).
@@ -44,7 +44,7 @@ __all__ = [
 
 
 class ContentEncoder(nn.Module):
-    """Content encoder ``E_c`` (reference 2.1).
+    """Content encoder ``E_c`` (official ``MD_E_content``).
 
     forward(x: N x 3 x S x S) -> z_c: N x 256 x S/4 x S/4.
     In training mode N(0, 1) noise is added to the output (the noisy code is what the losses use);
@@ -67,7 +67,7 @@ class ContentEncoder(nn.Module):
 
 
 class AttributeBackbone(nn.Module):
-    """Convolutional trunk of the attribute encoder (reference 2.2 rows 1-5).
+    """Convolutional trunk of the attribute encoder (the first five layers of the official ``MD_E_attr_concat``).
 
     forward(x: N x in_channels x S x S) -> N x 256 pooled feature.
     RP1 -> Conv4x4 s2 (in->64) -> BasicBlock 64->128 -> 128->192 -> 192->256 -> LReLU(0.2)
@@ -93,7 +93,7 @@ class AttributeBackbone(nn.Module):
 
 
 class AttributeEncoder(nn.Module):
-    """Attribute encoder ``E_a``, concat version (reference 2.2).
+    """Attribute encoder ``E_a``, concat version (official ``MD_E_attr_concat``).
 
     forward(x: N x 3 x S x S, c: N x C one-hot float) -> (mu: N x nz, logvar: N x nz).
     The domain code is tiled to S x S and concatenated after the image channels (3 + C input
@@ -143,7 +143,7 @@ class AttributeEncoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """Generator ``G``, concat version (reference 2.3; options of reference 4.4).
+    """Generator ``G``, concat version (official ``MD_G_multi_concat``; options of the report authors' fork).
 
     forward(z_c: N x 256 x s x s, z: N x nz, code: N x code_dim) -> image N x 3 x 4s x 4s in (-1, 1).
 
@@ -220,7 +220,7 @@ class Generator(nn.Module):
 
 
 class ImageDiscriminator(nn.Module):
-    """Image discriminator ``D1`` / ``D2`` (reference 2.4), single scale.
+    """Image discriminator ``D1`` / ``D2`` (official ``MD_Dis``), single scale.
 
     forward(x: N x 3 x S x S) -> (realfake: N x 1 x (H6+2) x (W6+2) logits, cls: N x C logits),
     where H6 = size after six stride-2 convs (4 at S=216, 2 at S=108, 1 at S=32/64).
@@ -281,7 +281,7 @@ class _PadForKernel(nn.Module):
 
 
 class ContentDiscriminator(nn.Module):
-    """Content discriminator ``D_c`` (reference 2.5), made size-agnostic (design page).
+    """Content discriminator ``D_c`` (official ``MD_Dis_content``), made size-agnostic (docs/mdmm.md).
 
     forward(z_c: N x 256 x s x s) -> N x C domain logits.
 
@@ -318,7 +318,7 @@ def build_mdmm_networks(
     track_aggregate: bool = False,
     upsample: str = "transposed",
 ) -> dict[str, nn.Module]:
-    """Construct and initialise the six MDMM networks (reference 2.6 init: conv weights ~ N(0, 0.02^2)).
+    """Construct and initialise the six MDMM networks (the official init: conv weights ~ N(0, 0.02^2)).
 
     Keys: "content_encoder", "attribute_encoder", "generator", "dis_encoded" (D1, judges images
     generated from encoded attributes), "dis_random" (D2, judges images from random attributes),

@@ -1,4 +1,4 @@
-"""The single-encoder VAE's loss as the report's code computes it (spec baselines-reference.md 2.4.1).
+"""The single-encoder VAE's loss as the report's code computes it (the VAE report [R3]; docs/vae.md).
 
 Per batch of B target images u in [0, 1] and their reconstructions r (the decoder's Tanh output, in (-1, 1);
 half of that range is never a target, as in the report's code):
@@ -10,7 +10,7 @@ half of that range is never a target, as in the report's code):
   11, sigma 1.5, 5 scales). The package refuses images of 160 px or less; smaller images (tests, the CPU
   demo) use gmdrit's scale rule (fewer scales, same window and terms; ``metrics/msssim_diversity.py``);
 * KL: the batch mean of -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2), >= 0 (the report's Eq. 1 has
-  the opposite sign and no 1/2; the spec's decision 1 follows the code).
+  the opposite sign and no 1/2; gmdrit follows the code, a true KL).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The single-encoder VAE translator (family ``vae``; spec baselines-reference.md, Model 2; the VAE report).
+"""The single-encoder VAE translator (family ``vae``; the VAE report [R3]; docs/vae.md).
 
 One encoder E shared by both domains X and Y (``data.domains`` order) and decoders of one shape, trained in
 phases (the trainer runs them, :meth:`VAE.phases`):
@@ -7,14 +7,14 @@ phases (the trainer runs them, :meth:`VAE.phases`):
 2. ``decoder_x``: a fresh decoder D_X on X alone, E frozen (``vae.epochs_decoder`` epochs);
 3. ``decoder_y``: a fresh decoder D_Y on Y alone, E frozen.
 
-Each phase starts fresh Adam states and restarts the exponential schedule. ``vae.encoder_freeze: full`` (the
-spec) freezes all of E and runs its BatchNorm on the running statistics; ``conv_only`` (the report's code)
+Each phase starts fresh Adam states and restarts the exponential schedule. ``vae.encoder_freeze: full`` (as the
+report says) freezes all of E and runs its BatchNorm on the running statistics; ``conv_only`` (the report's code)
 keeps training the fc_mu / fc_var heads, with a fresh optimizer per decoder phase, and lets BatchNorm update.
 
 Test time, in the contract's terms: the content code of x is its posterior (mu, logvar), N x 2J; an
 attribute is (z, condition) with condition = [target one-hot, a]:
 
-* a = 0: z is the reparameterisation noise, the decoded code is mu + sigma * z (z = 0: the spec's translation
+* a = 0: z is the reparameterisation noise, the decoded code is mu + sigma * z (z = 0: gmdrit's default translation
   D_target(mu_E(x)); random attributes z ~ N(0, T^2 I): draws from q(z|x));
 * a = 1 (a reference): z is the reference's own code mu_E(r), decoded as it is; interpolating two references
   walks between their codes. The input's code is not used.
@@ -82,7 +82,7 @@ class VAE(ModelFamily):
     # -- training -------------------------------------------------------------------------------
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
-        """Adam per network at ``optim.lr_eg`` (spec 2.6: 5e-4); the phases say which of them step when."""
+        """Adam per network at ``optim.lr_eg`` (the report's code: 5e-4); the phases say which of them step when."""
         return [
             OptimizerGroup(name, self.cfg.optim.lr_eg, [{"params": list(net.parameters())}])
             for name, net in self.networks.items()

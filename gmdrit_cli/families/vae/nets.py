@@ -1,11 +1,11 @@
-"""The single-encoder VAE's networks (spec baselines-reference.md 2.3): one encoder, decoders of one shape.
+"""The single-encoder VAE's networks (the VAE report [R3]'s code; docs/vae.md): one encoder, decoders of one shape.
 
-Layer count and image size (spec 2.3.1): every encoder layer halves the image (3x3 conv, stride 2, padding 1)
+Layer count and image size (the report's code): every encoder layer halves the image (3x3 conv, stride 2, padding 1)
 and every decoder layer doubles it (3x3 transposed conv, stride 2, padding 1, output padding 1), so with L
 layers the bottleneck is S / 2^L pixels square and the fully connected layers have C_L * (S / 2^L)^2 inputs:
 5 layers give 2 x 2 at 64 px (the stock PyTorch-VAE), 4 x 4 at 128 px and 8 x 8 at 256 px (the report).
 
-Channels: ``width`` / 2 * 2^i in layer i (width 64: 32, 64, 128, 256, 512 as the spec). BatchNorm with
+Channels: ``width`` / 2 * 2^i in layer i (width 64: 32, 64, 128, 256, 512 as the report's code). BatchNorm with
 PyTorch's defaults and LeakyReLU with PyTorch's default slope 0.01 after every (transposed) convolution;
 PyTorch's default initialisation everywhere.
 """
