@@ -26,9 +26,9 @@ import torch
 
 from .. import __version__, atomic
 from ..config.schema import load_config
-from ..data.paired import paired_dataset
+from ..data.factory import training_dataset
 from ..data.pipeline import BatchPipeline, Draw, auto_threads
-from ..data.unpaired import Batch, UnpairedImageFolders
+from ..data.unpaired import Batch
 from ..errors import ConfigError
 from ..families import build_model, load_families
 from ..families.base import BenchmarkRow
@@ -182,12 +182,7 @@ def run_benchmark(
         paired = model.capabilities.paired_data
         pipeline = None
         if data_root:
-            d = cfg.data
-            loader = (
-                paired_dataset(cfg)
-                if paired
-                else UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip)
-            )
+            loader = training_dataset(cfg, paired=paired, val_fraction=0.0)  # every training image, as before
             draws = [Draw("sample", (cfg.train.batch_size,))] * per_step
             pipeline = BatchPipeline(
                 loader,

@@ -40,9 +40,10 @@ from safetensors.torch import load_file
 from .. import __version__, atomic
 from ..config.schema import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from ..data.cache import CacheResult, cache_dataset
-from ..data.paired import EVAL_SPLITS, has_split, paired_dataset
+from ..data.factory import training_dataset
+from ..data.paired import EVAL_SPLITS, has_split
 from ..data.pipeline import BatchPipeline, Draw, auto_threads
-from ..data.unpaired import Batch, UnpairedImageFolders, domain_folders, to_image
+from ..data.unpaired import Batch, domain_folders, to_image
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..families import build_model
 from ..families.base import ModelFamily
@@ -212,19 +213,7 @@ class Run:
         #: the local copy of data.root (speed.data_cache), and where the data are read: data.root or that copy
         self.data_cache: CacheResult | None = self._cache_data() if cfg.speed.data_cache else None
         self.data_root = self.data_cache.path if self.data_cache else d.root
-        if self.paired:
-            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed, root=self.data_root)
-        else:
-            self.dataset = UnpairedImageFolders(
-                self.data_root,
-                d.domains,
-                "train",
-                resize=d.resize,
-                crop=d.crop,
-                flip=d.flip,
-                seed=cfg.train.seed,
-                val_fraction=d.val_fraction,
-            )
+        self.dataset = training_dataset(cfg, "train", paired=self.paired, root=self.data_root, seed=cfg.train.seed)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
         # a phased family: each phase's epoch is one pass over the images of its domains
@@ -267,10 +256,10 @@ class Run:
         d, root = self.cfg.data, self.data_root
         if self.paired:  # the first pairs of the split test time reads (val, else test), else of train
             split = next((s for s in EVAL_SPLITS if has_split(root, s, d.paired_layout)), "train")
-            return paired_dataset(self.cfg, split, root=root).fixed_examples()
+            return training_dataset(self.cfg, split, paired=True, root=root).fixed_examples()
         try:
             domain_folders(root, d.domains, "test")
-            test = UnpairedImageFolders(root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)
+            test = training_dataset(self.cfg, "test", paired=False, root=root, flip=False)
             return test.fixed_examples()
         except DataError:
             return self.dataset.fixed_examples()
