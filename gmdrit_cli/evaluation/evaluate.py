@@ -43,7 +43,9 @@ import torch
 from PIL import Image
 
 from .. import __version__, atomic
+from ..config.schema import Config
 from ..errors import LimitError
+from ..families.base import ModelFamily
 from ..inference.model_files import untrained_note
 from ..limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
 from ..limits import seed as check_seed
@@ -51,7 +53,7 @@ from ..outputs import numbered_folder, output_folder
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
 from .metrics.evaluator import EvalContext, Evaluator, to_float
-from .metrics.images import open_images
+from .metrics.images import PreprocessedImages, open_images
 from .metrics.images import quantise as _quantise
 
 log = logging.getLogger("gmdrit")
@@ -222,62 +224,76 @@ def _mean_of(rows: list[dict], evaluators: list[Evaluator]) -> dict:
     return out
 
 
+def _task_attributes(
+    ctx: EvalContext, target: int, n: int, gen: torch.Generator, picker: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attributes (z, y) of ``n`` inputs' ``M = samples_per_input`` outputs each: z n*M x nz, y n*M x (C or K).
+
+    Latent mode draws them from the target's prior with ``gen`` (a family whose ``random_by_default`` is False
+    takes the prior's mean); reference mode encodes M test images of the target per input, picked by ``picker``."""
+    o, model, device = ctx.options, ctx.model, ctx.device
+    m = o.samples_per_input
+    if o.mode == "latent":
+        z, y = model.sample_attributes(target, n * m, None, gen, o.temperature)
+        if not model.capabilities.random_by_default:  # e.g. the VAE: z = mu, no draws
+            z, _ = model.attribute_prior(y)
+        return z, y
+    refs = ctx.test_images[target]
+    idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
+    z, y = model.encode_reference(
+        to_float(refs[torch.as_tensor(idx)], device),
+        torch.full((n * m,), target, dtype=torch.long, device=device),
+    )
+    return z, y
+
+
+def _save_outputs(fakes: torch.Tensor, paths: list[Path], m: int, folder: Path, used_stems: set[str]) -> None:
+    """Save uint8 ``fakes`` (len(paths)*M x 3 x S x S, M consecutive outputs per input) as ``<stem>_<j>.png``."""
+    for i, path in enumerate(paths):
+        stem = path.stem or "image"
+        while stem in used_stems:
+            stem += "_"
+        used_stems.add(stem)
+        for j in range(m):
+            _save_png(fakes[i * m + j], folder / f"{stem}_{j:02d}.png")
+
+
 def _translate_task(
-    model,
-    o: EvalOptions,
+    ctx: EvalContext,
     evaluators: list[Evaluator],
     task_index: int,
     source: int,
     target: int,
-    test_images: list[torch.Tensor],
-    test_paths: list[list[Path]],
+    paths: list[Path],
     folder: Path,
-    device: torch.device,
-    progress: ProgressCallback,
-    label: str,
 ) -> None:
-    """Translate every test image of ``source`` ``samples_per_input`` times into ``target``, save the PNGs into
-    ``folder`` and hand each generated batch to every evaluator."""
+    """Translate every test image of ``source`` (uint8 N x 3 x S x S, files ``paths``) ``samples_per_input``
+    times into ``target``, save the PNGs into ``folder`` and hand each generated batch (uint8, M consecutive
+    outputs per input) to every evaluator."""
+    o, model, device = ctx.options, ctx.model, ctx.device
     gen = torch.Generator(device=device).manual_seed(o.seed * 1000 + task_index)
     picker = np.random.default_rng([o.seed, task_index])
-    inputs, paths, refs = test_images[source], test_paths[source], test_images[target]
+    inputs = ctx.test_images[source]
+    label = f"translate {ctx.domains[source]} -> {ctx.domains[target]}"
     m = o.samples_per_input
     per_batch = max(1, o.batch_size // m)
     used_stems: set[str] = set()
     for b in range(0, len(inputs), per_batch):
-        progress(label, b, len(inputs))
+        ctx.progress(label, b, len(inputs))
         batch = inputs[b : b + per_batch]
-        n = len(batch)
         with torch.no_grad():
-            if o.mode == "latent":
-                z, y = model.sample_attributes(target, n * m, None, gen, o.temperature)
-                if not model.capabilities.random_by_default:  # e.g. the VAE: z = mu, no draws
-                    z, _ = model.attribute_prior(y)
-            else:
-                idx = np.concatenate([picker.choice(len(refs), m, replace=len(refs) < m) for _ in range(n)])
-                z, y = model.encode_reference(
-                    to_float(refs[torch.as_tensor(idx)], device),
-                    torch.full((n * m,), target, dtype=torch.long, device=device),
-                )
-            fakes = _quantise(model.translate(to_float(batch, device), target, (z, y)))
-        for i in range(n):
-            stem = paths[b + i].stem or "image"
-            while stem in used_stems:
-                stem += "_"
-            used_stems.add(stem)
-            for j in range(m):
-                _save_png(fakes[i * m + j], folder / f"{stem}_{j:02d}.png")
+            attributes = _task_attributes(ctx, target, len(batch), gen, picker)
+            fakes = _quantise(model.translate(to_float(batch, device), target, attributes))
+        _save_outputs(fakes, paths[b : b + len(batch)], m, folder, used_stems)
         for ev in evaluators:
             ev.update(fakes, m)
-    progress(label, len(inputs), len(inputs))
+    ctx.progress(label, len(inputs), len(inputs))
 
 
-def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> EvalResult:
-    """Run the whole evaluation described in the module docstring; write ``eval.json``; return the result.
-
-    The metrics are :class:`~gmdrit_cli.evaluation.metrics.evaluator.Evaluator` objects of the registry; this function
-    owns the data and the translations and calls them at the points that class describes."""
-    start = time.perf_counter()
+def _prepare(o: EvalOptions) -> tuple[EvalOptions, list[str], Config, ModelFamily, torch.device]:
+    """Check the options, load the model, and complete the options with its defaults (metrics, samples per
+    input, temperature): (options, metrics, config, model, device). Options given in full are refused before
+    the model is loaded."""
     metrics = parse_metric_names(o.metrics) if o.metrics is not None else None
     if metrics is not None and o.samples_per_input is not None:
         _check_options(o, metrics)  # settings given in full: refuse bad ones before loading anything
@@ -294,42 +310,28 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     _check_options(o, metrics)
     if o.temperature is None:  # the model's own default; reference mode draws nothing from the prior
         o = replace(o, temperature=cfg.model.sample_temperature if o.mode == "latent" else 1.0)
-    source = model.source
-    iteration = source.iteration
-    domains = list(cfg.data.domains)
-    progress = on_progress or (lambda stage, done, total: None)
-    root = o.data or cfg.data.root
-    ctx = EvalContext(o, metrics, model, device, domains, root, progress)
-    notes = ctx.notes
+    return o, metrics, cfg, model, device
 
-    # weights first: a missing file must stop the run before any work
-    evaluators = [cls(ctx, names) for cls, names in _evaluator_classes(metrics)]
-    test = open_images(root, cfg, o.split, o.max_inputs, paired)
-    for ev in evaluators:
-        ev.setup()
-    learners = [ev for ev in evaluators if ev.needs_train_images]
-    train = open_images(root, cfg, "train", 0, paired) if learners else None
-    out = eval_folder(
-        Path(o.out).expanduser()
-        if o.out is not None
-        else _default_out(None if o.run is None else Path(o.run), iteration, o.mode, o.split),
-        notes,
-    )
-    notes += [n for n in [untrained_note(model, sorted({t for _, t in model.capabilities.tasks(len(domains))}))] if n]
 
+def _load_test_images(
+    test: PreprocessedImages, domains: list[str], split: str
+) -> tuple[list[torch.Tensor], list[list[Path]]]:
+    """Every domain's test (or val) images, uint8 N_d x 3 x S x S, and their files; a domain without one
+    readable image stops the eval."""
     test_images: list[torch.Tensor] = []
     test_paths: list[list[Path]] = []
     for d in range(len(domains)):
         images, kept = test.load(test.files[d], d)
         if len(images) == 0:
-            raise MetricError(f"domain '{domains[d]}' has no readable {o.split} images in {test.ds.folders[d]}")
+            raise MetricError(f"domain '{domains[d]}' has no readable {split} images in {test.ds.folders[d]}")
         test_images.append(images)
         test_paths.append(kept)
+    return test_images, test_paths
 
-    ctx.test_images = test_images
-    pairs = model.capabilities.tasks(len(domains))
-    targets = sorted({t for _, t in pairs})
-    settings = {
+
+def _settings(o: EvalOptions, metrics: list[str], cfg: Config, device: torch.device, out: Path) -> dict:
+    """The ``settings`` section of ``eval.json``."""
+    return {
         "metrics": metrics,
         "mode": o.mode,
         "split": o.split,
@@ -346,84 +348,92 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         "out": str(out),
     }
 
-    # -- the target domains' training images, one pass shared by every evaluator that learns from them ----
+
+def _learn_train_images(
+    ctx: EvalContext, train: PreprocessedImages, targets: list[int], learners: list[Evaluator]
+) -> dict[int, int]:
+    """One pass over the target domains' training images (uint8 batches of ``batch_size``), shared by every
+    evaluator that learns from them; the number of readable images of each target."""
     n_train: dict[int, int] = {}
-    if train is not None:
-        for t in targets:
-            name = domains[t]
-            total, done, n = len(train.files[t]), 0, 0
-            for images, _ in train.batches(t, o.batch_size):
-                done += len(images)
-                progress(f"train images {name}", done, total)
-                if len(images) == 0:
-                    continue
-                n += len(images)
-                for ev in learners:
-                    ev.add_train_images(t, images)
-            n_train[t] = n
+    for t in targets:
+        name = ctx.domains[t]
+        total, done, n = len(train.files[t]), 0, 0
+        for images, _ in train.batches(t, ctx.options.batch_size):
+            done += len(images)
+            ctx.progress(f"train images {name}", done, total)
+            if len(images) == 0:
+                continue
+            n += len(images)
             for ev in learners:
-                ev.fit_train(t, n)
+                ev.add_train_images(t, images)
+        n_train[t] = n
+        for ev in learners:
+            ev.fit_train(t, n)
+    return n_train
 
-    # -- the reference line: real test images of the target vs its training images --------------
+
+def _reference_line(
+    ctx: EvalContext, evaluators: list[Evaluator], targets: list[int], n_train: dict[int, int]
+) -> dict[str, dict]:
+    """The reference line: each target's real test images (uint8 N x 3 x S x S) scored as the translations are."""
     reference: dict[str, dict] = {}
-    if o.reference_line:
-        for t in targets:
-            name = domains[t]
-            progress(f"reference {name}", 0, 1)
-            real = test_images[t]
-            row: dict = {"target": name, "n_test": len(real)}
-            if t in n_train:
-                row["n_train"] = n_train[t]
-            for ev in sorted(evaluators, key=lambda e: e.reference_order):
-                row.update(ev.reference(t, real))
-            reference[name] = row
-            progress(f"reference {name}", 1, 1)
+    for t in targets:
+        name = ctx.domains[t]
+        ctx.progress(f"reference {name}", 0, 1)
+        real = ctx.test_images[t]
+        row: dict = {"target": name, "n_test": len(real)}
+        if t in n_train:
+            row["n_train"] = n_train[t]
+        for ev in sorted(evaluators, key=lambda e: e.reference_order):
+            row.update(ev.reference(t, real))
+        reference[name] = row
+        ctx.progress(f"reference {name}", 1, 1)
+    return reference
 
-    # -- the tasks ------------------------------------------------------------------------------
-    tasks = []
-    for task_index, (s, t) in enumerate(pairs):
-        task_start = time.perf_counter()
-        folder = out / f"{domains[s]}2{domains[t]}"
-        if folder.is_dir():
-            for old in folder.glob("*.png"):
-                old.unlink()
-        folder.mkdir(parents=True, exist_ok=True)
-        for ev in evaluators:
-            ev.start_task(s, t)
-        _translate_task(
-            model,
-            o,
-            evaluators,
-            task_index,
-            s,
-            t,
-            test_images,
-            test_paths,
-            folder,
-            device,
-            progress,
-            f"translate {domains[s]} -> {domains[t]}",
-        )
-        n_inputs = len(test_images[s])
-        row = {
-            "source": domains[s],
-            "target": domains[t],
-            "inputs": n_inputs,
-            "outputs": n_inputs * o.samples_per_input,
-            "folder": str(folder),
-        }
-        for ev in evaluators:
-            row.update(ev.task_result())
-        row["seconds"] = round(time.perf_counter() - task_start, 2)
-        tasks.append(row)
 
-    # -- sections of their own (e.g. clustering of the test images by q(y|x)) ----------------------
+def _run_task(
+    ctx: EvalContext, evaluators: list[Evaluator], task_index: int, s: int, t: int, paths: list[Path], out: Path
+) -> dict:
+    """Translate the task ``s`` -> ``t`` into ``out/<source>2<target>/`` (earlier PNGs there removed); its row
+    of the report."""
+    task_start = time.perf_counter()
+    domains = ctx.domains
+    folder = out / f"{domains[s]}2{domains[t]}"
+    if folder.is_dir():
+        for old in folder.glob("*.png"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for ev in evaluators:
+        ev.start_task(s, t)
+    _translate_task(ctx, evaluators, task_index, s, t, paths, folder)
+    n_inputs = len(ctx.test_images[s])
+    row = {
+        "source": domains[s],
+        "target": domains[t],
+        "inputs": n_inputs,
+        "outputs": n_inputs * ctx.options.samples_per_input,
+        "folder": str(folder),
+    }
+    for ev in evaluators:
+        row.update(ev.task_result())
+    row["seconds"] = round(time.perf_counter() - task_start, 2)
+    return row
+
+
+def _sections(evaluators: list[Evaluator], test_images: list[torch.Tensor]) -> dict:
+    """The report's sections of their own (e.g. clustering of the test images by q(y|x)); None for a
+    registered section whose metric was not selected."""
     sections = {cls.section: None for cls in (info.evaluator_class for info in METRICS.values()) if cls.section}
     for ev in evaluators:
         if ev.section:
             sections[ev.section] = ev.section_result(test_images)
+    return sections
 
-    # -- the report -------------------------------------------------------------------------------
+
+def _protocols(
+    evaluators: list[Evaluator], domains: list[str], pairs: list[tuple[int, int]], seed: int
+) -> tuple[dict, dict]:
+    """The ``protocols`` (with the seeds of every random choice) and ``weights`` sections of the report."""
     protocols: dict = {}
     weights: dict = {}
     for ev in evaluators:
@@ -434,10 +444,25 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
         f"tasks in order {[f'{domains[s]}2{domains[t]}' for s, t in pairs]}",
         "references": "numpy default_rng([seed, task index]): M distinct test images of the "
         "target per input (with replacement only when there are fewer than M)",
-        "kid_ndb_lpips_real": f"seed {o.seed}",
+        "kid_ndb_lpips_real": f"seed {seed}",
     }
     for ev in sorted(evaluators, key=lambda e: e.reference_order):
         protocols["seeds"].update(ev.seeds())
+    return protocols, weights
+
+
+def _final_notes(
+    o: EvalOptions,
+    cfg: Config,
+    model: ModelFamily,
+    evaluators: list[Evaluator],
+    tasks: list[dict],
+    reference: dict,
+    skipped: list[str],
+) -> list[str]:
+    """The notes that need the results: each evaluator's, identical outputs of a family that does not draw,
+    unreadable images."""
+    notes: list[str] = []
     for ev in evaluators:
         notes += ev.final_notes(tasks, reference)
     if o.mode == "latent" and o.samples_per_input > 1 and not model.capabilities.random_by_default:
@@ -445,38 +470,91 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
             f"{cfg.model.family} translates with the prior's mean attribute (no random draws): the "
             f"{o.samples_per_input} outputs per input are identical; --samples-per-input 1 is enough"
         )
-    skipped = test.skipped + (train.skipped if train is not None else [])
     if skipped:
         notes.append(f"{len(skipped)} unreadable image(s) skipped")
-    capabilities = model.capabilities
+    return notes
+
+
+def _data_section(
+    root: str | Path,
+    split: str,
+    domains: list[str],
+    test_paths: list[list[Path]],
+    n_train: dict[int, int],
+    skipped: list[str],
+) -> dict:
+    """The ``data`` section of the report: where the images came from and how many were read."""
+    return {
+        "root": str(root),
+        f"{split}_images": {n: len(p) for n, p in zip(domains, test_paths)},
+        "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
+        "skipped": skipped,
+    }
+
+
+def _model_section(o: EvalOptions, cfg: Config, model: ModelFamily) -> dict:
+    """The ``model`` section of the report: which weights, of which family and config."""
+    source, capabilities = model.source, model.capabilities
+    return {
+        "path": str(o.run) if o.run is not None else "pretrained",
+        "weights": str(source.weights),
+        "kind": source.kind,
+        "ema": source.ema,
+        "family": cfg.model.family,
+        "config": cfg.name,
+        "iteration": source.iteration,
+        "domains": list(cfg.data.domains),
+        "crop": cfg.data.crop,
+        "resize": cfg.data.resize,
+        "nz": cfg.model.nz,
+        "components_per_domain": (
+            capabilities.components_per_domain if capabilities.has_mixture and capabilities.classifies_domains else None
+        ),
+    }
+
+
+def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> EvalResult:
+    """Run the whole evaluation described in the module docstring; write ``eval.json``; return the result.
+
+    The metrics are :class:`~gmdrit_cli.evaluation.metrics.evaluator.Evaluator` objects of the registry; this function
+    owns the data and the translations and calls them at the points that class describes."""
+    start = time.perf_counter()
+    o, metrics, cfg, model, device = _prepare(o)
+    domains = list(cfg.data.domains)
+    root = o.data or cfg.data.root
+    ctx = EvalContext(o, metrics, model, device, domains, root, on_progress or (lambda stage, done, total: None))
+    notes = ctx.notes
+    # weights first: a missing file must stop the run before any work
+    evaluators = [cls(ctx, names) for cls, names in _evaluator_classes(metrics)]
+    paired = model.capabilities.paired_data
+    test = open_images(root, cfg, o.split, o.max_inputs, paired)
+    for ev in evaluators:
+        ev.setup()
+    learners = [ev for ev in evaluators if ev.needs_train_images]
+    train = open_images(root, cfg, "train", 0, paired) if learners else None
+    iteration = model.source.iteration
+    run = None if o.run is None else Path(o.run)
+    out = eval_folder(
+        Path(o.out).expanduser() if o.out is not None else _default_out(run, iteration, o.mode, o.split), notes
+    )
+    pairs = model.capabilities.tasks(len(domains))
+    targets = sorted({t for _, t in pairs})
+    notes += [n for n in [untrained_note(model, targets)] if n]
+    ctx.test_images, test_paths = _load_test_images(test, domains, o.split)
+
+    n_train = _learn_train_images(ctx, train, targets, learners) if train is not None else {}
+    reference = _reference_line(ctx, evaluators, targets, n_train) if o.reference_line else {}
+    tasks = [_run_task(ctx, evaluators, i, s, t, test_paths[s], out) for i, (s, t) in enumerate(pairs)]
+    sections = _sections(evaluators, ctx.test_images)
+    protocols, weights = _protocols(evaluators, domains, pairs, o.seed)
+    skipped = test.skipped + (train.skipped if train is not None else [])
+    notes += _final_notes(o, cfg, model, evaluators, tasks, reference, skipped)
     report = {
         "format": REPORT_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "path": str(o.run) if o.run is not None else "pretrained",
-            "weights": str(source.weights),
-            "kind": source.kind,
-            "ema": source.ema,
-            "family": cfg.model.family,
-            "config": cfg.name,
-            "iteration": iteration,
-            "domains": domains,
-            "crop": cfg.data.crop,
-            "resize": cfg.data.resize,
-            "nz": cfg.model.nz,
-            "components_per_domain": (
-                capabilities.components_per_domain
-                if capabilities.has_mixture and capabilities.classifies_domains
-                else None
-            ),
-        },
-        "data": {
-            "root": str(root),
-            f"{o.split}_images": {n: len(p) for n, p in zip(domains, test_paths)},
-            "train_images": ({domains[i]: n for i, n in n_train.items()} if n_train else None),
-            "skipped": skipped,
-        },
-        "settings": settings,
+        "model": _model_section(o, cfg, model),
+        "data": _data_section(root, o.split, domains, test_paths, n_train, skipped),
+        "settings": _settings(o, metrics, cfg, device, out),
         "protocols": protocols,
         "weights": weights,
         "libraries": _versions(),

@@ -47,6 +47,8 @@ PRIOR_FILE = "prior.onnx"
 REFERENCE_FILE = "reference.onnx"
 META_FILE = "onnx.json"
 CONFIG_FILE = "config.yaml"
+#: every file an export writes, in the order they are written
+EXPORT_FILES = (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE, META_FILE, CONFIG_FILE)
 #: largest allowed |onnxruntime - torch| over every output pixel, on images in [-1, 1] (a 255th is 0.0078:
 #: within this, the written 8-bit PNGs differ by at most one grey level where a value sits on a rounding edge)
 TOLERANCE = 1e-4
@@ -274,15 +276,9 @@ def _run(session, **feed) -> list[np.ndarray]:
     return session.run(None, {k: v for k, v in feed.items() if k in names})
 
 
-def export_onnx(
-    path: Path | str | None,
-    out: Path | str,
-    extra_metadata: dict[str, str] | None = None,
-    ema: bool = True,
-    force: bool = False,
-) -> OnnxExportResult:
-    """Export the model of a run folder, checkpoint or export (``None``: the pretrained model) as ONNX graphs
-    into ``out`` (see the module doc); refused over earlier files unless ``force``."""
+def _check_out(out: Path | str, force: bool) -> Path:
+    """The export folder, refused before any work: onnx missing, a checkpoint area or run folder, or (unless
+    ``force``) earlier export files there."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -292,33 +288,27 @@ def export_onnx(
     refuse_checkpoint_area(out, "--out")
     if (out / "checkpoints").is_dir():
         raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
-    names = (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE, META_FILE, CONFIG_FILE)
     if not force:
-        for name in names:
+        for name in EXPORT_FILES:
             refuse_replacing(out / name, "--force")
-    cfg, model = load_for_inference(path, "cpu", ema=ema)
-    model.eval_mode()
-    caps = model.capabilities
-    crop = cfg.data.crop
-    target = caps.tasks(cfg.num_domains)[0][1]
-    # other working sizes the torch model takes (the DRIT families: any multiple of 4; the VAE and BicycleGAN,
-    # whose encoders end in dense layers: none): the graphs keep them free and the check covers them
-    others = [s for s in (2 * crop, crop + 16, max(16, crop // 2 // 4 * 4)) if s != crop and _takes_size(model, s)]
-    dynamic = bool(others)
-    conditions = _condition_table(model)
-    z0, c0 = model.sample_attributes(target, 2, None, torch.Generator().manual_seed(0))
-    image0 = torch.zeros(1, 3, crop, crop)
-    space = {2: "height", 3: "width"} if dynamic else {}
-    source = model.source
-    meta = {
+    return out
+
+
+def _metadata(
+    model: ModelFamily, conditions: dict, condition_size: int, dynamic: bool, extra_metadata: dict[str, str] | None
+) -> dict:
+    """``onnx.json`` before the check: what the torch-free runtime needs besides the graphs (the module doc);
+    ``conditions``: :func:`_condition_table`."""
+    cfg, caps, source = model.cfg, model.capabilities, model.source
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "gmdrit": __version__,
         "family": cfg.model.family,
         "domains": list(cfg.data.domains),
-        "crop": crop,
+        "crop": cfg.data.crop,
         "nz": cfg.model.nz,
-        "condition_size": int(c0.shape[1]),
+        "condition_size": condition_size,
         "sample_temperature": cfg.model.sample_temperature,
         "random_by_default": caps.random_by_default,
         "components_per_domain": caps.components_per_domain,
@@ -331,40 +321,86 @@ def export_onnx(
         "tolerance": TOLERANCE,
         "metadata": dict(extra_metadata or {}),
     }
+
+
+def _export_graphs(model: ModelFamily, work: Path, z0: torch.Tensor, c0: torch.Tensor, dynamic: bool) -> None:
+    """The three graphs into ``work``, traced on zero images 1 (translate) or 2 (references) x 3 x crop x crop and
+    the attribute rows z0 (M x nz), c0 (M x D); the row counts stay free, the image sizes too when ``dynamic``."""
+    crop = model.cfg.data.crop
+    target = model.capabilities.tasks(model.cfg.num_domains)[0][1]
+    space = {2: "height", 3: "width"} if dynamic else {}
+    with torch.no_grad(), _graph_friendly_layers():
+        _export_graph(
+            TranslateGraph(model),
+            (torch.zeros(1, 3, crop, crop), z0, c0),
+            work / TRANSLATE_FILE,
+            ["image", "z", "condition"],
+            ["images"],
+            {"image": space, "z": {0: "samples"}, "condition": {0: "samples"}, "images": {0: "samples", **space}},
+        )
+        _export_graph(
+            PriorGraph(model),
+            (c0,),
+            work / PRIOR_FILE,
+            ["condition"],
+            ["mean", "std"],
+            {"condition": {0: "rows"}, "mean": {0: "rows"}, "std": {0: "rows"}},
+        )
+        _export_graph(
+            ReferenceGraph(model),
+            (torch.zeros(2, 3, crop, crop), torch.full((2,), target, dtype=torch.long)),
+            work / REFERENCE_FILE,
+            ["images", "domains"],
+            ["z", "condition"],
+            {
+                "images": {0: "references", **space},
+                "domains": {0: "references"},
+                "z": {0: "references"},
+                "condition": {0: "references"},
+            },
+        )
+
+
+def _copy_out(work: Path, out: Path) -> list[Path]:
+    """Every export file from ``work`` into ``out`` (each written under a temporary name, then renamed)."""
+    make_output_folder(out)
+    files = []
+    try:
+        for name in EXPORT_FILES:
+            data = (work / name).read_bytes()
+            atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            files.append(out / name)
+    except OSError as exc:
+        raise InferenceError(
+            os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
+        ) from None
+    return files
+
+
+def export_onnx(
+    path: Path | str | None,
+    out: Path | str,
+    extra_metadata: dict[str, str] | None = None,
+    ema: bool = True,
+    force: bool = False,
+) -> OnnxExportResult:
+    """Export the model of a run folder, checkpoint or export (``None``: the pretrained model) as ONNX graphs
+    into ``out`` (see the module doc); refused over earlier files unless ``force``."""
+    out = _check_out(out, force)
+    cfg, model = load_for_inference(path, "cpu", ema=ema)
+    model.eval_mode()
+    crop = cfg.data.crop
+    target = model.capabilities.tasks(cfg.num_domains)[0][1]
+    # other working sizes the torch model takes (the DRIT families: any multiple of 4; the VAE and BicycleGAN,
+    # whose encoders end in dense layers: none): the graphs keep them free and the check covers them
+    others = [s for s in (2 * crop, crop + 16, max(16, crop // 2 // 4 * 4)) if s != crop and _takes_size(model, s)]
+    dynamic = bool(others)
+    conditions = _condition_table(model)
+    z0, c0 = model.sample_attributes(target, 2, None, torch.Generator().manual_seed(0))
+    meta = _metadata(model, conditions, int(c0.shape[1]), dynamic, extra_metadata)
     with tempfile.TemporaryDirectory(prefix="gmdrit-onnx-") as tmp:
         work = Path(tmp)
-        with torch.no_grad(), _graph_friendly_layers():
-            _export_graph(
-                TranslateGraph(model),
-                (image0, z0, c0),
-                work / TRANSLATE_FILE,
-                ["image", "z", "condition"],
-                ["images"],
-                {"image": space, "z": {0: "samples"}, "condition": {0: "samples"}, "images": {0: "samples", **space}},
-            )
-            _export_graph(
-                PriorGraph(model),
-                (c0,),
-                work / PRIOR_FILE,
-                ["condition"],
-                ["mean", "std"],
-                {"condition": {0: "rows"}, "mean": {0: "rows"}, "std": {0: "rows"}},
-            )
-            refs = torch.zeros(2, 3, crop, crop)
-            domains = torch.full((2,), target, dtype=torch.long)
-            _export_graph(
-                ReferenceGraph(model),
-                (refs, domains),
-                work / REFERENCE_FILE,
-                ["images", "domains"],
-                ["z", "condition"],
-                {
-                    "images": {0: "references", **space},
-                    "domains": {0: "references"},
-                    "z": {0: "references"},
-                    "condition": {0: "references"},
-                },
-            )
+        _export_graphs(model, work, z0, c0, dynamic)
         model.eval_mode()
         (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         sizes = [crop] + others
@@ -372,17 +408,7 @@ def export_onnx(
         meta["checked"] = {"sizes": sizes, "max_abs_difference": worst, "tolerance": TOLERANCE}
         (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         (work / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
-        make_output_folder(out)
-        files = []
-        try:
-            for name in names:
-                data = (work / name).read_bytes()
-                atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
-                files.append(out / name)
-        except OSError as exc:
-            raise InferenceError(
-                os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
-            ) from None
+        files = _copy_out(work, out)
     return OnnxExportResult(
         out, files, sum(f.stat().st_size for f in files), cfg.model.family, meta["source"], worst, sizes, dynamic
     )

@@ -242,23 +242,8 @@ def _check_component(model: OnnxModel, component: int | None) -> None:
         raise InferenceError(f"--component {component}: this model has {cpd} component(s) per domain (0..{cpd - 1})")
 
 
-def translate(
-    model: OnnxModel,
-    inputs: list[str | Path],
-    *,
-    domain: str | int,
-    samples: int | None = None,
-    component: int | None = None,
-    temperature: float | None = None,
-    references: list[Path | str] | None = None,
-    seed: int = 0,
-    size: int | None = None,
-    square: bool = False,
-    out: Path | str = "translations",
-    on_progress: Callable[[int, int, str], None] | None = None,
-) -> OnnxTranslateResult:
-    """:func:`gmdrit_cli.inference.translate.translate` with an ONNX export: the same options, checks and files."""
-    start = time.perf_counter()
+def _check_target(model: OnnxModel, domain: str | int, size: int | None) -> tuple[int, int]:
+    """The index of ``domain`` (one the export translates into) and the working size (one the export takes)."""
     names = model.cfg.data.domains
     d = resolve_domain(model.cfg, domain)
     if d not in model.targets():
@@ -269,7 +254,28 @@ def translate(
     size = check_size(model.cfg, size)
     if size != model.cfg.data.crop and not model.meta.get("dynamic_size"):
         raise InferenceError(f"--size {size}: this {model.family} export works at {model.cfg.data.crop} px only")
-    out = check_out(Path(out).expanduser())
+    return d, size
+
+
+@dataclass
+class _Sampling:
+    """The checked attribute options of one :func:`translate` call, defaults filled in."""
+
+    samples: int  # outputs per input with random attributes
+    samples_given: bool
+    component: int | None
+    temperature: float
+    references: list[Path | str]
+
+
+def _sampling(
+    model: OnnxModel,
+    samples: int | None,
+    component: int | None,
+    temperature: float | None,
+    references: list[Path | str] | None,
+) -> _Sampling:
+    """Check the attribute options against each other and the export (as the torch path does)."""
     references = list(references or [])
     if references and component is not None:
         raise InferenceError(
@@ -302,62 +308,128 @@ def translate(
             MAX_SAMPLES,
             "each sample is a file and a column of the grid; run again with another --seed for more",
         )
-    result = OnnxTranslateResult(names[d], "reference" if references else "latent", int(seed), size, out)
-    rng = np.random.default_rng(int(seed))
-    tag = ""
-    if references:
-        images = []
-        for p in references:
-            path = Path(p).expanduser()
-            if not path.is_file():
-                raise InferenceError(
-                    f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}"
+    return _Sampling(samples, given, component, temperature, references)
+
+
+def _reference_attributes(
+    model: OnnxModel, references: list[Path | str], d: int, size: int, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """z R x nz and condition R x D of the reference images (each read at ``size``); a note in ``notes`` for
+    each reference the export reads as another domain."""
+    names = model.cfg.data.domains
+    images = []
+    for p in references:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise InferenceError(
+                f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}"
+            )
+        try:
+            images.append(to_model_input(read_image(path), size))
+        except InferenceError as exc:
+            raise InferenceError(f"reference {p}: {exc}") from None
+    z, condition = model.encode_reference(np.concatenate(images), np.full(len(images), d))
+    cpd = model.components_per_domain
+    if cpd > 0 and condition.shape[1] == cpd * len(names):
+        for p, got in zip(references, (condition.argmax(axis=1) // cpd).tolist()):
+            if got != d:
+                notes.append(
+                    f"reference {p} looks like '{names[got]}' to the model, not '{names[d]}'; "
+                    "its attribute (and inferred component) is used as it is"
                 )
-            try:
-                images.append(to_model_input(read_image(path), size))
-            except InferenceError as exc:
-                raise InferenceError(f"reference {p}: {exc}") from None
-        z, condition = model.encode_reference(np.concatenate(images), np.full(len(images), d))
-        cpd = model.components_per_domain
-        if cpd > 0 and condition.shape[1] == cpd * len(names):
-            for p, got in zip(references, (condition.argmax(axis=1) // cpd).tolist()):
-                if got != d:
-                    result.notes.append(
-                        f"reference {p} looks like '{names[got]}' to the model, not '{names[d]}'; "
-                        "its attribute (and inferred component) is used as it is"
-                    )
-        tag = "ref"
-    elif not given and not model.meta.get("random_by_default", True):
-        _, condition = model.sample_attributes(d, 1, component, rng, temperature)
+    return z, condition
+
+
+def _random_attributes(model: OnnxModel, d: int, opts: _Sampling, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """z M x nz and condition M x D drawn from the prior of ``d`` with numpy's generator seeded by ``seed``
+    (one row at the prior's mean for an export that does not draw by default, without ``--samples``)."""
+    rng = np.random.default_rng(int(seed))
+    if not opts.samples_given and not model.meta.get("random_by_default", True):
+        _, condition = model.sample_attributes(d, 1, opts.component, rng, opts.temperature)
         z, _ = model.attribute_prior(condition)
-    else:
-        z, condition = model.sample_attributes(d, samples, component, rng, temperature)
-    used: set[str] = set()
+        return z, condition
+    return model.sample_attributes(d, opts.samples, opts.component, rng, opts.temperature)
+
+
+def _readable_inputs(inputs: list[str | Path], size: int, square: bool, failures: list[InputFailure], on_progress):
+    """Yield ``(path, image, output size, model input 1 x 3 x S x S)`` for every input that decodes; the others are
+    appended to ``failures`` so the rest of the call goes on."""
     entries = _expand(inputs)
     for i, path in enumerate(entries):
         if on_progress:
             on_progress(i, len(entries), path.source if isinstance(path, InputFailure) else str(path))
         if isinstance(path, InputFailure):
-            result.failures.append(path)
+            failures.append(path)
             continue
         try:
             im = read_image(path)
         except InferenceError as exc:
-            result.failures.append(InputFailure(str(path), str(exc)))
+            failures.append(InputFailure(str(path), str(exc)))
             continue
-        wh = output_size(im.width, im.height, size, square)
-        fakes = [_resize(to_image(t), wh) for t in model.translate(to_model_input(im, size), z, condition)]
+        yield path, im, output_size(im.width, im.height, size, square), to_model_input(im, size)
+    if on_progress:
+        on_progress(len(entries), len(entries), "")
+
+
+@dataclass
+class _Attributes:
+    """The attributes every input of one :func:`translate` call is decoded with, one output per row."""
+
+    z: np.ndarray  # M x nz
+    condition: np.ndarray  # M x D
+    tag: str  # file-name part before each output's number: "ref" with references, else ""
+
+
+def _write_translations(
+    model: OnnxModel, readable, domain: int, attrs: _Attributes, out: Path
+) -> list[TranslatedInput]:
+    """Translate every input ``readable`` yields (:func:`_readable_inputs`) with each row of ``attrs``; write
+    ``<stem>_to_<domain>_<tag><k>.png`` and the grid into ``out``."""
+    name = model.cfg.data.domains[domain]
+    used: set[str] = set()
+    items = []
+    for path, im, wh, x in readable:
+        fakes = [_resize(to_image(t), wh) for t in model.translate(x, attrs.z, attrs.condition)]
         stem = _unique_stem(path, used)
         output_folder(out, "--out")
         outputs = []
         for k, fake in enumerate(fakes, 1):
-            target = out / f"{stem}_to_{names[d]}_{tag}{k}.png"
+            target = out / f"{stem}_to_{name}_{attrs.tag}{k}.png"
             _save_png(fake, target)
             outputs.append(target)
-        grid = out / f"{stem}_to_{names[d]}_grid.png"
+        grid = out / f"{stem}_to_{name}_grid.png"
         _save_png(compose([_resize(im, wh), *fakes]), grid)
-        result.items.append(TranslatedInput(path, outputs, grid, wh))
-    if on_progress:
-        on_progress(len(entries), len(entries), "")
+        items.append(TranslatedInput(path, outputs, grid, wh))
+    return items
+
+
+def translate(
+    model: OnnxModel,
+    inputs: list[str | Path],
+    *,
+    domain: str | int,
+    samples: int | None = None,
+    component: int | None = None,
+    temperature: float | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    square: bool = False,
+    out: Path | str = "translations",
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> OnnxTranslateResult:
+    """:func:`gmdrit_cli.inference.translate.translate` with an ONNX export: the same options, checks and files."""
+    start = time.perf_counter()
+    d, size = _check_target(model, domain, size)
+    out = check_out(Path(out).expanduser())
+    opts = _sampling(model, samples, component, temperature, references)
+    mode = "reference" if opts.references else "latent"
+    result = OnnxTranslateResult(model.cfg.data.domains[d], mode, int(seed), size, out)
+    if opts.references:
+        attrs = _Attributes(*_reference_attributes(model, opts.references, d, size, result.notes), "ref")
+    else:
+        attrs = _Attributes(*_random_attributes(model, d, opts, seed), "")
+    readable = _readable_inputs(inputs, size, square, result.failures, on_progress)
+    result.items += _write_translations(model, readable, d, attrs, out)
     result.seconds = time.perf_counter() - start
     return result

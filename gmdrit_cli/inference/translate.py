@@ -187,6 +187,113 @@ class TranslateResult:
         return [p for item in self.items for p in (*item.outputs, item.grid)]
 
 
+@dataclass
+class SamplingOptions:
+    """The test-time options that choose the attributes of a translation (``gmdrit translate``'s ``--samples``,
+    ``--component``, ``--temperature``, ``--reference`` and ``--seed``), checked by :func:`sampling_options`."""
+
+    samples: int  # outputs per input with random attributes (5 when not given)
+    samples_given: bool  # False: a family that does not draw by default gives one output at the prior's mean
+    component: int | None  # a GM-DRIT component of the target domain to draw from (None: any)
+    temperature: float  # scale of the prior's standard deviation (the model's default when not given)
+    references: list[Path | str]  # reference images (their attributes; no random draws)
+    seed: int
+
+
+def sampling_options(
+    model: ModelFamily,
+    *,
+    samples: int | None = None,
+    component: int | None = None,
+    temperature: float | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+) -> SamplingOptions:
+    """Check the attribute options of :func:`translate` against each other and the model (an option that
+    applies to random attributes only is refused with references), filling in the defaults."""
+    references = list(references or [])
+    if references and component is not None:
+        raise InferenceError(
+            "--component applies to random attributes; with --reference the attribute "
+            "(and component) comes from the reference image"
+        )
+    if references and samples is not None:
+        raise InferenceError(
+            "--samples applies to random attributes; with --reference there is one output per reference image"
+        )
+    if references and temperature is not None and temperature != 1.0:
+        raise InferenceError(
+            "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
+        )
+    temperature = model.cfg.model.sample_temperature if temperature is None else temperature
+    finite(
+        temperature,
+        "--temperature",
+        high=MAX_TEMPERATURE,
+        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+    )
+    _check_component(model, component)
+    given = samples is not None
+    samples = 5 if samples is None else samples
+    if not references:
+        bounded(
+            samples,
+            "--samples",
+            1,
+            MAX_SAMPLES,
+            "each sample is a file and a column of the grid; run again with another --seed for more",
+        )
+    return SamplingOptions(samples, given, component, temperature, references, int(seed))
+
+
+@dataclass
+class _Attributes:
+    """The attributes every input of one :func:`translate` call is decoded with, one output per row."""
+
+    z: torch.Tensor  # M x nz
+    y: torch.Tensor  # M x (C or K)
+    tag: str  # file-name part before each output's number: "ref" with references, else ""
+    notes: list[str] = field(default_factory=list)  # references the model reads as another domain
+
+
+def _attributes(model: ModelFamily, domain: int, opts: SamplingOptions, size: int) -> _Attributes:
+    """The attributes of the outputs into ``domain``: the references' (encoded at ``size``), the prior's mean
+    (a family that does not draw by default, without ``--samples``), or ``samples`` draws from the prior."""
+    if opts.references:
+        z, y, notes = _load_references(model, opts.references, [domain] * len(opts.references), size)
+        return _Attributes(z, y, "ref", notes)
+    if not opts.samples_given and not model.capabilities.random_by_default:
+        # e.g. the VAE: one output per input, at the prior's mean (its z = mu translation); --samples draws
+        _, y = model.sample_attributes(domain, 1, opts.component, _generator(model, opts.seed), opts.temperature)
+        z, _ = model.attribute_prior(y)
+        return _Attributes(z, y, "")
+    z, y = model.sample_attributes(domain, opts.samples, opts.component, _generator(model, opts.seed), opts.temperature)
+    return _Attributes(z, y, "")
+
+
+def _write_translations(
+    model: ModelFamily, readable, domain: int, attrs: _Attributes, out: Path
+) -> list[TranslatedInput]:
+    """Translate every input ``readable`` yields (:func:`_readable_inputs`: path, image, output size, model input
+    1 x 3 x S x S) with each row of ``attrs``; write ``<stem>_to_<domain>_<tag><k>.png`` and the grid."""
+    name = model.cfg.data.domains[domain]
+    used: set[str] = set()
+    items = []
+    for path, im, wh, x in readable:
+        fakes = [_resize(to_image(t), wh) for t in _generate(model, x, domain, attrs.z, attrs.y)]
+        stem = _unique_stem(path, used)
+        make_output_folder(out)
+        outputs = []
+        for k, fake in enumerate(fakes, 1):
+            target = out / f"{stem}_to_{name}_{attrs.tag}{k}.png"
+            _save_png(fake, target)
+            outputs.append(target)
+        grid = out / f"{stem}_to_{name}_grid.png"
+        _save_png(compose([_resize(im, wh), *fakes]), grid)
+        items.append(TranslatedInput(path, outputs, grid, wh))
+    return items
+
+
 def translate(
     model: ModelFamily,
     inputs: list[str | Path],
@@ -221,67 +328,18 @@ def translate(
     check_target(model, d)
     size = check_size(cfg, size)
     out = check_out(Path(out).expanduser())
-    references = list(references or [])
-    if references and component is not None:
-        raise InferenceError(
-            "--component applies to random attributes; with --reference the attribute "
-            "(and component) comes from the reference image"
-        )
-    if references and samples is not None:
-        raise InferenceError(
-            "--samples applies to random attributes; with --reference there is one output per reference image"
-        )
-    if references and temperature is not None and temperature != 1.0:
-        raise InferenceError(
-            "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
-        )
-    temperature = cfg.model.sample_temperature if temperature is None else temperature
-    finite(
-        temperature,
-        "--temperature",
-        high=MAX_TEMPERATURE,
-        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+    opts = sampling_options(
+        model, samples=samples, component=component, temperature=temperature, references=references, seed=seed
     )
-    _check_component(model, component)
-    given_samples = samples is not None
-    samples = 5 if samples is None else samples
-    if not references:
-        bounded(
-            samples,
-            "--samples",
-            1,
-            MAX_SAMPLES,
-            "each sample is a file and a column of the grid; run again with another --seed for more",
-        )
     result = TranslateResult(
-        model.source, cfg.data.domains[d], "reference" if references else "latent", int(seed), size, out
+        model.source, cfg.data.domains[d], "reference" if opts.references else "latent", opts.seed, size, out
     )
     result.notes += [n for n in [untrained_note(model, [d])] if n]
-    if references:
-        z, y, result.notes = _load_references(model, references, [d] * len(references), size)
-        tag = "ref"
-    elif not given_samples and not model.capabilities.random_by_default:
-        # e.g. the VAE: one output per input, at the prior's mean (its z = mu translation); --samples draws
-        _, y = model.sample_attributes(d, 1, component, _generator(model, seed), temperature)
-        z, _ = model.attribute_prior(y)
-        tag = ""
-    else:
-        z, y = model.sample_attributes(d, samples, component, _generator(model, seed), temperature)
-        tag = ""
-    used: set[str] = set()
-    name = cfg.data.domains[d]
-    for path, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
-        fakes = [_resize(to_image(t), wh) for t in _generate(model, x, d, z, y)]
-        stem = _unique_stem(path, used)
-        make_output_folder(out)
-        outputs = []
-        for k, fake in enumerate(fakes, 1):
-            target = out / f"{stem}_to_{name}_{tag}{k}.png"
-            _save_png(fake, target)
-            outputs.append(target)
-        grid = out / f"{stem}_to_{name}_grid.png"
-        _save_png(compose([_resize(im, wh), *fakes]), grid)
-        result.items.append(TranslatedInput(path, outputs, grid, wh))
+    attrs = _attributes(model, d, opts, size)
+    if opts.references:
+        result.notes = attrs.notes
+    readable = _readable_inputs(inputs, model, size, square, result.failures, on_progress)
+    result.items += _write_translations(model, readable, d, attrs, out)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -332,33 +390,10 @@ def _prior_path(
     return torch.cat(zs), torch.cat(ys)
 
 
-def interpolation_path(
-    model: ModelFamily,
-    *,
-    between: str,
-    domains: list[int],
-    steps: int,
-    components: list[int] | None = None,
-    references: list[Path | str] | None = None,
-    seed: int = 0,
-    size: int | None = None,
-) -> tuple[Endpoints, list[str]]:
-    """The (z, y) of every step, for ``between``:
-
-    * ``random``: two draws from the prior of ``domains[-1]`` (MDMM: N(0, I); GM-DRIT: p(z|y) of a component,
-      ``components[0]`` pins it), their noise interpolated spherically (``z = mean(y) + std(y) * slerp``);
-    * ``references``: the attributes of two reference images (of ``domains[0]`` and ``domains[-1]``), linear;
-    * ``components``: GM-DRIT, components ``components`` (default 0 and 1) of ``domains[-1]``, y linear,
-      z from the component prior at y with one fixed noise draw;
-    * ``domains``: ``domains[0]`` to ``domains[1]`` (MDMM: the domain code, a fixed z; GM-DRIT: the
-      component prior, as for components).
-    """
-    cfg = model.cfg
-    names = cfg.data.domains
-    components = list(components or [])
-    references = list(references or [])
-    gen = _generator(model, seed)
-    notes: list[str] = []
+def _check_between(
+    model: ModelFamily, between: str, domains: list[int], components: list[int], references: list[Path | str]
+) -> None:
+    """Refuse ``--between`` values and option combinations that do not go together."""
     if between not in BETWEEN:
         raise InferenceError(f"--between {between}: choose one of {', '.join(BETWEEN)}")
     if between != "references" and references:
@@ -380,50 +415,65 @@ def interpolation_path(
         raise InferenceError(
             "--component does not apply to --between references: the references give the attributes (and components)"
         )
-    size = check_size(cfg, size)
-    target = domains[-1]
-    if between == "random":
-        c = components[0] if components else None
-        z0, y0 = model.sample_attributes(target, 1, c, gen)
-        z1, y1 = model.sample_attributes(target, 1, c, gen)
-        z, y = _prior_path(model, [_noise_of(model, z0, y0), _noise_of(model, z1, y1)], y0, y1, steps)
-        pinned = f"_component{c}" if c is not None else ""
-        return Endpoints(z, y, "random attribute 1", "random attribute 2", f"to_{names[target]}_random{pinned}"), notes
-    if between == "references":
-        if len(references) != 2:
-            raise InferenceError(
-                f"--between references needs two reference images (--reference A --reference B), got {len(references)}"
-            )
-        ref_domains = [domains[0], domains[-1]]
-        zr, yr, notes = _load_references(model, references, ref_domains, size)
-        ts = torch.linspace(0, 1, steps, device=zr.device)[:, None]
-        z = (1 - ts) * zr[0:1] + ts * zr[1:2]
-        y = (1 - ts) * yr[0:1] + ts * yr[1:2]
-        tag = f"references_{Path(str(references[0])).stem}_{Path(str(references[1])).stem}"
-        return Endpoints(z, y, str(references[0]), str(references[1]), tag), notes
-    if between == "components":
-        cpd = _components_per_domain(model)
-        pair = components or [0, 1]
-        if len(pair) != 2:
-            raise InferenceError("--between components needs two --component values (or none for 0 and 1)")
-        if cpd < 2:
-            raise InferenceError(
-                "--between components: this model has 1 component per domain "
-                "(mixture.components_per_domain); use --between domains or random"
-            )
-        if pair[0] == pair[1]:
-            raise InferenceError(f"--between components: the two components are the same ({pair[0]})")
-        z0, y0 = model.sample_attributes(target, 1, pair[0], gen)
-        _, y1 = model.sample_attributes(target, 1, pair[1], gen)
-        z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
-        return Endpoints(
-            z,
-            y,
-            f"{names[target]} component {pair[0]}",
-            f"{names[target]} component {pair[1]}",
-            f"to_{names[target]}_components_{pair[0]}_{pair[1]}",
-        ), notes
-    # domains
+
+
+def _random_path(model: ModelFamily, target: int, component: int | None, gen: torch.Generator, steps: int) -> Endpoints:
+    """Two draws from the prior of ``target`` (of ``component`` when given), their noise interpolated spherically."""
+    names = model.cfg.data.domains
+    z0, y0 = model.sample_attributes(target, 1, component, gen)
+    z1, y1 = model.sample_attributes(target, 1, component, gen)
+    z, y = _prior_path(model, [_noise_of(model, z0, y0), _noise_of(model, z1, y1)], y0, y1, steps)
+    pinned = f"_component{component}" if component is not None else ""
+    return Endpoints(z, y, "random attribute 1", "random attribute 2", f"to_{names[target]}_random{pinned}")
+
+
+def _references_path(
+    model: ModelFamily, references: list[Path | str], domains: list[int], size: int, steps: int
+) -> tuple[Endpoints, list[str]]:
+    """The attributes of two reference images (of ``domains[0]`` and ``domains[-1]``, encoded at ``size``),
+    linear between them; notes for references the model reads as another domain."""
+    if len(references) != 2:
+        raise InferenceError(
+            f"--between references needs two reference images (--reference A --reference B), got {len(references)}"
+        )
+    zr, yr, notes = _load_references(model, references, [domains[0], domains[-1]], size)
+    ts = torch.linspace(0, 1, steps, device=zr.device)[:, None]  # steps x 1
+    z = (1 - ts) * zr[0:1] + ts * zr[1:2]
+    y = (1 - ts) * yr[0:1] + ts * yr[1:2]
+    tag = f"references_{Path(str(references[0])).stem}_{Path(str(references[1])).stem}"
+    return Endpoints(z, y, str(references[0]), str(references[1]), tag), notes
+
+
+def _components_path(
+    model: ModelFamily, target: int, components: list[int], gen: torch.Generator, steps: int
+) -> Endpoints:
+    """From one component of ``target`` to another (default 0 and 1): y linear, one fixed noise draw."""
+    names = model.cfg.data.domains
+    cpd = _components_per_domain(model)
+    pair = components or [0, 1]
+    if len(pair) != 2:
+        raise InferenceError("--between components needs two --component values (or none for 0 and 1)")
+    if cpd < 2:
+        raise InferenceError(
+            "--between components: this model has 1 component per domain "
+            "(mixture.components_per_domain); use --between domains or random"
+        )
+    if pair[0] == pair[1]:
+        raise InferenceError(f"--between components: the two components are the same ({pair[0]})")
+    z0, y0 = model.sample_attributes(target, 1, pair[0], gen)
+    _, y1 = model.sample_attributes(target, 1, pair[1], gen)
+    z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
+    start, end = (f"{names[target]} component {c}" for c in pair)
+    return Endpoints(z, y, start, end, f"to_{names[target]}_components_{pair[0]}_{pair[1]}")
+
+
+def _domains_path(
+    model: ModelFamily, domains: list[int], component: int | None, gen: torch.Generator, steps: int
+) -> Endpoints:
+    """From ``domains[0]`` to ``domains[1]`` (one domain of a two-domain model: from the other one), the
+    conditioning linear, one fixed noise draw."""
+    cfg = model.cfg
+    names = cfg.data.domains
     if len(domains) == 1:
         if cfg.num_domains != 2:
             raise InferenceError("--between domains: give the start and end domains (--domain A --domain B)")
@@ -432,11 +482,46 @@ def interpolation_path(
         raise InferenceError(f"--between domains takes two --domain values, got {len(domains)}")
     if domains[0] == domains[1]:
         raise InferenceError(f"--between domains: start and end are the same domain ('{names[domains[0]]}')")
-    c = components[0] if components else None
-    z0, y0 = model.sample_attributes(domains[0], 1, c, gen)
-    _, y1 = model.sample_attributes(domains[1], 1, c, gen)
+    z0, y0 = model.sample_attributes(domains[0], 1, component, gen)
+    _, y1 = model.sample_attributes(domains[1], 1, component, gen)
     z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
-    return Endpoints(z, y, names[domains[0]], names[domains[1]], f"{names[domains[0]]}_to_{names[domains[1]]}"), notes
+    return Endpoints(z, y, names[domains[0]], names[domains[1]], f"{names[domains[0]]}_to_{names[domains[1]]}")
+
+
+def interpolation_path(
+    model: ModelFamily,
+    *,
+    between: str,
+    domains: list[int],
+    steps: int,
+    components: list[int] | None = None,
+    references: list[Path | str] | None = None,
+    seed: int = 0,
+    size: int | None = None,
+) -> tuple[Endpoints, list[str]]:
+    """The (z, y) of every step, for ``between``:
+
+    * ``random``: two draws from the prior of ``domains[-1]`` (MDMM: N(0, I); GM-DRIT: p(z|y) of a component,
+      ``components[0]`` pins it), their noise interpolated spherically (``z = mean(y) + std(y) * slerp``);
+    * ``references``: the attributes of two reference images (of ``domains[0]`` and ``domains[-1]``), linear;
+    * ``components``: GM-DRIT, components ``components`` (default 0 and 1) of ``domains[-1]``, y linear,
+      z from the component prior at y with one fixed noise draw;
+    * ``domains``: ``domains[0]`` to ``domains[1]`` (MDMM: the domain code, a fixed z; GM-DRIT: the
+      component prior, as for components).
+    """
+    components = list(components or [])
+    references = list(references or [])
+    gen = _generator(model, seed)
+    _check_between(model, between, domains, components, references)
+    size = check_size(model.cfg, size)
+    first = components[0] if components else None
+    if between == "random":
+        return _random_path(model, domains[-1], first, gen, steps), []
+    if between == "references":
+        return _references_path(model, references, domains, size, steps)
+    if between == "components":
+        return _components_path(model, domains[-1], components, gen, steps), []
+    return _domains_path(model, domains, first, gen, steps), []
 
 
 @dataclass
@@ -467,6 +552,53 @@ class InterpolateResult:
         return [p for item in self.items for p in (item.strip, item.gif)]
 
 
+def _interpolated_domains(model: ModelFamily, domains: list[str | int], between: str) -> list[int]:
+    """The indices of the ``--domain`` values (one, or two with ``--between domains`` / ``references``), each
+    domain the walk draws or encodes attributes in checked to be one the model translates into."""
+    cfg = model.cfg
+    if not domains:
+        raise InferenceError("give the target domain with --domain")
+    if len(domains) > 2:
+        raise InferenceError(f"--domain given {len(domains)} times; give one (or two with --between domains)")
+    idx = [resolve_domain(cfg, d) for d in domains]
+    walked = idx if between == "references" else idx[-1:]  # the domains attributes are drawn or encoded in
+    if between == "domains":
+        walked = [1 - idx[0], idx[0]] if len(idx) == 1 and cfg.num_domains == 2 else idx
+    for d in walked:
+        check_target(model, d, "--domain" if walked == idx[-1:] else f"--between {between}")
+    return idx
+
+
+def _check_frames(steps: int, fps: float, loop: int) -> None:
+    """Refuse a frame count, frame rate or GIF loop count out of range."""
+    if steps < 2:
+        raise InferenceError(f"--steps {steps}: give at least 2")
+    bounded(steps, "--steps", 2, MAX_STEPS, "every step is a frame of the strip and the GIF")
+    finite(fps, "--fps", low=0.2, high=50, why="a GIF stores each frame's time in hundredths of a second")
+    if loop < 0:
+        raise InferenceError(f"--loop {loop}: 0 loops forever, N plays N more times")
+    bounded(loop, "--loop", 0, 65535, "a GIF stores the loop count in 16 bits; 0 loops forever")
+
+
+def _write_interpolations(
+    model: ModelFamily, readable, target: int, path: Endpoints, out: Path, fps: float, loop: int
+) -> list[InterpolatedInput]:
+    """Decode every step of ``path`` for each input ``readable`` yields (:func:`_readable_inputs`: path, image,
+    output size, model input 1 x 3 x S x S) into ``target``; write ``<stem>_<tag>.png`` and ``.gif``."""
+    used: set[str] = set()
+    items = []
+    for p, im, wh, x in readable:
+        frames = [_resize(to_image(t), wh) for t in _generate(model, x, target, path.z, path.y)]
+        stem = _unique_stem(p, used)
+        make_output_folder(out)
+        strip = out / f"{stem}_{path.tag}.png"
+        gif = out / f"{stem}_{path.tag}.gif"
+        _save_png(compose([_resize(im, wh), *frames]), strip)
+        _save_gif(frames, gif, fps, loop)
+        items.append(InterpolatedInput(p, strip, gif, wh))
+    return items
+
+
 def interpolate(
     model: ModelFamily,
     inputs: list[str | Path],
@@ -489,23 +621,8 @@ def interpolate(
     frames per second, ``loop`` as Pillow's GIF loop count: 0 = forever)."""
     start = time.perf_counter()
     cfg = model.cfg
-    if not domains:
-        raise InferenceError("give the target domain with --domain")
-    if len(domains) > 2:
-        raise InferenceError(f"--domain given {len(domains)} times; give one (or two with --between domains)")
-    idx = [resolve_domain(cfg, d) for d in domains]
-    walked = idx if between == "references" else idx[-1:]  # the domains attributes are drawn or encoded in
-    if between == "domains":
-        walked = [1 - idx[0], idx[0]] if len(idx) == 1 and cfg.num_domains == 2 else idx
-    for d in walked:
-        check_target(model, d, "--domain" if walked == idx[-1:] else f"--between {between}")
-    if steps < 2:
-        raise InferenceError(f"--steps {steps}: give at least 2")
-    bounded(steps, "--steps", 2, MAX_STEPS, "every step is a frame of the strip and the GIF")
-    finite(fps, "--fps", low=0.2, high=50, why="a GIF stores each frame's time in hundredths of a second")
-    if loop < 0:
-        raise InferenceError(f"--loop {loop}: 0 loops forever, N plays N more times")
-    bounded(loop, "--loop", 0, 65535, "a GIF stores the loop count in 16 bits; 0 loops forever")
+    idx = _interpolated_domains(model, domains, between)
+    _check_frames(steps, fps, loop)
     size = check_size(cfg, size)
     out = check_out(Path(out).expanduser())
     path, notes = interpolation_path(
@@ -529,15 +646,7 @@ def interpolate(
         out,
         notes=notes + [n for n in [untrained_note(model, [idx[-1]])] if n],
     )
-    used: set[str] = set()
-    for p, im, wh, x in _readable_inputs(inputs, model, size, square, result.failures, on_progress):
-        frames = [_resize(to_image(t), wh) for t in _generate(model, x, idx[-1], path.z, path.y)]
-        stem = _unique_stem(p, used)
-        make_output_folder(out)
-        strip = out / f"{stem}_{path.tag}.png"
-        gif = out / f"{stem}_{path.tag}.gif"
-        _save_png(compose([_resize(im, wh), *frames]), strip)
-        _save_gif(frames, gif, fps, loop)
-        result.items.append(InterpolatedInput(p, strip, gif, wh))
+    readable = _readable_inputs(inputs, model, size, square, result.failures, on_progress)
+    result.items += _write_interpolations(model, readable, idx[-1], path, out, fps, loop)
     result.seconds = time.perf_counter() - start
     return result

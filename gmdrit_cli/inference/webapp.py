@@ -239,7 +239,21 @@ def run_request(app_model: AppModel, request: Request, work_root: Path) -> Respo
         )
 
 
-def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
+@dataclass
+class _Checked:
+    """One request after its checks: what the translation runs with."""
+
+    image: Path  # the input as the model reads it (first frame of an animation, or the edge map made from it)
+    samples: int
+    temperature: float
+    seed: int
+    references: list[Path]
+    component: int | None  # mixture component mode only
+    notes: list[str]  # for the page, in the order they arose
+
+
+def _check_options(app_model: AppModel, request: Request) -> tuple[list[str], int, float, int]:
+    """The upload's notes, the number of samples, the temperature and the seed (drawn when ``randomize``)."""
     from ..limits import bounded, finite
     from ..limits import seed as check_seed
 
@@ -263,6 +277,11 @@ def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
         why="1 = the model's prior; far past it the attributes leave what the model was trained on",
     )
     seed = secrets.randbelow(2**31) if request.randomize else check_seed(int(request.seed), "seed")
+    return notes, samples, temperature, seed
+
+
+def _input_image(app_model: AppModel, request: Request, folder: Path, notes: list[str]) -> Path:
+    """The upload as the model reads it: its first frame when animated; the edge map made from it on request."""
     image = Path(request.image)
     if any("animated" in n for n in notes):
         image = first_frame(image, folder)
@@ -271,229 +290,300 @@ def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
             raise InferenceError("'make an edge map' is for BicycleGAN models (edges -> photos)")
         image = _edges(image, folder, app_model.crop)
         notes.append("the edge map made from the photo is the input (first image of the downloads)")
-    references = []
-    if request.mode == MODE_REFERENCE:
-        refs = [r for r in request.references or [] if r]
-        if not refs:
-            raise InferenceError("reference mode: upload one or more reference images of the target domain")
-        if len(refs) > MAX_REFERENCES:
-            raise InferenceError(f"{len(refs)} reference images: give at most {MAX_REFERENCES} (one output each)")
-        for r in refs:
-            notes += check_upload(r, "a reference image")
-        references = [Path(r) for r in refs]
-    component = None
-    if request.mode == MODE_COMPONENT:
-        component = bounded(
-            int(request.component),
-            "component",
-            0,
-            app_model.components_per_domain - 1,
-            f"this model has {app_model.components_per_domain} components per domain",
-        )
-    out = folder / "translations"
-    kwargs = dict(domain=request.domain, component=component, seed=seed, out=out)
-    if references:
-        kwargs.update(references=references)
+    return image
+
+
+def _references(request: Request, notes: list[str]) -> list[Path]:
+    """The reference images of reference mode, each upload checked (none in the other modes)."""
+    if request.mode != MODE_REFERENCE:
+        return []
+    refs = [r for r in request.references or [] if r]
+    if not refs:
+        raise InferenceError("reference mode: upload one or more reference images of the target domain")
+    if len(refs) > MAX_REFERENCES:
+        raise InferenceError(f"{len(refs)} reference images: give at most {MAX_REFERENCES} (one output each)")
+    for r in refs:
+        notes += check_upload(r, "a reference image")
+    return [Path(r) for r in refs]
+
+
+def _component(app_model: AppModel, request: Request) -> int | None:
+    """The mixture component of component mode (None in the other modes)."""
+    from ..limits import bounded
+
+    if request.mode != MODE_COMPONENT:
+        return None
+    return bounded(
+        int(request.component),
+        "component",
+        0,
+        app_model.components_per_domain - 1,
+        f"this model has {app_model.components_per_domain} components per domain",
+    )
+
+
+def _check(app_model: AppModel, request: Request, folder: Path) -> _Checked:
+    """Check every part of ``request`` (an :class:`InferenceError` names the first problem)."""
+    notes, samples, temperature, seed = _check_options(app_model, request)
+    image = _input_image(app_model, request, folder, notes)
+    references = _references(request, notes)
+    return _Checked(image, samples, temperature, seed, references, _component(app_model, request), notes)
+
+
+def _translate(app_model: AppModel, request: Request, c: _Checked, out: Path):
+    """``gmdrit translate`` of the request's image into ``out`` (torch or ONNX); its result."""
+    kwargs = dict(domain=request.domain, component=c.component, seed=c.seed, out=out)
+    if c.references:
+        kwargs.update(references=c.references)
     else:
-        kwargs.update(samples=samples, temperature=temperature)
+        kwargs.update(samples=c.samples, temperature=c.temperature)
     if app_model.onnx:
         from .onnx_translate import translate
     else:
         from .translate import translate
-    result = translate(app_model.model, [image], **kwargs)
+    result = translate(app_model.model, [c.image], **kwargs)
     if result.failures:
         raise InferenceError(result.failures[0].message)
-    notes += result.notes
-    item = result.items[0]
-    response = Response(seed=seed)
-    response.images = [(str(p), f"{request.domain} {k}") for k, p in enumerate(item.outputs, 1)]
-    response.files = [str(p) for p in ([image] if request.edges_from_photo else []) + item.outputs + [item.grid]]
-    if request.interpolate:
-        if not app_model.interpolates:
-            notes.append("interpolation needs the torch model (not an ONNX export); it was skipped")
-        else:
-            from .translate import interpolate
+    return result
 
-            steps = bounded(int(request.steps), "steps", 2, MAX_APP_STEPS, "each frame is a decoded image")
-            between = "components" if component is not None and app_model.components_per_domain > 1 else "random"
-            comps = [component, (component + 1) % app_model.components_per_domain] if between == "components" else None
-            inter = interpolate(
-                app_model.model,
-                [image],
-                domains=[request.domain],
-                steps=steps,
-                between=between,
-                components=comps,
-                seed=seed,
-                out=folder / "interpolations",
-            )
-            if inter.items:
-                response.gif = str(inter.items[0].gif)
-                response.files += [str(inter.items[0].strip), response.gif]
+
+def _add_interpolation(app_model: AppModel, request: Request, c: _Checked, folder: Path, response: Response) -> None:
+    """The interpolation GIF between two draws (or the chosen component and the next) into ``response``."""
+    if not app_model.interpolates:
+        c.notes.append("interpolation needs the torch model (not an ONNX export); it was skipped")
+        return
+    from ..limits import bounded
+    from .translate import interpolate
+
+    steps = bounded(int(request.steps), "steps", 2, MAX_APP_STEPS, "each frame is a decoded image")
+    component, cpd = c.component, app_model.components_per_domain
+    between = "components" if component is not None and cpd > 1 else "random"
+    comps = [component, (component + 1) % cpd] if between == "components" else None
+    inter = interpolate(
+        app_model.model,
+        [c.image],
+        domains=[request.domain],
+        steps=steps,
+        between=between,
+        components=comps,
+        seed=c.seed,
+        out=folder / "interpolations",
+    )
+    if inter.items:
+        response.gif = str(inter.items[0].gif)
+        response.files += [str(inter.items[0].strip), response.gif]
+
+
+def _message(request: Request, c: _Checked) -> str:
+    """The page's status text: what was done, then the notes."""
     what = (
-        f"{len(references)} reference image(s)"
-        if references
-        else f"{samples} random attribute(s)"
-        + (f" of component {component}" if component is not None else "")
-        + f" at temperature {temperature:g}"
+        f"{len(c.references)} reference image(s)"
+        if c.references
+        else f"{c.samples} random attribute(s)"
+        + (f" of component {c.component}" if c.component is not None else "")
+        + f" at temperature {c.temperature:g}"
     )
-    response.message = "\n".join(
-        [f"translated into '{request.domain}' with {what}; seed {seed}"] + [f"note: {n}" for n in notes]
+    return "\n".join(
+        [f"translated into '{request.domain}' with {what}; seed {c.seed}"] + [f"note: {n}" for n in c.notes]
     )
+
+
+def _run(app_model: AppModel, request: Request, folder: Path) -> Response:
+    c = _check(app_model, request, folder)
+    result = _translate(app_model, request, c, folder / "translations")
+    c.notes += result.notes
+    item = result.items[0]
+    response = Response(seed=c.seed)
+    response.images = [(str(p), f"{request.domain} {k}") for k, p in enumerate(item.outputs, 1)]
+    response.files = [str(p) for p in ([c.image] if request.edges_from_photo else []) + item.outputs + [item.grid]]
+    if request.interpolate:
+        _add_interpolation(app_model, request, c, folder, response)
+    response.message = _message(request, c)
     return response
 
 
 # ------------------------------------------------------------------------------------------ the page
 
 
+#: the translate handler's inputs, in the order of :class:`Request`'s fields
+_REQUEST_CONTROLS = (
+    "image",
+    "domain",
+    "mode",
+    "samples",
+    "temperature",
+    "component",
+    "seed",
+    "randomize",
+    "references",
+    "interpolate",
+    "steps",
+    "edges",
+)
+
+
+def _input_controls(gr, app_model: AppModel) -> dict:
+    """The upload, its preview and the sample images (Gradio components by name)."""
+    # a file input, not gr.Image: Gradio would decode an image upload itself and answer a bad file
+    # with its own error; here every upload reaches check_upload and its message
+    image = gr.File(
+        label="input image" + (" (an edge map, or a photo with 'make an edge map')" if app_model.paired else ""),
+        file_count="single",
+        type="filepath",
+        elem_id="input-image",
+        height=120,
+    )
+    preview = gr.Image(label="input", type="filepath", interactive=False, elem_id="preview", height=200)
+    examples = [str(p) for p in example_images()]
+    gr.Examples(examples=examples, inputs=image, label="sample images (the embedded test apples and oranges)")
+    return {"image": image, "preview": preview}
+
+
+def _attribute_controls(gr, app_model: AppModel) -> dict:
+    """Target domain, mode, samples, temperature, component and references (Gradio components by name)."""
+    targets = app_model.targets
+    default_domain = targets[-1] if "orange" not in targets else "orange"
+    c = {"domain": gr.Dropdown(targets, value=default_domain, label="target domain", elem_id="domain")}
+    c["mode"] = gr.Radio(app_model.modes, value=MODE_RANDOM, label="mode", elem_id="mode")
+    c["samples"] = gr.Slider(1, MAX_APP_SAMPLES, value=5, step=1, label="number of samples", elem_id="samples")
+    c["temperature"] = gr.Slider(
+        0.0,
+        2.0,
+        value=app_model.sample_temperature,
+        step=0.01,
+        label="temperature (default: the model's)",
+        elem_id="temperature",
+    )
+    c["component"] = gr.Number(
+        0,
+        precision=0,
+        minimum=0,
+        maximum=max(0, app_model.components_per_domain - 1),
+        label="component (mixture component mode)",
+        visible=app_model.components_per_domain > 0,
+        elem_id="component",
+    )
+    c["references"] = gr.File(file_count="multiple", label="reference image(s) (reference mode)", elem_id="references")
+    return c
+
+
+def _run_controls(gr, app_model: AppModel) -> dict:
+    """Seed, interpolation, edge map and the Translate button (Gradio components by name)."""
+    c = {}
+    with gr.Row():
+        c["seed"] = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
+        c["randomize"] = gr.Checkbox(True, label="randomize seed", elem_id="randomize")
+    with gr.Row():
+        c["interpolate"] = gr.Checkbox(
+            False,
+            label="interpolation GIF between two draws (or components)",
+            visible=app_model.interpolates,
+            elem_id="interpolate",
+        )
+        c["steps"] = gr.Slider(
+            2, MAX_APP_STEPS, value=8, step=1, label="frames", visible=app_model.interpolates, elem_id="steps"
+        )
+    c["edges"] = gr.Checkbox(
+        False, label="make an edge map from the photo first", visible=app_model.paired, elem_id="edges"
+    )
+    c["button"] = gr.Button("Translate", variant="primary", elem_id="translate")
+    return c
+
+
+def _output_controls(gr, app_model: AppModel) -> dict:
+    """Status line, output gallery, interpolation GIF and downloads (Gradio components by name)."""
+    return {
+        "status": gr.Markdown("Upload an image (or pick a sample), then press Translate.", elem_id="status"),
+        "gallery": gr.Gallery(
+            label="outputs", columns=5, height="auto", elem_id="outputs", format="png", interactive=False
+        ),
+        "gif": gr.Image(
+            label="interpolation",
+            type="filepath",
+            visible=app_model.interpolates,
+            elem_id="interpolation",
+            interactive=False,
+        ),
+        "downloads": gr.File(label="downloads", file_count="multiple", elem_id="downloads", interactive=False),
+    }
+
+
+def _translate_handler(app_model: AppModel, work_root: Path):
+    """The Translate button's function: the controls' values (:data:`_REQUEST_CONTROLS`) -> gallery, GIF,
+    downloads, seed and status."""
+
+    def on_translate(
+        image_v,
+        domain_v,
+        mode_v,
+        samples_v,
+        temperature_v,
+        component_v,
+        seed_v,
+        randomize_v,
+        references_v,
+        interpolate_v,
+        steps_v,
+        edges_v,
+    ):
+        refs = [getattr(r, "name", r) for r in (references_v or [])]
+        request = Request(
+            image_v,
+            domain_v,
+            mode_v,
+            int(samples_v or 1),
+            temperature_v,
+            int(component_v or 0),
+            int(seed_v or 0),
+            bool(randomize_v),
+            refs,
+            bool(interpolate_v),
+            int(steps_v or 8),
+            bool(edges_v),
+        )
+        r = run_request(app_model, request, work_root)
+        text = r.message.replace("\n", "  \n")
+        return r.images or None, r.gif, r.files or None, r.seed, text  # None clears the gallery
+
+    return on_translate
+
+
+def _upload_handler(work_root: Path):
+    """The upload's change function: the file -> the preview (its first frame when animated) and the status."""
+
+    def on_upload(image_v):
+        if image_v is None:
+            return None, "Upload an image (or pick a sample), then press Translate."
+        try:
+            notes = check_upload(image_v)
+        except GmdritError as exc:
+            return None, f"error: {exc}"
+        shown = image_v
+        if any("animated" in n for n in notes):
+            shown = str(first_frame(Path(image_v), Path(tempfile.mkdtemp(prefix="upload-", dir=work_root))))
+        return shown, "  \n".join(["ready: press Translate"] + [f"note: {n}" for n in notes])
+
+    return on_upload
+
+
 def build_page(app_model: AppModel, work_root: Path):
     """The Gradio Blocks page of ``app_model``; requests write under ``work_root``."""
     import gradio as gr
 
-    targets = app_model.targets
-    default_domain = targets[-1] if "orange" not in targets else "orange"
-    examples = [str(p) for p in example_images()]
     with gr.Blocks(title="gmdrit") as page:
         gr.Markdown(f"## gmdrit: diverse image-to-image translation\nModel: {app_model.description}")
         with gr.Row():
             with gr.Column(scale=1):
-                # a file input, not gr.Image: Gradio would decode an image upload itself and answer a bad file
-                # with its own error; here every upload reaches check_upload and its message
-                image = gr.File(
-                    label="input image"
-                    + (" (an edge map, or a photo with 'make an edge map')" if app_model.paired else ""),
-                    file_count="single",
-                    type="filepath",
-                    elem_id="input-image",
-                    height=120,
-                )
-                preview = gr.Image(label="input", type="filepath", interactive=False, elem_id="preview", height=200)
-                gr.Examples(
-                    examples=examples, inputs=image, label="sample images (the embedded test apples and oranges)"
-                )
-                domain = gr.Dropdown(targets, value=default_domain, label="target domain", elem_id="domain")
-                mode = gr.Radio(app_model.modes, value=MODE_RANDOM, label="mode", elem_id="mode")
-                samples = gr.Slider(1, MAX_APP_SAMPLES, value=5, step=1, label="number of samples", elem_id="samples")
-                temperature = gr.Slider(
-                    0.0,
-                    2.0,
-                    value=app_model.sample_temperature,
-                    step=0.01,
-                    label="temperature (default: the model's)",
-                    elem_id="temperature",
-                )
-                component = gr.Number(
-                    0,
-                    precision=0,
-                    minimum=0,
-                    maximum=max(0, app_model.components_per_domain - 1),
-                    label="component (mixture component mode)",
-                    visible=app_model.components_per_domain > 0,
-                    elem_id="component",
-                )
-                references = gr.File(
-                    file_count="multiple", label="reference image(s) (reference mode)", elem_id="references"
-                )
-                with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
-                    randomize = gr.Checkbox(True, label="randomize seed", elem_id="randomize")
-                with gr.Row():
-                    interpolate = gr.Checkbox(
-                        False,
-                        label="interpolation GIF between two draws (or components)",
-                        visible=app_model.interpolates,
-                        elem_id="interpolate",
-                    )
-                    steps = gr.Slider(
-                        2,
-                        MAX_APP_STEPS,
-                        value=8,
-                        step=1,
-                        label="frames",
-                        visible=app_model.interpolates,
-                        elem_id="steps",
-                    )
-                edges = gr.Checkbox(
-                    False, label="make an edge map from the photo first", visible=app_model.paired, elem_id="edges"
-                )
-                button = gr.Button("Translate", variant="primary", elem_id="translate")
+                c = _input_controls(gr, app_model)
+                c.update(_attribute_controls(gr, app_model))
+                c.update(_run_controls(gr, app_model))
             with gr.Column(scale=2):
-                status = gr.Markdown("Upload an image (or pick a sample), then press Translate.", elem_id="status")
-                gallery = gr.Gallery(
-                    label="outputs", columns=5, height="auto", elem_id="outputs", format="png", interactive=False
-                )
-                gif = gr.Image(
-                    label="interpolation",
-                    type="filepath",
-                    visible=app_model.interpolates,
-                    elem_id="interpolation",
-                    interactive=False,
-                )
-                downloads = gr.File(label="downloads", file_count="multiple", elem_id="downloads", interactive=False)
-
-        def on_translate(
-            image_v,
-            domain_v,
-            mode_v,
-            samples_v,
-            temperature_v,
-            component_v,
-            seed_v,
-            randomize_v,
-            references_v,
-            interpolate_v,
-            steps_v,
-            edges_v,
-        ):
-            refs = [getattr(r, "name", r) for r in (references_v or [])]
-            request = Request(
-                image_v,
-                domain_v,
-                mode_v,
-                int(samples_v or 1),
-                temperature_v,
-                int(component_v or 0),
-                int(seed_v or 0),
-                bool(randomize_v),
-                refs,
-                bool(interpolate_v),
-                int(steps_v or 8),
-                bool(edges_v),
-            )
-            r = run_request(app_model, request, work_root)
-            text = r.message.replace("\n", "  \n")
-            return r.images or None, r.gif, r.files or None, r.seed, text  # None clears the gallery
-
-        def on_upload(image_v):
-            if image_v is None:
-                return None, "Upload an image (or pick a sample), then press Translate."
-            try:
-                notes = check_upload(image_v)
-            except GmdritError as exc:
-                return None, f"error: {exc}"
-            shown = image_v
-            if any("animated" in n for n in notes):
-                shown = str(first_frame(Path(image_v), Path(tempfile.mkdtemp(prefix="upload-", dir=work_root))))
-            return shown, "  \n".join(["ready: press Translate"] + [f"note: {n}" for n in notes])
-
-        image.change(on_upload, [image], [preview, status])
-        button.click(
-            on_translate,
-            [
-                image,
-                domain,
-                mode,
-                samples,
-                temperature,
-                component,
-                seed,
-                randomize,
-                references,
-                interpolate,
-                steps,
-                edges,
-            ],
-            [gallery, gif, downloads, seed, status],
+                c.update(_output_controls(gr, app_model))
+        c["image"].change(_upload_handler(work_root), [c["image"]], [c["preview"], c["status"]])
+        c["button"].click(
+            _translate_handler(app_model, work_root),
+            [c[name] for name in _REQUEST_CONTROLS],
+            [c["gallery"], c["gif"], c["downloads"], c["seed"], c["status"]],
             concurrency_limit=1,
         )
     return page

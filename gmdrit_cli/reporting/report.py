@@ -305,6 +305,87 @@ def _labels(paths: list[Path]) -> list[str]:
     return [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
 
 
+def _loss_charts(
+    runs: list[RunFolder], assets: Path, smoothing: float, update: Callable[[str, int, int], None]
+) -> list[tuple[str, Path]]:
+    """One chart per loss group (every run overlaid), in the groups' order: (group, PNG under ``assets``)."""
+    run_series = [(run.label, series(run.metrics)) for run in runs]
+    keys_by_group: dict[str, list[str]] = {}
+    for _, data in run_series:
+        for key in data:
+            group = keys_by_group.setdefault(loss_group(key), [])
+            if key not in group:
+                group.append(key)
+    charts = []
+    groups = [g for g in group_titles() if g in keys_by_group]
+    for i, group in enumerate(groups):
+        update("loss charts", i, len(groups))
+        path = loss_group_chart(
+            assets / f"loss_{group}.png",
+            group_titles()[group],
+            keys_by_group[group],
+            run_series,
+            0.0 if group == "schedule" else smoothing,
+        )
+        charts.append((group, path))
+    return charts
+
+
+def _eval_translations(
+    run: RunFolder,
+    folder: Path,
+    inputs_per_task: int,
+    outputs_per_input: int,
+    notes: list[str],
+    update: Callable[[str, int, int], None],
+) -> list[EvalResult]:
+    """Every readable ``eval.json`` of ``run`` with a composite of a few translations per task (under ``folder``);
+    a damaged file is a note."""
+    evals = []
+    for e, eval_file in enumerate(run.eval_files):
+        update(f"eval translations of {run.label}", e, len(run.eval_files))
+        report = _json_file(eval_file, notes, eval_report_problem)
+        if report is None:
+            continue
+        result = EvalResult(eval_file, report)
+        for task in report.get("tasks", []):
+            name = f"{task['source']}2{task['target']}"
+            dst = folder / "eval" / f"{e + 1}-{_slug(eval_file.parent.name)}" / f"{name}.png"
+            made = translations_composite(
+                run, report, eval_file.parent / name, task["source"], dst, inputs_per_task, outputs_per_input
+            )
+            if made is not None:
+                result.translations[f"{task['source']} → {task['target']}"] = made
+        evals.append(result)
+    return evals
+
+
+def _benchmark_charts(run: RunFolder, folder: Path, notes: list[str]) -> list[tuple[Path, dict, Path]]:
+    """(file, its content, its chart under ``folder``) of every readable ``benchmark.json`` of ``run``."""
+    benches = []
+    for b, bench_file in enumerate(run.benchmark_files):
+        payload = _json_file(bench_file, notes, benchmark_problem)
+        if payload is None:
+            continue
+        chart = benchmark_chart(
+            folder / f"benchmark_{b + 1}.png",
+            payload.get("rows", []),
+            payload.get("environment", {}).get("device", "?"),
+        )
+        benches.append((bench_file, payload, chart))
+    return benches
+
+
+def _assets_folder(out: Path) -> Path:
+    """``out/assets``, made now (a folder that cannot be made stops the report with its reason)."""
+    assets = out / "assets"
+    try:
+        assets.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ReportError(os_error_line(exc, f"cannot create {assets}", "choose another --out")) from None
+    return assets
+
+
 def build_report(
     paths: list[str | Path],
     out: str | Path,
@@ -325,71 +406,19 @@ def build_report(
     update = progress or (lambda stage, done, total: None)
     runs = [read_run(p, label) for p, label in zip(map(Path, paths), _labels([Path(p) for p in paths]))]
     out = report_folder(Path(out))
-    assets = out / "assets"
-    try:
-        assets.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise ReportError(os_error_line(exc, f"cannot create {assets}", "choose another --out")) from None
-    images: list[Path] = []
+    assets = _assets_folder(out)
     notes: list[str] = [problem for run in runs for problem in run.problems]
-
-    # loss curves: one chart per group, every run overlaid
-    run_series = [(run.label, series(run.metrics)) for run in runs]
-    keys_by_group: dict[str, list[str]] = {}
-    for _, data in run_series:
-        for key in data:
-            group = keys_by_group.setdefault(loss_group(key), [])
-            if key not in group:
-                group.append(key)
-    charts = []
-    groups = [g for g in group_titles() if g in keys_by_group]
-    for i, group in enumerate(groups):
-        update("loss charts", i, len(groups))
-        path = loss_group_chart(
-            assets / f"loss_{group}.png",
-            group_titles()[group],
-            keys_by_group[group],
-            run_series,
-            0.0 if group == "schedule" else smoothing,
-        )
-        charts.append((group, path))
-        images.append(path)
-    for run in runs:
-        if not run.metrics:
-            notes.append(f"{run.path}: no metrics.jsonl, so no loss curves")
+    charts = _loss_charts(runs, assets, smoothing, update)
+    images: list[Path] = [path for _, path in charts]
+    notes += [f"{run.path}: no metrics.jsonl, so no loss curves" for run in runs if not run.metrics]
 
     # per run: sample grids, eval translations, benchmark charts, figures
     run_assets: dict[str, dict] = {}
     for r, run in enumerate(runs):
         folder = assets / f"{r + 1}-{_slug(run.label)}"
         grids = [(_iteration(p), _copy(p, folder / "samples" / p.name)) for p in spread(run.samples, max_grids)]
-        evals = []
-        for e, eval_file in enumerate(run.eval_files):
-            update(f"eval translations of {run.label}", e, len(run.eval_files))
-            report = _json_file(eval_file, notes, eval_report_problem)
-            if report is None:
-                continue
-            result = EvalResult(eval_file, report)
-            for task in report.get("tasks", []):
-                name = f"{task['source']}2{task['target']}"
-                dst = folder / "eval" / f"{e + 1}-{_slug(eval_file.parent.name)}" / f"{name}.png"
-                made = translations_composite(
-                    run, report, eval_file.parent / name, task["source"], dst, inputs_per_task, outputs_per_input
-                )
-                if made is not None:
-                    result.translations[f"{task['source']} → {task['target']}"] = made
-            evals.append(result)
-        benches = []
-        for b, bench_file in enumerate(run.benchmark_files):
-            payload = _json_file(bench_file, notes, benchmark_problem)
-            if payload is None:
-                continue
-            chart = benchmark_chart(
-                folder / f"benchmark_{b + 1}.png",
-                payload.get("rows", []),
-                payload.get("environment", {}).get("device", "?"),
-            )
-            benches.append((bench_file, payload, chart))
+        evals = _eval_translations(run, folder, inputs_per_task, outputs_per_input, notes, update)
+        benches = _benchmark_charts(run, folder, notes)
         figures = [_copy(p, folder / "figures" / f"{p.parent.name}-{p.name}") for p in run.figures]
         run_assets[run.label] = {"grids": grids, "evals": evals, "benchmarks": benches, "figures": figures}
         images += [p for _, p in grids] + [p for e in evals for p in e.translations.values()]

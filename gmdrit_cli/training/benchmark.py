@@ -19,19 +19,20 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import __version__, atomic
-from ..config.schema import load_config
-from ..data.paired import paired_dataset
+from ..config.schema import Config, load_config
+from ..data.factory import training_dataset
 from ..data.pipeline import BatchPipeline, Draw, auto_threads
-from ..data.unpaired import Batch, UnpairedImageFolders
+from ..data.unpaired import Batch
 from ..errors import ConfigError
 from ..families import build_model, load_families
-from ..families.base import BenchmarkRow
+from ..families.base import BenchmarkRow, ModelFamily
 from ..outputs import numbered_folder, output_folder, refuse_checkpoint_area
 from ..reporting.charts import benchmark_chart
 from .engine import Engine
@@ -153,6 +154,84 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def _row_config(row: TableRow, device: torch.device, overrides: list[str] | None, data_root: str | None) -> Config:
+    """The config of ``row``: its preset at its resolution on ``device``, then ``--set`` overrides and ``--data``."""
+    extra = _row_overrides(row) + [f"train.device={device.type}"] + list(overrides or [])
+    if data_root:
+        extra.append(f"data.root={data_root}")
+    return load_config(row.preset, extra)
+
+
+def _batch_source(
+    model: ModelFamily, device: torch.device, data_root: str | None, total: int
+) -> tuple[Callable[[int], list[Batch]], BatchPipeline | None]:
+    """Where each timed iteration's batches come from: (batches of iteration i, the loading pipeline or None).
+
+    With ``data_root``: the family's training data through the background pipeline (``total`` iterations
+    planned). Else one fixed in-memory batch of random images, ``batch_size`` x 3 x crop x crop in [-1, 1]
+    (with its paired outputs for a paired family), the same every step."""
+    cfg, per_step, paired = model.cfg, model.batches_per_step(), model.capabilities.paired_data
+    if data_root:
+        # every training image: the benchmark holds none out for validation (data.val_fraction is not applied)
+        loader = training_dataset(cfg, paired=paired, val_fraction=0.0)
+        draws = [Draw("sample", (cfg.train.batch_size,))] * per_step
+        pipeline = BatchPipeline(
+            loader,
+            lambda i, draws=draws: draws,
+            prefetch=cfg.speed.prefetch,
+            threads=cfg.speed.loader_threads or auto_threads(),
+            pin=device.type == "cuda",
+        )
+        return (lambda i: pipeline.batches(i, total)), pipeline
+    g = torch.Generator().manual_seed(0)
+    n, size = cfg.train.batch_size, cfg.data.crop
+    images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+    fixed = (
+        Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
+        if paired
+        else Batch(images, torch.arange(n) % cfg.num_domains)
+    )
+    return (lambda i: [fixed] * per_step), None
+
+
+def _time_row(
+    row: TableRow,
+    model: ModelFamily,
+    device: torch.device,
+    data_root: str | None,
+    iters: int,
+    warmup: int,
+    loader_only: bool,
+) -> tuple[RowResult, dict]:
+    """Time ``iters`` iterations of ``row``'s ``model`` after ``warmup`` (only their batches' loading with
+    ``loader_only``): its :class:`RowResult` and the losses of the last step (empty with ``loader_only``)."""
+    engine = Engine(model, iterations_per_epoch=APPLE2ORANGE_ITERATIONS_PER_EPOCH)
+    next_batches, pipeline = _batch_source(model, device, data_root, warmup + iters)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = RowResult(row.key, row.label, row.preset, row.resolution, row.report_seconds)
+    peak = _rss_bytes()
+    first = next(s.start for s in engine.spans if s.phase.name == row.phase) if row.phase else 0
+    losses = {}
+    for i in range(warmup + iters):
+        tick = time.perf_counter()
+        batches = next_batches(i)
+        waited = time.perf_counter() - tick
+        if not loader_only:
+            losses = model.train_step(batches, first + i, engine)
+        _sync(device)
+        elapsed = time.perf_counter() - tick
+        if i >= warmup:
+            result.seconds.append(elapsed)
+            if pipeline is not None:
+                result.data_seconds.append(waited)
+        peak = max(peak, _rss_bytes())
+    if pipeline is not None:
+        pipeline.close()
+    result.peak_memory_bytes = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak
+    return result, losses
+
+
 def run_benchmark(
     rows: list[TableRow],
     *,
@@ -171,72 +250,18 @@ def run_benchmark(
     dev = resolve_device(device)
     results = []
     for row in rows:
-        extra = _row_overrides(row) + [f"train.device={dev.type}"] + list(overrides or [])
-        if data_root:
-            extra.append(f"data.root={data_root}")
-        cfg = load_config(row.preset, extra)
+        cfg = _row_config(row, dev, overrides, data_root)
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg, dev)
-        engine = Engine(model, iterations_per_epoch=APPLE2ORANGE_ITERATIONS_PER_EPOCH)
-        per_step = model.batches_per_step()
-        paired = model.capabilities.paired_data
-        pipeline = None
-        if data_root:
-            d = cfg.data
-            loader = (
-                paired_dataset(cfg)
-                if paired
-                else UnpairedImageFolders(d.root, d.domains, "train", resize=d.resize, crop=d.crop, flip=d.flip)
-            )
-            draws = [Draw("sample", (cfg.train.batch_size,))] * per_step
-            pipeline = BatchPipeline(
-                loader,
-                lambda i, draws=draws: draws,
-                prefetch=cfg.speed.prefetch,
-                threads=cfg.speed.loader_threads or auto_threads(),
-                pin=dev.type == "cuda",
-            )
-            next_batches = lambda i, pipeline=pipeline: pipeline.batches(i, warmup + iters)  # noqa: E731
-        else:
-            g = torch.Generator().manual_seed(0)
-            n, size = cfg.train.batch_size, cfg.data.crop
-            images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
-            fixed = (
-                Batch(images, torch.zeros(n, dtype=torch.long), torch.rand(n, 3, size, size, generator=g) * 2 - 1)
-                if paired
-                else Batch(images, torch.arange(n) % cfg.num_domains)
-            )
-            next_batches = lambda i, fixed=fixed, n=per_step: [fixed] * n  # noqa: E731
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        result = RowResult(row.key, row.label, row.preset, row.resolution, row.report_seconds)
-        peak = _rss_bytes()
-        first = next(s.start for s in engine.spans if s.phase.name == row.phase) if row.phase else 0
-        losses = {}
-        for i in range(warmup + iters):
-            tick = time.perf_counter()
-            batches = next_batches(i)
-            waited = time.perf_counter() - tick
-            if not loader_only:
-                losses = model.train_step(batches, first + i, engine)
-            _sync(dev)
-            elapsed = time.perf_counter() - tick
-            if i >= warmup:
-                result.seconds.append(elapsed)
-                if pipeline is not None:
-                    result.data_seconds.append(waited)
-            peak = max(peak, _rss_bytes())
-        if pipeline is not None:
-            pipeline.close()
+        result, losses = _time_row(row, model, dev, data_root, iters, warmup, loader_only)
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
         if bad:
             raise ConfigError(
                 f"row {row.key} at {row.resolution} px produced non-finite losses ({', '.join(bad)}) "
                 f"with these speed settings; try --amp off"
             )
-        result.peak_memory_bytes = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak
         results.append(result)
-        del model, engine
+        del model
         if on_row is not None:
             on_row(result)
     settings = {

@@ -40,9 +40,10 @@ from safetensors.torch import load_file
 from .. import __version__, atomic
 from ..config.schema import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from ..data.cache import CacheResult, cache_dataset
-from ..data.paired import EVAL_SPLITS, has_split, paired_dataset
+from ..data.factory import training_dataset
+from ..data.paired import EVAL_SPLITS, has_split
 from ..data.pipeline import BatchPipeline, Draw, auto_threads
-from ..data.unpaired import Batch, UnpairedImageFolders, domain_folders, to_image
+from ..data.unpaired import Batch, domain_folders, to_image
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..families import build_model
 from ..families.base import ModelFamily
@@ -57,9 +58,9 @@ from .checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from .engine import Engine
+from .engine import Engine, PhaseSpan
 from .runlock import RunLock
-from .tb_log import open_tensorboard
+from .tb_log import NoTensorBoard, TensorBoardLog, open_tensorboard
 
 log = logging.getLogger("gmdrit")
 
@@ -212,19 +213,7 @@ class Run:
         #: the local copy of data.root (speed.data_cache), and where the data are read: data.root or that copy
         self.data_cache: CacheResult | None = self._cache_data() if cfg.speed.data_cache else None
         self.data_root = self.data_cache.path if self.data_cache else d.root
-        if self.paired:
-            self.dataset = paired_dataset(cfg, "train", seed=cfg.train.seed, root=self.data_root)
-        else:
-            self.dataset = UnpairedImageFolders(
-                self.data_root,
-                d.domains,
-                "train",
-                resize=d.resize,
-                crop=d.crop,
-                flip=d.flip,
-                seed=cfg.train.seed,
-                val_fraction=d.val_fraction,
-            )
+        self.dataset = training_dataset(cfg, "train", paired=self.paired, root=self.data_root, seed=cfg.train.seed)
         self.examples = self._display_examples()
         self.iters_per_epoch = self.model.iterations_per_epoch(len(self.dataset))
         # a phased family: each phase's epoch is one pass over the images of its domains
@@ -267,10 +256,10 @@ class Run:
         d, root = self.cfg.data, self.data_root
         if self.paired:  # the first pairs of the split test time reads (val, else test), else of train
             split = next((s for s in EVAL_SPLITS if has_split(root, s, d.paired_layout)), "train")
-            return paired_dataset(self.cfg, split, root=root).fixed_examples()
+            return training_dataset(self.cfg, split, paired=True, root=root).fixed_examples()
         try:
             domain_folders(root, d.domains, "test")
-            test = UnpairedImageFolders(root, d.domains, "test", resize=d.resize, crop=d.crop, flip=False)
+            test = training_dataset(self.cfg, "test", paired=False, root=root, flip=False)
             return test.fixed_examples()
         except DataError:
             return self.dataset.fixed_examples()
@@ -537,85 +526,126 @@ class Run:
             self.release_lock()
 
     def _train_loop(self, on_progress: ProgressCallback | None) -> FitResult:
-        t = self.cfg.train
         self.prepare_folder()
-        budget = self.time_budget
-        start = last_save = time.perf_counter()
-        iter_seconds = save_seconds = 0.0
-        last: dict[str, float] = {}
-        checkpoint = None
-        stopped = "done"
+        times = _LoopTimes(self.time_budget)
         previous = self._install_signal_handlers()
         board = open_tensorboard(self.run_dir, self.cfg, self.iteration, rank=self.processes.rank)  # or a no-op
-        processes = self.processes
         self._pipeline = pipeline = self.open_pipeline()
         try:
-            end = self.end_iteration
-            while self.iteration < end:
-                tick = time.perf_counter()
-                epoch, factor = self.engine.apply_schedule(self.iteration)
-                span = self.engine.span_at(self.iteration)
-                batches = pipeline.batches(self.iteration, end)
-                with self.engine.sharded_step():
-                    losses = self.model.train_step(batches, self.iteration, self.engine)
-                self.engine.sync_buffers()
-                self.engine.update_ema()
-                self.iteration += 1
-                n = self.iteration
-                logged = values = None
-                if n % t.log_every == 0 or n == end:  # unplanned saves do not add lines
-                    values = logged = self._finite_losses(losses, n)
-                    phase = {"phase": span.phase.name} if span is not None else {}
-                    self.log_metrics(
-                        {
-                            "iter": n,
-                            **phase,
-                            "epoch": epoch,
-                            "lr_factor": factor,
-                            "time": round(time.perf_counter() - start, 3),
-                            **logged,
-                        }
-                    )
-                    last = values
-                sample = self.save_samples() if n % t.sample_every == 0 or n == end else None
-                # the one TensorBoard hook of the loop (before the checkpoint: a resume never skips a step)
-                board.record(n, logged, sample, self.engine.optimizers)
-                iter_seconds = max(iter_seconds * 0.9, time.perf_counter() - tick)
-                if t.check_replicas_every and n % t.check_replicas_every == 0:
-                    self.engine.check_replicas(n)
-                # what every process must decide alike, agreed once per iteration: a stop signal that any
-                # of them got, an unplanned save, and whether one more iteration and a checkpoint still
-                # fit in the time budget (with margin)
-                needed = 2 * iter_seconds + 2 * save_seconds + 5.0
-                signum, save_due, over_budget = processes.agree(
-                    [
-                        signal.Signals[self._stop_signal].value if self._stop_signal else 0,
-                        time.perf_counter() - last_save > 60 * t.save_minutes,
-                        budget is not None and n < end and time.perf_counter() - start + needed > budget,
-                    ]
-                )
-                # the agreed signal, not this process's flag: one arriving after the agreement waits a turn
-                stop_signal = signal.Signals(signum).name if signum else None
-                saving = n % t.save_every == 0 or n == end or stop_signal is not None or save_due or over_budget
-                if saving and values is None:
-                    last = self._finite_losses(losses, n)
-                if saving:
-                    tick = time.perf_counter()
-                    checkpoint = self.save()
-                    last_save = time.perf_counter()
-                    save_seconds = max(save_seconds, last_save - tick)
-                if on_progress is not None:
-                    on_progress(n, logged)
-                if stop_signal is not None or over_budget:
-                    stopped = stop_signal or "time budget"
-                    break
+            last, checkpoint, stopped = self._iterate(pipeline, board, times, on_progress)
         finally:
             self._pipeline = None
             pipeline.close()
             board.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return FitResult(self.run_dir, self.iteration, time.perf_counter() - start, last, checkpoint, stopped)
+        return FitResult(self.run_dir, self.iteration, time.perf_counter() - times.start, last, checkpoint, stopped)
+
+    def _iterate(
+        self,
+        pipeline: BatchPipeline,
+        board: TensorBoardLog | NoTensorBoard,
+        times: _LoopTimes,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[dict[str, float], Path | None, str]:
+        """Iterations up to the end, a stop signal or the time budget, logging, sampling and saving on schedule:
+        (the last losses logged or saved, the last checkpoint written, why it stopped)."""
+        t = self.cfg.train
+        last: dict[str, float] = {}
+        checkpoint = None
+        end = self.end_iteration
+        while self.iteration < end:
+            tick = time.perf_counter()
+            losses, span, epoch, factor = self._step(pipeline, end)
+            n = self.iteration
+            logged = None
+            if n % t.log_every == 0 or n == end:  # unplanned saves do not add lines
+                last = logged = self._log_iteration(losses, n, span, epoch, factor, times.start)
+            sample = self.save_samples() if n % t.sample_every == 0 or n == end else None
+            # the one TensorBoard hook of the loop (before the checkpoint: a resume never skips a step)
+            board.record(n, logged, sample, self.engine.optimizers)
+            times.iter_seconds = max(times.iter_seconds * 0.9, time.perf_counter() - tick)
+            if t.check_replicas_every and n % t.check_replicas_every == 0:
+                self.engine.check_replicas(n)
+            stop_signal, save_due, over_budget = self._agree_on_stop(n, end, times)
+            if n % t.save_every == 0 or n == end or stop_signal is not None or save_due or over_budget:
+                if logged is None:
+                    last = self._finite_losses(losses, n)
+                checkpoint = self._timed_save(times)
+            if on_progress is not None:
+                on_progress(n, logged)
+            if stop_signal is not None or over_budget:
+                return last, checkpoint, stop_signal or "time budget"
+        return last, checkpoint, "done"
+
+    def _step(self, pipeline: BatchPipeline, end: int) -> tuple[dict[str, torch.Tensor], PhaseSpan | None, int, float]:
+        """One training iteration (schedule, the planned batches, the family's step, buffers, EMA), counted:
+        (its losses, its phase span or None, the epoch, the learning-rate factor)."""
+        epoch, factor = self.engine.apply_schedule(self.iteration)
+        span = self.engine.span_at(self.iteration)
+        batches = pipeline.batches(self.iteration, end)
+        with self.engine.sharded_step():
+            losses = self.model.train_step(batches, self.iteration, self.engine)
+        self.engine.sync_buffers()
+        self.engine.update_ema()
+        self.iteration += 1
+        return losses, span, epoch, factor
+
+    def _log_iteration(
+        self, losses: dict[str, torch.Tensor], n: int, span: PhaseSpan | None, epoch: int, factor: float, start: float
+    ) -> dict[str, float]:
+        """The line of iteration ``n`` in ``metrics.jsonl`` (losses checked finite); the losses logged."""
+        logged = self._finite_losses(losses, n)
+        phase = {"phase": span.phase.name} if span is not None else {}
+        self.log_metrics(
+            {
+                "iter": n,
+                **phase,
+                "epoch": epoch,
+                "lr_factor": factor,
+                "time": round(time.perf_counter() - start, 3),
+                **logged,
+            }
+        )
+        return logged
+
+    def _agree_on_stop(self, n: int, end: int, times: _LoopTimes) -> tuple[str | None, bool, bool]:
+        """What every process must decide alike, agreed once per iteration: a stop signal that any of them got,
+        an unplanned save, and whether one more iteration and a checkpoint still fit in the time budget (with
+        margin). (the agreed signal's name or None, save due, over budget)"""
+        needed = 2 * times.iter_seconds + 2 * times.save_seconds + 5.0
+        budget = times.budget
+        signum, save_due, over_budget = self.processes.agree(
+            [
+                signal.Signals[self._stop_signal].value if self._stop_signal else 0,
+                time.perf_counter() - times.last_save > 60 * self.cfg.train.save_minutes,
+                budget is not None and n < end and time.perf_counter() - times.start + needed > budget,
+            ]
+        )
+        # the agreed signal, not this process's flag: one arriving after the agreement waits a turn
+        return (signal.Signals(signum).name if signum else None), save_due, over_budget
+
+    def _timed_save(self, times: _LoopTimes) -> Path | None:
+        """A checkpoint (:meth:`save`), its time kept in ``times`` for the budget's margin."""
+        tick = time.perf_counter()
+        checkpoint = self.save()
+        times.last_save = time.perf_counter()
+        times.save_seconds = max(times.save_seconds, times.last_save - tick)
+        return checkpoint
+
+
+@dataclass
+class _LoopTimes:
+    """The clocks of one training loop (time.perf_counter seconds)."""
+
+    budget: float | None  # train.time_budget of this invocation, or None
+    start: float = field(default_factory=time.perf_counter)
+    last_save: float = 0.0  # the loop's start until the first checkpoint
+    iter_seconds: float = 0.0  # a decaying maximum of one iteration's time
+    save_seconds: float = 0.0  # the longest checkpoint save
+
+    def __post_init__(self) -> None:
+        self.last_save = self.start
 
 
 def stored_config(cfg: Config) -> Config:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ...data.unpaired import UnpairedImageFolders, open_rgb
+from ...data.factory import training_dataset
+from ...data.unpaired import open_rgb
 from ...errors import DataError
 
 log = logging.getLogger("gmdrit")
@@ -28,15 +29,7 @@ class PreprocessedImages:
     """
 
     def __init__(self, root: str, cfg, split: str, limit: int = 0):
-        self.ds = UnpairedImageFolders(
-            root,
-            cfg.data.domains,
-            split,
-            resize=cfg.data.resize,
-            crop=cfg.data.crop,
-            flip=False,
-            val_fraction=cfg.data.val_fraction,
-        )
+        self.ds = training_dataset(cfg, split, paired=False, root=root, flip=False)
         self.files = [f[:limit] if limit > 0 else list(f) for f in self.ds.files]
         self.skipped: list[str] = []
 
@@ -69,21 +62,12 @@ class PairedPreprocessedImages(PreprocessedImages):
     test phase of edges2shoes); 'val' the val pairs, on which settings are chosen."""
 
     def __init__(self, root: str, cfg, split: str, limit: int = 0):
-        from ...data.paired import PairedImages, eval_split, has_split
+        from ...data.paired import eval_split, has_split
 
-        d = cfg.data
-        if split == "test" and not has_split(root, "test", d.paired_layout):
-            split = eval_split(root, d.paired_layout)
-        self.ds = PairedImages(
-            root,
-            split,
-            layout=d.paired_layout,
-            direction=d.direction,
-            input_channels=d.input_channels,
-            resize=d.resize,
-            crop=d.crop,
-            flip=False,
-        )
+        layout = cfg.data.paired_layout
+        if split == "test" and not has_split(root, "test", layout):
+            split = eval_split(root, layout)
+        self.ds = training_dataset(cfg, split, paired=True, root=root, flip=False)
         self.index = {pair[0]: i for i, pair in enumerate(self.ds.files)}
         keys = [pair[0] for pair in self.ds.files]
         keys = keys[:limit] if limit > 0 else keys

@@ -154,9 +154,10 @@ def load_test_images(root: str, cfg: Config, max_inputs: int = 0) -> TestImages:
     """The first ``max_inputs`` (0 = all) test images of every domain, resized (``data.resize``, bicubic),
     centre-cropped (``data.crop``) and rounded to 8 bit: the model's test input, as ``gmdrit eval`` reads it.
     Undecodable files are skipped with a warning."""
-    from ...data.unpaired import UnpairedImageFolders, open_rgb
+    from ...data.factory import training_dataset
+    from ...data.unpaired import open_rgb
 
-    ds = UnpairedImageFolders(root, cfg.data.domains, "test", resize=cfg.data.resize, crop=cfg.data.crop, flip=False)
+    ds = training_dataset(cfg, "test", paired=False, root=root, flip=False)
     images, paths = [], []
     for d, name in enumerate(cfg.data.domains):
         files = ds.files[d][:max_inputs] if max_inputs > 0 else ds.files[d]
@@ -454,13 +455,26 @@ def _load(folder: Path, device: torch.device):
     return cfg, model
 
 
-def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = None) -> MixtureResult:
-    """Write the files of the module docstring; return what they hold."""
-    from ...inference.model_files import resolve_model
-    from ...training.speed import resolve_device
+def _protocol() -> dict:
+    """How the scores of ``qy_accuracy.json`` and ``components.json`` are computed."""
+    return {
+        "images": "test images of every domain: resize data.resize (bicubic), centre crop data.crop, "
+        "8-bit (as gmdrit eval)",
+        "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
+        "accuracy": "Hungarian matching of components to domains (metrics.cluster.cluster_scores); "
+        "with several components per domain only one component per domain can match",
+        "per_domain_accuracy": "fraction of the domain's images whose argmax component is matched to it",
+        "domain_accuracy": "argmax of q(y|x) summed per domain vs the true domain (no matching)",
+        "nmi": "arithmetic-mean normalisation, nats",
+    }
 
-    progress = on_progress or (lambda stage, done, total: None)
-    _check_options(o)
+
+def _checked_run(o: MixtureOptions) -> tuple[Path, Config, Path]:
+    """The run folder, its config (the newest valid checkpoint's) and the checkpoint to picture; refused
+    before any work unless both are GM-DRIT conditioned on its inferred y, of the same domains, size and
+    components."""
+    from ...inference.model_files import resolve_model
+
     run = _run_folder(o.run)
     cfg = resolve_model(run).cfg  # the newest valid checkpoint's config: refuse before any work
     check_mixture(cfg, run)
@@ -478,104 +492,132 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
             f"--checkpoint {chosen} is a model with other domains, image size or components than "
             f"{run}; give a checkpoint of this run"
         )
-    device = resolve_device(o.device)
-    test = load_test_images(o.data or cfg.data.root, cfg, o.max_inputs)
-    labels = test.labels
-    out = output_folder(Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture", "--out")
-    result = MixtureResult(out, None, {})
-    test_counts = {name: len(p) for name, p in zip(domains, test.paths)}
-    protocol = {
-        "images": "test images of every domain: resize data.resize (bicubic), centre crop data.crop, "
-        "8-bit (as gmdrit eval)",
-        "prediction": "argmax_k q(y=k|x) (attribute encoder, eval mode)",
-        "accuracy": "Hungarian matching of components to domains (metrics.cluster.cluster_scores); "
-        "with several components per domain only one component per domain can match",
-        "per_domain_accuracy": "fraction of the domain's images whose argmax component is matched to it",
-        "domain_accuracy": "argmax of q(y|x) summed per domain vs the true domain (no matching)",
-        "nmi": "arithmetic-mean normalisation, nats",
-    }
-    common = {
+    return run, cfg, chosen
+
+
+def _common(o: MixtureOptions, run: Path, cfg: Config, test: TestImages, device: torch.device) -> dict:
+    """What both JSON files say first: the run, its domains and components, the test images read."""
+    domains, cpd = list(cfg.data.domains), cfg.mixture.components_per_domain
+    return {
         "format": FORMAT,
         "run": str(run),
         "domains": domains,
         "components_per_domain": cpd,
         "num_components": len(domains) * cpd,
         "data": str(o.data or cfg.data.root),
-        "test_images": test_counts,
+        "test_images": {name: len(p) for name, p in zip(domains, test.paths)},
         "max_inputs": o.max_inputs,
         "device": str(device),
     }
 
-    probs_of: dict[Path, np.ndarray] = {}
-    if not o.skip_curve:
-        folders = list(reversed(list_checkpoints(run / "checkpoints")))  # iteration order
-        curve, skipped = [], []
-        for i, folder in enumerate(folders):
-            progress("q(y|x) per checkpoint", i, len(folders))
-            try:
-                _, model = _load(folder, device)
-            except CheckpointError as exc:  # a damaged checkpoint costs its point, not the curve
-                skipped.append({"checkpoint": folder.name, "reason": str(exc)})
-                result.notes.append(f"skipped {folder.name}: {exc}")
-                continue
-            probs = component_probs(model, test)
-            probs_of[folder.resolve()] = probs
-            iteration = model.source.iteration
-            curve.append(
-                {
-                    "iteration": int(folder.name[len("iter_") :] if iteration is None else iteration),
-                    "checkpoint": folder.name,
-                    **curve_entry(labels, probs, cpd, domains),
-                }
-            )
-            del model
-        progress("q(y|x) per checkpoint", len(folders), len(folders))
-        if not curve:
-            raise MixtureError(f"no readable checkpoint in {run / 'checkpoints'}")
-        curve.sort(key=lambda e: e["iteration"])
-        result.curve = curve
-        _write_json(
-            out / "qy_accuracy.json",
-            {**common, "target": TARGET, "protocol": protocol, "checkpoints": curve, "skipped": skipped},
-        )
-        plot_curve(
-            curve, out / "qy_accuracy.png", f"q(y|x) clustering of test images over training: {run.resolve().name}"
-        )
-        result.written += [out / "qy_accuracy.json", out / "qy_accuracy.png"]
 
-    # -- the components of one checkpoint ------------------------------------------------------
-    _, model = _load(chosen, device)
-    K = model.num_components
-    progress("components", 0, 3)
-    probs = probs_of.get(chosen.resolve())
-    if probs is None:
-        probs = component_probs(model, test)
-    tile = cfg.data.crop
-    rows, inputs = sample_rows(model, test, o.samples, o.seed)
-    progress("components", 1, 3)
-    names = [f"{component_label(k, cpd)}\n{domains[k // cpd]}" for k in range(K)]
-    grid, result.margins["components_samples"] = labelled_grid(rows, names, tile, split=min(SAMPLE_INPUTS, o.samples))
-    _save_png(grid, out / "components_samples.png")
+@dataclass
+class _Report:
+    """What the two parts of one report (the curve, the components of one checkpoint) share."""
 
-    order, summary, counts = claims(probs, labels, cpd, domains, test.all_paths)
-    flat = torch.cat(test.images)
+    options: MixtureOptions
+    run: Path
+    cfg: Config  # the run's (the chosen checkpoint has the same domains, size and components)
+    device: torch.device
+    test: TestImages
+    result: MixtureResult
+    common: dict  # what both JSON files say first (:func:`_common`)
+    progress: ProgressCallback
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.cfg.data.domains)
+
+    @property
+    def cpd(self) -> int:
+        return self.cfg.mixture.components_per_domain
+
+
+def _accuracy_curve(r: _Report) -> dict[Path, np.ndarray]:
+    """Score q(y|x) of the test images under every checkpoint of the run (a damaged one is skipped with a note)
+    and write ``qy_accuracy.json`` / ``.png``; each checkpoint's q(y|x), N x K, by resolved folder."""
+    folders = list(reversed(list_checkpoints(r.run / "checkpoints")))  # iteration order
+    curve, skipped, probs_of = [], [], {}
+    for i, folder in enumerate(folders):
+        r.progress("q(y|x) per checkpoint", i, len(folders))
+        try:
+            _, model = _load(folder, r.device)
+        except CheckpointError as exc:  # a damaged checkpoint costs its point, not the curve
+            skipped.append({"checkpoint": folder.name, "reason": str(exc)})
+            r.result.notes.append(f"skipped {folder.name}: {exc}")
+            continue
+        probs = component_probs(model, r.test)
+        probs_of[folder.resolve()] = probs
+        iteration = model.source.iteration
+        curve.append(
+            {
+                "iteration": int(folder.name[len("iter_") :] if iteration is None else iteration),
+                "checkpoint": folder.name,
+                **curve_entry(r.test.labels, probs, r.cpd, r.domains),
+            }
+        )
+        del model
+    r.progress("q(y|x) per checkpoint", len(folders), len(folders))
+    if not curve:
+        raise MixtureError(f"no readable checkpoint in {r.run / 'checkpoints'}")
+    curve.sort(key=lambda e: e["iteration"])
+    r.result.curve = curve
+    r.result.written += _write_curve(r.result.out, r.run, r.common, curve, skipped)
+    return probs_of
+
+
+def _write_curve(out: Path, run: Path, common: dict, curve: list[dict], skipped: list[dict]) -> list[Path]:
+    """``qy_accuracy.json`` and ``qy_accuracy.png``; their paths."""
+    _write_json(
+        out / "qy_accuracy.json",
+        {**common, "target": TARGET, "protocol": _protocol(), "checkpoints": curve, "skipped": skipped},
+    )
+    plot_curve(curve, out / "qy_accuracy.png", f"q(y|x) clustering of test images over training: {run.resolve().name}")
+    return [out / "qy_accuracy.json", out / "qy_accuracy.png"]
+
+
+def _samples_grid(r: _Report, rows: list[list[Image.Image | None]], components: int) -> tuple[Image.Image, int]:
+    """The picture of :func:`sample_rows`' rows, each labelled with its component and domain; its margin."""
+    names = [f"{component_label(k, r.cpd)}\n{r.domains[k // r.cpd]}" for k in range(components)]
+    return labelled_grid(rows, names, r.cfg.data.crop, split=min(SAMPLE_INPUTS, r.options.samples))
+
+
+def _claims_grid(r: _Report, order: list[np.ndarray], summary: list[dict]) -> tuple[Image.Image, int]:
+    """The picture of the test images each component claims (``order``: per component, indices into the
+    images of all domains), CLAIMS_PER_ROW slots a row, each row labelled with its counts; its margin."""
+    flat = torch.cat(r.test.images)  # uint8 N x 3 x S x S, domains in order
     claim_rows = [
         [_u8_image(flat[i]) for i in idx[:CLAIMS_PER_ROW]] + [None] * max(0, CLAIMS_PER_ROW - len(idx)) for idx in order
     ]  # fixed width: every row has CLAIMS_PER_ROW slots
     claim_labels = [
-        f"{component_label(k, cpd)}\nclaims {s['claimed']}: "
+        f"{component_label(k, r.cpd)}\nclaims {s['claimed']}: "
         + ", ".join(f"{n} {c}" for n, c in s["claimed_by_domain"].items())
         for k, s in enumerate(summary)
     ]
-    grid, result.margins["components_claims"] = labelled_grid(claim_rows, claim_labels, tile)
-    _save_png(grid, out / "components_claims.png")
-    progress("components", 2, 3)
+    return labelled_grid(claim_rows, claim_labels, r.cfg.data.crop)
 
+
+def _report_components(r: _Report, chosen: Path, probs: np.ndarray | None) -> None:
+    """``components_samples.png``, ``components_claims.png`` and ``components.json`` of the checkpoint ``chosen``;
+    ``probs``: its q(y|x), N x K, when the curve computed it already."""
+    o, test, result, out = r.options, r.test, r.result, r.result.out
+    _, model = _load(chosen, r.device)
+    r.progress("components", 0, 3)
+    if probs is None:
+        probs = component_probs(model, test)
+    rows, inputs = sample_rows(model, test, o.samples, o.seed)
+    r.progress("components", 1, 3)
+    grid, result.margins["components_samples"] = _samples_grid(r, rows, model.num_components)
+    _save_png(grid, out / "components_samples.png")
+    order, summary, counts = claims(probs, test.labels, r.cpd, r.domains, test.all_paths)
+    grid, result.margins["components_claims"] = _claims_grid(r, order, summary)
+    _save_png(grid, out / "components_claims.png")
+    r.progress("components", 2, 3)
     for s, prior, fit in zip(summary, prior_summary(model), prior_fit(model, test, probs)):
         s["prior"] = prior
         s["prior_fit"] = fit
-    components = {
-        **common,
+    result.components = {
+        **r.common,
         "checkpoint": str(chosen),
         "iteration": model.source.iteration,
         "seed": o.seed,
@@ -585,13 +627,27 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
         "domains, then `samples` outputs with y = onehot(k), z ~ p(z|y) drawn by "
         "model.sample_attributes with torch.Generator(device).manual_seed(seed) "
         "(the same noise for every row)",
-        "scores": curve_entry(labels, probs, cpd, domains),
-        "protocol": protocol,
-        "counts": {"rows": "component", "columns": domains, "table": counts},
+        "scores": curve_entry(test.labels, probs, r.cpd, r.domains),
+        "protocol": _protocol(),
+        "counts": {"rows": "component", "columns": r.domains, "table": counts},
         "components": summary,
     }
-    _write_json(out / "components.json", components)
-    result.components = components
+    _write_json(out / "components.json", result.components)
     result.written += [out / "components_samples.png", out / "components_claims.png", out / "components.json"]
-    progress("components", 3, 3)
-    return result
+    r.progress("components", 3, 3)
+
+
+def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = None) -> MixtureResult:
+    """Write the files of the module docstring; return what they hold."""
+    from ...training.speed import resolve_device
+
+    progress = on_progress or (lambda stage, done, total: None)
+    _check_options(o)
+    run, cfg, chosen = _checked_run(o)
+    device = resolve_device(o.device)
+    test = load_test_images(o.data or cfg.data.root, cfg, o.max_inputs)
+    out = output_folder(Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture", "--out")
+    r = _Report(o, run, cfg, device, test, MixtureResult(out, None, {}), _common(o, run, cfg, test, device), progress)
+    probs_of = {} if o.skip_curve else _accuracy_curve(r)
+    _report_components(r, chosen, probs_of.get(chosen.resolve()))
+    return r.result
