@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import UNPAIRED_LAYOUT, archive_files, free_port, make_zip
 from gmdrit_cli.config.schema import ConfigError, load_config
 
 # -- every size-like config key has a bound with its reason -------------------------------------------
@@ -78,11 +79,9 @@ def test_data_cache_never_replaces_a_folder_or_file_it_did_not_make(tmp_path):
 
 
 def test_download_keeps_an_archive_the_user_put_there(tmp_path):
-    from test_download import UNPAIRED_LAYOUT, archive_files, closed_port, make_zip
-
     from gmdrit_cli.data.download import DatasetSpec, download_dataset
 
-    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{closed_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
+    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{free_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
     body = make_zip(archive_files(UNPAIRED_LAYOUT, top="tiny"), top="tiny")
     (tmp_path / "tiny.zip").write_bytes(body)
     result = download_dataset(spec, tmp_path)

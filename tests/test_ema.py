@@ -6,9 +6,8 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from test_resume import assert_same_run
 
-from conftest import tiny_overrides
+from conftest import assert_same_run, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import InferenceError
 from gmdrit_cli.inference import model_files as mf

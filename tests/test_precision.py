@@ -5,9 +5,8 @@ import json
 
 import pytest
 import torch
-from test_resume import PRESET_OF_FAMILY
 
-from conftest import make_paired_dataset, tiny_overrides
+from conftest import PRESET_OF_FAMILY, make_paired_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families import MODEL_FAMILIES, build_for_training

@@ -1,6 +1,5 @@
 """Checkpoints and exact resume (issue: runs that survive a session limit)."""
 
-import json
 import logging
 import random
 import signal
@@ -10,58 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from conftest import make_paired_dataset, tiny_overrides
-from gmdrit_cli.config.schema import load_config
+from conftest import assert_same_run, cfg_for, data_for, set_args, tiny_overrides, wait_for_iterations
 from gmdrit_cli.errors import CheckpointError, ConfigError
-from gmdrit_cli.families import MODEL_FAMILIES, build_model
+from gmdrit_cli.families import MODEL_FAMILIES
 from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
 from gmdrit_cli.training.trainer import Run, open_run, resume_run, train
-
-PRESET_OF_FAMILY = {
-    "mdmm": "mdmm_baseline",
-    "gmdrit": "reduced_res",
-    "bicyclegan": "bicyclegan_quickstart",
-    "vae": "vae_apple2orange",
-}
-
-
-def cfg_for(family, root, iters, *extra):
-    return load_config(
-        PRESET_OF_FAMILY[family],
-        tiny_overrides(root, iters) + list(MODEL_FAMILIES[family].tiny_overrides) + list(extra),
-    )
-
-
-def data_for(family, tiny_data, tmp_path):
-    """The tiny unpaired dataset, or a tiny paired one for a family trained on pairs."""
-    paired = build_model(cfg_for(family, tiny_data, 1), torch.device("cpu")).capabilities.paired_data
-    return make_paired_dataset(tmp_path / "pairs") if paired else tiny_data
-
-
-def metrics_without_time(run_dir):
-    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r.pop("time")
-    return rows
-
-
-def final_tensors(run_dir):
-    folder, _ = find_checkpoint(run_dir)
-    return load_file(str(folder / "model.safetensors")), load_file(str(folder / "optim.safetensors")), folder
-
-
-def assert_same_run(a, b):
-    (wa, oa, fa), (wb, ob, fb) = final_tensors(a), final_tensors(b)
-    assert fa.name == fb.name
-    assert wa.keys() == wb.keys() and oa.keys() == ob.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    for k in oa:
-        assert torch.equal(oa[k], ob[k]), k
-    assert metrics_without_time(a) == metrics_without_time(b)
 
 
 @pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
@@ -163,7 +116,7 @@ def test_no_unpickling_in_the_package():
 
 
 def start_training(tmp_path, root, iters, *extra):
-    args = [a for o in tiny_overrides(root, iters) + list(extra) for a in ("--set", o)]
+    args = set_args(tiny_overrides(root, iters) + list(extra))
     return subprocess.Popen(
         [
             sys.executable,
@@ -181,17 +134,6 @@ def start_training(tmp_path, root, iters, *extra):
         text=True,
         cwd=tmp_path,
     )
-
-
-def wait_for_iterations(run_dir, count, proc, timeout=120):
-    deadline = time.time() + timeout
-    metrics = Path(run_dir) / "metrics.jsonl"
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= count:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError("training did not start in time")
 
 
 def test_sigterm_saves_and_prints_resume_hint(tiny_data, tmp_path):

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_resume import wait_for_iterations
 
-from conftest import tiny_overrides
+from conftest import tiny_overrides, wait_for_iterations
 from gmdrit_cli.training.checkpoint import find_checkpoint
 from gmdrit_cli.training.runlock import LOCK_FILE, STALE_AFTER_S, RunFolderBusy, RunLock
 
