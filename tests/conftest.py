@@ -230,15 +230,25 @@ def set_args(values: list[str]) -> list[str]:
 def run_gmdrit(*args, cwd=None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`gmdrit ARGS` in a new process (one torch thread): for what needs a real process (signals, start-up, exit
     codes set by the interpreter, torchrun, environment variables read at import); else use the ``cli`` fixture."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=full_env,
-        timeout=timeout,
+        _command(args), capture_output=True, text=True, cwd=cwd, env=_process_env(env), timeout=timeout
     )
+
+
+def start_gmdrit(*args, cwd=None, env: dict | None = None) -> subprocess.Popen:
+    """`gmdrit ARGS` started in a new process (one torch thread) and left running, stdout and stderr piped as text:
+    for a test that signals, kills or races it."""
+    return subprocess.Popen(
+        _command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=_process_env(env)
+    )
+
+
+def _command(args) -> list[str]:
+    return [sys.executable, "-m", "gmdrit_cli", *map(str, args)]
+
+
+def _process_env(env: dict | None) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
 
 
 def run_cli(*args, cwd=None, env: dict[str, Optional[str]] | None = None) -> subprocess.CompletedProcess:
@@ -326,30 +336,19 @@ def distributed_args(family: str, root, iters: int, *extra: str) -> list[str]:
 
 def launch(cwd, args, world: int = 2) -> list[subprocess.Popen]:
     """``world`` processes of ``gmdrit_cli ARGS`` with the environment torchrun gives its workers."""
-    port = free_port()
-    procs = []
-    for rank in range(world):
-        env = {
-            **os.environ,
+    port = str(free_port())
+    ranks = [
+        {
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
             "WORLD_SIZE": str(world),
             "LOCAL_WORLD_SIZE": str(world),
             "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "OMP_NUM_THREADS": "1",
+            "MASTER_PORT": port,
         }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gmdrit_cli", *args],
-                env=env,
-                cwd=cwd,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        )
-    return procs
+        for rank in range(world)
+    ]
+    return [start_gmdrit(*args, cwd=cwd, env=env) for env in ranks]
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str, str]]:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +19,6 @@ from gmdrit_cli.evaluation.metrics import MetricError
 from gmdrit_cli.evaluation.metrics import domain_classifier as dcm
 from gmdrit_cli.evaluation.metrics.msssim_diversity import MSSSIMDiversity, scale_rule
 
-torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 STANDARD_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 
 
@@ -286,33 +281,24 @@ def test_eval_options_need_two_samples(tmp_path):
         evaluate(EvalOptions(run=tmp_path, metrics="diversity_msssim", samples_per_input=1))
 
 
-def test_eval_end_to_end_with_both_metrics(tiny_run, tmp_path):
+def test_eval_end_to_end_with_both_metrics(cli, tiny_run, tmp_path):
     base, root = tiny_run
     out, cache = tmp_path / "out", tmp_path / "cache"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "eval",
-            str(base / "run"),
-            "--data",
-            str(root),
-            "--metrics",
-            "domain_accuracy,diversity_msssim",
-            "--samples-per-input",
-            "3",
-            "--out",
-            str(out),
-            "--classifier-cache",
-            str(cache),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
+    proc = cli(
+        "eval",
+        base / "run",
+        "--data",
+        root,
+        "--metrics",
+        "domain_accuracy,diversity_msssim",
+        "--samples-per-input",
+        "3",
+        "--out",
+        out,
+        "--classifier-cache",
+        cache,
+        "--device",
+        "cpu",
     )
     assert proc.returncode == 0, proc.stderr
     assert "1-MS-SSIM" in proc.stdout and "domain acc" in proc.stdout and "domain classifier (trained" in proc.stdout

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -413,15 +411,9 @@ def _expected_counts(S: int, nz: int, adain: bool = False, double: bool = False)
     }
 
 
-def test_dry_run_json_prints_parameter_counts():
-    out = subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", "train", "--preset", "reduced_res", "--dry-run", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+def test_dry_run_json_prints_parameter_counts(cli):
+    out = cli("train", "--preset", "reduced_res", "--dry-run", "--json", cwd=REPO)
+    assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["params"] == _expected_counts(108, 108)
     assert data["config"]["model"]["family"] == "gmdrit"

@@ -3,14 +3,20 @@
 import logging
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_same_run, cfg_for, data_for, set_args, tiny_overrides, wait_for_iterations
+from conftest import (
+    assert_same_run,
+    cfg_for,
+    data_for,
+    set_args,
+    start_gmdrit,
+    tiny_overrides,
+    wait_for_iterations,
+)
 from gmdrit_cli.errors import CheckpointError, ConfigError
 from gmdrit_cli.families import MODEL_FAMILIES
 from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
@@ -116,23 +122,9 @@ def test_no_unpickling_in_the_package():
 
 
 def start_training(tmp_path, root, iters, *extra):
-    args = set_args(tiny_overrides(root, iters) + list(extra))
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "train",
-            "--preset",
-            "mdmm_baseline",
-            "--run-dir",
-            str(tmp_path / "r"),
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
+    overrides = tiny_overrides(root, iters) + list(extra)
+    return start_gmdrit(
+        "train", "--preset", "mdmm_baseline", "--run-dir", tmp_path / "r", *set_args(overrides), cwd=tmp_path
     )
 
 
@@ -164,13 +156,7 @@ def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, t
         assert found is not None
         folder, state = found
         assert state["iteration"] >= 1
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gmdrit_cli", "resume", str(tmp_path / "r")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
+        proc = start_gmdrit("resume", tmp_path / "r", cwd=tmp_path)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     train(cfg_for("mdmm", tiny_data, iters, *extra), tmp_path / "straight")

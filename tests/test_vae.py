@@ -11,7 +11,7 @@ import pytest
 import torch
 from pytorch_msssim import ms_ssim as package_ms_ssim
 
-from conftest import make_dataset, tiny_overrides
+from conftest import make_dataset, set_args, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError
 from gmdrit_cli.evaluation.metrics.msssim_diversity import ms_ssim as scale_rule_ms_ssim
@@ -263,12 +263,10 @@ def test_reconstruction_metric_by_hand():
     assert msssim[0].item() == pytest.approx(1.0, abs=1e-6) and msssim[1].item() < 1.0
 
 
-def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_path):
+def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(cli, data, tmp_path):
     """`translate` without --samples writes one output, D_orange(mu_E(x)) computed here from the weights;
     `eval --metrics recon_mse,recon_msssim` fills its reconstruction section."""
     import json
-    import subprocess
-    import sys
 
     from PIL import Image
 
@@ -276,35 +274,12 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
     from gmdrit_cli.inference.model_files import load_for_inference
 
     run = tmp_path / "run"
-    args = [a for v in tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"] for a in ("--set", v)]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    cli = [sys.executable, "-m", "gmdrit_cli"]
-    proc = subprocess.run(
-        cli + ["train", "--preset", "vae_quickstart", *args, "--run-dir", str(run)],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": ":".join(sys.path)},
-    )
+    overrides = tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"]
+    proc = cli("train", "--preset", "vae_quickstart", *set_args(overrides), "--run-dir", run)
     assert proc.returncode == 0, proc.stderr
     image = data / "testA" / "0.png"
-    proc = subprocess.run(
-        cli
-        + [
-            "translate",
-            str(image),
-            "--run",
-            str(run),
-            "--domain",
-            "orange",
-            "--square",
-            "--seed",
-            "0",
-            "--out",
-            str(tmp_path / "t"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    proc = cli(
+        "translate", image, "--run", run, "--domain", "orange", "--square", "--seed", "0", "--out", tmp_path / "t"
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["0_to_orange_1.png", "0_to_orange_grid.png"]
@@ -314,21 +289,15 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
         mu, _ = model.networks["encoder"](x)
         expected = to_image(model.networks["decoder_y"](mu)[0].clamp(0, 1) * 2 - 1)
     assert Image.open(tmp_path / "t" / "0_to_orange_1.png").tobytes() == expected.tobytes()
-    proc = subprocess.run(
-        cli
-        + [
-            "eval",
-            str(run),
-            "--metrics",
-            "ndb,jsd,recon_mse,recon_msssim",
-            "--samples-per-input",
-            "1",
-            "--out",
-            str(tmp_path / "ev"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    proc = cli(
+        "eval",
+        run,
+        "--metrics",
+        "ndb,jsd,recon_mse,recon_msssim",
+        "--samples-per-input",
+        "1",
+        "--out",
+        tmp_path / "ev",
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
