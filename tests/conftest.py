@@ -179,6 +179,24 @@ def family_trains_on_pairs(family: str) -> bool:
     return build_model(cfg, torch.device("cpu")).capabilities.paired_data
 
 
+def on_meta(build):
+    """``build()`` with every tensor it creates on torch's meta device: full-size networks for their parameter
+    counts and shapes, without allocating or initialising a single weight."""
+    import torch
+
+    with torch.device("meta"):
+        return build()
+
+
+def build_on_meta(cfg):
+    """The model family of ``cfg`` built on the meta device (see ``on_meta``)."""
+    import torch
+
+    from gmdrit_cli.families import build_model
+
+    return on_meta(lambda: build_model(cfg, torch.device("meta")))
+
+
 def input_image(root: Path) -> Path:
     """An image of the input domain: testA/0.png (unpaired) or the A|B file test/0.png (paired)."""
     return root / "testA" / "0.png" if (root / "testA").is_dir() else root / "test" / "0.png"

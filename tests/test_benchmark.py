@@ -19,7 +19,8 @@ from gmdrit_cli.training.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
 TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
 
 
-def test_report_table_is_the_reference_table_3():
+def test_report_table_is_table_3_of_the_report():
+    """The timings of Table 3 of the GM-DRIT report ([R1] in docs/references.md; docs/benchmark.md)."""
     assert len([r for r in REPORT_TABLE if r.resolution in (108, 216)]) == 12
     by_key = {(r.key, r.resolution): r.report_seconds for r in REPORT_TABLE}
     assert by_key[("gmdrit", 108)] == 0.538 and by_key[("gmdrit", 216)] == 2.261

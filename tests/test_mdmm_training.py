@@ -41,13 +41,13 @@ def test_loss_functions_against_hand_values():
 
 def test_lambda_policy_matches_mdmm():
     assert lr_multiplier("lambda", 600, 1200, 600) == 1.0
-    assert lr_multiplier("lambda", 999, 1200, 600) == pytest.approx(1 - 399 / 601)  # 0.336, reference 5.2
+    assert lr_multiplier("lambda", 999, 1200, 600) == pytest.approx(1 - 399 / 601)  # 0.336, the official policy
     assert lr_multiplier("lambda", 1199, 1200, 600) == pytest.approx(2 / 601)
     assert lr_multiplier("step", 25, 1200, 10) == pytest.approx(0.01)
 
 
 def test_discriminator_loss_is_4ln2_at_init(tiny_data):
-    """Reference 3.4: with near-zero logits at init, each discriminator's GAN loss is 4 ln 2 at B=2."""
+    """The official MDMM losses: with near-zero logits at init, each discriminator's GAN loss is 4 ln 2 at B=2."""
     torch.manual_seed(0)
     model = build_model(tiny_cfg(tiny_data, "loss.lambda_cls=0"), torch.device("cpu"))
     b = random_batch()
@@ -58,8 +58,9 @@ def test_discriminator_loss_is_4ln2_at_init(tiny_data):
 
 
 def test_two_step_update_matches_reference_procedure(tiny_data):
-    """Design page: grads of L_EG (E_c, E_a, G) and of L_G_alone (E_c, G) taken on one graph before any
-    step; then Adam steps with each. Checked against an independent replay with .backward()."""
+    """docs/mdmm.md (Differences from the official MDMM code): grads of L_EG (E_c, E_a, G) and of L_G_alone
+    (E_c, G) taken on one graph before any step; then Adam steps with each. Checked against an independent replay
+    with .backward()."""
     cfg = tiny_cfg(tiny_data, "speed.amp=off")
     torch.manual_seed(0)
     model, engine = build_for_training(cfg, torch.device("cpu"))
