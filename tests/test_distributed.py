@@ -29,6 +29,8 @@ from conftest import (
 from gmdrit_cli.training.checkpoint import find_checkpoint
 from gmdrit_cli.training.trainer import resume_run, train
 
+pytestmark = pytest.mark.distributed
+
 
 def metric_rows(run_dir):
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

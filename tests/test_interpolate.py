@@ -94,6 +94,7 @@ def test_mdmm_domains_and_references(cli, setup, tmp_path):
     assert "from apple to orange" in proc.stdout  # one --domain of a 2-domain model: from the other one
     check_outputs(tmp_path / "0_apple_to_orange.png", tmp_path / "0_apple_to_orange.gif", size=(16, 16))
     proc = interpolate(
+        cli,
         setup,
         "mdmm",
         tmp_path,

@@ -59,7 +59,10 @@ def _history_has_pre_layout() -> bool:
     return proc.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _history_has_pre_layout(), reason="the pre-layout commit is not in this clone")
+pytestmark = [
+    pytest.mark.skipif(not _history_has_pre_layout(), reason="the pre-layout commit is not in this clone"),
+    pytest.mark.slow,  # the old code trains, translates and exports every family in a process of its own
+]
 
 
 def _extract_old_code(dest: Path) -> Path:

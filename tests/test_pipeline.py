@@ -178,6 +178,7 @@ def test_a_prefetching_run_stopped_and_resumed_equals_inline_loading_bitwise(fam
     assert_same_run(tmp_path / "inline", tmp_path / "ahead")
 
 
+@pytest.mark.distributed
 def test_two_processes_prefetching_equal_two_processes_loading_inline_bitwise(tiny_data, tmp_path):
     """torchrun-style, 2 processes at a global batch of 4: prefetching changes nothing, bitwise."""
     for name, prefetch in (("inline", 0), ("ahead", 3)):

@@ -139,6 +139,7 @@ def test_report_command_and_its_errors(cli, tiny_runs, tmp_path):
 CHROMIUM = find_chromium()
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(
     CHROMIUM is None,
     reason="no chromium on PATH (Debian: apt-get install chromium): the page is not opened in a browser",

@@ -93,6 +93,7 @@ def clear_upload(page: LivePage) -> None:
     page.wait("document.querySelector('#input-image input[type=file]') !== null", 300, "the emptied upload field")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it"
 )
