@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -270,19 +271,22 @@ def _process_env(env: dict | None) -> dict[str, str]:
 
 
 def run_cli(*args, cwd=None, env: dict[str, Optional[str]] | None = None) -> subprocess.CompletedProcess:
-    """`gmdrit ARGS` in this process (no torch import to pay), as a CompletedProcess (exit code, stdout, stderr).
+    """`gmdrit ARGS` in this process (no interpreter start nor torch import to pay), as a CompletedProcess (exit
+    code, stdout, stderr).
 
     ``cwd`` runs it from another folder; ``env`` sets environment variables for the call (None removes one).
     What a command changes for the whole process is put back afterwards: the working folder, those variables,
-    ``sys.argv``, the SIGTERM and SIGHUP handlers, the root logger's handlers and level, and torch's thread count
-    (``--threads``, ``train.threads``). Tests take the ``cli`` fixture; this function is for module-scoped
-    fixtures, which cannot take a function-scoped one."""
+    ``sys.argv``, the SIGTERM and SIGHUP handlers, the root logger's handlers and level, torch's thread count
+    (``--threads``, ``train.threads``) and the global random generators (torch's, ``random``'s, numpy's).
+    Tests take the ``cli`` fixture; this function is for module-scoped fixtures, which cannot take a
+    function-scoped one."""
     import torch
 
     from gmdrit_cli.cli.main import _run_app
 
     argv = ["gmdrit", *map(str, args)]
     saved_argv, saved_cwd, threads = sys.argv, os.getcwd(), torch.get_num_threads()
+    saved_random = (torch.get_rng_state(), random.getstate(), np.random.get_state())
     saved_env = {k: os.environ.get(k) for k in (env or {})}
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     root = logging.getLogger()
@@ -301,8 +305,12 @@ def run_cli(*args, cwd=None, env: dict[str, Optional[str]] | None = None) -> sub
         _set_env(saved_env)
         for s, h in handlers.items():
             signal.signal(s, h)
-        root.handlers[:], root.level = saved_logging
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])  # setLevel, not .level: it clears the loggers' cached levels
         torch.set_num_threads(threads)
+        torch.set_rng_state(saved_random[0])
+        random.setstate(saved_random[1])
+        np.random.set_state(saved_random[2])
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 

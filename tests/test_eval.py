@@ -27,6 +27,7 @@ def tiny(tiny_gmdrit_run):
     return tiny_gmdrit_run
 
 
+@pytest.mark.slow  # Inception (random weights) at 299 px on every output
 def test_eval_end_to_end(cli, tiny, tmp_path):
     base, root = tiny
     inception = write_random_inception_weights(tmp_path / "inception-random.pth")

@@ -179,6 +179,7 @@ def test_training_is_deterministic_on_cpu(tiny_data, tmp_path):
         assert torch.equal(x, y), k
 
 
+@pytest.mark.slow  # the official model at full size
 @pytest.mark.skipif(not APPLE2ORANGE.is_dir(), reason="needs ../shared/datasets/apple2orange")
 def test_real_size_mdmm_step_on_apple2orange(tmp_path):
     """One iteration of the real mdmm_baseline preset (216 px, official networks) on real images."""

@@ -36,6 +36,9 @@ from gmdrit_cli.inference.model_files import load_for_inference  # noqa: E402
 from gmdrit_cli.inference.onnx_export import TOLERANCE, export_onnx  # noqa: E402
 from gmdrit_cli.training.trainer import train  # noqa: E402
 
+#: every family trained, exported and checked by onnxruntime at several sizes
+pytestmark = pytest.mark.slow
+
 FAMILIES = sorted(MODEL_FAMILIES)
 #: families whose exports take only the training crop (their encoders end in dense layers sized for it)
 FIXED_SIZE = {"vae", "bicyclegan"}

@@ -130,6 +130,7 @@ def start_training(tmp_path, root, iters, *extra):
     )
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_prints_resume_hint(tiny_data, tmp_path):
     proc = start_training(tmp_path, tiny_data, 100000)
     wait_for_iterations(tmp_path / "r", 3, proc)
@@ -142,6 +143,7 @@ def test_sigterm_saves_and_prints_resume_hint(tiny_data, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, tmp_path):
     """Kill -9 repeatedly (saving every iteration, so many kills land inside a checkpoint write);
     each time a valid checkpoint is found, and the resumed run ends bitwise equal to a straight one."""

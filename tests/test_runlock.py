@@ -87,6 +87,7 @@ def test_other_host_lock_is_respected_until_its_heartbeat_is_old(tmp_path):
         assert json.loads(path.read_text())["host"] == socket.gethostname()
 
 
+@pytest.mark.slow
 def test_second_training_on_a_run_folder_is_refused_and_the_first_is_unharmed(tiny_data, tmp_path):
     overrides = tiny_overrides(tiny_data, 100000) + ["train.save_every=20"]
     args = ["train", "--preset", "mdmm_baseline", "--run-dir", tmp_path / "r", *set_args(overrides)]
