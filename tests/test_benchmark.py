@@ -48,6 +48,7 @@ def test_bicyclegan_rows_are_named_and_untimed_by_the_report():
     assert all(r.key != "bicyclegan" for r in select_rows(None, [108, 216, 128, 256]))  # default: Table 3 only
 
 
+@pytest.mark.slow
 def test_benchmark_times_a_tiny_bicyclegan_row(cli, tmp_path):
     sets = ["model.width=4", "train.batch_size=2"]
     proc = cli(
@@ -99,6 +100,7 @@ def test_vae_rows_time_each_phase_at_256_px(cli, tmp_path):
     ]
 
 
+@pytest.mark.slow  # four rows, at 108 and 216 px
 def test_benchmark_command_writes_table_json_csv_png(cli, tmp_path):
     proc = cli(
         "benchmark",
@@ -185,6 +187,7 @@ def test_keep_freed_memory_applies_only_where_asked():
         assert speed.keep_freed_memory("auto", torch.device("cpu")) is True
 
 
+@pytest.mark.slow  # a new Python process per case: torch reads the caps when it is imported
 @pytest.mark.parametrize(
     "env,expected",
     [

@@ -17,6 +17,9 @@ from gmdrit_cli.evaluation.metrics.fid import feature_statistics, frechet_distan
 from gmdrit_cli.evaluation.metrics.lpips_diversity import load_alexnet_trunk, write_random_alexnet_weights
 from gmdrit_cli.training.trainer import train
 
+#: the module's run is evaluated with Inception (random weights) at 299 px and LPIPS
+pytestmark = pytest.mark.slow
+
 SAMPLES = 3
 
 

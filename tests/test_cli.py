@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import assert_one_line_error, run_gmdrit, set_args, tiny_overrides
 from gmdrit_cli.families import MODEL_FAMILIES
 
@@ -67,6 +69,7 @@ def test_dry_run_json_shows_official_parameter_counts(cli):
     assert "5,099,136" in text.stdout and "crop: 216" in text.stdout
 
 
+@pytest.mark.slow
 def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
     # on a CPU capped at AVX2 (no native bf16) speed.amp auto trains in fp32, and the first line says so; a process
     # of its own, since torch reads the caps (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) when it is imported
@@ -96,6 +99,7 @@ def _end_process_script(body: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_fast_exit_flushes_piped_output_and_keeps_the_exit_code():
     # stdout is a pipe here (block-buffered): what was printed must still arrive when the process ends at once
     proc = subprocess.run(
@@ -108,6 +112,7 @@ def test_fast_exit_flushes_piped_output_and_keeps_the_exit_code():
     assert proc.stdout == "x" * 100000 and proc.stderr == "done"
 
 
+@pytest.mark.slow
 def test_fast_exit_waits_for_a_running_thread(tmp_path):
     # a live non-daemon thread (e.g. a writer finishing a file) makes it take Python's normal exit, which waits
     marker = tmp_path / "written"
@@ -120,6 +125,7 @@ def test_fast_exit_waits_for_a_running_thread(tmp_path):
     assert marker.read_text() == "ok"
 
 
+@pytest.mark.slow
 def test_fast_exit_runs_the_exit_handlers(tmp_path):
     # atexit handlers (a process group's teardown, coverage's data file, logging) still run; the fast path was taken
     # (a module global's finaliser, run by the interpreter's teardown, must not run: the teardown was skipped)

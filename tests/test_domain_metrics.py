@@ -174,6 +174,7 @@ def to_u8(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+@pytest.mark.slow  # trains the domain classifier (24 epochs)
 def test_classifier_accepts_held_out_discs_and_refuses_junk(discs):
     _, _, _, clf = discs
     assert clf.size == 32 and not clf.from_cache and clf.domains == ["red", "green"]
@@ -195,6 +196,7 @@ def test_classifier_accepts_held_out_discs_and_refuses_junk(discs):
         assert called <= 0.1, f"{name}: {called:.2f} called red or green"
 
 
+@pytest.mark.slow  # trains the domain classifier (24 epochs)
 def test_classifier_record_and_cache(discs, monkeypatch):
     base, root, cfg, clf = discs
     folder = clf.folder
@@ -237,6 +239,7 @@ def test_classifier_record_and_cache(discs, monkeypatch):
     assert dcm.protocol_key(dcm.make_protocol(root, cfg.data.domains, files, 40, 36, SMALL)) != key
 
 
+@pytest.mark.slow  # trains the domain classifier (24 epochs)
 def test_damaged_cache_is_retrained(discs, tmp_path, monkeypatch):
     _, root, cfg, clf = discs
     cache = tmp_path / "cache"

@@ -125,7 +125,14 @@ def test_spectral_norm_and_instance_norm_keep_parameter_count():
 
 @pytest.mark.parametrize(
     "C,S,s,rf_hw",
-    [(3, 216, 54, 6), (2, 216, 54, 6), (2, 108, 27, 4), (3, 108, 27, 4), (2, 64, 16, 3), (2, 32, 8, 3)],
+    [
+        pytest.param(3, 216, 54, 6, marks=pytest.mark.slow),  # the official networks at full size
+        pytest.param(2, 216, 54, 6, marks=pytest.mark.slow),
+        (2, 108, 27, 4),
+        (3, 108, 27, 4),
+        (2, 64, 16, 3),
+        (2, 32, 8, 3),
+    ],
 )
 def test_forward_shapes(C, S, s, rf_hw):
     # 216 px: batch 1 keeps it fast; smaller sizes use batch 2.

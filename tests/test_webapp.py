@@ -8,6 +8,7 @@ message and a second translate of the apple still works. Also the request functi
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from PIL import Image
 
 from conftest import free_port, run_gmdrit
 
-gr = pytest.importorskip("gradio", reason="the app extra: pip install 'gmdrit[app]'")
+if importlib.util.find_spec("gradio") is None:  # found, not imported: that takes seconds
+    pytest.skip("the app extra: pip install 'gmdrit[app]'", allow_module_level=True)
 
 from chromium_app import LivePage  # noqa: E402
 
