@@ -71,6 +71,7 @@ def test_benchmark_times_a_tiny_bicyclegan_row(cli, tmp_path):
     assert len(row["seconds"]) == 1 and row["median"] > 0
 
 
+@pytest.mark.slow  # two phases timed at 256 px
 def test_vae_rows_time_each_phase_at_256_px(cli, tmp_path):
     """The VAE rows at 256 px have no report figure; phase 2 changes only the timed decoder."""
     rows = {r.key: r for r in select_rows(["vae_phase1", "vae_phase2"], [256])}

@@ -238,6 +238,7 @@ def test_a_benchmark_that_fails_leaves_no_empty_folder(tmp_path):
     assert benchmark_folder(tmp_path / "b") == tmp_path / "b" and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # three trainings
 def test_resuming_an_older_checkpoint_keeps_the_later_metrics_aside(tmp_path):
     """Going back to an earlier checkpoint retrains the iterations after it: their logged lines leave
     metrics.jsonl (which must describe one history) but are kept in metrics.after-iter_N.jsonl, not lost."""

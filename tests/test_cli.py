@@ -52,6 +52,7 @@ def test_presets_and_models_listings(cli):
     assert listed == set(MODEL_FAMILIES)  # the CLI lists exactly the registry
 
 
+@pytest.mark.slow  # the full-size networks built on the CPU
 def test_dry_run_json_shows_official_parameter_counts(cli):
     proc = cli("train", "--preset", "mdmm_baseline", "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -414,6 +414,7 @@ def _expected_counts(S: int, nz: int, adain: bool = False, double: bool = False)
     }
 
 
+@pytest.mark.slow  # the full-size networks built on the CPU
 def test_dry_run_json_prints_parameter_counts(cli):
     out = cli("train", "--preset", "reduced_res", "--dry-run", "--json", cwd=REPO)
     assert out.returncode == 0, out.stderr

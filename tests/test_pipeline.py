@@ -164,6 +164,7 @@ def test_auto_threads_is_a_share_of_the_cores():
 # -- the trainer: prefetching or not, the same run, bitwise -----------------------------------------
 
 
+@pytest.mark.slow  # trains a run twice (straight, then stopped and resumed) and compares them bitwise
 @pytest.mark.parametrize("family", ["gmdrit", "mdmm", "bicyclegan", "vae"])
 def test_a_prefetching_run_stopped_and_resumed_equals_inline_loading_bitwise(family, tiny_data, tmp_path):
     """Inline loading (speed.prefetch=0, the loader before issue 26) straight through, against 3 iterations

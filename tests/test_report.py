@@ -66,6 +66,7 @@ def test_smoothing_is_the_debiased_moving_average():
     assert smooth([4.0, 2.0], 0.0) == [4.0, 2.0]
 
 
+@pytest.mark.slow  # two runs, an eval and a benchmark chart drawn
 def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
     base, run_a, run_b = tiny_runs
     out = tmp_path / "report"
@@ -125,6 +126,7 @@ def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
     assert any(p.name == "benchmark_1.png" for p in shown) and "GM-DRIT [5.2]" in text
 
 
+@pytest.mark.slow  # two runs, an eval and a benchmark chart drawn
 def test_report_command_and_its_errors(cli, tiny_runs, tmp_path):
     base, run_a, _ = tiny_runs
     proc = cli("report", run_a, "--out", tmp_path / "r")

@@ -23,6 +23,9 @@ from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
 from gmdrit_cli.training.trainer import Run, open_run, resume_run, train
 
 
+# trains a run twice (straight, then stopped and resumed) and compares them bitwise; the family contract's
+# test_save_resume_is_bitwise_identical_to_a_straight_run does the same in the quick loop
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
 def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
     n = 6
@@ -36,6 +39,7 @@ def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "split")
 
 
+@pytest.mark.slow  # trains a run twice (straight, then stopped and resumed) and compares them bitwise
 @pytest.mark.parametrize("optimizer", ["fused", "foreach"])
 def test_resume_is_bitwise_with_channels_last_weights(optimizer, tiny_data, tmp_path):
     """Checkpoints store optimizer state contiguous; restored state must take the channels-last layout
@@ -75,6 +79,7 @@ def test_incompatible_config_or_family_is_refused(tiny_data, tmp_path):
         other.restore(folder, state)
 
 
+@pytest.mark.slow  # 9 iterations, a checkpoint each
 def test_retention_keeps_last_n_and_every_mth(tiny_data, tmp_path):
     cfg = cfg_for("mdmm", tiny_data, 9, "train.save_every=1", "train.keep_last=2", "train.keep_every=4")
     train(cfg, tmp_path / "r")
@@ -96,6 +101,7 @@ def test_damaged_latest_falls_back_with_warning(tiny_data, tmp_path, caplog):
         find_checkpoint(tmp_path / "r" / "checkpoints" / "iter_0000003")
 
 
+@pytest.mark.slow  # trains for seconds, by design
 def test_time_budget_stops_before_the_budget_with_a_checkpoint(tiny_data, tmp_path):
     cfg = cfg_for("mdmm", tiny_data, 100000, "train.time_budget=8s")
     start = time.perf_counter()
