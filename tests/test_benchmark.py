@@ -157,11 +157,11 @@ def _losses(root, *speed, steps=3):
 @pytest.mark.parametrize(
     "fast",
     [
-        ["speed.amp=bf16"],
+        pytest.param(["speed.amp=bf16"], marks=pytest.mark.slow),  # autocast on the CPU: slower than fp32
         ["speed.channels_last=on"],
         ["speed.optimizer=foreach"],
         ["speed.optimizer=fused"],
-        ["speed.amp=fp16"],
+        pytest.param(["speed.amp=fp16"], marks=pytest.mark.slow),
         ["speed.keep_freed_memory=on"],
     ],
 )

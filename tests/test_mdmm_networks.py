@@ -126,10 +126,10 @@ def test_spectral_norm_and_instance_norm_keep_parameter_count():
 @pytest.mark.parametrize(
     "C,S,s,rf_hw",
     [
-        pytest.param(3, 216, 54, 6, marks=pytest.mark.slow),  # the official networks at full size
+        pytest.param(3, 216, 54, 6, marks=pytest.mark.slow),  # the official networks at 216 and 108 px
         pytest.param(2, 216, 54, 6, marks=pytest.mark.slow),
-        (2, 108, 27, 4),
-        (3, 108, 27, 4),
+        pytest.param(2, 108, 27, 4, marks=pytest.mark.slow),
+        pytest.param(3, 108, 27, 4, marks=pytest.mark.slow),
         (2, 64, 16, 3),
         (2, 32, 8, 3),
     ],
@@ -158,6 +158,7 @@ def test_forward_shapes(C, S, s, rf_hw):
         assert built["dis_content"](z_c).shape == (N, C)
 
 
+@pytest.mark.slow  # the official networks at 216 px
 def test_intermediate_shapes_at_216():
     built = nets(2, 216)
     x = torch.randn(1, 3, 216, 216)

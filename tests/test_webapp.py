@@ -49,7 +49,7 @@ def server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "w") as out:
+    with open(log, "w") as out:  # into a file, not a pipe (start_gmdrit): nobody reads a server's output meanwhile
         proc = subprocess.Popen(
             [sys.executable, "-m", "gmdrit_cli", "app", "--port", str(port)],
             stdout=out,
