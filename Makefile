@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 DEMO_REFERENCES := n07749192_11931.jpg n07749192_1680.jpg n07749192_5101.jpg n07749192_681.jpg n07749192_8310.jpg
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-fast lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(VENV)/.installed
 
 test: install lint
 	$(PY) -m pytest -q
+
+# the quick loop while working: every test but the slow, multi-process and browser ones (pyproject's markers)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not distributed and not browser"
 
 # ruff: the lint rules and the format of pyproject.toml's [tool.ruff]
 lint: install

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_overrides
+from conftest import set_args, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families import build_for_training
@@ -19,7 +19,8 @@ from gmdrit_cli.training.benchmark import REPORT_TABLE, ROW_KEYS, select_rows
 TINY = ["data.crop=32", "data.resize=36", "model.width=8", "model.nz=8"]
 
 
-def test_report_table_is_the_reference_table_3():
+def test_report_table_is_table_3_of_the_report():
+    """The timings of Table 3 of the GM-DRIT report ([R1] in docs/references.md; docs/benchmark.md)."""
     assert len([r for r in REPORT_TABLE if r.resolution in (108, 216)]) == 12
     by_key = {(r.key, r.resolution): r.report_seconds for r in REPORT_TABLE}
     assert by_key[("gmdrit", 108)] == 0.538 and by_key[("gmdrit", 216)] == 2.261
@@ -47,31 +48,22 @@ def test_bicyclegan_rows_are_named_and_untimed_by_the_report():
     assert all(r.key != "bicyclegan" for r in select_rows(None, [108, 216, 128, 256]))  # default: Table 3 only
 
 
-def test_benchmark_times_a_tiny_bicyclegan_row(tmp_path):
+@pytest.mark.slow
+def test_benchmark_times_a_tiny_bicyclegan_row(cli, tmp_path):
     sets = ["model.width=4", "train.batch_size=2"]
-    args = [a for o in sets for a in ("--set", o)]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "benchmark",
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--rows",
-            "bicyclegan",
-            "--resolution",
-            "128",
-            "--out",
-            str(tmp_path),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
+    proc = cli(
+        "benchmark",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--rows",
+        "bicyclegan",
+        "--resolution",
+        "128",
+        "--out",
+        tmp_path,
+        *set_args(sets),
     )
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads((tmp_path / "benchmark.json").read_text())["rows"]
@@ -79,36 +71,27 @@ def test_benchmark_times_a_tiny_bicyclegan_row(tmp_path):
     assert len(row["seconds"]) == 1 and row["median"] > 0
 
 
-def test_vae_rows_time_each_phase_at_256_px(tmp_path):
+@pytest.mark.slow  # two phases timed at 256 px
+def test_vae_rows_time_each_phase_at_256_px(cli, tmp_path):
     """The VAE rows at 256 px have no report figure; phase 2 changes only the timed decoder."""
     rows = {r.key: r for r in select_rows(["vae_phase1", "vae_phase2"], [256])}
     assert {k: (r.preset, r.phase, r.report_seconds) for k, r in rows.items()} == {
         "vae_phase1": ("vae_apple2orange", "shared", None),
         "vae_phase2": ("vae_apple2orange", "decoder_x", None),
     }
-    args = [a for o in TINY + ["train.batch_size=2"] for a in ("--set", o)]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "benchmark",
-            "--iters",
-            "2",
-            "--warmup",
-            "0",
-            "--rows",
-            "vae_phase1,vae_phase2",
-            "--resolution",
-            "256",
-            "--out",
-            str(tmp_path),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
+    proc = cli(
+        "benchmark",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--rows",
+        "vae_phase1,vae_phase2",
+        "--resolution",
+        "256",
+        "--out",
+        tmp_path,
+        *set_args(TINY + ["train.batch_size=2"]),
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "benchmark.json").read_text())
@@ -118,30 +101,21 @@ def test_vae_rows_time_each_phase_at_256_px(tmp_path):
     ]
 
 
-def test_benchmark_command_writes_table_json_csv_png(tmp_path):
-    args = [a for o in TINY for a in ("--set", o)]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "benchmark",
-            "--iters",
-            "2",
-            "--warmup",
-            "0",
-            "--rows",
-            "gmdrit,mdmm",
-            "--resolution",
-            "both",
-            "--out",
-            str(tmp_path),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
+@pytest.mark.slow  # four rows, at 108 and 216 px
+def test_benchmark_command_writes_table_json_csv_png(cli, tmp_path):
+    proc = cli(
+        "benchmark",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--rows",
+        "gmdrit,mdmm",
+        "--resolution",
+        "both",
+        "--out",
+        tmp_path,
+        *set_args(TINY),
     )
     assert proc.returncode == 0, proc.stderr
     assert "report T4" in proc.stdout and "MDMM [5.5]" in proc.stdout
@@ -163,13 +137,8 @@ def test_benchmark_command_writes_table_json_csv_png(tmp_path):
     assert (tmp_path / "benchmark.png").stat().st_size > 0
 
 
-def test_unknown_row_is_a_one_line_error(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", "benchmark", "--rows", "nope", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_unknown_row_is_a_one_line_error(cli, tmp_path):
+    proc = cli("benchmark", "--rows", "nope", "--out", tmp_path)
     assert proc.returncode == 1 and "unknown benchmark row nope" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -188,16 +157,15 @@ def _losses(root, *speed, steps=3):
 @pytest.mark.parametrize(
     "fast",
     [
-        ["speed.amp=bf16"],
+        pytest.param(["speed.amp=bf16"], marks=pytest.mark.slow),  # autocast on the CPU: slower than fp32
         ["speed.channels_last=on"],
         ["speed.optimizer=foreach"],
         ["speed.optimizer=fused"],
-        ["speed.amp=fp16"],
+        pytest.param(["speed.amp=fp16"], marks=pytest.mark.slow),
         ["speed.keep_freed_memory=on"],
     ],
 )
 def test_fast_paths_keep_losses_close_to_fp32(tiny_data, fast):
-    torch.set_num_threads(1)
     reference = _losses(tiny_data, "speed.amp=off", "speed.channels_last=off", "speed.optimizer=loop")
     fast_run = _losses(tiny_data, "speed.amp=off", "speed.channels_last=off", "speed.optimizer=loop", *fast)
     # amp changes precision; channels-last lays the content noise out in another memory order
@@ -220,6 +188,7 @@ def test_keep_freed_memory_applies_only_where_asked():
         assert speed.keep_freed_memory("auto", torch.device("cpu")) is True
 
 
+@pytest.mark.slow  # a new Python process per case: torch reads the caps when it is imported
 @pytest.mark.parametrize(
     "env,expected",
     [

@@ -4,9 +4,6 @@ recomputed independently from the saved PNGs (the lpips package's own forward; F
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -14,11 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_BICYCLEGAN, make_paired_dataset
+from conftest import TINY_BICYCLEGAN, make_paired_dataset, run_cli
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.evaluation.metrics.fid import feature_statistics, frechet_distance, write_random_inception_weights
 from gmdrit_cli.evaluation.metrics.lpips_diversity import load_alexnet_trunk, write_random_alexnet_weights
 from gmdrit_cli.training.trainer import train
+
+#: the module's run is evaluated with Inception (random weights) at 299 px and LPIPS
+pytestmark = pytest.mark.slow
 
 SAMPLES = 3
 
@@ -31,29 +31,19 @@ def evaluated(tmp_path_factory):
     inception = write_random_inception_weights(base / "inception.pth")
     alexnet = write_random_alexnet_weights(base / "alexnet.pth")
     out = base / "eval"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "eval",
-            str(base / "run"),
-            "--samples-per-input",
-            str(SAMPLES),
-            "--out",
-            str(out),
-            "--inception-weights",
-            str(inception),
-            "--lpips-backbone-weights",
-            str(alexnet),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    proc = run_cli(
+        "eval",
+        base / "run",
+        "--samples-per-input",
+        SAMPLES,
+        "--out",
+        out,
+        "--inception-weights",
+        inception,
+        "--lpips-backbone-weights",
+        alexnet,
+        "--device",
+        "cpu",
     )
     assert proc.returncode == 0, proc.stderr
     return root, out, json.loads((out / "eval.json").read_text()), proc.stdout, inception, alexnet
@@ -133,14 +123,7 @@ def test_report_fid_uses_one_output_per_input_against_the_real_val_outputs(evalu
     assert row["value"] == pytest.approx(expected, rel=1e-6)
 
 
-def gmdrit(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env, timeout=300
-    )
-
-
-def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_path):
+def test_translate_with_random_and_reference_z_and_interpolate(cli, evaluated, tmp_path):
     root, out, *_ = evaluated
     run = str(out.parent / "run")
     edge = tmp_path / "edge.png"
@@ -149,7 +132,7 @@ def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_pa
     for i in (1, 2):
         refs.append(tmp_path / f"photo{i}.png")
         Image.open(root / "test" / f"{i}.png").crop((32, 0, 64, 32)).save(refs[-1])  # B halves: references
-    proc = gmdrit(
+    proc = cli(
         "translate",
         str(edge),
         "--run",
@@ -166,7 +149,7 @@ def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_pa
     assert proc.returncode == 0, proc.stderr
     random_outputs = [np.asarray(Image.open(tmp_path / "t" / f"edge_to_photos_{k}.png")) for k in range(1, 5)]
     assert len(random_outputs) == 4
-    proc = gmdrit(
+    proc = cli(
         "translate",
         str(edge),
         "--run",
@@ -185,7 +168,7 @@ def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_pa
         "edge_to_photos_ref1.png",
         "edge_to_photos_ref2.png",
     ]
-    proc = gmdrit(
+    proc = cli(
         "interpolate", str(edge), "--run", run, "--domain", "photos", "--steps", "3", "--out", str(tmp_path / "i")
     )
     assert proc.returncode == 0, proc.stderr
@@ -194,6 +177,6 @@ def test_translate_with_random_and_reference_z_and_interpolate(evaluated, tmp_pa
         ["translate", str(edge), "--domain", "edges"],
         ["interpolate", str(edge), "--domain", "photos", "--between", "domains"],
     ):
-        proc = gmdrit(*args, "--run", run, "--out", str(tmp_path / "x"))
+        proc = cli(*args, "--run", run, "--out", str(tmp_path / "x"))
         assert proc.returncode == 1 and "translates into 'photos' only" in proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()

@@ -201,6 +201,7 @@ def test_a_locked_folder_is_refused_before_anything_is_printed(cli, run_dir, tmp
     assert proc.stdout == ""
 
 
+@pytest.mark.slow  # three reports drawn
 def test_report_treats_damaged_files_as_damage(cli, run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

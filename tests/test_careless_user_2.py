@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import UNPAIRED_LAYOUT, archive_files, free_port, make_zip
 from gmdrit_cli.config.schema import ConfigError, load_config
 
 # -- every size-like config key has a bound with its reason -------------------------------------------
@@ -78,11 +79,9 @@ def test_data_cache_never_replaces_a_folder_or_file_it_did_not_make(tmp_path):
 
 
 def test_download_keeps_an_archive_the_user_put_there(tmp_path):
-    from test_download import UNPAIRED_LAYOUT, archive_files, closed_port, make_zip
-
     from gmdrit_cli.data.download import DatasetSpec, download_dataset
 
-    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{closed_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
+    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{free_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
     body = make_zip(archive_files(UNPAIRED_LAYOUT, top="tiny"), top="tiny")
     (tmp_path / "tiny.zip").write_bytes(body)
     result = download_dataset(spec, tmp_path)
@@ -239,6 +238,7 @@ def test_a_benchmark_that_fails_leaves_no_empty_folder(tmp_path):
     assert benchmark_folder(tmp_path / "b") == tmp_path / "b" and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # three trainings
 def test_resuming_an_older_checkpoint_keeps_the_later_metrics_aside(tmp_path):
     """Going back to an earlier checkpoint retrains the iterations after it: their logged lines leave
     metrics.jsonl (which must describe one history) but are kept in metrics.after-iter_N.jsonl, not lost."""

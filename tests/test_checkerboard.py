@@ -66,6 +66,7 @@ def _photos(folder: Path, n: int) -> torch.Tensor:
     return torch.stack(out)
 
 
+@pytest.mark.slow  # the real apple2orange photos
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/datasets/apple2orange")
 def test_real_photos_against_other_real_photos_give_about_one():
     for letter in "AB":

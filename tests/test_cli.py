@@ -1,38 +1,25 @@
-"""The `gmdrit` command as a user runs it: a subprocess, its exit code, stdout and stderr."""
+"""The `gmdrit` command as a user runs it: its exit code, stdout and stderr (in this process where a separate one
+is not the point), and the fast exit at the end of a real process."""
 
 import json
-import os
 import subprocess
 import sys
 
-from conftest import assert_one_line_error, tiny_overrides
+import pytest
+
+from conftest import assert_one_line_error, run_gmdrit, set_args, tiny_overrides
 from gmdrit_cli.families import MODEL_FAMILIES
 
 
-def gmdrit(*args, cwd=None, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-        env=None if env is None else {**os.environ, **env},
-    )
-
-
-def set_args(overrides):
-    return [a for o in overrides for a in ("--set", o)]
-
-
-def test_user_errors_are_one_line(tmp_path):
-    assert_one_line_error(gmdrit("train", "--preset", "mdmm_basline"), "unknown preset", "mdmm_baseline")
+def test_user_errors_are_one_line(cli, tmp_path):
+    assert_one_line_error(cli("train", "--preset", "mdmm_basline"), "unknown preset", "mdmm_baseline")
     assert_one_line_error(
-        gmdrit("train", "--preset", "quickstart", "--set", "train.max_iter=3"),
+        cli("train", "--preset", "quickstart", "--set", "train.max_iter=3"),
         "unknown key 'train.max_iter'",
         "train.max_iters",
     )
     assert_one_line_error(
-        gmdrit(
+        cli(
             "train",
             "--preset",
             "mdmm_baseline",
@@ -49,24 +36,25 @@ def test_user_errors_are_one_line(tmp_path):
         (empty / split).mkdir(parents=True)
     (empty / "trainA" / "readme.txt").write_text("no images here")
     assert_one_line_error(
-        gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={empty}", "--run-dir", str(tmp_path / "r")),
+        cli("train", "--preset", "mdmm_baseline", "--set", f"data.root={empty}", "--run-dir", str(tmp_path / "r")),
         "no readable images",
     )
     assert not (tmp_path / "r").exists()  # nothing is created for a run that cannot start
 
 
-def test_presets_and_models_listings():
-    proc = gmdrit("presets")
+def test_presets_and_models_listings(cli):
+    proc = cli("presets")
     assert proc.returncode == 0
     assert "quickstart" in proc.stdout and "mdmm_baseline" in proc.stdout
-    proc = gmdrit("models")
+    proc = cli("models")
     # rows start in the first column; wrapped descriptions continue indented
     listed = {line.split()[0] for line in proc.stdout.splitlines()[1:] if line[1:2].strip()}
     assert listed == set(MODEL_FAMILIES)  # the CLI lists exactly the registry
 
 
-def test_dry_run_json_shows_official_parameter_counts():
-    proc = gmdrit("train", "--preset", "mdmm_baseline", "--dry-run", "--json")
+@pytest.mark.slow  # the full-size networks built on the CPU
+def test_dry_run_json_shows_official_parameter_counts(cli):
+    proc = cli("train", "--preset", "mdmm_baseline", "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["params"] == {
@@ -78,13 +66,15 @@ def test_dry_run_json_shows_official_parameter_counts():
         "dis_content": 10_683_906,
     }
     assert out["config"]["data"]["crop"] == 216
-    text = gmdrit("train", "--preset", "mdmm_baseline", "--dry-run")
+    text = cli("train", "--preset", "mdmm_baseline", "--dry-run")
     assert "5,099,136" in text.stdout and "crop: 216" in text.stdout
 
 
+@pytest.mark.slow
 def test_train_through_cli_writes_run_folder(tiny_data, tmp_path):
-    # on a CPU capped at AVX2 (no native bf16) speed.amp auto trains in fp32, and the first line says so
-    proc = gmdrit(
+    # on a CPU capped at AVX2 (no native bf16) speed.amp auto trains in fp32, and the first line says so; a process
+    # of its own, since torch reads the caps (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY) when it is imported
+    proc = run_gmdrit(
         "train",
         "--preset",
         "mdmm_baseline",
@@ -110,6 +100,7 @@ def _end_process_script(body: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_fast_exit_flushes_piped_output_and_keeps_the_exit_code():
     # stdout is a pipe here (block-buffered): what was printed must still arrive when the process ends at once
     proc = subprocess.run(
@@ -122,6 +113,7 @@ def test_fast_exit_flushes_piped_output_and_keeps_the_exit_code():
     assert proc.stdout == "x" * 100000 and proc.stderr == "done"
 
 
+@pytest.mark.slow
 def test_fast_exit_waits_for_a_running_thread(tmp_path):
     # a live non-daemon thread (e.g. a writer finishing a file) makes it take Python's normal exit, which waits
     marker = tmp_path / "written"
@@ -134,6 +126,7 @@ def test_fast_exit_waits_for_a_running_thread(tmp_path):
     assert marker.read_text() == "ok"
 
 
+@pytest.mark.slow
 def test_fast_exit_runs_the_exit_handlers(tmp_path):
     # atexit handlers (a process group's teardown, coverage's data file, logging) still run; the fast path was taken
     # (a module global's finaliser, run by the interpreter's teardown, must not run: the teardown was skipped)

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -17,59 +16,20 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
-from test_resume import PRESET_OF_FAMILY, assert_same_run, cfg_for, wait_for_iterations
 
-from conftest import tiny_overrides
+from conftest import (
+    GLOBAL_BATCH,
+    assert_same_run,
+    cfg_for,
+    distributed_args,
+    finish,
+    launch,
+    wait_for_iterations,
+)
 from gmdrit_cli.training.checkpoint import find_checkpoint
 from gmdrit_cli.training.trainer import resume_run, train
 
-#: one process's global batch of 4 is two rows per process with two processes
-GLOBAL = ["train.batch_size=4", "speed.amp=off"]
-
-
-def set_args(family, root, iters, *extra):
-    overrides = tiny_overrides(root, iters) + GLOBAL + list(extra)
-    return ["--preset", PRESET_OF_FAMILY[family], *[a for o in overrides for a in ("--set", o)]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(cwd, args, world=2):
-    """``world`` processes of ``gmdrit_cli ARGS`` with the environment torchrun gives its workers."""
-    port = free_port()
-    procs = []
-    for rank in range(world):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(world),
-            "LOCAL_WORLD_SIZE": str(world),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "OMP_NUM_THREADS": "1",
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gmdrit_cli", *args],
-                env=env,
-                cwd=cwd,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        )
-    return procs
-
-
-def finish(procs, timeout=300):
-    """(exit code, stdout, stderr) of each process once it ended."""
-    outputs = [p.communicate(timeout=timeout) for p in procs]
-    return [(p.returncode, *out) for p, out in zip(procs, outputs)]
+pytestmark = pytest.mark.distributed
 
 
 def metric_rows(run_dir):
@@ -120,10 +80,10 @@ def test_two_processes_under_torchrun_equal_one_process(family, upsample, tiny_d
         "train.keep_last=5",
         f"model.upsample={upsample}",
     )
-    train(cfg_for(family, tiny_data, iters, *GLOBAL, *extra), tmp_path / "one")
+    train(cfg_for(family, tiny_data, iters, *GLOBAL_BATCH, *extra), tmp_path / "one")
     threads = torch.get_num_threads()
     try:
-        train(cfg_for(family, tiny_data, iters, *GLOBAL, *extra, "train.threads=2"), tmp_path / "other")
+        train(cfg_for(family, tiny_data, iters, *GLOBAL_BATCH, *extra, "train.threads=2"), tmp_path / "other")
     finally:
         torch.set_num_threads(threads)
     done = subprocess.run(
@@ -139,7 +99,7 @@ def test_two_processes_under_torchrun_equal_one_process(family, upsample, tiny_d
             "train",
             "--run-dir",
             str(tmp_path / "two"),
-            *set_args(family, tiny_data, iters, *extra),
+            *distributed_args(family, tiny_data, iters, *extra),
         ],
         capture_output=True,
         text=True,
@@ -175,7 +135,7 @@ def test_sigterm_to_one_process_stops_both_and_resuming_is_bitwise(tiny_data, tm
     processes the run ends bitwise equal to an uninterrupted 2-process run. Resuming with 1 process says
     the run is no longer bitwise reproducible."""
     cut = tmp_path / "cut"
-    procs = launch(tmp_path, ["train", "--run-dir", str(cut), *set_args("gmdrit", tiny_data, 100000)])
+    procs = launch(tmp_path, ["train", "--run-dir", str(cut), *distributed_args("gmdrit", tiny_data, 100000)])
     wait_for_iterations(cut, 2, procs[0])
     procs[1].send_signal(signal.SIGTERM)
     ends = finish(procs)
@@ -188,7 +148,9 @@ def test_sigterm_to_one_process_stops_both_and_resuming_is_bitwise(tiny_data, tm
     ends = finish(launch(tmp_path, ["resume", str(cut), "--set", f"train.max_iters={total}"]))
     assert [code for code, _, _ in ends] == [0, 0], ends[0][2][-2000:]
     ends = finish(
-        launch(tmp_path, ["train", "--run-dir", str(tmp_path / "straight"), *set_args("gmdrit", tiny_data, total)])
+        launch(
+            tmp_path, ["train", "--run-dir", str(tmp_path / "straight"), *distributed_args("gmdrit", tiny_data, total)]
+        )
     )
     assert [code for code, _, _ in ends] == [0, 0], ends[0][2][-2000:]
     assert_same_run(tmp_path / "straight", cut)
@@ -209,7 +171,8 @@ def test_sigterm_to_one_process_stops_both_and_resuming_is_bitwise(tiny_data, tm
 def test_a_killed_process_makes_the_other_exit_instead_of_hanging(tiny_data, tmp_path):
     run_dir = tmp_path / "r"
     procs = launch(
-        tmp_path, ["train", "--run-dir", str(run_dir), *set_args("mdmm", tiny_data, 100000, "train.dist_timeout=30")]
+        tmp_path,
+        ["train", "--run-dir", str(run_dir), *distributed_args("mdmm", tiny_data, 100000, "train.dist_timeout=30")],
     )
     wait_for_iterations(run_dir, 2, procs[0])
     procs[1].kill()

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +19,6 @@ from gmdrit_cli.evaluation.metrics import MetricError
 from gmdrit_cli.evaluation.metrics import domain_classifier as dcm
 from gmdrit_cli.evaluation.metrics.msssim_diversity import MSSSIMDiversity, scale_rule
 
-torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 STANDARD_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 
 
@@ -179,6 +174,7 @@ def to_u8(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+@pytest.mark.slow  # trains the domain classifier (24 epochs)
 def test_classifier_accepts_held_out_discs_and_refuses_junk(discs):
     _, _, _, clf = discs
     assert clf.size == 32 and not clf.from_cache and clf.domains == ["red", "green"]
@@ -200,6 +196,7 @@ def test_classifier_accepts_held_out_discs_and_refuses_junk(discs):
         assert called <= 0.1, f"{name}: {called:.2f} called red or green"
 
 
+@pytest.mark.slow  # trains the domain classifier (24 epochs)
 def test_classifier_record_and_cache(discs, monkeypatch):
     base, root, cfg, clf = discs
     folder = clf.folder
@@ -242,6 +239,7 @@ def test_classifier_record_and_cache(discs, monkeypatch):
     assert dcm.protocol_key(dcm.make_protocol(root, cfg.data.domains, files, 40, 36, SMALL)) != key
 
 
+@pytest.mark.slow  # trains the domain classifier (24 epochs)
 def test_damaged_cache_is_retrained(discs, tmp_path, monkeypatch):
     _, root, cfg, clf = discs
     cache = tmp_path / "cache"
@@ -286,33 +284,24 @@ def test_eval_options_need_two_samples(tmp_path):
         evaluate(EvalOptions(run=tmp_path, metrics="diversity_msssim", samples_per_input=1))
 
 
-def test_eval_end_to_end_with_both_metrics(tiny_run, tmp_path):
+def test_eval_end_to_end_with_both_metrics(cli, tiny_run, tmp_path):
     base, root = tiny_run
     out, cache = tmp_path / "out", tmp_path / "cache"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "eval",
-            str(base / "run"),
-            "--data",
-            str(root),
-            "--metrics",
-            "domain_accuracy,diversity_msssim",
-            "--samples-per-input",
-            "3",
-            "--out",
-            str(out),
-            "--classifier-cache",
-            str(cache),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
+    proc = cli(
+        "eval",
+        base / "run",
+        "--data",
+        root,
+        "--metrics",
+        "domain_accuracy,diversity_msssim",
+        "--samples-per-input",
+        "3",
+        "--out",
+        out,
+        "--classifier-cache",
+        cache,
+        "--device",
+        "cpu",
     )
     assert proc.returncode == 0, proc.stderr
     assert "1-MS-SSIM" in proc.stdout and "domain acc" in proc.stdout and "domain classifier (trained" in proc.stdout

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import io
 import socket
-import subprocess
-import sys
 import tarfile
 import threading
-import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
 import pytest
-from PIL import Image
 
-from conftest import assert_one_line_error
+from conftest import UNPAIRED_LAYOUT, archive_files, assert_one_line_error, free_port, make_zip, png
 from gmdrit_cli.data.download import (
     DATASETS,
     PAIRED_SUFFIX,
@@ -30,30 +26,8 @@ from gmdrit_cli.data.download import (
     list_datasets,
 )
 
-UNPAIRED_LAYOUT = {"trainA": 3, "trainB": 2, "testA": 1, "testB": 1}
+PAIRED_LAYOUT = {"trainA": 3, "trainB": 2, "testA": 1, "testB": 1}
 PAIRED_LAYOUT = {"train": 2, "val": 1}
-
-
-def png(shade: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 4), (shade, 255 - shade, 0)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def archive_files(layout: dict[str, int], top: Optional[str]) -> dict[str, bytes]:
-    """Archive member name -> bytes: ``count`` tiny PNGs per folder, under ``top/`` when given."""
-    prefix = f"{top}/" if top else ""
-    return {f"{prefix}{folder}/{i}.png": png(10 * i + len(folder)) for folder, n in layout.items() for i in range(n)}
-
-
-def make_zip(files: dict[str, bytes], top: Optional[str] = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:  # stored, so corrupted bytes fail the CRC check
-        if top:
-            archive.writestr(f"{top}/", b"")
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def make_tar(files: dict[str, bytes]) -> bytes:
@@ -123,12 +97,6 @@ def server():
     yield httpd.state  # type: ignore[attr-defined]
     httpd.shutdown()
     httpd.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def unpaired_spec(server: ServerState, body: bytes, counts: Optional[dict[str, int]] = None) -> DatasetSpec:
@@ -264,7 +232,7 @@ def test_404_unreachable_and_silent_servers_name_the_url_and_what_to_do(server, 
     with pytest.raises(DownloadError, match=r"/missing.zip answered 404 Not Found.*--url"):
         download_dataset(spec, tmp_path, url=server.base + "/missing.zip")
     assert not (tmp_path / ".tiny.part").exists()
-    url = f"http://127.0.0.1:{closed_port()}/tiny.zip"
+    url = f"http://127.0.0.1:{free_port()}/tiny.zip"
     with pytest.raises(DownloadError) as info:
         download_dataset(spec, tmp_path, url=url, timeout=5)
     assert f"cannot reach {url}" in str(info.value) and "--url" in str(info.value)
@@ -292,7 +260,7 @@ def test_present_dataset_is_left_alone_and_incomplete_needs_force(server, tmp_pa
 
 
 def test_archive_fetched_by_hand_is_used(tmp_path):
-    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{closed_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
+    spec = DatasetSpec("tiny", "unpaired", f"http://127.0.0.1:{free_port()}/tiny.zip", "zip", tuple(UNPAIRED_LAYOUT))
     (tmp_path / "tiny.zip").write_bytes(make_zip(archive_files(UNPAIRED_LAYOUT, top="tiny"), top="tiny"))
     result = download_dataset(spec, tmp_path)
     assert result.downloaded == 0 and result.counts == UNPAIRED_LAYOUT
@@ -317,16 +285,10 @@ def test_registry_names_urls_and_unknown_names():
 # -- through the CLI ------------------------------------------------------------------------------
 
 
-def gmdrit(*args: str, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
-
-
-def test_cli_list_shows_every_dataset_and_what_is_present(tmp_path):
+def test_cli_list_shows_every_dataset_and_what_is_present(cli, tmp_path):
     for folder in ("train", "val"):
         (tmp_path / "facades-paired" / folder).mkdir(parents=True)
-    proc = gmdrit("data", "list", "--to", str(tmp_path))
+    proc = cli("data", "list", "--to", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == f"present: a complete folder {tmp_path}/NAME (--to DIR looks elsewhere)"
@@ -337,34 +299,34 @@ def test_cli_list_shows_every_dataset_and_what_is_present(tmp_path):
     assert "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip" in rows["horse2zebra"]
 
 
-def test_cli_download_from_a_mirror_and_its_errors(server, tmp_path):
+def test_cli_download_from_a_mirror_and_its_errors(cli, server, tmp_path):
     server.files["/facades.zip"] = make_zip(archive_files(UNPAIRED_LAYOUT, top="facades"), top="facades")
     server.files["/apple2orange.zip"] = make_zip(archive_files(UNPAIRED_LAYOUT, top=None))
-    proc = gmdrit("data", "download", "facades", "--to", str(tmp_path), "--url", server.base + "/facades.zip")
+    proc = cli("data", "download", "facades", "--to", str(tmp_path), "--url", server.base + "/facades.zip")
     assert proc.returncode == 0, proc.stderr
     assert f"unpacked into {tmp_path / 'facades'}" in proc.stdout and "gmdrit train --set data.root=" in proc.stdout
     assert len(list((tmp_path / "facades" / "trainA").iterdir())) == 3
-    proc = gmdrit("data", "download", "facades", "--to", str(tmp_path))  # no network needed: already there
+    proc = cli("data", "download", "facades", "--to", str(tmp_path))  # no network needed: already there
     assert proc.returncode == 0 and "already complete" in proc.stdout
-    assert_one_line_error(gmdrit("data", "download", "appel2orange"), "did you mean 'apple2orange'", "gmdrit data list")
+    assert_one_line_error(cli("data", "download", "appel2orange"), "did you mean 'apple2orange'", "gmdrit data list")
     assert_one_line_error(
-        gmdrit("data", "download", "apple2orange", "--to", str(tmp_path), "--url", server.base + "/apple2orange.zip"),
+        cli("data", "download", "apple2orange", "--to", str(tmp_path), "--url", server.base + "/apple2orange.zip"),
         "trainA/ has 3 images instead of 995",
     )
     assert_one_line_error(
-        gmdrit("data", "download", "apple2orange", "--to", str(tmp_path), "--url", server.base + "/nothing.zip"),
+        cli("data", "download", "apple2orange", "--to", str(tmp_path), "--url", server.base + "/nothing.zip"),
         "404",
         "--url",
     )
-    port = closed_port()
+    port = free_port()
     assert_one_line_error(
-        gmdrit("data", "download", "horse2zebra", "--to", str(tmp_path), "--url", f"http://127.0.0.1:{port}/h.zip"),
+        cli("data", "download", "horse2zebra", "--to", str(tmp_path), "--url", f"http://127.0.0.1:{port}/h.zip"),
         "cannot reach",
         "--url",
     )
 
 
-def test_train_on_a_missing_known_dataset_names_the_download_command(tmp_path):
+def test_train_on_a_missing_known_dataset_names_the_download_command(cli, tmp_path):
     root = tmp_path / "data" / "apple2orange"
-    proc = gmdrit("train", "--preset", "mdmm_baseline", "--set", f"data.root={root}", "--run-dir", str(tmp_path / "r"))
+    proc = cli("train", "--preset", "mdmm_baseline", "--set", f"data.root={root}", "--run-dir", str(tmp_path / "r"))
     assert_one_line_error(proc, "does not exist", f"gmdrit data download apple2orange --to {tmp_path / 'data'}")

@@ -4,8 +4,6 @@ install, the CLI's error lines, and the shipped edges2apples sample."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -245,15 +243,11 @@ def test_unreadable_images_are_skipped_and_none_readable_is_an_error(tmp_path):
 # -- the command line ---------------------------------------------------------------------------------
 
 
-def gmdrit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", "data", "edges", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_cli_writes_the_dataset_and_says_where(tmp_path):
+def test_cli_writes_the_dataset_and_says_where(cli, tmp_path):
     src = photo_folder(tmp_path / "photos", 10)
-    proc = gmdrit(str(src), str(tmp_path / "out"), "--size", "16", "--val", "0.2", "--test", "0.1", "--seed", "1")
+    proc = cli(
+        "data", "edges", str(src), str(tmp_path / "out"), "--size", "16", "--val", "0.2", "--test", "0.1", "--seed", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {
         line.split()[0]: line.split()[1]
@@ -264,20 +258,24 @@ def test_cli_writes_the_dataset_and_says_where(tmp_path):
     assert str(tmp_path / "out") in proc.stdout and "32x16" in proc.stdout
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    assert_one_line_error(gmdrit(str(tmp_path / "nowhere"), str(tmp_path / "out")), "does not exist", "nowhere")
+def test_cli_errors_are_one_line(cli, tmp_path):
+    assert_one_line_error(
+        cli("data", "edges", str(tmp_path / "nowhere"), str(tmp_path / "out")), "does not exist", "nowhere"
+    )
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(gmdrit(str(tmp_path / "empty"), str(tmp_path / "out")), "no images")
+    assert_one_line_error(cli("data", "edges", str(tmp_path / "empty"), str(tmp_path / "out")), "no images")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"garbage")
-    assert_one_line_error(gmdrit(str(bad), str(tmp_path / "out")), "could be read")
+    assert_one_line_error(cli("data", "edges", str(bad), str(tmp_path / "out")), "could be read")
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("x")
     src = photo_folder(tmp_path / "photos", 2)
-    assert_one_line_error(gmdrit(str(src), str(full)), "not empty", "--overwrite")
-    assert_one_line_error(gmdrit(str(src), str(tmp_path / "o"), "--val", "0.6", "--test", "0.5"), "no training")
+    assert_one_line_error(cli("data", "edges", str(src), str(full)), "not empty", "--overwrite")
+    assert_one_line_error(
+        cli("data", "edges", str(src), str(tmp_path / "o"), "--val", "0.6", "--test", "0.5"), "no training"
+    )
 
 
 # -- the shipped sample -------------------------------------------------------------------------------

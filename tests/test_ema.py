@@ -6,9 +6,8 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from test_resume import assert_same_run
 
-from conftest import tiny_overrides
+from conftest import assert_same_run, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import InferenceError
 from gmdrit_cli.inference import model_files as mf
@@ -53,6 +52,7 @@ def test_ema_off_writes_no_copy(tiny_data, tmp_path):
     assert not any(k.startswith("ema.") for k in load_file(str(folder / "model.safetensors")))
 
 
+@pytest.mark.slow  # trains a run twice (straight, then stopped and resumed) and compares them bitwise
 def test_resume_with_ema_is_bitwise(tiny_data, tmp_path):
     train(ema_cfg(tiny_data, 4), tmp_path / "straight")
     train(ema_cfg(tiny_data, 2), tmp_path / "split")

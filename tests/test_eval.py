@@ -5,35 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import make_dataset, tiny_overrides
+from conftest import assert_one_line_error, make_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.evaluation.evaluate import EvalOptions, evaluate
 from gmdrit_cli.evaluation.metrics import DEFAULT_METRICS, METRICS, MetricError
 from gmdrit_cli.evaluation.metrics.fid import INCEPTION_FILE, write_random_inception_weights
 from gmdrit_cli.evaluation.metrics.lpips_diversity import write_random_alexnet_weights
 from gmdrit_cli.training.trainer import train
-
-torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def gmdrit(*args, env=None, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env or ENV,
-        cwd=cwd,
-    )
 
 
 def sha256(path: Path) -> str:
@@ -45,12 +27,13 @@ def tiny(tiny_gmdrit_run):
     return tiny_gmdrit_run
 
 
-def test_eval_end_to_end(tiny, tmp_path):
+@pytest.mark.slow  # Inception (random weights) at 299 px on every output
+def test_eval_end_to_end(cli, tiny, tmp_path):
     base, root = tiny
     inception = write_random_inception_weights(tmp_path / "inception-random.pth")
     alexnet = write_random_alexnet_weights(tmp_path / "alexnet-random.pth")
     out = tmp_path / "out"
-    proc = gmdrit(
+    proc = cli(
         "eval",
         str(base / "run"),
         "--data",
@@ -169,7 +152,7 @@ def test_default_ndb_bins_fit_the_training_set():
     assert [default_ndb_bins(n) for n in (1019, 500, 499, 36, 5)] == [50, 50, 49, 3, 2]
 
 
-def test_eval_ndb_on_a_run_trained_on_the_embedded_sample(tmp_path):
+def test_eval_ndb_on_a_run_trained_on_the_embedded_sample(cli, tmp_path):
     """The 36 sample apples / oranges cannot fill 50 bins: the default lowers K and says so."""
     train(
         load_config(
@@ -178,7 +161,7 @@ def test_eval_ndb_on_a_run_trained_on_the_embedded_sample(tmp_path):
         tmp_path / "run",
     )
     out = tmp_path / "out"
-    proc = gmdrit(
+    proc = cli(
         "eval",
         str(tmp_path / "run"),
         "--metrics",
@@ -217,24 +200,15 @@ def test_eval_mdmm_skips_cluster(tmp_path):
     assert "jsd" in result.report["mean"] and result.report["reference"] == {}
 
 
-def _assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def test_eval_offline_without_weights_is_one_clear_line(tiny, tmp_path):
+def test_eval_offline_without_weights_is_one_clear_line(cli, tiny, tmp_path):
     base, root = tiny
-    env = {**ENV, "TORCH_HOME": str(tmp_path / "empty-torch-home"), "GMDRIT_OFFLINE": "1"}
+    env = {"TORCH_HOME": str(tmp_path / "empty-torch-home"), "GMDRIT_OFFLINE": "1"}
     out = tmp_path / "out"
-    proc = gmdrit(
+    proc = cli(
         "eval", str(base / "run"), "--data", str(root), "--out", str(out), "--device", "cpu", env=env, cwd=tmp_path
     )
-    _assert_one_line_error(proc, INCEPTION_FILE, "--inception-weights")
-    proc = gmdrit(
+    assert_one_line_error(proc, INCEPTION_FILE, "--inception-weights")
+    proc = cli(
         "eval",
         str(base / "run"),
         "--data",
@@ -248,14 +222,14 @@ def test_eval_offline_without_weights_is_one_clear_line(tiny, tmp_path):
         env=env,
         cwd=tmp_path,
     )
-    _assert_one_line_error(proc, "alexnet-owt-7be5be79.pth", "--lpips-backbone-weights")
+    assert_one_line_error(proc, "alexnet-owt-7be5be79.pth", "--lpips-backbone-weights")
     assert not out.exists()  # nothing was written
-    proc = gmdrit("eval", str(base / "run"), "--metrics", "fid,nbd", env=env)
-    _assert_one_line_error(proc, "unknown metric 'nbd'")
+    proc = cli("eval", str(base / "run"), "--metrics", "fid,nbd", env=env)
+    assert_one_line_error(proc, "unknown metric 'nbd'")
 
 
-def test_eval_help_lists_the_metrics():
-    proc = gmdrit("eval", "--help")
+def test_eval_help_lists_the_metrics(cli):
+    proc = cli("eval", "--help")
     assert proc.returncode == 0
     for name in METRICS:
         assert name in proc.stdout

@@ -14,15 +14,19 @@ import dataclasses
 import inspect
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_dataset, make_paired_dataset, tiny_overrides
+from conftest import (
+    family_overrides,
+    family_trains_on_pairs,
+    input_image,
+    make_dataset,
+    make_paired_dataset,
+    set_args,
+)
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families import MODEL_FAMILIES, build_for_training, build_model
@@ -34,36 +38,8 @@ FAMILIES = sorted(MODEL_FAMILIES)
 CPU = torch.device("cpu")
 
 
-def overrides(family: str, root, iters: int = 2) -> list[str]:
-    return (
-        tiny_overrides(root, iters)
-        + [f"model.family={family}", "data.domains=[apple,orange]"]
-        + list(MODEL_FAMILIES[family].tiny_overrides)
-    )
-
-
 def tiny_cfg(family: str, root, iters: int = 2):
-    return load_config("quickstart", overrides(family, root, iters))
-
-
-def paired(family: str) -> bool:
-    return build_model(tiny_cfg(family, "unused"), CPU).capabilities.paired_data
-
-
-def input_image(root) -> str:
-    """An image of the input domain: testA/0.png (unpaired) or the A|B file test/0.png (paired)."""
-    return str(root / "testA" / "0.png") if (root / "testA").is_dir() else str(root / "test" / "0.png")
-
-
-def gmdrit(*args, cwd=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
-
-
-def set_args(values: list[str]) -> list[str]:
-    return [a for v in values for a in ("--set", v)]
+    return load_config("quickstart", family_overrides(family, root, iters))
 
 
 def random_batch(seed: int = 0, with_targets: bool = False) -> Batch:
@@ -83,7 +59,7 @@ def datasets(tmp_path_factory):
 @pytest.fixture
 def data(request, datasets):
     """The tiny dataset of the family under test (its ``family`` parameter): paired or unpaired."""
-    return datasets[1] if paired(request.node.callspec.params["family"]) else datasets[0]
+    return datasets[1] if family_trains_on_pairs(request.node.callspec.params["family"]) else datasets[0]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -200,12 +176,12 @@ def test_phased_training_resumes_bitwise_across_phase_boundaries(family, data, t
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
+def test_cli_train_translate_interpolate_export_eval(cli, family, data, tmp_path):
     run = tmp_path / "run"
-    proc = gmdrit("train", "--preset", "quickstart", *set_args(overrides(family, data)), "--run-dir", str(run))
+    proc = cli("train", "--preset", "quickstart", *set_args(family_overrides(family, data)), "--run-dir", str(run))
     assert proc.returncode == 0, proc.stderr
-    image = input_image(data)
-    proc = gmdrit(
+    image = str(input_image(data))
+    proc = cli(
         "translate",
         image,
         "--run",
@@ -225,14 +201,14 @@ def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
         "0_to_orange_2.png",
         "0_to_orange_grid.png",
     ]
-    proc = gmdrit(
+    proc = cli(
         "interpolate", image, "--run", str(run), "--domain", "orange", "--steps", "3", "--out", str(tmp_path / "i")
     )
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "i").glob("*.gif"))) == 1
-    proc = gmdrit("export", str(run), "--out", str(tmp_path / "e"))
+    proc = cli("export", str(run), "--out", str(tmp_path / "e"))
     assert proc.returncode == 0, proc.stderr
-    proc = gmdrit(
+    proc = cli(
         "translate",
         image,
         "--run",
@@ -249,7 +225,7 @@ def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("0_to_orange_1.png", "0_to_orange_2.png"):  # the export translates exactly like the run
         assert (tmp_path / "t" / name).read_bytes() == (tmp_path / "t2" / name).read_bytes()
-    proc = gmdrit("eval", str(run), "--metrics", "ndb,jsd", "--samples-per-input", "2", "--out", str(tmp_path / "ev"))
+    proc = cli("eval", str(run), "--metrics", "ndb,jsd", "--samples-per-input", "2", "--out", str(tmp_path / "ev"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())
     tasks = build_model(tiny_cfg(family, data), CPU).capabilities.tasks(2)
@@ -258,8 +234,8 @@ def test_cli_train_translate_interpolate_export_eval(family, data, tmp_path):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_dry_run_counts_every_network(family, data):
-    proc = gmdrit("train", "--preset", "quickstart", *set_args(overrides(family, data)), "--dry-run", "--json")
+def test_dry_run_counts_every_network(cli, family, data):
+    proc = cli("train", "--preset", "quickstart", *set_args(family_overrides(family, data)), "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(proc.stdout)["params"]
     model = build_model(tiny_cfg(family, data), CPU)

@@ -1,12 +1,10 @@
-"""Tests of the GM-DRIT family (design page "GM-DRIT, decisions"), each against an independent computation."""
+"""Tests of the GM-DRIT family (docs/gmdrit.md), each against an independent computation."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.distributions import Categorical, Normal, kl_divergence
 
+from conftest import build_on_meta
 from gmdrit_cli.config.schema import build_config, load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families.gmdrit import losses as lm
@@ -23,7 +22,7 @@ from gmdrit_cli.families.gmdrit import nets as gnets
 from gmdrit_cli.families.gmdrit.model import GMDRIT
 from gmdrit_cli.families.gmdrit.nets import VAR_FLOOR, AdaIN, MixtureAttributeEncoder, gumbel_softmax
 from gmdrit_cli.training.engine import Engine
-from gmdrit_cli.training.trainer import describe_model, train
+from gmdrit_cli.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -148,7 +147,7 @@ def test_adain_is_instance_norm_at_init_and_gamma_beta_differ():
 
 def test_encoder_ignores_domain_code_and_shapes():
     enc = MixtureAttributeEncoder(4, 8, width=8)
-    assert enc.backbone.model[1].in_channels == 3  # the image alone (fork defect 10)
+    assert enc.backbone.model[1].in_channels == 3  # the image alone (docs/gmdrit.md, difference 10)
     out = enc(torch.randn(3, 3, 32, 32), tau=0.7)
     assert out.logits.shape == out.prob.shape == out.y.shape == (3, 4)
     assert out.mean.shape == out.var.shape == out.z.shape == (3, 8)
@@ -368,7 +367,8 @@ def test_study_presets_differ_only_in_family_and_components():
 
 
 def test_preset_settings():
-    expected = {  # reference 5.1: (domains, crop, resize, lr_dis, lr_eg, iters, nz, extra)
+    # the report's experiments ([R1] of docs/references.md): (domains, crop, resize, lr_dis, lr_eg, iters, nz)
+    expected = {
         "integration": (["horse", "zebra"], 216, 256, 1e-4, 1e-4, 5000, 216),
         "loss_integration": (["apple", "orange"], 216, 256, 1e-4, 1e-4, 5000, 216),
         "adain": (["apple", "orange"], 216, 256, 1e-4, 1e-4, 4500, 216),
@@ -390,7 +390,8 @@ def test_preset_settings():
 
 
 def _expected_counts(S: int, nz: int, adain: bool = False, double: bool = False) -> dict[str, int]:
-    """From reference 4.9 (the fork, K = C = 2), adjusted for gmdrit's documented changes: no fcVar, no tiled
+    """The parameter counts of the report authors' fork of MDMM (K = C = 2), adjusted for gmdrit's changes
+    (docs/gmdrit.md, "Differences from the report's code"): no fcVar, no tiled
     code channels (-2 x 64 x 16), p(x|z) = MLP(nz -> 512 -> 512 -> 3 x 16 x 16) instead of the row MLP,
     AdaIN = Linear(nz+2 -> 256) + Linear(256 -> 512) instead of the fork's 66,560."""
     fork_ea = {108: 2_147_314, 216: 2_424_226}[S]
@@ -413,15 +414,10 @@ def _expected_counts(S: int, nz: int, adain: bool = False, double: bool = False)
     }
 
 
-def test_dry_run_json_prints_parameter_counts():
-    out = subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", "train", "--preset", "reduced_res", "--dry-run", "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+@pytest.mark.slow  # the full-size networks built on the CPU
+def test_dry_run_json_prints_parameter_counts(cli):
+    out = cli("train", "--preset", "reduced_res", "--dry-run", "--json", cwd=REPO)
+    assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["params"] == _expected_counts(108, 108)
     assert data["config"]["model"]["family"] == "gmdrit"
@@ -438,5 +434,6 @@ def test_dry_run_json_prints_parameter_counts():
         ("double_gen_enc", {}),
     ],
 )
-def test_describe_model_counts(preset, flags):
-    assert describe_model(load_config(preset)) == _expected_counts(216, 216, **flags)
+def test_preset_parameter_counts(preset, flags):
+    """Built on the meta device; `train --dry-run` (describe_model, on the CPU) is checked above."""
+    assert build_on_meta(load_config(preset)).parameter_counts() == _expected_counts(216, 216, **flags)

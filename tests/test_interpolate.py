@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,17 +18,9 @@ from gmdrit_cli.training.trainer import train
 STEPS = 5
 
 
-def gmdrit(*args, cwd=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Tiny MDMM and GM-DRIT (2 components per domain) runs, trained once for the module."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("interpolate")
     data = make_dataset(root / "data")
     runs = {"data": data}
@@ -46,8 +35,8 @@ def setup(tmp_path_factory):
     return runs
 
 
-def interpolate(setup, model, out, *args):
-    proc = gmdrit(
+def interpolate(cli, setup, model, out, *args):
+    proc = cli(
         "interpolate",
         setup["image"],
         "--domain",
@@ -79,9 +68,11 @@ def check_outputs(strip: Path, gif: Path, size=(32, 32), fps=8.0, loop=0) -> lis
     return frames
 
 
-def test_mdmm_random_is_deterministic_and_reports_bad_inputs(setup, tmp_path):
+def test_mdmm_random_is_deterministic_and_reports_bad_inputs(cli, setup, tmp_path):
     out = tmp_path / "a"
-    proc = interpolate(setup, "mdmm", out, "--seed", "5", str(tmp_path / "missing.jpg"), "--fps", "4", "--loop", "2")
+    proc = interpolate(
+        cli, setup, "mdmm", out, "--seed", "5", str(tmp_path / "missing.jpg"), "--fps", "4", "--loop", "2"
+    )
     assert proc.returncode == 1  # one input failed; the good one is still interpolated
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[0] == f"error: {tmp_path / 'missing.jpg'}: no such file or folder"
@@ -91,18 +82,19 @@ def test_mdmm_random_is_deterministic_and_reports_bad_inputs(setup, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"{stem}.gif", f"{stem}.png"]
     # the same seed gives the same bytes
     again = tmp_path / "b"
-    proc = interpolate(setup, "mdmm", again, "--seed", "5", "--fps", "4", "--loop", "2")
+    proc = interpolate(cli, setup, "mdmm", again, "--seed", "5", "--fps", "4", "--loop", "2")
     assert proc.returncode == 0, proc.stderr
     for suffix in (".png", ".gif"):
         assert (again / f"{stem}{suffix}").read_bytes() == (out / f"{stem}{suffix}").read_bytes()
 
 
-def test_mdmm_domains_and_references(setup, tmp_path):
-    proc = interpolate(setup, "mdmm", tmp_path, "--between", "domains", "--square", "--size", "16")
+def test_mdmm_domains_and_references(cli, setup, tmp_path):
+    proc = interpolate(cli, setup, "mdmm", tmp_path, "--between", "domains", "--square", "--size", "16")
     assert proc.returncode == 0, proc.stderr
     assert "from apple to orange" in proc.stdout  # one --domain of a 2-domain model: from the other one
     check_outputs(tmp_path / "0_apple_to_orange.png", tmp_path / "0_apple_to_orange.gif", size=(16, 16))
     proc = interpolate(
+        cli,
         setup,
         "mdmm",
         tmp_path,
@@ -115,14 +107,14 @@ def test_mdmm_domains_and_references(setup, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     check_outputs(tmp_path / "0_references_0_1.png", tmp_path / "0_references_0_1.gif")
-    proc = interpolate(setup, "mdmm", tmp_path / "no", "--between", "components")
+    proc = interpolate(cli, setup, "mdmm", tmp_path / "no", "--between", "components")
     assert proc.returncode == 1 and not (tmp_path / "no").exists()
     assert proc.stderr.strip().splitlines() == [
         "error: --between components: this model has no mixture components; use --between random or domains"
     ]
 
 
-def test_gmdrit_every_mode(setup, tmp_path):
+def test_gmdrit_every_mode(cli, setup, tmp_path):
     runs = [
         ("random", ["-k", "1"], "0_to_orange_random_component1"),
         ("components", [], "0_to_orange_components_0_1"),
@@ -131,7 +123,7 @@ def test_gmdrit_every_mode(setup, tmp_path):
     ]
     for between, extra, stem in runs:
         if between == "domains":  # both domains named explicitly, reversed
-            proc = gmdrit(
+            proc = cli(
                 "interpolate",
                 setup["image"],
                 "-d",
@@ -152,7 +144,7 @@ def test_gmdrit_every_mode(setup, tmp_path):
                 "1",
             )
         else:
-            proc = interpolate(setup, "gmdrit", tmp_path, "--between", between, "--seed", "1", *extra)
+            proc = interpolate(cli, setup, "gmdrit", tmp_path, "--between", between, "--seed", "1", *extra)
         assert proc.returncode == 0, (between, proc.stderr)
         frames = check_outputs(tmp_path / f"{stem}.png", tmp_path / f"{stem}.gif")
         if between != "references":  # two references of a 2-iteration model may decode alike

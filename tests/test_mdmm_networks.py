@@ -1,4 +1,5 @@
-"""Tests of the MDMM (concat=1) networks against reference sections 2.0-2.7."""
+"""Tests of the MDMM (concat=1) networks against the official MDMM code (github.com/HsinYingLee/MDMM): its parameter
+counts, closed forms of them, its layer shapes and its concatenations (docs/mdmm.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import on_meta
 from gmdrit_cli.families.blocks import (
     GaussianNoiseLayer,
     LayerNorm,
@@ -30,7 +32,8 @@ from gmdrit_cli.families.mdmm.nets import (
 NZ = 8
 KEYS = {"content_encoder", "attribute_encoder", "generator", "dis_encoded", "dis_random", "dis_content"}
 
-# Reference table 2.7 (counted by instantiating the official modules): {(C, S): {module: count}}.
+# The official MDMM modules' parameter counts (counted by instantiating them; docs/mdmm.md gives the C = 2, 216 px
+# row): {(C, S): {module: count}}.
 TABLE = {
     (3, 216): dict(E_c=5_099_136, E_a=1_347_152, G=5_465_273, D=15_737_472, D_c=10_684_163, total=54_070_668),
     (3, 108): dict(E_c=5_099_136, E_a=1_347_152, G=5_465_273, D=15_712_896, D_c=10_684_163, total=54_021_516),
@@ -54,7 +57,7 @@ def nets(C: int, S: int) -> dict[str, nn.Module]:
 
 
 def closed_forms(C: int, S: int) -> dict[str, int]:
-    """Closed forms of reference 2.7, written out independently of the implementation."""
+    """Closed forms of the official modules' parameter counts, written out independently of the implementation."""
     k = int(S / 64)
     e_c = (3 * 64 * 49 + 64) + (64 * 128 * 9 + 128) + (128 * 256 * 9 + 256) + 8 * (256 * 256 * 9 + 256)
 
@@ -82,8 +85,8 @@ def closed_forms(C: int, S: int) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("C,S", sorted(TABLE))
-def test_parameter_counts_match_reference_table_and_closed_forms(C, S):
-    built = nets(C, S)
+def test_parameter_counts_match_the_official_modules_and_closed_forms(C, S):
+    built = on_meta(lambda: build_mdmm_networks(C, S))
     assert set(built) == KEYS
     counts = {name: n_params(built[key]) for name, key in NET_KEY.items()}
     counts["total"] = sum(n_params(m) for m in built.values())
@@ -101,10 +104,10 @@ def test_content_discriminator_parameter_count_independent_of_size():
             assert dc(torch.randn(2, 256, s, s)).shape == (2, 2)
 
 
-def test_double_convT_option_adds_reference_parameters():
-    # Fork configuration of reference 4.4: C = 2, nz = 108.
-    base = n_params(Generator(2, nz=108))
-    double = n_params(Generator(2, nz=108, double_convT=True))
+def test_double_convT_option_adds_the_forks_parameters():
+    # The configuration of the GM-DRIT report authors' fork of MDMM (docs/gmdrit.md): C = 2, nz = 108.
+    base = n_params(on_meta(lambda: Generator(2, nz=108)))
+    double = n_params(on_meta(lambda: Generator(2, nz=108, double_convT=True)))
     assert double - base == 506_232 + 266_772
 
 
@@ -122,7 +125,14 @@ def test_spectral_norm_and_instance_norm_keep_parameter_count():
 
 @pytest.mark.parametrize(
     "C,S,s,rf_hw",
-    [(3, 216, 54, 6), (2, 216, 54, 6), (2, 108, 27, 4), (3, 108, 27, 4), (2, 64, 16, 3), (2, 32, 8, 3)],
+    [
+        pytest.param(3, 216, 54, 6, marks=pytest.mark.slow),  # the official networks at 216 and 108 px
+        pytest.param(2, 216, 54, 6, marks=pytest.mark.slow),
+        pytest.param(2, 108, 27, 4, marks=pytest.mark.slow),
+        pytest.param(3, 108, 27, 4, marks=pytest.mark.slow),
+        (2, 64, 16, 3),
+        (2, 32, 8, 3),
+    ],
 )
 def test_forward_shapes(C, S, s, rf_hw):
     # 216 px: batch 1 keeps it fast; smaller sizes use batch 2.
@@ -148,6 +158,7 @@ def test_forward_shapes(C, S, s, rf_hw):
         assert built["dis_content"](z_c).shape == (N, C)
 
 
+@pytest.mark.slow  # the official networks at 216 px
 def test_intermediate_shapes_at_216():
     built = nets(2, 216)
     x = torch.randn(1, 3, 216, 216)

@@ -158,6 +158,7 @@ def test_weights_files_are_never_unpickled_blindly(tmp_path):
         fidm.InceptionFeatures(wrong)
 
 
+@pytest.mark.slow  # Inception at 299 px
 def test_random_inception_file_loads_from_flag_and_cache(tmp_path, monkeypatch):
     path = fidm.write_random_inception_weights(tmp_path / "inception.pth")
     net = fidm.InceptionFeatures(path)

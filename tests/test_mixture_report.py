@@ -5,9 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -32,15 +29,7 @@ from gmdrit_cli.families.gmdrit.mixture_report import (
 )
 from gmdrit_cli.training.trainer import train
 
-torch.set_num_threads(1)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CROP, RESIZE, DOMAINS, CPD = 32, 36, ["apple", "orange"], 2
-
-
-def gmdrit(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, timeout=300, env=ENV
-    )
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +179,9 @@ def test_components_json_counts_every_test_image(tiny):
     }
 
 
-def test_cli_table_options_and_checkpoint_choice(tiny, tmp_path):
+def test_cli_table_options_and_checkpoint_choice(cli, tiny, tmp_path):
     base, root, _ = tiny
-    proc = gmdrit(
+    proc = cli(
         "mixture",
         str(base / "run"),
         "--data",
@@ -230,10 +219,10 @@ def test_cli_table_options_and_checkpoint_choice(tiny, tmp_path):
         mixture_report(MixtureOptions(run=base / "run", out=tmp_path / "x", checkpoint="iter_0000003"))
 
 
-def test_models_without_q_y_given_x_are_refused(tmp_path):
+def test_models_without_q_y_given_x_are_refused(cli, tmp_path):
     root = make_dataset(tmp_path / "data", per_domain=2)
     train(load_config("quickstart", tiny_overrides(root, 1)), tmp_path / "mdmm")
-    proc = gmdrit("mixture", str(tmp_path / "mdmm"), "--device", "cpu")
+    proc = cli("mixture", str(tmp_path / "mdmm"), "--device", "cpu")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no q(y|x)" in lines[0], proc.stderr

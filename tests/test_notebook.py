@@ -34,6 +34,7 @@ def _tiny_archive(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_colab_notebook_runs_every_cell(tmp_path, monkeypatch):
     drive = tmp_path / "drive"
     archive = _tiny_archive(tmp_path / "tiny.zip")

@@ -22,9 +22,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_dataset, make_paired_dataset, tiny_overrides
-from gmdrit_cli.config.schema import load_config
-from gmdrit_cli.families import MODEL_FAMILIES, build_model
+from conftest import (
+    family_overrides,
+    family_trains_on_pairs,
+    input_image,
+    make_dataset,
+    make_paired_dataset,
+    set_args,
+)
+from gmdrit_cli.families import MODEL_FAMILIES
 
 #: the last commit of the flat layout (gmdrit_cli/config.py, models/, nets/, cli.py)
 PRE_LAYOUT = "42ae977aee50285f2821d3db06124f80baafe575"
@@ -53,7 +59,10 @@ def _history_has_pre_layout() -> bool:
     return proc.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _history_has_pre_layout(), reason="the pre-layout commit is not in this clone")
+pytestmark = [
+    pytest.mark.skipif(not _history_has_pre_layout(), reason="the pre-layout commit is not in this clone"),
+    pytest.mark.slow,  # the old code trains, translates and exports every family in a process of its own
+]
 
 
 def _extract_old_code(dest: Path) -> Path:
@@ -69,18 +78,6 @@ def _extract_old_code(dest: Path) -> Path:
             archive.extractall(into, filter="data")
     assert (dest / "gmdrit_cli" / "config.py").is_file() and (dest / "gmdrit_cli" / "presets").is_dir()
     return dest
-
-
-def _family_settings(family: str, root: Path) -> list[str]:
-    return (
-        tiny_overrides(root)
-        + [f"model.family={family}", "data.domains=[apple,orange]"]
-        + list(MODEL_FAMILIES[family].tiny_overrides)
-    )
-
-
-def _input_image(root: Path) -> Path:
-    return root / "testA" / "0.png" if (root / "testA").is_dir() else root / "test" / "0.png"
 
 
 def _translate_args(image: Path, model_flag: str, model: Path, out: Path) -> list[str]:
@@ -110,12 +107,8 @@ def old_files(tmp_path_factory):
     jobs, out = [], {}
     for family in FAMILIES:
         folder = base / family
-        paired = build_model(load_config("quickstart", _family_settings(family, folder)), torch.device("cpu"))
-        root = (
-            make_paired_dataset(folder / "data", size=32)
-            if paired.capabilities.paired_data
-            else make_dataset(folder / "data")
-        )
+        paired = family_trains_on_pairs(family)
+        root = make_paired_dataset(folder / "data", size=32) if paired else make_dataset(folder / "data")
         run = folder / "run"
         jobs.append(
             [
@@ -124,10 +117,10 @@ def old_files(tmp_path_factory):
                 "quickstart",
                 "--run-dir",
                 str(run),
-                *[a for s in _family_settings(family, root) for a in ("--set", s)],
+                *set_args(family_overrides(family, root)),
             ]
         )
-        jobs.append(_translate_args(_input_image(root), "--run", run, folder / "translated"))
+        jobs.append(_translate_args(input_image(root), "--run", run, folder / "translated"))
         jobs.append(["export", str(run), "--out", str(folder / "export")])
         out[family] = (folder, root)
     gm_folder = out["gmdrit"][0]
@@ -164,26 +157,19 @@ def _pngs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 
 
-@pytest.fixture
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-def test_old_run_folders_and_exports_translate_to_the_same_bytes(family, old_files, cli, keep_threads, tmp_path):
+def test_old_run_folders_and_exports_translate_to_the_same_bytes(family, old_files, cli, tmp_path):
     folder, root = old_files[family]
     before = _pngs(folder / "translated")
     assert len(before) == 3  # 2 samples and the grid
     for flag, model in (("--run", folder / "run"), ("--checkpoint", folder / "export")):
-        proc = cli(*_translate_args(_input_image(root), flag, model, tmp_path / model.name))
+        proc = cli(*_translate_args(input_image(root), flag, model, tmp_path / model.name))
         assert proc.returncode == 0, proc.stderr
         assert _pngs(tmp_path / model.name) == before, f"{family}: {model.name} translates differently"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_old_run_folders_evaluate(family, old_files, cli, keep_threads, tmp_path):
+def test_old_run_folders_evaluate(family, old_files, cli, tmp_path):
     folder, _ = old_files[family]
     proc = cli(
         "eval",
@@ -206,7 +192,7 @@ def test_old_run_folders_evaluate(family, old_files, cli, keep_threads, tmp_path
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_old_run_folders_resume_to_the_weights_the_old_code_reached(family, old_files, cli, keep_threads):
+def test_old_run_folders_resume_to_the_weights_the_old_code_reached(family, old_files, cli):
     folder, _ = old_files[family]
     copy = folder / "resumed_new"
     shutil.copytree(folder / "run", copy)
@@ -218,9 +204,9 @@ def test_old_run_folders_resume_to_the_weights_the_old_code_reached(family, old_
     assert all(torch.equal(new[k], old[k]) for k in old), f"{family}: the resumed weights differ"
 
 
-def test_old_int8_and_onnx_exports_translate(old_files, cli, keep_threads, tmp_path):
+def test_old_int8_and_onnx_exports_translate(old_files, cli, tmp_path):
     folder, root = old_files["gmdrit"]
     for name in ("export_int8", "export_onnx"):
-        proc = cli(*_translate_args(_input_image(root), "--checkpoint", folder / name, tmp_path / name))
+        proc = cli(*_translate_args(input_image(root), "--checkpoint", folder / name, tmp_path / name))
         assert proc.returncode == 0, proc.stderr
         assert len(_pngs(tmp_path / name)) == 3

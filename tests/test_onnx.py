@@ -20,7 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_one_line_error, make_dataset, make_paired_dataset, tiny_overrides
+from conftest import (
+    assert_one_line_error,
+    family_overrides,
+    family_trains_on_pairs,
+    make_dataset,
+    make_paired_dataset,
+)
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'gmdrit[onnx]'")
 
@@ -30,16 +36,12 @@ from gmdrit_cli.inference.model_files import load_for_inference  # noqa: E402
 from gmdrit_cli.inference.onnx_export import TOLERANCE, export_onnx  # noqa: E402
 from gmdrit_cli.training.trainer import train  # noqa: E402
 
+#: every family trained, exported and checked by onnxruntime at several sizes
+pytestmark = pytest.mark.slow
+
 FAMILIES = sorted(MODEL_FAMILIES)
 #: families whose exports take only the training crop (their encoders end in dense layers sized for it)
 FIXED_SIZE = {"vae", "bicyclegan"}
-
-
-def gmdrit(*args, env=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +52,9 @@ def exported(tmp_path_factory):
     paired = make_paired_dataset(base / "paired")
     made = {}
     for family in FAMILIES:
-        cls = MODEL_FAMILIES[family]
+        root = paired if family_trains_on_pairs(family) else unpaired
         extra = ["mixture.components_per_domain=2"] if family == "gmdrit" else []
-        probe = load_config(
-            "quickstart",
-            tiny_overrides(unpaired, 1)
-            + [f"model.family={family}", "data.domains=[apple,orange]"]
-            + list(cls.tiny_overrides),
-        )
-        from gmdrit_cli.families import build_model
-
-        root = paired if build_model(probe, torch.device("cpu")).capabilities.paired_data else unpaired
-        cfg = load_config(
-            "quickstart",
-            tiny_overrides(root, 1)
-            + [f"model.family={family}", "data.domains=[apple,orange]"]
-            + list(cls.tiny_overrides)
-            + extra,
-        )
+        cfg = load_config("quickstart", family_overrides(family, root, 1) + extra)
         run = base / f"run_{family}"
         train(cfg, run)
         out = base / f"onnx_{family}"
@@ -137,10 +124,10 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("family", ["gmdrit", "mdmm"])
-def test_cli_reference_outputs_of_both_paths_agree(exported, family, tmp_path):
+def test_cli_reference_outputs_of_both_paths_agree(cli, exported, family, tmp_path):
     run, out, root = exported[family]
     image, ref = str(root / "testA" / "0.png"), str(root / "testB" / "1.png")
-    a = gmdrit(
+    a = cli(
         "translate",
         image,
         "--domain",
@@ -152,7 +139,7 @@ def test_cli_reference_outputs_of_both_paths_agree(exported, family, tmp_path):
         "--out",
         str(tmp_path / "torch"),
     )
-    b = gmdrit(
+    b = cli(
         "translate",
         image,
         "--domain",
@@ -204,11 +191,11 @@ def test_onnx_translate_runs_without_torch(exported, tmp_path):
         assert grid.size == (4 * (32 + 2) + 2, 32 + 4)  # input + 3 samples with 2-px gutters
 
 
-def test_onnx_seed_reproduces_and_differs_between_seeds(exported, tmp_path):
+def test_onnx_seed_reproduces_and_differs_between_seeds(cli, exported, tmp_path):
     _, out, root = exported["mdmm"]
     image = str(root / "testA" / "0.png")
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        proc = gmdrit(
+        proc = cli(
             "translate",
             image,
             "--domain",
@@ -228,24 +215,22 @@ def test_onnx_seed_reproduces_and_differs_between_seeds(exported, tmp_path):
     assert read("a") != read("c")
 
 
-def test_onnx_user_errors_are_one_line(exported, tmp_path):
+def test_onnx_user_errors_are_one_line(cli, exported, tmp_path):
     run, out, root = exported["mdmm"]
     image = str(root / "testA" / "0.png")
     onnx = str(out / "model.onnx")
     assert_one_line_error(
-        gmdrit("translate", image, "--domain", "orange", "--checkpoint", onnx, "--device", "cuda"), "CPU"
+        cli("translate", image, "--domain", "orange", "--checkpoint", onnx, "--device", "cuda"), "CPU"
     )
     assert_one_line_error(
-        gmdrit("translate", image, "--domain", "orange", "--checkpoint", onnx, "--component", "0"),
+        cli("translate", image, "--domain", "orange", "--checkpoint", onnx, "--component", "0"),
         "no mixture components",
     )
-    assert_one_line_error(gmdrit("translate", image, "--domain", "pear", "--checkpoint", onnx), "unknown domain")
-    assert_one_line_error(
-        gmdrit("export", str(run), "--format", "onnx", "--int8", "--out", str(tmp_path / "x")), "--int8"
-    )
+    assert_one_line_error(cli("translate", image, "--domain", "pear", "--checkpoint", onnx), "unknown domain")
+    assert_one_line_error(cli("export", str(run), "--format", "onnx", "--int8", "--out", str(tmp_path / "x")), "--int8")
     # an earlier export is not replaced without --force
     before = (out / "model.onnx").read_bytes()
-    assert_one_line_error(gmdrit("export", str(run), "--format", "onnx", "--out", str(out)), "--force")
+    assert_one_line_error(cli("export", str(run), "--format", "onnx", "--out", str(out)), "--force")
     assert (out / "model.onnx").read_bytes() == before
     # a damaged graph is one line too
     broken = tmp_path / "broken"
@@ -254,5 +239,5 @@ def test_onnx_user_errors_are_one_line(exported, tmp_path):
         (broken / name).write_bytes((out / name).read_bytes())
     (broken / "model.onnx").write_bytes(b"not a graph")
     assert_one_line_error(
-        gmdrit("translate", image, "--domain", "orange", "--checkpoint", str(broken / "model.onnx")), "cannot load"
+        cli("translate", image, "--domain", "orange", "--checkpoint", str(broken / "model.onnx")), "cannot load"
     )

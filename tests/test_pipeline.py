@@ -3,15 +3,22 @@ and with several processes; and the local copy of a dataset on a slow mount (iss
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from test_distributed import finish, launch, set_args
-from test_resume import assert_same_run, cfg_for, data_for
 
-from conftest import assert_one_line_error, make_paired_dataset, tiny_overrides
+from conftest import (
+    assert_one_line_error,
+    assert_same_run,
+    cfg_for,
+    data_for,
+    distributed_args,
+    finish,
+    launch,
+    make_paired_dataset,
+    set_args,
+    tiny_overrides,
+)
 from gmdrit_cli.data.cache import cache_dataset, tree_summary
 from gmdrit_cli.data.paired import PairedImages
 from gmdrit_cli.data.pipeline import BatchPipeline, Draw, auto_threads
@@ -157,6 +164,7 @@ def test_auto_threads_is_a_share_of_the_cores():
 # -- the trainer: prefetching or not, the same run, bitwise -----------------------------------------
 
 
+@pytest.mark.slow  # trains a run twice (straight, then stopped and resumed) and compares them bitwise
 @pytest.mark.parametrize("family", ["gmdrit", "mdmm", "bicyclegan", "vae"])
 def test_a_prefetching_run_stopped_and_resumed_equals_inline_loading_bitwise(family, tiny_data, tmp_path):
     """Inline loading (speed.prefetch=0, the loader before issue 26) straight through, against 3 iterations
@@ -171,6 +179,7 @@ def test_a_prefetching_run_stopped_and_resumed_equals_inline_loading_bitwise(fam
     assert_same_run(tmp_path / "inline", tmp_path / "ahead")
 
 
+@pytest.mark.distributed
 def test_two_processes_prefetching_equal_two_processes_loading_inline_bitwise(tiny_data, tmp_path):
     """torchrun-style, 2 processes at a global batch of 4: prefetching changes nothing, bitwise."""
     for name, prefetch in (("inline", 0), ("ahead", 3)):
@@ -181,7 +190,7 @@ def test_two_processes_prefetching_equal_two_processes_loading_inline_bitwise(ti
                     "train",
                     "--run-dir",
                     str(tmp_path / name),
-                    *set_args("gmdrit", tiny_data, 3, f"speed.prefetch={prefetch}", "train.save_every=3"),
+                    *distributed_args("gmdrit", tiny_data, 3, f"speed.prefetch={prefetch}", "train.save_every=3"),
                 ],
             )
         )
@@ -239,41 +248,16 @@ def test_training_reads_the_local_copy_and_resumes_from_it(tiny_data, tmp_path):
     assert run.fit().iterations == 3
 
 
-def test_data_cache_command(tiny_data, tmp_path):
-    def gmdrit(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "gmdrit_cli", "data", "cache", *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=120,
-        )
-
-    first = gmdrit(str(tiny_data), "--to", str(tmp_path / "cache"))
+def test_data_cache_command(cli, tiny_data, tmp_path):
+    first = cli("data", "cache", tiny_data, "--to", tmp_path / "cache", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "copied 16 files" in first.stdout and f"speed.data_cache={tmp_path / 'cache'}" in first.stdout
-    assert_one_line_error(gmdrit(str(tmp_path / "nope"), "--to", str(tmp_path / "cache")), "does not exist")
+    assert_one_line_error(cli("data", "cache", tmp_path / "nope", "--to", tmp_path / "cache"), "does not exist")
 
 
-def test_train_prints_the_precision_choice_and_its_reason(tiny_data, tmp_path):
-    args = [a for o in tiny_overrides(tiny_data, 1) + ["speed.amp=off"] for a in ("--set", o)]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "train",
-            "--preset",
-            "reduced_res",
-            "--run-dir",
-            str(tmp_path / "run"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+def test_train_prints_the_precision_choice_and_its_reason(cli, tiny_data, tmp_path):
+    overrides = tiny_overrides(tiny_data, 1) + ["speed.amp=off"]
+    done = cli("train", "--preset", "reduced_res", "--run-dir", tmp_path / "run", *set_args(overrides), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
     assert first.startswith("training gmdrit") and "(fp32, speed.amp=off: speed.amp=off)" in first

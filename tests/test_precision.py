@@ -5,9 +5,8 @@ import json
 
 import pytest
 import torch
-from test_resume import PRESET_OF_FAMILY
 
-from conftest import make_paired_dataset, tiny_overrides
+from conftest import PRESET_OF_FAMILY, make_paired_dataset, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.data.unpaired import Batch
 from gmdrit_cli.families import MODEL_FAMILIES, build_for_training
@@ -120,6 +119,7 @@ def _train(family, root, amp, steps=4):
     return out, engine, moved
 
 
+@pytest.mark.slow  # fp16 autocast is emulated on the CPU
 @pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
 def test_fp16_with_loss_scaling_trains_every_family_close_to_fp32(family, tmp_path):
     """On the CPU (torch's CPU autocast runs fp16): the T4's path, fp16 autocast with dynamic loss scaling,

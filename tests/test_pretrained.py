@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +12,6 @@ from safetensors import safe_open
 from gmdrit_cli.inference.model_files import PRETRAINED, load_for_inference, resolve_model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "gmdrit_cli" / "sample_data" / "apple2orange"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def gmdrit(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=300
-    )
 
 
 def pretrained_metadata() -> dict:
@@ -55,10 +45,10 @@ def test_the_pretrained_model_upsamples_without_a_grid_and_its_temperature_was_c
     assert model.source.sampling["split"] == "val"
 
 
-def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
+def test_translate_without_a_model_uses_the_pretrained_one(cli, tmp_path):
     t = load_for_inference(None)[0].model.sample_temperature
     apple = sorted((SAMPLE / "testA").iterdir())[0]
-    proc = gmdrit("translate", str(apple), "--domain", "orange", "--samples", "5", "--seed", "0", cwd=tmp_path)
+    proc = cli("translate", str(apple), "--domain", "orange", "--samples", "5", "--seed", "0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "embedded pretrained gmdrit model apple/orange" in proc.stdout.replace("\n", " ")
     if t != 1.0:  # the first line names a temperature other than the prior's own
@@ -69,9 +59,9 @@ def test_translate_without_a_model_uses_the_pretrained_one(tmp_path):
     assert min(np.abs(a - b).mean() for i, a in enumerate(pixels) for b in pixels[i + 1 :]) > 0.5  # 5 different outputs
 
 
-def test_eval_without_a_model_writes_into_runs_pretrained(tmp_path):
+def test_eval_without_a_model_writes_into_runs_pretrained(cli, tmp_path):
     t = load_for_inference(None)[0].model.sample_temperature
-    proc = gmdrit(
+    proc = cli(
         "eval",
         "--data",
         str(SAMPLE),

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -69,6 +66,7 @@ def test_smoothing_is_the_debiased_moving_average():
     assert smooth([4.0, 2.0], 0.0) == [4.0, 2.0]
 
 
+@pytest.mark.slow  # two runs, an eval and a benchmark chart drawn
 def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
     base, run_a, run_b = tiny_runs
     out = tmp_path / "report"
@@ -128,26 +126,14 @@ def test_report_of_two_tiny_runs(tiny_runs, tmp_path):
     assert any(p.name == "benchmark_1.png" for p in shown) and "GM-DRIT [5.2]" in text
 
 
-def test_report_command_and_its_errors(tiny_runs, tmp_path):
+@pytest.mark.slow  # two runs, an eval and a benchmark chart drawn
+def test_report_command_and_its_errors(cli, tiny_runs, tmp_path):
     base, run_a, _ = tiny_runs
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", "report", str(run_a), "--out", str(tmp_path / "r")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    proc = cli("report", run_a, "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "r" / "index.html").exists() and "wrote" in proc.stdout
     for bad, message in ((tmp_path / "missing", "is not a folder"), (base / "data", "holds no run")):
-        proc = subprocess.run(
-            [sys.executable, "-m", "gmdrit_cli", "report", str(bad), "--out", str(tmp_path / "x")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
+        proc = cli("report", bad, "--out", tmp_path / "x")
         lines = [x for x in proc.stderr.splitlines() if x.strip()]
         assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
 
@@ -155,6 +141,7 @@ def test_report_command_and_its_errors(tiny_runs, tmp_path):
 CHROMIUM = find_chromium()
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(
     CHROMIUM is None,
     reason="no chromium on PATH (Debian: apt-get install chromium): the page is not opened in a browser",

@@ -1,69 +1,31 @@
 """Checkpoints and exact resume (issue: runs that survive a session limit)."""
 
-import json
 import logging
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from conftest import make_paired_dataset, tiny_overrides
-from gmdrit_cli.config.schema import load_config
+from conftest import (
+    assert_same_run,
+    cfg_for,
+    data_for,
+    set_args,
+    start_gmdrit,
+    tiny_overrides,
+    wait_for_iterations,
+)
 from gmdrit_cli.errors import CheckpointError, ConfigError
-from gmdrit_cli.families import MODEL_FAMILIES, build_model
+from gmdrit_cli.families import MODEL_FAMILIES
 from gmdrit_cli.training.checkpoint import find_checkpoint, list_checkpoints
 from gmdrit_cli.training.trainer import Run, open_run, resume_run, train
 
-PRESET_OF_FAMILY = {
-    "mdmm": "mdmm_baseline",
-    "gmdrit": "reduced_res",
-    "bicyclegan": "bicyclegan_quickstart",
-    "vae": "vae_apple2orange",
-}
 
-
-def cfg_for(family, root, iters, *extra):
-    return load_config(
-        PRESET_OF_FAMILY[family],
-        tiny_overrides(root, iters) + list(MODEL_FAMILIES[family].tiny_overrides) + list(extra),
-    )
-
-
-def data_for(family, tiny_data, tmp_path):
-    """The tiny unpaired dataset, or a tiny paired one for a family trained on pairs."""
-    paired = build_model(cfg_for(family, tiny_data, 1), torch.device("cpu")).capabilities.paired_data
-    return make_paired_dataset(tmp_path / "pairs") if paired else tiny_data
-
-
-def metrics_without_time(run_dir):
-    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r.pop("time")
-    return rows
-
-
-def final_tensors(run_dir):
-    folder, _ = find_checkpoint(run_dir)
-    return load_file(str(folder / "model.safetensors")), load_file(str(folder / "optim.safetensors")), folder
-
-
-def assert_same_run(a, b):
-    (wa, oa, fa), (wb, ob, fb) = final_tensors(a), final_tensors(b)
-    assert fa.name == fb.name
-    assert wa.keys() == wb.keys() and oa.keys() == ob.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    for k in oa:
-        assert torch.equal(oa[k], ob[k]), k
-    assert metrics_without_time(a) == metrics_without_time(b)
-
-
+# trains a run twice (straight, then stopped and resumed) and compares them bitwise; the family contract's
+# test_save_resume_is_bitwise_identical_to_a_straight_run does the same in the quick loop
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
 def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
     n = 6
@@ -77,6 +39,7 @@ def test_stop_and_resume_is_bitwise_identical(family, tiny_data, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "split")
 
 
+@pytest.mark.slow  # trains a run twice (straight, then stopped and resumed) and compares them bitwise
 @pytest.mark.parametrize("optimizer", ["fused", "foreach"])
 def test_resume_is_bitwise_with_channels_last_weights(optimizer, tiny_data, tmp_path):
     """Checkpoints store optimizer state contiguous; restored state must take the channels-last layout
@@ -116,6 +79,7 @@ def test_incompatible_config_or_family_is_refused(tiny_data, tmp_path):
         other.restore(folder, state)
 
 
+@pytest.mark.slow  # 9 iterations, a checkpoint each
 def test_retention_keeps_last_n_and_every_mth(tiny_data, tmp_path):
     cfg = cfg_for("mdmm", tiny_data, 9, "train.save_every=1", "train.keep_last=2", "train.keep_every=4")
     train(cfg, tmp_path / "r")
@@ -137,6 +101,7 @@ def test_damaged_latest_falls_back_with_warning(tiny_data, tmp_path, caplog):
         find_checkpoint(tmp_path / "r" / "checkpoints" / "iter_0000003")
 
 
+@pytest.mark.slow  # trains for seconds, by design
 def test_time_budget_stops_before_the_budget_with_a_checkpoint(tiny_data, tmp_path):
     cfg = cfg_for("mdmm", tiny_data, 100000, "train.time_budget=8s")
     start = time.perf_counter()
@@ -151,7 +116,9 @@ def test_no_unpickling_in_the_package():
     """Checkpoints are safetensors + JSON; the only torch.load reads third-party .pth metric weights with
     PyTorch's restricted loader (weights_only=True), which builds no arbitrary objects."""
     package = Path(__file__).resolve().parents[1] / "gmdrit_cli"
-    for path in package.rglob("*.py"):
+    files = sorted(package.rglob("*.py"))
+    assert package / "training" / "checkpoint.py" in files  # the scan reads the package
+    for path in files:
         for line in path.read_text().splitlines():
             for call in ("import pickle", "pickle.load", "weights_only=False", "serialization.load"):
                 assert call not in line, f"{path}: {line}"
@@ -163,37 +130,13 @@ def test_no_unpickling_in_the_package():
 
 
 def start_training(tmp_path, root, iters, *extra):
-    args = [a for o in tiny_overrides(root, iters) + list(extra) for a in ("--set", o)]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "train",
-            "--preset",
-            "mdmm_baseline",
-            "--run-dir",
-            str(tmp_path / "r"),
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
+    overrides = tiny_overrides(root, iters) + list(extra)
+    return start_gmdrit(
+        "train", "--preset", "mdmm_baseline", "--run-dir", tmp_path / "r", *set_args(overrides), cwd=tmp_path
     )
 
 
-def wait_for_iterations(run_dir, count, proc, timeout=120):
-    deadline = time.time() + timeout
-    metrics = Path(run_dir) / "metrics.jsonl"
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= count:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError("training did not start in time")
-
-
+@pytest.mark.slow
 def test_sigterm_saves_and_prints_resume_hint(tiny_data, tmp_path):
     proc = start_training(tmp_path, tiny_data, 100000)
     wait_for_iterations(tmp_path / "r", 3, proc)
@@ -206,6 +149,7 @@ def test_sigterm_saves_and_prints_resume_hint(tiny_data, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, tmp_path):
     """Kill -9 repeatedly (saving every iteration, so many kills land inside a checkpoint write);
     each time a valid checkpoint is found, and the resumed run ends bitwise equal to a straight one."""
@@ -222,13 +166,7 @@ def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, t
         assert found is not None
         folder, state = found
         assert state["iteration"] >= 1
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gmdrit_cli", "resume", str(tmp_path / "r")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
+        proc = start_gmdrit("resume", tmp_path / "r", cwd=tmp_path)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     train(cfg_for("mdmm", tiny_data, iters, *extra), tmp_path / "straight")

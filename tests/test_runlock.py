@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_resume import wait_for_iterations
 
-from conftest import tiny_overrides
+from conftest import run_gmdrit, set_args, start_gmdrit, tiny_overrides, wait_for_iterations
 from gmdrit_cli.training.checkpoint import find_checkpoint
 from gmdrit_cli.training.runlock import LOCK_FILE, STALE_AFTER_S, RunFolderBusy, RunLock
 
@@ -66,11 +65,16 @@ def test_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path, caplog):
     assert f"PID {pid}" in caplog.text and "no longer runs" in caplog.text
 
 
-def test_a_reused_pid_does_not_keep_the_lock(tmp_path):
-    # this process's PID, but recorded by a holder that started long before this process did
+def test_a_reused_pid_does_not_keep_the_lock(tmp_path, caplog):
+    # this process's PID, but recorded by a holder that started long before this process did: the PID was reused,
+    # so the holder no longer runs and its lock is taken over with a note
     write_lock(tmp_path, started=time.time() - 10 * 365 * 86400)
-    with RunLock(tmp_path):
-        pass
+    with caplog.at_level(logging.WARNING, logger="gmdrit"):
+        with RunLock(tmp_path) as lock:
+            holder = json.loads((tmp_path / LOCK_FILE).read_text())
+            assert holder["token"] == lock.token != "someone" and holder["pid"] == os.getpid()
+    assert f"PID {os.getpid()}" in caplog.text and "no longer runs" in caplog.text
+    assert not (tmp_path / LOCK_FILE).exists()  # released: it was this lock's, not the old holder's
 
 
 def test_other_host_lock_is_respected_until_its_heartbeat_is_old(tmp_path):
@@ -83,22 +87,13 @@ def test_other_host_lock_is_respected_until_its_heartbeat_is_old(tmp_path):
         assert json.loads(path.read_text())["host"] == socket.gethostname()
 
 
+@pytest.mark.slow
 def test_second_training_on_a_run_folder_is_refused_and_the_first_is_unharmed(tiny_data, tmp_path):
-    args = [a for o in tiny_overrides(tiny_data, 100000) + ["train.save_every=20"] for a in ("--set", o)]
-    command = [
-        sys.executable,
-        "-m",
-        "gmdrit_cli",
-        "train",
-        "--preset",
-        "mdmm_baseline",
-        "--run-dir",
-        str(tmp_path / "r"),
-        *args,
-    ]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    overrides = tiny_overrides(tiny_data, 100000) + ["train.save_every=20"]
+    args = ["train", "--preset", "mdmm_baseline", "--run-dir", tmp_path / "r", *set_args(overrides)]
+    first = start_gmdrit(*args, cwd=tmp_path)
     wait_for_iterations(tmp_path / "r", 2, first)
-    second = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    second = run_gmdrit(*args, cwd=tmp_path)
     assert first.poll() is None, "the first training must still run while the second is refused"
     assert second.returncode == 1
     lines = second.stderr.strip().splitlines()

@@ -25,6 +25,7 @@ def metrics_lines(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # a training and its resume
 def test_every_loss_at_every_logged_step_across_a_resume_without_duplicates(tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     lr_eg = 3e-4

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +20,6 @@ from gmdrit_cli.training.trainer import train
 DOMAINS = "data.domains=[apple,orange]"
 
 
-def gmdrit(*args, cwd=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
-
-
 def error_lines(proc) -> list[str]:
     assert "Traceback" not in proc.stderr + proc.stdout
     return [line for line in proc.stderr.splitlines() if line.strip()]
@@ -38,7 +28,6 @@ def error_lines(proc) -> list[str]:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Tiny MDMM, GM-DRIT (2 components per domain) and GM-DRIT "domain" stage runs, trained once."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("translate")
     data = make_dataset(root / "data")
     runs = {}
@@ -91,11 +80,11 @@ def odd_inputs(folder: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
     return good, bad
 
 
-def test_latent_mdmm_odd_inputs_deterministic(models, tmp_path):
+def test_latent_mdmm_odd_inputs_deterministic(cli, models, tmp_path):
     good, bad = odd_inputs(tmp_path / "in")
     inputs = [str(tmp_path / "in" / "*.png"), str(tmp_path / "in" / "*.jpg")]  # globs, quoted
     out = tmp_path / "out"
-    proc = gmdrit(
+    proc = cli(
         "translate",
         *inputs,
         *bad,
@@ -140,7 +129,7 @@ def test_latent_mdmm_odd_inputs_deterministic(models, tmp_path):
 
     # determinism: the same seed gives the same bytes, whatever the other inputs of the call
     again = tmp_path / "again"
-    proc = gmdrit(
+    proc = cli(
         "translate",
         str(tmp_path / "in" / "cmyk.jpg"),
         "-d",
@@ -162,12 +151,12 @@ def test_latent_mdmm_odd_inputs_deterministic(models, tmp_path):
     assert (again / "cmyk_to_orange_grid.png").read_bytes() == (out / "cmyk_to_orange_grid.png").read_bytes()
 
 
-def test_reference_guided_mdmm_and_square(models, tmp_path):
+def test_reference_guided_mdmm_and_square(cli, models, tmp_path):
     refs = sorted((models["data"] / "testB").glob("*.png"))[:2]
     out = tmp_path / "out"
     src = Image.fromarray(np.full((30, 60, 3), 90, np.uint8))
     src.save(tmp_path / "src.png")
-    proc = gmdrit(
+    proc = cli(
         "translate",
         str(tmp_path / "src.png"),
         "--domain",
@@ -208,11 +197,11 @@ def test_reference_guided_mdmm_and_square(models, tmp_path):
     assert r1.items[0].outputs[0].read_bytes() == (out / "src_to_orange_ref1.png").read_bytes()
 
 
-def test_gmdrit_latent_component_reference_and_export(models, tmp_path):
+def test_gmdrit_latent_component_reference_and_export(cli, models, tmp_path):
     img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
     ref = str(sorted((models["data"] / "testB").glob("*.png"))[0])
     export = tmp_path / "export"
-    proc = gmdrit("export", str(models["gmdrit"]), "--out", str(export))
+    proc = cli("export", str(models["gmdrit"]), "--out", str(export))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in export.iterdir()) == ["config.yaml", "model.safetensors"]
     # latent-guided with a pinned component, from the run and from the exported file: the same bytes
@@ -220,7 +209,7 @@ def test_gmdrit_latent_component_reference_and_export(models, tmp_path):
         ("run", ["--run", str(models["gmdrit"])]),
         ("export", ["--checkpoint", str(export / "model.safetensors")]),
     ):
-        proc = gmdrit(
+        proc = cli(
             "translate",
             img,
             "--domain",
@@ -242,7 +231,7 @@ def test_gmdrit_latent_component_reference_and_export(models, tmp_path):
     for k in (1, 2):
         a, b = (tmp_path / n / f"0_to_orange_{k}.png" for n in ("run", "export"))
         assert a.read_bytes() == b.read_bytes()
-    proc = gmdrit(
+    proc = cli(
         "translate",
         img,
         "-d",
@@ -260,20 +249,20 @@ def test_gmdrit_latent_component_reference_and_export(models, tmp_path):
     assert (tmp_path / "ref" / "0_to_orange_ref1.png").is_file()
 
 
-def test_user_errors_are_one_line(models, tmp_path):
+def test_user_errors_are_one_line(cli, models, tmp_path):
     img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
     out = tmp_path / "out"
     assert_one_line_error(
-        gmdrit("translate", img, "--domain", "orang", "--run", str(models["mdmm"]), "--out", str(out)),
+        cli("translate", img, "--domain", "orang", "--run", str(models["mdmm"]), "--out", str(out)),
         "unknown domain 'orang'",
         "did you mean 'orange'",
         "apple, orange",
     )
     assert_one_line_error(
-        gmdrit("translate", img, "--domain", "orange", "--run", str(tmp_path / "nope")), "does not exist"
+        cli("translate", img, "--domain", "orange", "--run", str(tmp_path / "nope")), "does not exist"
     )
     assert_one_line_error(
-        gmdrit(
+        cli(
             "translate", img, "--domain", "orange", "--component", "0", "--run", str(models["mdmm"]), "--out", str(out)
         ),
         "no mixture components",
@@ -331,13 +320,13 @@ def test_model_sources_and_test_time_api(models, tmp_path):
     assert torch.allclose(path.y[1], torch.tensor([0.5, 0.5])) and torch.equal(path.z[0], path.z[2])
 
 
-def test_temperature_translate_and_its_errors(models, tmp_path):
+def test_temperature_translate_and_its_errors(cli, models, tmp_path):
     img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
     ref = str(sorted((models["data"] / "testB").glob("*.png"))[0])
     run = str(models["gmdrit"])
     outs = {}
     for t in ("1", "0.01"):
-        proc = gmdrit(
+        proc = cli(
             "translate",
             img,
             "--domain",
@@ -358,14 +347,12 @@ def test_temperature_translate_and_its_errors(models, tmp_path):
     spread = {t: np.mean([np.abs(a - b).mean() for a in o for b in o]) for t, o in outs.items()}
     assert spread["0.01"] < spread["1"]  # near the prior's mean the outputs nearly coincide
     assert_one_line_error(
-        gmdrit(
-            "translate", img, "--domain", "orange", "--temperature", "0", "--run", run, "--out", str(tmp_path / "x")
-        ),
+        cli("translate", img, "--domain", "orange", "--temperature", "0", "--run", run, "--out", str(tmp_path / "x")),
         "--temperature 0.0",
         "above 0",
     )
     assert_one_line_error(
-        gmdrit(
+        cli(
             "translate",
             img,
             "--domain",
@@ -400,14 +387,12 @@ def test_quantize_round_trip_by_hand():
     assert (err <= q[f"w{SCALE_SUFFIX}"] / 2 + 1e-7).all() and err[1] < 0.0011
 
 
-def test_int8_export_is_small_carries_metadata_and_translates_alike(models, tmp_path):
+def test_int8_export_is_small_carries_metadata_and_translates_alike(cli, models, tmp_path):
     from safetensors import safe_open
 
     full, small = tmp_path / "fp32", tmp_path / "int8"
-    assert gmdrit("export", str(models["gmdrit"]), "--out", str(full)).returncode == 0
-    proc = gmdrit(
-        "export", str(models["gmdrit"]), "--out", str(small), "--int8", "--meta", "trained_with=gmdrit train x"
-    )
+    assert cli("export", str(models["gmdrit"]), "--out", str(full)).returncode == 0
+    proc = cli("export", str(models["gmdrit"]), "--out", str(small), "--int8", "--meta", "trained_with=gmdrit train x")
     assert proc.returncode == 0, proc.stderr
     assert (small / "model.safetensors").stat().st_size < 0.4 * (full / "model.safetensors").stat().st_size
     with safe_open(str(small / "model.safetensors"), framework="pt") as f:
@@ -417,7 +402,7 @@ def test_int8_export_is_small_carries_metadata_and_translates_alike(models, tmp_
     img = str(sorted((models["data"] / "testA").glob("*.png"))[0])
     outs = {}
     for name, folder in (("fp32", full), ("int8", small)):
-        proc = gmdrit(
+        proc = cli(
             "translate",
             img,
             "-d",
@@ -437,7 +422,7 @@ def test_int8_export_is_small_carries_metadata_and_translates_alike(models, tmp_
         outs[name] = np.asarray(Image.open(tmp_path / f"out-{name}" / "0_to_orange_1.png"), dtype=np.float32)
     assert np.abs(outs["fp32"] - outs["int8"]).mean() < 3.0  # of 255
     assert_one_line_error(
-        gmdrit("export", str(models["gmdrit"]), "--out", str(tmp_path / "x"), "--meta", "novalue"),
+        cli("export", str(models["gmdrit"]), "--out", str(tmp_path / "x"), "--meta", "novalue"),
         "--meta 'novalue'",
         "KEY=VALUE",
     )

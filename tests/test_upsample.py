@@ -91,6 +91,7 @@ def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("upsample") / "data")
 
 
+@pytest.mark.slow  # trains a run twice (straight, then stopped and resumed) and compares them bitwise
 @pytest.mark.parametrize("family", ["mdmm", "gmdrit"])
 def test_resize_conv_resumes_bitwise_with_ema_and_exports_the_same_outputs(family, data, tmp_path):
     def cfg(iters):
@@ -121,6 +122,7 @@ def test_resize_conv_resumes_bitwise_with_ema_and_exports_the_same_outputs(famil
     assert not torch.equal(outs[0], outs[2]) and (outs[0] - outs[2]).abs().max() < 0.05  # int8: close, not equal
 
 
+@pytest.mark.slow  # two trainings
 def test_a_new_run_starts_from_another_models_weights_at_another_crop(data, tmp_path):
     """train.init_from: a 32-px run's networks start a 128-px run (progressive training); the tensors sized by the
     crop keep their fresh initialisation; resuming reads the checkpoint, not the init model."""

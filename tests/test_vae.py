@@ -1,6 +1,6 @@
-"""The single-encoder VAE family against independent computations (spec baselines-reference.md, Model 2):
-the KL's sign and reduction, the loss on hand-made images, MS-SSIM against pytorch-msssim, the layer-count
-rule and the spec's parameter counts, the phases (frozen encoder, fresh optimizers, the schedule), and
+"""The single-encoder VAE family (docs/vae.md) against independent computations: the KL's sign and reduction,
+the loss on hand-made images, MS-SSIM against pytorch-msssim, the layer-count rule and the parameter counts
+docs/vae.md gives, the phases (frozen encoder, fresh optimizers, the schedule), and
 translation / interpolation as D_target(mu_E(x))."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 from pytorch_msssim import ms_ssim as package_ms_ssim
 
-from conftest import make_dataset, tiny_overrides
+from conftest import build_on_meta, make_dataset, on_meta, set_args, tiny_overrides
 from gmdrit_cli.config.schema import load_config
 from gmdrit_cli.errors import ConfigError
 from gmdrit_cli.evaluation.metrics.msssim_diversity import ms_ssim as scale_rule_ms_ssim
@@ -93,7 +93,7 @@ def test_ms_ssim_term_is_the_package_on_a_known_pair():
 
 @pytest.mark.parametrize("side,bottleneck", [(64, 2), (128, 4), (256, 8)])
 def test_layer_count_rule(side, bottleneck):
-    """5 stride-2 layers: the bottleneck is side / 32 (spec 2.3.1); fc inputs 512 * b^2."""
+    """5 stride-2 layers: the bottleneck is side / 32 (docs/vae.md, Networks); fc inputs 512 * b^2."""
     enc, dec = VAEEncoder(side, 16), VAEDecoder(side, 16)
     assert enc.fc_mu.in_features == enc.fc_var.in_features == 512 * bottleneck**2
     assert dec.fc.out_features == 512 * bottleneck**2
@@ -105,13 +105,18 @@ def test_layer_count_rule(side, bottleneck):
     assert out.shape == (2, 3, side, side) and out.abs().max() < 1
 
 
-def test_parameter_counts_are_the_specs():
-    """Spec 2.3.3 totals (J = 256 and 128 at 256 px) and the stock 64 px PyTorch-VAE (4,724,323)."""
-    assert (count(VAEEncoder(256, 256)), count(VAEDecoder(256, 256))) == (18_348_288, 9_999_715)
-    assert (count(VAEEncoder(256, 128)), count(VAEDecoder(256, 128))) == (9_959_424, 5_805_411)
-    assert count(VAEEncoder(64, 256)) + count(VAEDecoder(64, 256)) == 4_724_323
-    assert count(VAEEncoder(256, 256).convs) == 1_570_560
-    model = build_model(load_config("vae_apple2orange"), CPU)
+def test_parameter_counts_are_the_documented_ones():
+    """The totals of docs/vae.md (J = 256 at 256 px; also J = 128) and the stock 64 px PyTorch-VAE (4,724,323),
+    every network built on the meta device."""
+
+    def counted(build) -> int:
+        return count(on_meta(build))
+
+    assert (counted(lambda: VAEEncoder(256, 256)), counted(lambda: VAEDecoder(256, 256))) == (18_348_288, 9_999_715)
+    assert (counted(lambda: VAEEncoder(256, 128)), counted(lambda: VAEDecoder(256, 128))) == (9_959_424, 5_805_411)
+    assert counted(lambda: VAEEncoder(64, 256)) + counted(lambda: VAEDecoder(64, 256)) == 4_724_323
+    assert count(on_meta(lambda: VAEEncoder(256, 256)).convs) == 1_570_560
+    model = build_on_meta(load_config("vae_apple2orange"))
     assert model.parameter_counts() == {
         "encoder": 18_348_288,
         "decoder_shared": 9_999_715,
@@ -173,7 +178,7 @@ def test_phase_plan_schedule_and_fresh_optimizers(data, tmp_path):
     for it in range(16):
         engine.apply_schedule(it)
         lrs.append(engine.optimizers["encoder"].param_groups[0]["lr"])
-    # ExponentialLR(0.95) per epoch, restarting with every phase (spec 2.6)
+    # ExponentialLR(0.95) per epoch, restarting with every phase (docs/vae.md, Phases)
     expected = [5e-4 * 0.95**e for e in (0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1)]
     assert lrs == pytest.approx(expected, rel=1e-12)
     run_to(run, 8)
@@ -263,12 +268,10 @@ def test_reconstruction_metric_by_hand():
     assert msssim[0].item() == pytest.approx(1.0, abs=1e-6) and msssim[1].item() < 1.0
 
 
-def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_path):
+def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(cli, data, tmp_path):
     """`translate` without --samples writes one output, D_orange(mu_E(x)) computed here from the weights;
     `eval --metrics recon_mse,recon_msssim` fills its reconstruction section."""
     import json
-    import subprocess
-    import sys
 
     from PIL import Image
 
@@ -276,35 +279,12 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
     from gmdrit_cli.inference.model_files import load_for_inference
 
     run = tmp_path / "run"
-    args = [a for v in tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"] for a in ("--set", v)]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    cli = [sys.executable, "-m", "gmdrit_cli"]
-    proc = subprocess.run(
-        cli + ["train", "--preset", "vae_quickstart", *args, "--run-dir", str(run)],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": ":".join(sys.path)},
-    )
+    overrides = tiny_vae(data) + ["data.domains=[apple,orange]", "train.max_iters=3"]
+    proc = cli("train", "--preset", "vae_quickstart", *set_args(overrides), "--run-dir", run)
     assert proc.returncode == 0, proc.stderr
     image = data / "testA" / "0.png"
-    proc = subprocess.run(
-        cli
-        + [
-            "translate",
-            str(image),
-            "--run",
-            str(run),
-            "--domain",
-            "orange",
-            "--square",
-            "--seed",
-            "0",
-            "--out",
-            str(tmp_path / "t"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    proc = cli(
+        "translate", image, "--run", run, "--domain", "orange", "--square", "--seed", "0", "--out", tmp_path / "t"
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["0_to_orange_1.png", "0_to_orange_grid.png"]
@@ -314,21 +294,15 @@ def test_cli_translate_defaults_to_mu_and_eval_reports_reconstruction(data, tmp_
         mu, _ = model.networks["encoder"](x)
         expected = to_image(model.networks["decoder_y"](mu)[0].clamp(0, 1) * 2 - 1)
     assert Image.open(tmp_path / "t" / "0_to_orange_1.png").tobytes() == expected.tobytes()
-    proc = subprocess.run(
-        cli
-        + [
-            "eval",
-            str(run),
-            "--metrics",
-            "ndb,jsd,recon_mse,recon_msssim",
-            "--samples-per-input",
-            "1",
-            "--out",
-            str(tmp_path / "ev"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": ":".join(sys.path)},
+    proc = cli(
+        "eval",
+        run,
+        "--metrics",
+        "ndb,jsd,recon_mse,recon_msssim",
+        "--samples-per-input",
+        "1",
+        "--out",
+        tmp_path / "ev",
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "ev" / "eval.json").read_text())

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -106,35 +104,27 @@ def test_the_rule_takes_the_highest_temperature_that_stays_in_the_target_domain(
     assert chosen == 0.7 and "no temperature" in why
 
 
-def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(val_run, tmp_path, monkeypatch):
+def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(cli, val_run, tmp_path, monkeypatch):
     base, root = val_run
     run = base / "run"
     monkeypatch.setenv("GMDRIT_CACHE", str(tmp_path / "cache"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "eval",
-            str(run),
-            "--split",
-            "val",
-            "--temperature",
-            "0.5,2",
-            "--metrics",
-            "domain_accuracy,checkerboard",
-            "--samples-per-input",
-            "2",
-            "--min-accuracy",
-            "0.01",
-            "--out",
-            str(tmp_path / "sweep"),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = cli(
+        "eval",
+        run,
+        "--split",
+        "val",
+        "--temperature",
+        "0.5,2",
+        "--metrics",
+        "domain_accuracy,checkerboard",
+        "--samples-per-input",
+        "2",
+        "--min-accuracy",
+        "0.01",
+        "--out",
+        tmp_path / "sweep",
+        "--device",
+        "cpu",
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -160,7 +150,7 @@ def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(val_run, 
     assert cfg2.model.sample_temperature == chosen and model2.source.sampling["rule"] == stored["rule"]
 
 
-def test_a_sweep_on_test_is_not_stored_and_val_without_a_split_is_refused(tiny_gmdrit_run, tmp_path, monkeypatch):
+def test_a_sweep_on_test_is_not_stored_and_val_without_a_split_is_refused(cli, tiny_gmdrit_run, tmp_path, monkeypatch):
     base, root = tiny_gmdrit_run
     monkeypatch.setenv("GMDRIT_CACHE", str(tmp_path / "cache"))
     result = sweep(
@@ -176,24 +166,16 @@ def test_a_sweep_on_test_is_not_stored_and_val_without_a_split_is_refused(tiny_g
         [0.5, 1.0],
     )
     assert result.chosen is None and not (base / "run" / "sampling.json").exists()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gmdrit_cli",
-            "eval",
-            str(base / "run"),
-            "--split",
-            "val",
-            "--metrics",
-            "checkerboard",
-            "--samples-per-input",
-            "1",
-            "--out",
-            str(tmp_path / "v"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = cli(
+        "eval",
+        base / "run",
+        "--split",
+        "val",
+        "--metrics",
+        "checkerboard",
+        "--samples-per-input",
+        "1",
+        "--out",
+        tmp_path / "v",
     )
     assert_one_line_error(proc, "no validation split")

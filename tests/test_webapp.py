@@ -8,8 +8,8 @@ message and a second translate of the apple still works. Also the request functi
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +21,10 @@ import pytest
 from chromium_page import Chromium, find_chromium
 from PIL import Image
 
-gr = pytest.importorskip("gradio", reason="the app extra: pip install 'gmdrit[app]'")
+from conftest import free_port, run_gmdrit
+
+if importlib.util.find_spec("gradio") is None:  # found, not imported: that takes seconds
+    pytest.skip("the app extra: pip install 'gmdrit[app]'", allow_module_level=True)
 
 from chromium_app import LivePage  # noqa: E402
 
@@ -40,19 +43,13 @@ APPLE = example_images()[0]
 SCREENSHOT = os.environ.get("GMDRIT_APP_SCREENSHOT")  # set to write the README's screenshot
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`gmdrit app` (the pretrained model) in its own process on a free port; its URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("app") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "w") as out:
+    with open(log, "w") as out:  # into a file, not a pipe (start_gmdrit): nobody reads a server's output meanwhile
         proc = subprocess.Popen(
             [sys.executable, "-m", "gmdrit_cli", "app", "--port", str(port)],
             stdout=out,
@@ -98,6 +95,7 @@ def clear_upload(page: LivePage) -> None:
     page.wait("document.querySelector('#input-image input[type=file]') !== null", 300, "the emptied upload field")
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it"
 )
@@ -198,9 +196,10 @@ def test_app_without_gradio_says_how_to_install(tmp_path):
         "import importlib.util\n_find = importlib.util.find_spec\n"
         "importlib.util.find_spec = lambda name, *a, **k: None if name == 'gradio' else _find(name, *a, **k)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gmdrit_cli", "app"], capture_output=True, text=True, env=env, timeout=60
+    # a process of its own: the blocker must be in place when the interpreter starts, and were Gradio found anyway,
+    # the server `gmdrit app` starts would block this process instead of failing the test after 60 s
+    proc = run_gmdrit(
+        "app", env={"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}, timeout=60
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
