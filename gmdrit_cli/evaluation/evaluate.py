@@ -60,7 +60,7 @@ log = logging.getLogger("gmdrit")
 
 MODES = ("latent", "reference")
 SAMPLES_PER_INPUT = 10
-#: BicycleGAN's diversity protocol: 20 outputs per input (shared/spec/baselines-reference.md 1.8)
+#: BicycleGAN's diversity protocol: 20 outputs per input (the official evaluation script; docs/bicyclegan.md)
 PAIRED_SAMPLES_PER_INPUT = 20
 REPORT_FORMAT = "gmdrit-eval/1"
 

@@ -1,13 +1,13 @@
 """`gmdrit benchmark`: seconds per full training iteration for the rows of the report's Table 3, and BicycleGAN.
 
-Each Table 3 row is a preset at 108 or 216 px (reference 5.3); the BicycleGAN rows (named with ``--rows
-bicyclegan``) are the report's 128 px setting and the official 256 px one (shared/spec/baselines-reference.md
-1.9), which no report timed. A full iteration is exactly what `train` runs (GM-DRIT / MDMM: discriminator updates
-and the two-step encoder/generator update; BicycleGAN: the joint E/G update, then D and D2); batches are fixed
-in-memory tensors (pairs for BicycleGAN) so that image decoding does not count, unless ``data_root`` asks for
-the real loader: then each row also reports the share of its iterations spent waiting for data (the input
-pipeline of `train`, :mod:`gmdrit_cli.data.pipeline`, prefetching per ``speed.prefetch``), and ``loader_only`` times
-the loader alone (no training step), the time one iteration's batches take to arrive.
+Each Table 3 row is a preset at 108 or 216 px (the report [R1], Table 3); the BicycleGAN rows (named with ``--rows
+bicyclegan``) are the BicycleGAN report's 128 px setting and the official edges2shoes 256 px one, which no report
+timed. The families declare their rows (``ModelFamily.benchmark_rows``). A full iteration is exactly what `train` runs
+(GM-DRIT / MDMM: discriminator updates and the two-step encoder/generator update; BicycleGAN: the joint E/G update,
+then D and D2); batches are fixed in-memory tensors (pairs for BicycleGAN) so that image decoding does not count,
+unless ``data_root`` asks for the real loader: then each row also reports the share of its iterations spent waiting
+for data (the input pipeline of `train`, :mod:`gmdrit_cli.data.pipeline`, prefetching per ``speed.prefetch``), and
+``loader_only`` times the loader alone (no training step), the time one iteration's batches take to arrive.
 """
 
 from __future__ import annotations
