@@ -22,6 +22,9 @@ from .base import Attributes, Capabilities, ModelFamily, OptimizerGroup
 class TemplateFamily(ModelFamily):
     name = "template"
     description = "one line for `gmdrit models`"
+    #: optional: what `gmdrit benchmark --rows` can time of it, e.g.
+    #: (BenchmarkRow("my_family", "my family, batch 2", "my_preset", 128),)
+    benchmark_rows = ()
     # the networks translation needs (inference loads and exports only these); the default is DRIT's three
     test_time_networks = ("content_encoder", "attribute_encoder", "generator")
 
