@@ -97,6 +97,7 @@ def nmi(true: np.ndarray, pred: np.ndarray) -> float:
 # -- tests ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the module's run and its report (charts drawn)
 def test_curve_has_every_checkpoint_and_matches_an_independent_computation(tiny):
     base, root, result = tiny
     report = json.loads((base / "out" / "qy_accuracy.json").read_text())
@@ -138,6 +139,7 @@ def test_curve_entry_on_hand_made_probabilities():
     assert entry["domain_accuracy"] == 0.75
 
 
+@pytest.mark.slow  # the module's run and its report (charts drawn)
 def test_pictures_have_the_rows_by_samples_layout(tiny):
     base, root, result = tiny
     out, cell = base / "out", CROP + GUTTER
@@ -159,6 +161,7 @@ def test_pictures_have_the_rows_by_samples_layout(tiny):
     assert claims.size == (margin + CLAIMS_PER_ROW * cell + GUTTER, 4 * cell + GUTTER)
 
 
+@pytest.mark.slow  # the module's run and its report (charts drawn)
 def test_components_json_counts_every_test_image(tiny):
     base, _, result = tiny
     comp = json.loads((base / "out" / "components.json").read_text())
@@ -179,6 +182,7 @@ def test_components_json_counts_every_test_image(tiny):
     }
 
 
+@pytest.mark.slow  # another report of the module's run
 def test_cli_table_options_and_checkpoint_choice(cli, tiny, tmp_path):
     base, root, _ = tiny
     proc = cli(
@@ -219,6 +223,7 @@ def test_cli_table_options_and_checkpoint_choice(cli, tiny, tmp_path):
         mixture_report(MixtureOptions(run=base / "run", out=tmp_path / "x", checkpoint="iter_0000003"))
 
 
+@pytest.mark.slow  # two trainings
 def test_models_without_q_y_given_x_are_refused(cli, tmp_path):
     root = make_dataset(tmp_path / "data", per_domain=2)
     train(load_config("quickstart", tiny_overrides(root, 1)), tmp_path / "mdmm")
