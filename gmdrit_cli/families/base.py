@@ -200,6 +200,11 @@ class ModelFamily(ABC):
     def generate(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Images N x 3 x S x S in (-1, 1) from content codes, z N x nz and conditioning N x D."""
 
+    def generate_for_export(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """:meth:`generate` as a traced graph (ONNX export) can hold it: the same images, without control flow
+        that depends on the data (a trace would freeze it). The default is :meth:`generate` itself."""
+        return self.generate(content, z, condition)
+
     @abstractmethod
     def sample_attributes(
         self,

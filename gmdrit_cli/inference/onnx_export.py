@@ -71,25 +71,6 @@ class OnnxExportResult:
 # ------------------------------------------------------------------------------------ graph modules
 
 
-def _vae_generate(model: ModelFamily, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-    """The VAE's ``generate`` without its data-dependent row selection (which a traced graph would freeze):
-    every decoder runs on every row, weighted by the row's domain weight (0 for the other decoder, so the
-    sum is the same image)."""
-    from ..families.vae.model import DECODERS
-
-    mu, logvar = content.chunk(2, dim=1)
-    weights, a = condition[:, :2], condition[:, 2:3]
-    code = (1 - a) * (mu + torch.exp(0.5 * logvar) * z) + a * z
-    out = 0
-    for d, name in enumerate(DECODERS):
-        out = out + weights[:, d, None, None, None] * model.networks[name](code).clamp(0.0, 1.0)
-    return out * 2.0 - 1.0
-
-
-#: families whose ``generate`` needs a graph-friendly equivalent (the test checks it against ``generate``)
-GENERATE_FOR_GRAPH = {"vae": _vae_generate}
-
-
 class TranslateGraph(nn.Module):
     """One input image, M attribute rows -> M translations."""
 
@@ -97,14 +78,11 @@ class TranslateGraph(nn.Module):
         super().__init__()
         self.model = model
         self.networks = model.networks  # registered, so the exporter sees the weights as parameters
-        self.generate = GENERATE_FOR_GRAPH.get(model.cfg.model.family)
 
     def forward(self, image: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         content = self.model.encode_content(image)
         content = content.expand(z.shape[0], -1, -1, -1) if content.dim() == 4 else content.expand(z.shape[0], -1)
-        if self.generate is not None:
-            return self.generate(self.model, content, z, condition)
-        return self.model.generate(content, z, condition)
+        return self.model.generate_for_export(content, z, condition)
 
 
 class PriorGraph(nn.Module):
@@ -311,6 +289,7 @@ def _metadata(
         "condition_size": condition_size,
         "sample_temperature": cfg.model.sample_temperature,
         "random_by_default": caps.random_by_default,
+        "paired_data": caps.paired_data,
         "components_per_domain": caps.components_per_domain,
         "tasks": [list(t) for t in caps.tasks(cfg.num_domains)],
         "dynamic_size": dynamic,

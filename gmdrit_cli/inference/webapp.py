@@ -157,7 +157,7 @@ def load_app_model(path: Path | str | None = None, onnx: bool = False, threads: 
             float(meta.get("sample_temperature", 1.0)),
             int(meta["crop"]),
             m.describe(),
-            paired=m.family == "bicyclegan",
+            paired=bool(meta.get("paired_data", False)),  # exports before this key: no edge-map option
         )
     from .model_files import load_for_inference
 

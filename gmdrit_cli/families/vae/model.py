@@ -190,6 +190,18 @@ class VAE(ModelFamily):
                 out[rows] += weights[rows, d, None, None, None] * self.networks[name](code[rows]).clamp(0.0, 1.0)
         return out * 2.0 - 1.0
 
+    def generate_for_export(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """:meth:`generate` without its row selection by domain (which a traced graph would freeze): every
+        decoder runs on every row, weighted by the row's domain weight (0 for the other decoder, so the sum is
+        the same image)."""
+        mu, logvar = content.chunk(2, dim=1)
+        weights, a = condition[:, :2], condition[:, 2:3]
+        code = (1 - a) * (mu + torch.exp(0.5 * logvar) * z) + a * z
+        out = 0
+        for d, name in enumerate(DECODERS):
+            out = out + weights[:, d, None, None, None] * self.networks[name](code).clamp(0.0, 1.0)
+        return out * 2.0 - 1.0
+
     def _condition(self, domains: torch.Tensor, reference: bool) -> torch.Tensor:
         a = torch.full((domains.shape[0], 1), float(reference), device=domains.device)
         return torch.cat([self.onehot(domains), a], dim=1)
