@@ -1,0 +1,37 @@
+"""Issue 25, third probe (by someone who did not write the earlier fixes): what a careless user still broke.
+
+Each test fails on the code before its fix; the commands run in this process (the ``cli`` fixture of
+conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import assert_one_line_error
+
+# -- an empty value is never read as the current folder --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, where",
+    [
+        (["translate", "in.png", "--domain", "orange", "--out", ""], "after --out"),
+        (["interpolate", "in.png", "--domain", "orange", "-o", ""], "after -o"),
+        (["export", "RUN", "--out="], "in --out="),
+        (["report", "RUN", "--out", ""], "after --out"),
+        (["eval", "RUN", "--out", ""], "after --out"),
+        (["train", "--preset", "quickstart", "--run-dir", "", "--set", "train.max_iters=1"], "after --run-dir"),
+        (["resume", ""], "after resume"),
+        (["data", "cache", "", "--to", "x"], "after cache"),
+    ],
+)
+def test_an_empty_value_is_refused_not_read_as_the_current_folder(cli, tmp_path_factory, args, where):
+    """`--out "$OUT"` with OUT unset wrote into the current folder (`train --run-dir ''` trained there)."""
+    from conftest import make_dataset, set_args, tiny_overrides
+
+    data = make_dataset(tmp_path_factory.mktemp("data"))
+    tmp_path = tmp_path_factory.mktemp("cwd")
+    extra = set_args(tiny_overrides(data, 1)) if args[0] == "train" else []
+    proc = cli(*args, *extra, cwd=tmp_path)
+    assert_one_line_error(proc, f"an empty value ('') {where}", "for the current folder write .")
+    assert list(tmp_path.iterdir()) == []
