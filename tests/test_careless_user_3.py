@@ -35,3 +35,19 @@ def test_an_empty_value_is_refused_not_read_as_the_current_folder(cli, tmp_path_
     proc = cli(*args, *extra, cwd=tmp_path)
     assert_one_line_error(proc, f"an empty value ('') {where}", "for the current folder write .")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a link does not open a run's checkpoints to other commands ------------------------------------------
+
+
+def test_a_link_to_a_runs_checkpoints_is_still_its_checkpoints(cli, run_dir, tmp_path):
+    """`ln -s RUN/checkpoints ck; gmdrit export RUN --out ck/x` wrote an export into the run's checkpoints."""
+    (tmp_path / "ck").symlink_to(run_dir / "checkpoints")
+    (tmp_path / "one").symlink_to(next((run_dir / "checkpoints").glob("iter_*")))
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    for out in ("ck/x", "ck", "one"):
+        proc = cli("export", run_dir, "--out", tmp_path / out)
+        assert_one_line_error(proc, "a run's checkpoints", "choose another --out")
+    proc = cli("report", run_dir, "--out", tmp_path / "ck" / "report")
+    assert_one_line_error(proc, "a run's checkpoints")
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
