@@ -51,3 +51,29 @@ def test_a_link_to_a_runs_checkpoints_is_still_its_checkpoints(cli, run_dir, tmp
     proc = cli("report", run_dir, "--out", tmp_path / "ck" / "report")
     assert_one_line_error(proc, "a run's checkpoints")
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
+
+
+# -- translate and interpolate replace only their own earlier outputs ------------------------------------
+
+
+def test_translate_and_interpolate_never_replace_a_file_they_did_not_write(cli, tmp_path):
+    """A user's own file (or an output they edited and saved) of an output's name was silently replaced."""
+    from PIL import Image
+
+    image = tmp_path / "apple.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(image)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "apple_to_orange_2.png").write_bytes(b"the user's own file")
+    Image.new("RGB", (8, 8)).save(out / "apple_to_orange_random.gif")  # a GIF of theirs, not gmdrit's
+    proc = cli("translate", image, "--domain", "orange", "--out", out, "--seed", "1")
+    assert_one_line_error(proc, "apple_to_orange_2.png already exists", "not an output of gmdrit", "another --out")
+    assert (out / "apple_to_orange_2.png").read_bytes() == b"the user's own file"
+    proc = cli("interpolate", image, "--domain", "orange", "--out", out, "--steps", "2")
+    assert_one_line_error(proc, "apple_to_orange_random.gif already exists")
+    assert Image.open(out / "apple_to_orange_random.gif").size == (8, 8)
+    (out / "apple_to_orange_2.png").unlink()
+    (out / "apple_to_orange_random.gif").unlink()
+    for _ in range(2):  # their own earlier outputs are replaced, as docs/files.md says
+        assert cli("translate", image, "--domain", "orange", "--out", out, "--seed", "1").returncode == 0
+        assert cli("interpolate", image, "--domain", "orange", "--out", out, "--steps", "2").returncode == 0
