@@ -77,3 +77,20 @@ def test_translate_and_interpolate_never_replace_a_file_they_did_not_write(cli, 
     for _ in range(2):  # their own earlier outputs are replaced, as docs/files.md says
         assert cli("translate", image, "--domain", "orange", "--out", out, "--seed", "1").returncode == 0
         assert cli("interpolate", image, "--domain", "orange", "--out", out, "--steps", "2").returncode == 0
+
+
+# -- every size-like option has a limit with its reason --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["benchmark", "--iters", "100000000"], "--iters 100000000: give at most 10000 (each is a full training"),
+        (["benchmark", "--warmup", "1000000000"], "--warmup 1000000000: give at most 10000"),
+        (["eval", "--batch-size", "100000000"], "--batch-size 100000000: give at most 4096 (generated images"),
+    ],
+)
+def test_benchmark_iterations_and_eval_batch_size_are_bounded(cli, tmp_path, args, fragment):
+    """`benchmark --iters 100000000` (or --warmup) timed for days; `eval --batch-size` had no bound."""
+    assert_one_line_error(cli(*args, "--out", tmp_path / "out"), fragment)
+    assert not (tmp_path / "out").exists()
