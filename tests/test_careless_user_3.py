@@ -94,3 +94,13 @@ def test_benchmark_iterations_and_eval_batch_size_are_bounded(cli, tmp_path, arg
     """`benchmark --iters 100000000` (or --warmup) timed for days; `eval --batch-size` had no bound."""
     assert_one_line_error(cli(*args, "--out", tmp_path / "out"), fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_data_root_is_refused_not_read_as_the_current_folder():
+    """`--set data.root=$DATA` with DATA unset trained on (or reported the folder as) '.'."""
+    from gmdrit_cli.config.schema import ConfigError, load_config
+
+    for value in ("", "''", " "):
+        with pytest.raises(ConfigError, match=r"data.root: empty; give the dataset folder"):
+            load_config("quickstart", [f"data.root={value}"])
+    assert load_config("quickstart", ["data.root=."]).data.root == "."
