@@ -24,6 +24,11 @@ MAX_SAMPLES_PER_INPUT = 100
 MAX_EDGE_SIZE = 2048
 #: threads for torch
 MAX_THREADS = 1024
+#: benchmark: timed (and untimed warm-up) iterations per row, each a full training iteration (the report's
+#: Table 3 times 50)
+MAX_BENCHMARK_ITERS = 10_000
+#: eval: generated images per forward pass (memory grows with it)
+MAX_EVAL_BATCH = 4096
 #: translate / eval: scale of the prior's standard deviation (far outside the trained region past this)
 MAX_TEMPERATURE = 100.0
 

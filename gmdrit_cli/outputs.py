@@ -73,13 +73,14 @@ def _is_checkpoints_folder(folder: Path) -> bool:
 
 def checkpoint_area(path: str | Path) -> Path | None:
     """The run's ``checkpoints/`` folder or the checkpoint folder that ``path`` is or lies inside; None
-    when it is neither (``path`` need not exist)."""
+    when it is neither (``path`` need not exist; a link to either, anywhere on the path, is followed)."""
     p = Path(path).expanduser().absolute()
-    for folder in (p, *p.parents):
-        if (folder / _STATE_FILE).is_file() and (folder / _MODEL_FILE).exists():
-            return folder
-        if _is_checkpoints_folder(folder):
-            return folder
+    for start in (p, p.resolve()):
+        for folder in (start, *start.parents):
+            if (folder / _STATE_FILE).is_file() and (folder / _MODEL_FILE).exists():
+                return folder
+            if _is_checkpoints_folder(folder):
+                return folder
     return None
 
 

@@ -217,6 +217,7 @@ def _run_app() -> int:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)
     try:
+        _refuse_empty_values(sys.argv[1:])
         app()
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
@@ -235,6 +236,24 @@ def _run_app() -> int:
         err_console.print("interrupted")
         return 130
     return 0
+
+
+def _refuse_empty_values(args: list[str]) -> None:
+    """No option or argument takes an empty value: as a path it would read as ``.`` (``--out ''``, an unset
+    shell variable, wrote into the current folder; ``train --run-dir ''`` trained there)."""
+    from ..errors import GmdritError
+
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and arg.endswith("=") and len(arg) > 3:
+            where = f"in {arg}"
+        elif arg == "":
+            where = f"after {args[i - 1]}" if i else "as the command"
+        else:
+            continue
+        raise GmdritError(
+            f"an empty value ('') {where}; give one (an unset shell variable expands to nothing; "
+            f"for the current folder write .)"
+        )
 
 
 def _error_line(exc: BaseException, text: str) -> None:

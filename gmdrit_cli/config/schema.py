@@ -489,6 +489,8 @@ def _validate(cfg: Config) -> list[str]:
         errors.append(f"data.crop: {cfg.data.crop} must be <= data.resize ({cfg.data.resize})")
     if cfg.data.crop % 4:
         errors.append(f"data.crop: {cfg.data.crop} must be a multiple of 4 (the content code is crop/4)")
+    if not cfg.data.root.strip():
+        errors.append("data.root: empty; give the dataset folder (for the current folder write .)")
     if len(cfg.data.domains) < 2:
         errors.append("data.domains: at least two domains are needed")
     if len(set(cfg.data.domains)) != len(cfg.data.domains):

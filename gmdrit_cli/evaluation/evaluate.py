@@ -47,7 +47,7 @@ from ..config.schema import Config
 from ..errors import LimitError
 from ..families.base import ModelFamily
 from ..inference.model_files import untrained_note
-from ..limits import MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
+from ..limits import MAX_EVAL_BATCH, MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
 from ..limits import seed as check_seed
 from ..outputs import numbered_folder, output_folder
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
@@ -187,6 +187,7 @@ def _check_numbers(o: EvalOptions) -> None:
         "NDB bins images downscaled to a few pixels (32 is the paper's); memory grows with its square",
     )
     bounded(o.kid_subsets, "--kid-subsets", 1, 10_000, "each subset is one more kernel estimate; 100 is the usual")
+    bounded(o.batch_size, "--batch-size", 1, MAX_EVAL_BATCH, "generated images per forward pass; memory grows with it")
 
 
 # ------------------------------------------------------------------------------------------ evaluate

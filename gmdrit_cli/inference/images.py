@@ -222,8 +222,29 @@ def compose(images: list[Image.Image], pad: int = GUTTER) -> Image.Image:
     return canvas
 
 
+#: every translate / interpolate output carries it (PNG text "Software", GIF comment): the files of that name
+#: it may replace
+OUTPUT_MARK = "gmdrit"
+
+
+def _is_our_output(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            return im.info.get("Software") == OUTPUT_MARK or im.info.get("comment") == OUTPUT_MARK.encode()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 def _written(path: Path, write) -> None:
-    """``atomic_write(path, write)``, an OS error (no permission, a full disk) as one line."""
+    """``atomic_write(path, write)``, an OS error (no permission, a full disk) as one line; a file of that name
+    that is not an earlier output (the user's own, or one they edited) is refused, never replaced."""
+    if (path.exists() or path.is_symlink()) and not _is_our_output(path):
+        raise InferenceError(
+            f"{path} already exists and is not an output of gmdrit translate or interpolate; gmdrit does not "
+            f"replace it: move it away, or choose another --out"
+        )
     try:
         atomic_write(path, write)
     except OSError as exc:
@@ -231,7 +252,11 @@ def _written(path: Path, write) -> None:
 
 
 def _save_png(im: Image.Image, path: Path) -> None:
-    _written(path, lambda tmp: im.save(tmp, format="PNG"))
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", OUTPUT_MARK)
+    _written(path, lambda tmp: im.save(tmp, format="PNG", pnginfo=info))
 
 
 def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> None:
@@ -239,7 +264,14 @@ def _save_gif(frames: list[Image.Image], path: Path, fps: float, loop: int) -> N
     _written(
         path,
         lambda tmp: frames[0].save(
-            tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=loop, optimize=False
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=frames[1:],
+            duration=duration,
+            loop=loop,
+            optimize=False,
+            comment=OUTPUT_MARK,
         ),
     )
 

@@ -33,6 +33,7 @@ from ..data.unpaired import Batch
 from ..errors import ConfigError
 from ..families import build_model, load_families
 from ..families.base import BenchmarkRow, ModelFamily
+from ..limits import MAX_BENCHMARK_ITERS, bounded
 from ..outputs import numbered_folder, output_folder, refuse_checkpoint_area
 from ..reporting.charts import benchmark_chart
 from .engine import Engine
@@ -247,6 +248,9 @@ def run_benchmark(
     ``data_root``): only the loading of their batches."""
     if loader_only and not data_root:
         raise ConfigError("--loader-only times the data loader: give the dataset with --data ROOT")
+    why = "each is a full training iteration of every row; the report's Table 3 times 50"
+    bounded(iters, "--iters", 1, MAX_BENCHMARK_ITERS, why)
+    bounded(warmup, "--warmup", 0, MAX_BENCHMARK_ITERS, why)
     dev = resolve_device(device)
     results = []
     for row in rows:
