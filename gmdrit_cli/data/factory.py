@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .paired import PairedImages
+from .paired import PairedImages, paired_dataset
 from .unpaired import UnpairedImageFolders
 
 
@@ -36,17 +36,7 @@ def training_dataset(
     root = d.root if root is None else root
     flip = d.flip if flip is None else flip
     if paired:
-        return PairedImages(
-            root,
-            split,
-            layout=d.paired_layout,
-            direction=d.direction,
-            input_channels=d.input_channels,
-            resize=d.resize,
-            crop=d.crop,
-            flip=flip,
-            seed=seed,
-        )
+        return paired_dataset(cfg, split, seed=seed, root=root, flip=flip)
     return UnpairedImageFolders(
         root,
         d.domains,

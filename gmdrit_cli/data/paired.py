@@ -311,9 +311,11 @@ class PairedImages:
         return Batch(torch.stack(inputs), torch.zeros(len(inputs), dtype=torch.long), torch.stack(targets))
 
 
-def paired_dataset(cfg, split: str = "train", seed: int = 0, root: str | Path | None = None) -> PairedImages:
+def paired_dataset(
+    cfg, split: str = "train", seed: int = 0, root: str | Path | None = None, flip: bool | None = None
+) -> PairedImages:
     """The :class:`PairedImages` of ``cfg.data`` for ``split`` (read from ``root`` instead of ``data.root``: its
-    local copy, :mod:`gmdrit_cli.data.cache`)."""
+    local copy, :mod:`gmdrit_cli.data.cache`; ``flip``: default ``data.flip``)."""
     d = cfg.data
     return PairedImages(
         d.root if root is None else root,
@@ -323,6 +325,6 @@ def paired_dataset(cfg, split: str = "train", seed: int = 0, root: str | Path | 
         input_channels=d.input_channels,
         resize=d.resize,
         crop=d.crop,
-        flip=d.flip,
+        flip=d.flip if flip is None else flip,
         seed=seed,
     )

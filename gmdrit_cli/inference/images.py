@@ -284,3 +284,26 @@ def _unique_stem(path: Path, used: set[str]) -> str:
         i += 1
     used.add(candidate)
     return candidate
+
+
+def write_translated(
+    path: Path,
+    im: Image.Image,
+    wh: tuple[int, int],
+    fakes: list[Image.Image],
+    *,
+    out: Path,
+    stem: str,
+    name: str,
+    tag: str,
+) -> TranslatedInput:
+    """Write the outputs of one input, ``<stem>_to_<name>_<tag><k>.png``, and its grid (the input at ``wh``, then
+    the outputs) into ``out``; shared by the torch and the ONNX translate paths."""
+    outputs = []
+    for k, fake in enumerate(fakes, 1):
+        target = out / f"{stem}_to_{name}_{tag}{k}.png"
+        _save_png(fake, target)
+        outputs.append(target)
+    grid = out / f"{stem}_to_{name}_grid.png"
+    _save_png(compose([_resize(im, wh), *fakes]), grid)
+    return TranslatedInput(path, outputs, grid, wh)

@@ -28,14 +28,13 @@ from .images import (
     TranslatedInput,
     _expand,
     _resize,
-    _save_png,
     _unique_stem,
     check_out,
     check_size,
-    compose,
     output_size,
     read_image,
     resolve_domain,
+    write_translated,
 )
 
 FORMAT = "gmdrit-onnx"  # as onnx_export writes it (not imported from there: that module imports torch)
@@ -392,14 +391,7 @@ def _write_translations(
         fakes = [_resize(to_image(t), wh) for t in model.translate(x, attrs.z, attrs.condition)]
         stem = _unique_stem(path, used)
         output_folder(out, "--out")
-        outputs = []
-        for k, fake in enumerate(fakes, 1):
-            target = out / f"{stem}_to_{name}_{attrs.tag}{k}.png"
-            _save_png(fake, target)
-            outputs.append(target)
-        grid = out / f"{stem}_to_{name}_grid.png"
-        _save_png(compose([_resize(im, wh), *fakes]), grid)
-        items.append(TranslatedInput(path, outputs, grid, wh))
+        items.append(write_translated(path, im, wh, fakes, out=out, stem=stem, name=name, tag=attrs.tag))
     return items
 
 

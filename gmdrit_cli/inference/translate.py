@@ -25,28 +25,21 @@ from ..families.base import ModelFamily
 from ..limits import MAX_SAMPLES, MAX_STEPS, MAX_TEMPERATURE, bounded, finite
 
 # the torch-free half (inputs, decoding, sizes, writing) lives in image_io; these names stay importable here
-from .images import (  # noqa: F401
-    GUTTER,
-    IMAGE_EXTENSIONS,
-    MAX_ASPECT_FACTOR,
+from .images import (
     InputFailure,
     TranslatedInput,
     _expand,
-    _folder_images,
-    _has_magic,
     _resize,
     _save_gif,
     _save_png,
     _unique_stem,
-    _written,
     check_out,
     check_size,
     compose,
-    expand_inputs,
-    open_rgb,
     output_size,
     read_image,
     resolve_domain,
+    write_translated,  # noqa: F401
 )
 from .model_files import ModelSource, make_output_folder, untrained_note
 
@@ -283,14 +276,7 @@ def _write_translations(
         fakes = [_resize(to_image(t), wh) for t in _generate(model, x, domain, attrs.z, attrs.y)]
         stem = _unique_stem(path, used)
         make_output_folder(out)
-        outputs = []
-        for k, fake in enumerate(fakes, 1):
-            target = out / f"{stem}_to_{name}_{attrs.tag}{k}.png"
-            _save_png(fake, target)
-            outputs.append(target)
-        grid = out / f"{stem}_to_{name}_grid.png"
-        _save_png(compose([_resize(im, wh), *fakes]), grid)
-        items.append(TranslatedInput(path, outputs, grid, wh))
+        items.append(write_translated(path, im, wh, fakes, out=out, stem=stem, name=name, tag=attrs.tag))
     return items
 
 
