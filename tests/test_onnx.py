@@ -191,6 +191,32 @@ def test_onnx_translate_runs_without_torch(exported, tmp_path):
         assert grid.size == (4 * (32 + 2) + 2, 32 + 4)  # input + 3 samples with 2-px gutters
 
 
+def test_onnx_translate_imports_only_what_it_uses(exported, tmp_path):
+    """The ONNX path's start-up budget (0.6 s, docs/app-colab-onnx.md) is mostly imports; one image translated
+    with stdout in a pipe loads no torch, no pydantic (typer 0.29 and later validate options with it: pinned
+    below), no rich.progress (no bar off a terminal) and none of Pillow's rarely used plugins (listing image
+    suffixes imports them all; a single file needs none of that)."""
+    _, out, root = exported["gmdrit"]
+    code = (
+        "import sys\n"
+        "from gmdrit_cli.cli.main import _run_app\n"
+        f"sys.argv = ['gmdrit', 'translate', {str(root / 'testA' / '0.png')!r}, '--domain', 'orange', "
+        f"'--samples', '2', '--checkpoint', {str(out / 'model.onnx')!r}, '--out', {str(tmp_path / 'o')!r}]\n"
+        "code = _run_app()\n"
+        "print(' '.join(m for m in sys.modules if sys.modules[m] is not None))\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.splitlines()[-1].split())
+    assert "onnxruntime" in loaded and "PIL.PngImagePlugin" in loaded  # it did the work
+    roots = {name.split(".")[0] for name in loaded}
+    assert not roots & {"torch", "torchvision", "pydantic", "scipy", "matplotlib"}
+    assert "rich.progress" not in loaded
+    assert not loaded & {"PIL.TiffImagePlugin", "PIL.WebPImagePlugin", "PIL.PdfImagePlugin", "PIL.IcoImagePlugin"}
+    assert len(list((tmp_path / "o").iterdir())) == 3  # 2 samples and the grid
+
+
 def test_onnx_seed_reproduces_and_differs_between_seeds(cli, exported, tmp_path):
     _, out, root = exported["mdmm"]
     image = str(root / "testA" / "0.png")

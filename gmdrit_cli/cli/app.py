@@ -13,7 +13,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 app = typer.Typer(
     add_completion=False,
@@ -43,6 +42,8 @@ def _main() -> None:
 def run_with_stage_progress(work):
     """Call ``work(update)`` under a transient bar per stage (nothing in logs or pipes) and return its
     result; ``update(stage, done, total)`` is the progress callback of the core functions."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

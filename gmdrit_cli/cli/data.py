@@ -11,15 +11,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from .app import app, console, err_console
@@ -92,6 +83,16 @@ def download(
     ] = 30.0,
 ) -> None:
     """Download a dataset into TO/NAME (resuming an interrupted download), check it and unpack it."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     from ..data.download import download_dataset
 
     bars = {
@@ -201,6 +202,8 @@ def edges(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace DST if it is not empty")] = False,
 ) -> None:
     """Make an edges -> photo paired dataset (pix2pix A|B JPEGs: edges left, photo right) from photos."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from ..data.edges import make_edges_dataset
 
     progress = Progress(
@@ -247,6 +250,8 @@ def cache(
 ) -> None:
     """Copy a dataset folder to local disk once; run again (or train with --set speed.data_cache=TO) and a
     complete copy of the same source (file count and size) is reused."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from ..data.cache import cache_dataset
 
     progress = Progress(

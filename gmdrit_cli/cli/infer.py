@@ -6,13 +6,13 @@ one line each on stderr, the others are still processed, and the command then ex
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -100,6 +100,17 @@ def _seed(seed: Optional[int]) -> int:
 def _progress(header: str):
     """A transient progress bar when stdout is a terminal (nothing in logs or pipes); ``header`` is printed
     when the work starts, i.e. once the options have been checked."""
+    started = []
+
+    def say_header() -> None:
+        if not started:
+            started.append(True)
+            console.print(header, markup=False, highlight=False, soft_wrap=True)
+
+    if not console.is_terminal:  # no bar: rich.progress is not even imported (start-up of the ONNX path)
+        return contextlib.nullcontext(), lambda done, total, current: say_header()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -108,15 +119,11 @@ def _progress(header: str):
         TextColumn("{task.fields[current]}"),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
     )
     task = progress.add_task("images", total=None, current="")
-    started = []
 
     def update(done: int, total: int, current: str) -> None:
-        if not started:
-            started.append(True)
-            progress.console.print(header, markup=False, highlight=False, soft_wrap=True)
+        say_header()
         progress.update(task, completed=done, total=total, current=Path(current).name if current else "")
 
     return progress, update

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -96,6 +95,15 @@ def _fit(run) -> None:
             f"({span.phase.epochs} epochs of {span.iterations_per_epoch})",
             markup=False,
         )
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     shown = ("loss_eg", "loss_g_alone", "dis_encoded", "dis_random", "loss", "mse", "msssim")
     columns = (
         TextColumn("[progress.description]{task.description}"),

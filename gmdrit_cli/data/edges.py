@@ -103,9 +103,9 @@ def edges_pair(photo: Image.Image, size: int, sigma: Optional[float] = None) -> 
 
 
 def _is_image(path: Path) -> bool:
-    from .unpaired import IMAGE_EXTENSIONS
+    from ..inference.images import has_image_suffix
 
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    return path.is_file() and not path.name.startswith(".") and has_image_suffix(path)
 
 
 def find_sources(src: Path) -> tuple[list[Path], list[Path]]:

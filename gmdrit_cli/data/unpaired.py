@@ -29,7 +29,7 @@ from PIL import Image
 from ..errors import DataError
 
 # decoding lives in image_io (torch-free); these names stay importable here
-from ..inference.images import IMAGE_EXTENSIONS, open_rgb  # noqa: F401
+from ..inference.images import has_image_suffix, open_rgb  # noqa: F401
 from ..training.shard import split_batch
 
 log = logging.getLogger("gmdrit")
@@ -103,7 +103,7 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """Sorted image files of a folder and the ones whose header cannot be read."""
     good, bad = [], []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if not path.is_file() or not has_image_suffix(path):
             continue
         try:
             with Image.open(path) as im:
