@@ -4,8 +4,6 @@ Its own module so that ``main.py`` (which assembles the commands) and the comman
 theirs) all import it and never each other.
 """
 
-from __future__ import annotations
-
 import logging
 import sys
 from typing import Annotated, Optional

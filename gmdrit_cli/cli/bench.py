@@ -1,7 +1,5 @@
 """CLI command `gmdrit benchmark`: the report's seconds-per-iteration table, measured here."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -5,8 +5,6 @@ Parsing and rendering only; the work is in :mod:`gmdrit_cli.data.download`, :mod
 :mod:`gmdrit_cli.data.cache`.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -4,8 +4,6 @@ Parsing and rendering only; the work is in :mod:`gmdrit_cli.evaluation.evaluate`
 :mod:`gmdrit_cli.evaluation.metrics`.
 """
 
-from __future__ import annotations
-
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional

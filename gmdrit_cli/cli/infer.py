@@ -4,8 +4,6 @@ Parsing and rendering only; the work is in :mod:`gmdrit_cli.inference.translate`
 one line each on stderr, the others are still processed, and the command then exits with code 1.
 """
 
-from __future__ import annotations
-
 import contextlib
 import secrets
 from enum import Enum
@@ -97,9 +95,9 @@ def _seed(seed: Optional[int]) -> int:
     return check_seed(seed) if seed is not None else secrets.randbelow(2**31)
 
 
-def _progress(header: str):
-    """A transient progress bar when stdout is a terminal (nothing in logs or pipes); ``header`` is printed
-    when the work starts, i.e. once the options have been checked."""
+def _progress(header: str, inputs: list[str]):
+    """A transient progress bar when stdout is a terminal (nothing in logs or pipes) and there is more than one
+    image file to work on; ``header`` is printed when the work starts, i.e. once the options have been checked."""
     started = []
 
     def say_header() -> None:
@@ -107,7 +105,8 @@ def _progress(header: str):
             started.append(True)
             console.print(header, markup=False, highlight=False, soft_wrap=True)
 
-    if not console.is_terminal:  # no bar: rich.progress is not even imported (start-up of the ONNX path)
+    one_file = len(inputs) == 1 and Path(inputs[0]).is_file()  # a fraction of a second: nothing to follow
+    if one_file or not console.is_terminal:  # no bar: rich.progress is not even imported (ONNX start-up)
         return contextlib.nullcontext(), lambda done, total, current: say_header()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -245,7 +244,7 @@ def translate(
         + (f" of component {component}" if component is not None else "")
         + _temperature_note(temperature, cfg.model.sample_temperature)
     )
-    progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode))
+    progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode), inputs)
     with progress:
         result = run_translate(
             model,
@@ -318,7 +317,9 @@ def interpolate(
 
     cfg, model = _load(run, checkpoint, device, threads, no_ema)
     seed = _seed(seed)
-    progress, update = _progress(_header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}"))
+    progress, update = _progress(
+        _header(model, seed, size or cfg.data.crop, f"{steps} steps between {between.value}"), inputs
+    )
     with progress:
         result = run_interpolate(
             model,

@@ -5,8 +5,6 @@ Core code
 raises ``GmdritError``; here it becomes one line on stderr and exit code 1.
 """
 
-from __future__ import annotations
-
 import json
 import signal
 import sys

@@ -61,7 +61,7 @@ def translate_onnx(
         + (f" of component {component}" if component is not None else "")
         + _temperature_note(temperature, model.meta.get("sample_temperature", 1.0))
     )
-    progress, update = _progress(_header(model, seed, size or model.cfg.data.crop, mode))
+    progress, update = _progress(_header(model, seed, size or model.cfg.data.crop, mode), inputs)
     with progress:
         result = translate(
             model,

@@ -3,8 +3,6 @@
 Parsing and rendering only; the work is in :mod:`gmdrit_cli.reporting.report`.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

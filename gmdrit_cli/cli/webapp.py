@@ -1,7 +1,5 @@
 """``gmdrit app``: serve the web page of :mod:`gmdrit_cli.inference.webapp` (the optional extra ``app``)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
