@@ -28,13 +28,11 @@ from PIL import Image
 
 from ..errors import DataError
 
-# decoding lives in image_io (torch-free); these names stay importable here
+# decoding lives in inference.images (torch-free); these names stay importable here
 from ..inference.images import has_image_suffix, open_rgb  # noqa: F401
 from ..training.shard import split_batch
 
 log = logging.getLogger("gmdrit")
-
-Image.init()
 
 
 SAMPLE_PREFIX = "sample:"
