@@ -50,6 +50,7 @@ from ..families.base import ModelFamily
 from ..outputs import refuse_checkpoint_area
 from . import distributed
 from .checkpoint import (
+    LATEST,
     MODEL_FILE,
     checkpoint_name,
     find_checkpoint,
@@ -768,6 +769,8 @@ def _run_folder_of_checkpoint(path: Path, folder: Path) -> Path:
             f"start a new run from its weights: gmdrit train --set train.init_from={folder}"
         )
     run_dir = folder.parent.parent
+    if (folder.parent / LATEST).is_file():  # the pointer only save_checkpoint writes: a run's own checkpoints
+        return run_dir
     _refuse_foreign_files(
         run_dir,
         "the folder",
