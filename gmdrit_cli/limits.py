@@ -31,6 +31,12 @@ MAX_BENCHMARK_ITERS = 10_000
 MAX_EVAL_BATCH = 4096
 #: translate / eval: scale of the prior's standard deviation (far outside the trained region past this)
 MAX_TEMPERATURE = 100.0
+#: a YAML config (a preset, a run's config.yaml): the largest preset is about 2 KB and a resolved config about
+#: 3 KB, so a file past this is not a config, and reading it would take minutes and gigabytes
+MAX_CONFIG_BYTES = 1 << 20
+#: nesting of the lists and mappings of a YAML config or --set value (a config has two levels; the YAML
+#: reader recurses once per level and Python's stack ends near 1000)
+MAX_CONFIG_DEPTH = 32
 
 
 def finite(

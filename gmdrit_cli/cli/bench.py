@@ -59,7 +59,7 @@ def benchmark(
     if resolution not in ("108", "216", "128", "256", "both"):
         raise ConfigError(f"--resolution must be 108, 216, 128, 256 or both, not {resolution!r}")
     resolutions = list(ALL_RESOLUTIONS) if resolution == "both" else [int(resolution)]
-    selected = select_rows([r.strip() for r in rows.split(",") if r.strip()] if rows else None, resolutions)
+    selected = select_rows(None if rows is None else [r.strip() for r in rows.split(",") if r.strip()], resolutions)
     overrides = list(set_ or [])
     if amp is not None:
         overrides.append(f"speed.amp={amp}")

@@ -170,8 +170,14 @@ def eval_(
         ),
     ] = None,
     min_accuracy: Annotated[
-        float, typer.Option("--min-accuracy", help="temperature sweep: the domain accuracy every task must reach")
-    ] = 0.9,
+        Optional[float],
+        typer.Option(
+            "--min-accuracy",
+            help="temperature sweep (several --temperature values): the domain accuracy every task must reach "
+            "[default: 0.9]",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of attributes, references, KID subsets, NDB bins")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="output folder (default RUN/eval/iter_N-MODE)")] = None,
     inception_weights: Annotated[
@@ -244,7 +250,7 @@ def eval_(
     and the flag that takes it; GMDRIT_OFFLINE=1 forbids downloads.
     """
     from ..evaluation.evaluate import EvalOptions, evaluate
-    from ..evaluation.temperature_sweep import parse_temperatures, sweep
+    from ..evaluation.temperature_sweep import parse_temperatures, sweep, sweep_threshold
 
     if threads:
         import torch
@@ -255,6 +261,7 @@ def eval_(
             bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow torch down")
         )
     temperatures = parse_temperatures(temperature) if temperature is not None else []
+    min_accuracy = sweep_threshold(min_accuracy, temperatures)
     options = EvalOptions(
         run=run,
         data=data,

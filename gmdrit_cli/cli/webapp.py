@@ -38,8 +38,9 @@ def app_command(
     bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow the model down")
     if run is not None and checkpoint is not None:
         raise GmdritError("give either --run or --checkpoint, not both")
-    from ..inference.webapp import load_app_model, serve
+    from ..inference.webapp import check_address, load_app_model, serve
 
+    check_address(host, port)  # a bad --host or a busy --port is refused before anything is said
     model = load_app_model(run if run is not None else checkpoint, onnx=onnx, threads=threads)
     console.print(
         f"serving {model.description} on http://{host}:{port}/ (Ctrl+C stops it)",

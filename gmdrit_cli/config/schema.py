@@ -446,10 +446,62 @@ def parse_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
             errors.append(f"--set {item!r}: expected section.key=value")
             continue
         try:
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            values[key.strip()] = read_yaml_text(raw, f"--set {key.strip()}") if raw.strip() else ""
         except yaml.YAMLError:
             values[key.strip()] = raw
+        except ConfigError as exc:
+            errors.append(str(exc))
     return values, errors
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the
+    last silently, so ``model: {width: 8}`` then ``model: {width: 16}`` trained a model nobody asked for)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _depth(text: str) -> int:
+    """An upper bound of the nesting of YAML ``text``: the most brackets open at once in flow style, or the
+    most indentation levels in block style (counted before parsing, which recurses once per level)."""
+    flow = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            flow += 1
+            deepest = max(deepest, flow)
+        elif ch in "]}":
+            flow = max(0, flow - 1)
+    indents = {len(line) - len(line.lstrip(" -")) for line in text.splitlines() if line.strip()}
+    return max(deepest, len(indents))
+
+
+def read_yaml_text(text: str, what: str) -> Any:
+    """The YAML value of ``text`` (a config file's text, or a ``--set`` value), read by the one reader of every
+    config: of a bounded size and nesting (:data:`~gmdrit_cli.limits.MAX_CONFIG_BYTES`, ``MAX_CONFIG_DEPTH``),
+    no key twice in a mapping, no Python objects. ``what`` names it in the :class:`ConfigError` of a bound; a
+    syntax error stays a ``yaml.YAMLError`` for the caller to place."""
+    from ..limits import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH
+
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{what} holds {len(text):,} characters, more than a config ever does (at most {MAX_CONFIG_BYTES:,}; "
+            f"a resolved config is about 3 KB); is it the right file?"
+        )
+    if _depth(text) > MAX_CONFIG_DEPTH:
+        raise ConfigError(
+            f"{what} nests lists or mappings more than {MAX_CONFIG_DEPTH} levels deep; a config has sections "
+            f"of keys (section.key: value), so fix it"
+        )
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader)
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -574,15 +626,33 @@ def list_presets() -> dict[str, str]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_config_text(path: Path) -> str:
+    """The text of config file ``path``, refused (:class:`ConfigError`) when it is far larger than any config
+    (:data:`~gmdrit_cli.limits.MAX_CONFIG_BYTES`) before it is read, or not UTF-8 text."""
+    from ..limits import MAX_CONFIG_BYTES
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than a config ever is (over {MAX_CONFIG_BYTES:,} bytes; a resolved "
+                f"config is about 3 KB); is it the right file?"
+            )
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = read_yaml_text(read_config_text(path), f"config file {path}")
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{line}; fix the file") from None
+        problem = getattr(exc, "problem", None)
+        why = f" ({problem})" if problem and "twice" in problem else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}{why}; fix the file") from None
     if data is None or data == {}:  # an empty file is a mistake, not a request for every default
         raise ConfigError(
             f"config file {path} is empty; write its settings (see gmdrit_cli/config/presets/quickstart.yaml), "

@@ -112,18 +112,19 @@ def cache_dataset(
         if progress is not None:
             progress(done, files)
 
-    try:
-        shutil.copytree(source, partial, copy_function=copy)
-    except (OSError, shutil.Error) as exc:
+    try:  # the partial copy goes on any exit but the rename, Ctrl-C and SIGTERM (a SystemExit) included
+        try:
+            shutil.copytree(source, partial, copy_function=copy)
+        except (OSError, shutil.Error) as exc:
+            raise DataError(
+                f"copying {source} to {cache_dir} failed ({exc}); free some disk space or unset speed.data_cache"
+            ) from None
+        if tree_summary(partial) != (files, size):
+            raise DataError(f"{source} changed while it was copied to {cache_dir}; run again once it is complete")
+        manifest.unlink(missing_ok=True)  # no manifest while the old copy is replaced
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(
-            f"copying {source} to {cache_dir} failed ({exc}); free some disk space or unset speed.data_cache"
-        ) from None
-    if tree_summary(partial) != (files, size):
-        shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(f"{source} changed while it was copied to {cache_dir}; run again once it is complete")
-    manifest.unlink(missing_ok=True)  # no manifest while the old copy is replaced
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
     atomic.write_text(manifest, json.dumps(want, indent=1) + "\n")
     return CacheResult(target, source, files, size, copied=True)

@@ -52,6 +52,22 @@ def parse_temperatures(text: str) -> list[float]:
     return values
 
 
+def sweep_threshold(min_accuracy: float | None, temperatures: list[float]) -> float:
+    """The domain accuracy a sweep of ``temperatures`` requires: ``min_accuracy`` (None: :data:`MIN_ACCURACY`),
+    a fraction in (0, 1]. Given without a sweep (one temperature or none) it would choose nothing, so it is
+    refused rather than silently ignored."""
+    if min_accuracy is None:
+        return MIN_ACCURACY
+    if len(temperatures) < 2:
+        raise MetricError(
+            "--min-accuracy is the domain accuracy a temperature sweep requires to choose a temperature; it "
+            "applies only with several --temperature values (e.g. 0.7,0.8,0.9,1.0): leave it out, or give them"
+        )
+    if not (math.isfinite(min_accuracy) and 0 < min_accuracy <= 1):
+        raise MetricError(f"--min-accuracy {min_accuracy}: give a fraction in (0, 1]")
+    return min_accuracy
+
+
 @dataclass
 class SweepRow:
     temperature: float

@@ -589,11 +589,40 @@ def build_page(app_model: AppModel, work_root: Path):
     return page
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse, with the option to change, an address the page cannot be served on: a ``--host`` that does not
+    resolve or is not this machine's, a ``--port`` in use (the server library blamed the port for a bad
+    host, after a log line of its own)."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise InferenceError(
+            f"--host {host}: not an address nor a name that resolves ({why}); give an address of this machine, "
+            f"e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network interface)"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InferenceError(f"port {port} of {host} is in use; choose another --port") from None
+            raise InferenceError(
+                f"cannot serve on {host}:{port} ({exc.strerror or exc}); give an address of this machine with "
+                f"--host, e.g. 127.0.0.1, or another --port"
+            ) from None
+
+
 def serve(app_model: AppModel, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Start the page on ``host:port``; with ``block`` False return (page, url) and leave it serving."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports from a local tool
+    check_address(host, port)
     work_root = Path(tempfile.mkdtemp(prefix="gmdrit-app-"))
     page = build_page(app_model, work_root)
     page.queue(default_concurrency_limit=1)

@@ -20,7 +20,7 @@ import yaml
 from PIL import Image
 
 from .. import atomic
-from ..errors import DataError, ReportError
+from ..errors import DataError, GmdritError, ReportError
 from ..outputs import os_error_line, output_folder
 from .charts import benchmark_chart, loss_group_chart
 from .run_metrics import damaged_metric_lines, group_titles, loss_group, read_metrics, series
@@ -65,9 +65,11 @@ class RunFolder:
     @property
     def config(self) -> dict:
         """``config.yaml`` as a mapping; {} when it is missing or damaged (``problems`` says which)."""
+        from ..config.schema import read_yaml_text
+
         try:
-            data = yaml.safe_load(self.config_text) if self.config_text else {}
-        except yaml.YAMLError:
+            data = read_yaml_text(self.config_text, "config.yaml") if self.config_text else {}
+        except (yaml.YAMLError, GmdritError):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -109,7 +111,7 @@ def read_run(path: str | Path, label: str | None = None) -> RunFolder:
     benchmarks = [p for p in (path / "benchmark.json", path / "benchmark" / "benchmark.json") if p.is_file()]
     figures = sorted(p for p in path.glob("eval/*/*.png"))
     problems: list[str] = []
-    config_text = _text(config, problems) if config.is_file() else None
+    config_text = _config_text(config, problems) if config.is_file() else None
     run = RunFolder(
         path=path,
         label=label or path.resolve().name,
@@ -134,6 +136,16 @@ def read_run(path: str | Path, label: str | None = None) -> RunFolder:
             f"eval/*/eval.json or benchmark.json"
         )
     return run
+
+
+def _config_text(path: Path, problems: list[str]) -> str | None:
+    """The run's config.yaml as text; None, and ``problems`` says so, when it is far larger than a config."""
+    from ..limits import MAX_CONFIG_BYTES
+
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        problems.append(f"{path}: over {MAX_CONFIG_BYTES:,} bytes, not a config (damaged?), left out")
+        return None
+    return _text(path, problems)
 
 
 def _text(path: Path, problems: list[str]) -> str:

@@ -132,11 +132,23 @@ def _sync(device: torch.device) -> None:
 
 
 def select_rows(keys: list[str] | None, resolutions: list[int]) -> list[TableRow]:
+    """The rows to time: ``keys`` (None: the report's Table 3) at ``resolutions``. Rows that were asked for but
+    name nothing (``--rows ,``) or that have none of the resolutions are a :class:`ConfigError`: timing the
+    whole table instead, or writing an empty one, would answer a question nobody asked."""
+    if keys is not None and not keys:
+        raise ConfigError(f"--rows names no row; give one or more of {', '.join(ROW_KEYS)} (or leave --rows out)")
     unknown = [k for k in keys or [] if k not in ROW_KEYS]
     if unknown:
         raise ConfigError(f"unknown benchmark row {', '.join(unknown)}; rows: {', '.join(ROW_KEYS)}")
     table = REPORT_TABLE + ([r for r in ALL_ROWS if not r.in_report_table] if keys else [])  # no keys: Table 3
-    return [r for r in table if r.resolution in resolutions and (not keys or r.key in keys)]
+    chosen = [r for r in table if r.resolution in resolutions and (not keys or r.key in keys)]
+    if not chosen:
+        sizes = sorted({r.resolution for r in table if not keys or r.key in keys})
+        raise ConfigError(
+            f"--rows {','.join(keys or [])} has no row at --resolution {'/'.join(map(str, resolutions))}; "
+            f"its sizes: {', '.join(map(str, sizes))} (or --resolution both)"
+        )
+    return chosen
 
 
 def environment(device: torch.device) -> dict:

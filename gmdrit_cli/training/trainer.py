@@ -50,6 +50,7 @@ from ..families.base import ModelFamily
 from ..outputs import refuse_checkpoint_area
 from . import distributed
 from .checkpoint import (
+    LATEST,
     MODEL_FILE,
     checkpoint_name,
     find_checkpoint,
@@ -674,7 +675,9 @@ def _unused_folder(run_dir: Path) -> Path:
 RUN_FILES = ("config.yaml", "metrics.jsonl", "splits.json", "speed.json", "init.json")
 
 
-def _refuse_foreign_files(run_dir: Path) -> None:
+def _refuse_foreign_files(
+    run_dir: Path, named: str = "--run-dir", todo: str = "choose another --run-dir (a new or empty folder)"
+) -> None:
     """A new run may go into a folder that holds other things, but never replaces a file it did not make: a
     folder that is not a gmdrit run (gmdrit makes checkpoints/ and samples/ before writing any file) and
     holds a file of a run's name (e.g. ``--run-dir .`` in a project with its own config.yaml) is refused."""
@@ -683,8 +686,8 @@ def _refuse_foreign_files(run_dir: Path) -> None:
     clash = [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
     if clash:
         raise CheckpointError(
-            f"--run-dir {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
-            f"a new run would replace; choose another --run-dir (a new or empty folder)"
+            f"{named} {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
+            f"a run would replace; {todo}"
         )
 
 
@@ -736,6 +739,7 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     if found is None:
         raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")
     folder, state = found
+    run_dir = _run_folder_of_checkpoint(path, folder)
     values, errors = parse_overrides(overrides or [])
     refused = [k for k in values if k not in RESUMABLE_KEYS]
     if refused:
@@ -748,9 +752,31 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
         raise ConfigError("; ".join(errors))
     # a budget stored by an older version is dropped: only this invocation's --time-budget applies
     cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
-    run = Run(cfg, folder.parent.parent)
+    run = Run(cfg, run_dir)
     run.restore(folder, state)
     return run
+
+
+def _run_folder_of_checkpoint(path: Path, folder: Path) -> Path:
+    """The run folder that resuming ``folder`` (found from the ``path`` given) writes: the folder above its
+    ``checkpoints/``. A checkpoint folder that lies elsewhere (copied out of its run, downloaded) has no run
+    folder: the folder above it is the user's, and a run would write its config.yaml, metrics.jsonl,
+    checkpoints/ and samples/ there, so it is refused."""
+    if folder.parent.name != "checkpoints":
+        raise CheckpointError(
+            f"{path} is a checkpoint folder outside a run's checkpoints/ folder, so there is no run to continue "
+            f"(resuming would write a run into {folder.parent.parent}); resume the run folder it came from, or "
+            f"start a new run from its weights: gmdrit train --set train.init_from={folder}"
+        )
+    run_dir = folder.parent.parent
+    if (folder.parent / LATEST).is_file():  # the pointer only save_checkpoint writes: a run's own checkpoints
+        return run_dir
+    _refuse_foreign_files(
+        run_dir,
+        "the folder",
+        f"start a new run from the checkpoint's weights: gmdrit train --set train.init_from={folder}",
+    )
+    return run_dir
 
 
 def train(cfg: Config, run_dir: Path, on_progress: ProgressCallback | None = None) -> FitResult:

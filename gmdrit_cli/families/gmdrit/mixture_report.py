@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ...config.schema import Config
 from ...errors import CheckpointError, GmdritError
 from ...evaluation.metrics import write_bytes_atomic, write_json_atomic
-from ...outputs import output_folder
+from ...outputs import numbered_folder, output_folder
 from ...training.checkpoint import STATE_FILE, checkpoint_name, find_checkpoint, list_checkpoints, verify_checkpoint
 
 FORMAT = "gmdrit-mixture/1"
@@ -66,6 +66,16 @@ class MixtureOptions:
     device: str = "auto"
     skip_curve: bool = False  # only the per-component part
     checkpoint: Path | str | None = None  # folder, name (iter_0001000) or iteration; default the newest
+
+
+#: the files a report writes into its folder (a folder holding one of them is an earlier report's)
+OUTPUT_NAMES = (
+    "qy_accuracy.json",
+    "qy_accuracy.png",
+    "components_samples.png",
+    "components_claims.png",
+    "components.json",
+)
 
 
 @dataclass
@@ -646,8 +656,14 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
     run, cfg, chosen = _checked_run(o)
     device = resolve_device(o.device)
     test = load_test_images(o.data or cfg.data.root, cfg, o.max_inputs)
-    out = output_folder(Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture", "--out")
-    r = _Report(o, run, cfg, device, test, MixtureResult(out, None, {}), _common(o, run, cfg, test, device), progress)
+    wanted = Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture"
+    # an earlier report (or a file of the same name the user keeps there) is never replaced: this one goes to
+    # the first OUT, OUT-2, ... that holds none of its files, as eval's results do (gmdrit_cli.outputs)
+    out = output_folder(numbered_folder(wanted, OUTPUT_NAMES), "--out")
+    result = MixtureResult(out, None, {})
+    if out != wanted:
+        result.notes.append(f"{wanted} holds earlier results, which are kept: this report went to {out}")
+    r = _Report(o, run, cfg, device, test, result, _common(o, run, cfg, test, device), progress)
     probs_of = {} if o.skip_curve else _accuracy_curve(r)
     _report_components(r, chosen, probs_of.get(chosen.resolve()))
     return r.result
