@@ -45,6 +45,22 @@ def test_the_pretrained_model_upsamples_without_a_grid_and_its_temperature_was_c
     assert model.source.sampling["split"] == "val"
 
 
+def test_the_pretrained_model_works_at_128_px_and_its_iteration_was_chosen_on_validation_images(cli, tmp_path):
+    """The shipped model is the gmdrit_128 run: a square input gives 128 x 128 outputs, and the metadata says
+    which iteration was shipped and that the validation curve chose it (never the test images)."""
+    cfg, _ = load_for_inference(None)
+    assert cfg.data.crop == 128 and cfg.name == "gmdrit_128"
+    meta = pretrained_metadata()
+    chosen = json.loads(meta["iteration_chosen"])
+    assert chosen["split"] == "val" and chosen["iteration"] == int(meta["iteration"])
+    assert str(chosen["iteration"]) in {str(row["iteration"]) for row in chosen["curve"]}
+    apple = sorted((SAMPLE / "testA").iterdir())[0]
+    proc = cli("translate", str(apple), "--domain", "orange", "--samples", "2", "--square", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    outs = sorted((tmp_path / "translations").glob(f"{apple.stem}_to_orange_[0-9].png"))
+    assert [Image.open(p).size for p in outs] == [(128, 128)] * 2
+
+
 def test_translate_without_a_model_uses_the_pretrained_one(cli, tmp_path):
     t = load_for_inference(None)[0].model.sample_temperature
     apple = sorted((SAMPLE / "testA").iterdir())[0]

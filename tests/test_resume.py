@@ -171,3 +171,22 @@ def test_sigkill_at_random_moments_always_leaves_a_valid_checkpoint(tiny_data, t
     assert proc.returncode == 0, err
     train(cfg_for("mdmm", tiny_data, iters, *extra), tmp_path / "straight")
     assert_same_run(tmp_path / "r", tmp_path / "straight")
+
+
+def test_resuming_an_older_checkpoint_keeps_the_later_ones_and_their_grids_aside(cli, tiny_data, tmp_path):
+    """`gmdrit resume RUN/checkpoints/iter_2` of a run at iteration 4: training passes 3 and 4 again and would
+    replace their checkpoints and sample grids (with other numbers on a GPU); they move to RUN/after-iter_0000002/."""
+    cfg = cfg_for("mdmm", tiny_data, 4, "train.save_every=1", "train.keep_last=5", "train.sample_every=1")
+    train(cfg, tmp_path / "r")
+    run = tmp_path / "r"
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints" / "iter_0000004").iterdir()}
+    grid4 = (run / "samples" / "iter_0000004.png").read_bytes()
+
+    proc = cli("resume", run / "checkpoints" / "iter_0000002", "--set", "train.max_iters=3")
+    assert proc.returncode == 0, proc.stderr
+    aside = run / "after-iter_0000002"
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == ["iter_0000003", "iter_0000004"]
+    assert {p.name: p.read_bytes() for p in (aside / "checkpoints" / "iter_0000004").iterdir()} == before
+    assert (aside / "samples" / "iter_0000004.png").read_bytes() == grid4
+    assert [p.name for p in list_checkpoints(run / "checkpoints")][0] == "iter_0000003"  # trained again, to 3
+    assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000003"

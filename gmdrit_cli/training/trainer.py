@@ -54,6 +54,7 @@ from .checkpoint import (
     MODEL_FILE,
     checkpoint_name,
     find_checkpoint,
+    list_checkpoints,
     load_network_weights,
     load_optimizer_states,
     prune_checkpoints,
@@ -353,6 +354,7 @@ class Run:
             atomic.write_json(self.run_dir / "init.json", self.init_record)
         atomic.write_json(self.run_dir / "speed.json", self.speed_record())
         self._trim_metrics()
+        self._set_aside_later_results()
 
     def _splits_record(self) -> dict:
         """Which training images this run never trains on (the validation split) and how they were chosen."""
@@ -368,6 +370,38 @@ class Run:
                 )
             },
         }
+
+    def _set_aside_later_results(self) -> None:
+        """Resumed from an older checkpoint: the checkpoints and sample grids of later iterations would be
+        replaced as training passes those iterations again (on a GPU, with other numbers), so they move to
+        ``RUN/after-iter_N/`` (``-2``, ... when a run goes back to the same checkpoint again), whole."""
+        ckpt_dir = self.run_dir / "checkpoints"
+        later = [p for p in list_checkpoints(ckpt_dir) if int(p.name.removeprefix("iter_")) > self.iteration]
+        grids = [
+            p
+            for p in sorted((self.run_dir / "samples").glob("iter_*.png"))
+            if p.stem.removeprefix("iter_").isdigit() and int(p.stem.removeprefix("iter_")) > self.iteration
+        ]
+        if not later and not grids:
+            return
+        stem = f"after-{checkpoint_name(self.iteration)}"
+        aside, n = self.run_dir / stem, 2
+        while aside.exists():
+            aside, n = self.run_dir / f"{stem}-{n}", n + 1
+        for sub, paths in (("checkpoints", later), ("samples", grids)):
+            if paths:
+                (aside / sub).mkdir(parents=True, exist_ok=True)
+            for path in paths:
+                os.replace(path, aside / sub / path.name)
+        if later and (ckpt_dir / checkpoint_name(self.iteration)).is_dir():  # the pointer named one of them
+            atomic.write_text(ckpt_dir / LATEST, checkpoint_name(self.iteration) + "\n")
+        log.info(
+            "%d checkpoint(s) and %d sample grid(s) after iteration %d kept aside in %s",
+            len(later),
+            len(grids),
+            self.iteration,
+            aside,
+        )
 
     def _trim_metrics(self) -> None:
         """Drop logged lines past the iteration we start from (written after the checkpoint we resume). They are
