@@ -18,6 +18,7 @@ with ``--no-ema``; it is written under temporary names and renamed into place.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,12 +170,24 @@ def read_sampling(run: Path | None) -> dict | None:
         value = _json_or_none((run / SAMPLING_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
         value = None
-    if value is None:
+    problem = "not a JSON object" if value is None else _sampling_problem(value)
+    if problem:
         raise CheckpointError(
-            f"{run / SAMPLING_FILE} is damaged; delete it (the model then samples at "
+            f"{run / SAMPLING_FILE} is damaged ({problem}); delete it (the model then samples at "
             f"model.sample_temperature of its config) or run the sweep again"
         )
     return value
+
+
+def _sampling_problem(record: dict) -> str | None:
+    """What in a ``sampling.json`` is not as the temperature sweep writes it, or None."""
+    value = record.get("sample_temperature")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+        return f"sample_temperature {value!r} is not a finite number above 0"
+    history = record.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        return "history is not a list of earlier choices"
+    return None
 
 
 def _apply_sampling(source: ModelSource, record: dict | None) -> None:

@@ -129,9 +129,9 @@ def _benchmark_section(bench_file: Path, payload: dict, chart: Path, out: Path) 
             [
                 str(r["resolution"]),
                 r["label"],
-                f"{r['report_seconds']:.3f}",
+                "-" if not r.get("report_seconds") else f"{r['report_seconds']:.3f}",
                 f"{r['median']:.3f}",
-                f"{r['median'] / r['report_seconds']:.2f}x",
+                "-" if not r.get("report_seconds") else f"{r['median'] / r['report_seconds']:.2f}x",
                 f"{r.get('peak_memory_bytes', 0) / 2**30:.2f} GiB",
             ],
         )

@@ -9,6 +9,7 @@ with matplotlib (``charts.py``), copies or composes every picture into ``OUT/ass
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -172,29 +173,59 @@ def _json_file(path: Path, notes: list[str], check) -> dict | None:
     return data
 
 
+#: what the page cannot show when a field of a run's JSON file has another shape than gmdrit writes
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
+
+def _plain_name(value) -> bool:
+    """A domain name as eval writes it: a string usable as one path component (no folder, no '..')."""
+    return isinstance(value, str) and value not in ("", ".", "..") and not re.search(r"[/\\\0]", value)
+
+
 def eval_report_problem(data) -> str | None:
-    """What keeps ``data`` from being an ``eval.json`` the page can show, or None."""
+    """What keeps ``data`` from being an ``eval.json`` the page can show, or None: the parts' types, plain domain
+    names (they name the translation folders), then the page's own rendering of it (a field of another shape)."""
     if not isinstance(data, dict):
         return "not a JSON object"
     parts = {"tasks": list, "settings": dict, "model": dict}
     wrong = [k for k, kind in parts.items() if not isinstance(data.get(k), kind)]
+    wrong += [k for k in ("data",) if not isinstance(data.get(k, {}), dict)]
     if wrong:
         return f"no valid {', '.join(wrong)}"
     if not all(
-        isinstance(t, dict) and isinstance(t.get("source"), str) and isinstance(t.get("target"), str)
-        for t in data["tasks"]
+        isinstance(t, dict) and _plain_name(t.get("source")) and _plain_name(t.get("target")) for t in data["tasks"]
     ):
-        return "a task row without source and target"
+        return "a task row without plain source and target domain names"
     if not all(isinstance(data.get(k, {}) or {}, dict) for k in ("mean", "reference", "reference_mean", "cluster")):
         return "a summary that is not an object"
+    from .html import _eval_section
+
+    try:
+        _eval_section(EvalResult(Path("eval.json"), data), Path("."))
+    except _SHAPE_ERRORS as exc:
+        return f"a field of another shape than eval writes ({type(exc).__name__}: {exc})"
     return None
+
+
+def _seconds(value) -> bool:
+    """A time in seconds as benchmark writes it: a finite number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def benchmark_problem(data) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("rows", []), list):
         return "not a benchmark report"
-    if not all(isinstance(r, dict) for r in data.get("rows", [])):
-        return "a row that is not an object"
+    if not isinstance(data.get("environment", {}), dict):
+        return "an environment that is not an object"
+    for r in data.get("rows", []):
+        if not isinstance(r, dict):
+            return "a row that is not an object"
+        if not isinstance(r.get("resolution"), (int, str)) or not isinstance(r.get("label"), str):
+            return "a row without resolution and label"
+        if not _seconds(r.get("median")) or not (r.get("report_seconds") is None or _seconds(r["report_seconds"])):
+            return "a row whose median or report_seconds is not a number of seconds"
+        if not _seconds(r.get("peak_memory_bytes", 0)):
+            return "a row whose peak_memory_bytes is not a number"
     return None
 
 
@@ -270,6 +301,15 @@ def _test_input(folder: Path | None, stem: str, size: int, resize: int) -> Image
     return None
 
 
+def _picture(path: Path) -> Image.Image | None:
+    """An eval output as RGB, or None when it is not a readable image (damaged, emptied, not a PNG)."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def translations_composite(
     run: RunFolder, report: dict, task_folder: Path, source: str, dst: Path, inputs: int, per_input: int
 ) -> Path | None:
@@ -280,23 +320,21 @@ def translations_composite(
         stem, _, k = png.stem.rpartition("_")
         if stem and k.isdigit():
             grouped.setdefault(stem, []).append((int(k), png))
-    if not grouped:
-        return None
     chosen = sorted(grouped)[:inputs]
-    with Image.open(grouped[chosen[0]][0][1]) as first:
-        w, h = first.size
+    pictures = {stem: [im for _, p in sorted(grouped[stem])[:per_input] if (im := _picture(p))] for stem in chosen}
+    chosen = [stem for stem in chosen if pictures[stem]]  # a damaged output is left out, not the whole page
+    if not chosen:
+        return None
+    w, h = pictures[chosen[0]][0].size
     folder = _input_folder(run, report, source)
     resize = int(report.get("model", {}).get("resize", w))
-    rows = [
-        (_test_input(folder, stem, w, max(resize, w)), [p for _, p in sorted(grouped[stem])[:per_input]])
-        for stem in chosen
-    ]
+    rows = [(_test_input(folder, stem, w, max(resize, w)), pictures[stem]) for stem in chosen]
     with_inputs = all(src is not None for src, _ in rows)
     cols = (1 if with_inputs else 0) + max(len(outs) for _, outs in rows)
     pad, gap = 2, 8 if with_inputs else 0
     canvas = Image.new("RGB", (cols * (w + pad) + pad + gap, len(rows) * (h + pad) + pad), (255, 255, 255))
     for r, (src, outs) in enumerate(rows):
-        tiles = ([src] if with_inputs else []) + [Image.open(p).convert("RGB") for p in outs]
+        tiles = ([src] if with_inputs else []) + outs
         for c, tile in enumerate(tiles):
             x = pad + c * (w + pad) + (gap if with_inputs and c > 0 else 0)
             canvas.paste(tile.resize((w, h)) if tile.size != (w, h) else tile, (x, pad + r * (h + pad)))
@@ -363,9 +401,13 @@ def _eval_translations(
         for task in report.get("tasks", []):
             name = f"{task['source']}2{task['target']}"
             dst = folder / "eval" / f"{e + 1}-{_slug(eval_file.parent.name)}" / f"{name}.png"
-            made = translations_composite(
-                run, report, eval_file.parent / name, task["source"], dst, inputs_per_task, outputs_per_input
-            )
+            try:
+                made = translations_composite(
+                    run, report, eval_file.parent / name, task["source"], dst, inputs_per_task, outputs_per_input
+                )
+            except _SHAPE_ERRORS as exc:  # e.g. a model.resize that is not a number
+                notes.append(f"{eval_file}: no translations shown for {name} ({type(exc).__name__}: {exc}; damaged?)")
+                continue
             if made is not None:
                 result.translations[f"{task['source']} → {task['target']}"] = made
         evals.append(result)
