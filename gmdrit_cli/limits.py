@@ -34,6 +34,9 @@ MAX_TEMPERATURE = 100.0
 #: a YAML config (a preset, a run's config.yaml): the largest preset is about 2 KB and a resolved config about
 #: 3 KB, so a file past this is not a config, and reading it would take minutes and gigabytes
 MAX_CONFIG_BYTES = 1 << 20
+#: data download: bytes of one archive (the largest, edges2handbags.tar.gz, is about 8.6 GB); a transfer past this
+#: is not a dataset (a stream, a device file, a wrong URL) and would fill the disk
+MAX_DOWNLOAD_BYTES = 16 << 30
 #: nesting of the lists and mappings of a YAML config or --set value (a config has two levels; the YAML
 #: reader recurses once per level and Python's stack ends near 1000)
 MAX_CONFIG_DEPTH = 32

@@ -72,3 +72,52 @@ def test_a_damaged_sampling_json_is_named_in_one_line(cli, run_dir, tmp_path, re
     proc = cli("translate", image, "--domain", "orange", "--run", run, "--out", tmp_path / "out", "-n", "1")
     assert_one_line_error(proc, "sampling.json is damaged", fragment)
     assert "--temperature" not in proc.stderr
+
+
+# -- data download: a transfer is bounded, whatever the server says ---------------------------------------------------
+
+
+@pytest.fixture
+def endless_server():
+    """An HTTP server on 127.0.0.1 whose every answer is an endless body with no Content-Length."""
+    import http.server
+    import threading
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/facades.zip"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_download_stops_at_its_announced_size_or_the_limit(tmp_path, endless_server):
+    from gmdrit_cli.data.download import DownloadError, fetch
+
+    part, manual = tmp_path / ".x.part", tmp_path / "x.zip"
+    # a device file (announced as 0 bytes) filled the disk at about 200 MB/s
+    with pytest.raises(DownloadError, match="sent more than the 0 bytes it announced"):
+        fetch("file:///dev/zero", part, manual_path=manual)
+    assert not part.exists()
+    # no size announced: stopped at the limit
+    with pytest.raises(DownloadError, match="more than any dataset archive"):
+        fetch(endless_server, part, manual_path=manual, max_bytes=1 << 20)
+    assert not part.exists()
+    big = tmp_path / "big.zip"
+    big.write_bytes(b"\0" * 4096)
+    with pytest.raises(DownloadError, match="announces 4,096 bytes, more than any dataset archive"):
+        fetch(big.as_uri(), part, manual_path=manual, max_bytes=1024)
+    assert not part.exists()

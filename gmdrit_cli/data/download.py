@@ -176,10 +176,16 @@ def fetch(
     progress: Optional[Progress] = None,
     timeout: float = 30.0,
     chunk_size: int = 1 << 16,
+    max_bytes: Optional[int] = None,
 ) -> tuple[int, int]:
     """Download ``url`` into ``part``, continuing an existing ``part`` with a Range request; returns the
     file's size and the byte the transfer continued from (0: from the start). A broken-off transfer keeps
-    ``part`` and raises; ``manual_path`` is where the error tells the user to put a file fetched by hand."""
+    ``part`` and raises; ``manual_path`` is where the error tells the user to put a file fetched by hand.
+    A file announced or sent past ``max_bytes`` (default :data:`~gmdrit_cli.limits.MAX_DOWNLOAD_BYTES`) or past
+    its announced size is stopped there and removed: a stream or a device file would otherwise fill the disk."""
+    from .. import limits
+
+    max_bytes = limits.MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
     start = part.stat().st_size if part.is_file() else 0
     for _ in range(3):  # a refused or ignored Range restarts from zero; that needs at most two retries
         headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={start}-"} if start else {})}
@@ -220,6 +226,12 @@ def fetch(
             if not start:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
+            if total is not None and total > max_bytes:
+                part.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"{url} announces {total:,} bytes, more than any dataset archive ({max_bytes:,} bytes at "
+                    f"most: a file past this would only fill the disk); check the URL"
+                )
             done = start
             with open(part, "ab" if start else "wb") as out:
                 while True:
@@ -235,6 +247,8 @@ def fetch(
                         break
                     out.write(chunk)
                     done += len(chunk)
+                    if done > (max_bytes if total is None else total):  # sent past its size, or endless
+                        break
                     if progress:
                         progress("download", done, total)
         if total is not None and done < total:
@@ -245,7 +259,14 @@ def fetch(
         if total is not None and done > total:
             part.unlink()
             raise DownloadError(
-                f"{url} sent {done} bytes but announced {total}; the partial file was removed, run again"
+                f"{url} sent more than the {total} bytes it announced; the partial file was removed: check the "
+                f"URL (it is not an archive of a fixed size) and run again"
+            )
+        if done > max_bytes:
+            part.unlink()
+            raise DownloadError(
+                f"{url} sent more than {max_bytes:,} bytes, more than any dataset archive (a stream or a device "
+                f"file?); the partial file was removed: check the URL"
             )
         return done, start
     raise DownloadError(f"{url} does not answer Range requests consistently; remove {part} and run again")
