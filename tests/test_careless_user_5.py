@@ -121,3 +121,13 @@ def test_a_download_stops_at_its_announced_size_or_the_limit(tmp_path, endless_s
     with pytest.raises(DownloadError, match="announces 4,096 bytes, more than any dataset archive"):
         fetch(big.as_uri(), part, manual_path=manual, max_bytes=1024)
     assert not part.exists()
+
+
+# -- a domain name is a plain name: it names folders and files ----------------------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["../../../escape", "a/b", "a\\\\b", "..", " "])
+def test_a_domain_name_that_is_a_path_is_refused(cli, domain):
+    # '../../../escape' trained, then eval wrote ESCAPE2orange/ three folders above --out, translate failed oddly
+    proc = cli("train", "--preset", "quickstart", "--dry-run", "--set", f"data.domains=['{domain}', orange]")
+    assert_one_line_error(proc, "cannot name a domain", "plain name")

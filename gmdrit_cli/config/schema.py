@@ -547,6 +547,13 @@ def _validate(cfg: Config) -> list[str]:
         errors.append("data.domains: at least two domains are needed")
     if len(set(cfg.data.domains)) != len(cfg.data.domains):
         errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
+    for name in cfg.data.domains:
+        if not isinstance(name, str) or name.strip() in ("", ".", "..") or re.search(r"[/\\\x00-\x1f]", name):
+            errors.append(
+                f"data.domains: {name!r} cannot name a domain: it names the data folder (test/NAME) and every "
+                f"output file (x_to_NAME_1.png, eval's SOURCE2TARGET/), so it must be a plain name without "
+                f"'/', '\\' or control characters, not '.' or '..'"
+            )
     for family, module in FAMILY_SECTIONS.values():
         if cfg.model.family == family and hasattr(module, "validate"):
             errors += module.validate(cfg)
