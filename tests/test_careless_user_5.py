@@ -131,3 +131,12 @@ def test_a_domain_name_that_is_a_path_is_refused(cli, domain):
     # '../../../escape' trained, then eval wrote ESCAPE2orange/ three folders above --out, translate failed oddly
     proc = cli("train", "--preset", "quickstart", "--dry-run", "--set", f"data.domains=['{domain}', orange]")
     assert_one_line_error(proc, "cannot name a domain", "plain name")
+
+
+def test_data_cache_into_its_own_source_names_the_folder_not_a_config_key(cli, tmp_path):
+    source = tmp_path / "photos"
+    (source / "trainA").mkdir(parents=True)
+    (source / "trainA" / "0.png").write_bytes(b"x")
+    proc = cli("data", "cache", source, "--to", source)  # blamed speed.data_cache, which `data cache` has not
+    assert_one_line_error(proc, "the cache folder", "lies inside the data folder")
+    assert "speed.data_cache" not in proc.stderr

@@ -84,7 +84,7 @@ def cache_dataset(
         )
     target, manifest = cache_dir / source.name, cache_dir / f"{source.name}.json"
     if target == source or source in target.parents:
-        raise DataError(f"speed.data_cache {cache_dir} lies inside the data folder {source}; cache elsewhere")
+        raise DataError(f"the cache folder {cache_dir} lies inside the data folder {source}; cache elsewhere")
     if target in source.parents:
         raise DataError(
             f"the copy {target} would replace a folder that holds the data folder {source}; cache elsewhere"
