@@ -110,7 +110,7 @@ def test_the_page_translates_and_survives_a_bad_upload(server, tmp_path):
         sizes = page.wait(
             f"(() => {{ const s = {LOADED_OUTPUTS}; return s.length === 5 ? s : null; }})()", 300, "5 output images"
         )
-        assert sizes == [[64, 64]] * 5  # the pretrained model's working size, square for a square input
+        assert sizes == [[128, 128]] * 5  # the pretrained model's working size, square for a square input
         assert "translated into" in page.eval(STATUS)
         first = set(page.eval(OUTPUT_SOURCES))
         assert len(first) == 5
