@@ -80,6 +80,13 @@ def odd_inputs(folder: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
     return good, bad
 
 
+def _zlib_level_flag(path: Path) -> int:
+    """FLEVEL of the zlib stream in a PNG's first IDAT chunk: 0 = fastest (levels 0-1), 2 = default (6)."""
+    data = path.read_bytes()
+    at = data.index(b"IDAT") + 4
+    return data[at + 1] >> 6
+
+
 def test_latent_mdmm_odd_inputs_deterministic(cli, models, tmp_path):
     good, bad = odd_inputs(tmp_path / "in")
     inputs = [str(tmp_path / "in" / "*.png"), str(tmp_path / "in" / "*.jpg")]  # globs, quoted
@@ -126,6 +133,7 @@ def test_latent_mdmm_odd_inputs_deterministic(cli, models, tmp_path):
     assert wide[0] > 20 * wide[1] and max(wide) <= 8 * 32
     assert len(list(out.iterdir())) == 4 * len(good)  # nothing else, no temporary files left
     assert "exif_to_orange_grid.png" in proc.stdout  # the table lists what was written
+    assert _zlib_level_flag(out / "cmyk_to_orange_1.png") == 0  # written at zlib's fastest level (speed)
 
     # determinism: the same seed gives the same bytes, whatever the other inputs of the call
     again = tmp_path / "again"
