@@ -6,7 +6,7 @@ default run folder outside runs/ (or in runs/ itself). A hand-edited state.json 
 whose config was not a mapping, or whose rng, sampler or optimizer fields had another shape, was a traceback at
 `resume`; an iteration of -5 was resumed as is. `export --meta` with bytes that are not UTF-8 was a traceback.
 Misleading: exporting an int8 export again (the pretrained model) said its weights "do not fit their config"; an ONNX
-export given to interpolate or eval was "not a run folder"; `train.ema_beta=1` was accepted (the EMA copy, used by
+export given to interpolate or eval was "not a run folder", /dev/null as a reference "no such file"; `train.ema_beta=1` was accepted (the EMA copy, used by
 translate and eval, never left the initial weights); resume silently rewrote a hand-edited config.yaml."""
 
 from __future__ import annotations
@@ -145,3 +145,14 @@ def test_an_onnx_export_given_to_interpolate_or_eval_is_named(cli, run_dir, tmp_
     assert_one_line_error(proc, "is an ONNX export, which only `gmdrit translate` and `gmdrit app` run")
     proc = cli("eval", folder, "--out", tmp_path / "eval")
     assert_one_line_error(proc, "is an ONNX export")
+
+
+# -- a device or a pipe is not "missing" ---------------------------------------------------------------------------
+
+
+def test_a_device_given_as_reference_or_preset_is_named_not_missing(cli, run_dir, tmp_path):
+    image = input_image(run_dir.parent / "data")
+    proc = cli("translate", image, "-d", "orange", "--run", run_dir, "-o", tmp_path / "out", "-r", "/dev/null")
+    assert_one_line_error(proc, "reference /dev/null: not a regular file")  # was "no such file"
+    proc = cli("train", "--preset", "/dev/null", "--dry-run")
+    assert_one_line_error(proc, "preset file /dev/null is not a regular file")  # was "does not exist"

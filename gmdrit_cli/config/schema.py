@@ -686,9 +686,8 @@ def resolve_preset_path(preset: str) -> Path:
         if path.is_dir():
             raise ConfigError(f"preset {path} is a folder; give a preset name (see `gmdrit presets`) or a YAML file")
         if not path.is_file():
-            raise ConfigError(
-                f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path"
-            )
+            what = "is not a regular file (a device or pipe)" if path.exists() else "does not exist"
+            raise ConfigError(f"preset file {path} {what}; give a preset name (see `gmdrit presets`) or a YAML path")
         return path
     candidate = _preset_dir() / f"{preset}.yaml"
     if candidate.is_file():
