@@ -6,8 +6,9 @@ default run folder outside runs/ (or in runs/ itself). A hand-edited state.json 
 whose config was not a mapping, or whose rng, sampler or optimizer fields had another shape, was a traceback at
 `resume`; an iteration of -5 was resumed as is. `export --meta` with bytes that are not UTF-8 was a traceback.
 Misleading: exporting an int8 export again (the pretrained model) said its weights "do not fit their config"; an ONNX
-export given to interpolate or eval was "not a run folder", /dev/null as a reference "no such file"; `train.ema_beta=1` was accepted (the EMA copy, used by
-translate and eval, never left the initial weights); resume silently rewrote a hand-edited config.yaml."""
+export given to interpolate or eval was "not a run folder", /dev/null as a reference "no such file"; `train.ema_beta=1`
+was accepted (the EMA copy, used by translate and eval, never left the initial weights); resume silently rewrote a
+hand-edited config.yaml."""
 
 from __future__ import annotations
 
