@@ -391,6 +391,12 @@ def export(
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InferenceError(f"--meta {item!r}: write KEY=VALUE")
+        try:  # bytes that are not UTF-8 (a file name in another encoding) reach Python as surrogates
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InferenceError(
+                f"--meta {item!r}: not UTF-8 text, which the weights' metadata stores; write it in UTF-8"
+            ) from None
         extra[key.strip()] = value
     if format_ == ExportFormat.onnx:
         from .onnx import export_onnx_command

@@ -230,6 +230,8 @@ class TrainConfig:
         "0 = off); translate, interpolate and eval use it unless --no-ema",
         min=0,
         max=1,
+        max_exclusive=True,
+        why="at 1 the average never leaves the initial weights, which translate, interpolate and eval would use",
     )
     dist_timeout: float = _opt(
         1800.0,
@@ -419,9 +421,11 @@ def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, s
         low = meta["min"]
         if value < low or (meta.get("min_exclusive") and value == low):
             return value, f"{key}: {value} must be {'>' if meta.get('min_exclusive') else '>='} {low:g}"
-    if meta.get("max") is not None and isinstance(value, (int, float)) and value > meta["max"]:
-        why = f" ({meta['why']})" if meta.get("why") else ""
-        return value, f"{key}: {value} must be <= {meta['max']:g}{why}"
+    if meta.get("max") is not None and isinstance(value, (int, float)):
+        high, below = meta["max"], meta.get("max_exclusive")
+        if value > high or (below and value == high):
+            why = f" ({meta['why']})" if meta.get("why") else ""
+            return value, f"{key}: {value} must be {'<' if below else '<='} {high:g}{why}"
     return value, None
 
 
@@ -554,6 +558,11 @@ def _validate(cfg: Config) -> list[str]:
                 f"output file (x_to_NAME_1.png, eval's SOURCE2TARGET/), so it must be a plain name without "
                 f"'/', '\\' or control characters, not '.' or '..'"
             )
+    if cfg.name.strip() in ("", ".", "..") or re.search(r"[/\\\x00-\x1f]", cfg.name):
+        errors.append(
+            f"name: {cfg.name!r} cannot name a run: the default run folder is runs/NAME, so it must be a plain "
+            f"name without '/', '\\' or control characters, not '.' or '..'"
+        )
     for family, module in FAMILY_SECTIONS.values():
         if cfg.model.family == family and hasattr(module, "validate"):
             errors += module.validate(cfg)
@@ -677,9 +686,8 @@ def resolve_preset_path(preset: str) -> Path:
         if path.is_dir():
             raise ConfigError(f"preset {path} is a folder; give a preset name (see `gmdrit presets`) or a YAML file")
         if not path.is_file():
-            raise ConfigError(
-                f"preset file {path} does not exist; give a preset name (see `gmdrit presets`) or a YAML path"
-            )
+            what = "is not a regular file (a device or pipe)" if path.exists() else "does not exist"
+            raise ConfigError(f"preset file {path} {what}; give a preset name (see `gmdrit presets`) or a YAML path")
         return path
     candidate = _preset_dir() / f"{preset}.yaml"
     if candidate.is_file():

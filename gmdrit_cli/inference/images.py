@@ -135,6 +135,13 @@ def _expand(items: list[str | Path]) -> list[Path | InputFailure]:
     return entries
 
 
+def reference_problem(path: Path) -> str:
+    """Why ``path``, not a regular file, cannot be a reference image."""
+    if path.is_dir():
+        return "is a folder, give an image file"
+    return "not a regular file (a device or pipe), give an image file" if path.exists() else "no such file"
+
+
 def read_image(path: Path) -> Image.Image:
     """Decode an input image to RGB (EXIF orientation, alpha on white, 16-bit scaled), or raise
     :class:`InferenceError` with a one-line reason."""

@@ -135,6 +135,11 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         source = ModelSource(given, folder / MODEL_FILE, cfg, "checkpoint", state.get("iteration"), phase=index)
         _apply_sampling(source, read_sampling(run_folder_of(folder)))
         return source
+    if given.is_dir() and (given / "model.onnx").is_file():  # torch reads no ONNX graph: say so, not "not a model"
+        raise CheckpointError(
+            f"{given} is an ONNX export, which only `gmdrit translate` and `gmdrit app` run; give the run "
+            f"or a safetensors export (`gmdrit export RUN --out DIR`)"
+        )
     raise CheckpointError(f"{given} is not a run folder, a checkpoint folder or an exported model; {what}")
 
 
@@ -406,12 +411,20 @@ def export_model(
     prefixes = tuple(f"{copy}{n}." for n in networks)
     try:
         with safe_open(str(source.weights), framework="pt") as f:
+            meta = f.metadata() or {}
             tensors = {k[len(copy) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    # an int8 export (the pretrained model) exported again: its fp32 weights, without the heads it left out
+    omitted = tuple(p for p in meta.get("omitted", "").split(",") if p) if meta.get("quantized") else ()
+    if meta.get("quantized"):
+        from .quantize import dequantize_tensors
+
+        tensors = dequantize_tensors(tensors)
     # check the tensors fit the config before writing anything
     probe = _build_empty(source.cfg, torch.device("cpu"))
     expected = {f"{n}.{k}": v.shape for n, net in probe.networks.items() for k, v in net.state_dict().items()}
+    expected = {k: v for k, v in expected.items() if k in tensors or not k.startswith(omitted)}
     wrong = sorted(
         k
         for k in expected.keys() | tensors.keys()
@@ -428,6 +441,8 @@ def export_model(
     }
     tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
     parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
+    if omitted:
+        metadata["omitted"] = ",".join(omitted)
     if int8:
         from .quantize import FORMAT, quantize_tensors
 

@@ -33,6 +33,7 @@ from .images import (
     check_size,
     output_size,
     read_image,
+    reference_problem,
     resolve_domain,
     write_translated,
 )
@@ -320,9 +321,7 @@ def _reference_attributes(
     for p in references:
         path = Path(p).expanduser()
         if not path.is_file():
-            raise InferenceError(
-                f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}"
-            )
+            raise InferenceError(f"reference {p}: {reference_problem(path)}")
         try:
             images.append(to_model_input(read_image(path), size))
         except InferenceError as exc:

@@ -38,6 +38,7 @@ from .images import (
     compose,
     output_size,
     read_image,
+    reference_problem,
     resolve_domain,
     write_translated,  # noqa: F401
 )
@@ -136,9 +137,7 @@ def _load_references(
     for p in paths:
         path = Path(p).expanduser()
         if not path.is_file():
-            raise InferenceError(
-                f"reference {p}: {'is a folder, give an image file' if path.is_dir() else 'no such file'}"
-            )
+            raise InferenceError(f"reference {p}: {reference_problem(path)}")
         try:
             images.append(to_model_input(read_image(path), size, model.device))
         except InferenceError as exc:

@@ -229,9 +229,15 @@ def benchmark_problem(data) -> str | None:
     return None
 
 
+#: the file that marks ``OUT/assets`` as a gmdrit report's, so that a report stopped before its index.html is not
+#: taken for the user's folder
+ASSETS_MARK = ".gmdrit-report"
+
+
 def report_folder(out: Path) -> Path:
     """``out`` ready for the page: created, inside no run's checkpoints, and holding no index.html that
-    another program wrote (only an earlier gmdrit report is replaced)."""
+    another program wrote (only an earlier gmdrit report is replaced), nor, without a page, an ``assets/`` that
+    no report made (the pictures' names, e.g. assets/loss_totals.png, would replace the user's files)."""
     out = output_folder(out, "--out")
     index = out / "index.html"
     if index.is_file():
@@ -243,6 +249,13 @@ def report_folder(out: Path) -> Path:
             )
     elif index.exists():
         raise ReportError(f"{index} exists and is not a file; choose another --out")
+    else:  # no page: an assets/ of the user's (or of a report stopped before its page) is not replaced blindly
+        assets = out / "assets"
+        if assets.is_dir() and not (assets / ASSETS_MARK).is_file() and any(assets.iterdir()):
+            raise ReportError(
+                f"{assets} holds files that no gmdrit report wrote, and the report writes its pictures there; "
+                f"choose another --out"
+            )
     return out
 
 
@@ -431,10 +444,12 @@ def _benchmark_charts(run: RunFolder, folder: Path, notes: list[str]) -> list[tu
 
 
 def _assets_folder(out: Path) -> Path:
-    """``out/assets``, made now (a folder that cannot be made stops the report with its reason)."""
+    """``out/assets``, made now and marked as a report's (:data:`ASSETS_MARK`: a report stopped before its
+    page is continued by the next one); a folder that cannot be made stops the report with its reason."""
     assets = out / "assets"
     try:
         assets.mkdir(exist_ok=True)
+        atomic.write_text(assets / ASSETS_MARK, "written by gmdrit report\n")
     except OSError as exc:
         raise ReportError(os_error_line(exc, f"cannot create {assets}", "choose another --out")) from None
     return assets

@@ -142,6 +142,12 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
     files = state.get("files") if isinstance(state, dict) else None
     if not isinstance(files, dict) or not all(isinstance(r, dict) for r in files.values()):
         raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: not a gmdrit checkpoint state")
+    # the fields every reader takes as they are (the others are checked where they are restored)
+    iteration, config = state.get("iteration"), state.get("config")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or not 0 <= iteration < 10**10:
+        raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: iteration {iteration!r}")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: its config is not a mapping")
     for fname, rec in files.items():
         path = folder / fname
         try:

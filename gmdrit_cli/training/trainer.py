@@ -52,6 +52,7 @@ from . import distributed
 from .checkpoint import (
     LATEST,
     MODEL_FILE,
+    STATE_FILE,
     checkpoint_name,
     find_checkpoint,
     list_checkpoints,
@@ -466,7 +467,17 @@ class Run:
         return saved
 
     def restore(self, folder: Path, state: dict) -> None:
-        """Continue exactly from a checkpoint: weights, optimizers, iteration, sampler and every RNG."""
+        """Continue exactly from a checkpoint: weights, optimizers, iteration, sampler and every RNG. A state.json
+        edited by hand (its own checksum is not recorded) whose fields have another shape is named as damaged."""
+        try:
+            self._restore(folder, state)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {folder} has a damaged {STATE_FILE} ({type(exc).__name__}: {exc}); resume an older "
+                f"checkpoint (gmdrit resume {folder.parent}/iter_N) or restore the folder from a copy"
+            ) from None
+
+    def _restore(self, folder: Path, state: dict) -> None:
         if state.get("family") != self.cfg.model.family:
             raise CheckpointError(
                 f"checkpoint {folder} holds a '{state.get('family')}' model, not "
@@ -786,9 +797,31 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
         raise ConfigError("; ".join(errors))
     # a budget stored by an older version is dropped: only this invocation's --time-budget applies
     cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
+    _warn_edited_config(run_dir / "config.yaml", cfg)
     run = Run(cfg, run_dir)
     run.restore(folder, state)
     return run
+
+
+def _warn_edited_config(path: Path, cfg: Config) -> None:
+    """A resumed run continues its checkpoint's config and rewrites ``RUN/config.yaml`` with it: a hand edit of
+    that file (other than the keys resume takes with --set) is named before it is replaced, not dropped silently."""
+    from ..config.schema import load_config_file
+    from ..errors import GmdritError
+
+    try:
+        edited = load_config_file(path) if path.is_file() else None
+    except (GmdritError, OSError):  # damaged: the run's own file, rewritten from the checkpoint
+        return
+    changed = [] if edited is None else [k for k in config_differences(edited, cfg) if k not in RESUMABLE_KEYS]
+    if changed:
+        log.warning(
+            "%s was edited (%s): resume continues the checkpoint's config and rewrites the file; for a run with "
+            "the edited config, start one: gmdrit train -p %s --run-dir NEW_FOLDER",
+            path,
+            ", ".join(changed),
+            path,
+        )
 
 
 def _run_folder_of_checkpoint(path: Path, folder: Path) -> Path:
