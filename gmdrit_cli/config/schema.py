@@ -32,6 +32,10 @@ FAMILY_SECTIONS = {m.SECTION: (name, m) for name, m in family_config_modules().i
 #: the largest image side of data.resize and data.crop, and why
 _MAX_SIDE = 4096
 _SIDE_WHY = "memory grows with its square; the presets use at most 600"
+_LR_WHY = (
+    "Adam moves each weight by about the learning rate per step, so 1 or more only diverges; "
+    "the presets use 1e-4 to 2e-4"
+)
 
 
 @dataclass
@@ -152,9 +156,15 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    lr_dis: float = _opt(1.0e-4, "learning rate of the image discriminators", min=0, min_exclusive=True)
-    lr_eg: float = _opt(1.0e-4, "learning rate of the encoders and the generator", min=0, min_exclusive=True)
-    lr_content_dis: float = _opt(4.0e-5, "learning rate of the content discriminator", min=0, min_exclusive=True)
+    lr_dis: float = _opt(
+        1.0e-4, "learning rate of the image discriminators", min=0, min_exclusive=True, max=1, why=_LR_WHY
+    )
+    lr_eg: float = _opt(
+        1.0e-4, "learning rate of the encoders and the generator", min=0, min_exclusive=True, max=1, why=_LR_WHY
+    )
+    lr_content_dis: float = _opt(
+        4.0e-5, "learning rate of the content discriminator", min=0, min_exclusive=True, max=1, why=_LR_WHY
+    )
     beta1: float = _opt(0.5, "Adam beta1", min=0, max=1)
     beta2: float = _opt(0.999, "Adam beta2", min=0, max=1)
     weight_decay: float = _opt(1.0e-4, "Adam L2 weight decay", min=0)
@@ -182,7 +192,13 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    max_iters: int = _opt(6000, "training stops after this many iterations", min=1)
+    max_iters: int = _opt(
+        6000,
+        "training stops after this many iterations",
+        min=1,
+        max=9_999_999,
+        why="checkpoint names hold 7 digits; the report's longest schedule (MDMM, 1,200 epochs) is about 1.2 million",
+    )
     batch_size: int = _opt(
         2,
         "images per iteration (even: the batch is split into two halves)",
@@ -425,7 +441,8 @@ def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, s
         high, below = meta["max"], meta.get("max_exclusive")
         if value > high or (below and value == high):
             why = f" ({meta['why']})" if meta.get("why") else ""
-            return value, f"{key}: {value} must be {'<' if below else '<='} {high:g}{why}"
+            bound = f"{high:,}" if isinstance(high, int) else f"{high:g}"
+            return value, f"{key}: {value} must be {'<' if below else '<='} {bound}{why}"
     return value, None
 
 

@@ -83,7 +83,12 @@ def cache_dataset(
             f"train` and `gmdrit resume` write; cache elsewhere"
         )
     target, manifest = cache_dir / source.name, cache_dir / f"{source.name}.json"
-    if target == source or source in target.parents:
+    if target == source:
+        raise DataError(
+            f"the copy would go to {target}, the data folder itself (--to is the folder that holds {source.name}); "
+            f"cache elsewhere"
+        )
+    if source in target.parents:
         raise DataError(f"the cache folder {cache_dir} lies inside the data folder {source}; cache elsewhere")
     if target in source.parents:
         raise DataError(
@@ -115,7 +120,15 @@ def cache_dataset(
     try:  # the partial copy goes on any exit but the rename, Ctrl-C and SIGTERM (a SystemExit) included
         try:
             shutil.copytree(source, partial, copy_function=copy)
-        except (OSError, shutil.Error) as exc:
+        except shutil.Error as exc:  # per-file failures, collected: name the first one
+            first = exc.args[0][0] if exc.args and isinstance(exc.args[0], list) and exc.args[0] else None
+            what = f"{first[0]}: {first[2]}" if isinstance(first, tuple) and len(first) == 3 else str(exc)
+            more = len(exc.args[0]) - 1 if first else 0
+            raise DataError(
+                f"copying {source} to {cache_dir} failed at {what}{f' (and {more} more)' if more > 0 else ''}; "
+                f"move what is not a plain file or folder out of the data folder, or unset speed.data_cache"
+            ) from None
+        except OSError as exc:
             raise DataError(
                 f"copying {source} to {cache_dir} failed ({exc}); free some disk space or unset speed.data_cache"
             ) from None

@@ -211,6 +211,11 @@ def fetch(
             ) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
+            if url.lower().startswith("file:"):  # a local path: the network is not the problem
+                raise DownloadError(
+                    f"cannot read {url} ({reason}); give --url the archive file itself, or put the archive "
+                    f"at {manual_path} and run again"
+                ) from None
             raise DownloadError(
                 f"cannot reach {url} ({reason}); check the network, pass --url with a mirror, "
                 f"or download the file by hand to {manual_path} and run again"
@@ -483,6 +488,19 @@ def download_dataset(
         raise DownloadError(
             f"{dest} exists but is incomplete ({'; '.join(problems)}); pass --force to replace it with a fresh download"
         )
+    new_folders = [f for f in [to, *to.parents] if not f.exists()]  # what the mkdir below creates
+    try:
+        return _download_into(spec, to, source, dest, part, archive, force, keep_archive, progress, timeout)
+    except BaseException:
+        for folder in new_folders:  # innermost first: the folders this call made and left empty
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
+
+
+def _download_into(spec, to, source, dest, part, archive, force, keep_archive, progress, timeout) -> DownloadResult:
+    """:func:`download_dataset` once its arguments are checked: fetch, check, unpack into ``dest``."""
     try:
         to.mkdir(parents=True, exist_ok=True)
         if force:

@@ -293,9 +293,10 @@ def make_edges_dataset(
                     progress(done, total)
         if not counts["train"]:
             reason = "none of its images could be read" if not sum(counts.values()) else "no training image is left"
+            which = f" ({len(skipped)} skipped, e.g. {skipped[0][0].name}: {skipped[0][1]})" if skipped else ""
             raise DataError(
-                f"no dataset written from '{src}': {reason} ({len(skipped)} skipped, e.g. "
-                f"{skipped[0][0].name if skipped else '-'})"
+                f"no dataset written from '{src}': {reason}{which}; give a folder of photos with more images "
+                f"(or smaller --val / --test)"
             )
         settings = {
             "source": source_text,

@@ -381,6 +381,21 @@ def make_output_folder(folder: Path) -> None:
     output_folder(folder, "--out")
 
 
+#: the metadata keys an export writes itself (and reads back: format, weights, quantized, ...); --meta cannot set them
+OWN_METADATA = (
+    "format",
+    "family",
+    "networks",
+    "gmdrit",
+    "omitted",
+    "quantized",
+    "iteration",
+    "phase",
+    "weights",
+    "ema_beta",
+)
+
+
 def export_model(
     path: Path | str,
     out: Path | str,
@@ -398,6 +413,12 @@ def export_model(
     (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
     safetensors header (e.g. the command that trained the model). An ``out`` that holds a model or a config
     already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`)."""
+    taken = sorted(set(extra_metadata or {}) & set(OWN_METADATA))
+    if taken:
+        raise InferenceError(
+            f"metadata key {taken[0]!r} is one gmdrit writes and reads back itself ({', '.join(OWN_METADATA)}); "
+            f"store that value under another key"
+        )
     source = resolve_model(path)
     out = Path(out).expanduser()
     refuse_checkpoint_area(out, "--out")

@@ -717,7 +717,7 @@ def _unused_folder(run_dir: Path) -> Path:
 
 
 #: the files a run writes at the top of its folder (prepare_folder, log_metrics)
-RUN_FILES = ("config.yaml", "metrics.jsonl", "splits.json", "speed.json", "init.json")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "splits.json", "speed.json", "init.json", "sampling.json", "tensorboard")
 
 
 def _refuse_foreign_files(
@@ -729,6 +729,9 @@ def _refuse_foreign_files(
     if not run_dir.is_dir() or ((run_dir / "checkpoints").is_dir() and (run_dir / "samples").is_dir()):
         return
     clash = [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
+    samples = run_dir / "samples"
+    if samples.is_symlink() or samples.exists() and (not samples.is_dir() or any(samples.iterdir())):
+        clash.append("samples/")  # the run writes its grids there, and sets aside what it finds of a later iteration
     if clash:
         raise CheckpointError(
             f"{named} {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
@@ -780,6 +783,8 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
+    if path.name == "latest" and path.is_file() and path.parent.name == "checkpoints":
+        path = path.parent.parent  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
     found = find_checkpoint(path)
     if found is None:
         raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")

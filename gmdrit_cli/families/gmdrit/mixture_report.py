@@ -118,8 +118,8 @@ def _run_folder(path: Path | str) -> Path:
 
 
 def _pick_checkpoint(run: Path, spec: Path | str | None) -> Path:
-    """The checkpoint folder of ``--checkpoint`` (a path, a name in RUN/checkpoints, or an iteration)."""
-    if spec is None:
+    """The checkpoint folder of ``--checkpoint`` (a path, a name in RUN/checkpoints, an iteration, or ``latest``)."""
+    if spec is None or str(spec) == "latest":
         found = find_checkpoint(run)
         if found is None:
             raise MixtureError(f"run folder {run} has no checkpoint yet; train it first (gmdrit train)")
