@@ -241,6 +241,15 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def run_of_latest(path: Path | str) -> Path | None:
+    """The run folder when ``path`` is a run's ``checkpoints/latest`` pointer (the file naming its newest
+    checkpoint, which every command that takes a checkpoint accepts for the run), else None."""
+    path = Path(path).expanduser()
+    if path.name == LATEST and path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent
+    return None
+
+
 def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest valid checkpoint of a run folder (or the given checkpoint folder) and its state.
 

@@ -59,6 +59,7 @@ from .checkpoint import (
     load_network_weights,
     load_optimizer_states,
     prune_checkpoints,
+    run_of_latest,
     save_checkpoint,
 )
 from .engine import Engine, PhaseSpan
@@ -783,8 +784,7 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
-    if path.name == "latest" and path.is_file() and path.parent.name == "checkpoints":
-        path = path.parent.parent  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
+    path = run_of_latest(path) or path  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
     found = find_checkpoint(path)
     if found is None:
         raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")

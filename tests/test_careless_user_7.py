@@ -1,0 +1,83 @@
+"""Issue 25, seventh probe (by someone who did not write the earlier fixes): what a careless user still broke.
+
+A YAML value that PyYAML reads as a date that does not exist (`--set data.root=2024-13-45`, a `seed:` written as a
+date in a preset), an integer of more than 4,300 digits, or an explicit tag on a value it does not fit (`!!timestamp
+x`) was a traceback (ValueError, AttributeError) out of the config reader. `gmdrit export X --out X --force` exported a
+model onto itself: the package's int8 pretrained model became a 14 MB fp32 copy without its `iteration_chosen` and
+training command. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file" for
+translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import assert_one_line_error, input_image
+from gmdrit_cli.config.schema import load_config
+from gmdrit_cli.errors import ConfigError
+
+# -- config: PyYAML's own types fail outside the YAML syntax ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.root=2024-13-45", "month must be in 1..12"),  # was ValueError
+        ("data.root=2024-02-30", "day is out of range"),
+        ("train.seed=" + "9" * 5000, "4300 digits"),  # was ValueError (Python's int digits limit)
+        ("data.root=!!timestamp x", "groupdict"),  # was AttributeError
+    ],
+)
+def test_a_yaml_value_python_cannot_build_is_a_config_error(override, fragment):
+    with pytest.raises(ConfigError, match="cannot read one of its values") as info:
+        load_config("quickstart", [override])
+    assert fragment in str(info.value)
+
+
+def test_a_preset_file_with_an_impossible_date_is_one_line(cli, tmp_path):
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("name: mine\ntrain:\n  seed: 2024-13-45\n")
+    proc = cli("train", "--preset", preset, "--dry-run")
+    assert_one_line_error(proc, f"config file {preset}: cannot read one of its values (month must be in 1..12)")
+
+
+# -- export: never onto the model it reads ---------------------------------------------------------------------------
+
+
+def test_export_refuses_to_export_a_model_onto_itself_even_with_force(cli, run_dir, tmp_path):
+    model = tmp_path / "model"
+    assert cli("export", run_dir, "--out", model, "--int8").returncode == 0
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    for source in (model, model / "model.safetensors"):
+        proc = cli("export", source, "--out", model, "--force")  # was: replaced by an fp32 copy of itself
+        assert_one_line_error(proc, "holds the model being exported", "choose another --out")
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    proc = cli("export", model, "--out", tmp_path / "other")  # into another folder it still works
+    assert proc.returncode == 0, proc.stderr
+
+
+# -- RUN/checkpoints/latest names the run wherever a model is asked for ----------------------------------------------
+
+
+def test_latest_names_the_run_for_every_command_that_takes_a_model(cli, run_dir, tmp_path):
+    latest = run_dir / "checkpoints" / "latest"
+    image = input_image(run_dir.parent / "data")
+    for args in (
+        ["translate", image, "-d", "orange", "-c", latest, "-o", tmp_path / "t", "-n", "1"],
+        ["translate", image, "-d", "orange", "--run", latest, "-o", tmp_path / "t2", "-n", "1"],
+        ["interpolate", image, "-d", "orange", "-c", latest, "-o", tmp_path / "i", "--steps", "2"],
+        ["export", latest, "--out", tmp_path / "e"],
+        ["eval", latest, "--metrics", "checkerboard", "--device", "cpu", "--out", tmp_path / "ev"],
+    ):
+        proc = cli(*args)  # each was "... latest is not a model file"
+        assert proc.returncode == 0, (args[0], proc.stderr)
+
+
+def test_mixture_takes_the_latest_pointer_for_its_run(cli, tiny_gmdrit_run, tmp_path):
+    base, root = tiny_gmdrit_run
+    run = tmp_path / "run"
+    shutil.copytree(base / "run", run)
+    proc = cli("mixture", run / "checkpoints" / "latest", "--data", root, "--device", "cpu", "--skip-curve")
+    assert proc.returncode == 0, proc.stderr  # was "is not a run folder (no checkpoints/ in it)"
+    assert (run / "eval" / "mixture" / "components.json").is_file()
