@@ -1,11 +1,12 @@
-"""Issue 25, seventh probe (by someone who did not write the earlier fixes): what a careless user still broke.
-
-A YAML value that PyYAML reads as a date that does not exist (`--set data.root=2024-13-45`, a `seed:` written as a
-date in a preset), an integer of more than 4,300 digits, or an explicit tag on a value it does not fit (`!!timestamp
-x`) was a traceback (ValueError, AttributeError) out of the config reader. `gmdrit export X --out X --force` exported a
+"""Issue 25, seventh probe (by someone who did not write the earlier fixes): what a careless user still broke. A YAML
+value that PyYAML reads as a date that does not exist (`--set data.root=2024-13-45`, a `seed:` written as a date in
+a preset), an integer of more than 4,300 digits, or an explicit tag on a value it does not fit (`!!timestamp x`) was
+a traceback (ValueError, AttributeError) out of the config reader. `gmdrit export X --out X --force` exported a
 model onto itself: the package's int8 pretrained model became a 14 MB fp32 copy without its `iteration_chosen` and
-training command. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file" for
-translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture."""
+training command. A JSON file nested deeper than Python's recursion limit (a damaged or hand-made state.json,
+sampling.json, onnx.json, metrics.jsonl line, eval.json, lock or cache record) was a RecursionError traceback
+wherever it was read. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file"
+for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture."""
 
 from __future__ import annotations
 
@@ -81,3 +82,41 @@ def test_mixture_takes_the_latest_pointer_for_its_run(cli, tiny_gmdrit_run, tmp_
     proc = cli("mixture", run / "checkpoints" / "latest", "--data", root, "--device", "cpu", "--skip-curve")
     assert proc.returncode == 0, proc.stderr  # was "is not a run folder (no checkpoints/ in it)"
     assert (run / "eval" / "mixture" / "components.json").is_file()
+
+
+# -- JSON nested past Python's recursion limit is damage, not a traceback -------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_state_json_nested_too_deep_is_a_damaged_checkpoint(cli, run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (state_file,) = (run / "checkpoints").glob("iter_*/state.json")
+    state_file.write_text(DEEP)
+    image = input_image(run_dir.parent / "data")
+    for args in (
+        ["resume", run, "--set", "train.max_iters=3"],  # each was RecursionError
+        ["translate", image, "-d", "orange", "--run", run, "-o", tmp_path / "t"],
+        ["export", run, "--out", tmp_path / "e"],
+    ):
+        assert_one_line_error(cli(*args), "has a damaged state.json", "maximum recursion depth")
+
+
+def test_other_json_files_nested_too_deep_are_damage(cli, run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "eval" / "x").mkdir(parents=True)
+    (run / "eval" / "x" / "eval.json").write_text(DEEP)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(DEEP + "\n")
+    proc = cli("report", run, "--out", tmp_path / "page")  # was RecursionError (eval.json, then metrics.jsonl)
+    assert proc.returncode == 0, proc.stderr
+    assert "eval.json: not valid JSON" in proc.stdout + proc.stderr
+    (run / ".lock").write_text(DEEP)
+    assert_one_line_error(cli("resume", run, "--set", "train.max_iters=3"), "lock file", "is damaged")
+    (run / ".lock").unlink()
+    (run / "sampling.json").write_text(DEEP)
+    image = input_image(run_dir.parent / "data")
+    proc = cli("translate", image, "-d", "orange", "--run", run, "-o", tmp_path / "t")
+    assert_one_line_error(proc, "sampling.json is damaged")

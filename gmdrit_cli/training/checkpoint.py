@@ -137,7 +137,7 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
         raise UnreadableCheckpoint(
             os_error_line(exc, f"cannot read checkpoint {folder}", "ask its owner to make it readable")
         ) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested past Python's limit
         raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: {exc}") from None
     files = state.get("files") if isinstance(state, dict) else None
     if not isinstance(files, dict) or not all(isinstance(r, dict) for r in files.values()):

@@ -77,7 +77,7 @@ def _holder(text: str) -> dict | None:
     """The lock's content when it is what :class:`RunLock` writes (host, PID, start time, token), else None."""
     try:
         holder = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(holder, dict):
         return None

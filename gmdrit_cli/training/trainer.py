@@ -416,7 +416,7 @@ class Run:
         for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # damaged bytes: that line goes
             try:
                 (keep if json.loads(line)["iter"] <= self.iteration else later).append(line)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # a line cut off by a kill
         if later:
             stem = f"metrics.after-{checkpoint_name(self.iteration)}"
