@@ -5,8 +5,10 @@ a traceback (ValueError, AttributeError) out of the config reader. `gmdrit expor
 model onto itself: the package's int8 pretrained model became a 14 MB fp32 copy without its `iteration_chosen` and
 training command. A JSON file nested deeper than Python's recursion limit (a damaged or hand-made state.json,
 sampling.json, onnx.json, metrics.jsonl line, eval.json, lock or cache record) was a RecursionError traceback
-wherever it was read. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file"
-for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture."""
+wherever it was read. A full disk while `train` wrote its lock left an empty `.lock` behind, and every later command
+in that folder refused it as damaged. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not
+a model file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for
+mixture. A first checkpoint that could not be written said "the previous checkpoint is intact" when there was none."""
 
 from __future__ import annotations
 
@@ -120,3 +122,38 @@ def test_other_json_files_nested_too_deep_are_damage(cli, run_dir, tmp_path):
     image = input_image(run_dir.parent / "data")
     proc = cli("translate", image, "-d", "orange", "--run", run, "-o", tmp_path / "t")
     assert_one_line_error(proc, "sampling.json is damaged")
+
+
+# -- a full disk: no empty lock left behind, no "previous checkpoint" that does not exist ---------------------------
+
+
+def _no_space(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind_empty(tmp_path, monkeypatch):
+    from gmdrit_cli.errors import CheckpointError
+    from gmdrit_cli.training import runlock
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(runlock.json, "dump", _no_space)
+        with pytest.raises(CheckpointError, match="cannot write the run folder .*no space left"):
+            runlock.RunLock(run).acquire()
+    # was: an empty .lock, and every later command "its lock file ... is damaged (it names no process)"
+    assert not (run / runlock.LOCK_FILE).exists()
+    lock = runlock.RunLock(run)
+    lock.acquire()
+    lock.release()
+
+
+def test_a_first_checkpoint_that_cannot_be_written_names_no_previous_one(cli, tiny_data, tmp_path, monkeypatch):
+    from conftest import set_args, tiny_overrides
+    from gmdrit_cli.training import checkpoint
+
+    monkeypatch.setattr(checkpoint, "save_file", _no_space)
+    proc = cli("train", "--preset", "quickstart", *set_args(tiny_overrides(tiny_data, 1)), "--run-dir", tmp_path / "r")
+    assert_one_line_error(proc, "could not write checkpoint", "this run has no checkpoint yet")
+    assert "previous checkpoint is intact" not in proc.stderr  # there was none

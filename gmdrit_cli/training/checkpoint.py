@@ -103,13 +103,13 @@ def save_checkpoint(
         atomic.fsync_path(parent)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(
-            os_error_line(
-                exc,
-                f"could not write checkpoint {folder}",
-                "resume once it can be written: the previous checkpoint is intact",
-            )
-        ) from None
+        earlier = [p for p in list_checkpoints(parent) if p.name != folder.name]
+        then = (
+            "resume once it can be written: the previous checkpoint is intact"
+            if earlier
+            else "run the command again once it can be written (this run has no checkpoint yet)"
+        )
+        raise CheckpointError(os_error_line(exc, f"could not write checkpoint {folder}", then)) from None
     except BaseException:  # e.g. a second Ctrl-C mid-write: drop the partial copy, keep the old ones
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -110,10 +110,16 @@ class RunLock:
             raise CheckpointError(
                 os_error_line(exc, f"cannot write the run folder {self.path.parent}", "choose another run folder")
             ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.info, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.info, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: an empty lock left behind would refuse every later command
+            self.path.unlink(missing_ok=True)
+            raise CheckpointError(
+                os_error_line(exc, f"cannot write the run folder {self.path.parent}", "choose another run folder")
+            ) from None
         return True
 
     def _read(self) -> dict | None:
