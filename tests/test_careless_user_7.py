@@ -6,9 +6,11 @@ model onto itself: the package's int8 pretrained model became a 14 MB fp32 copy 
 training command. A JSON file nested deeper than Python's recursion limit (a damaged or hand-made state.json,
 sampling.json, onnx.json, metrics.jsonl line, eval.json, lock or cache record) was a RecursionError traceback
 wherever it was read. A full disk while `train` wrote its lock left an empty `.lock` behind, and every later command
-in that folder refused it as damaged. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not
-a model file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for
-mixture. A first checkpoint that could not be written said "the previous checkpoint is intact" when there was none."""
+in that folder refused it as damaged. `data download --url` with a letter outside ASCII in the path (a mirror's
+`données/`) was a UnicodeEncodeError traceback. Misleading: `RUN/checkpoints/latest`, which resume took for the run,
+was "not a model file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder"
+for mixture. A first checkpoint that could not be written said "the previous checkpoint is intact" when there was
+none."""
 
 from __future__ import annotations
 
@@ -157,3 +159,22 @@ def test_a_first_checkpoint_that_cannot_be_written_names_no_previous_one(cli, ti
     proc = cli("train", "--preset", "quickstart", *set_args(tiny_overrides(tiny_data, 1)), "--run-dir", tmp_path / "r")
     assert_one_line_error(proc, "could not write checkpoint", "this run has no checkpoint yet")
     assert "previous checkpoint is intact" not in proc.stderr  # there was none
+
+
+# -- data download: a mirror's URL with letters outside ASCII ---------------------------------------------------------
+
+
+def test_a_url_with_letters_outside_ascii_is_sent_percent_encoded(cli, tmp_path):
+    from conftest import free_port
+    from gmdrit_cli.data.download import check_url
+
+    assert check_url("http://host/données/a b.zip?v=é") == "http://host/donn%C3%A9es/a%20b.zip?v=%C3%A9"
+    assert check_url("http://host/x%20y.zip") == "http://host/x%20y.zip"  # already encoded: left as is
+    url = f"http://127.0.0.1:{free_port()}/données/facades.zip"
+    proc = cli("data", "download", "facades", "--to", tmp_path / "data", "--url", url)
+    assert_one_line_error(proc, "cannot reach http://127.0.0.1:", "/donn%C3%A9es/facades.zip")  # was UnicodeEncodeError
+    # bytes that are not UTF-8 (a shell passes them as surrogates) and a host IDNA cannot encode: one line
+    proc = cli("data", "download", "facades", "--to", tmp_path / "data", "--url", "http://127.0.0.1:1/caf\udce9")
+    assert_one_line_error(proc, "is not a valid URL", "surrogates not allowed")
+    proc = cli("data", "download", "facades", "--to", tmp_path / "data", "--url", "http://" + "a" * 70 + ".com/x.zip")
+    assert_one_line_error(proc, "is not a valid URL", "idna")
