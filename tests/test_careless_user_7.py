@@ -5,12 +5,13 @@ a traceback (ValueError, AttributeError) out of the config reader. `gmdrit expor
 model onto itself: the package's int8 pretrained model became a 14 MB fp32 copy without its `iteration_chosen` and
 training command. A JSON file nested deeper than Python's recursion limit (a damaged or hand-made state.json,
 sampling.json, onnx.json, metrics.jsonl line, eval.json, lock or cache record) was a RecursionError traceback
-wherever it was read. A full disk while `train` wrote its lock left an empty `.lock` behind, and every later command
-in that folder refused it as damaged. `data download --url` with a letter outside ASCII in the path (a mirror's
-`données/`) was a UnicodeEncodeError traceback. Misleading: `RUN/checkpoints/latest`, which resume took for the run,
-was "not a model file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder"
-for mixture. A first checkpoint that could not be written said "the previous checkpoint is intact" when there was
-none."""
+wherever it was read. The app's request function, which promises "never an exception", raised TypeError or
+ValueError on a number field left empty (None), NaN or text (seed, samples, temperature, component, steps). A full
+disk while `train` wrote its lock left an empty `.lock` behind, and every later command in that folder refused it as
+damaged. `data download --url` with a letter outside ASCII in the path (a mirror's `données/`) was a
+UnicodeEncodeError traceback. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model
+file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture. A
+first checkpoint that could not be written said "the previous checkpoint is intact" when there was none."""
 
 from __future__ import annotations
 
@@ -178,3 +179,29 @@ def test_a_url_with_letters_outside_ascii_is_sent_percent_encoded(cli, tmp_path)
     assert_one_line_error(proc, "is not a valid URL", "surrogates not allowed")
     proc = cli("data", "download", "facades", "--to", tmp_path / "data", "--url", "http://" + "a" * 70 + ".com/x.zip")
     assert_one_line_error(proc, "is not a valid URL", "idna")
+
+
+# -- the app's request function: any value of a number field is a message ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("seed", None, "seed: give a whole number (got None)"),  # an emptied seed box: was TypeError
+        ("seed", float("nan"), "seed: give a whole number"),  # was ValueError
+        ("samples", None, "samples: give a whole number"),
+        ("samples", 2.5, "samples: give a whole number"),  # was 2 samples, silently
+        ("temperature", "hot", "temperature: give a number (got 'hot')"),  # was ValueError
+        ("steps", float("nan"), "steps: give a whole number"),  # was ValueError (with interpolate)
+    ],
+)
+def test_an_app_request_with_a_number_field_of_another_kind_is_a_message(run_dir, tmp_path, field, value, fragment):
+    from gmdrit_cli.inference.webapp import Request, load_app_model, run_request
+
+    model = load_app_model(run_dir)
+    image = str(input_image(run_dir.parent / "data"))
+    request = Request(image, "orange", randomize=False, interpolate=True, **{field: value})
+    response = run_request(model, request, tmp_path)  # "never an exception", its docstring says
+    assert not response.ok and response.message.startswith("error: ") and fragment in response.message
+    assert response.seed == 0 and list(tmp_path.iterdir()) == []
+    assert run_request(model, Request(image, "orange", samples=2, seed="7", randomize=False), tmp_path).ok
