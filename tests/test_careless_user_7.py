@@ -6,12 +6,13 @@ model onto itself: the package's int8 pretrained model became a 14 MB fp32 copy 
 training command. A JSON file nested deeper than Python's recursion limit (a damaged or hand-made state.json,
 sampling.json, onnx.json, metrics.jsonl line, eval.json, lock or cache record) was a RecursionError traceback
 wherever it was read. The app's request function, which promises "never an exception", raised TypeError or
-ValueError on a number field left empty (None), NaN or text (seed, samples, temperature, component, steps). A full
-disk while `train` wrote its lock left an empty `.lock` behind, and every later command in that folder refused it as
-damaged. `data download --url` with a letter outside ASCII in the path (a mirror's `données/`) was a
-UnicodeEncodeError traceback. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model
-file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture. A
-first checkpoint that could not be written said "the previous checkpoint is intact" when there was none."""
+ValueError on a number field left empty (None), NaN or text (seed, samples, temperature, component, steps). `data
+edges SRC SRC/x` wrote its pairs (and its temporary folder) among the user's photos. A full disk while `train` wrote
+its lock left an empty `.lock` behind, and every later command in that folder refused it as damaged. `data download
+--url` with a letter outside ASCII in the path (a mirror's `données/`) was a UnicodeEncodeError traceback.
+Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file" for translate,
+interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture. A first checkpoint that
+could not be written said "the previous checkpoint is intact" when there was none."""
 
 from __future__ import annotations
 
@@ -205,3 +206,14 @@ def test_an_app_request_with_a_number_field_of_another_kind_is_a_message(run_dir
     assert not response.ok and response.message.startswith("error: ") and fragment in response.message
     assert response.seed == 0 and list(tmp_path.iterdir()) == []
     assert run_request(model, Request(image, "orange", samples=2, seed="7", randomize=False), tmp_path).ok
+
+
+# -- data edges: never into the source folder ------------------------------------------------------------------------
+
+
+def test_data_edges_refuses_a_destination_inside_its_source(cli, tiny_data):
+    before = sorted(p.relative_to(tiny_data) for p in tiny_data.rglob("*"))
+    for src, dst in ((tiny_data / "trainB", tiny_data / "trainB" / "edges"), (tiny_data, tiny_data / "edges")):
+        proc = cli("data", "edges", src, dst, "--size", "32")  # was: the pairs written among the photos
+        assert_one_line_error(proc, "is inside the source folder", "pass a DST outside it")
+    assert sorted(p.relative_to(tiny_data) for p in tiny_data.rglob("*")) == before
