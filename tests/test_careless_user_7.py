@@ -11,8 +11,10 @@ edges SRC SRC/x` wrote its pairs (and its temporary folder) among the user's pho
 its lock left an empty `.lock` behind, and every later command in that folder refused it as damaged. `data download
 --url` with a letter outside ASCII in the path (a mirror's `données/`) was a UnicodeEncodeError traceback.
 Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file" for translate,
-interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture. A first checkpoint that
-could not be written said "the previous checkpoint is intact" when there was none."""
+interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture. `train` into a run that
+`resume` was writing failed with "cannot read weights .../iter_0000095: No such file" (the writer had pruned the
+checkpoint it picked before taking the lock) instead of naming the writer. A first checkpoint that could not be
+written said "the previous checkpoint is intact" when there was none."""
 
 from __future__ import annotations
 
@@ -217,3 +219,31 @@ def test_data_edges_refuses_a_destination_inside_its_source(cli, tiny_data):
         proc = cli("data", "edges", src, dst, "--size", "32")  # was: the pairs written among the photos
         assert_one_line_error(proc, "is inside the source folder", "pass a DST outside it")
     assert sorted(p.relative_to(tiny_data) for p in tiny_data.rglob("*")) == before
+
+
+# -- train or resume of a run another process is writing: the writer is named, not a pruned file ------------------
+
+
+def test_a_checkpoint_pruned_by_the_runs_writer_names_the_writer(cli, run_dir, tmp_path, monkeypatch):
+    from conftest import set_args, tiny_overrides
+    from gmdrit_cli.errors import CheckpointError
+    from gmdrit_cli.training import trainer
+    from gmdrit_cli.training.runlock import RunLock
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+
+    def pruned_meanwhile(self, folder, state):  # the writer pruned it between find_checkpoint and the read
+        raise CheckpointError(f"cannot read weights {folder}: No such file or directory")
+
+    monkeypatch.setattr(trainer.Run, "restore", pruned_meanwhile)
+    overrides = tiny_overrides(run_dir.parent / "data", 3) + ["data.domains=[apple,orange]"]
+    train = ["train", "--preset", "mdmm_baseline", *set_args(overrides), "--run-dir", run]
+    assert_one_line_error(cli(*train), "cannot read weights")  # nobody writes it: the read error itself
+    writer = RunLock(run)  # a live writer (this process)
+    writer.acquire()
+    try:
+        assert_one_line_error(cli(*train), "is being written by PID")  # was "cannot read weights ...: No such file"
+        assert_one_line_error(cli("resume", run, "--set", "train.max_iters=3"), "is being written by PID")
+    finally:
+        writer.release()

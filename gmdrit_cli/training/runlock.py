@@ -229,3 +229,19 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def refuse_if_busy(run_dir: Path) -> None:
+    """:class:`RunFolderBusy` when a live process holds the lock of ``run_dir``: for a command that failed to read
+    a checkpoint before taking the lock itself (the holder had just pruned it), so that it names the writer
+    instead of a missing file."""
+    lock = RunLock(run_dir)
+    try:
+        holder = lock._read()
+    except CheckpointError:
+        return
+    if holder and not lock._stale(holder):
+        raise RunFolderBusy(
+            f"run folder {lock.path.parent} is being written by {_describe(holder)}; "
+            f"wait for it to finish or stop it first (one writer per run folder)"
+        )

@@ -63,7 +63,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .engine import Engine, PhaseSpan
-from .runlock import RunLock
+from .runlock import RunLock, refuse_if_busy
 from .tb_log import NoTensorBoard, TensorBoardLog, open_tensorboard
 
 log = logging.getLogger("gmdrit")
@@ -775,7 +775,11 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
             f"use --fresh for a new run, or `gmdrit resume {run_dir}` to continue it"
         )
     run = Run(cfg, run_dir)
-    run.restore(folder, state)
+    try:
+        run.restore(folder, state)
+    except CheckpointError:  # read before the lock: another process writing the run may have pruned it meanwhile
+        refuse_if_busy(run.run_dir)
+        raise
     return run
 
 
@@ -804,7 +808,11 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
     _warn_edited_config(run_dir / "config.yaml", cfg)
     run = Run(cfg, run_dir)
-    run.restore(folder, state)
+    try:
+        run.restore(folder, state)
+    except CheckpointError:  # read before the lock: another process writing the run may have pruned it meanwhile
+        refuse_if_busy(run.run_dir)
+        raise
     return run
 
 
