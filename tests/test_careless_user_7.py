@@ -7,14 +7,16 @@ training command. A JSON file nested deeper than Python's recursion limit (a dam
 sampling.json, onnx.json, metrics.jsonl line, eval.json, lock or cache record) was a RecursionError traceback
 wherever it was read. The app's request function, which promises "never an exception", raised TypeError or
 ValueError on a number field left empty (None), NaN or text (seed, samples, temperature, component, steps). `data
-edges SRC SRC/x` wrote its pairs (and its temporary folder) among the user's photos. A full disk while `train` wrote
-its lock left an empty `.lock` behind, and every later command in that folder refused it as damaged. `data download
---url` with a letter outside ASCII in the path (a mirror's `données/`) was a UnicodeEncodeError traceback.
-Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model file" for translate,
-interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture. `train` into a run that
-`resume` was writing failed with "cannot read weights .../iter_0000095: No such file" (the writer had pruned the
-checkpoint it picked before taking the lock) instead of naming the writer. A first checkpoint that could not be
-written said "the previous checkpoint is intact" when there was none."""
+edges SRC SRC/x` wrote its pairs (and its temporary folder) among the user's photos. `gmdrit resume
+RUN/after-iter_N` (the checkpoints and grids kept aside when the run was resumed from an earlier checkpoint) resumed
+that folder in place: its training pruned the kept-aside checkpoints and mixed new grids with the old ones. A full
+disk while `train` wrote its lock left an empty `.lock` behind, and every later command in that folder refused it as
+damaged. `data download --url` with a letter outside ASCII in the path (a mirror's `données/`) was a
+UnicodeEncodeError traceback. Misleading: `RUN/checkpoints/latest`, which resume took for the run, was "not a model
+file" for translate, interpolate, eval, export, app and `train.init_from`, and "not a run folder" for mixture.
+`train` into a run that `resume` was writing failed with "cannot read weights .../iter_0000095: No such file" (the
+writer had pruned the checkpoint it picked before taking the lock) instead of naming the writer. A first checkpoint
+that could not be written said "the previous checkpoint is intact" when there was none."""
 
 from __future__ import annotations
 
@@ -247,3 +249,26 @@ def test_a_checkpoint_pruned_by_the_runs_writer_names_the_writer(cli, run_dir, t
         assert_one_line_error(cli("resume", run, "--set", "train.max_iters=3"), "is being written by PID")
     finally:
         writer.release()
+
+
+# -- a run's after-iter_N/ folder holds earlier results: never resumed or trained in place -------------------------
+
+
+def test_the_folder_of_checkpoints_kept_aside_is_not_resumed_in_place(cli, run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert cli("resume", run, "--set", "train.max_iters=4", "--set", "train.save_every=1").returncode == 0
+    (older,) = [p for p in (run / "checkpoints").iterdir() if p.name == "iter_0000002"]
+    proc = cli("resume", older, "--set", "train.max_iters=3")  # keeps iterations 3 and 4 aside
+    assert proc.returncode == 0, proc.stderr
+    aside = run / "after-iter_0000002"
+    kept = sorted(p.name for p in (aside / "checkpoints").iterdir())
+    assert kept == ["iter_0000003", "iter_0000004"]
+    for args in (
+        ["resume", aside, "--set", "train.max_iters=9", "--set", "train.keep_last=1"],  # was: resumed in place,
+        ["resume", aside / "checkpoints" / "iter_0000004", "--set", "train.max_iters=9"],  # pruning what it kept
+        ["train", "--preset", "mdmm_baseline", "--run-dir", aside],
+    ):
+        assert_one_line_error(cli(*args), "is inside", "kept aside", "gmdrit does not write there")
+    assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == kept
+    assert not (aside / "metrics.jsonl").exists()

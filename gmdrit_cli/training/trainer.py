@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import threading
 import time
@@ -745,6 +746,21 @@ def config_differences(old: Config, new: Config) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+_KEPT_ASIDE = re.compile(r"after-iter_\d+(-\d+)?")
+
+
+def _refuse_kept_aside(path: Path, option: str) -> None:
+    """Refuse ``path`` inside a run's ``after-iter_N/`` folder: it holds what a resume from an earlier
+    checkpoint kept aside, and a run there would prune those checkpoints and mix its grids with them."""
+    for folder in (path, *path.parents):
+        if _KEPT_ASIDE.fullmatch(folder.name) and (folder.parent / "checkpoints").is_dir():
+            raise CheckpointError(
+                f"{option} {path} is inside {folder}, the checkpoints and sample grids kept aside when "
+                f"{folder.parent} was resumed from an earlier one; gmdrit does not write there: resume a copy "
+                f"made elsewhere, or the run {folder.parent} itself"
+            )
+
+
 def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     """A run of ``cfg`` in ``run_dir``: continued from its checkpoint if it has one, else new.
 
@@ -754,6 +770,7 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
     refuse_checkpoint_area(run_dir, "--run-dir")
+    _refuse_kept_aside(run_dir.absolute(), "--run-dir")
     found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if found is None:
         _refuse_foreign_files(run_dir)
@@ -789,6 +806,7 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
     path = run_of_latest(path) or path  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
+    _refuse_kept_aside(path.absolute(), "resume")
     found = find_checkpoint(path)
     if found is None:
         raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")
