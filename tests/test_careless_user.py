@@ -278,7 +278,10 @@ def test_os_errors_are_one_line_naming_the_path(cli, run_dir, tmp_path, monkeypa
         cli("translate", image(tmp_path), "--domain", "orange", "--run", run_dir, "--out", tmp_path / "afile"),
         "is a file",
     )
-    assert_one_line_error(cli("data", "edges", tmp_path, tmp_path / "afile" / "x"), "cannot create", "afile")
+    photos = tmp_path / "photos"  # not tmp_path itself: a DST inside the source folder is refused first
+    photos.mkdir()
+    image(photos)
+    assert_one_line_error(cli("data", "edges", photos, tmp_path / "afile" / "x"), "cannot create", "afile")
 
     def full(*args, **kwargs):
         raise SafetensorError(

@@ -522,7 +522,15 @@ def read_yaml_text(text: str, what: str) -> Any:
             f"{what} nests lists or mappings more than {MAX_CONFIG_DEPTH} levels deep; a config has sections "
             f"of keys (section.key: value), so fix it"
         )
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader)
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader)
+    except (ValueError, OverflowError, TypeError, AttributeError) as exc:
+        # PyYAML builds its own types with Python's constructors, which fail outside the YAML syntax: a date
+        # such as 2024-13-45 (month must be in 1..12), an integer of more than 4,300 digits (Python's limit),
+        # an explicit tag on a value it does not fit (`!!timestamp x`)
+        raise ConfigError(
+            f"{what}: cannot read one of its values ({exc}); fix it, or quote a value meant as text"
+        ) from None
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"

@@ -100,7 +100,7 @@ def cache_dataset(
     want = {"source": str(source), "files": files, "bytes": size}
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         recorded = None
     _refuse_what_is_not_a_copy(target, manifest, recorded)
     if recorded == want and target.is_dir() and tree_summary(target) == (files, size):

@@ -430,7 +430,19 @@ def check_url(url: str) -> str:
             f"--url {url!r} is not an http(s) or file:// URL; give the address of an archive, e.g. "
             f"https://host/path/NAME.zip (leave --url out for the official one)"
         )
-    return url.strip()
+    if parts.scheme == "file":
+        return url.strip()
+    # an HTTP request line is ASCII: a mirror's path with 'é' or a space is sent percent-encoded (urllib
+    # raised UnicodeEncodeError on it), its host name in IDNA
+    try:
+        (parts.hostname or "").encode("idna")
+        path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=~")
+        query = urllib.parse.quote(parts.query, safe="/?%:@!$&'()*+,;=~")
+    except UnicodeError as exc:
+        raise DownloadError(
+            f"--url {url!r} is not a valid URL ({exc}); give the http(s) address of an archive"
+        ) from None
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
 
 
 def check_timeout(timeout: float) -> float:

@@ -211,6 +211,10 @@ def _check_arguments(
         raise DataError(f"--val {val} and --test {test} leave no training images; keep their sum below 1")
     if dst.exists() and not dst.is_dir():
         raise DataError(f"destination '{dst}' exists and is not a folder; pass another DST")
+    if dst.resolve() != src.resolve() and dst.resolve().is_relative_to(src.resolve()):
+        # the pairs (and the build's temporary folder) would land among the user's photos, which a later
+        # `data edges` or a training on SRC reads as photos
+        raise DataError(f"the destination '{dst}' is inside the source folder '{src}'; pass a DST outside it")
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise DataError(f"destination '{dst}' is not empty; pass --overwrite to replace it, or another DST")
     if overwrite and dst.is_dir() and src.resolve().is_relative_to(dst.resolve()):

@@ -33,7 +33,7 @@ from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
 from ..families.base import ModelFamily
 from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
-from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights
+from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights, run_of_latest
 from ..training.speed import resolve_device
 
 CONFIG_FILE = "config.yaml"
@@ -95,6 +95,7 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         source.kind = "pretrained"
         return source
     given = Path(path).expanduser()
+    given = run_of_latest(given) or given  # RUN/checkpoints/latest: the run's newest (valid) checkpoint
     what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
     if not given.exists():
         raise CheckpointError(f"{given} does not exist; {what}")
@@ -162,7 +163,7 @@ def _json_or_none(text: str | None) -> dict | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -424,6 +425,13 @@ def export_model(
     refuse_checkpoint_area(out, "--out")
     if (out / "checkpoints").is_dir():
         raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
+    if source.weights.parent.resolve() == out.resolve():
+        # --force replaces an earlier export, never the model being read: that would drop what the export's
+        # metadata records (iteration chosen, training command, int8) for a copy of itself
+        raise InferenceError(
+            f"--out {out} holds the model being exported ({source.weights}); even with --force gmdrit does not "
+            f"export a model onto itself: choose another --out"
+        )
     if not force:
         for existing in (out / MODEL_FILE, out / CONFIG_FILE):
             refuse_replacing(existing, "--force")

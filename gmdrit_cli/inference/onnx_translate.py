@@ -75,7 +75,7 @@ class OnnxModel:
             raise InferenceError(
                 f"{folder} has no {META_FILE}: export the model again with gmdrit export RUN --format onnx --out FOLDER"
             ) from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise InferenceError(f"cannot read {meta_path}: {exc}") from None
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise InferenceError(f"{meta_path} is not a gmdrit ONNX export")

@@ -229,7 +229,7 @@ def run_request(app_model: AppModel, request: Request, work_root: Path) -> Respo
         return _run(app_model, request, folder)
     except GmdritError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        return Response(seed=request.seed, message=f"error: {exc}", ok=False)
+        return Response(seed=_seed_shown(request.seed), message=f"error: {exc}", ok=False)
     except MemoryError:
         shutil.rmtree(folder, ignore_errors=True)
         return Response(
@@ -237,6 +237,11 @@ def run_request(app_model: AppModel, request: Request, work_root: Path) -> Respo
             message="error: not enough memory for this request; use fewer samples or a smaller image",
             ok=False,
         )
+
+
+def _seed_shown(seed) -> int:
+    """The seed an error response shows back in the page's seed box: the request's when it is one."""
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
 @dataclass
@@ -252,6 +257,29 @@ class _Checked:
     notes: list[str]  # for the page, in the order they arose
 
 
+def _whole(value, name: str) -> int:
+    """A number field of the page as an int: a field left empty (None), text, NaN or a fraction is a message,
+    not an exception (Gradio sends whatever its API is given, and an emptied number box as None)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(value)
+        whole = int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise InferenceError(f"{name}: give a whole number (got {value!r})") from None
+    if number != whole:
+        raise InferenceError(f"{name}: give a whole number (got {value!r})")
+    return whole
+
+
+def _real(value, name: str) -> float:
+    """A number field of the page as a float (its range is checked by the caller)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InferenceError(f"{name}: give a number (got {value!r})") from None
+
+
 def _check_options(app_model: AppModel, request: Request) -> tuple[list[str], int, float, int]:
     """The upload's notes, the number of samples, the temperature and the seed (drawn when ``randomize``)."""
     from ..limits import bounded, finite
@@ -263,20 +291,22 @@ def _check_options(app_model: AppModel, request: Request) -> tuple[list[str], in
     if request.mode not in app_model.modes:
         raise InferenceError(f"mode {request.mode!r} is not available for this {app_model.family} model")
     samples = bounded(
-        int(request.samples),
+        _whole(request.samples, "samples"),
         "samples",
         1,
         MAX_APP_SAMPLES,
         "each sample is decoded on the server for every visitor; the CLI allows more",
     )
-    temperature = app_model.sample_temperature if request.temperature is None else float(request.temperature)
+    temperature = (
+        app_model.sample_temperature if request.temperature is None else _real(request.temperature, "temperature")
+    )
     finite(
         temperature,
         "temperature",
         high=10.0,
         why="1 = the model's prior; far past it the attributes leave what the model was trained on",
     )
-    seed = secrets.randbelow(2**31) if request.randomize else check_seed(int(request.seed), "seed")
+    seed = secrets.randbelow(2**31) if request.randomize else check_seed(_whole(request.seed, "seed"), "seed")
     return notes, samples, temperature, seed
 
 
@@ -314,7 +344,7 @@ def _component(app_model: AppModel, request: Request) -> int | None:
     if request.mode != MODE_COMPONENT:
         return None
     return bounded(
-        int(request.component),
+        _whole(request.component, "component"),
         "component",
         0,
         app_model.components_per_domain - 1,
@@ -355,7 +385,7 @@ def _add_interpolation(app_model: AppModel, request: Request, c: _Checked, folde
     from ..limits import bounded
     from .translate import interpolate
 
-    steps = bounded(int(request.steps), "steps", 2, MAX_APP_STEPS, "each frame is a decoded image")
+    steps = bounded(_whole(request.steps, "steps"), "steps", 2, MAX_APP_STEPS, "each frame is a decoded image")
     component, cpd = c.component, app_model.components_per_domain
     between = "components" if component is not None and cpd > 1 else "random"
     comps = [component, (component + 1) % cpd] if between == "components" else None
@@ -531,14 +561,14 @@ def _translate_handler(app_model: AppModel, work_root: Path):
             image_v,
             domain_v,
             mode_v,
-            int(samples_v or 1),
+            samples_v,  # numbers as sent: run_request checks each (an emptied box is None, the API sends anything)
             temperature_v,
-            int(component_v or 0),
-            int(seed_v or 0),
+            component_v,
+            seed_v,
             bool(randomize_v),
             refs,
             bool(interpolate_v),
-            int(steps_v or 8),
+            steps_v,
             bool(edges_v),
         )
         r = run_request(app_model, request, work_root)

@@ -163,7 +163,7 @@ def _json_file(path: Path, notes: list[str], check) -> dict | None:
     """A run folder's JSON file when it parses and ``check(data)`` finds nothing wrong; else a note and None."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, nesting past the recursion limit
         notes.append(f"{path}: not valid JSON (damaged?), left out")
         return None
     problem = check(data)

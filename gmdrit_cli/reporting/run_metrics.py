@@ -71,7 +71,7 @@ def _lines(path: Path) -> list[str]:
 def _record(line: str) -> dict | None:
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("iter"), int):
         return None

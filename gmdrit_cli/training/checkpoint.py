@@ -103,13 +103,13 @@ def save_checkpoint(
         atomic.fsync_path(parent)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(
-            os_error_line(
-                exc,
-                f"could not write checkpoint {folder}",
-                "resume once it can be written: the previous checkpoint is intact",
-            )
-        ) from None
+        earlier = [p for p in list_checkpoints(parent) if p.name != folder.name]
+        then = (
+            "resume once it can be written: the previous checkpoint is intact"
+            if earlier
+            else "run the command again once it can be written (this run has no checkpoint yet)"
+        )
+        raise CheckpointError(os_error_line(exc, f"could not write checkpoint {folder}", then)) from None
     except BaseException:  # e.g. a second Ctrl-C mid-write: drop the partial copy, keep the old ones
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -137,7 +137,7 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
         raise UnreadableCheckpoint(
             os_error_line(exc, f"cannot read checkpoint {folder}", "ask its owner to make it readable")
         ) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested past Python's limit
         raise CheckpointError(f"checkpoint {folder} has a damaged {STATE_FILE}: {exc}") from None
     files = state.get("files") if isinstance(state, dict) else None
     if not isinstance(files, dict) or not all(isinstance(r, dict) for r in files.values()):
@@ -239,6 +239,15 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in Path(checkpoints_dir).iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
+
+
+def run_of_latest(path: Path | str) -> Path | None:
+    """The run folder when ``path`` is a run's ``checkpoints/latest`` pointer (the file naming its newest
+    checkpoint, which every command that takes a checkpoint accepts for the run), else None."""
+    path = Path(path).expanduser()
+    if path.name == LATEST and path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent
+    return None
 
 
 def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:

@@ -77,7 +77,7 @@ def _holder(text: str) -> dict | None:
     """The lock's content when it is what :class:`RunLock` writes (host, PID, start time, token), else None."""
     try:
         holder = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(holder, dict):
         return None
@@ -110,10 +110,16 @@ class RunLock:
             raise CheckpointError(
                 os_error_line(exc, f"cannot write the run folder {self.path.parent}", "choose another run folder")
             ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.info, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.info, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: an empty lock left behind would refuse every later command
+            self.path.unlink(missing_ok=True)
+            raise CheckpointError(
+                os_error_line(exc, f"cannot write the run folder {self.path.parent}", "choose another run folder")
+            ) from None
         return True
 
     def _read(self) -> dict | None:
@@ -223,3 +229,19 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def refuse_if_busy(run_dir: Path) -> None:
+    """:class:`RunFolderBusy` when a live process holds the lock of ``run_dir``: for a command that failed to read
+    a checkpoint before taking the lock itself (the holder had just pruned it), so that it names the writer
+    instead of a missing file."""
+    lock = RunLock(run_dir)
+    try:
+        holder = lock._read()
+    except CheckpointError:
+        return
+    if holder and not lock._stale(holder):
+        raise RunFolderBusy(
+            f"run folder {lock.path.parent} is being written by {_describe(holder)}; "
+            f"wait for it to finish or stop it first (one writer per run folder)"
+        )

@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import threading
 import time
@@ -59,10 +60,11 @@ from .checkpoint import (
     load_network_weights,
     load_optimizer_states,
     prune_checkpoints,
+    run_of_latest,
     save_checkpoint,
 )
 from .engine import Engine, PhaseSpan
-from .runlock import RunLock
+from .runlock import RunLock, refuse_if_busy
 from .tb_log import NoTensorBoard, TensorBoardLog, open_tensorboard
 
 log = logging.getLogger("gmdrit")
@@ -415,7 +417,7 @@ class Run:
         for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # damaged bytes: that line goes
             try:
                 (keep if json.loads(line)["iter"] <= self.iteration else later).append(line)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue  # a line cut off by a kill
         if later:
             stem = f"metrics.after-{checkpoint_name(self.iteration)}"
@@ -744,6 +746,21 @@ def config_differences(old: Config, new: Config) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+_KEPT_ASIDE = re.compile(r"after-iter_\d+(-\d+)?")
+
+
+def _refuse_kept_aside(path: Path, option: str) -> None:
+    """Refuse ``path`` inside a run's ``after-iter_N/`` folder: it holds what a resume from an earlier
+    checkpoint kept aside, and a run there would prune those checkpoints and mix its grids with them."""
+    for folder in (path, *path.parents):
+        if _KEPT_ASIDE.fullmatch(folder.name) and (folder.parent / "checkpoints").is_dir():
+            raise CheckpointError(
+                f"{option} {path} is inside {folder}, the checkpoints and sample grids kept aside when "
+                f"{folder.parent} was resumed from an earlier one; gmdrit does not write there: resume a copy "
+                f"made elsewhere, or the run {folder.parent} itself"
+            )
+
+
 def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     """A run of ``cfg`` in ``run_dir``: continued from its checkpoint if it has one, else new.
 
@@ -753,6 +770,7 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
     refuse_checkpoint_area(run_dir, "--run-dir")
+    _refuse_kept_aside(run_dir.absolute(), "--run-dir")
     found = find_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if found is None:
         _refuse_foreign_files(run_dir)
@@ -774,7 +792,11 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
             f"use --fresh for a new run, or `gmdrit resume {run_dir}` to continue it"
         )
     run = Run(cfg, run_dir)
-    run.restore(folder, state)
+    try:
+        run.restore(folder, state)
+    except CheckpointError:  # read before the lock: another process writing the run may have pruned it meanwhile
+        refuse_if_busy(run.run_dir)
+        raise
     return run
 
 
@@ -783,8 +805,8 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
-    if path.name == "latest" and path.is_file() and path.parent.name == "checkpoints":
-        path = path.parent.parent  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
+    path = run_of_latest(path) or path  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
+    _refuse_kept_aside(path.absolute(), "resume")
     found = find_checkpoint(path)
     if found is None:
         raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")
@@ -804,7 +826,11 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
     _warn_edited_config(run_dir / "config.yaml", cfg)
     run = Run(cfg, run_dir)
-    run.restore(folder, state)
+    try:
+        run.restore(folder, state)
+    except CheckpointError:  # read before the lock: another process writing the run may have pruned it meanwhile
+        refuse_if_busy(run.run_dir)
+        raise
     return run
 
 

@@ -36,7 +36,14 @@ from ...config.schema import Config
 from ...errors import CheckpointError, GmdritError
 from ...evaluation.metrics import write_bytes_atomic, write_json_atomic
 from ...outputs import numbered_folder, output_folder
-from ...training.checkpoint import STATE_FILE, checkpoint_name, find_checkpoint, list_checkpoints, verify_checkpoint
+from ...training.checkpoint import (
+    STATE_FILE,
+    checkpoint_name,
+    find_checkpoint,
+    list_checkpoints,
+    run_of_latest,
+    verify_checkpoint,
+)
 
 FORMAT = "gmdrit-mixture/1"
 TARGET = 0.90  # the accuracy the curve is read against (dashed line)
@@ -108,6 +115,7 @@ def check_mixture(cfg: Config, where: Path | str) -> None:
 
 def _run_folder(path: Path | str) -> Path:
     run = Path(path).expanduser()
+    run = run_of_latest(run) or run  # RUN/checkpoints/latest: the run (whose default checkpoint is the latest)
     if (run / STATE_FILE).is_file():
         raise MixtureError(
             f"{run} is a checkpoint folder; give the run folder ({run.parent.parent}) and --checkpoint {run.name}"
