@@ -6,7 +6,7 @@ pipe where a file goes was named by gmdrit's temporary file (`.model.safetensors
 shutil's raw list of error tuples for a named pipe, and said the cache folder "lies inside the data folder" when the
 copy would have been the data folder itself; `train` into a folder holding someone's `samples/` moved their file
 aside; `export --meta format=x` replaced the key that marks an export; `optim.lr_eg=1e308` and
-`train.max_iters=10**12` were accepted."""
+`train.max_iters=10**12` were accepted; `train --json` without --dry-run was ignored and trained."""
 
 from __future__ import annotations
 
@@ -90,3 +90,9 @@ def test_export_keeps_its_own_metadata_keys(cli, tmp_path):
 def test_learning_rates_and_iterations_have_bounds_with_reasons(override, bound):
     with pytest.raises(ConfigError, match=bound.replace("(", r"\(")):
         load_config("quickstart", [override])
+
+
+def test_train_json_without_dry_run_is_refused_before_anything_trains(cli, tmp_path):
+    proc = cli("train", "--json", "--run-dir", tmp_path / "run")  # was ignored: a whole training started
+    assert_one_line_error(proc, "--json", "--dry-run")
+    assert not (tmp_path / "run").exists()

@@ -162,8 +162,11 @@ def train(
 ) -> None:
     """Train a model from a preset; continues the run folder's checkpoint if there is one."""
     from ..config.schema import config_to_dict, dump_config, load_config
+    from ..errors import ConfigError
     from ..training.trainer import describe_model, open_run
 
+    if as_json and not dry_run:
+        raise ConfigError("--json prints the config of --dry-run; add --dry-run, or leave --json out to train")
     overrides = list(set_ or []) + ([f"train.time_budget={time_budget}"] if time_budget else [])
     cfg = load_config(preset, overrides)
     if dry_run:
