@@ -6,7 +6,8 @@ pipe where a file goes was named by gmdrit's temporary file (`.model.safetensors
 shutil's raw list of error tuples for a named pipe, and said the cache folder "lies inside the data folder" when the
 copy would have been the data folder itself; `train` into a folder holding someone's `samples/` moved their file
 aside; `export --meta format=x` replaced the key that marks an export; `optim.lr_eg=1e308` and
-`train.max_iters=10**12` were accepted; `train --json` without --dry-run was ignored and trained."""
+`train.max_iters=10**12` were accepted; `train --json` without --dry-run was ignored and trained; a folder named
+metrics.jsonl stopped the whole report."""
 
 from __future__ import annotations
 
@@ -96,3 +97,14 @@ def test_train_json_without_dry_run_is_refused_before_anything_trains(cli, tmp_p
     proc = cli("train", "--json", "--run-dir", tmp_path / "run")  # was ignored: a whole training started
     assert_one_line_error(proc, "--json", "--dry-run")
     assert not (tmp_path / "run").exists()
+
+
+def test_report_of_a_run_whose_metrics_file_is_a_folder_leaves_the_losses_out(cli, run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()  # was "cannot write ... choose another path" for the whole report
+    proc = cli("report", run, "--out", tmp_path / "page")
+    assert proc.returncode == 0, proc.stderr
+    assert "metrics.jsonl is not a file" in proc.stdout
+    assert (tmp_path / "page" / "index.html").is_file()

@@ -128,6 +128,8 @@ def read_run(path: str | Path, label: str | None = None) -> RunFolder:
     )
     if config_text and not run.config:
         problems.append(f"{config}: not a YAML mapping (damaged?), shown as text only")
+    if (path / "metrics.jsonl").exists() and not (path / "metrics.jsonl").is_file():
+        problems.append(f"{path / 'metrics.jsonl'} is not a file: no loss curves")
     damaged = damaged_metric_lines(path / "metrics.jsonl")
     if damaged:
         problems.append(f"{path / 'metrics.jsonl'}: {damaged} damaged line(s) left out of the loss curves")

@@ -53,7 +53,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     A line is ``{"iter": int, "epoch": int, "lr_factor": float, "time": float, <loss>: float, ...}``.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():  # missing, or a folder in its place: no loss curves (the report says so)
         return []
     records = []
     for line in _lines(path):
