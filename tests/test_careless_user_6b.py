@@ -7,7 +7,7 @@ shutil's raw list of error tuples for a named pipe, and said the cache folder "l
 copy would have been the data folder itself; `train` into a folder holding someone's `samples/` moved their file
 aside; `export --meta format=x` replaced the key that marks an export; `optim.lr_eg=1e308` and
 `train.max_iters=10**12` were accepted; `train --json` without --dry-run was ignored and trained; a folder named
-metrics.jsonl stopped the whole report."""
+metrics.jsonl stopped the whole report; a folder named config.yaml beside an export was "no config.yaml"."""
 
 from __future__ import annotations
 
@@ -108,3 +108,12 @@ def test_report_of_a_run_whose_metrics_file_is_a_folder_leaves_the_losses_out(cl
     assert proc.returncode == 0, proc.stderr
     assert "metrics.jsonl is not a file" in proc.stdout
     assert (tmp_path / "page" / "index.html").is_file()
+
+
+def test_an_export_whose_config_is_a_folder_is_named_so(cli, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copy(Path(gmdrit_cli.__file__).parent / "pretrained" / "apple2orange" / "model.safetensors", export)
+    (export / "config.yaml").mkdir()  # was "has no config.yaml beside it"
+    proc = cli("export", export, "--out", tmp_path / "again")
+    assert_one_line_error(proc, "config.yaml is not a file")

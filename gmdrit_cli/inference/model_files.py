@@ -109,6 +109,8 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         if weights.suffix != ".safetensors":
             raise CheckpointError(f"{weights} is not a model file; {what}")
         config = weights.parent / CONFIG_FILE
+        if config.exists() and not config.is_file():
+            raise CheckpointError(f"{config} is not a file (a folder?); put the export's {CONFIG_FILE} there")
         if not config.is_file():
             raise CheckpointError(
                 f"{weights} has no {CONFIG_FILE} beside it; export models with "
