@@ -557,6 +557,12 @@ def parse_duration(text: str) -> float | None:
     return seconds
 
 
+def _plain_name(name) -> bool:
+    """Whether ``name`` can name a folder or a file part: text without '/', '\\' or control characters, not '.'
+    or '..' (domain names and the run's name become paths)."""
+    return isinstance(name, str) and name.strip() not in ("", ".", "..") and not re.search(r"[/\\\x00-\x1f]", name)
+
+
 def _validate(cfg: Config) -> list[str]:
     """Cross-field checks that single-key rules cannot express."""
     errors = []
@@ -577,13 +583,13 @@ def _validate(cfg: Config) -> list[str]:
     if len(set(cfg.data.domains)) != len(cfg.data.domains):
         errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
     for name in cfg.data.domains:
-        if not isinstance(name, str) or name.strip() in ("", ".", "..") or re.search(r"[/\\\x00-\x1f]", name):
+        if not _plain_name(name):
             errors.append(
                 f"data.domains: {name!r} cannot name a domain: it names the data folder (test/NAME) and every "
                 f"output file (x_to_NAME_1.png, eval's SOURCE2TARGET/), so it must be a plain name without "
                 f"'/', '\\' or control characters, not '.' or '..'"
             )
-    if cfg.name.strip() in ("", ".", "..") or re.search(r"[/\\\x00-\x1f]", cfg.name):
+    if not _plain_name(cfg.name):
         errors.append(
             f"name: {cfg.name!r} cannot name a run: the default run folder is runs/NAME, so it must be a plain "
             f"name without '/', '\\' or control characters, not '.' or '..'"

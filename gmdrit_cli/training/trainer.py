@@ -791,10 +791,17 @@ def open_run(cfg: Config, run_dir: Path, *, fresh: bool = False) -> Run:
             f"run folder {run_dir} holds a run with a different config ({', '.join(changed)}); "
             f"use --fresh for a new run, or `gmdrit resume {run_dir}` to continue it"
         )
+    return _restored_run(cfg, run_dir, folder, state)
+
+
+def _restored_run(cfg: Config, run_dir: Path, folder: Path, state: dict) -> Run:
+    """The run of ``run_dir`` continued from the checkpoint ``folder``. The checkpoint was read before the run's
+    lock is taken: when it cannot be restored while another process writes the run (which may have pruned it
+    meanwhile), that writer is named instead of the missing file."""
     run = Run(cfg, run_dir)
     try:
         run.restore(folder, state)
-    except CheckpointError:  # read before the lock: another process writing the run may have pruned it meanwhile
+    except CheckpointError:
         refuse_if_busy(run.run_dir)
         raise
     return run
@@ -825,13 +832,7 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     # a budget stored by an older version is dropped: only this invocation's --time-budget applies
     cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
     _warn_edited_config(run_dir / "config.yaml", cfg)
-    run = Run(cfg, run_dir)
-    try:
-        run.restore(folder, state)
-    except CheckpointError:  # read before the lock: another process writing the run may have pruned it meanwhile
-        refuse_if_busy(run.run_dir)
-        raise
-    return run
+    return _restored_run(cfg, run_dir, folder, state)
 
 
 def _warn_edited_config(path: Path, cfg: Config) -> None:
