@@ -31,6 +31,9 @@ MAX_BENCHMARK_ITERS = 10_000
 MAX_EVAL_BATCH = 4096
 #: translate / eval: scale of the prior's standard deviation (far outside the trained region past this)
 MAX_TEMPERATURE = 100.0
+#: export --refit-prior: training images per domain encoded (each is decoded and encoded; a mean over a few
+#: hundred moves little with more)
+MAX_REFIT_IMAGES = 100_000
 #: a YAML config (a preset, a run's config.yaml): the largest preset is about 2 KB and a resolved config about
 #: 3 KB, so a file past this is not a config, and reading it would take minutes and gigabytes
 MAX_CONFIG_BYTES = 1 << 20

@@ -35,6 +35,8 @@ def test_registry_names_and_parsing():
         "recon_mse",
         "recon_msssim",
         "checkerboard",
+        "hue_match",
+        "foreign_hue",
         "paired_l1",
         "paired_msssim",
         "z_sensitivity",

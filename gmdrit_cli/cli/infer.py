@@ -381,6 +381,28 @@ def export(
             help="safetensors (torch) or onnx (graphs checked against torch; translate runs them without torch)",
         ),
     ] = None,
+    refit_prior: Annotated[
+        bool,
+        typer.Option(
+            "--refit-prior",
+            help="GM-DRIT: move each prior mean onto the mean attribute of the training images (validation split "
+            "held out) that choose its component, where random draws give the colours of real images",
+        ),
+    ] = False,
+    data: Annotated[
+        Optional[str], typer.Option("--data", help="dataset root for --refit-prior [default: the run's data.root]")
+    ] = None,
+    refit_images: Annotated[
+        int, typer.Option("--refit-images", help="training images per domain encoded by --refit-prior")
+    ] = 400,
+    temperature: Annotated[
+        Optional[float],
+        typer.Option(
+            "--temperature",
+            help="the export's model.sample_temperature, e.g. one chosen on the validation split [default: the run's]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
@@ -401,8 +423,25 @@ def export(
     if format_ == ExportFormat.onnx:
         from .onnx import export_onnx_command
 
+        if refit_prior or temperature is not None:
+            raise InferenceError(
+                "--refit-prior and --temperature belong to a safetensors export; export with them first, then "
+                "export that folder with --format onnx"
+            )
+
         return export_onnx_command(run, out, int8=int8, meta=extra, no_ema=no_ema, force=force)
-    result = export_model(run, out, int8=int8, extra_metadata=extra, ema=not no_ema, force=force)
+    result = export_model(
+        run,
+        out,
+        int8=int8,
+        extra_metadata=extra,
+        ema=not no_ema,
+        force=force,
+        refit_prior=refit_prior,
+        data=data,
+        refit_images=refit_images,
+        temperature=temperature,
+    )
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"wrote {result.weights} ({result.parameters:,} parameters, {result.bytes / 1e6:.1f} MB) and {result.config}",
@@ -410,6 +449,14 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    if refit_prior:
+        console.print(
+            "prior refitted to the training images' attributes: choose its --temperature on the validation split "
+            f"(gmdrit eval {result.out} --split val --temperature 0.8,1,1.2)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"use it with: gmdrit translate IMAGE --domain {result.source.cfg.data.domains[-1]} "
         f"--checkpoint {result.weights}",

@@ -32,6 +32,7 @@ from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
 from ..families.base import ModelFamily
+from ..limits import MAX_REFIT_IMAGES, MAX_TEMPERATURE, bounded, finite
 from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
 from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights, run_of_latest
 from ..training.speed import resolve_device
@@ -396,7 +397,41 @@ OWN_METADATA = (
     "phase",
     "weights",
     "ema_beta",
+    "sample_temperature_chosen",
+    "prior_refit",
 )
+
+#: export --refit-prior: training images per domain encoded by default (the first, by file name)
+REFIT_IMAGES = 400
+
+
+def _refit_prior(path: Path | str, source: ModelSource, ema: bool, data: str | None, limit: int) -> tuple[dict, str]:
+    """The weights :meth:`ModelFamily.refit_prior` replaces (fp32, CPU) and the JSON record of what it did."""
+    import json
+
+    from ..evaluation.metrics.images import open_images
+
+    cfg, model = load_for_inference(path, ema=ema)
+    if type(model).refit_prior is ModelFamily.refit_prior:
+        model.refit_prior([])  # the family's own one-line refusal
+    root = data or cfg.data.root
+    train = open_images(root, cfg, "train", limit, model.capabilities.paired_data)
+    images = []
+    for d, name in enumerate(cfg.data.domains):
+        batches = [b for b, _ in train.batches(d, 50) if len(b)]
+        if not batches:
+            raise InferenceError(f"--refit-prior: no readable training image of {name!r} under {root}; give --data")
+        images.append(torch.cat(batches).float().div(127.5).sub(1.0))
+    fitted, records = model.refit_prior(images)
+    record = {
+        "rule": "each component's prior mean set to the mean attribute (posterior mean) of the training images of "
+        "its domain that choose it; the prior's standard deviations unchanged",
+        "data": str(root),
+        "images_per_domain": [len(x) for x in images],
+        "split": "train (the validation split held out)",
+        "components": records,
+    }
+    return {k: v.detach().float().cpu() for k, v in fitted.items()}, json.dumps(record)
 
 
 def export_model(
@@ -406,6 +441,10 @@ def export_model(
     extra_metadata: dict[str, str] | None = None,
     ema: bool = True,
     force: bool = False,
+    refit_prior: bool = False,
+    data: str | None = None,
+    refit_images: int = REFIT_IMAGES,
+    temperature: float | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
@@ -415,7 +454,15 @@ def export_model(
     ``int8``: weights quantised per output channel (:mod:`gmdrit_cli.inference.quantize`) and the training-only heads
     (:data:`TRAINING_ONLY`) left out, about a quarter of the fp32 size. ``extra_metadata`` is stored in the
     safetensors header (e.g. the command that trained the model). An ``out`` that holds a model or a config
-    already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`)."""
+    already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`).
+
+    ``refit_prior``: the attribute prior's means moved onto the attributes the first ``refit_images`` training
+    images of each domain (validation split held out) of ``data`` (default: the config's ``data.root``) encode
+    to (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
+    ``temperature``: the export's ``model.sample_temperature`` (e.g. one chosen on the validation split)."""
+    if temperature is not None:
+        temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
+    refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")
     taken = sorted(set(extra_metadata or {}) & set(OWN_METADATA))
     if taken:
         raise InferenceError(
@@ -470,6 +517,15 @@ def export_model(
         "gmdrit": __version__,
         **(extra_metadata or {}),
     }
+    if refit_prior:
+        fitted, refit_record = _refit_prior(path, source, ema, data, refit_images)
+        tensors.update(fitted)
+        metadata["prior_refit"] = refit_record
+    elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
+        metadata["prior_refit"] = meta["prior_refit"]
+    if temperature is not None:
+        source.cfg.model.sample_temperature = temperature
+        source.sampling = {"sample_temperature": temperature, "chosen": "given to gmdrit export --temperature"}
     tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
     parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
     if omitted:

@@ -153,6 +153,20 @@ METRICS: dict[str, MetricInfo] = {
             "eval_checkerboard:CheckerboardScores",
         ),
         MetricInfo(
+            "hue_match",
+            "colour alone: share of outputs whose hue histogram is nearer the target's training "
+            "prototype than any other domain's (independent of the CNN of domain_accuracy)",
+            "colour:hue_match_share",
+            "eval_colour:ColourScores",
+        ),
+        MetricInfo(
+            "foreign_hue",
+            "colour cast: the outputs' share of pixels in hues the target's training images hardly "
+            "have (e.g. cyan on oranges), over the same share in real target images (1 = as photos)",
+            "colour:foreign_share",
+            "eval_colour:ColourScores",
+        ),
+        MetricInfo(
             "paired_l1",
             "paired data: mean |output - ground truth| (pixel / 255) of each test input translated "
             "with the attribute encoded from its own ground truth (faithfulness)",

@@ -41,6 +41,9 @@ from ..registry import register
 from . import losses as lm
 from .nets import AttributeInference, build_gmdrit_networks
 
+#: images encoded at once by refit_prior (memory, not results)
+REFIT_BATCH = 50
+
 
 @dataclass
 class MixtureTranslation(Translation):
@@ -404,6 +407,40 @@ class GMDRIT(ModelFamily):
         """G(z_c N x 4w x S/4 x S/4, z N x nz, y N x K) -> images N x 3 x S x S in (-1, 1)."""
         image, _ = self.networks["generator"](content, z, y)
         return image
+
+    @torch.no_grad()
+    def refit_prior(self, images: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+        """The mean of p(z|y=k) moved to the mean of q(z|x, y=k) over the images of k's domain whose most
+        probable component (within the domain) is k; a component no image chose keeps its mean. Only the means
+        move: the prior's spread, which sets the samples' diversity, stays as trained."""
+        if not self.inferred:
+            from ...errors import InferenceError
+
+            raise InferenceError(
+                "this GM-DRIT model samples z from N(0, I) (mixture.condition_on: domain): no prior to refit"
+            )
+        E_a, prior = self.networks["attribute_encoder"], self.networks["generator"].prior_mean
+        weight, per = prior.weight.detach().clone(), self.components_per_domain  # weight: nz x K
+        records = []
+        for d, domain_images in enumerate(images):
+            chosen, z = [], []
+            for batch in domain_images.split(REFIT_BATCH):
+                batch = batch.to(self.device)
+                k = self.component_probabilities(batch)[:, d * per : (d + 1) * per].argmax(dim=1) + d * per
+                chosen.append(k)
+                z.append(E_a(batch, y=F.one_hot(k, self.num_components).float(), sample=False).mean)
+            chosen, z = torch.cat(chosen), torch.cat(z)
+            for k in range(d * per, (d + 1) * per):
+                picked = z[chosen == k]
+                if len(picked) == 0:
+                    continue
+                y = F.one_hot(torch.tensor([k], device=self.device), self.num_components).float()
+                old_mean, std = self.attribute_prior(y)
+                new_mean = picked.mean(dim=0)
+                weight[:, k] = new_mean - prior.bias.detach()
+                shift = ((new_mean - old_mean[0]) / std[0]).square().mean().sqrt()
+                records.append({"domain": d, "component": k, "images": len(picked), "shift_rms_std": float(shift)})
+        return {"generator.prior_mean.weight": weight}, records
 
     @torch.no_grad()
     def attribute_prior(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,92 @@
+"""`gmdrit export --refit-prior` (GM-DRIT's prior means moved onto the encoded training attributes) and
+`export --temperature`: what moves, what stays, what is recorded, and the refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_one_line_error
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from gmdrit_cli.evaluation.metrics.images import open_images
+from gmdrit_cli.inference.model_files import load_for_inference
+
+
+def _encoded_means(export: Path, root: Path) -> list[torch.Tensor]:
+    """Per domain: the mean posterior mean of its training images under the export's own encoder (one component
+    per domain, so each image's component is its domain's)."""
+    cfg, model = load_for_inference(export)
+    train = open_images(str(root), cfg, "train")
+    means = []
+    for d in range(len(cfg.data.domains)):
+        x = torch.cat([b for b, _ in train.batches(d, 50)]).float().div(127.5).sub(1.0)
+        y = torch.nn.functional.one_hot(torch.full((len(x),), d), model.num_components).float()
+        means.append(model.networks["attribute_encoder"](x, y=y, sample=False).mean.mean(dim=0))
+    return means
+
+
+def _prior_means(export: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    _, model = load_for_inference(export)
+    return model.attribute_prior(torch.eye(model.num_components))
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_gmdrit_run, tmp_path_factory):
+    """(plain export, refitted export, data root) of the tiny GM-DRIT run."""
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, root = tiny_gmdrit_run
+    out = tmp_path_factory.mktemp("refit")
+    export_model(base / "run", out / "plain")
+    export_model(base / "run", out / "refit", refit_prior=True, temperature=1.3)
+    return out / "plain", out / "refit", root
+
+
+def test_the_prior_means_move_onto_the_encoded_training_attributes_and_nothing_else_moves(exports):
+    plain, refit, root = exports
+    old_mean, old_std = _prior_means(plain)
+    new_mean, new_std = _prior_means(refit)
+    encoded = torch.stack(_encoded_means(refit, root))
+    assert torch.allclose(new_mean, encoded, atol=1e-5)  # the invariant the refit establishes
+    assert (new_mean - old_mean).abs().max() > 1e-3  # ... which the trained prior did not hold
+    assert torch.equal(new_std, old_std)  # the spread, and so the diversity's scale, is as trained
+    before, after = load_file(plain / "model.safetensors"), load_file(refit / "model.safetensors")
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == ["generator.prior_mean.weight"] and before.keys() == after.keys()
+
+
+def test_the_refit_and_the_temperature_are_recorded_and_kept_by_a_later_export(exports, tmp_path):
+    from gmdrit_cli.inference.model_files import export_model
+
+    _, refit, _ = exports
+    meta = safe_open(str(refit / "model.safetensors"), "pt").metadata()
+    record = json.loads(meta["prior_refit"])
+    assert record["images_per_domain"] == [4, 4] and [c["component"] for c in record["components"]] == [0, 1]
+    assert all(c["shift_rms_std"] > 0 for c in record["components"])
+    assert json.loads(meta["sample_temperature_chosen"])["sample_temperature"] == 1.3
+    cfg, _ = load_for_inference(refit)
+    assert cfg.model.sample_temperature == 1.3
+    export_model(refit, tmp_path / "int8", int8=True)  # e.g. the int8 copy that ships
+    again = safe_open(str(tmp_path / "int8" / "model.safetensors"), "pt").metadata()
+    assert again["prior_refit"] == meta["prior_refit"]
+    assert load_for_inference(tmp_path / "int8")[0].model.sample_temperature == 1.3
+
+
+def test_refusals_are_one_line(cli, run_dir, tiny_gmdrit_run, tmp_path):
+    base, _ = tiny_gmdrit_run
+    proc = cli("export", str(run_dir), "--out", str(tmp_path / "m"), "--refit-prior")
+    assert_one_line_error(proc, "mdmm family has no learnt attribute prior")
+    for extra, fragment in (
+        (["--refit-prior", "--refit-images", "0"], "--refit-images 0"),
+        (["--temperature", "nan"], "--temperature nan"),
+        (["--refit-prior", "--data", str(tmp_path / "nowhere")], "nowhere"),
+        (["--refit-prior", "--format", "onnx"], "export with them first"),
+        (["--meta", "prior_refit=mine"], "prior_refit"),
+    ):
+        proc = cli("export", str(base / "run"), "--out", str(tmp_path / "g"), *extra)
+        assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "m").exists() and not (tmp_path / "g" / "model.safetensors").exists()
