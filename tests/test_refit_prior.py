@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_line_error
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from conftest import assert_one_line_error
 from gmdrit_cli.evaluation.metrics.images import open_images
 from gmdrit_cli.inference.model_files import load_for_inference
 
@@ -90,3 +90,32 @@ def test_refusals_are_one_line(cli, run_dir, tiny_gmdrit_run, tmp_path):
         proc = cli("export", str(base / "run"), "--out", str(tmp_path / "g"), *extra)
         assert_one_line_error(proc, fragment)
     assert not (tmp_path / "m").exists() and not (tmp_path / "g" / "model.safetensors").exists()
+
+
+def _sweep_file(path: Path, split: str) -> Path:
+    rows = [{"temperature": t, "mean": {"domain_accuracy": a}} for t, a in ((1.0, 0.97), (1.3, 0.93))]
+    path.write_text(json.dumps({"split": split, "rule": "the highest ...", "command": "gmdrit eval ...", "rows": rows}))
+    return path
+
+
+def test_a_temperature_chosen_from_a_validation_sweep_is_recorded_with_its_rows(tiny_gmdrit_run, cli, tmp_path):
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, _ = tiny_gmdrit_run
+    export_model(base / "run", tmp_path / "m", temperature=1.3, sweep=_sweep_file(tmp_path / "sweep.json", "val"))
+    chosen = json.loads(
+        safe_open(str(tmp_path / "m" / "model.safetensors"), "pt").metadata()["sample_temperature_chosen"]
+    )
+    assert chosen["split"] == "val" and chosen["sample_temperature"] == 1.3 and "export" in chosen["rule"]
+    assert [v["temperature"] for v in chosen["values"]] == [1.0, 1.3] and chosen["values"][1]["mean"][
+        "domain_accuracy"
+    ] == 0.93
+    for extra, fragment in (
+        (["--temperature", "1.1", "--sweep", str(tmp_path / "sweep.json")], "not a row of --sweep"),
+        (["--temperature", "1.3", "--sweep", str(_sweep_file(tmp_path / "t.json", "test"))], "choose on --split val"),
+        (["--sweep", str(tmp_path / "sweep.json")], "give --temperature too"),
+        (["--temperature", "1.3", "--sweep", str(tmp_path / "m" / "config.yaml")], "not a sweep.json"),
+    ):
+        proc = cli("export", str(base / "run"), "--out", str(tmp_path / "g"), *extra)
+        assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "g").exists()

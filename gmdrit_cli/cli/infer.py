@@ -403,6 +403,10 @@ def export(
             show_default=False,
         ),
     ] = None,
+    sweep: Annotated[
+        Optional[Path],
+        typer.Option("--sweep", help="the validation sweep's sweep.json --temperature was chosen from (recorded)"),
+    ] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
@@ -423,7 +427,7 @@ def export(
     if format_ == ExportFormat.onnx:
         from .onnx import export_onnx_command
 
-        if refit_prior or temperature is not None:
+        if refit_prior or temperature is not None or sweep is not None:
             raise InferenceError(
                 "--refit-prior and --temperature belong to a safetensors export; export with them first, then "
                 "export that folder with --format onnx"
@@ -441,6 +445,7 @@ def export(
         data=data,
         refit_images=refit_images,
         temperature=temperature,
+        sweep=sweep,
     )
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(

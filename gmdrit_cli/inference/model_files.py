@@ -434,6 +434,36 @@ def _refit_prior(path: Path | str, source: ModelSource, ema: bool, data: str | N
     return {k: v.detach().float().cpu() for k, v in fitted.items()}, json.dumps(record)
 
 
+def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
+    """The ``sample_temperature_chosen`` record of ``export --temperature T --sweep SWEEP.json``: T must be one of
+    the rows of a sweep on the validation split (a choice made on test images is refused)."""
+    import json
+
+    if temperature is None:
+        raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
+    path = Path(path).expanduser()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rows = record["rows"]
+        tried = {float(row["temperature"]): row["mean"] for row in rows}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError) as exc:
+        raise InferenceError(
+            f"--sweep {path}: not a sweep.json of gmdrit eval --temperature ({type(exc).__name__}); give the file "
+            f"a sweep wrote"
+        ) from None
+    if record.get("split") != "val":
+        raise InferenceError(f"--sweep {path} ran on the {record.get('split')!r} split; choose on --split val")
+    if temperature not in tried:
+        raise InferenceError(f"--temperature {temperature:g} is not a row of --sweep {path} ({sorted(tried)})")
+    keep = ("min_accuracy", "split", "command", "samples_per_input")
+    return {k: record[k] for k in keep if k in record} | {
+        "sample_temperature": temperature,
+        "rule": f"given to gmdrit export from this validation sweep (its own rule: {record.get('rule')})",
+        "sweep": str(path),
+        "values": [{"temperature": t, "mean": mean} for t, mean in tried.items()],
+    }
+
+
 def export_model(
     path: Path | str,
     out: Path | str,
@@ -445,6 +475,7 @@ def export_model(
     data: str | None = None,
     refit_images: int = REFIT_IMAGES,
     temperature: float | None = None,
+    sweep: Path | str | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
@@ -459,9 +490,11 @@ def export_model(
     ``refit_prior``: the attribute prior's means moved onto the attributes the first ``refit_images`` training
     images of each domain (validation split held out) of ``data`` (default: the config's ``data.root``) encode
     to (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
-    ``temperature``: the export's ``model.sample_temperature`` (e.g. one chosen on the validation split)."""
+    ``temperature``: the export's ``model.sample_temperature``; ``sweep``: the validation sweep (``sweep.json``
+    of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it."""
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
+    chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
     refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")
     taken = sorted(set(extra_metadata or {}) & set(OWN_METADATA))
     if taken:
@@ -525,7 +558,7 @@ def export_model(
         metadata["prior_refit"] = meta["prior_refit"]
     if temperature is not None:
         source.cfg.model.sample_temperature = temperature
-        source.sampling = {"sample_temperature": temperature, "chosen": "given to gmdrit export --temperature"}
+        source.sampling = chosen_from or {"sample_temperature": temperature, "rule": "given to gmdrit export"}
     tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
     parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
     if omitted:
@@ -544,7 +577,7 @@ def export_model(
     if source.sampling is not None:  # config.yaml carries the value, the metadata how it was chosen
         import json
 
-        keep = ("sample_temperature", "rule", "min_accuracy", "split", "chosen", "command", "values")
+        keep = ("sample_temperature", "rule", "min_accuracy", "split", "chosen", "command", "values", "sweep")
         metadata["sample_temperature_chosen"] = json.dumps(
             {k: source.sampling[k] for k in keep if k in source.sampling}
         )
