@@ -66,7 +66,7 @@ def test_the_refit_and_the_temperature_are_recorded_and_kept_by_a_later_export(e
     meta = safe_open(str(refit / "model.safetensors"), "pt").metadata()
     record = json.loads(meta["prior_refit"])
     assert record["images_per_domain"] == [4, 4] and [c["component"] for c in record["components"]] == [0, 1]
-    assert all(c["shift_rms_std"] > 0 for c in record["components"])
+    assert all(c["gap_rms_std"] > 0 and c["moved"] == 1.0 for c in record["components"])
     assert json.loads(meta["sample_temperature_chosen"])["sample_temperature"] == 1.3
     cfg, _ = load_for_inference(refit)
     assert cfg.model.sample_temperature == 1.3
@@ -82,6 +82,7 @@ def test_refusals_are_one_line(cli, run_dir, tiny_gmdrit_run, tmp_path):
     assert_one_line_error(proc, "mdmm family has no learnt attribute prior")
     for extra, fragment in (
         (["--refit-prior", "--refit-images", "0"], "--refit-images 0"),
+        (["--refit-prior", "--refit-strength", "1.5"], "--refit-strength 1.5"),
         (["--temperature", "nan"], "--temperature nan"),
         (["--refit-prior", "--data", str(tmp_path / "nowhere")], "nowhere"),
         (["--refit-prior", "--format", "onnx"], "export with them first"),
@@ -119,3 +120,15 @@ def test_a_temperature_chosen_from_a_validation_sweep_is_recorded_with_its_rows(
         proc = cli("export", str(base / "run"), "--out", str(tmp_path / "g"), *extra)
         assert_one_line_error(proc, fragment)
     assert not (tmp_path / "g").exists()
+
+
+def test_a_partial_refit_moves_each_mean_that_share_of_the_way(exports, tiny_gmdrit_run, tmp_path):
+    from gmdrit_cli.inference.model_files import export_model
+
+    plain, full, _ = exports
+    base, _ = tiny_gmdrit_run
+    export_model(base / "run", tmp_path / "half", refit_prior=True, refit_strength=0.5)
+    (old, _), (new, _), (half, _) = _prior_means(plain), _prior_means(full), _prior_means(tmp_path / "half")
+    assert torch.allclose(half, (old + new) / 2, atol=1e-5)
+    record = json.loads(safe_open(str(tmp_path / "half" / "model.safetensors"), "pt").metadata()["prior_refit"])
+    assert record["strength"] == 0.5 and "0.5 of the way" in record["rule"]

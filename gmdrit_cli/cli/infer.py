@@ -395,6 +395,10 @@ def export(
     refit_images: Annotated[
         int, typer.Option("--refit-images", help="training images per domain encoded by --refit-prior")
     ] = 400,
+    refit_strength: Annotated[
+        float,
+        typer.Option("--refit-strength", help="share of the way --refit-prior moves each mean (0 < s <= 1)"),
+    ] = 1.0,
     temperature: Annotated[
         Optional[float],
         typer.Option(
@@ -444,6 +448,7 @@ def export(
         refit_prior=refit_prior,
         data=data,
         refit_images=refit_images,
+        refit_strength=refit_strength,
         temperature=temperature,
         sweep=sweep,
     )

@@ -250,11 +250,14 @@ class ModelFamily(ABC):
             content = content.expand(m, *content.shape[1:]) if n == 1 else content.repeat_interleave(m, dim=0)
         return self.generate(content, z, condition)
 
-    def refit_prior(self, images: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    def refit_prior(
+        self, images: list[torch.Tensor], strength: float = 1.0
+    ) -> tuple[dict[str, torch.Tensor], list[dict]]:
         """Move the attribute prior's means onto the attributes real images encode to (an ex-post prior fit,
         for ``gmdrit export --refit-prior``): ``images[d]`` are float N_d x 3 x S x S training images of domain
-        d in [-1, 1]. Returns the replaced weights (``"network.parameter"`` -> tensor) and one record per mean
-        moved. A family whose prior is fixed (N(0, I)) has nothing to refit."""
+        d in [-1, 1]; ``strength`` in (0, 1] is the share of the way each mean moves. Returns the replaced
+        weights (``"network.parameter"`` -> tensor) and one record per mean moved. A family whose prior is
+        fixed (N(0, I)) has nothing to refit."""
         from ..errors import InferenceError
 
         raise InferenceError(f"the {self.name} family has no learnt attribute prior to refit")

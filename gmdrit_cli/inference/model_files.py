@@ -405,7 +405,9 @@ OWN_METADATA = (
 REFIT_IMAGES = 400
 
 
-def _refit_prior(path: Path | str, source: ModelSource, ema: bool, data: str | None, limit: int) -> tuple[dict, str]:
+def _refit_prior(
+    path: Path | str, source: ModelSource, ema: bool, data: str | None, limit: int, strength: float
+) -> tuple[dict, str]:
     """The weights :meth:`ModelFamily.refit_prior` replaces (fp32, CPU) and the JSON record of what it did."""
     import json
 
@@ -422,10 +424,11 @@ def _refit_prior(path: Path | str, source: ModelSource, ema: bool, data: str | N
         if not batches:
             raise InferenceError(f"--refit-prior: no readable training image of {name!r} under {root}; give --data")
         images.append(torch.cat(batches).float().div(127.5).sub(1.0))
-    fitted, records = model.refit_prior(images)
+    fitted, records = model.refit_prior(images, strength)
     record = {
-        "rule": "each component's prior mean set to the mean attribute (posterior mean) of the training images of "
-        "its domain that choose it; the prior's standard deviations unchanged",
+        "rule": f"each component's prior mean moved {strength:g} of the way to the mean attribute (posterior mean) "
+        "of the training images of its domain that choose it; the prior's standard deviations unchanged",
+        "strength": strength,
         "data": str(root),
         "images_per_domain": [len(x) for x in images],
         "split": "train (the validation split held out)",
@@ -474,6 +477,7 @@ def export_model(
     refit_prior: bool = False,
     data: str | None = None,
     refit_images: int = REFIT_IMAGES,
+    refit_strength: float = 1.0,
     temperature: float | None = None,
     sweep: Path | str | None = None,
 ) -> ExportResult:
@@ -487,15 +491,17 @@ def export_model(
     safetensors header (e.g. the command that trained the model). An ``out`` that holds a model or a config
     already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`).
 
-    ``refit_prior``: the attribute prior's means moved onto the attributes the first ``refit_images`` training
-    images of each domain (validation split held out) of ``data`` (default: the config's ``data.root``) encode
-    to (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
+    ``refit_prior``: the attribute prior's means moved (``refit_strength`` of the way) onto the attributes the
+    first ``refit_images`` training images of each domain (validation split held out) of ``data`` (default: the
+    config's ``data.root``) encode to (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as
+    metadata ``prior_refit``.
     ``temperature``: the export's ``model.sample_temperature``; ``sweep``: the validation sweep (``sweep.json``
     of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it."""
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
     refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")
+    refit_strength = finite(refit_strength, "--refit-strength", high=1.0, why="1 = all the way to the encoded mean")
     taken = sorted(set(extra_metadata or {}) & set(OWN_METADATA))
     if taken:
         raise InferenceError(
@@ -551,7 +557,7 @@ def export_model(
         **(extra_metadata or {}),
     }
     if refit_prior:
-        fitted, refit_record = _refit_prior(path, source, ema, data, refit_images)
+        fitted, refit_record = _refit_prior(path, source, ema, data, refit_images, refit_strength)
         tensors.update(fitted)
         metadata["prior_refit"] = refit_record
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so

@@ -409,10 +409,12 @@ class GMDRIT(ModelFamily):
         return image
 
     @torch.no_grad()
-    def refit_prior(self, images: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[dict]]:
-        """The mean of p(z|y=k) moved to the mean of q(z|x, y=k) over the images of k's domain whose most
-        probable component (within the domain) is k; a component no image chose keeps its mean. Only the means
-        move: the prior's spread, which sets the samples' diversity, stays as trained."""
+    def refit_prior(
+        self, images: list[torch.Tensor], strength: float = 1.0
+    ) -> tuple[dict[str, torch.Tensor], list[dict]]:
+        """The mean of p(z|y=k) moved ``strength`` of the way to the mean of q(z|x, y=k) over the images of k's
+        domain whose most probable component (within the domain) is k; a component no image chose keeps its
+        mean. Only the means move: the prior's spread stays as trained."""
         if not self.inferred:
             from ...errors import InferenceError
 
@@ -436,10 +438,13 @@ class GMDRIT(ModelFamily):
                     continue
                 y = F.one_hot(torch.tensor([k], device=self.device), self.num_components).float()
                 old_mean, std = self.attribute_prior(y)
-                new_mean = picked.mean(dim=0)
+                encoded = picked.mean(dim=0)
+                new_mean = old_mean[0] + strength * (encoded - old_mean[0])
                 weight[:, k] = new_mean - prior.bias.detach()
-                shift = ((new_mean - old_mean[0]) / std[0]).square().mean().sqrt()
-                records.append({"domain": d, "component": k, "images": len(picked), "shift_rms_std": float(shift)})
+                gap = ((encoded - old_mean[0]) / std[0]).square().mean().sqrt()  # RMS, in prior standard deviations
+                records.append(
+                    {"domain": d, "component": k, "images": len(picked), "gap_rms_std": float(gap), "moved": strength}
+                )
         return {"generator.prior_mean.weight": weight}, records
 
     @torch.no_grad()
