@@ -99,15 +99,18 @@ def translate_onnx(
 
 
 def export_onnx_command(run: Path, out: Path, *, int8: bool, meta: dict[str, str], no_ema: bool, force: bool) -> None:
-    if int8:
-        raise InferenceError(
-            "--int8 applies to the safetensors export; an ONNX export stores fp32 weights "
-            "(an int8 model is exported dequantised)"
-        )
     from ..inference.onnx_export import export_onnx
 
-    result = export_onnx(run, out, extra_metadata=meta, ema=not no_ema, force=force)
+    result = export_onnx(run, out, extra_metadata=meta, ema=not no_ema, force=force, int8=int8)
     console.print(f"exported {result.source}", markup=False, highlight=False, soft_wrap=True)
+    if result.int8 is not None:
+        console.print(
+            f"int8: {result.int8['tensors']} weight tensors stored as int8 with DequantizeLinear (per output "
+            "channel); checked against torch with the same int8 weights",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     sizes = ", ".join(str(s) for s in result.sizes_checked)
     console.print(
         f"wrote {', '.join(f.name for f in result.files)} into {result.out} ({result.bytes / 1e6:.1f} MB); "
