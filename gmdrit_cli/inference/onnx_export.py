@@ -270,9 +270,7 @@ def _round_trip_int8(model: ModelFamily) -> dict[bytes, tuple[np.ndarray, np.nda
     found: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
     with torch.no_grad():
         for net_name, net in model.networks.items():
-            state = {
-                k: v for k, v in net.state_dict().items() if not f"{net_name}.{k}".startswith(TRAINING_ONLY)
-            }
+            state = {k: v for k, v in net.state_dict().items() if not f"{net_name}.{k}".startswith(TRAINING_ONLY)}
             quantised = quantize_tensors(state)
             restored = dequantize_tensors(quantised)
             for key, value in restored.items():
