@@ -32,7 +32,9 @@ def translate_onnx(
     device: str,
     threads: int,
     no_ema: bool,
+    pretrained: bool = False,
 ) -> None:
+    """``pretrained``: ``checkpoint`` is the packaged ONNX copy of the pretrained model (described as that)."""
     from ..inference.onnx_translate import load_onnx, translate
     from ..limits import MAX_THREADS, bounded
 
@@ -51,6 +53,7 @@ def translate_onnx(
         raise InferenceError(f"--threads {threads}: give a positive count, or 0 for onnxruntime's default")
     bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow onnxruntime down")
     model = load_onnx(checkpoint if checkpoint is not None else run, threads)
+    model.pretrained = pretrained
     seed = _seed(seed)
     mode = (
         f"attributes of {len(reference)} reference image(s)"
