@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 DEMO_REFERENCES := n07749192_11931.jpg n07749192_1680.jpg n07749192_5101.jpg n07749192_681.jpg n07749192_8310.jpg
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast lint demo pretrained-onnx clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ demo: install
 	@echo "reference-guided: runs/demo/translations-reference/ (the attributes of 5 test oranges)"
 	@echo "interpolation: runs/demo/interpolations/n07740461_10011_to_orange_random.gif (and .png, the strip)"
 	@echo "training run: runs/demo/train (config.yaml, metrics.jsonl, samples/iter_*.png, checkpoints/)"
+
+# The int8 ONNX copy of the pretrained model that `gmdrit translate` without --run/--checkpoint runs on onnxruntime
+# (no torch): make it again whenever gmdrit_cli/pretrained/apple2orange/model.safetensors changes. Its onnx.json
+# records that file's SHA-256; until the copy is made again, translate uses torch (tests/test_onnx_default.py fails).
+pretrained-onnx: install
+	$(VENV)/bin/gmdrit export gmdrit_cli/pretrained/apple2orange --format onnx --int8 --force \
+		--out gmdrit_cli/pretrained/apple2orange-onnx
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -253,7 +253,12 @@ def test_onnx_user_errors_are_one_line(cli, exported, tmp_path):
         "no mixture components",
     )
     assert_one_line_error(cli("translate", image, "--domain", "pear", "--checkpoint", onnx), "unknown domain")
-    assert_one_line_error(cli("export", str(run), "--format", "onnx", "--int8", "--out", str(tmp_path / "x")), "--int8")
+    assert_one_line_error(
+        cli("export", str(run), "--format", "onnx", "--refit-prior", "--out", str(tmp_path / "x")), "--refit-prior"
+    )
+    assert_one_line_error(
+        cli("translate", image, "--domain", "orange", "--checkpoint", onnx, "--engine", "torch"), "--engine torch"
+    )
     # an earlier export is not replaced without --force
     before = (out / "model.onnx").read_bytes()
     assert_one_line_error(cli("export", str(run), "--format", "onnx", "--out", str(out)), "--force")

@@ -63,6 +63,12 @@ class ExportFormat(str, Enum):
     onnx = "onnx"
 
 
+class Engine(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+
+
 class Between(str, Enum):
     random = "random"
     references = "references"
@@ -142,10 +148,43 @@ def _temperature_note(given: float | None, default: float) -> str:
     return f" at temperature {used:g}" + (" (the model's default)" if given is None else "")
 
 
-def _header(model, seed: int, size: int, what: str) -> str:
+def _header(model, seed: int, size: int, what: str, engine: str = "") -> str:
+    """The first line of translate / interpolate; ``engine``: said after the device (" with torch")."""
     source = model.source
     where = source.describe() if source is not None else "model"
-    return f"model {where} on {model.device}; {what}; seed {seed}; working size {size} px"
+    return f"model {where} on {model.device}{engine}; {what}; seed {seed}; working size {size} px"
+
+
+def _onnx_model_folder(
+    engine: Engine, run: Optional[Path], checkpoint: Optional[Path], device: str, no_ema: bool
+) -> tuple[Optional[Path], bool]:
+    """(the ONNX export translate runs, whether it is the pretrained model's packaged copy), or (None, False)
+    for the torch path. A model given as an ONNX export runs on onnxruntime; no model given: the packaged ONNX
+    copy of the pretrained model with ``--engine auto`` on the CPU when onnxruntime is installed and the copy was
+    made from the pretrained weights there now (``packaged_onnx``), else the torch model."""
+    from ..errors import InferenceError
+    from ..inference.onnx_translate import onnx_folder, packaged_onnx
+
+    given = checkpoint if checkpoint is not None else run
+    if given is not None:
+        folder = onnx_folder(given)
+        if engine == Engine.onnx and folder is None:
+            raise InferenceError(
+                f"--engine onnx: {given} is not an ONNX export; export it with gmdrit export MODEL --format onnx "
+                "--out DIR and give DIR/model.onnx"
+            )
+        if engine == Engine.torch and folder is not None:
+            raise InferenceError(
+                f"--engine torch: {given} is an ONNX export, which runs on onnxruntime only; give the run or "
+                "a safetensors export for torch"
+            )
+        return folder, False
+    if engine == Engine.torch or (engine == Engine.auto and (device != "cpu" or no_ema)):
+        return None, False
+    folder, why = packaged_onnx()
+    if folder is None and engine == Engine.onnx:
+        raise InferenceError(f"--engine onnx: {why}; or leave --engine out (torch runs the pretrained model)")
+    return folder, folder is not None
 
 
 def _report_failures(result, verb: str) -> None:
@@ -206,12 +245,22 @@ def translate(
     device: DeviceOption = "cpu",
     threads: ThreadsOption = 0,
     no_ema: NoEmaOption = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="auto: an ONNX export (and, without --run/--checkpoint, the pretrained model's packaged ONNX copy "
+            "when onnxruntime is installed and --device is cpu) runs on onnxruntime without torch, anything else on "
+            "torch; torch / onnx: that one or an error. onnxruntime draws random attributes with numpy: the same "
+            "--seed gives other samples than torch",
+        ),
+    ] = Engine.auto,
 ) -> None:
     """Translate images into a domain: several outputs per input from random attributes, or the attribute of
-    reference images (--reference). An ONNX export (--checkpoint model.onnx) runs on onnxruntime without torch."""
-    from ..inference.onnx_translate import onnx_folder
-
-    if onnx_folder(checkpoint if checkpoint is not None else run) is not None:
+    reference images (--reference). An ONNX export (--checkpoint model.onnx), and the pretrained model when
+    onnxruntime is installed (--engine), run on onnxruntime without torch."""
+    folder, pretrained = _onnx_model_folder(engine, run, checkpoint, device, no_ema)
+    if folder is not None:
         from .onnx import translate_onnx
 
         return translate_onnx(
@@ -222,7 +271,7 @@ def translate(
             temperature=temperature,
             reference=reference,
             run=run,
-            checkpoint=checkpoint,
+            checkpoint=folder if pretrained else checkpoint,
             seed=seed,
             size=size,
             square=square,
@@ -230,6 +279,7 @@ def translate(
             device=device,
             threads=threads,
             no_ema=no_ema,
+            pretrained=pretrained,
         )
     from ..inference.translate import translate as run_translate
 
@@ -244,7 +294,7 @@ def translate(
         + (f" of component {component}" if component is not None else "")
         + _temperature_note(temperature, cfg.model.sample_temperature)
     )
-    progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode), inputs)
+    progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode, " with torch"), inputs)
     with progress:
         result = run_translate(
             model,

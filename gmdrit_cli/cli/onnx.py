@@ -32,7 +32,9 @@ def translate_onnx(
     device: str,
     threads: int,
     no_ema: bool,
+    pretrained: bool = False,
 ) -> None:
+    """``pretrained``: ``checkpoint`` is the packaged ONNX copy of the pretrained model (described as that)."""
     from ..inference.onnx_translate import load_onnx, translate
     from ..limits import MAX_THREADS, bounded
 
@@ -51,6 +53,7 @@ def translate_onnx(
         raise InferenceError(f"--threads {threads}: give a positive count, or 0 for onnxruntime's default")
     bounded(threads, "--threads", 0, MAX_THREADS, "more threads than cores only slow onnxruntime down")
     model = load_onnx(checkpoint if checkpoint is not None else run, threads)
+    model.pretrained = pretrained
     seed = _seed(seed)
     mode = (
         f"attributes of {len(reference)} reference image(s)"
@@ -99,15 +102,18 @@ def translate_onnx(
 
 
 def export_onnx_command(run: Path, out: Path, *, int8: bool, meta: dict[str, str], no_ema: bool, force: bool) -> None:
-    if int8:
-        raise InferenceError(
-            "--int8 applies to the safetensors export; an ONNX export stores fp32 weights "
-            "(an int8 model is exported dequantised)"
-        )
     from ..inference.onnx_export import export_onnx
 
-    result = export_onnx(run, out, extra_metadata=meta, ema=not no_ema, force=force)
+    result = export_onnx(run, out, extra_metadata=meta, ema=not no_ema, force=force, int8=int8)
     console.print(f"exported {result.source}", markup=False, highlight=False, soft_wrap=True)
+    if result.int8 is not None:
+        console.print(
+            f"int8: {result.int8['tensors']} weight tensors stored as int8 with DequantizeLinear (per output "
+            "channel); checked against torch with the same int8 weights",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     sizes = ", ".join(str(s) for s in result.sizes_checked)
     console.print(
         f"wrote {', '.join(f.name for f in result.files)} into {result.out} ({result.bytes / 1e6:.1f} MB); "

@@ -17,6 +17,13 @@ What is written into ``--out`` (nothing else):
 Every export is checked before it is kept: onnxruntime runs each graph on random inputs (at several
 working sizes when the family takes sizes other than its training crop) and its outputs must equal torch's
 within :data:`TOLERANCE`; the largest difference is recorded in ``onnx.json``.
+
+``--int8`` (:func:`export_onnx` with ``int8=True``): every weight the int8 safetensors export quantises
+(:mod:`gmdrit_cli.inference.quantize`: float, at least 2-D, at least ``MIN_ELEMENTS`` elements; symmetric, one fp32
+scale per slice of dimension 0) is stored in the graphs as an int8 initializer feeding a per-axis
+``DequantizeLinear`` node (axis 0), about a quarter of the size. The torch model is first given the weights that
+round trip gives (what the int8 safetensors export loads as: for a model that is int8 already, the same values),
+so the check compares the graphs against exactly the weights they hold; ``onnx.json`` records ``int8``.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ class OnnxExportResult:
     max_difference: float
     sizes_checked: list[int]
     dynamic_size: bool
+    int8: dict | None = None
 
 
 # ------------------------------------------------------------------------------------ graph modules
@@ -249,6 +257,79 @@ def check_against_torch(model: ModelFamily, folder: Path, sizes: list[int], seed
     return worst
 
 
+# ------------------------------------------------------------------------------------ int8 graphs
+
+
+def _round_trip_int8(model: ModelFamily) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+    """Give ``model`` the weights the int8 safetensors export would load as (quantised, then dequantised with
+    :mod:`.quantize`); returns {fp32 bytes of each quantised tensor as the model now holds it: (int8 values,
+    fp32 scales per slice of dimension 0)}, by which the graphs' initializers are recognised."""
+    from .model_files import TRAINING_ONLY
+    from .quantize import SCALE_SUFFIX, dequantize_tensors, quantize_tensors
+
+    found: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    with torch.no_grad():
+        for net_name, net in model.networks.items():
+            state = {k: v for k, v in net.state_dict().items() if not f"{net_name}.{k}".startswith(TRAINING_ONLY)}
+            quantised = quantize_tensors(state)
+            restored = dequantize_tensors(quantised)
+            for key, value in restored.items():
+                state[key].copy_(value)  # state_dict() tensors share storage with the parameters and buffers
+                scale = quantised.get(key + SCALE_SUFFIX)
+                if scale is not None:
+                    found[value.numpy().tobytes()] = (quantised[key].numpy(), scale.numpy())
+    return found
+
+
+def _int8_graph(path: Path, quantised: dict[bytes, tuple[np.ndarray, np.ndarray]]) -> tuple[int, int]:
+    """Rewrite the graph at ``path``: each fp32 initializer equal to a tensor of ``quantised`` becomes its int8
+    values and scales followed by a ``DequantizeLinear`` (axis 0) whose output keeps the initializer's name, so
+    the nodes that read it are unchanged. Returns (initializers rewritten, large fp32 ones left as they were)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from .quantize import MIN_ELEMENTS
+
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    kept, nodes, done, left = [], [], 0, 0
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            kept.append(init)
+            continue
+        value = numpy_helper.to_array(init)
+        match = quantised.get(np.ascontiguousarray(value, dtype=np.float32).tobytes())
+        if match is None or match[0].shape != value.shape:
+            left += value.ndim >= 2 and value.size >= MIN_ELEMENTS
+            kept.append(init)
+            continue
+        q, scale = match
+        kept.append(numpy_helper.from_array(q, init.name + "_int8"))
+        kept.append(numpy_helper.from_array(scale.astype(np.float32), init.name + "_scale"))
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [init.name + "_int8", init.name + "_scale"],
+                [init.name],
+                name=init.name + "_dequantize",
+                axis=0,
+            )
+        )
+        done += 1
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    made = {n.output[0] for n in nodes}
+    inputs = [i for i in graph.input if i.name not in made]  # an initializer listed as an input too
+    del graph.input[:]
+    graph.input.extend(inputs)
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)  # the constants first: the nodes stay in topological order
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(path))
+    return done, left
+
+
 def _run(session, **feed) -> list[np.ndarray]:
     names = {i.name for i in session.get_inputs()}
     return session.run(None, {k: v for k, v in feed.items() if k in names})
@@ -295,11 +376,20 @@ def _metadata(
         "dynamic_size": dynamic,
         "conditions": conditions,
         "source": source.describe() if source is not None else "",
+        # what the graphs were made from: a packaged ONNX copy of the pretrained model is used only while this
+        # still names the pretrained model.safetensors beside it (onnx_translate.packaged_onnx)
+        "source_sha256": _sha256(source.weights) if source is not None else None,
         "iteration": source.iteration if source is not None else None,
         "ema": bool(source.ema) if source is not None else False,
         "tolerance": TOLERANCE,
         "metadata": dict(extra_metadata or {}),
     }
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _export_graphs(model: ModelFamily, work: Path, z0: torch.Tensor, c0: torch.Tensor, dynamic: bool) -> None:
@@ -362,12 +452,15 @@ def export_onnx(
     extra_metadata: dict[str, str] | None = None,
     ema: bool = True,
     force: bool = False,
+    int8: bool = False,
 ) -> OnnxExportResult:
     """Export the model of a run folder, checkpoint or export (``None``: the pretrained model) as ONNX graphs
-    into ``out`` (see the module doc); refused over earlier files unless ``force``."""
+    into ``out`` (see the module doc); refused over earlier files unless ``force``. ``int8``: int8 weights with
+    ``DequantizeLinear`` nodes (the module doc)."""
     out = _check_out(out, force)
     cfg, model = load_for_inference(path, "cpu", ema=ema)
     model.eval_mode()
+    quantised = _round_trip_int8(model) if int8 else None
     crop = cfg.data.crop
     target = model.capabilities.tasks(cfg.num_domains)[0][1]
     # other working sizes the torch model takes (the DRIT families: any multiple of 4; the VAE and BicycleGAN,
@@ -381,6 +474,17 @@ def export_onnx(
         work = Path(tmp)
         _export_graphs(model, work, z0, c0, dynamic)
         model.eval_mode()
+        if quantised is not None:
+            from .quantize import FORMAT as INT8_FORMAT
+
+            counts = [_int8_graph(work / name, quantised) for name in (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE)]
+            meta["int8"] = {
+                "format": INT8_FORMAT,
+                "node": "DequantizeLinear, axis 0",
+                "tensors": sum(c[0] for c in counts),
+                "large_fp32_tensors_left": sum(c[1] for c in counts),
+                "checked_against": "torch with the int8 round-trip weights (what the int8 safetensors export loads)",
+            }
         (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         sizes = [crop] + others
         worst = check_against_torch(model, work, sizes)
@@ -389,5 +493,13 @@ def export_onnx(
         (work / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
         files = _copy_out(work, out)
     return OnnxExportResult(
-        out, files, sum(f.stat().st_size for f in files), cfg.model.family, meta["source"], worst, sizes, dynamic
+        out,
+        files,
+        sum(f.stat().st_size for f in files),
+        cfg.model.family,
+        meta["source"],
+        worst,
+        sizes,
+        dynamic,
+        meta.get("int8"),
     )

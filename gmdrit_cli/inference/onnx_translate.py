@@ -46,6 +46,42 @@ REFERENCE_FILE = "reference.onnx"
 META_FILE = "onnx.json"
 #: attribute rows decoded per onnxruntime call (memory: a few working-size images at a time)
 CHUNK = 8
+#: the pretrained model inside the package (``model_files.PRETRAINED``, named here too: that module imports torch)
+PRETRAINED_WEIGHTS = Path(__file__).parents[1] / "pretrained" / "apple2orange" / "model.safetensors"
+#: its int8 ONNX copy, which ``gmdrit translate`` without a model runs when onnxruntime is installed
+PRETRAINED_ONNX = Path(__file__).parents[1] / "pretrained" / "apple2orange-onnx"
+#: how the copy is made again after the pretrained model changes (the Makefile target runs this command)
+REGENERATE = (
+    "make pretrained-onnx (gmdrit export gmdrit_cli/pretrained/apple2orange --format onnx --int8 --force "
+    "--out gmdrit_cli/pretrained/apple2orange-onnx)"
+)
+
+
+def packaged_onnx() -> tuple[Path | None, str]:
+    """(the ONNX copy of the pretrained model, "") when ``translate`` can run it instead of the torch model:
+    onnxruntime is installed, the copy is there and its ``onnx.json`` names the SHA-256 of the pretrained
+    ``model.safetensors`` as it is now (a copy of an earlier model is never used); else (None, why not)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None, "onnxruntime is not installed (pip install 'gmdrit[onnx]')"
+    meta_path = PRETRAINED_ONNX / META_FILE
+    if not meta_path.is_file() or not (PRETRAINED_ONNX / TRANSLATE_FILE).is_file():
+        return None, f"this installation has no ONNX copy of the pretrained model ({PRETRAINED_ONNX})"
+    if not PRETRAINED_WEIGHTS.is_file():
+        return None, f"this installation has no pretrained model ({PRETRAINED_WEIGHTS})"
+    try:
+        recorded = json.loads(meta_path.read_text(encoding="utf-8")).get("source_sha256")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        recorded = None
+    import hashlib
+
+    if recorded != hashlib.sha256(PRETRAINED_WEIGHTS.read_bytes()).hexdigest():
+        return None, (
+            f"the ONNX copy {PRETRAINED_ONNX} was not made from the pretrained model.safetensors there now "
+            f"(stale); make it again: {REGENERATE}"
+        )
+    return PRETRAINED_ONNX, ""
 
 
 def onnx_folder(path: Path | str | None) -> Path | None:
@@ -94,8 +130,9 @@ class OnnxModel:
         self.cfg = SimpleNamespace(
             data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"]))
         )
-        self.device = "onnxruntime (CPU)"
+        self.device = "onnxruntime (CPU, no torch)"
         self.source = self  # what the CLI's header describes
+        self.pretrained = False  # the ONNX copy of the pretrained model (packaged_onnx): described as that
         self.session(TRANSLATE_FILE)  # a damaged graph is found before any input is read
 
     def session(self, name: str):
@@ -138,6 +175,11 @@ class OnnxModel:
 
     def describe(self) -> str:
         it = f", iteration {self.meta['iteration']}" if self.meta.get("iteration") is not None else ""
+        if self.pretrained:
+            return (
+                f"the embedded pretrained {self.family} model {'/'.join(self.cfg.data.domains)} "
+                f"({self.folder / TRANSLATE_FILE}, its int8 ONNX copy{it}; pass --run or --checkpoint for your own)"
+            )
         return f"{self.folder / TRANSLATE_FILE} ({self.family}, ONNX export{it})"
 
     def targets(self) -> list[int]:
