@@ -172,3 +172,17 @@ def temporary_folder(parent: Path, prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     os.chmod(folder, umask_mode(folder=True))
     return folder
+
+
+def latest_name(checkpoints_dir: Path) -> str:
+    """The checkpoint name the run's ``latest`` pointer holds, "" without one. A damaged pointer (garbage,
+    not UTF-8, a huge file) gives a name that matches no checkpoint rather than an error: it only points."""
+    pointer = Path(checkpoints_dir) / "latest"
+    if not pointer.is_file():
+        return ""
+    try:
+        with open(pointer, "rb") as f:
+            raw = f.read(256)  # a checkpoint's name is 12 characters
+    except OSError:
+        return ""
+    return raw.decode("utf-8", "replace").strip()

@@ -22,7 +22,7 @@ from PIL import Image
 
 from .. import atomic
 from ..errors import DataError, GmdritError, ReportError
-from ..outputs import os_error_line, output_folder
+from ..outputs import latest_name, os_error_line, output_folder
 from .charts import benchmark_chart, loss_group_chart
 from .run_metrics import damaged_metric_lines, group_titles, loss_group, read_metrics, series
 
@@ -91,8 +91,7 @@ def _iteration(path: Path) -> int:
 def _checkpoints(folder: Path) -> list[Checkpoint]:
     if not folder.is_dir():
         return []
-    pointer = folder / "latest"
-    latest = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
+    latest = latest_name(folder)  # a damaged pointer marks no checkpoint as the latest
     out = []
     for sub in sorted((p for p in folder.iterdir() if p.is_dir() and _ITER.fullmatch(p.name)), key=_iteration):
         state = sub / "state.json"
@@ -100,6 +99,18 @@ def _checkpoints(folder: Path) -> list[Checkpoint]:
         size = sum(f.stat().st_size for f in sub.iterdir() if f.is_file())
         out.append(Checkpoint(sub.name, _iteration(sub), size, saved, sub.name == latest))
     return out
+
+
+def _sample_grids(folder: Path, problems: list[str]) -> list[Path]:
+    """The run's sample grids (``samples/iter_N.png``) by iteration. Something else of such a name (a folder,
+    a pipe, a broken link) is left out with a note: one odd entry does not stop the whole report."""
+    grids = []
+    for path in folder.glob("iter_*.png"):
+        if path.is_file():
+            grids.append(path)
+        else:
+            problems.append(f"{path} is not a file: left out of the sample grids")
+    return sorted(grids, key=_iteration)
 
 
 def read_run(path: str | Path, label: str | None = None) -> RunFolder:
@@ -118,7 +129,7 @@ def read_run(path: str | Path, label: str | None = None) -> RunFolder:
         label=label or path.resolve().name,
         metrics=read_metrics(path / "metrics.jsonl"),
         config_text=config_text,
-        samples=sorted((path / "samples").glob("iter_*.png"), key=_iteration),
+        samples=_sample_grids(path / "samples", problems),
         checkpoints=_checkpoints(path / "checkpoints"),
         eval_files=eval_files,
         benchmark_files=benchmarks,

@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import atomic
 from ..errors import CheckpointError
-from ..outputs import os_error_line, umask_mode
+from ..outputs import latest_name, os_error_line, umask_mode
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE, LATEST = "model.safetensors", "optim.safetensors", "state.json", "latest"
 _NAME = re.compile(r"^iter_(\d+)$")
@@ -263,7 +263,7 @@ def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
     candidates = list_checkpoints(ckpt_dir)
     pointer = ckpt_dir / LATEST
     if pointer.is_file():
-        named = ckpt_dir / pointer.read_bytes().decode("utf-8", "replace").strip()  # damaged: matches nothing
+        named = ckpt_dir / latest_name(ckpt_dir)
         if named in candidates:
             candidates.remove(named)
             candidates.insert(0, named)

@@ -728,7 +728,7 @@ def _refuse_foreign_files(
     """A new run may go into a folder that holds other things, but never replaces a file it did not make: a
     folder that is not a gmdrit run (gmdrit makes checkpoints/ and samples/ before writing any file) and
     holds a file of a run's name (e.g. ``--run-dir .`` in a project with its own config.yaml) is refused."""
-    if not run_dir.is_dir() or ((run_dir / "checkpoints").is_dir() and (run_dir / "samples").is_dir()):
+    if not run_dir.is_dir() or _is_gmdrit_run(run_dir):
         return
     clash = [name for name in RUN_FILES if (run_dir / name).exists() or (run_dir / name).is_symlink()]
     samples = run_dir / "samples"
@@ -739,6 +739,31 @@ def _refuse_foreign_files(
             f"{named} {run_dir} is not a gmdrit run folder and holds {', '.join(clash)}, which "
             f"a run would replace; {todo}"
         )
+
+
+def _is_gmdrit_run(run_dir: Path) -> bool:
+    """A run folder gmdrit made: checkpoints/ and samples/ (made first) and a config.yaml of a gmdrit model
+    family (written next). Folders of those names alone do not tell: another project keeps its own
+    checkpoints/, samples/ and config.yaml, which a run would replace. (A run stopped before its config.yaml
+    holds none of a run's files, which the caller lets through.)"""
+    folders = (run_dir / "checkpoints").is_dir() and (run_dir / "samples").is_dir()
+    return folders and (run_dir / "config.yaml").is_file() and _gmdrit_config_file(run_dir / "config.yaml")
+
+
+def _gmdrit_config_file(path: Path) -> bool:
+    """Whether ``path`` is a readable YAML config naming a gmdrit model family (``model.family``)."""
+    import yaml
+
+    from ..config.schema import read_config_text, read_yaml_text
+    from ..errors import GmdritError
+    from ..families import family_names
+
+    try:
+        data = read_yaml_text(read_config_text(path), f"config file {path}")
+    except (GmdritError, yaml.YAMLError, OSError):
+        return False
+    model = data.get("model") if isinstance(data, dict) else None
+    return isinstance(model, dict) and model.get("family") in family_names()
 
 
 def config_differences(old: Config, new: Config) -> list[str]:
