@@ -509,7 +509,7 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
-    if refit_prior:
+    if refit_prior and temperature is None:
         console.print(
             "prior refitted to the training images' attributes: choose its --temperature on the validation split "
             f"(gmdrit eval {result.out} --split val --temperature 0.8,1,1.2)",

@@ -125,7 +125,7 @@ def export_onnx_command(run: Path, out: Path, *, int8: bool, meta: dict[str, str
     )
     console.print(
         f"use it with: gmdrit translate IMAGE --domain DOMAIN --checkpoint {result.out / 'model.onnx'} "
-        "(no torch needed: pip install 'gmdrit[onnx]')",
+        "(no torch needed)",
         markup=False,
         highlight=False,
         soft_wrap=True,

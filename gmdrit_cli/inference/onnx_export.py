@@ -342,7 +342,7 @@ def _check_out(out: Path | str, force: bool) -> Path:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise InferenceError("--format onnx needs onnx and onnxruntime: pip install 'gmdrit[onnx]'") from None
+        raise InferenceError("--format onnx needs onnx and onnxscript: pip install 'gmdrit[onnx]'") from None
     out = Path(out).expanduser()
     refuse_checkpoint_area(out, "--out")
     if (out / "checkpoints").is_dir():

@@ -64,7 +64,7 @@ def packaged_onnx() -> tuple[Path | None, str]:
     import importlib.util
 
     if importlib.util.find_spec("onnxruntime") is None:
-        return None, "onnxruntime is not installed (pip install 'gmdrit[onnx]')"
+        return None, "onnxruntime is not installed (pip install onnxruntime)"
     meta_path = PRETRAINED_ONNX / META_FILE
     if not meta_path.is_file() or not (PRETRAINED_ONNX / TRANSLATE_FILE).is_file():
         return None, f"this installation has no ONNX copy of the pretrained model ({PRETRAINED_ONNX})"
@@ -123,7 +123,7 @@ class OnnxModel:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise InferenceError("an ONNX model needs onnxruntime: pip install 'gmdrit[onnx]'") from None
+            raise InferenceError("an ONNX model needs onnxruntime: pip install onnxruntime") from None
         self._ort = ort
         self.threads = threads
         self._sessions: dict = {}
