@@ -322,6 +322,22 @@ def _set_env(values: dict[str, Optional[str]]) -> None:
             os.environ[key] = value
 
 
+def modules_after_cli(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`gmdrit ARGS` in a fresh Python process: (the process, the modules it had loaded when the command ended),
+    for the start-up checks of the torch-free paths."""
+    code = (
+        "import sys\n"
+        "from gmdrit_cli.cli.main import _run_app\n"
+        f"sys.argv = ['gmdrit', *{list(args)!r}]\n"
+        "code = _run_app()\n"
+        "print(' '.join(m for m in sys.modules if sys.modules[m] is not None))\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    loaded = set(proc.stdout.splitlines()[-1].split()) if proc.stdout.strip() else set()
+    return proc, loaded
+
+
 @pytest.fixture
 def cli():
     """``cli(*args, cwd=None, env=None)``: `gmdrit ARGS` in this process (see ``run_cli``), as a CompletedProcess

@@ -26,6 +26,7 @@ from conftest import (
     family_trains_on_pairs,
     make_dataset,
     make_paired_dataset,
+    modules_after_cli,
 )
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'gmdrit[onnx]'")
@@ -197,18 +198,19 @@ def test_onnx_translate_imports_only_what_it_uses(exported, tmp_path):
     below), no rich.progress (no bar off a terminal) and none of Pillow's rarely used plugins (listing image
     suffixes imports them all; a single file needs none of that)."""
     _, out, root = exported["gmdrit"]
-    code = (
-        "import sys\n"
-        "from gmdrit_cli.cli.main import _run_app\n"
-        f"sys.argv = ['gmdrit', 'translate', {str(root / 'testA' / '0.png')!r}, '--domain', 'orange', "
-        f"'--samples', '2', '--checkpoint', {str(out / 'model.onnx')!r}, '--out', {str(tmp_path / 'o')!r}]\n"
-        "code = _run_app()\n"
-        "print(' '.join(m for m in sys.modules if sys.modules[m] is not None))\n"
-        "sys.exit(code)\n"
+    proc, loaded = modules_after_cli(
+        "translate",
+        str(root / "testA" / "0.png"),
+        "--domain",
+        "orange",
+        "--samples",
+        "2",
+        "--checkpoint",
+        str(out / "model.onnx"),
+        "--out",
+        str(tmp_path / "o"),
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    loaded = set(proc.stdout.splitlines()[-1].split())
     assert "onnxruntime" in loaded and "PIL.PngImagePlugin" in loaded  # it did the work
     roots = {name.split(".")[0] for name in loaded}
     assert not roots & {"torch", "torchvision", "pydantic", "scipy", "matplotlib"}

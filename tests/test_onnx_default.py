@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_one_line_error, family_overrides, make_dataset
+from conftest import assert_one_line_error, family_overrides, make_dataset, modules_after_cli
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'gmdrit[onnx]'")
 onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install 'gmdrit[onnx]'")
@@ -123,18 +121,10 @@ def test_the_packaged_copy_translates_as_the_torch_pretrained_model():
 
 
 def test_auto_runs_the_packaged_copy_without_importing_torch(tmp_path):
-    code = (
-        "import sys\n"
-        "from gmdrit_cli.cli.main import _run_app\n"
-        f"sys.argv = ['gmdrit', 'translate', {str(APPLE)!r}, '--domain', 'orange', '--samples', '5', "
-        f"'--out', {str(tmp_path / 'o')!r}]\n"
-        "code = _run_app()\n"
-        "print(' '.join(m for m in sys.modules if sys.modules[m] is not None))\n"
-        "sys.exit(code)\n"
+    proc, loaded = modules_after_cli(
+        "translate", str(APPLE), "--domain", "orange", "--samples", "5", "--out", str(tmp_path / "o")
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    loaded = set(proc.stdout.splitlines()[-1].split())
     assert "onnxruntime" in loaded
     assert not {name.split(".")[0] for name in loaded} & {"torch", "torchvision", "safetensors", "scipy"}
     text = " ".join(proc.stdout.split())
