@@ -10,6 +10,7 @@ translate then named a `--temperature` the user never gave."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -103,3 +104,10 @@ def test_a_sample_temperature_past_the_bound_is_refused_where_it_is_set(cli, tin
     image = make_dataset(tmp_path / "data", per_domain=1) / "testA" / "0.png"
     proc = cli("translate", image, "--domain", "orange", "--run", run, "--out", tmp_path / "out")
     assert_one_line_error(proc, "sampling.json is damaged", "at most 100")  # named --temperature, never given
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_pipe_given_as_sweep_is_named_not_waited_on(cli, run_dir, tmp_path):
+    os.mkfifo(tmp_path / "sweep.json")  # was a wait for a writer that never comes
+    proc = cli("export", run_dir, "--out", tmp_path / "out", "--temperature", "1", "--sweep", tmp_path / "sweep.json")
+    assert_one_line_error(proc, "is not a regular file")

@@ -444,6 +444,8 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     if temperature is None:
         raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
     path = Path(path).expanduser()
+    if path.exists() and not path.is_file() and not path.is_dir():  # reading a pipe would wait for a writer
+        raise InferenceError(f"--sweep {path} is not a regular file (a pipe?); give the sweep.json a sweep wrote")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         rows = record["rows"]
