@@ -84,6 +84,21 @@ def checkpoint_area(path: str | Path) -> Path | None:
     return None
 
 
+def checkpoints_within(folder: str | Path) -> Path | None:
+    """The first run's ``checkpoints/`` folder (or checkpoint folder) at or below ``folder``, None when there is
+    none: what a command that replaces a whole folder (``data edges --overwrite``) must never delete. Links are not
+    followed (removing a folder removes a link inside it, not what it points to)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir() or folder.is_symlink():
+        return checkpoint_area(folder) if folder.is_dir() else None
+    for root, dirs, _ in os.walk(folder):
+        here = Path(root)
+        if _is_checkpoints_folder(here) or ((here / _STATE_FILE).is_file() and (here / _MODEL_FILE).exists()):
+            return here
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+    return None
+
+
 def refuse_checkpoint_area(path: str | Path, option: str) -> None:
     area = checkpoint_area(path)
     if area is not None:

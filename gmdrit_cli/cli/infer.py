@@ -443,12 +443,21 @@ def export(
         Optional[str], typer.Option("--data", help="dataset root for --refit-prior [default: the run's data.root]")
     ] = None,
     refit_images: Annotated[
-        int, typer.Option("--refit-images", help="training images per domain encoded by --refit-prior")
-    ] = 400,
+        Optional[int],
+        typer.Option(
+            "--refit-images",
+            help="training images per domain encoded by --refit-prior [default: 400]",
+            show_default=False,
+        ),
+    ] = None,
     refit_strength: Annotated[
-        float,
-        typer.Option("--refit-strength", help="share of the way --refit-prior moves each mean (0 < s <= 1)"),
-    ] = 1.0,
+        Optional[float],
+        typer.Option(
+            "--refit-strength",
+            help="share of the way --refit-prior moves each mean (0 < s <= 1) [default: 1.0]",
+            show_default=False,
+        ),
+    ] = None,
     temperature: Annotated[
         Optional[float],
         typer.Option(
@@ -464,7 +473,7 @@ def export(
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
-    from ..inference.model_files import export_model
+    from ..inference.model_files import export_model, refit_given
 
     extra = {}
     for item in meta or []:
@@ -481,7 +490,8 @@ def export(
     if format_ == ExportFormat.onnx:
         from .onnx import export_onnx_command
 
-        if refit_prior or temperature is not None or sweep is not None:
+        refitting = refit_prior or refit_given(data, refit_images, refit_strength)
+        if refitting or temperature is not None or sweep is not None:
             raise InferenceError(
                 "--refit-prior and --temperature belong to a safetensors export; export with them first, then "
                 "export that folder with --format onnx"

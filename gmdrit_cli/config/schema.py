@@ -133,6 +133,7 @@ class ModelConfig:
         "ignores it)",
         min=0,
         min_exclusive=True,
+        max=100.0,  # limits.MAX_TEMPERATURE, the bound of --temperature, which this is the default of
     )
 
 

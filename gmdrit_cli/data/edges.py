@@ -29,7 +29,7 @@ from ..atomic import fsync_path
 from ..errors import DataError
 from ..limits import MAX_EDGE_SIZE, bounded, finite
 from ..limits import seed as check_seed
-from ..outputs import os_error_line, refuse_checkpoint_area, temporary_folder
+from ..outputs import checkpoints_within, os_error_line, refuse_checkpoint_area, temporary_folder
 
 SPLITS = ("train", "val", "test")
 # Canny's hysteresis thresholds as quantiles of the image's gradient magnitude: the line density then
@@ -221,6 +221,13 @@ def _check_arguments(
         raise DataError(
             f"the source '{src}' is inside the destination '{dst}', which --overwrite would delete; pass another DST"
         )
+    if overwrite and dst.is_dir() and any(dst.iterdir()):
+        held = checkpoints_within(dst)
+        if held is not None:
+            raise DataError(
+                f"the destination '{dst}' holds a run's checkpoints ({held}), which --overwrite would delete and "
+                f"only `gmdrit train` and `gmdrit resume` write; pass another DST"
+            )
 
 
 def _install(built: Path, dst: Path) -> None:
@@ -233,7 +240,10 @@ def _install(built: Path, dst: Path) -> None:
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
         os.replace(built, dst)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():  # DST was a link: the link goes, never what it points to (rmtree refuses links)
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     fsync_path(dst.parent)
 
 

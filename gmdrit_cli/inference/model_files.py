@@ -18,7 +18,6 @@ with ``--no-ema``; it is written under temporary names and renamed into place.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,8 +190,8 @@ def read_sampling(run: Path | None) -> dict | None:
 def _sampling_problem(record: dict) -> str | None:
     """What in a ``sampling.json`` is not as the temperature sweep writes it, or None."""
     value = record.get("sample_temperature")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-        return f"sample_temperature {value!r} is not a finite number above 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= MAX_TEMPERATURE):
+        return f"sample_temperature {value!r} is not a number above 0 and at most {MAX_TEMPERATURE:g}"
     history = record.get("history", [])
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         return "history is not a list of earlier choices"
@@ -445,6 +444,8 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     if temperature is None:
         raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
     path = Path(path).expanduser()
+    if path.exists() and not path.is_file() and not path.is_dir():  # reading a pipe would wait for a writer
+        raise InferenceError(f"--sweep {path} is not a regular file (a pipe?); give the sweep.json a sweep wrote")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         rows = record["rows"]
@@ -467,6 +468,14 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     }
 
 
+def refit_given(data: str | None, refit_images: int | None, refit_strength: float | None) -> str:
+    """The first option of ``--refit-prior`` given (``--data``, ``--refit-images``, ``--refit-strength``), or ""."""
+    for option, value in (("--data", data), ("--refit-images", refit_images), ("--refit-strength", refit_strength)):
+        if value is not None:
+            return option
+    return ""
+
+
 def export_model(
     path: Path | str,
     out: Path | str,
@@ -476,8 +485,8 @@ def export_model(
     force: bool = False,
     refit_prior: bool = False,
     data: str | None = None,
-    refit_images: int = REFIT_IMAGES,
-    refit_strength: float = 1.0,
+    refit_images: int | None = None,
+    refit_strength: float | None = None,
     temperature: float | None = None,
     sweep: Path | str | None = None,
 ) -> ExportResult:
@@ -500,6 +509,11 @@ def export_model(
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
+    given = refit_given(data, refit_images, refit_strength)
+    if given and not refit_prior:
+        raise InferenceError(f"{given} applies to --refit-prior only; add --refit-prior, or leave {given} out")
+    refit_images = REFIT_IMAGES if refit_images is None else refit_images
+    refit_strength = 1.0 if refit_strength is None else refit_strength
     refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")
     refit_strength = finite(refit_strength, "--refit-strength", high=1.0, why="1 = all the way to the encoded mean")
     taken = sorted(set(extra_metadata or {}) & set(OWN_METADATA))

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InferenceError
-from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, bounded, finite
+from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
 from ..outputs import output_folder
 from .images import (
     InputFailure,
@@ -120,6 +120,12 @@ class OnnxModel:
                 f"{meta_path} is format version {self.meta.get('format_version')}; this gmdrit "
                 f"reads version {FORMAT_VERSION}: export the model again"
             )
+        problem = _meta_problem(self.meta)
+        if problem:
+            raise InferenceError(
+                f"{meta_path} is damaged ({problem}); export the model again with gmdrit export MODEL "
+                f"--format onnx --out FOLDER"
+            )
         try:
             import onnxruntime as ort
         except ImportError:
@@ -134,6 +140,19 @@ class OnnxModel:
         self.source = self  # what the CLI's header describes
         self.pretrained = False  # the ONNX copy of the pretrained model (packaged_onnx): described as that
         self.session(TRANSLATE_FILE)  # a damaged graph is found before any input is read
+        self._check_graph(meta_path)
+
+    def _check_graph(self, meta_path: Path) -> None:
+        """``nz`` and the conditioning rows of ``onnx.json`` against the widths the translation graph takes."""
+        widths = {i.name: i.shape[-1] for i in self.session(TRANSLATE_FILE).get_inputs() if i.shape}
+        rows = {len(row) for table in self.meta["conditions"].values() for row in table}
+        for name, given in (("z", {int(self.meta["nz"])}), ("condition", rows)):
+            want = widths.get(name)
+            if isinstance(want, int) and given != {want}:
+                raise InferenceError(
+                    f"{meta_path} does not fit its {TRANSLATE_FILE} ({name} {sorted(given)}, the graph takes "
+                    f"{want}); export the model again with gmdrit export MODEL --format onnx --out FOLDER"
+                )
 
     def session(self, name: str):
         if name not in self._sessions:
@@ -227,6 +246,71 @@ class OnnxModel:
                 f"({str(exc).splitlines()[0][:160]}); sizes it was checked at: {sizes}"
             ) from None
         return np.concatenate(out)
+
+
+def _is_int(value, low: int, high: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What in an ``onnx.json`` is not as :mod:`~gmdrit_cli.inference.onnx_export` writes it, or None (every
+    field translate reads is checked here, so that a hand-edited file is one line, not an error deep inside)."""
+    domains = meta.get("domains")
+    if not isinstance(domains, list) or not domains or not all(isinstance(d, str) and d for d in domains):
+        return "domains is not a list of domain names"
+    if len(set(domains)) != len(domains):
+        return "domains names a domain twice"
+    if not isinstance(meta.get("family"), str):
+        return "family is not a name"
+    if not _is_int(meta.get("crop"), 16, MAX_WORK_SIZE) or meta["crop"] % 4:
+        return f"crop {meta.get('crop')!r} is not a multiple of 4 from 16 to {MAX_WORK_SIZE}"
+    if not _is_int(meta.get("nz"), 1, 1 << 16):
+        return f"nz {meta.get('nz')!r} is not a positive attribute length"
+    temperature = meta.get("sample_temperature", 1.0)
+    if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)) or not (
+        0 < temperature <= MAX_TEMPERATURE
+    ):
+        return f"sample_temperature {temperature!r} is not a number above 0 and at most {MAX_TEMPERATURE:g}"
+    for key in ("random_by_default", "dynamic_size", "paired_data"):
+        if key in meta and not isinstance(meta[key], bool):
+            return f"{key} {meta[key]!r} is not true or false"
+    cpd = meta.get("components_per_domain")
+    if cpd is not None and not _is_int(cpd, 0, 1 << 16):
+        return f"components_per_domain {cpd!r} is not a count"
+    tasks = meta.get("tasks")
+    if (
+        not isinstance(tasks, list)
+        or not tasks
+        or not all(
+            isinstance(t, list) and len(t) == 2 and all(_is_int(i, 0, len(domains) - 1) for i in t) for t in tasks
+        )
+    ):
+        return "tasks is not a list of (source, target) domain indices"
+    conditions = meta.get("conditions")
+    if not isinstance(conditions, dict):
+        return "conditions is not a table of each target domain's conditioning rows"
+    for _, target in tasks:
+        table = conditions.get(str(target))
+        if (
+            not isinstance(table, list)
+            or not table
+            or not all(
+                isinstance(row, list)
+                and row
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+                for row in table
+            )
+            or len({len(row) for row in table}) != 1
+        ):
+            return f"conditions has no rows of numbers for domain {target}"
+    if cpd and any(len(conditions[str(t)]) != cpd for _, t in tasks):
+        return f"conditions does not hold {cpd} row(s) (components_per_domain) per target domain"
+    if "iteration" in meta and meta["iteration"] is not None and not _is_int(meta["iteration"], 0):
+        return f"iteration {meta['iteration']!r} is not a count"
+    checked = meta.get("checked", {})
+    if not isinstance(checked, dict) or not isinstance(checked.get("sizes", []), list):
+        return "checked is not a record of the sizes the export was checked at"
+    return None
 
 
 def load_onnx(path: Path | str, threads: int = 0) -> OnnxModel:
