@@ -413,8 +413,7 @@ def _refit_prior(
     from ..evaluation.metrics.images import open_images
 
     cfg, model = load_for_inference(path, ema=ema)
-    if type(model).refit_prior is ModelFamily.refit_prior:
-        model.refit_prior([])  # the family's own one-line refusal
+    model.refit_prior([])  # no images: a family (or stage) with nothing to refit refuses before any decoding
     root = data or cfg.data.root
     train = open_images(root, cfg, "train", limit, model.capabilities.paired_data)
     images = []
