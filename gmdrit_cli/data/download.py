@@ -27,7 +27,7 @@ from typing import Optional
 
 from ..errors import GmdritError
 from ..limits import finite
-from ..outputs import os_error_line, refuse_checkpoint_area, temporary_folder
+from ..outputs import checkpoints_within, os_error_line, refuse_checkpoint_area, temporary_folder
 
 
 class DownloadError(GmdritError):
@@ -205,12 +205,18 @@ def fetch(
                     f"{url} answered 404 Not Found; check the URL, pass --url with a mirror, "
                     f"or download the file by hand to {manual_path} and run again"
                 ) from None
+            if 300 <= exc.code < 400:  # urllib's text for a redirect loop spans lines: name the loop instead
+                raise DownloadError(
+                    f"{url} redirects in a loop or too many times (HTTP {exc.code}); pass --url with the archive's "
+                    f"own address or a mirror, or download the file by hand to {manual_path}"
+                ) from None
+            why = " ".join(str(exc.reason).split())  # a server's reason phrase is shown on one line
             raise DownloadError(
-                f"{url} answered HTTP {exc.code} {exc.reason}; try again later, pass --url "
+                f"{url} answered HTTP {exc.code} {why}; try again later, pass --url "
                 f"with a mirror, or download the file by hand to {manual_path}"
             ) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            reason = " ".join(str(getattr(exc, "reason", None) or exc).split())
             if url.lower().startswith("file:"):  # a local path: the network is not the problem
                 raise DownloadError(
                     f"cannot read {url} ({reason}); give --url the archive file itself, or put the archive "
@@ -493,8 +499,14 @@ def download_dataset(
     refuse_checkpoint_area(to, "--to")
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"{dest} exists and is not a folder; move it away or pass another --to")
+    problems = missing_parts(spec, dest) if dest.is_dir() else []
+    held = checkpoints_within(dest) if dest.is_dir() and (force or problems) else None
+    if held is not None:  # --force replaces the whole folder: never a run's checkpoints
+        raise DownloadError(
+            f"{dest} holds a run's checkpoints ({held}), which a fresh download would delete and only "
+            f"`gmdrit train` and `gmdrit resume` write; pass another --to"
+        )
     if dest.is_dir() and not force:
-        problems = missing_parts(spec, dest)
         if not problems:
             return DownloadResult(spec, source, dest, True, counts=_counts(spec, dest))
         raise DownloadError(

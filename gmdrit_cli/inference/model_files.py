@@ -106,6 +106,11 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         and (given / MODEL_FILE).is_file()
     ):
         weights = given if given.is_file() else given / MODEL_FILE
+        if weights.suffix == ".onnx":  # an ONNX export's graph given as a file: name it as its folder is named
+            raise CheckpointError(
+                f"{weights} is an ONNX export, which only `gmdrit translate` and `gmdrit app` run; give the run "
+                f"or a safetensors export (`gmdrit export RUN --out DIR`)"
+            )
         if weights.suffix != ".safetensors":
             raise CheckpointError(f"{weights} is not a model file; {what}")
         config = weights.parent / CONFIG_FILE
