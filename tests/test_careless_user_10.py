@@ -2,7 +2,8 @@
 `gmdrit data download NAME --to DIR --force`, where DIR/NAME was a run folder or a folder of runs (a careless
 `--to runs`), deleted the runs with their checkpoints: the "incomplete, pass --force" message even suggested it.
 Misleading: a redirect loop was a three-line error (urllib's text); `DIR/model.onnx` of an ONNX export given to
-eval, interpolate or export was "not a model file" where its folder was named an ONNX export."""
+eval, interpolate or export was "not a model file" where its folder was named an ONNX export. Export --force into
+the other kind's folder mixed two exports (translate kept running the old ONNX graphs)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,21 @@ def test_an_onnx_file_given_to_eval_interpolate_or_export_is_named(cli, tmp_path
     ):
         assert_one_line_error(cli(*args), "is an ONNX export")  # was "is not a model file"
     assert not (tmp_path / "eval").exists() and not (tmp_path / "out").exists()
+
+
+# -- one export per folder: a safetensors export never lands beside an ONNX export, nor the reverse -------------------
+
+
+def test_an_export_never_lands_beside_an_export_of_the_other_kind(cli, run_dir, tmp_path):
+    onnx_folder = tmp_path / "onnx"
+    assert cli("export", run_dir, "--format", "onnx", "-o", onnx_folder).returncode == 0
+    graphs = (onnx_folder / "model.onnx").read_bytes()
+    for force in ([], ["--force"]):  # was: --force wrote model.safetensors beside it, and translate ran the old graphs
+        assert_one_line_error(cli("export", run_dir, "-o", onnx_folder, *force), "holds an ONNX export")
+    assert not (onnx_folder / "model.safetensors").exists() and (onnx_folder / "model.onnx").read_bytes() == graphs
+    plain = tmp_path / "plain"
+    assert cli("export", run_dir, "-o", plain).returncode == 0
+    config = (plain / "config.yaml").read_bytes()
+    for force in ([], ["--force"]):  # was: --force replaced the safetensors export's config.yaml
+        assert_one_line_error(cli("export", run_dir, "--format", "onnx", "-o", plain, *force), "holds a safetensors")
+    assert not (plain / "onnx.json").exists() and (plain / "config.yaml").read_bytes() == config

@@ -37,6 +37,8 @@ from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_
 from ..training.speed import resolve_device
 
 CONFIG_FILE = "config.yaml"
+#: the metadata file of an ONNX export (onnx_export.META_FILE; not imported: that module imports this one)
+ONNX_META_FILE = "onnx.json"
 #: a run's chosen sampling temperature (``gmdrit eval --split val --temperature a,b,c``; temperature_sweep.py)
 SAMPLING_FILE = "sampling.json"
 #: the pretrained GM-DRIT apple <-> orange model inside the package (int8 export; README "The pretrained model"),
@@ -531,6 +533,12 @@ def export_model(
     refuse_checkpoint_area(out, "--out")
     if (out / "checkpoints").is_dir():
         raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
+    if (out / ONNX_META_FILE).is_file():
+        # one export per folder: beside an ONNX export, translate and eval would go on running the old graphs
+        raise InferenceError(
+            f"--out {out} holds an ONNX export ({ONNX_META_FILE}), which gmdrit would keep running instead of this "
+            f"model; even with --force, export into a folder of its own"
+        )
     if source.weights.parent.resolve() == out.resolve():
         # --force replaces an earlier export, never the model being read: that would drop what the export's
         # metadata records (iteration chosen, training command, int8) for a copy of itself

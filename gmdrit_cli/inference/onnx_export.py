@@ -45,14 +45,14 @@ from ..config.schema import dump_config
 from ..errors import InferenceError
 from ..families.base import ModelFamily
 from ..outputs import os_error_line, refuse_checkpoint_area, refuse_replacing
-from .model_files import load_for_inference, make_output_folder
+from .model_files import MODEL_FILE, ONNX_META_FILE, load_for_inference, make_output_folder
 
 FORMAT = "gmdrit-onnx"
 FORMAT_VERSION = 1
 TRANSLATE_FILE = "model.onnx"
 PRIOR_FILE = "prior.onnx"
 REFERENCE_FILE = "reference.onnx"
-META_FILE = "onnx.json"
+META_FILE = ONNX_META_FILE
 CONFIG_FILE = "config.yaml"
 #: every file an export writes, in the order they are written
 EXPORT_FILES = (TRANSLATE_FILE, PRIOR_FILE, REFERENCE_FILE, META_FILE, CONFIG_FILE)
@@ -347,6 +347,12 @@ def _check_out(out: Path | str, force: bool) -> Path:
     refuse_checkpoint_area(out, "--out")
     if (out / "checkpoints").is_dir():
         raise InferenceError(f"--out {out} is a run folder; export into a folder of its own")
+    if (out / MODEL_FILE).is_file():
+        # one export per folder: the config.yaml both write would be replaced under the safetensors export
+        raise InferenceError(
+            f"--out {out} holds a safetensors export ({MODEL_FILE}); even with --force, export the ONNX graphs "
+            f"into a folder of their own"
+        )
     if not force:
         for name in EXPORT_FILES:
             refuse_replacing(out / name, "--force")
