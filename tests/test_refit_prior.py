@@ -132,3 +132,81 @@ def test_a_partial_refit_moves_each_mean_that_share_of_the_way(exports, tiny_gmd
     assert torch.allclose(half, (old + new) / 2, atol=1e-5)
     record = json.loads(safe_open(str(tmp_path / "half" / "model.safetensors"), "pt").metadata()["prior_refit"])
     assert record["strength"] == 0.5 and "0.5 of the way" in record["rule"]
+
+
+# -- --refit-by discriminator ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def critic_exports(tiny_gmdrit_run, tmp_path_factory):
+    """(plain export, discriminator-refitted export at strength 1 and 0.5) of the tiny GM-DRIT run."""
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, _ = tiny_gmdrit_run
+    out = tmp_path_factory.mktemp("critic")
+    export_model(base / "run", out / "plain")
+    for name, strength in (("full", 1.0), ("half", 0.5)):
+        export_model(base / "run", out / name, refit_prior=True, refit_by="discriminator", refit_strength=strength)
+    return out / "plain", out / "full", out / "half"
+
+
+def _critic_score(run: Path, export: Path, root: Path, target: int, draws: int = 256) -> float:
+    """Mean realism logit the run's random-attribute discriminator gives ``export``'s translations of every
+    training image of the other domain into ``target``, over fresh draws of its prior (a seed the refit never used)."""
+    from gmdrit_cli.families import build_model
+    from gmdrit_cli.training.checkpoint import find_checkpoint, load_network_weights
+
+    cfg, model = load_for_inference(export)
+    judge = build_model(cfg, torch.device("cpu"), training=True)
+    load_network_weights(find_checkpoint(run)[0], judge.networks)  # every network, strict
+    D = judge.networks["dis_random"].eval()
+    train = open_images(str(root), cfg, "train")
+    x = torch.cat([b for b, _ in train.batches(1 - target, 50)]).float().div(127.5).sub(1.0)
+    z, y = model.sample_attributes(target, draws, generator=torch.Generator().manual_seed(12345))
+    with torch.no_grad():
+        content = model.encode_content(x)
+        scores = [
+            D(model.generate(content, z[i : i + 1].expand(len(x), -1), y[i : i + 1].expand(len(x), -1)))[0]
+            for i in range(draws)
+        ]
+    return float(torch.stack([s.mean() for s in scores]).mean())
+
+
+def test_the_discriminator_refit_moves_means_and_spreads_to_draws_the_discriminator_prefers(
+    critic_exports, tiny_gmdrit_run
+):
+    plain, full, _ = critic_exports
+    base, root = tiny_gmdrit_run
+    (old_mean, old_std), (new_mean, new_std) = _prior_means(plain), _prior_means(full)
+    assert (new_mean - old_mean).abs().max() > 1e-3 and (new_std - old_std).abs().max() > 1e-3
+    before, after = load_file(plain / "model.safetensors"), load_file(full / "model.safetensors")
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == ["generator.prior_mean.weight", "generator.prior_var.weight"]
+    for target in (0, 1):  # fresh draws of the refitted prior are rated more real than the trained prior's
+        assert _critic_score(base / "run", full, root, target) > _critic_score(base / "run", plain, root, target)
+
+
+def test_a_half_discriminator_refit_is_the_midpoint_and_the_record_says_what_was_done(critic_exports):
+    plain, full, half = critic_exports
+    (old_mean, old_std), (new_mean, new_std), (mid_mean, mid_std) = map(_prior_means, critic_exports)
+    assert torch.allclose(mid_mean, (old_mean + new_mean) / 2, atol=1e-5)
+    assert torch.allclose(mid_std, (old_std + new_std) / 2, atol=1e-4)
+    record = json.loads(safe_open(str(full / "model.safetensors"), "pt").metadata()["prior_refit"])
+    assert record["method"] == "discriminator" and "discriminator rates most real" in record["rule"]
+    assert record["images_per_domain"] == [4, 4] and [c["component"] for c in record["components"]] == [0, 1]
+    for c in record["components"]:
+        assert c["draws"] == 256 and c["kept"] == 64 and c["source_images"] == 4 and c["score_kept"] > c["score_all"]
+        assert c["std_ratio"] == pytest.approx((new_std[c["component"]] / old_std[c["component"]]).tolist(), abs=1e-3)
+
+
+def test_discriminator_refit_refusals_are_one_line(cli, run_dir, critic_exports, tiny_gmdrit_run, tmp_path):
+    plain, _, _ = critic_exports
+    base, _ = tiny_gmdrit_run
+    for source, extra, fragment in (
+        (plain, ["--refit-prior", "--refit-by", "discriminator"], "give the run folder or one of its checkpoints"),
+        (base / "run", ["--refit-prior", "--refit-by", "critic"], "choose one of posterior, discriminator"),
+        (base / "run", ["--refit-by", "discriminator"], "applies to --refit-prior only"),
+        (run_dir, ["--refit-prior", "--refit-by", "discriminator"], "mdmm family has no learnt attribute prior"),
+    ):
+        assert_one_line_error(cli("export", str(source), "--out", str(tmp_path / "g"), *extra), fragment)
+    assert not (tmp_path / "g").exists()

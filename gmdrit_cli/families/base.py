@@ -251,16 +251,23 @@ class ModelFamily(ABC):
         return self.generate(content, z, condition)
 
     def refit_prior(
-        self, images: list[torch.Tensor], strength: float = 1.0
+        self, images: list[torch.Tensor], strength: float = 1.0, method: str = "posterior"
     ) -> tuple[dict[str, torch.Tensor], list[dict]]:
-        """Move the attribute prior's means onto the attributes real images encode to (an ex-post prior fit,
-        for ``gmdrit export --refit-prior``): ``images[d]`` are float N_d x 3 x S x S training images of domain
-        d in [-1, 1]; ``strength`` in (0, 1] is the share of the way each mean moves. Returns the replaced
-        weights (``"network.parameter"`` -> tensor) and one record per mean moved. A family whose prior is
-        fixed (N(0, I)) has nothing to refit."""
+        """Refit the attribute prior after training (an ex-post prior fit, for ``gmdrit export --refit-prior``):
+        ``images[d]`` are float N_d x 3 x S x S training images of domain d in [-1, 1]; ``strength`` in (0, 1] is
+        the share of the way each parameter moves. ``method``: ``posterior`` moves the means onto the attributes
+        the images encode to; ``discriminator`` moves means and spreads onto the draws the run's discriminator
+        rates most real on the images' translations (:meth:`refit_networks` names the networks it needs besides
+        the test-time ones). Returns the replaced weights (``"network.parameter"`` -> tensor) and one record
+        per prior component refitted. A family whose prior is fixed (N(0, I)) has nothing to refit."""
         from ..errors import InferenceError
 
         raise InferenceError(f"the {self.name} family has no learnt attribute prior to refit")
+
+    def refit_networks(self, method: str) -> tuple[str, ...]:
+        """Training networks (discriminators) :meth:`refit_prior` needs for ``method``, loaded from the run's
+        checkpoint before it is called; none by default."""
+        return ()
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """Domain probabilities N x C (``capabilities.classifies_domains``)."""

@@ -407,12 +407,46 @@ OWN_METADATA = (
     "prior_refit",
 )
 
-#: export --refit-prior: training images per domain encoded by default (the first, by file name)
-REFIT_IMAGES = 400
+#: export --refit-prior: training images per domain used by default (the first, by file name): encoded once
+#: each by ``--refit-by posterior``; translated by each of the prior's judged draws by ``--refit-by discriminator``
+REFIT_IMAGES = {"posterior": 400, "discriminator": 16}
+#: what each --refit-by method does, in the words of the export's ``prior_refit`` record
+REFIT_RULES = {
+    "posterior": "each component's prior mean moved {s:g} of the way to the mean attribute (posterior mean) of the "
+    "training images of its domain that choose it; the prior's standard deviations unchanged",
+    "discriminator": "each component's prior mean and standard deviations moved {s:g} of the way to those of the "
+    "prior's draws (a fixed-seed sample) that the run's discriminator rates most real when they translate the "
+    "other domains' training images",
+}
+
+
+def _load_training_networks(model: ModelFamily, source: ModelSource, names: tuple[str, ...], why: str) -> None:
+    """Add the training networks ``names`` (discriminators, never EMA-copied) of ``source`` to ``model``."""
+    with _skip_weight_init():
+        full = build_model(source.cfg, torch.device("cpu"), training=False)
+    try:
+        with safe_open(str(source.weights), framework="pt") as f:
+            keys = [k for k in f.keys() if k.startswith(tuple(f"{n}." for n in names))]
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
+    if not tensors:
+        raise InferenceError(
+            f"{why} needs the run's {', '.join(names)}, which {source.weights} does not hold (an export keeps only "
+            "the test-time networks): give the run folder or one of its checkpoints"
+        )
+    for name in names:
+        net = full.networks[name]
+        own = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+        try:
+            net.load_state_dict(own)
+        except RuntimeError:
+            raise CheckpointError(f"weights {source.weights} do not fit their config ({name})") from None
+        model.networks[name] = net.to(model.device).eval()
 
 
 def _refit_prior(
-    path: Path | str, source: ModelSource, ema: bool, data: str | None, limit: int, strength: float
+    path: Path | str, source: ModelSource, ema: bool, data: str | None, limit: int, strength: float, method: str
 ) -> tuple[dict, str]:
     """The weights :meth:`ModelFamily.refit_prior` replaces (fp32, CPU) and the JSON record of what it did."""
     import json
@@ -420,7 +454,10 @@ def _refit_prior(
     from ..evaluation.metrics.images import open_images
 
     cfg, model = load_for_inference(path, ema=ema)
-    model.refit_prior([])  # no images: a family (or stage) with nothing to refit refuses before any decoding
+    model.refit_prior([], method=method)  # no images: a family (or stage) with nothing to refit refuses first
+    extra = model.refit_networks(method)
+    if extra:
+        _load_training_networks(model, model.source, extra, f"--refit-by {method}")
     root = data or cfg.data.root
     train = open_images(root, cfg, "train", limit, model.capabilities.paired_data)
     images = []
@@ -429,10 +466,10 @@ def _refit_prior(
         if not batches:
             raise InferenceError(f"--refit-prior: no readable training image of {name!r} under {root}; give --data")
         images.append(torch.cat(batches).float().div(127.5).sub(1.0))
-    fitted, records = model.refit_prior(images, strength)
+    fitted, records = model.refit_prior(images, strength, method=method)
     record = {
-        "rule": f"each component's prior mean moved {strength:g} of the way to the mean attribute (posterior mean) "
-        "of the training images of its domain that choose it; the prior's standard deviations unchanged",
+        "method": method,
+        "rule": REFIT_RULES[method].format(s=strength),
         "strength": strength,
         "data": str(root),
         "images_per_domain": [len(x) for x in images],
@@ -474,9 +511,11 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     }
 
 
-def refit_given(data: str | None, refit_images: int | None, refit_strength: float | None) -> str:
-    """The first option of ``--refit-prior`` given (``--data``, ``--refit-images``, ``--refit-strength``), or ""."""
-    for option, value in (("--data", data), ("--refit-images", refit_images), ("--refit-strength", refit_strength)):
+def refit_given(data: str | None, refit_images: int | None, refit_strength: float | None, refit_by=None) -> str:
+    """The first option of ``--refit-prior`` given (``--data``, ``--refit-images``, ``--refit-strength``,
+    ``--refit-by``), or ""."""
+    given = (("--data", data), ("--refit-images", refit_images), ("--refit-strength", refit_strength))
+    for option, value in (*given, ("--refit-by", refit_by)):
         if value is not None:
             return option
     return ""
@@ -495,6 +534,7 @@ def export_model(
     refit_strength: float | None = None,
     temperature: float | None = None,
     sweep: Path | str | None = None,
+    refit_by: str | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
@@ -506,19 +546,23 @@ def export_model(
     safetensors header (e.g. the command that trained the model). An ``out`` that holds a model or a config
     already is refused unless ``force`` (never a run's checkpoints: see :mod:`gmdrit_cli.outputs`).
 
-    ``refit_prior``: the attribute prior's means moved (``refit_strength`` of the way) onto the attributes the
-    first ``refit_images`` training images of each domain (validation split held out) of ``data`` (default: the
-    config's ``data.root``) encode to (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as
-    metadata ``prior_refit``.
+    ``refit_prior``: the attribute prior refitted (``refit_strength`` of the way) by ``refit_by`` (``posterior``:
+    the means onto the attributes the training images encode to; ``discriminator``: means and spreads onto the
+    draws the run's discriminator rates most real) on the first ``refit_images`` training images of each domain
+    (validation split held out) of ``data`` (default: the config's ``data.root``)
+    (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
     ``temperature``: the export's ``model.sample_temperature``; ``sweep``: the validation sweep (``sweep.json``
     of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it."""
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
-    given = refit_given(data, refit_images, refit_strength)
+    given = refit_given(data, refit_images, refit_strength, refit_by)
     if given and not refit_prior:
         raise InferenceError(f"{given} applies to --refit-prior only; add --refit-prior, or leave {given} out")
-    refit_images = REFIT_IMAGES if refit_images is None else refit_images
+    refit_by = refit_by or "posterior"
+    if refit_by not in REFIT_RULES:
+        raise InferenceError(f"--refit-by {refit_by!r}: choose one of {', '.join(REFIT_RULES)}")
+    refit_images = REFIT_IMAGES[refit_by] if refit_images is None else refit_images
     refit_strength = 1.0 if refit_strength is None else refit_strength
     refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")
     refit_strength = finite(refit_strength, "--refit-strength", high=1.0, why="1 = all the way to the encoded mean")
@@ -583,7 +627,7 @@ def export_model(
         **(extra_metadata or {}),
     }
     if refit_prior:
-        fitted, refit_record = _refit_prior(path, source, ema, data, refit_images, refit_strength)
+        fitted, refit_record = _refit_prior(path, source, ema, data, refit_images, refit_strength, refit_by)
         tensors.update(fitted)
         metadata["prior_refit"] = refit_record
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
