@@ -465,7 +465,7 @@ def export(
             "--refit-by",
             help="what --refit-prior fits to: posterior (the means onto the training images' encoded attributes) or "
             "discriminator (means and spreads onto the prior draws the run's discriminator rates most real; needs "
-            "the run or a checkpoint, about 2 minutes at 128 px on 2 cores) [default: posterior]",
+            "the run or a checkpoint; 2 to 6 minutes at 128 px on 2 cores) [default: posterior]",
             show_default=False,
         ),
     ] = None,
