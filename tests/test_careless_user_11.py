@@ -1,0 +1,83 @@
+"""Eleventh probe (multi-step stories by someone who did not write the earlier fixes): what a careless user still broke.
+Two `gmdrit eval RUN` started at once (two terminals, or `&` in a loop over seeds) both chose the free
+`RUN/eval/iter_N-latent` before either had written anything there: the second's translations replaced the first's
+PNGs and its eval.json replaced the first's, while both commands printed that their results were in that folder.
+The same held for two temperature sweeps, two `gmdrit mixture` reports and two `gmdrit benchmark` runs of one
+`--out` (a benchmark chooses its folder minutes before it writes). A numbered output folder is now claimed (a hidden
+file made exclusively) from the moment it is chosen until the command ends, so a second command takes the next one."""
+
+from __future__ import annotations
+
+import json
+
+from gmdrit_cli import outputs
+
+# -- two evals at once never write into the same folder ----------------------------------------------------------------
+
+EVAL_ARGS = ("--metrics", "ndb,jsd", "--ndb-bins", "2", "--no-reference", "--device", "cpu")
+
+
+def test_two_evals_at_once_never_share_a_folder(cli, run_dir, tmp_path, monkeypatch):
+    """The second eval starts while the first has chosen its folder but not yet written into it."""
+    from gmdrit_cli.evaluation import evaluate
+
+    load = evaluate._load_test_images
+    second: list = []
+
+    def load_then_start_another(*args, **kwargs):
+        if not second:  # the first eval has its folder: a second one starts now
+            second.append(None)
+            second[0] = cli("eval", run_dir, *EVAL_ARGS, "--samples-per-input", "2", "--out", tmp_path / "ev")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "_load_test_images", load_then_start_another)
+    first = cli("eval", run_dir, *EVAL_ARGS, "--samples-per-input", "1", "--out", tmp_path / "ev")
+    assert first.returncode == 0 and second[0].returncode == 0, first.stderr + second[0].stderr
+    # each eval's results are where it says they are (the first's were replaced by the second's)
+    assert f"outputs in {tmp_path / 'ev'};" in first.stdout
+    assert f"outputs in {tmp_path / 'ev-2'};" in second[0].stdout
+    for folder, samples in (("ev", 1), ("ev-2", 2)):
+        report = json.loads((tmp_path / folder / "eval.json").read_text())
+        assert report["settings"]["samples_per_input"] == samples
+        assert len(list((tmp_path / folder / "apple2orange").glob("*.png"))) == 4 * samples
+        assert not [p for p in (tmp_path / folder).iterdir() if p.name.startswith(".")]  # claim released at the end
+
+
+def test_a_benchmark_holds_its_folder_while_it_times(cli, tmp_path, monkeypatch):
+    """A benchmark chooses its folder before minutes of timing; one started meanwhile replaced its figures."""
+    from gmdrit_cli.training import benchmark
+
+    started: list = []
+    calls = []
+
+    def timed(rows, **kwargs):
+        calls.append(len(calls) + 1)
+        which = calls[-1]
+        if not started:  # a second benchmark of the same --out starts while the first times its rows
+            started.append(None)
+            started[0] = cli("benchmark", "--rows", "mdmm", "--out", tmp_path / "bench")
+        env = {"device": "cpu", "machine": "test", "torch": "x", "threads": 1}
+        return benchmark.BenchmarkResult(env, {"which": which}, [])
+
+    monkeypatch.setattr(benchmark, "run_benchmark", timed)
+    first = cli("benchmark", "--rows", "mdmm", "--out", tmp_path / "bench")
+    assert first.returncode == 0 and started[0].returncode == 0, first.stderr + started[0].stderr
+    for folder, which in (("bench", 1), ("bench-2", 2)):  # the second went to bench-2 (was: bench, then replaced)
+        assert json.loads((tmp_path / folder / "benchmark.json").read_text())["settings"] == {"which": which}
+        assert not [p for p in (tmp_path / folder).iterdir() if p.name.startswith(".")]
+
+
+def test_a_claimed_folder_is_taken_and_an_unused_one_goes(tmp_path):
+    """What the claim means for any numbered output folder (eval, sweep, mixture, benchmark)."""
+    names = ("benchmark.json",)
+    with outputs.claimed_folder(tmp_path / "b", names) as held:
+        assert held == tmp_path / "b" and (held / outputs.CLAIM_FILE).is_file()
+        assert outputs.numbered_folder(tmp_path / "b", names) == tmp_path / "b-2"  # taken while held
+        with outputs.claimed_folder(tmp_path / "b", names) as other:
+            assert other == tmp_path / "b-2"
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b-2").exists()  # nothing written: no empty folder left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    with outputs.claimed_folder(tmp_path / "mine", names) as held:  # other files do not matter, and stay
+        assert held == tmp_path / "mine"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
