@@ -4,12 +4,19 @@ Two `gmdrit eval RUN` started at once (two terminals, or `&` in a loop over seed
 PNGs and its eval.json replaced the first's, while both commands printed that their results were in that folder.
 The same held for two temperature sweeps, two `gmdrit mixture` reports and two `gmdrit benchmark` runs of one
 `--out` (a benchmark chooses its folder minutes before it writes). A numbered output folder is now claimed (a hidden
-file made exclusively) from the moment it is chosen until the command ends, so a second command takes the next one."""
+file made exclusively) from the moment it is chosen until the command ends, so a second command takes the next one.
+Misleading (work lost): a kill or a full disk between a checkpoint's rename and the update of `checkpoints/latest`
+left the pointer naming the checkpoint before; resume, which tried the pointer first, retrained from it (the newer
+checkpoint set aside, though the full-disk message said it "is complete") and translate and eval ran the older model.
+`gmdrit eval RUN/checkpoints/latest` (the pointer every command takes for the run) made its default folder beside
+the pointer, inside checkpoints/, and was refused with "choose another --out" for an --out the user never gave; a
+validation sweep of it did not store its choice in the run."""
 
 from __future__ import annotations
 
 import json
 
+from conftest import set_args, tiny_overrides
 from gmdrit_cli import outputs
 
 # -- two evals at once never write into the same folder ----------------------------------------------------------------
@@ -81,3 +88,41 @@ def test_a_claimed_folder_is_taken_and_an_unused_one_goes(tmp_path):
     with outputs.claimed_folder(tmp_path / "mine", names) as held:  # other files do not matter, and stay
         assert held == tmp_path / "mine"
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+# -- a pointer left behind by a kill or a full disk never sends resume back -------------------------------------------
+
+
+def test_a_stale_latest_pointer_never_resumes_an_older_checkpoint(cli, tiny_data, tmp_path):
+    """The pointer is written after the checkpoint is renamed into place: killed (or out of disk) in between, it still
+    named the one before, and resume retrained from there (the newer one set aside) while translate and eval ran the
+    older model; the message of a full disk even said the newer checkpoint "is complete"."""
+    run = tmp_path / "run"
+    overrides = tiny_overrides(tiny_data, 3) + ["train.save_every=1", "data.domains=[apple,orange]"]
+    assert cli("train", "--preset", "mdmm_baseline", *set_args(overrides), "--run-dir", run).returncode == 0
+    (run / "checkpoints" / "latest").write_text("iter_0000002\n")  # as a kill before its update leaves it
+    image = tiny_data / "testA" / "0.png"
+    proc = cli("translate", image, "--run", run, "--domain", "orange", "--out", tmp_path / "t", "--samples", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "iteration 3" in proc.stdout and "iter_0000003" in proc.stderr  # was iteration 2, silently
+    proc = cli("resume", run, "--set", "train.max_iters=4")
+    assert proc.returncode == 0, proc.stderr
+    assert not list(run.glob("after-*")) and not list(run.glob("metrics.after-*"))  # nothing was set aside
+    assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000004"
+    assert [json.loads(line)["iter"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+# -- eval of RUN/checkpoints/latest writes into the run's eval folder --------------------------------------------------
+
+
+def test_eval_of_the_latest_pointer_writes_into_the_runs_eval_folder(cli, run_dir, tmp_path):
+    """`RUN/checkpoints/latest` names the run for every command, but eval's default folder was made beside the pointer,
+    inside checkpoints/, and refused: "choose another --out" for an --out the user never gave."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    proc = cli("eval", run / "checkpoints" / "latest", *EVAL_ARGS, "--samples-per-input", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "eval" / "iter_0000002-latent" / "eval.json").is_file()
+    assert not (run / "checkpoints" / "eval").exists()

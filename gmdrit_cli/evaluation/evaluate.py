@@ -51,6 +51,7 @@ from ..inference.model_files import untrained_note
 from ..limits import MAX_EVAL_BATCH, MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
 from ..limits import seed as check_seed
 from ..outputs import claimed_folder
+from ..training.checkpoint import run_of_latest
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
 from .metrics.evaluator import EvalContext, Evaluator, to_float
@@ -141,6 +142,7 @@ def _default_out(run: Path | None, iteration: int | None, mode: str, split: str 
             Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
         )
     run = Path(run).expanduser()
+    run = run_of_latest(run) or run  # RUN/checkpoints/latest: the run's own eval folder, not one in checkpoints/
     if run.is_file():
         base = run.parent
     elif (run / "state.json").is_file() and run.parent.name == "checkpoints":

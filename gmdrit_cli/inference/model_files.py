@@ -154,10 +154,12 @@ def resolve_model(path: Path | str | None) -> ModelSource:
 
 
 def run_folder_of(path: Path | str | None) -> Path | None:
-    """The run folder of a run folder or of one of its checkpoint folders; None for anything else."""
+    """The run folder of a run folder, of one of its checkpoint folders or of its ``checkpoints/latest`` pointer;
+    None for anything else."""
     if path is None:
         return None
     path = Path(path).expanduser()
+    path = run_of_latest(path) or path
     if path.is_dir() and (path / "checkpoints").is_dir():
         return path
     if path.is_dir() and (path / STATE_FILE).is_file() and path.parent.name == "checkpoints":
