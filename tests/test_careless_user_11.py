@@ -10,13 +10,15 @@ left the pointer naming the checkpoint before; resume, which tried the pointer f
 checkpoint set aside, though the full-disk message said it "is complete") and translate and eval ran the older model.
 `gmdrit eval RUN/checkpoints/latest` (the pointer every command takes for the run) made its default folder beside
 the pointer, inside checkpoints/, and was refused with "choose another --out" for an --out the user never gave; a
-validation sweep of it did not store its choice in the run."""
+validation sweep of it did not store its choice in the run. `gmdrit resume RUN/checkpoints` (tab completion) and
+`gmdrit resume RUN/checkpoints/iter_N/model.safetensors` said the run "has no checkpoint to resume; start it with
+`gmdrit train`"."""
 
 from __future__ import annotations
 
 import json
 
-from conftest import set_args, tiny_overrides
+from conftest import assert_one_line_error, set_args, tiny_overrides
 from gmdrit_cli import outputs
 
 # -- two evals at once never write into the same folder ----------------------------------------------------------------
@@ -126,3 +128,22 @@ def test_eval_of_the_latest_pointer_writes_into_the_runs_eval_folder(cli, run_di
     assert proc.returncode == 0, proc.stderr
     assert (run / "eval" / "iter_0000002-latent" / "eval.json").is_file()
     assert not (run / "checkpoints" / "eval").exists()
+
+
+# -- resume RUN/checkpoints (or a checkpoint's model.safetensors) resumes it -------------------------------------------
+
+
+def test_resume_of_the_checkpoints_folder_or_a_checkpoint_file_resumes(cli, run_dir, tmp_path):
+    """Both said "has no checkpoint to resume; start it with `gmdrit train`" of a run that holds checkpoints."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    proc = cli("resume", run / "checkpoints", "--set", "train.max_iters=3")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000003"
+    proc = cli("resume", run / "checkpoints" / "iter_0000003" / "model.safetensors", "--set", "train.max_iters=4")
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000004"
+    (tmp_path / "notes.txt").write_text("x")
+    assert_one_line_error(cli("resume", tmp_path / "notes.txt"), "is a file, not a run folder")
