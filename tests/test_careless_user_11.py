@@ -5,6 +5,7 @@ PNGs and its eval.json replaced the first's, while both commands printed that th
 The same held for two temperature sweeps, two `gmdrit mixture` reports and two `gmdrit benchmark` runs of one
 `--out` (a benchmark chooses its folder minutes before it writes). A numbered output folder is now claimed (a hidden
 file made exclusively) from the moment it is chosen until the command ends, so a second command takes the next one.
+`make clean` ran `rm -rf .venv runs *.egg-info`: every training in the default runs/ folder, checkpoints and all.
 Misleading (work lost): a kill or a full disk between a checkpoint's rename and the update of `checkpoints/latest`
 left the pointer naming the checkpoint before; resume, which tried the pointer first, retrained from it (the newer
 checkpoint set aside, though the full-disk message said it "is complete") and translate and eval ran the older model.
@@ -147,3 +148,17 @@ def test_resume_of_the_checkpoints_folder_or_a_checkpoint_file_resumes(cli, run_
     assert (run / "checkpoints" / "latest").read_text().strip() == "iter_0000004"
     (tmp_path / "notes.txt").write_text("x")
     assert_one_line_error(cli("resume", tmp_path / "notes.txt"), "is a file, not a run folder")
+
+
+# -- make clean removes build artefacts, never the runs ----------------------------------------------------------------
+
+
+def test_make_clean_never_deletes_the_runs():
+    """`make clean` (a careless way to free space, or to reinstall) ran `rm -rf .venv runs *.egg-info`: every
+    training in the default runs/ folder, checkpoints and all."""
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\nclean:\n", 1)[1].split("\n\n", 1)[0]
+    assert "rm -rf $(VENV)" in recipe
+    assert "runs" not in recipe.split()
