@@ -13,7 +13,8 @@ checkpoint set aside, though the full-disk message said it "is complete") and tr
 the pointer, inside checkpoints/, and was refused with "choose another --out" for an --out the user never gave; a
 validation sweep of it did not store its choice in the run. `gmdrit resume RUN/checkpoints` (tab completion) and
 `gmdrit resume RUN/checkpoints/iter_N/model.safetensors` said the run "has no checkpoint to resume; start it with
-`gmdrit train`"."""
+`gmdrit train`". `GMDRIT_CACHE=RUN/checkpoints` put the domain classifier inside a run's checkpoints, where
+`--classifier-cache RUN/checkpoints` was refused."""
 
 from __future__ import annotations
 
@@ -162,3 +163,27 @@ def test_make_clean_never_deletes_the_runs():
     recipe = makefile.split("\nclean:\n", 1)[1].split("\n\n", 1)[0]
     assert "rm -rf $(VENV)" in recipe
     assert "runs" not in recipe.split()
+
+
+# -- GMDRIT_CACHE is held to the rule --classifier-cache is ----------------------------------------------------------
+
+
+def test_a_gmdrit_cache_inside_a_runs_checkpoints_is_refused(cli, run_dir, tmp_path):
+    """`--classifier-cache RUN/checkpoints` was refused, but GMDRIT_CACHE=RUN/checkpoints wrote the classifier there."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    proc = cli(
+        "eval",
+        run,
+        "--metrics",
+        "domain_accuracy",
+        "--samples-per-input",
+        "1",
+        "--device",
+        "cpu",
+        env={"GMDRIT_CACHE": str(run / "checkpoints")},
+    )
+    assert_one_line_error(proc, "(GMDRIT_CACHE) is inside a run's checkpoints", "set GMDRIT_CACHE elsewhere")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_0000002", "latest"]
