@@ -14,11 +14,13 @@ the pointer, inside checkpoints/, and was refused with "choose another --out" fo
 validation sweep of it did not store its choice in the run. `gmdrit resume RUN/checkpoints` (tab completion) and
 `gmdrit resume RUN/checkpoints/iter_N/model.safetensors` said the run "has no checkpoint to resume; start it with
 `gmdrit train`". `GMDRIT_CACHE=RUN/checkpoints` put the domain classifier inside a run's checkpoints, where
-`--classifier-cache RUN/checkpoints` was refused."""
+`--classifier-cache RUN/checkpoints` was refused. A checkpoint's model.safetensors given to translate, eval or export
+was "no config.yaml beside it; export models with `gmdrit export`"."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 from conftest import assert_one_line_error, set_args, tiny_overrides
 from gmdrit_cli import outputs
@@ -122,7 +124,6 @@ def test_a_stale_latest_pointer_never_resumes_an_older_checkpoint(cli, tiny_data
 def test_eval_of_the_latest_pointer_writes_into_the_runs_eval_folder(cli, run_dir, tmp_path):
     """`RUN/checkpoints/latest` names the run for every command, but eval's default folder was made beside the pointer,
     inside checkpoints/, and refused: "choose another --out" for an --out the user never gave."""
-    import shutil
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -137,7 +138,6 @@ def test_eval_of_the_latest_pointer_writes_into_the_runs_eval_folder(cli, run_di
 
 def test_resume_of_the_checkpoints_folder_or_a_checkpoint_file_resumes(cli, run_dir, tmp_path):
     """Both said "has no checkpoint to resume; start it with `gmdrit train`" of a run that holds checkpoints."""
-    import shutil
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -170,7 +170,6 @@ def test_make_clean_never_deletes_the_runs():
 
 def test_a_gmdrit_cache_inside_a_runs_checkpoints_is_refused(cli, run_dir, tmp_path):
     """`--classifier-cache RUN/checkpoints` was refused, but GMDRIT_CACHE=RUN/checkpoints wrote the classifier there."""
-    import shutil
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -187,3 +186,15 @@ def test_a_gmdrit_cache_inside_a_runs_checkpoints_is_refused(cli, run_dir, tmp_p
     )
     assert_one_line_error(proc, "(GMDRIT_CACHE) is inside a run's checkpoints", "set GMDRIT_CACHE elsewhere")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_0000002", "latest"]
+
+
+def test_a_checkpoints_model_file_is_that_checkpoint_for_translate_and_export(cli, run_dir, tmp_path):
+    """It was "has no config.yaml beside it; export models with `gmdrit export`": the checkpoint's config is in its
+    state.json, and the folder itself was taken."""
+    weights = run_dir / "checkpoints" / "iter_0000002" / "model.safetensors"
+    image = tmp_path / "in.png"
+    shutil.copy(run_dir.parent / "data" / "testA" / "0.png", image)
+    proc = cli("translate", image, "--checkpoint", weights, "--domain", "orange", "--out", tmp_path / "t", "-n", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert cli("export", weights, "--out", tmp_path / "e").returncode == 0
+    assert (tmp_path / "e" / "model.safetensors").is_file()

@@ -98,6 +98,8 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         return source
     given = Path(path).expanduser()
     given = run_of_latest(given) or given  # RUN/checkpoints/latest: the run's newest (valid) checkpoint
+    if given.is_file() and given.name == MODEL_FILE and (given.parent / STATE_FILE).is_file():
+        given = given.parent  # a checkpoint's model.safetensors: that checkpoint (its config is in state.json)
     what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
     if not given.exists():
         raise CheckpointError(f"{given} does not exist; {what}")
