@@ -54,5 +54,6 @@ pretrained-onnx: install
 	$(VENV)/bin/gmdrit export gmdrit_cli/pretrained/apple2orange --format onnx --int8 --force \
 		--out gmdrit_cli/pretrained/apple2orange-onnx
 
+# build artefacts only: runs/ holds the user's trainings (checkpoints, evals, exports), which no make target deletes
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) *.egg-info

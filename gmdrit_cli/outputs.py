@@ -14,9 +14,11 @@ Standard library only: every command imports it before torch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
@@ -144,7 +146,8 @@ def refuse_replacing(path: str | Path, flag: str, option: str = "--out") -> None
 
 def numbered_folder(folder: str | Path, names: tuple[str, ...] = ()) -> Path:
     """``folder`` when it is free, else the first free ``folder-2``, ``folder-3``, ...: free is absent or empty,
-    or with ``names``, a folder that holds none of those files (a command's outputs: the other files stay).
+    or with ``names``, a folder that holds none of those files (a command's outputs: the other files stay); a
+    folder another command is writing (its :data:`CLAIM_FILE`) is never free.
     A folder without a name of its own (``.``, ``/``) that is not free is an :class:`OutputError`."""
     folder = Path(folder)
 
@@ -153,7 +156,7 @@ def numbered_folder(folder: str | Path, names: tuple[str, ...] = ()) -> Path:
             return True
         if not p.is_dir():
             return False
-        return not any(p.iterdir()) if not names else not any((p / n).exists() for n in names)
+        return _free_inside(p, names) and not (p / CLAIM_FILE).exists()
 
     if free(folder):
         return folder
@@ -170,6 +173,52 @@ def numbered_folder(folder: str | Path, names: tuple[str, ...] = ()) -> Path:
     while not free(candidate := base.with_name(f"{base.name}-{i}")):
         i += 1
     return candidate
+
+
+#: the hidden file a command keeps in the numbered folder it writes (:func:`claimed_folder`) from choosing it until
+#: its last output: a second command started meanwhile (two evals of a run at once) takes the next number
+CLAIM_FILE = ".gmdrit-writing"
+
+
+def _free_inside(folder: Path, names: tuple[str, ...]) -> bool:
+    """Whether ``folder`` (a folder) holds none of ``names`` (without names: nothing but a claim)."""
+    if names:
+        return not any((folder / n).exists() for n in names)
+    return all(p.name == CLAIM_FILE for p in folder.iterdir())
+
+
+@contextlib.contextmanager
+def claimed_folder(folder: str | Path, names: tuple[str, ...] = (), option: str = "--out") -> Iterator[Path]:
+    """:func:`numbered_folder` created (:func:`output_folder`) and held while the ``with`` block writes into it: a
+    :data:`CLAIM_FILE` made there exclusively makes it taken for any other command, so two commands started at once
+    never write into (and replace the results of) the same folder. On leaving, the claim goes, and so does the
+    folder when this command made it and wrote nothing."""
+    folder = Path(folder)
+    for _ in range(1000):
+        candidate = numbered_folder(folder, names)
+        made = not candidate.exists()
+        output_folder(candidate, option)
+        claim = candidate / CLAIM_FILE
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:  # another command claimed it between the look and the claim: the next number
+            continue
+        except OSError as exc:
+            raise OutputError(
+                os_error_line(exc, f"cannot write into {candidate}", f"choose another {option}")
+            ) from None
+        if _free_inside(candidate, names):
+            break
+        claim.unlink(missing_ok=True)  # filled by a command that ended meanwhile: the next number
+    else:
+        raise OutputError(f"{option} {folder}: no free numbered folder beside it; choose another {option}")
+    try:
+        yield candidate
+    finally:
+        claim.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                candidate.rmdir()  # only when empty: this command wrote nothing
 
 
 def umask_mode(folder: bool = False) -> int:

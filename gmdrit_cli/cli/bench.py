@@ -54,7 +54,15 @@ def benchmark(
 ) -> None:
     """Time full training iterations of the report's Table 3 rows, beside the report's T4 figures."""
     from ..errors import ConfigError
-    from ..training.benchmark import ALL_RESOLUTIONS, benchmark_folder, run_benchmark, select_rows, write_outputs
+    from ..outputs import claimed_folder
+    from ..training.benchmark import (
+        ALL_RESOLUTIONS,
+        OUTPUT_NAMES,
+        benchmark_folder,
+        run_benchmark,
+        select_rows,
+        write_outputs,
+    )
 
     if resolution not in ("108", "216", "128", "256", "both"):
         raise ConfigError(f"--resolution must be 108, 216, 128, 256 or both, not {resolution!r}")
@@ -72,17 +80,26 @@ def benchmark(
         wait = "" if r.data_wait_share is None else f", {100 * r.data_wait_share:.1f}% waiting for data"
         console.print(f"{r.resolution} px {r.label}: median {r.median:.3f} s/it{wait}", markup=False)
 
-    out = benchmark_folder(out)  # refused or numbered now, not after the timing
-    result = run_benchmark(
-        selected,
-        iters=iters,
-        warmup=warmup,
-        device=device,
-        overrides=overrides,
-        data_root=data,
-        loader_only=loader_only,
-        on_row=on_row,
-    )
+    benchmark_folder(out)  # refused now, not after the timing
+    # numbered and held from now: a benchmark started meanwhile writes its figures elsewhere (gmdrit_cli.outputs)
+    with claimed_folder(out, OUTPUT_NAMES) as folder:
+        result = run_benchmark(
+            selected,
+            iters=iters,
+            warmup=warmup,
+            device=device,
+            overrides=overrides,
+            data_root=data,
+            loader_only=loader_only,
+            on_row=on_row,
+        )
+        _show(result, iters, data is not None)
+        for path in write_outputs(result, folder):
+            console.print(f"wrote {path}", markup=False)
+
+
+def _show(result, iters: int, waits: bool) -> None:
+    """The table of timed rows."""
     env = result.environment
     table = Table(
         title=f"seconds per iteration on {env['device']} ({env.get('gpu', env['machine'])}), "
@@ -90,7 +107,6 @@ def benchmark(
         header_style="bold",
     )
     columns = ("resolution", "model", "report T4", "ours (median)", "mean", "stdev", "ours/report", "peak memory")
-    waits = data is not None
     for column in columns + (("data wait",) if waits else ()):
         table.add_column(column, justify="left" if column == "model" else "right")
     for r in result.rows:
@@ -108,5 +124,3 @@ def benchmark(
             *((f"{100 * r.data_wait_share:.1f}%",) if waits else ()),
         )
     console.print(table)
-    for path in write_outputs(result, out):
-        console.print(f"wrote {path}", markup=False)

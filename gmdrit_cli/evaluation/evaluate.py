@@ -29,10 +29,11 @@ setting, library version, weight hash and seed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -49,7 +50,8 @@ from ..families.base import ModelFamily
 from ..inference.model_files import untrained_note
 from ..limits import MAX_EVAL_BATCH, MAX_SAMPLES_PER_INPUT, MAX_TEMPERATURE, bounded, finite
 from ..limits import seed as check_seed
-from ..outputs import numbered_folder, output_folder
+from ..outputs import claimed_folder
+from ..training.checkpoint import run_of_latest
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
 from .metrics.evaluator import EvalContext, Evaluator, to_float
@@ -140,6 +142,7 @@ def _default_out(run: Path | None, iteration: int | None, mode: str, split: str 
             Path("runs") / "pretrained" / "eval" / (f"iter_{iteration:07d}-{mode}" if iteration is not None else mode)
         )
     run = Path(run).expanduser()
+    run = run_of_latest(run) or run  # RUN/checkpoints/latest: the run's own eval folder, not one in checkpoints/
     if run.is_file():
         base = run.parent
     elif (run / "state.json").is_file() and run.parent.name == "checkpoints":
@@ -150,13 +153,15 @@ def _default_out(run: Path | None, iteration: int | None, mode: str, split: str 
     return base / "eval" / tag
 
 
-def eval_folder(wanted: Path, notes: list[str]) -> Path:
-    """The folder this eval writes: ``wanted`` when it is new or empty, else the first free ``wanted-2``,
-    ``wanted-3``, ... (an earlier eval's results are never replaced; a note says where this one went)."""
-    out = output_folder(numbered_folder(wanted), "--out")
-    if out != wanted:
-        notes.append(f"{wanted} holds earlier results, which are kept: this eval went to {out}")
-    return out
+@contextlib.contextmanager
+def eval_folder(wanted: Path, notes: list[str]) -> Iterator[Path]:
+    """The folder this eval writes, held while it does: ``wanted`` when it is new or empty, else the first free
+    ``wanted-2``, ``wanted-3``, ... (an earlier eval's results, or those of an eval writing at the same time, are
+    never replaced; a note says where this one went)."""
+    with claimed_folder(wanted) as out:
+        if out != wanted:
+            notes.append(f"{wanted} holds earlier results, which are kept: this eval went to {out}")
+        yield out
 
 
 def check_eval_numbers(o: EvalOptions) -> None:
@@ -535,9 +540,16 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     train = open_images(root, cfg, "train", 0, paired) if learners else None
     iteration = model.source.iteration
     run = None if o.run is None else Path(o.run)
-    out = eval_folder(
-        Path(o.out).expanduser() if o.out is not None else _default_out(run, iteration, o.mode, o.split), notes
-    )
+    wanted = Path(o.out).expanduser() if o.out is not None else _default_out(run, iteration, o.mode, o.split)
+    with eval_folder(wanted, notes) as out:
+        return _evaluate_into(out, ctx, evaluators, test, train, start)
+
+
+def _evaluate_into(out: Path, ctx: EvalContext, evaluators: list[Evaluator], test, train, start: float) -> EvalResult:
+    """The translations, metrics and eval.json of :func:`evaluate`, into its folder ``out``."""
+    o, model, cfg, device, root = ctx.options, ctx.model, ctx.cfg, ctx.device, ctx.root
+    notes, domains, metrics = ctx.notes, ctx.domains, ctx.metrics
+    learners = [ev for ev in evaluators if ev.needs_train_images]
     pairs = model.capabilities.tasks(len(domains))
     targets = sorted({t for _, t in pairs})
     notes += [n for n in [untrained_note(model, targets)] if n]

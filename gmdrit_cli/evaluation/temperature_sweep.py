@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import atomic
-from ..outputs import numbered_folder
+from ..outputs import claimed_folder
 from .evaluate import EvalOptions, EvalResult, ProgressCallback, _default_out, evaluate
 from .metrics import MetricError
 
@@ -119,19 +119,34 @@ def sweep(
 ) -> SweepResult:
     """Evaluate ``o`` once per temperature (outputs in ``OUT/t<temperature>/``), choose one (needs the
     ``domain_accuracy`` metric), and on the validation split of a run store the choice in ``RUN/sampling.json``."""
-    from ..inference.model_files import resolve_model, run_folder_of
+    from ..inference.model_files import resolve_model
 
     if o.mode != "latent":
         raise MetricError("--temperature scales random attributes: a sweep needs --mode latent")
     if not 0 < min_accuracy <= 1:
         raise MetricError(f"--min-accuracy {min_accuracy}: give a fraction in (0, 1]")
     source = resolve_model(o.run)
-    # an earlier sweep is never replaced: this one gets the first free OUT, OUT-2, ... (gmdrit_cli.outputs)
-    base = numbered_folder(
+    # an earlier sweep (or one running at the same time) is never replaced: this one gets the first free OUT,
+    # OUT-2, ... and holds it while it runs (gmdrit_cli.outputs)
+    wanted = (
         Path(o.out).expanduser()
         if o.out is not None
         else _default_out(None if o.run is None else Path(o.run), source.iteration, "sweep", o.split)
     )
+    with claimed_folder(wanted) as base:
+        return _sweep_into(base, o, temperatures, min_accuracy, on_progress)
+
+
+def _sweep_into(
+    base: Path,
+    o: EvalOptions,
+    temperatures: list[float],
+    min_accuracy: float,
+    on_progress: ProgressCallback | None,
+) -> SweepResult:
+    """The evaluations, choice and sweep.json of :func:`sweep`, into its folder ``base``."""
+    from ..inference.model_files import run_folder_of
+
     rows = []
     for t in temperatures:
         result = evaluate(replace(o, temperature=t, out=base / f"t{t:g}"), on_progress)

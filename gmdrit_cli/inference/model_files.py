@@ -98,6 +98,8 @@ def resolve_model(path: Path | str | None) -> ModelSource:
         return source
     given = Path(path).expanduser()
     given = run_of_latest(given) or given  # RUN/checkpoints/latest: the run's newest (valid) checkpoint
+    if given.is_file() and given.name == MODEL_FILE and (given.parent / STATE_FILE).is_file():
+        given = given.parent  # a checkpoint's model.safetensors: that checkpoint (its config is in state.json)
     what = "give a run folder, a checkpoint folder or an exported model.safetensors (with config.yaml beside it)"
     if not given.exists():
         raise CheckpointError(f"{given} does not exist; {what}")
@@ -154,10 +156,12 @@ def resolve_model(path: Path | str | None) -> ModelSource:
 
 
 def run_folder_of(path: Path | str | None) -> Path | None:
-    """The run folder of a run folder or of one of its checkpoint folders; None for anything else."""
+    """The run folder of a run folder, of one of its checkpoint folders or of its ``checkpoints/latest`` pointer;
+    None for anything else."""
     if path is None:
         return None
     path = Path(path).expanduser()
+    path = run_of_latest(path) or path
     if path.is_dir() and (path / "checkpoints").is_dir():
         return path
     if path.is_dir() and (path / STATE_FILE).is_file() and path.parent.name == "checkpoints":

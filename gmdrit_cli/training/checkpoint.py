@@ -253,20 +253,24 @@ def run_of_latest(path: Path | str) -> Path | None:
 def find_checkpoint(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest valid checkpoint of a run folder (or the given checkpoint folder) and its state.
 
-    The ``latest`` pointer is tried first; a damaged checkpoint is skipped with a warning naming it and
-    the one used instead. Returns None when the run has no checkpoint at all.
+    The newest complete checkpoint is tried first, whatever the ``latest`` pointer says: the pointer is updated
+    after the checkpoint is renamed into place, so a kill or a full disk in between leaves it naming the one
+    before (preferring it resumed that one and set the newer aside). A damaged checkpoint is skipped with a
+    warning naming it and the one used instead. Returns None when the run has no checkpoint at all.
     """
     path = Path(path)
     if (path / STATE_FILE).is_file():
         return path, verify_checkpoint(path)
     ckpt_dir = path / "checkpoints"
     candidates = list_checkpoints(ckpt_dir)
-    pointer = ckpt_dir / LATEST
-    if pointer.is_file():
-        named = ckpt_dir / latest_name(ckpt_dir)
-        if named in candidates:
-            candidates.remove(named)
-            candidates.insert(0, named)
+    named = latest_name(ckpt_dir)
+    if candidates and named and named != candidates[0].name and ckpt_dir / named in candidates:
+        log.warning(
+            "%s names %s, but %s is newer (the pointer was not updated after it was written); using the newest",
+            ckpt_dir / LATEST,
+            named,
+            candidates[0].name,
+        )
     damaged: list[tuple[Path, str]] = []
     for folder in candidates:
         try:

@@ -838,10 +838,17 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; give a run folder or a checkpoint folder")
     path = run_of_latest(path) or path  # RUN/checkpoints/latest names the run's newest checkpoint: resume the run
+    if path.is_file() and (path.parent / STATE_FILE).is_file():
+        path = path.parent  # a file of a checkpoint folder (its model.safetensors): that checkpoint
+    elif path.is_dir() and path.name == "checkpoints" and list_checkpoints(path):
+        path = path.parent  # RUN/checkpoints: the run (was "has no checkpoint to resume", though it holds them)
     _refuse_kept_aside(path.absolute(), "resume")
     found = find_checkpoint(path)
     if found is None:
-        raise CheckpointError(f"{path} has no checkpoint to resume; start it with `gmdrit train`")
+        what = "is a file, not a run folder or a checkpoint folder" if path.is_file() else "has no checkpoint to resume"
+        raise CheckpointError(
+            f"{path} {what}; give a run folder or a checkpoint folder, or start a run with `gmdrit train`"
+        )
     folder, state = found
     run_dir = _run_folder_of_checkpoint(path, folder)
     values, errors = parse_overrides(overrides or [])

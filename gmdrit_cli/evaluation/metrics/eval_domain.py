@@ -37,6 +37,15 @@ class DomainAccuracyScores(Evaluator):
 
         cache = o.classifier_cache
         if cache is None:
+            from .domain_classifier import cache_root
+
+            default = cache_root(None)  # $GMDRIT_CACHE/domain_classifier when set: held to the same rule
+            if checkpoint_area(default) is not None:
+                raise MetricError(
+                    f"the domain classifier cache {default} (GMDRIT_CACHE) is inside a run's checkpoints, which "
+                    f"only `gmdrit train` and `gmdrit resume` write; set GMDRIT_CACHE elsewhere, or give "
+                    f"--classifier-cache DIR"
+                )
             return
         if Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
             raise MetricError(f"--classifier-cache {cache} is a file, not a folder; choose another --classifier-cache")

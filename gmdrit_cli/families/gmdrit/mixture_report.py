@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ...config.schema import Config
 from ...errors import CheckpointError, GmdritError
 from ...evaluation.metrics import write_bytes_atomic, write_json_atomic
-from ...outputs import numbered_folder, output_folder
+from ...outputs import claimed_folder
 from ...training.checkpoint import (
     STATE_FILE,
     checkpoint_name,
@@ -665,13 +665,14 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
     device = resolve_device(o.device)
     test = load_test_images(o.data or cfg.data.root, cfg, o.max_inputs)
     wanted = Path(o.out).expanduser() if o.out is not None else run / "eval" / "mixture"
-    # an earlier report (or a file of the same name the user keeps there) is never replaced: this one goes to
-    # the first OUT, OUT-2, ... that holds none of its files, as eval's results do (gmdrit_cli.outputs)
-    out = output_folder(numbered_folder(wanted, OUTPUT_NAMES), "--out")
-    result = MixtureResult(out, None, {})
-    if out != wanted:
-        result.notes.append(f"{wanted} holds earlier results, which are kept: this report went to {out}")
-    r = _Report(o, run, cfg, device, test, result, _common(o, run, cfg, test, device), progress)
-    probs_of = {} if o.skip_curve else _accuracy_curve(r)
-    _report_components(r, chosen, probs_of.get(chosen.resolve()))
-    return r.result
+    # an earlier report (or a file of the same name the user keeps there, or a report being written at the same
+    # time) is never replaced: this one goes to the first OUT, OUT-2, ... that holds none of its files, as eval's
+    # results do, and holds it while it writes (gmdrit_cli.outputs)
+    with claimed_folder(wanted, OUTPUT_NAMES) as out:
+        result = MixtureResult(out, None, {})
+        if out != wanted:
+            result.notes.append(f"{wanted} holds earlier results, which are kept: this report went to {out}")
+        r = _Report(o, run, cfg, device, test, result, _common(o, run, cfg, test, device), progress)
+        probs_of = {} if o.skip_curve else _accuracy_curve(r)
+        _report_components(r, chosen, probs_of.get(chosen.resolve()))
+        return r.result
