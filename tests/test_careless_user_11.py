@@ -15,7 +15,8 @@ validation sweep of it did not store its choice in the run. `gmdrit resume RUN/c
 `gmdrit resume RUN/checkpoints/iter_N/model.safetensors` said the run "has no checkpoint to resume; start it with
 `gmdrit train`". `GMDRIT_CACHE=RUN/checkpoints` put the domain classifier inside a run's checkpoints, where
 `--classifier-cache RUN/checkpoints` was refused. A checkpoint's model.safetensors given to translate, eval or export
-was "no config.yaml beside it; export models with `gmdrit export`"."""
+was "no config.yaml beside it; export models with `gmdrit export`". Found by the probe, fixed after it: domain names
+containing "2" (a, b2c, a2b, c) gave two eval tasks one `<source>2<target>` folder, the second removing the first's PNGs."""
 
 from __future__ import annotations
 
@@ -198,3 +199,19 @@ def test_a_checkpoints_model_file_is_that_checkpoint_for_translate_and_export(cl
     assert proc.returncode == 0, proc.stderr
     assert cli("export", weights, "--out", tmp_path / "e").returncode == 0
     assert (tmp_path / "e" / "model.safetensors").is_file()
+
+
+# -- domain names that give two eval tasks one folder are refused before any work --------------------------------------
+
+
+def test_domain_names_that_make_two_tasks_share_a_folder_are_refused():
+    import pytest
+
+    from gmdrit_cli.evaluation.evaluate import _check_task_folders
+    from gmdrit_cli.evaluation.metrics import MetricError
+
+    domains = ["a", "b2c", "a2b", "c"]
+    pairs = [(s, t) for s in range(4) for t in range(4) if s != t]
+    with pytest.raises(MetricError, match=r"a -> b2c and a2b -> c would share the output folder a2b2c/"):
+        _check_task_folders(domains, pairs)  # was: the second task removed the first one's PNGs
+    _check_task_folders(["apple", "orange", "pear2"], [(s, t) for s in range(3) for t in range(3) if s != t])

@@ -397,6 +397,21 @@ def _reference_line(
     return reference
 
 
+def _check_task_folders(domains: list[str], pairs: list[tuple[int, int]]) -> None:
+    """Refuse, before any work, domain names that give two tasks one ``<source>2<target>`` folder (``a`` -> ``b2c``
+    and ``a2b`` -> ``c`` both ``a2b2c``): the second task would remove the first one's PNGs."""
+    seen: dict[str, tuple[str, str]] = {}
+    for s, t in pairs:
+        name = f"{domains[s]}2{domains[t]}"
+        if name in seen:
+            first = " -> ".join(seen[name])
+            raise MetricError(
+                f"tasks {first} and {domains[s]} -> {domains[t]} would share the output folder {name}/ (domain names "
+                f"containing '2'); rename a domain (data.domains and its folders) so each task has its own"
+            )
+        seen[name] = (domains[s], domains[t])
+
+
 def _run_task(
     ctx: EvalContext, evaluators: list[Evaluator], task_index: int, s: int, t: int, paths: list[Path], out: Path
 ) -> dict:
@@ -527,6 +542,7 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     start = time.perf_counter()
     o, metrics, cfg, model, device = _prepare(o)
     domains = list(cfg.data.domains)
+    _check_task_folders(domains, model.capabilities.tasks(len(domains)))
     root = o.data or cfg.data.root
     ctx = EvalContext(o, metrics, model, device, domains, root, on_progress or (lambda stage, done, total: None))
     notes = ctx.notes
