@@ -34,13 +34,14 @@ DEMO_APPLE := $(SAMPLE)/testA/n07740461_10011.jpg
 
 # The pretrained GM-DRIT model inside the package translates an apple (5 random attributes, then the
 # attributes of 5 test oranges) and morphs between two random draws; then a one-minute GM-DRIT training
-# on the embedded sample shows the training loop (its run folder is replaced on every `make demo`).
+# on the embedded sample shows the training loop (an earlier runs/demo/train, perhaps resumed since, is moved aside
+# to runs/demo/train.prev-DATE, never deleted).
 demo: install
 	$(VENV)/bin/gmdrit translate $(DEMO_APPLE) --domain orange --samples 5 --seed 0 --out runs/demo/translations
 	$(VENV)/bin/gmdrit translate $(DEMO_APPLE) --domain orange \
 		$(foreach f,$(DEMO_REFERENCES),--reference $(SAMPLE)/testB/$(f)) --out runs/demo/translations-reference
 	$(VENV)/bin/gmdrit interpolate $(DEMO_APPLE) --domain orange --steps 8 --seed 0 --out runs/demo/interpolations
-	rm -rf runs/demo/train
+	@if [ -e runs/demo/train ]; then prev=runs/demo/train.prev-$$(date +%Y%m%d-%H%M%S); mv runs/demo/train $$prev; echo "the earlier demo training moved to $$prev (delete it when done)"; fi
 	$(VENV)/bin/gmdrit train --preset demo_gmdrit --run-dir runs/demo/train
 	@echo "translations (pretrained model): runs/demo/translations/n07740461_10011_to_orange_grid.png (input, then 5 samples)"
 	@echo "reference-guided: runs/demo/translations-reference/ (the attributes of 5 test oranges)"

@@ -16,7 +16,8 @@ validation sweep of it did not store its choice in the run. `gmdrit resume RUN/c
 `gmdrit train`". `GMDRIT_CACHE=RUN/checkpoints` put the domain classifier inside a run's checkpoints, where
 `--classifier-cache RUN/checkpoints` was refused. A checkpoint's model.safetensors given to translate, eval or export
 was "no config.yaml beside it; export models with `gmdrit export`". Found by the probe, fixed after it: domain names
-containing "2" (a, b2c, a2b, c) gave two eval tasks one `<source>2<target>` folder, the second removing the first's PNGs."""
+containing "2" (a, b2c, a2b, c) gave two eval tasks one `<source>2<target>` folder, the second removing the first's
+PNGs; `make demo` ran `rm -rf runs/demo/train`, losing a demo run resumed since (now moved aside)."""
 
 from __future__ import annotations
 
@@ -165,6 +166,25 @@ def test_make_clean_never_deletes_the_runs():
     assert "rm -rf $(VENV)" in recipe
     assert "runs" not in recipe.split()
 
+
+
+def test_make_demo_moves_an_earlier_demo_training_aside(tmp_path):
+    """`make demo` ran `rm -rf runs/demo/train`: a demo run the user had resumed to train longer was lost."""
+    import subprocess
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo: install\n", 1)[1].split("\n\n", 1)[0]
+    assert "rm -rf" not in recipe
+    (line,) = [x.strip().lstrip("@") for x in recipe.splitlines() if "runs/demo/train" in x and "mv " in x]
+    kept = tmp_path / "runs" / "demo" / "train" / "checkpoints" / "latest"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("iter_0000300")
+    done = subprocess.run(["bash", "-c", line.replace("$$", "$")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "moved to" in done.stdout
+    (moved,) = (tmp_path / "runs" / "demo").glob("train.prev-*")
+    assert (moved / "checkpoints" / "latest").read_text() == "iter_0000300"
+    assert not (tmp_path / "runs" / "demo" / "train").exists()
 
 # -- GMDRIT_CACHE is held to the rule --classifier-cache is ----------------------------------------------------------
 
