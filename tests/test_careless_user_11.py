@@ -167,7 +167,6 @@ def test_make_clean_never_deletes_the_runs():
     assert "runs" not in recipe.split()
 
 
-
 def test_make_demo_moves_an_earlier_demo_training_aside(tmp_path):
     """`make demo` ran `rm -rf runs/demo/train`: a demo run the user had resumed to train longer was lost."""
     import subprocess
@@ -185,6 +184,7 @@ def test_make_demo_moves_an_earlier_demo_training_aside(tmp_path):
     (moved,) = (tmp_path / "runs" / "demo").glob("train.prev-*")
     assert (moved / "checkpoints" / "latest").read_text() == "iter_0000300"
     assert not (tmp_path / "runs" / "demo" / "train").exists()
+
 
 # -- GMDRIT_CACHE is held to the rule --classifier-cache is ----------------------------------------------------------
 
