@@ -34,6 +34,9 @@ MAX_TEMPERATURE = 100.0
 #: export --refit-prior: training images per domain encoded (each is decoded and encoded; a mean over a few
 #: hundred moves little with more)
 MAX_REFIT_IMAGES = 100_000
+#: export --refit-prior --refit-by discriminator: training images per domain, each translated by 256 prior draws
+#: with all of them encoded at once (16 take 2 to 6 minutes at 128 px on 2 cores; 256 would take hours and gigabytes)
+MAX_REFIT_CRITIC_IMAGES = 256
 #: a YAML config (a preset, a run's config.yaml): the largest preset is about 2 KB and a resolved config about
 #: 3 KB, so a file past this is not a config, and reading it would take minutes and gigabytes
 MAX_CONFIG_BYTES = 1 << 20

@@ -206,6 +206,7 @@ def test_discriminator_refit_refusals_are_one_line(cli, run_dir, critic_exports,
         (plain, ["--refit-prior", "--refit-by", "discriminator"], "give the run folder or one of its checkpoints"),
         (base / "run", ["--refit-prior", "--refit-by", "critic"], "choose one of posterior, discriminator"),
         (base / "run", ["--refit-by", "discriminator"], "applies to --refit-prior only"),
+        (base / "run", ["--refit-prior", "--refit-by", "discriminator", "--refit-images", "257"], "--refit-images 257"),
         (run_dir, ["--refit-prior", "--refit-by", "discriminator"], "mdmm family has no learnt attribute prior"),
     ):
         assert_one_line_error(cli("export", str(source), "--out", str(tmp_path / "g"), *extra), fragment)

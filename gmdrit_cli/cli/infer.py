@@ -447,7 +447,7 @@ def export(
         typer.Option(
             "--refit-images",
             help="training images per domain --refit-prior uses [default: 400 encoded; --refit-by discriminator: 16, "
-            "each translated by 256 draws]",
+            "at most 256, each translated by 256 draws]",
             show_default=False,
         ),
     ] = None,

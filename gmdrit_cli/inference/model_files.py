@@ -31,7 +31,7 @@ from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
 from ..families.base import ModelFamily
-from ..limits import MAX_REFIT_IMAGES, MAX_TEMPERATURE, bounded, finite
+from ..limits import MAX_REFIT_CRITIC_IMAGES, MAX_REFIT_IMAGES, MAX_TEMPERATURE, bounded, finite
 from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
 from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights, run_of_latest
 from ..training.speed import resolve_device
@@ -568,6 +568,9 @@ def export_model(
         raise InferenceError(f"--refit-by {refit_by!r}: choose one of {', '.join(REFIT_RULES)}")
     refit_images = REFIT_IMAGES[refit_by] if refit_images is None else refit_images
     refit_strength = 1.0 if refit_strength is None else refit_strength
+    if refit_by == "discriminator":
+        why = "with --refit-by discriminator each image is translated by 256 draws, all encoded at once"
+        refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_CRITIC_IMAGES, why)
     refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")
     refit_strength = finite(refit_strength, "--refit-strength", high=1.0, why="1 = all the way to the encoded mean")
     taken = sorted(set(extra_metadata or {}) & set(OWN_METADATA))
