@@ -93,9 +93,18 @@ def test_refusals_are_one_line(cli, run_dir, tiny_gmdrit_run, tmp_path):
     assert not (tmp_path / "m").exists() and not (tmp_path / "g" / "model.safetensors").exists()
 
 
-def _sweep_file(path: Path, split: str) -> Path:
+def _fingerprint(model_path: Path) -> str:
+    """What an eval of ``model_path`` records as the weights it evaluated (evaluate._model_section)."""
+    from gmdrit_cli.inference.model_files import networks_fingerprint
+
+    return networks_fingerprint(load_for_inference(model_path)[1])
+
+
+def _sweep_file(path: Path, split: str, fingerprint: str | None = "0" * 64) -> Path:
     rows = [{"temperature": t, "mean": {"domain_accuracy": a}} for t, a in ((1.0, 0.97), (1.3, 0.93))]
-    path.write_text(json.dumps({"split": split, "rule": "the highest ...", "command": "gmdrit eval ...", "rows": rows}))
+    model = {} if fingerprint is None else {"fingerprint": fingerprint}
+    record = {"split": split, "rule": "the highest ...", "command": "gmdrit eval ...", "model": model, "rows": rows}
+    path.write_text(json.dumps(record))
     return path
 
 
@@ -103,7 +112,9 @@ def test_a_temperature_chosen_from_a_validation_sweep_is_recorded_with_its_rows(
     from gmdrit_cli.inference.model_files import export_model
 
     base, _ = tiny_gmdrit_run
-    export_model(base / "run", tmp_path / "m", temperature=1.3, sweep=_sweep_file(tmp_path / "sweep.json", "val"))
+    export_model(base / "run", tmp_path / "plain")  # swept as an export, exported again from the run
+    sweep = _sweep_file(tmp_path / "sweep.json", "val", _fingerprint(tmp_path / "plain"))
+    export_model(base / "run", tmp_path / "m", temperature=1.3, sweep=sweep)
     chosen = json.loads(
         safe_open(str(tmp_path / "m" / "model.safetensors"), "pt").metadata()["sample_temperature_chosen"]
     )
@@ -116,10 +127,30 @@ def test_a_temperature_chosen_from_a_validation_sweep_is_recorded_with_its_rows(
         (["--temperature", "1.3", "--sweep", str(_sweep_file(tmp_path / "t.json", "test"))], "choose on --split val"),
         (["--sweep", str(tmp_path / "sweep.json")], "give --temperature too"),
         (["--temperature", "1.3", "--sweep", str(tmp_path / "m" / "config.yaml")], "not a sweep.json"),
+        (["--temperature", "1.3", "--sweep", str(_sweep_file(tmp_path / "old.json", "val", None))], "run the sweep"),
     ):
         proc = cli("export", str(base / "run"), "--out", str(tmp_path / "g"), *extra)
         assert_one_line_error(proc, fragment)
     assert not (tmp_path / "g").exists()
+
+
+def test_a_sweep_of_other_weights_is_refused(tiny_gmdrit_run, cli, tmp_path):
+    """A temperature chosen for one model is not recorded as chosen for another: the sweep's weights fingerprint
+    must be the export's (a sweep of the refitted prior given to a plain export, to a half refit, then to the same
+    refit)."""
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, _ = tiny_gmdrit_run
+    export_model(base / "run", tmp_path / "refit", refit_prior=True)
+    sweep = _sweep_file(tmp_path / "sweep.json", "val", _fingerprint(tmp_path / "refit"))
+    proc = cli("export", base / "run", "--out", tmp_path / "plain", "--temperature", "1.3", "--sweep", sweep)
+    assert_one_line_error(proc, "evaluated other weights")
+    half = ("--refit-prior", "--refit-strength", "0.5", "--temperature", "1.3", "--sweep", sweep)
+    proc = cli("export", base / "run", "--out", tmp_path / "half", *half)
+    assert_one_line_error(proc, "evaluated other weights")
+    assert not (tmp_path / "plain").exists() and not (tmp_path / "half").exists()
+    export_model(base / "run", tmp_path / "again", refit_prior=True, temperature=1.3, sweep=sweep)
+    assert load_for_inference(tmp_path / "again")[0].model.sample_temperature == 1.3
 
 
 def test_a_partial_refit_moves_each_mean_that_share_of_the_way(exports, tiny_gmdrit_run, tmp_path):

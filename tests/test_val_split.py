@@ -148,6 +148,9 @@ def test_a_sweep_on_val_prints_one_row_per_value_and_stores_the_choice(cli, val_
     export_model(run, tmp_path / "export")
     cfg2, model2 = load_for_inference(tmp_path / "export")
     assert cfg2.model.sample_temperature == chosen and model2.source.sampling["rule"] == stored["rule"]
+    # the sweep.json it wrote is accepted by export --sweep for these weights (its recorded fingerprint)
+    export_model(run, tmp_path / "export2", temperature=2.0, sweep=tmp_path / "sweep" / "sweep.json")
+    assert load_for_inference(tmp_path / "export2")[1].source.sampling["split"] == "val"
 
 
 def test_a_sweep_on_test_is_not_stored_and_val_without_a_split_is_refused(cli, tiny_gmdrit_run, tmp_path, monkeypatch):

@@ -515,6 +515,8 @@ def _data_section(
 
 def _model_section(o: EvalOptions, cfg: Config, model: ModelFamily) -> dict:
     """The ``model`` section of the report: which weights, of which family and config."""
+    from ..inference.model_files import networks_fingerprint
+
     source, capabilities = model.source, model.capabilities
     return {
         "path": str(o.run) if o.run is not None else "pretrained",
@@ -524,6 +526,8 @@ def _model_section(o: EvalOptions, cfg: Config, model: ModelFamily) -> dict:
         "family": cfg.model.family,
         "config": cfg.name,
         "iteration": source.iteration,
+        # which weights exactly (export --sweep checks it): fp32 values of the test-time networks used
+        "fingerprint": networks_fingerprint(model),
         "domains": list(cfg.data.domains),
         "crop": cfg.data.crop,
         "resize": cfg.data.resize,

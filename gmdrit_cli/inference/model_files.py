@@ -51,6 +51,34 @@ INFERENCE_NETWORKS = ModelFamily.test_time_networks
 TRAINING_ONLY = ("generator.pxz.",)
 
 
+def weights_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's test-time weights ``{"network.key": tensor}`` as fp32 (an int8 model's dequantised
+    values; :data:`TRAINING_ONLY` parts left out): the same for an evaluated model and for an export written from
+    the same weights, whatever file or precision they were stored in. A sweep records it, and ``export --sweep``
+    refuses a sweep of other weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(k for k in tensors if not k.startswith(TRAINING_ONLY)):
+        value = tensors[key].detach().cpu()
+        value = value.float() if value.is_floating_point() else value
+        digest.update(f"{key}{tuple(value.shape)}".encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def networks_fingerprint(model: ModelFamily) -> str:
+    """:func:`weights_fingerprint` of the test-time networks of a loaded model."""
+    return weights_fingerprint(
+        {
+            f"{name}.{key}": value
+            for name, net in model.networks.items()
+            if name in model.test_time_networks
+            for key, value in net.state_dict().items()
+        }
+    )
+
+
 @dataclass
 class ModelSource:
     """Where a model's weights and config come from."""
@@ -506,8 +534,15 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
         raise InferenceError(f"--sweep {path} ran on the {record.get('split')!r} split; choose on --split val")
     if temperature not in tried:
         raise InferenceError(f"--temperature {temperature:g} is not a row of --sweep {path} ({sorted(tried)})")
+    fingerprint = record.get("model", {}).get("fingerprint") if isinstance(record.get("model"), dict) else None
+    if not isinstance(fingerprint, str):
+        raise InferenceError(
+            f"--sweep {path} does not record which weights it evaluated (written by an earlier gmdrit); run the "
+            f"sweep again on the model you export"
+        )
     keep = ("min_accuracy", "split", "command", "samples_per_input")
     return {k: record[k] for k in keep if k in record} | {
+        "fingerprint": fingerprint,
         "sample_temperature": temperature,
         "rule": f"given to gmdrit export from this validation sweep (its own rule: {record.get('rule')})",
         "sweep": str(path),
@@ -639,6 +674,13 @@ def export_model(
         metadata["prior_refit"] = refit_record
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
         metadata["prior_refit"] = meta["prior_refit"]
+    if chosen_from is not None and chosen_from.pop("fingerprint") != weights_fingerprint(tensors):
+        raise InferenceError(
+            f"--sweep {sweep} evaluated other weights than this export's ({source.weights}"
+            f"{', EMA' if source.ema else ''}{', prior refitted' if refit_prior else ''}): a temperature is chosen "
+            f"for one model; run the sweep on this model (export it first, then gmdrit eval EXPORT --split val "
+            f"--temperature ...)"
+        )
     if temperature is not None:
         source.cfg.model.sample_temperature = temperature
         source.sampling = chosen_from or {"sample_temperature": temperature, "rule": "given to gmdrit export"}
