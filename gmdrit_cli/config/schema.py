@@ -153,6 +153,13 @@ class LossConfig:
         "+ eps) on two random attributes per input (0 = off, MDMM's default)",
         min=0,
     )
+    keep_neutral: float = _opt(
+        0.0,
+        "weight of the change a random-attribute translation makes to its input's colourless (white, grey, "
+        "black) pixels, L1 (0 = off; for domains told apart by an object's colour, e.g. apple <-> orange, "
+        "where a background should stay as it is; not horse <-> zebra, whose stripes are colourless)",
+        min=0,
+    )
 
 
 @dataclass

@@ -152,15 +152,22 @@ def mdmm_generator_alone_terms(family, images, code, t: Translation) -> dict[str
         "cls_random": w.lambda_cls_fake * losses.domain_classification(cls, code),
         "latent": latent_regression(family, t),
     }
-    return add_mode_seeking(family, terms, t)
+    return add_diversity_terms(family, terms, images, t)
 
 
-def add_mode_seeking(family, terms: dict[str, torch.Tensor], t: Translation) -> dict[str, torch.Tensor]:
-    """``terms`` plus the weighted mode-seeking term when the step drew two random attributes."""
+def add_diversity_terms(family, terms: dict[str, torch.Tensor], images, t: Translation) -> dict[str, torch.Tensor]:
+    """``terms`` plus the weighted mode-seeking term when the step drew two random attributes, and the
+    ``keep_neutral`` term (loss.keep_neutral > 0) that keeps where the random attributes may differ."""
     if t.fake_random2 is not None:
         terms["mode_seeking"] = family.cfg.loss.mode_seeking * losses.mode_seeking(
             t.fake_random, t.fake_random2, t.attr_random, t.attr_random2
         )
+    weight = family.cfg.loss.keep_neutral
+    if weight > 0:
+        h = images.shape[0] // 2
+        sources = torch.cat([images[h:], images[:h]])  # fake_random = [B's content into A, A's into B]
+        fakes = [f for f in (t.fake_random, t.fake_random2) if f is not None]
+        terms["keep_neutral"] = weight * sum(losses.neutral_change(sources, f) for f in fakes) / len(fakes)
     return terms
 
 

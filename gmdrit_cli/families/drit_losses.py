@@ -48,6 +48,30 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).abs().mean()
 
 
+#: chroma (max - min of R, G, B in [0, 1]) from which a pixel counts as coloured: white, grey and black pixels of
+#: photos sit below 0.05, apples and oranges above 0.3
+NEUTRAL_CHROMA = 0.2
+
+
+def neutral_weights(images: torch.Tensor) -> torch.Tensor:
+    """How colourless each pixel is: images N x 3 x S x S in [-1, 1] -> N x 1 x S x S, 1 at chroma 0 falling
+    linearly to 0 at :data:`NEUTRAL_CHROMA` (and above)."""
+    rgb = images.float() * 0.5 + 0.5
+    chroma = rgb.amax(dim=1, keepdim=True) - rgb.amin(dim=1, keepdim=True)
+    return (1.0 - chroma / NEUTRAL_CHROMA).clamp(min=0.0)
+
+
+def neutral_change(source: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """How much a translation changed its input's colourless pixels: the mean over pixels of
+    ``neutral_weights(source) * mean over RGB of |fake - source|``; source, fake N x 3 x S x S in [-1, 1].
+
+    0 when every white, grey or black pixel is kept; coloured pixels (the object whose colour makes the domain)
+    are free. Against mode seeking and the latent regression, which reward any change a random attribute makes,
+    and find the largest in the background (a white background turned olive or teal: docs/results.md)."""
+    weights = neutral_weights(source).detach()
+    return (weights * (fake.float() - source.float()).abs().mean(dim=1, keepdim=True)).mean()
+
+
 def mode_seeking(
     fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:

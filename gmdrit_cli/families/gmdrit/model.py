@@ -302,7 +302,7 @@ class GMDRIT(ModelFamily):
         }
         if mix.gan2_realism:
             terms["adv_random"] = losses.adversarial(logits, True)
-        return drit.add_mode_seeking(self, terms, t)
+        return drit.add_diversity_terms(self, terms, images, t)
 
     # -- training -------------------------------------------------------------------------------
 
