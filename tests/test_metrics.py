@@ -37,6 +37,7 @@ def test_registry_names_and_parsing():
         "checkerboard",
         "hue_match",
         "foreign_hue",
+        "neutral_change",
         "paired_l1",
         "paired_msssim",
         "z_sensitivity",

@@ -167,6 +167,13 @@ METRICS: dict[str, MetricInfo] = {
             "eval_colour:ColourScores",
         ),
         MetricInfo(
+            "neutral_change",
+            "plain parts kept: percentage of the input's colourless pixels (white, grey, black) that "
+            "its translation visibly changes (e.g. a white background turned teal; 0 = all kept)",
+            "neutral:neutral_change_shares",
+            "eval_neutral:NeutralChangeScores",
+        ),
+        MetricInfo(
             "paired_l1",
             "paired data: mean |output - ground truth| (pixel / 255) of each test input translated "
             "with the attribute encoded from its own ground truth (faithfulness)",
