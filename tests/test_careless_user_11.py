@@ -235,3 +235,25 @@ def test_domain_names_that_make_two_tasks_share_a_folder_are_refused():
     with pytest.raises(MetricError, match=r"a -> b2c and a2b -> c would share the output folder a2b2c/"):
         _check_task_folders(domains, pairs)  # was: the second task removed the first one's PNGs
     _check_task_folders(["apple", "orange", "pear2"], [(s, t) for s in range(3) for t in range(3) if s != t])
+
+
+# -- items the eleventh probe left open, fixed later ----------------------------------------------------------------
+
+
+def test_domain_names_equal_but_for_case_are_refused(cli):
+    """`data.domains=[Apple,apple]` was accepted: on a case-insensitive disk both name one test/ and output folder."""
+    proc = cli("train", "--preset", "quickstart", "--set", "data.domains=[Apple,apple]", "--dry-run")
+    assert_one_line_error(proc, "data.domains", "upper/lower case")
+
+
+def test_a_dataset_part_that_is_a_file_is_named_as_such(tmp_path):
+    """`data download` said "no trainA/" of a folder whose trainA was a file (the user looks and sees trainA)."""
+    from gmdrit_cli.data.download import DATASETS, missing_parts
+
+    spec = DATASETS["apple2orange"]
+    folder = tmp_path / "apple2orange"
+    folder.mkdir()
+    (folder / spec.folders[0]).write_text("not a folder")
+    problems = missing_parts(spec, folder)
+    assert problems[0] == f"{spec.folders[0]} is a file, not a folder"
+    assert problems[1] == f"no {spec.folders[1]}/"

@@ -588,8 +588,9 @@ def _validate(cfg: Config) -> list[str]:
         errors.append("data.root: empty; give the dataset folder (for the current folder write .)")
     if len(cfg.data.domains) < 2:
         errors.append("data.domains: at least two domains are needed")
-    if len(set(cfg.data.domains)) != len(cfg.data.domains):
-        errors.append(f"data.domains: names must be unique, got {cfg.data.domains}")
+    if len({d.casefold() for d in cfg.data.domains}) != len(cfg.data.domains):
+        # names folders (test/NAME, eval's SOURCE2TARGET/): on a case-insensitive disk Apple and apple are one
+        errors.append(f"data.domains: names must differ (also in upper/lower case), got {cfg.data.domains}")
     for name in cfg.data.domains:
         if not _plain_name(name):
             errors.append(

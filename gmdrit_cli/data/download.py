@@ -129,7 +129,9 @@ def missing_parts(spec: DatasetSpec, folder: Path) -> list[str]:
     problems = []
     for sub in spec.folders:
         path = folder / sub
-        if not path.is_dir():
+        if path.exists() and not path.is_dir():
+            problems.append(f"{sub} is a file, not a folder")
+        elif not path.is_dir():
             problems.append(f"no {sub}/")
         elif sub in spec.counts and (n := _count_images(path)) != spec.counts[sub]:
             problems.append(f"{sub}/ has {n} images instead of {spec.counts[sub]}")
