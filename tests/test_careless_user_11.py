@@ -257,3 +257,21 @@ def test_a_dataset_part_that_is_a_file_is_named_as_such(tmp_path):
     problems = missing_parts(spec, folder)
     assert problems[0] == f"{spec.folders[0]} is a file, not a folder"
     assert problems[1] == f"no {spec.folders[1]}/"
+
+
+def test_a_hand_edited_max_iters_says_how_resume_takes_it(cli, run_dir, tmp_path):
+    """train.max_iters edited in config.yaml was ignored without a word on resume (resume takes it from --set)."""
+    import re
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(re.sub(r"max_iters: \d+", "max_iters: 3", text))
+    proc = cli("resume", run)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "was edited (train.max_iters)" in said and "--set train.max_iters=3" in said
+    assert not (run / "checkpoints" / "iter_0000003").exists()  # the checkpoint's config went on (2 iterations)
+    proc = cli("resume", run, "--set", "train.max_iters=3")  # as the message says
+    assert proc.returncode == 0 and "was edited" not in proc.stderr, proc.stderr
+    assert (run / "checkpoints" / "iter_0000003").is_dir()

@@ -863,13 +863,14 @@ def resume_run(path: Path, overrides: list[str] | None = None) -> Run:
         raise ConfigError("; ".join(errors))
     # a budget stored by an older version is dropped: only this invocation's --time-budget applies
     cfg = build_config({**_flatten(state["config"]), "train.time_budget": "", **values})
-    _warn_edited_config(run_dir / "config.yaml", cfg)
+    _warn_edited_config(run_dir / "config.yaml", cfg, given=set(values))
     return _restored_run(cfg, run_dir, folder, state)
 
 
-def _warn_edited_config(path: Path, cfg: Config) -> None:
+def _warn_edited_config(path: Path, cfg: Config, given: set[str] = frozenset()) -> None:
     """A resumed run continues its checkpoint's config and rewrites ``RUN/config.yaml`` with it: a hand edit of
-    that file (other than the keys resume takes with --set) is named before it is replaced, not dropped silently."""
+    that file is named before it is replaced, not dropped silently; an edit of a key resume takes with --set (not
+    ``given`` one) says how to apply it."""
     from ..config.schema import load_config_file
     from ..errors import GmdritError
 
@@ -877,7 +878,19 @@ def _warn_edited_config(path: Path, cfg: Config) -> None:
         edited = load_config_file(path) if path.is_file() else None
     except (GmdritError, OSError):  # damaged: the run's own file, rewritten from the checkpoint
         return
-    changed = [] if edited is None else [k for k in config_differences(edited, cfg) if k not in RESUMABLE_KEYS]
+    differences = [] if edited is None else config_differences(edited, cfg)
+    settable = [k for k in differences if k in RESUMABLE_KEYS and k not in given and k != "train.time_budget"]
+    if settable:
+        sets = " ".join(f"--set {k}={_config_value(edited, k)}" for k in settable)
+        log.warning(
+            "%s was edited (%s): resume takes these from the command line, not from the file; to apply them: "
+            "gmdrit resume %s %s",
+            path,
+            ", ".join(settable),
+            path.parent,
+            sets,
+        )
+    changed = [k for k in differences if k not in RESUMABLE_KEYS]
     if changed:
         log.warning(
             "%s was edited (%s): resume continues the checkpoint's config and rewrites the file; for a run with "
@@ -886,6 +899,14 @@ def _warn_edited_config(path: Path, cfg: Config) -> None:
             ", ".join(changed),
             path,
         )
+
+
+def _config_value(cfg: Config, key: str) -> str:
+    """The value of a dotted key (``train.max_iters``) of ``cfg``, as --set takes it."""
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _run_folder_of_checkpoint(path: Path, folder: Path) -> Path:
