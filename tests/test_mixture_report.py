@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -221,6 +222,12 @@ def test_cli_table_options_and_checkpoint_choice(cli, tiny, tmp_path):
     assert skip.curve is None and not (tmp_path / "s" / "qy_accuracy.json").exists()
     with pytest.raises(MixtureError, match="no such checkpoint; .* keeps: iter_0000002, iter_0000004"):
         mixture_report(MixtureOptions(run=base / "run", out=tmp_path / "x", checkpoint="iter_0000003"))
+    # a checkpoint of another run (a copy here) was pictured and filed under this run's eval/ as this run's
+    other = tmp_path / "other"
+    shutil.copytree(base / "run", other)
+    with pytest.raises(MixtureError, match="is not a checkpoint of"):
+        mixture_report(MixtureOptions(run=base / "run", checkpoint=other / "checkpoints" / "iter_0000002"))
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow  # two trainings

@@ -138,6 +138,12 @@ def _pick_checkpoint(run: Path, spec: Path | str | None) -> Path:
         candidates.append(run / "checkpoints" / checkpoint_name(int(text)))
     for folder in candidates:
         if (folder / STATE_FILE).is_file():
+            if folder.resolve().parent != (run / "checkpoints").resolve():
+                # its pictures would be filed under this run's eval/ as if this run had made them
+                raise MixtureError(
+                    f"--checkpoint {text} is not a checkpoint of {run}; give one of its own (a name such as "
+                    f"iter_0001000 or an iteration), or report on the run it belongs to"
+                )
             verify_checkpoint(folder)  # a damaged one stops here, before the curve is computed
             return folder
     kept = ", ".join(p.name for p in reversed(list_checkpoints(run / "checkpoints"))) or "none"
