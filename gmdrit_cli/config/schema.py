@@ -155,9 +155,10 @@ class LossConfig:
     )
     keep_neutral: float = _opt(
         0.0,
-        "weight of the change a random-attribute translation makes to its input's colourless (white, grey, "
-        "black) pixels, L1 (0 = off; for domains told apart by an object's colour, e.g. apple <-> orange, "
-        "where a background should stay as it is; not horse <-> zebra, whose stripes are colourless)",
+        "weight of the change a cross translation (random or encoded attribute) makes to its input's "
+        "colourless (white, grey, black) pixels, L1 (0 = off; for domains told apart by an object's colour, "
+        "e.g. apple <-> orange, where a background should stay as it is; not horse <-> zebra, whose stripes "
+        "are colourless)",
         min=0,
     )
 

@@ -132,7 +132,18 @@ def mdmm_encoder_generator_terms(family, images, code, t: Translation) -> dict[s
     if family.cfg.model.use_content_dis:
         content_logits = family.networks["dis_content"](t.content)
         terms["adv_content"] = losses.domain_classification(content_logits, 1.0 - code)
+    if w.keep_neutral > 0:  # here the encoders learn to leave the background out of the attribute
+        terms["keep_neutral_encoded"] = keep_neutral(family, images, [t.fake_encoded])
     return terms
+
+
+def keep_neutral(family, images: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
+    """loss.keep_neutral x the mean :func:`~.drit_losses.neutral_change` of cross translations ``fakes`` (each
+    B x 3 x S x S in the order of ``fake_random`` / ``fake_encoded``: B's content into A, then A's into B) from
+    their inputs ``images`` (B x 3 x S x S, A's half first)."""
+    h = images.shape[0] // 2
+    sources = torch.cat([images[h:], images[:h]])
+    return family.cfg.loss.keep_neutral * sum(losses.neutral_change(sources, f) for f in fakes) / len(fakes)
 
 
 def latent_regression(family, t: Translation) -> torch.Tensor:
@@ -162,12 +173,10 @@ def add_diversity_terms(family, terms: dict[str, torch.Tensor], images, t: Trans
         terms["mode_seeking"] = family.cfg.loss.mode_seeking * losses.mode_seeking(
             t.fake_random, t.fake_random2, t.attr_random, t.attr_random2
         )
-    weight = family.cfg.loss.keep_neutral
-    if weight > 0:
-        h = images.shape[0] // 2
-        sources = torch.cat([images[h:], images[:h]])  # fake_random = [B's content into A, A's into B]
-        fakes = [f for f in (t.fake_random, t.fake_random2) if f is not None]
-        terms["keep_neutral"] = weight * sum(losses.neutral_change(sources, f) for f in fakes) / len(fakes)
+    if family.cfg.loss.keep_neutral > 0:
+        terms["keep_neutral"] = keep_neutral(
+            family, images, [f for f in (t.fake_random, t.fake_random2) if f is not None]
+        )
     return terms
 
 
