@@ -242,3 +242,59 @@ def test_discriminator_refit_refusals_are_one_line(cli, run_dir, critic_exports,
     ):
         assert_one_line_error(cli("export", str(source), "--out", str(tmp_path / "g"), *extra), fragment)
     assert not (tmp_path / "g").exists()
+
+
+# -- --refit-by neutral ------------------------------------------------------------------------------------------------
+
+
+def _product_photos(root: Path, size: int = 40) -> Path:
+    """trainA/trainB of 4 images each: a white background with a coloured square (red in A, orange in B)."""
+    from PIL import Image
+
+    for letter, colour in (("A", (200, 30, 40)), ("B", (240, 140, 20))):
+        (root / f"train{letter}").mkdir(parents=True)
+        for i in range(4):
+            image = Image.new("RGB", (size, size), (250, 250, 248))
+            image.paste(colour, (8 + i, 8, 28 + i, 30))
+            image.save(root / f"train{letter}" / f"{i}.png")
+    return root
+
+
+def _neutral_change_of_fresh_draws(export: Path, root: Path, target: int, draws: int = 256) -> float:
+    """Mean change (drit_losses.neutral_change) of the colourless pixels of the other domain's training images
+    under ``export``'s translations into ``target``, over fresh draws of its prior (a seed the refit never used)."""
+    from gmdrit_cli.families.drit_losses import neutral_change
+
+    cfg, model = load_for_inference(export)
+    train = open_images(str(root), cfg, "train")
+    x = torch.cat([b for b, _ in train.batches(1 - target, 50)]).float().div(127.5).sub(1.0)
+    z, y = model.sample_attributes(target, draws, generator=torch.Generator().manual_seed(12345))
+    with torch.no_grad():
+        content = model.encode_content(x)
+        changes = [
+            neutral_change(x, model.generate(content, z[i : i + 1].expand(len(x), -1), y[i : i + 1].expand(len(x), -1)))
+            for i in range(draws)
+        ]
+    return float(torch.stack(changes).mean())
+
+
+def test_the_neutral_refit_moves_the_prior_to_draws_that_keep_plain_pixels(tiny_gmdrit_run, tmp_path):
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, _ = tiny_gmdrit_run
+    photos = _product_photos(tmp_path / "photos")
+    export_model(base / "run", tmp_path / "plain")
+    export_model(base / "run", tmp_path / "neutral", refit_prior=True, refit_by="neutral", data=str(photos))
+    before, after = (
+        load_file(tmp_path / "plain" / "model.safetensors"),
+        load_file(tmp_path / "neutral" / "model.safetensors"),
+    )
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == ["generator.prior_mean.weight", "generator.prior_var.weight"]
+    for target in (0, 1):  # fresh draws of the refitted prior keep the white background better than the trained one's
+        refitted = _neutral_change_of_fresh_draws(tmp_path / "neutral", photos, target)
+        assert refitted < _neutral_change_of_fresh_draws(tmp_path / "plain", photos, target)
+    record = json.loads(safe_open(str(tmp_path / "neutral" / "model.safetensors"), "pt").metadata()["prior_refit"])
+    assert record["method"] == "neutral" and "white, grey and black pixels least" in record["rule"]
+    for c in record["components"]:
+        assert c["draws"] == 256 and c["kept"] == 64 and c["score_kept"] > c["score_all"]

@@ -446,8 +446,8 @@ def export(
         Optional[int],
         typer.Option(
             "--refit-images",
-            help="training images per domain --refit-prior uses [default: 400 encoded; --refit-by discriminator: 16, "
-            "at most 256, each translated by 256 draws]",
+            help="training images per domain --refit-prior uses [default: 400 encoded; --refit-by discriminator or "
+            "neutral: 16, at most 256, each translated by 256 draws]",
             show_default=False,
         ),
     ] = None,
@@ -465,7 +465,8 @@ def export(
             "--refit-by",
             help="what --refit-prior fits to: posterior (the means onto the training images' encoded attributes) or "
             "discriminator (means and spreads onto the prior draws the run's discriminator rates most real; needs "
-            "the run or a checkpoint; 2 to 6 minutes at 128 px on 2 cores) [default: posterior]",
+            "the run or a checkpoint; 2 to 6 minutes at 128 px on 2 cores) or neutral (means and spreads onto the "
+            "draws whose translations keep white, grey and black pixels as they are) [default: posterior]",
             show_default=False,
         ),
     ] = None,

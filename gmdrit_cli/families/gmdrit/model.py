@@ -427,15 +427,15 @@ class GMDRIT(ModelFamily):
         images of k's domain whose most probable component (within the domain) is k; a component no image chose
         keeps its mean. Only the means move: the prior's spread stays as trained.
 
-        ``discriminator``: see :meth:`_refit_by_discriminator`."""
+        ``discriminator`` and ``neutral``: see :meth:`_refit_by_selection`."""
         if not self.inferred:
             from ...errors import InferenceError
 
             raise InferenceError(
                 "this GM-DRIT model samples z from N(0, I) (mixture.condition_on: domain): no prior to refit"
             )
-        if method == "discriminator":
-            return self._refit_by_discriminator(images, strength)
+        if method in ("discriminator", "neutral"):
+            return self._refit_by_selection(images, strength, method)
         if method != "posterior":
             raise ValueError(f"unknown refit method {method!r}")
         E_a, prior = self.networks["attribute_encoder"], self.networks["generator"].prior_mean
@@ -465,10 +465,14 @@ class GMDRIT(ModelFamily):
         return {"generator.prior_mean.weight": weight}, records
 
     @torch.no_grad()
-    def _critic_scores(self, content: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean realism logit of ``dis_random`` per draw: content n x ... (the source images), z M x nz and y M x K
-        (the draws) -> M, each draw's translations of all n images judged and averaged."""
-        D, n, scores = self.networks["dis_random"], content.shape[0], []
+    def _draw_scores(self, sources: torch.Tensor, content: torch.Tensor, z: torch.Tensor, y: torch.Tensor, method: str):
+        """How good each draw is, higher better: sources n x 3 x S x S (in [-1, 1]) and their content codes, z M x
+        nz and y M x K (the draws) -> M, each draw translating all n sources. ``discriminator``: the mean realism
+        logit of ``dis_random``; ``neutral``: minus the mean change of the sources' colourless pixels
+        (:func:`~gmdrit_cli.families.drit_losses.neutral_change`, the term of loss.keep_neutral)."""
+        from ..drit_losses import neutral_change
+
+        n, scores = content.shape[0], []
         for z_part, y_part in zip(z.split(CRITIC_BATCH_DRAWS), y.split(CRITIC_BATCH_DRAWS)):
             m = len(z_part)
             out = self.generate(
@@ -476,21 +480,25 @@ class GMDRIT(ModelFamily):
                 z_part.repeat_interleave(n, 0),
                 y_part.repeat_interleave(n, 0),
             )
-            realism, _ = D(out)
-            scores.append(realism.flatten(1).mean(dim=1).view(m, n).mean(dim=1))
+            if method == "discriminator":
+                realism, _ = self.networks["dis_random"](out)
+                scores.append(realism.flatten(1).mean(dim=1).view(m, n).mean(dim=1))
+            else:
+                scores.append(torch.stack([-neutral_change(sources, o) for o in out.float().split(n)]))
         return torch.cat(scores)
 
     @torch.no_grad()
-    def _refit_by_discriminator(
-        self, images: list[torch.Tensor], strength: float
+    def _refit_by_selection(
+        self, images: list[torch.Tensor], strength: float, method: str
     ) -> tuple[dict[str, torch.Tensor], list[dict]]:
         """Each p(z|y=k) moved ``strength`` of the way (mean and standard deviation) to the Gaussian of its best
         draws: CRITIC_DRAWS draws (fixed seed), each translating every image of the *other* domains
-        (``images[d]``: N_d x 3 x S x S in [-1, 1]) into k's domain; the run's random-attribute discriminator
-        (``dis_random``, the one trained on such translations) scores each draw by its mean realism logit; the top
-        CRITIC_KEEP share is kept and its per-dimension mean and standard deviation fitted. Discriminator-guided
-        sampling (rejection or latent-space sampling by the critic's score) folded into the prior itself, so the
-        export, its ONNX graphs and every sampler stay as they are."""
+        (``images[d]``: N_d x 3 x S x S in [-1, 1]) into k's domain, scored by :meth:`_draw_scores`
+        (``discriminator``: the run's random-attribute discriminator, the one trained on such translations;
+        ``neutral``: how well the translations keep their inputs' white, grey and black pixels); the top
+        CRITIC_KEEP share is kept and its per-dimension mean and standard deviation fitted. Guided sampling
+        (rejection of the draws a score dislikes) folded into the prior itself, so the export, its ONNX graphs and
+        every sampler stay as they are."""
         G, per = self.networks["generator"], self.components_per_domain
         mean_weight, var_weight = G.prior_mean.weight.detach().clone(), G.prior_var.weight.detach().clone()
         generator, records = torch.Generator().manual_seed(0), []
@@ -502,7 +510,7 @@ class GMDRIT(ModelFamily):
                 old_mean, old_std = (t[0] for t in self.attribute_prior(y[:1]))
                 noise = torch.randn((CRITIC_DRAWS, old_mean.shape[0]), generator=generator).to(self.device)
                 z = old_mean + old_std * noise
-                scores = self._critic_scores(content, z, y)
+                scores = self._draw_scores(sources, content, z, y, method)
                 kept = scores.topk(max(2, round(CRITIC_KEEP * CRITIC_DRAWS))).indices
                 mean = old_mean + strength * (z[kept].mean(dim=0) - old_mean)
                 std = old_std + strength * (z[kept].std(dim=0) - old_std)
