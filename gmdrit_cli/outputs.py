@@ -221,6 +221,35 @@ def claimed_folder(folder: str | Path, names: tuple[str, ...] = (), option: str 
                 candidate.rmdir()  # only when empty: this command wrote nothing
 
 
+@contextlib.contextmanager
+def held_folder(folder: str | Path, option: str = "--out") -> Iterator[Path]:
+    """``folder`` created (:func:`output_folder`) and held by an exclusively made :data:`CLAIM_FILE` while the
+    ``with`` block writes into it; another command holding it is an :class:`OutputError` (no numbering: the user
+    named this folder). Whatever the block checks inside (e.g. that the folder holds no model yet) holds until it
+    ends, so two commands started at once never both write there. On leaving, the claim goes, and so does the
+    folder when this command made it and it is empty."""
+    folder = Path(folder).expanduser()
+    made = not folder.exists()
+    output_folder(folder, option)
+    claim = folder / CLAIM_FILE
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        raise OutputError(
+            f"{option} {folder} is being written by another gmdrit command (it holds {CLAIM_FILE}); wait for it to "
+            f"end or choose another {option} (if none is running, delete {claim})"
+        ) from None
+    except OSError as exc:
+        raise OutputError(os_error_line(exc, f"cannot write into {folder}", f"choose another {option}")) from None
+    try:
+        yield folder
+    finally:
+        claim.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: this command wrote nothing
+
+
 def umask_mode(folder: bool = False) -> int:
     """The mode a plain ``open`` (``folder``: ``mkdir``) gives under the current umask."""
     mask = os.umask(0)

@@ -230,8 +230,22 @@ def _check_arguments(
             )
 
 
-def _install(built: Path, dst: Path) -> None:
-    """Put the finished ``built`` folder at ``dst`` with renames only; an old ``dst`` is removed last."""
+def _install(built: Path, dst: Path, overwrite: bool) -> None:
+    """Put the finished ``built`` folder at ``dst`` with renames only; with ``overwrite`` an old ``dst`` is removed
+    last. Without it ``dst`` must still be absent or empty: it was when this command started, but another one (a
+    second `data edges`, a training) may have written there since, and that is never replaced."""
+    if not overwrite:
+        try:
+            os.rename(built, dst)  # onto an absent or empty folder only: the kernel refuses a non-empty one
+        except OSError as exc:
+            if dst.is_dir() and any(dst.iterdir()):
+                raise DataError(
+                    f"destination '{dst}' was filled by something else while this dataset was made (another gmdrit "
+                    f"command?); nothing was replaced: pass --overwrite to replace it, or another DST"
+                ) from None
+            raise exc
+        fsync_path(dst.parent)
+        return
     if dst.is_dir() and not any(dst.iterdir()):
         dst.rmdir()
     if not dst.exists():
@@ -326,7 +340,7 @@ def make_edges_dataset(
             "skipped": [str(p) for p, _ in skipped],
         }
         (built / "edges.json").write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
-        _install(built, dst)
+        _install(built, dst, overwrite)
     except OSError as exc:
         raise DataError(os_error_line(exc, f"cannot write the dataset {dst}", "pass another DST")) from None
     finally:

@@ -32,7 +32,7 @@ from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
 from ..families.base import ModelFamily
 from ..limits import MAX_REFIT_CRITIC_IMAGES, MAX_REFIT_IMAGES, MAX_TEMPERATURE, bounded, finite
-from ..outputs import os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
+from ..outputs import held_folder, os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
 from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights, run_of_latest
 from ..training.speed import resolve_device
 
@@ -709,15 +709,23 @@ def export_model(
         metadata["sample_temperature_chosen"] = json.dumps(
             {k: source.sampling[k] for k in keep if k in source.sampling}
         )
-    make_output_folder(out)
     weights, config = out / MODEL_FILE, out / CONFIG_FILE
-    try:
-        atomic_write(
-            weights, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        )
-        atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
-    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
-        raise InferenceError(
-            os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
-        ) from None
+    # held from the last look to the last write: another export started meanwhile (a loop of `&` exports into one
+    # --out) is refused, and one that wrote here since the first check is found (was: both wrote, mixing the files)
+    with held_folder(out, "--out"):
+        if not force:
+            for existing in (weights, config):
+                refuse_replacing(existing, "--force")
+        if (out / ONNX_META_FILE).is_file():
+            raise InferenceError(f"--out {out} now holds an ONNX export; export into a folder of its own")
+        try:
+            atomic_write(
+                weights,
+                lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata),
+            )
+            atomic_write(config, lambda tmp: tmp.write_text(dump_config(source.cfg), encoding="utf-8"))
+        except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
+            raise InferenceError(
+                os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
+            ) from None
     return ExportResult(source, out, weights, config, weights.stat().st_size, parameters)

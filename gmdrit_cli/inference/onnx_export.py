@@ -44,8 +44,8 @@ from ..atomic import atomic_write
 from ..config.schema import dump_config
 from ..errors import InferenceError
 from ..families.base import ModelFamily
-from ..outputs import os_error_line, refuse_checkpoint_area, refuse_replacing
-from .model_files import MODEL_FILE, ONNX_META_FILE, load_for_inference, make_output_folder
+from ..outputs import held_folder, os_error_line, refuse_checkpoint_area, refuse_replacing
+from .model_files import MODEL_FILE, ONNX_META_FILE, load_for_inference
 
 FORMAT = "gmdrit-onnx"
 FORMAT_VERSION = 1
@@ -436,19 +436,21 @@ def _export_graphs(model: ModelFamily, work: Path, z0: torch.Tensor, c0: torch.T
         )
 
 
-def _copy_out(work: Path, out: Path) -> list[Path]:
-    """Every export file from ``work`` into ``out`` (each written under a temporary name, then renamed)."""
-    make_output_folder(out)
+def _copy_out(work: Path, out: Path, force: bool) -> list[Path]:
+    """Every export file from ``work`` into ``out`` (each written under a temporary name, then renamed), with
+    ``out``'s checks made again while it is held: another export may have written there since the first look."""
     files = []
-    try:
-        for name in EXPORT_FILES:
-            data = (work / name).read_bytes()
-            atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
-            files.append(out / name)
-    except OSError as exc:
-        raise InferenceError(
-            os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
-        ) from None
+    with held_folder(out, "--out"):
+        _check_out(out, force)
+        try:
+            for name in EXPORT_FILES:
+                data = (work / name).read_bytes()
+                atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+                files.append(out / name)
+        except OSError as exc:
+            raise InferenceError(
+                os_error_line(exc, f"cannot write the export into {out}", "choose another --out")
+            ) from None
     return files
 
 
@@ -497,7 +499,7 @@ def export_onnx(
         meta["checked"] = {"sizes": sizes, "max_abs_difference": worst, "tolerance": TOLERANCE}
         (work / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         (work / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
-        files = _copy_out(work, out)
+        files = _copy_out(work, out, force)
     return OnnxExportResult(
         out,
         files,

@@ -626,6 +626,11 @@ def check_address(host: str, port: int) -> None:
     import errno
     import socket
 
+    if ":" in host:  # the server library writes http://HOST:PORT/ unbracketed and fails on its own URL
+        raise InferenceError(
+            f"--host {host}: an IPv6 address, which the page's server (Gradio) cannot serve on; give an IPv4 address, "
+            f"127.0.0.1 (this machine only) or 0.0.0.0 (every network interface), or a name such as localhost"
+        )
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:

@@ -19,6 +19,8 @@ duplicate steps. A multi-process run must open it on rank 0 only (the others get
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +84,11 @@ class TensorBoardLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = Path(run_dir) / TENSORBOARD_FOLDER
+        _check_writable(self.folder)
+        # the event file is written by TensorBoard's own thread, whose OSError (a full disk) would print a thread
+        # traceback; the writer raises it again in this thread at the next record, where it is one line
+        self._hook = threading.excepthook
+        threading.excepthook = self._quiet_os_errors
         # purge_step: a START marker at the first iteration of this session; TensorBoard discards every
         # older event at that step or later (logged by a session that stopped after its last checkpoint)
         self.writer = SummaryWriter(str(self.folder), purge_step=start_iteration + 1, flush_secs=30)
@@ -109,8 +116,36 @@ class TensorBoardLog:
         if logged or sample is not None:
             self.writer.flush()  # a killed run loses nothing it logged (flushing is cheap next to an iteration)
 
+    def _quiet_os_errors(self, args) -> None:
+        if not (isinstance(args.exc_value, OSError) and args.thread is not threading.main_thread()):
+            self._hook(args)
+
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        finally:
+            threading.excepthook = self._hook
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse, in one line, a TensorBoard folder where no event file can be made (read-only, a full disk, a link to
+    a place nothing can be written), before TensorBoard's thread tries."""
+    from ..errors import TrainingError
+    from ..outputs import os_error_line
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".gmdrit-probe-{os.getpid()}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(
+            os_error_line(
+                exc,
+                f"cannot write TensorBoard events into {folder}",
+                "make it writable, or train without them: --set train.tensorboard=false",
+            )
+        ) from None
 
 
 def tensorboard_available() -> bool:
