@@ -133,3 +133,19 @@ def test_two_edges_datasets_into_one_folder_at_once_keep_the_first(cli, tmp_path
             first.stdout,
             second[0].stdout,
         )
+
+
+# -- misleading items of the twelfth probe, fixed after it --------------------------------------------------------------
+
+
+def test_a_folder_named_like_a_checkpoint_but_not_by_gmdrit_survives_pruning(cli, run_dir, tmp_path):
+    """Resume's pruning deleted a user's `checkpoints/iter_00000008` (8 digits: a name gmdrit never writes)."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    mine = run / "checkpoints" / "iter_00000008"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    proc = cli("resume", run, "--set", "train.max_iters=6", "--set", "train.keep_last=1", "--set", "train.save_every=1")
+    assert proc.returncode == 0, proc.stderr
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert (run / "checkpoints" / "iter_0000006").is_dir() and not (run / "checkpoints" / "iter_0000003").exists()

@@ -26,7 +26,7 @@ from ..errors import CheckpointError
 from ..outputs import latest_name, os_error_line, umask_mode
 
 MODEL_FILE, OPTIM_FILE, STATE_FILE, LATEST = "model.safetensors", "optim.safetensors", "state.json", "latest"
-_NAME = re.compile(r"^iter_(\d+)$")
+_NAME = re.compile(r"^iter_(\d{7})$")  # checkpoint_name: iterations are at most 9,999,999 (limits)
 
 log = logging.getLogger("gmdrit")
 
