@@ -135,7 +135,7 @@ def test_two_edges_datasets_into_one_folder_at_once_keep_the_first(cli, tmp_path
         )
 
 
-# -- misleading items of the twelfth probe, fixed after it --------------------------------------------------------------
+# -- misleading items of the twelfth probe, fixed after it ------------------------------------------------------------
 
 
 def test_a_folder_named_like_a_checkpoint_but_not_by_gmdrit_survives_pruning(cli, run_dir, tmp_path):
