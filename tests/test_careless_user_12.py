@@ -149,3 +149,11 @@ def test_a_folder_named_like_a_checkpoint_but_not_by_gmdrit_survives_pruning(cli
     assert proc.returncode == 0, proc.stderr
     assert (mine / "notes.txt").read_text() == "mine"
     assert (run / "checkpoints" / "iter_0000006").is_dir() and not (run / "checkpoints" / "iter_0000003").exists()
+
+
+def test_a_run_given_twice_is_reported_once(run_dir, tmp_path):
+    """`gmdrit report runs/g1 runs/g1` showed the same run twice ("2 runs")."""
+    from gmdrit_cli.reporting.report import build_report
+
+    result = build_report([run_dir, f"{run_dir}/", run_dir / ".." / run_dir.name], tmp_path / "report")
+    assert len(result.runs) == 1

@@ -486,6 +486,10 @@ def build_report(
     if not 0 <= smoothing < 1:
         raise ReportError(f"--smoothing must be in [0, 1), not {smoothing}")
     update = progress or (lambda stage, done, total: None)
+    unique: dict[Path, str | Path] = {}
+    for p in paths:  # the same run given twice (a glob and its name, `runs/a runs/a/`) is reported once
+        unique.setdefault(Path(p).expanduser().resolve(), p)
+    paths = list(unique.values())
     runs = [read_run(p, label) for p, label in zip(map(Path, paths), _labels([Path(p) for p in paths]))]
     out = report_folder(Path(out))
     assets = _assets_folder(out)
