@@ -157,3 +157,13 @@ def test_a_run_given_twice_is_reported_once(run_dir, tmp_path):
 
     result = build_report([run_dir, f"{run_dir}/", run_dir / ".." / run_dir.name], tmp_path / "report")
     assert len(result.runs) == 1
+
+
+def test_a_blank_gmdrit_cache_is_unset(monkeypatch):
+    """`GMDRIT_CACHE=' '` made a folder named ' ' in the current folder for the domain classifier."""
+    from pathlib import Path
+
+    from gmdrit_cli.evaluation.metrics.domain_classifier import cache_root
+
+    monkeypatch.setenv("GMDRIT_CACHE", " ")
+    assert cache_root() == Path.home() / ".cache" / "gmdrit" / "domain_classifier"

@@ -285,7 +285,7 @@ def cache_root(override: str | Path | None = None) -> Path:
     """``override``, else ``$GMDRIT_CACHE/domain_classifier``, else ``~/.cache/gmdrit/domain_classifier``."""
     if override:
         return Path(override).expanduser()
-    base = os.environ.get("GMDRIT_CACHE")
+    base = os.environ.get("GMDRIT_CACHE", "").strip()  # blank (an unset shell variable quoted) is unset
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "gmdrit") / "domain_classifier"
 
 
