@@ -167,3 +167,14 @@ def test_a_blank_gmdrit_cache_is_unset(monkeypatch):
 
     monkeypatch.setenv("GMDRIT_CACHE", " ")
     assert cache_root() == Path.home() / ".cache" / "gmdrit" / "domain_classifier"
+
+
+def test_translating_a_folder_into_itself_twice_skips_its_own_outputs(cli, run_dir, tmp_path):
+    """`translate DIR --out DIR` run twice translated its own earlier outputs (x_to_orange_1_to_orange_1.png)."""
+    folder = make_dataset(tmp_path / "data", per_domain=2, splits=("test",)) / "testA"
+    for _ in range(2):
+        proc = cli("translate", folder, "--domain", "orange", "--run", run_dir, "--samples", "1", "--out", folder)
+        assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    assert not [n for n in names if "_to_orange_1_to_" in n], names
+    assert sorted(n for n in names if "_to_" not in n) == ["0.png", "1.png"]

@@ -90,8 +90,8 @@ def _folder_images(folder: Path) -> list[Path]:
 
 
 def expand_inputs(items: list[str | Path]) -> tuple[list[Path], list[InputFailure]]:
-    """Files, folders (their image files, sorted, not recursive) and globs -> image paths, in order and
-    without duplicates, plus one :class:`InputFailure` for each item that names nothing usable."""
+    """Files, folders (their image files, sorted, not recursive, without gmdrit's own outputs) and globs -> image
+    paths, in order and without duplicates, plus one :class:`InputFailure` for each item that names nothing usable."""
     entries = _expand(items)
     return ([e for e in entries if isinstance(e, Path)], [e for e in entries if isinstance(e, InputFailure)])
 
@@ -112,9 +112,12 @@ def _expand(items: list[str | Path]) -> list[Path | InputFailure]:
         text = str(item)
         p = Path(text).expanduser()
         if p.is_dir():
-            found = _folder_images(p)
+            every = _folder_images(p)
+            # a folder's own translations (translate DIR --out DIR, run again) are outputs, not new inputs
+            found = [f for f in every if not _is_our_output(f)]
             if not found:
-                failures.append(InputFailure(text, "folder has no image files"))
+                why = "folder holds only gmdrit's own outputs" if every else "folder has no image files"
+                failures.append(InputFailure(text, why))
             for f in found:
                 add(f)
         elif p.is_file():
