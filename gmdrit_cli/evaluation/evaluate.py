@@ -160,7 +160,8 @@ def eval_folder(wanted: Path, notes: list[str]) -> Iterator[Path]:
     never replaced; a note says where this one went)."""
     with claimed_folder(wanted) as out:
         if out != wanted:
-            notes.append(f"{wanted} holds earlier results, which are kept: this eval went to {out}")
+            held = "earlier results" if (wanted / "eval.json").exists() else "files (or another eval is writing there)"
+            notes.append(f"{wanted} holds {held}, which are kept: this eval went to {out}")
         yield out
 
 
