@@ -178,3 +178,24 @@ def test_translating_a_folder_into_itself_twice_skips_its_own_outputs(cli, run_d
     names = sorted(p.name for p in folder.iterdir())
     assert not [n for n in names if "_to_orange_1_to_" in n], names
     assert sorted(n for n in names if "_to_" not in n) == ["0.png", "1.png"]
+
+
+def test_a_validation_split_that_is_not_the_runs_is_refused(cli, tmp_path):
+    """`eval RUN --split val --data COPY` (a validation file deleted from the copy) evaluated a training image as
+    validation: the split is chosen by file name among the files present, and splits.json was not checked."""
+    from conftest import tiny_overrides
+    from gmdrit_cli.config.schema import load_config
+    from gmdrit_cli.training.trainer import train
+
+    root = make_dataset(tmp_path / "data", per_domain=6)
+    train(load_config("reduced_res", tiny_overrides(root, 1) + ["data.val_fraction=0.34"]), tmp_path / "run")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    held = json.loads((tmp_path / "run" / "splits.json").read_text())["domains"]["apple"]["val_files"]
+    args = ("--split", "val", "--metrics", "checkerboard", "--samples-per-input", "1", "--device", "cpu")
+    proc = cli("eval", tmp_path / "run", "--data", copy, *args, "--out", tmp_path / "ok")
+    assert proc.returncode == 0, proc.stderr  # the same files: the run's split
+    (copy / "trainA" / held[0]).unlink()
+    proc = cli("eval", tmp_path / "run", "--data", copy, *args, "--out", tmp_path / "changed")
+    assert_one_line_error(proc, "training images of", "dataset changed")
+    assert not (tmp_path / "changed").exists()

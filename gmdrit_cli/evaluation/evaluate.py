@@ -555,6 +555,8 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     evaluators = [cls(ctx, names) for cls, names in _evaluator_classes(metrics)]
     paired = model.capabilities.paired_data
     test = open_images(root, cfg, o.split, o.max_inputs, paired)
+    if o.split == "val":
+        _check_held_out(o.run, domains, test.files)
     for ev in evaluators:
         ev.setup()
     learners = [ev for ev in evaluators if ev.needs_train_images]
@@ -564,6 +566,33 @@ def evaluate(o: EvalOptions, on_progress: ProgressCallback | None = None) -> Eva
     wanted = Path(o.out).expanduser() if o.out is not None else _default_out(run, iteration, o.mode, o.split)
     with eval_folder(wanted, notes) as out:
         return _evaluate_into(out, ctx, evaluators, test, train, start)
+
+
+def _check_held_out(run_path, domains: list[str], files: list[list[Path]]) -> None:
+    """Refuse validation images that the run trained on: the split is chosen by file name among the files present,
+    so a dataset changed since training (files added or removed) gives another split than the run's
+    ``splits.json`` records. Models without a run folder (exports, the pretrained model) are not checked."""
+    import json
+
+    from ..inference.model_files import run_folder_of
+
+    run = run_folder_of(run_path)
+    record_path = None if run is None else run / "splits.json"
+    if record_path is None or not record_path.is_file():
+        return
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))["domains"]
+        held = {name: set(record[name]["val_files"]) for name in domains}
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # damaged: the split cannot be checked, and the eval says which files it used (eval.json)
+    for name, chosen in zip(domains, files):
+        trained = [p.name for p in chosen if p.name not in held[name]]
+        if trained:
+            raise MetricError(
+                f"--split val: {len(trained)} of the {name!r} validation images chosen now (e.g. {trained[0]}) are "
+                f"training images of {run} (its splits.json): the dataset changed since training; evaluate on the "
+                f"data the run trained on, or use --split test"
+            )
 
 
 def _evaluate_into(out: Path, ctx: EvalContext, evaluators: list[Evaluator], test, train, start: float) -> EvalResult:
