@@ -215,10 +215,7 @@ def claimed_folder(folder: str | Path, names: tuple[str, ...] = (), option: str 
     try:
         yield candidate
     finally:
-        claim.unlink(missing_ok=True)
-        if made:
-            with contextlib.suppress(OSError):
-                candidate.rmdir()  # only when empty: this command wrote nothing
+        _release(claim, made)
 
 
 @contextlib.contextmanager
@@ -244,10 +241,15 @@ def held_folder(folder: str | Path, option: str = "--out") -> Iterator[Path]:
     try:
         yield folder
     finally:
-        claim.unlink(missing_ok=True)
-        if made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty: this command wrote nothing
+        _release(claim, made)
+
+
+def _release(claim: Path, made: bool) -> None:
+    """Remove a command's :data:`CLAIM_FILE`, and its folder when the command ``made`` it and wrote nothing."""
+    claim.unlink(missing_ok=True)
+    if made:
+        with contextlib.suppress(OSError):
+            claim.parent.rmdir()  # only when empty
 
 
 def umask_mode(folder: bool = False) -> int:
