@@ -20,6 +20,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -199,3 +200,20 @@ def test_a_validation_split_that_is_not_the_runs_is_refused(cli, tmp_path):
     proc = cli("eval", tmp_path / "run", "--data", copy, *args, "--out", tmp_path / "changed")
     assert_one_line_error(proc, "training images of", "dataset changed")
     assert not (tmp_path / "changed").exists()
+
+
+def test_a_command_stopped_by_sigterm_says_so(monkeypatch, capsys):
+    """`eval` stopped by SIGTERM after start-up printed nothing at all (exit 143, no word why)."""
+    import signal
+
+    from gmdrit_cli.cli import main
+
+    monkeypatch.setattr(main, "app", lambda: main._terminate(signal.SIGTERM, None))
+    monkeypatch.setattr(sys, "argv", ["gmdrit", "eval"])
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        assert main._run_app() == 128 + signal.SIGTERM
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert f"stopped by signal {int(signal.SIGTERM)}" in " ".join(capsys.readouterr().err.split())

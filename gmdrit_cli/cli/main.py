@@ -215,10 +215,14 @@ def main() -> None:
     _end_process(_run_app())
 
 
+class _Terminated(SystemExit):
+    """The unwinding of :func:`_terminate` (told apart from a command's own exit, to say why it stopped)."""
+
+
 def _terminate(signum, frame) -> None:
     """SIGTERM / SIGHUP outside training: unwind like an exception, so every ``finally`` removes its temporary
     files (a half-written output, a dataset being built); training installs its own handlers meanwhile."""
-    raise SystemExit(128 + signum)
+    raise _Terminated(128 + signum)
 
 
 def _run_app() -> int:
@@ -229,6 +233,11 @@ def _run_app() -> int:
         _refuse_empty_values(sys.argv[1:])
         app()
     except SystemExit as exc:
+        if isinstance(exc, _Terminated):
+            err_console.print(
+                f"stopped by signal {exc.code - 128}: what was complete is kept, nothing half-written is left"
+            )
+            return exc.code
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         print(exc.code, file=sys.stderr)
