@@ -11,6 +11,10 @@ OUT/model.safetensors and OUT/config.yaml", the last writer's weights replaced t
 folder could end up with one run's weights beside another run's config.yaml (seen: run A's model.safetensors,
 run B's config.yaml). Two `gmdrit data edges SRC DST` at once (or anything written into DST while one runs) likewise:
 the later one moved the finished dataset aside and deleted it without --overwrite, both saying they wrote DST.
+Misleading, fixed after the probe: resume's pruning took a user's `checkpoints/iter_00000008`; `report RUN RUN`
+showed one run twice; `GMDRIT_CACHE=' '` made a folder named ' '; `translate DIR --out DIR` run twice translated
+its own outputs; `eval --split val` on a dataset changed since training evaluated training images as validation;
+a command stopped by SIGTERM said nothing.
 """
 
 from __future__ import annotations
