@@ -3,7 +3,11 @@
 A JSON number too large for a float (an integer of a few hundred digits: a damaged or hand-edited file; Python's json
 reads it as an int, which no finite-number check saw) was an OverflowError traceback ("int too large to convert to
 float"): in a run's `metrics.jsonl` (a loss value, or the `iter` of a line) at `gmdrit report RUN`, and in the
-`temperature` of a row of the `sweep.json` given to `gmdrit export --temperature T --sweep SWEEP`.
+`temperature` of a row of the `sweep.json` given to `gmdrit export --temperature T --sweep SWEEP`, in a run's
+`benchmark.json` (a row's `median` or `peak_memory_bytes`: math.isfinite in the report's own shape check) at
+`gmdrit report RUN`, and in a float config key (`--set loss.keep_neutral=1000...0`, or such a value in an export's
+config.yaml read by `gmdrit translate`). A `benchmark.json` row without `report_seconds` (which the shape check lets
+through as "not timed by the report") was a KeyError traceback in the report's benchmark chart.
 """
 
 from __future__ import annotations
@@ -80,3 +84,68 @@ def test_export_with_a_sweep_whose_temperature_no_float_holds(cli, tiny_gmdrit_r
     proc = _cli(cli, "export", base / "run", "--out", tmp_path / "export", "--temperature", "1", "--sweep", sweep)
     assert_one_line_error(proc, "--sweep")
     assert not (tmp_path / "export" / "model.safetensors").exists()
+
+
+def test_a_float_config_key_set_to_an_integer_no_float_holds(cli, tmp_path):
+    """`--set loss.keep_neutral=1000...0` (also optim.lr_eg, model.sample_temperature, train.ema_beta,
+    data.val_fraction, loss.mode_seeking: every float key): OverflowError in config.schema._coerce (float(value)),
+    where an integer key of that size (train.max_iters, data.crop) is one line."""
+    proc = _cli(
+        cli, "train", "--preset", "demo_gmdrit", "--run-dir", tmp_path / "run", "--dry-run", "--set", f"loss.keep_neutral={HUGE}"
+    )
+    assert_one_line_error(proc, "loss.keep_neutral")
+
+
+def test_an_exports_config_with_an_integer_no_float_holds(cli, tiny_gmdrit_run, tmp_path):
+    """The same through a file: an export's config.yaml whose model.sample_temperature is such an integer (a hand
+    edit) was an OverflowError traceback at `gmdrit translate --checkpoint EXPORT/model.safetensors`."""
+    base, root = tiny_gmdrit_run
+    export = tmp_path / "export"
+    assert cli("export", base / "run", "--out", export).returncode == 0
+    config = export / "config.yaml"
+    text = config.read_text()
+    assert "  sample_temperature: " in text
+    config.write_text(
+        "\n".join(f"  sample_temperature: {HUGE}" if l.startswith("  sample_temperature: ") else l for l in text.splitlines())
+        + "\n"
+    )
+    proc = _cli(
+        cli, "translate", root / "testA" / "0.png", "--domain", "B", "--checkpoint", export / "model.safetensors",
+        "--out", tmp_path / "out", "--samples", "2",
+    )
+    assert_one_line_error(proc, "sample_temperature")
+
+
+def _run_with_benchmark(tiny_gmdrit_run, tmp_path: Path, row: str) -> Path:
+    base, _ = tiny_gmdrit_run
+    run = tmp_path / "run"
+    shutil.copytree(base / "run", run)
+    (run / "benchmark.json").write_text('{"rows": [' + row + "]}")
+    return run
+
+
+def _report_leaves_out_benchmark_or_says_one_line(cli, run: Path, out: Path) -> None:
+    proc = _cli(cli, "report", run, "--out", out)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    if proc.returncode != 0:
+        assert_one_line_error(proc, "benchmark.json")
+
+
+def test_report_of_a_benchmark_whose_median_no_float_holds(cli, tiny_gmdrit_run, tmp_path):
+    """benchmark_problem's own check (_seconds: math.isfinite) raised OverflowError on a 400-digit median."""
+    run = _run_with_benchmark(tiny_gmdrit_run, tmp_path, f'{{"resolution": 108, "label": "x", "median": {HUGE}}}')
+    _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
+
+
+def test_report_of_a_benchmark_whose_peak_memory_no_float_holds(cli, tiny_gmdrit_run, tmp_path):
+    run = _run_with_benchmark(
+        tiny_gmdrit_run, tmp_path, f'{{"resolution": 108, "label": "x", "median": 1.5, "peak_memory_bytes": {HUGE}}}'
+    )
+    _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
+
+
+def test_report_of_a_benchmark_row_without_report_seconds(cli, tiny_gmdrit_run, tmp_path):
+    """benchmark_problem accepts a row without report_seconds (r.get), then charts.benchmark_chart reads
+    r["report_seconds"]: KeyError traceback."""
+    run = _run_with_benchmark(tiny_gmdrit_run, tmp_path, '{"resolution": 108, "label": "x", "median": 1.5}')
+    _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
