@@ -8,6 +8,12 @@ float"): in a run's `metrics.jsonl` (a loss value, or the `iter` of a line) at `
 `gmdrit report RUN`, and in a float config key (`--set loss.keep_neutral=1000...0`, or such a value in an export's
 config.yaml read by `gmdrit translate`). A `benchmark.json` row without `report_seconds` (which the shape check lets
 through as "not timed by the report") was a KeyError traceback in the report's benchmark chart.
+
+A cached domain classifier whose `domain_classifier.json` was damaged or hand-edited in its summary fields (`test`,
+`junk`, `training`: None, a list, text or such an integer where numbers go) while its weights and their SHA-256
+were intact was loaded as valid, then a TypeError, AttributeError, ValueError or OverflowError traceback at
+`gmdrit eval --metrics domain_accuracy` (DomainClassifier.info and the printed summary line), where every other
+damage to the cache means "train again".
 """
 
 from __future__ import annotations
@@ -149,3 +155,20 @@ def test_report_of_a_benchmark_row_without_report_seconds(cli, tiny_gmdrit_run, 
     r["report_seconds"]: KeyError traceback."""
     run = _run_with_benchmark(tiny_gmdrit_run, tmp_path, '{"resolution": 108, "label": "x", "median": 1.5}')
     _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
+
+
+def test_a_cached_domain_classifier_with_a_damaged_summary_is_retrained_or_one_line(cli, tiny_gmdrit_run, tmp_path):
+    base, _ = tiny_gmdrit_run
+    cache = tmp_path / "cache"
+    args = ("eval", base / "run", "--metrics", "domain_accuracy", "--max-inputs", "1", "--samples-per-input", "2",
+            "--no-reference", "--classifier-cache", cache)
+    first = cli(*args, "--out", tmp_path / "e1")
+    assert first.returncode == 0, first.stderr
+    (record,) = cache.rglob("domain_classifier.json")
+    data = json.loads(record.read_text())
+    data["test"] = None  # also: {"per_domain": [1]}, a to_target of "abc" or of 400 digits, "junk": 5
+    record.write_text(json.dumps(data))
+    proc = _cli(cli, *args, "--out", tmp_path / "e2")
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    if proc.returncode != 0:
+        assert_one_line_error(proc, "domain_classifier")
