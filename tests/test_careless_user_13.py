@@ -14,6 +14,10 @@ A cached domain classifier whose `domain_classifier.json` was damaged or hand-ed
 were intact was loaded as valid, then a TypeError, AttributeError, ValueError or OverflowError traceback at
 `gmdrit eval --metrics domain_accuracy` (DomainClassifier.info and the printed summary line), where every other
 damage to the cache means "train again".
+
+A run's `.lock` (left by a killed training, then damaged or hand-edited) naming a PID no process ID can be (2**40, or
+an integer of 400 digits) passed the lock reader's shape check (a positive int) and was an OverflowError traceback
+out of os.kill(pid, 0) ("signed integer is greater than maximum") at `gmdrit resume RUN` and `gmdrit train`.
 """
 
 from __future__ import annotations
@@ -172,3 +176,14 @@ def test_a_cached_domain_classifier_with_a_damaged_summary_is_retrained_or_one_l
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     if proc.returncode != 0:
         assert_one_line_error(proc, "domain_classifier")
+
+
+def test_a_run_lock_naming_a_pid_no_process_can_have_is_one_line_or_stale(cli, tiny_gmdrit_run, tmp_path):
+    base, _ = tiny_gmdrit_run
+    run = tmp_path / "run"
+    shutil.copytree(base / "run", run)
+    (run / ".lock").write_text(json.dumps({"host": "vm", "pid": 2**40, "started": 1764750000.0, "token": "ab"}))
+    proc = _cli(cli, "resume", run, "--set", "train.max_iters=3")
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    if proc.returncode != 0:
+        assert_one_line_error(proc, ".lock")
