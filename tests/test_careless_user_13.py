@@ -18,6 +18,11 @@ damage to the cache means "train again".
 A run's `.lock` (left by a killed training, then damaged or hand-edited) naming a PID no process ID can be (2**40, or
 an integer of 400 digits) passed the lock reader's shape check (a positive int) and was an OverflowError traceback
 out of os.kill(pid, 0) ("signed integer is greater than maximum") at `gmdrit resume RUN` and `gmdrit train`.
+
+Lost (small): `gmdrit resume RUN/checkpoints/iter_N` (an earlier checkpoint) sets the later metrics lines aside in
+`metrics.after-iter_N.jsonl`, but deleted every complete line it could not read as a record with an `iter` (a
+note the user added, `{"note": "lr lowered here"}`, or a line whose iter is not a number): it went neither into
+metrics.jsonl nor into the file set aside. (Only a line cut off by a kill is garbage.)
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import subprocess
 import traceback
 from pathlib import Path
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, tiny_overrides
 
 #: an integer JSON number that no float holds (fewer digits than Python's 4,300-digit limit for int())
 HUGE = "1" + "0" * 400
@@ -187,3 +192,20 @@ def test_a_run_lock_naming_a_pid_no_process_can_have_is_one_line_or_stale(cli, t
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     if proc.returncode != 0:
         assert_one_line_error(proc, ".lock")
+
+
+def test_resume_from_an_earlier_checkpoint_keeps_metrics_lines_it_cannot_read(cli, tiny_gmdrit_run, tmp_path):
+    from gmdrit_cli.config.schema import load_config
+    from gmdrit_cli.training.trainer import train
+
+    _, root = tiny_gmdrit_run
+    run = tmp_path / "run"
+    train(load_config("reduced_res", tiny_overrides(root, 4) + ["train.save_every=2"]), run)
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    note = '{"note": "lr lowered here by hand"}'
+    metrics.write_text("\n".join(lines[:2] + [note] + lines[2:]) + "\n")
+    proc = cli("resume", run / "checkpoints" / "iter_0000002", "--set", "train.max_iters=3")
+    assert proc.returncode == 0, proc.stderr
+    kept = "".join(p.read_text() for p in run.glob("metrics*.jsonl"))
+    assert note in kept, "the line the user added to metrics.jsonl is gone"
