@@ -23,6 +23,10 @@ Lost (small): `gmdrit resume RUN/checkpoints/iter_N` (an earlier checkpoint) set
 `metrics.after-iter_N.jsonl`, but deleted every complete line it could not read as a record with an `iter` (a
 note the user added, `{"note": "lr lowered here"}`, or a line whose iter is not a number): it went neither into
 metrics.jsonl nor into the file set aside. (Only a line cut off by a kill is garbage.)
+
+The torchrun variables set to something that is not a whole number (a shell or job script that uses RANK or
+WORLD_SIZE for something else, or LOCAL_WORLD_SIZE=abc) were a ValueError traceback ("invalid literal for int()")
+at `gmdrit train`: distributed.join (RANK, WORLD_SIZE, LOCAL_RANK) and the loader-thread count (LOCAL_WORLD_SIZE).
 """
 
 from __future__ import annotations
@@ -209,3 +213,27 @@ def test_resume_from_an_earlier_checkpoint_keeps_metrics_lines_it_cannot_read(cl
     assert proc.returncode == 0, proc.stderr
     kept = "".join(p.read_text() for p in run.glob("metrics*.jsonl"))
     assert note in kept, "the line the user added to metrics.jsonl is gone"
+
+
+def _tiny_train_args(root, run) -> list:
+    return ["train", "--preset", "reduced_res", "--run-dir", run, *[a for v in tiny_overrides(root, 1) for a in ("--set", v)]]
+
+
+def test_torchrun_variables_that_are_not_numbers_are_one_line(cli, tiny_gmdrit_run, tmp_path):
+    _, root = tiny_gmdrit_run
+    try:
+        proc = cli(*_tiny_train_args(root, tmp_path / "run"), env={"RANK": "abc", "WORLD_SIZE": "2"})
+    except ValueError:
+        proc = subprocess.CompletedProcess([], 1, "", "Traceback ...\nValueError: invalid literal for int()")
+    assert_one_line_error(proc, "RANK")
+
+
+def test_a_local_world_size_that_is_not_a_number_is_one_line_or_ignored(cli, tiny_gmdrit_run, tmp_path):
+    _, root = tiny_gmdrit_run
+    try:
+        proc = cli(*_tiny_train_args(root, tmp_path / "run"), env={"LOCAL_WORLD_SIZE": "abc"})
+    except ValueError:
+        proc = subprocess.CompletedProcess([], 1, "", "Traceback ...\nValueError: invalid literal for int()")
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    if proc.returncode != 0:
+        assert_one_line_error(proc, "LOCAL_WORLD_SIZE")
