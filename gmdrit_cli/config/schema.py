@@ -430,7 +430,10 @@ def _coerce(key: str, value: Any, tp: Any, f: dataclasses.Field) -> tuple[Any, s
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, f"{key}: expected a number, got {value!r}"
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            return value, f"{key}: a number of {len(str(value))} digits is not a finite number"
         if not math.isfinite(value):  # nan passes every range check below
             return value, f"{key}: {value} is not a finite number"
     elif tp is str:

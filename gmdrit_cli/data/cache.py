@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import atomic
+from .. import atomic, jsonfile
 from ..errors import DataError
 from ..outputs import checkpoint_area
 from .unpaired import resolve_root
@@ -99,7 +99,7 @@ def cache_dataset(
         raise DataError(f"data folder '{source}' holds no files; nothing to cache (check data.root)")
     want = {"source": str(source), "files": files, "bytes": size}
     try:
-        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+        recorded = jsonfile.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         recorded = None
     _refuse_what_is_not_a_copy(target, manifest, recorded)

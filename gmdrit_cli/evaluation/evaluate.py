@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import __version__, atomic
+from .. import __version__, atomic, jsonfile
 from ..config.schema import Config
 from ..errors import LimitError
 from ..families.base import ModelFamily
@@ -572,7 +572,6 @@ def _check_held_out(run_path, domains: list[str], files: list[list[Path]]) -> No
     """Refuse validation images that the run trained on: the split is chosen by file name among the files present,
     so a dataset changed since training (files added or removed) gives another split than the run's
     ``splits.json`` records. Models without a run folder (exports, the pretrained model) are not checked."""
-    import json
 
     from ..inference.model_files import run_folder_of
 
@@ -581,7 +580,7 @@ def _check_held_out(run_path, domains: list[str], files: list[list[Path]]) -> No
     if record_path is None or not record_path.is_file():
         return
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))["domains"]
+        record = jsonfile.loads(record_path.read_text(encoding="utf-8"))["domains"]
         held = {name: set(record[name]["val_files"]) for name in domains}
     except (OSError, ValueError, KeyError, TypeError):
         return  # damaged: the split cannot be checked, and the eval says which files it used (eval.json)

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .. import __version__
+from .. import __version__, jsonfile
 from ..atomic import atomic_write
 from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
@@ -198,12 +198,11 @@ def run_folder_of(path: Path | str | None) -> Path | None:
 
 
 def _json_or_none(text: str | None) -> dict | None:
-    import json
 
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = jsonfile.loads(text)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -517,7 +516,6 @@ def _refit_prior(
 def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     """The ``sample_temperature_chosen`` record of ``export --temperature T --sweep SWEEP.json``: T must be one of
     the rows of a sweep on the validation split (a choice made on test images is refused)."""
-    import json
 
     if temperature is None:
         raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
@@ -525,7 +523,7 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     if path.exists() and not path.is_file() and not path.is_dir():  # reading a pipe would wait for a writer
         raise InferenceError(f"--sweep {path} is not a regular file (a pipe?); give the sweep.json a sweep wrote")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = jsonfile.loads(path.read_text(encoding="utf-8"))
         rows = record["rows"]
         tried = {float(row["temperature"]): row["mean"] for row in rows}
     except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError) as exc:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .. import __version__, jsonfile
 from ..atomic import atomic_write
 from ..config.schema import dump_config
 from ..errors import InferenceError
@@ -218,7 +218,7 @@ def check_against_torch(model: ModelFamily, folder: Path, sizes: list[int], seed
     each working size; the largest absolute difference of any output (InferenceError past TOLERANCE)."""
     import onnxruntime as ort
 
-    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    meta = jsonfile.loads((folder / META_FILE).read_text(encoding="utf-8"))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     sessions = {

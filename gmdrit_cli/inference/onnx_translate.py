@@ -9,7 +9,6 @@ With the same attributes the images agree with torch's within the tolerance the 
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
+from .. import jsonfile
 from ..errors import InferenceError
 from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
 from ..outputs import output_folder
@@ -71,7 +71,7 @@ def packaged_onnx() -> tuple[Path | None, str]:
     if not PRETRAINED_WEIGHTS.is_file():
         return None, f"this installation has no pretrained model ({PRETRAINED_WEIGHTS})"
     try:
-        recorded = json.loads(meta_path.read_text(encoding="utf-8")).get("source_sha256")
+        recorded = jsonfile.loads(meta_path.read_text(encoding="utf-8")).get("source_sha256")
     except (OSError, ValueError, RecursionError, AttributeError):
         recorded = None
     import hashlib
@@ -106,7 +106,7 @@ class OnnxModel:
         self.folder = folder
         meta_path = folder / META_FILE
         try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            self.meta = jsonfile.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InferenceError(
                 f"{folder} has no {META_FILE}: export the model again with gmdrit export RUN --format onnx --out FOLDER"

@@ -100,7 +100,7 @@ def benchmark_chart(path: Path, rows: list[dict], device: str) -> Path:
     positions = list(range(n))
     names = [f"{r['resolution']} px  {r['label']}" for r in rows]
     height = 0.38
-    timed = [r["report_seconds"] for r in rows]  # None: a row the report did not time (e.g. BicycleGAN)
+    timed = [r.get("report_seconds") for r in rows]  # None: a row the report did not time (e.g. BicycleGAN)
     report = ax.barh(
         [p - height / 2 for p in positions[: len(rows)]],
         [t or 0.0 for t in timed],

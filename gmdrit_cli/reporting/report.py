@@ -8,7 +8,6 @@ with matplotlib (``charts.py``), copies or composes every picture into ``OUT/ass
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from .. import atomic
+from .. import atomic, jsonfile
 from ..errors import DataError, GmdritError, ReportError
 from ..outputs import latest_name, os_error_line, output_folder
 from .charts import benchmark_chart, loss_group_chart
@@ -175,7 +174,7 @@ def _text(path: Path, problems: list[str]) -> str:
 def _json_file(path: Path, notes: list[str], check) -> dict | None:
     """A run folder's JSON file when it parses and ``check(data)`` finds nothing wrong; else a note and None."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = jsonfile.loads(path.read_bytes().decode("utf-8"))
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, nesting past the recursion limit
         notes.append(f"{path}: not valid JSON (damaged?), left out")
         return None

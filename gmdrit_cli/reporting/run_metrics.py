@@ -6,8 +6,9 @@ term sits in the same chart in both. No torch, no matplotlib here: both readers 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .. import jsonfile
 
 #: the loss groups, in display order: (group, title, does this loss key belong to it)
 LOSS_GROUPS: tuple[tuple[str, str, object], ...] = (
@@ -70,7 +71,7 @@ def _lines(path: Path) -> list[str]:
 
 def _record(line: str) -> dict | None:
     try:
-        record = json.loads(line)
+        record = jsonfile.loads(line)
     except (ValueError, RecursionError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("iter"), int):

@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .. import atomic
+from .. import atomic, jsonfile
 from ..errors import CheckpointError
 from ..outputs import latest_name, os_error_line, umask_mode
 
@@ -130,7 +130,7 @@ def verify_checkpoint(folder: Path) -> dict[str, Any]:
     """Read ``state.json`` and check the recorded sizes and checksums; return the state."""
     folder = Path(folder)
     try:
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        state = jsonfile.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{folder} is not a checkpoint folder (no {STATE_FILE})") from None
     except PermissionError as exc:  # not damage: the older checkpoints are no more readable

@@ -184,6 +184,25 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def env_int(name: str, default: int | None = None) -> int:
+    """The whole number >= 0 in the environment variable ``name`` (torchrun's RANK, WORLD_SIZE, ...), ``default``
+    when unset; anything else is a one-line :class:`TrainingError` (a job script may use the name for other
+    things)."""
+    text = os.environ.get(name)
+    if text is None and default is not None:
+        return default
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise TrainingError(
+            f"environment variable {name}={text!r} is not a whole number >= 0: torchrun sets it for a run on "
+            f"several processes; unset it (or set it as torchrun does) to train"
+        )
+    return value
+
+
 def join(device_name: str, timeout_s: float) -> tuple[Processes, torch.device]:
     """This process's :class:`Processes` and training device; joins the process group under torchrun.
 
@@ -193,8 +212,8 @@ def join(device_name: str, timeout_s: float) -> tuple[Processes, torch.device]:
         return Processes(), resolve_device(device_name)
     import torch.distributed as dist
 
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world = env_int("RANK"), env_int("WORLD_SIZE")
+    local_rank = env_int("LOCAL_RANK", 0)
     device = resolve_device(device_name)
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():

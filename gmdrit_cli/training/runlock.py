@@ -25,6 +25,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .. import jsonfile
 from ..errors import CheckpointError
 from ..outputs import os_error_line
 
@@ -60,7 +61,7 @@ def _alive(pid: int, started: float) -> bool:
     """Whether ``pid`` still runs and is the process that started at ``started`` (not a reused PID)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; a PID no process can have: a damaged lock
         return False
     except PermissionError:  # exists, owned by someone else
         pass
@@ -76,7 +77,7 @@ def _describe(holder: dict) -> str:
 def _holder(text: str) -> dict | None:
     """The lock's content when it is what :class:`RunLock` writes (host, PID, start time, token), else None."""
     try:
-        holder = json.loads(text)
+        holder = jsonfile.loads(text)
     except (ValueError, RecursionError):
         return None
     if not isinstance(holder, dict):

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from .. import __version__, atomic
+from .. import __version__, atomic, jsonfile
 from ..config.schema import Config, _flatten, build_config, config_to_dict, dump_config, parse_duration, parse_overrides
 from ..data.cache import CacheResult, cache_dataset
 from ..data.factory import training_dataset
@@ -312,7 +312,7 @@ class Run:
         sp = self.cfg.speed
         if not sp.prefetch:
             return 0
-        return sp.loader_threads or auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", self.processes.world)))
+        return sp.loader_threads or auto_threads(distributed.env_int("LOCAL_WORLD_SIZE", self.processes.world))
 
     def open_pipeline(self) -> BatchPipeline:
         """The loop's input pipeline: ``speed.prefetch`` iterations planned ahead, loaded in the background."""
@@ -416,9 +416,14 @@ class Run:
         keep, later = [], []
         for line in path.read_bytes().decode("utf-8", "replace").splitlines():  # damaged bytes: that line goes
             try:
-                (keep if json.loads(line)["iter"] <= self.iteration else later).append(line)
-            except (ValueError, KeyError, TypeError, RecursionError):
+                record = jsonfile.loads(line)
+            except (ValueError, RecursionError):
                 continue  # a line cut off by a kill
+            iteration = record.get("iter") if isinstance(record, dict) else None
+            if isinstance(iteration, int) and not isinstance(iteration, bool) and iteration > self.iteration:
+                later.append(line)
+            else:  # this run's earlier lines, and lines that are not gmdrit's (a note added by hand) stay
+                keep.append(line)
         if later:
             stem = f"metrics.after-{checkpoint_name(self.iteration)}"
             aside, n = self.run_dir / f"{stem}.jsonl", 2

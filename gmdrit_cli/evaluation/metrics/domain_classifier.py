@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ... import jsonfile
 from . import MetricError, junk, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger("gmdrit")
@@ -333,7 +334,7 @@ def load_cached(folder: Path, protocol: dict, device: torch.device | str = "cpu"
     if not jpath.is_file():
         return None
     try:
-        record = json.loads(jpath.read_text(encoding="utf-8"))
+        record = jsonfile.loads(jpath.read_text(encoding="utf-8"))
         if record.get("format") != FORMAT or record.get("protocol") != protocol:
             raise ValueError("it was trained with another protocol")
         data = wpath.read_bytes()
@@ -343,10 +344,21 @@ def load_cached(folder: Path, protocol: dict, device: torch.device | str = "cpu"
 
         net = DomainNet(len(protocol["domains"]) + 1, protocol["settings"]["width"])
         net.load_state_dict(load_safetensors(data), strict=True)
+        classifier = DomainClassifier(net, protocol["domains"], protocol["input_size"], record, folder, True, device)
+        _check_summary(classifier.info())  # the report prints these: a damaged summary is damage too
     except Exception as exc:  # any damage means: train again and overwrite
         log.warning("ignoring the cached domain classifier in %s (%s); training a new one", folder, exc)
         return None
-    return DomainClassifier(net, protocol["domains"], protocol["input_size"], record, folder, True, device)
+    return classifier
+
+
+def _check_summary(info: dict) -> None:
+    """Raise ValueError unless the accuracies of a classifier's summary are numbers in [0, 1]."""
+    shares = [*info["real_test_accuracy"].values(), *info["held_out_junk_called_a_domain"].values()]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in shares):
+        raise ValueError(f"{JSON_FILE} holds accuracies that are not shares in [0, 1]")
+    if not isinstance(info["training_seconds"], (int, float)):
+        raise ValueError(f"{JSON_FILE} holds no training time")
 
 
 def save(folder: Path, net: DomainNet, record: dict) -> None:
