@@ -1,4 +1,4 @@
-"""Thirteenth probe (multi-step stories by someone who did not write the earlier fixes): what a careless user still broke.
+"""Thirteenth probe (multi-step stories by someone who did not write the earlier fixes): what a careless user broke.
 
 A JSON number too large for a float (an integer of a few hundred digits: a damaged or hand-edited file; Python's json
 reads it as an int, which no finite-number check saw) was an OverflowError traceback ("int too large to convert to
@@ -110,7 +110,15 @@ def test_a_float_config_key_set_to_an_integer_no_float_holds(cli, tmp_path):
     data.val_fraction, loss.mode_seeking: every float key): OverflowError in config.schema._coerce (float(value)),
     where an integer key of that size (train.max_iters, data.crop) is one line."""
     proc = _cli(
-        cli, "train", "--preset", "demo_gmdrit", "--run-dir", tmp_path / "run", "--dry-run", "--set", f"loss.keep_neutral={HUGE}"
+        cli,
+        "train",
+        "--preset",
+        "demo_gmdrit",
+        "--run-dir",
+        tmp_path / "run",
+        "--dry-run",
+        "--set",
+        f"loss.keep_neutral={HUGE}",
     )
     assert_one_line_error(proc, "loss.keep_neutral")
 
@@ -125,12 +133,24 @@ def test_an_exports_config_with_an_integer_no_float_holds(cli, tiny_gmdrit_run, 
     text = config.read_text()
     assert "  sample_temperature: " in text
     config.write_text(
-        "\n".join(f"  sample_temperature: {HUGE}" if l.startswith("  sample_temperature: ") else l for l in text.splitlines())
+        "\n".join(
+            f"  sample_temperature: {HUGE}" if line.startswith("  sample_temperature: ") else line
+            for line in text.splitlines()
+        )
         + "\n"
     )
     proc = _cli(
-        cli, "translate", root / "testA" / "0.png", "--domain", "B", "--checkpoint", export / "model.safetensors",
-        "--out", tmp_path / "out", "--samples", "2",
+        cli,
+        "translate",
+        root / "testA" / "0.png",
+        "--domain",
+        "B",
+        "--checkpoint",
+        export / "model.safetensors",
+        "--out",
+        tmp_path / "out",
+        "--samples",
+        "2",
     )
     assert_one_line_error(proc, "sample_temperature")
 
@@ -173,8 +193,19 @@ def test_report_of_a_benchmark_row_without_report_seconds(cli, tiny_gmdrit_run, 
 def test_a_cached_domain_classifier_with_a_damaged_summary_is_retrained_or_one_line(cli, tiny_gmdrit_run, tmp_path):
     base, _ = tiny_gmdrit_run
     cache = tmp_path / "cache"
-    args = ("eval", base / "run", "--metrics", "domain_accuracy", "--max-inputs", "1", "--samples-per-input", "2",
-            "--no-reference", "--classifier-cache", cache)
+    args = (
+        "eval",
+        base / "run",
+        "--metrics",
+        "domain_accuracy",
+        "--max-inputs",
+        "1",
+        "--samples-per-input",
+        "2",
+        "--no-reference",
+        "--classifier-cache",
+        cache,
+    )
     first = cli(*args, "--out", tmp_path / "e1")
     assert first.returncode == 0, first.stderr
     (record,) = cache.rglob("domain_classifier.json")
@@ -216,7 +247,14 @@ def test_resume_from_an_earlier_checkpoint_keeps_metrics_lines_it_cannot_read(cl
 
 
 def _tiny_train_args(root, run) -> list:
-    return ["train", "--preset", "reduced_res", "--run-dir", run, *[a for v in tiny_overrides(root, 1) for a in ("--set", v)]]
+    return [
+        "train",
+        "--preset",
+        "reduced_res",
+        "--run-dir",
+        run,
+        *[a for v in tiny_overrides(root, 1) for a in ("--set", v)],
+    ]
 
 
 def test_torchrun_variables_that_are_not_numbers_are_one_line(cli, tiny_gmdrit_run, tmp_path):
