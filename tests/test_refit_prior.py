@@ -187,20 +187,26 @@ def _critic_score(run: Path, export: Path, root: Path, target: int, draws: int =
     from gmdrit_cli.families import build_model
     from gmdrit_cli.training.checkpoint import find_checkpoint, load_network_weights
 
-    cfg, model = load_for_inference(export)
+    cfg = load_for_inference(export)[0]
     judge = build_model(cfg, torch.device("cpu"), training=True)
     load_network_weights(find_checkpoint(run)[0], judge.networks)  # every network, strict
     D = judge.networks["dis_random"].eval()
+    with torch.no_grad():
+        scores = [D(out)[0].mean() for _, out in _fresh_draw_translations(export, root, target, draws)]
+    return float(torch.stack(scores).mean())
+
+
+def _fresh_draw_translations(export: Path, root: Path, target: int, draws: int):
+    """(sources, their translations) per fresh draw of ``export``'s prior for ``target`` (a seed no refit uses):
+    every training image of the other domain, N x 3 x S x S in [-1, 1], translated by each draw in turn."""
+    cfg, model = load_for_inference(export)
     train = open_images(str(root), cfg, "train")
     x = torch.cat([b for b, _ in train.batches(1 - target, 50)]).float().div(127.5).sub(1.0)
     z, y = model.sample_attributes(target, draws, generator=torch.Generator().manual_seed(12345))
     with torch.no_grad():
         content = model.encode_content(x)
-        scores = [
-            D(model.generate(content, z[i : i + 1].expand(len(x), -1), y[i : i + 1].expand(len(x), -1)))[0]
-            for i in range(draws)
-        ]
-    return float(torch.stack([s.mean() for s in scores]).mean())
+        for i in range(draws):
+            yield x, model.generate(content, z[i : i + 1].expand(len(x), -1), y[i : i + 1].expand(len(x), -1))
 
 
 def test_the_discriminator_refit_moves_means_and_spreads_to_draws_the_discriminator_prefers(
@@ -265,16 +271,7 @@ def _neutral_change_of_fresh_draws(export: Path, root: Path, target: int, draws:
     under ``export``'s translations into ``target``, over fresh draws of its prior (a seed the refit never used)."""
     from gmdrit_cli.families.drit_losses import neutral_change
 
-    cfg, model = load_for_inference(export)
-    train = open_images(str(root), cfg, "train")
-    x = torch.cat([b for b, _ in train.batches(1 - target, 50)]).float().div(127.5).sub(1.0)
-    z, y = model.sample_attributes(target, draws, generator=torch.Generator().manual_seed(12345))
-    with torch.no_grad():
-        content = model.encode_content(x)
-        changes = [
-            neutral_change(x, model.generate(content, z[i : i + 1].expand(len(x), -1), y[i : i + 1].expand(len(x), -1)))
-            for i in range(draws)
-        ]
+    changes = [neutral_change(x, out) for x, out in _fresh_draw_translations(export, root, target, draws)]
     return float(torch.stack(changes).mean())
 
 
