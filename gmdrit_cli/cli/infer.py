@@ -466,7 +466,8 @@ def export(
             help="what --refit-prior fits to: posterior (the means onto the training images' encoded attributes) or "
             "discriminator (means and spreads onto the prior draws the run's discriminator rates most real; needs "
             "the run or a checkpoint; 2 to 6 minutes at 128 px on 2 cores) or neutral (means and spreads onto the "
-            "draws whose translations keep white, grey and black pixels as they are) [default: posterior]",
+            "draws whose translations keep white, grey and black pixels as they are) or colour (onto the draws best "
+            "at that and at keeping out of hues the target's images lack) [default: posterior]",
             show_default=False,
         ),
     ] = None,

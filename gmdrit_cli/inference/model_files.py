@@ -440,7 +440,7 @@ OWN_METADATA = (
 
 #: export --refit-prior: training images per domain used by default (the first, by file name): encoded once
 #: each by ``--refit-by posterior``; translated by each of the prior's judged draws by ``--refit-by discriminator``
-REFIT_IMAGES = {"posterior": 400, "discriminator": 16, "neutral": 16}
+REFIT_IMAGES = {"posterior": 400, "discriminator": 16, "neutral": 16, "colour": 16}
 #: what each --refit-by method does, in the words of the export's ``prior_refit`` record
 REFIT_RULES = {
     "posterior": "each component's prior mean moved {s:g} of the way to the mean attribute (posterior mean) of the "
@@ -451,6 +451,10 @@ REFIT_RULES = {
     "neutral": "each component's prior mean and standard deviations moved {s:g} of the way to those of the prior's "
     "draws (a fixed-seed sample) whose translations of the other domains' training images change their white, "
     "grey and black pixels least",
+    "colour": "each component's prior mean and standard deviations moved {s:g} of the way to those of the prior's "
+    "draws (a fixed-seed sample) with the best rank sum of two judgements of their translations of the other "
+    "domains' training images: how little they change those images' white, grey and black pixels, and how little "
+    "of their colour falls in hues the component's domain's training images hardly have",
 }
 
 
@@ -604,7 +608,7 @@ def export_model(
         raise InferenceError(f"--refit-by {refit_by!r}: choose one of {', '.join(REFIT_RULES)}")
     refit_images = REFIT_IMAGES[refit_by] if refit_images is None else refit_images
     refit_strength = 1.0 if refit_strength is None else refit_strength
-    if refit_by in ("discriminator", "neutral"):
+    if refit_by != "posterior":
         why = f"with --refit-by {refit_by} each image is translated by 256 draws, all encoded at once"
         refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_CRITIC_IMAGES, why)
     refit_images = bounded(refit_images, "--refit-images", 1, MAX_REFIT_IMAGES, "each image is decoded and encoded")

@@ -51,6 +51,8 @@ CRITIC_DRAWS = 256
 CRITIC_KEEP = 0.25
 #: draws translated at once by that refit (memory, not results)
 CRITIC_BATCH_DRAWS = 8
+#: refit_prior methods that select prior draws by a score (:meth:`GMDRIT._draw_scores`)
+SELECTION_METHODS = ("discriminator", "neutral", "colour")
 
 
 @dataclass
@@ -427,14 +429,14 @@ class GMDRIT(ModelFamily):
         images of k's domain whose most probable component (within the domain) is k; a component no image chose
         keeps its mean. Only the means move: the prior's spread stays as trained.
 
-        ``discriminator`` and ``neutral``: see :meth:`_refit_by_selection`."""
+        ``discriminator``, ``neutral`` and ``colour``: see :meth:`_refit_by_selection`."""
         if not self.inferred:
             from ...errors import InferenceError
 
             raise InferenceError(
                 "this GM-DRIT model samples z from N(0, I) (mixture.condition_on: domain): no prior to refit"
             )
-        if method in ("discriminator", "neutral"):
+        if method in SELECTION_METHODS:
             return self._refit_by_selection(images, strength, method)
         if method != "posterior":
             raise ValueError(f"unknown refit method {method!r}")
@@ -465,14 +467,31 @@ class GMDRIT(ModelFamily):
         return {"generator.prior_mean.weight": weight}, records
 
     @torch.no_grad()
-    def _draw_scores(self, sources: torch.Tensor, content: torch.Tensor, z: torch.Tensor, y: torch.Tensor, method: str):
+    def _draw_scores(
+        self,
+        sources: torch.Tensor,
+        content: torch.Tensor,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        method: str,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """How good each draw is, higher better: sources n x 3 x S x S (in [-1, 1]) and their content codes, z M x
         nz and y M x K (the draws) -> M, each draw translating all n sources. ``discriminator``: the mean realism
         logit of ``dis_random``; ``neutral``: minus the mean change of the sources' colourless pixels
-        (:func:`~gmdrit_cli.families.drit_losses.neutral_change`, the term of loss.keep_neutral)."""
+        (:func:`~gmdrit_cli.families.drit_losses.neutral_change`, the term of loss.keep_neutral); ``colour``: minus
+        the sum of the draw's ranks (0 = best) by that change and by the share of its translations' pixels in hues
+        the target domain's images ``targets`` (T x 3 x S x S in [-1, 1]) hardly have (the ``foreign_hue`` bins of
+        docs/eval.md): a rank sum, so neither criterion's scale outweighs the other."""
+        from ...evaluation.metrics import colour as hues
         from ..drit_losses import neutral_change
 
-        n, scores = content.shape[0], []
+        def histograms(images: torch.Tensor) -> torch.Tensor:
+            return hues.colour_histograms(((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu())
+
+        if method == "colour":
+            foreign = hues.foreign_bins(histograms(targets).mean(dim=0))
+        n, realism, changes, off_colour = content.shape[0], [], [], []
         for z_part, y_part in zip(z.split(CRITIC_BATCH_DRAWS), y.split(CRITIC_BATCH_DRAWS)):
             m = len(z_part)
             out = self.generate(
@@ -481,11 +500,22 @@ class GMDRIT(ModelFamily):
                 y_part.repeat_interleave(n, 0),
             )
             if method == "discriminator":
-                realism, _ = self.networks["dis_random"](out)
-                scores.append(realism.flatten(1).mean(dim=1).view(m, n).mean(dim=1))
-            else:
-                scores.append(torch.stack([-neutral_change(sources, o) for o in out.float().split(n)]))
-        return torch.cat(scores)
+                logits, _ = self.networks["dis_random"](out)
+                realism.append(logits.flatten(1).mean(dim=1).view(m, n).mean(dim=1))
+                continue
+            changes += [float(neutral_change(sources, o)) for o in out.float().split(n)]
+            if method == "colour":
+                off_colour += [float(hues.foreign_share(histograms(o), foreign).mean()) for o in out.split(n)]
+        if method == "discriminator":
+            return torch.cat(realism)
+        changes = torch.tensor(changes, dtype=torch.float64)
+        if method == "neutral":
+            return -changes.to(z.device)
+
+        def ranks(values: torch.Tensor) -> torch.Tensor:
+            return values.argsort(stable=True).argsort().double()
+
+        return -(ranks(changes) + ranks(torch.tensor(off_colour, dtype=torch.float64))).to(z.device)
 
     @torch.no_grad()
     def _refit_by_selection(
@@ -495,7 +525,8 @@ class GMDRIT(ModelFamily):
         draws: CRITIC_DRAWS draws (fixed seed), each translating every image of the *other* domains
         (``images[d]``: N_d x 3 x S x S in [-1, 1]) into k's domain, scored by :meth:`_draw_scores`
         (``discriminator``: the run's random-attribute discriminator, the one trained on such translations;
-        ``neutral``: how well the translations keep their inputs' white, grey and black pixels); the top
+        ``neutral``: how well the translations keep their inputs' white, grey and black pixels; ``colour``: that and
+        how little of their colour falls in hues k's domain's own images lack); the top
         CRITIC_KEEP share is kept and its per-dimension mean and standard deviation fitted. Guided sampling
         (rejection of the draws a score dislikes) folded into the prior itself, so the export, its ONNX graphs and
         every sampler stay as they are."""
@@ -510,7 +541,7 @@ class GMDRIT(ModelFamily):
                 old_mean, old_std = (t[0] for t in self.attribute_prior(y[:1]))
                 noise = torch.randn((CRITIC_DRAWS, old_mean.shape[0]), generator=generator).to(self.device)
                 z = old_mean + old_std * noise
-                scores = self._draw_scores(sources, content, z, y, method)
+                scores = self._draw_scores(sources, content, z, y, method, targets=images[d].to(self.device))
                 kept = scores.topk(max(2, round(CRITIC_KEEP * CRITIC_DRAWS))).indices
                 mean = old_mean + strength * (z[kept].mean(dim=0) - old_mean)
                 std = old_std + strength * (z[kept].std(dim=0) - old_std)
