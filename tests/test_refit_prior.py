@@ -295,3 +295,44 @@ def test_the_neutral_refit_moves_the_prior_to_draws_that_keep_plain_pixels(tiny_
     assert record["method"] == "neutral" and "white, grey and black pixels least" in record["rule"]
     for c in record["components"]:
         assert c["draws"] == 256 and c["kept"] == 64 and c["score_kept"] > c["score_all"]
+
+
+def _foreign_share_of_fresh_draws(export: Path, root: Path, target: int, draws: int = 256) -> float:
+    """Mean share of the translations' pixels in the hue bins the target's training images hardly have
+    (evaluation.metrics.colour, the bins of foreign_hue), over fresh draws of ``export``'s prior."""
+    from gmdrit_cli.evaluation.metrics import colour as hues
+
+    def histograms(images: torch.Tensor) -> torch.Tensor:
+        return hues.colour_histograms(((images.clamp(-1, 1) + 1) * 127.5).round().byte())
+
+    cfg, _ = load_for_inference(export)
+    real = torch.cat([b for b, _ in open_images(str(root), cfg, "train").batches(target, 50)])
+    foreign = hues.foreign_bins(hues.colour_histograms(real).mean(dim=0))
+    shares = [
+        hues.foreign_share(histograms(out), foreign).mean()
+        for _, out in _fresh_draw_translations(export, root, target, draws)
+    ]
+    return float(torch.stack(shares).mean())
+
+
+def test_the_colour_refit_moves_the_prior_to_draws_that_keep_plain_pixels_and_the_target_hues(
+    tiny_gmdrit_run, tmp_path
+):
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, _ = tiny_gmdrit_run
+    photos = _product_photos(tmp_path / "photos")
+    export_model(base / "run", tmp_path / "plain")
+    export_model(base / "run", tmp_path / "colour", refit_prior=True, refit_by="colour", data=str(photos))
+    plain, colour = tmp_path / "plain", tmp_path / "colour"
+    for target in (0, 1):  # fresh draws: better on both judgements than the trained prior's
+        assert _neutral_change_of_fresh_draws(colour, photos, target, 64) < _neutral_change_of_fresh_draws(
+            plain, photos, target, 64
+        )
+        assert _foreign_share_of_fresh_draws(colour, photos, target, 64) < _foreign_share_of_fresh_draws(
+            plain, photos, target, 64
+        )
+    record = json.loads(safe_open(str(colour / "model.safetensors"), "pt").metadata()["prior_refit"])
+    assert record["method"] == "colour" and "hues the component's domain's training images" in record["rule"]
+    for c in record["components"]:  # scores are minus rank sums: the kept quarter ranks better than the average
+        assert c["draws"] == 256 and c["kept"] == 64 and c["score_kept"] > c["score_all"] == pytest.approx(-255.0)
