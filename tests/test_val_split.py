@@ -182,3 +182,24 @@ def test_a_sweep_on_test_is_not_stored_and_val_without_a_split_is_refused(cli, t
         tmp_path / "v",
     )
     assert_one_line_error(proc, "no validation split")
+
+
+def test_a_stored_temperature_applies_only_to_the_weights_it_was_chosen_for(cli, tiny_gmdrit_run, tmp_path):
+    import shutil
+
+    base, _ = tiny_gmdrit_run
+    run = tmp_path / "run"
+    shutil.copytree(base / "run", run)
+    default = load_for_inference(run)[0].model.sample_temperature
+    iteration = load_for_inference(run)[1].source.iteration
+    for chosen_for, expected in ((iteration, 0.5), (iteration + 100, default)):
+        record = {"sample_temperature": 0.5, "rule": "r", "split": "val", "model": {"iteration": chosen_for}}
+        (run / "sampling.json").write_text(json.dumps(record))
+        cfg, model = load_for_inference(run)
+        assert cfg.model.sample_temperature == expected
+        said = model.source.describe()
+        assert ("chosen for iteration" in said) == (chosen_for != iteration)
+    # translate names it: the user sees which temperature it samples at and why
+    proc = cli("translate", str(base / "data" / "testA"), "--domain", "orange", "--run", run, "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert f"0.5 in sampling.json was chosen for iteration {iteration + 100}" in " ".join(proc.stdout.split())

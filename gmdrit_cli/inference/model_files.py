@@ -92,10 +92,18 @@ class ModelSource:
     phase: int | None = None  # a phased run (VAE) that stopped before its end: the index of its next phase
     #: how ``cfg.model.sample_temperature`` was chosen, when a sweep chose it (RUN/sampling.json, or an export's)
     sampling: dict | None = None
+    #: (temperature, iteration) of a RUN/sampling.json choice made for another checkpoint's weights, not applied
+    sampling_not_applied: tuple[float, int] | None = None
 
     def describe(self) -> str:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
         it += ", EMA weights" if self.ema else ""
+        if self.sampling_not_applied is not None:
+            value, chosen_for = self.sampling_not_applied
+            it += (
+                f"; temperature {self.cfg.model.sample_temperature:g} of its config: the {value:g} in {SAMPLING_FILE} "
+                f"was chosen for iteration {chosen_for} (sweep these weights on --split val to choose again)"
+            )
         if self.kind == "pretrained":
             return (
                 f"the embedded pretrained {self.cfg.model.family} model {'/'.join(self.cfg.data.domains)} "
@@ -237,11 +245,18 @@ def _sampling_problem(record: dict) -> str | None:
 
 
 def _apply_sampling(source: ModelSource, record: dict | None) -> None:
-    """Set the config's ``model.sample_temperature`` to the one a sweep chose for the run."""
+    """Set the config's ``model.sample_temperature`` to the one a sweep chose for the run, when it was chosen for
+    the weights of this checkpoint: a choice made on another iteration's weights is named, not applied."""
     value = (record or {}).get("sample_temperature")
-    if isinstance(value, (int, float)) and value > 0:
-        source.cfg.model.sample_temperature = float(value)
-        source.sampling = record
+    if not (isinstance(value, (int, float)) and value > 0):
+        return
+    model = record.get("model")
+    chosen_for = model.get("iteration") if isinstance(model, dict) else None
+    if isinstance(chosen_for, int) and source.iteration is not None and chosen_for != source.iteration:
+        source.sampling_not_applied = (float(value), chosen_for)
+        return
+    source.cfg.model.sample_temperature = float(value)
+    source.sampling = record
 
 
 _INIT_FUNCTIONS = (
