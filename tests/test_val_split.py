@@ -203,3 +203,14 @@ def test_a_stored_temperature_applies_only_to_the_weights_it_was_chosen_for(cli,
     proc = cli("translate", str(base / "data" / "testA"), "--domain", "orange", "--run", run, "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
     assert f"0.5 in sampling.json was chosen for iteration {iteration + 100}" in " ".join(proc.stdout.split())
+
+
+def test_export_refit_advises_a_sweep_the_run_can_do(cli, val_run, tiny_gmdrit_run, tmp_path):
+    for run, expected, absent in (
+        (val_run[0] / "run", "--split val --temperature", "HELD_OUT"),
+        (tiny_gmdrit_run[0] / "run", "its run kept no validation split", "--split val"),
+    ):
+        proc = cli("export", run, "--refit-prior", "--data", tiny_gmdrit_run[1], "--out", tmp_path / run.parent.name)
+        said = " ".join(proc.stdout.split())
+        assert proc.returncode == 0, proc.stderr
+        assert expected in said and absent not in said

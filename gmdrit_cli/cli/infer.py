@@ -486,7 +486,7 @@ def export(
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
-    from ..inference.model_files import export_model, refit_given
+    from ..inference.model_files import export_model, refit_given, sweep_command
 
     extra = {}
     for item in meta or []:
@@ -535,8 +535,7 @@ def export(
     )
     if refit_prior and temperature is None:
         console.print(
-            "prior refitted: choose its --temperature on the validation split "
-            f"(gmdrit eval {result.out} --split val --temperature 0.8,1,1.2)",
+            f"prior refitted: choose its --temperature with {sweep_command(result.source.cfg, result.out)}",
             markup=False,
             highlight=False,
             soft_wrap=True,

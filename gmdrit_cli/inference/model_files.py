@@ -570,6 +570,17 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     }
 
 
+def sweep_command(cfg: Config, model: str | Path) -> str:
+    """The command that chooses ``model``'s temperature on images it never trained on: its run's validation
+    split, or (a run without one) a folder of held-out images the user keeps apart from the test set."""
+    if cfg.data.val_fraction > 0:
+        return f"gmdrit eval {model} --split val --temperature 0.8,1,1.2"
+    return (
+        f"gmdrit eval {model} --data HELD_OUT --temperature 0.8,1,1.2, HELD_OUT being images it never trained on "
+        f"and not your test set: its run kept no validation split, data.val_fraction 0"
+    )
+
+
 def refit_given(data: str | None, refit_images: int | None, refit_strength: float | None, refit_by=None) -> str:
     """The first option of ``--refit-prior`` given (``--data``, ``--refit-images``, ``--refit-strength``,
     ``--refit-by``), or ""."""
@@ -698,8 +709,7 @@ def export_model(
         raise InferenceError(
             f"--sweep {sweep} evaluated other weights than this export's ({source.weights}"
             f"{', EMA' if source.ema else ''}{', prior refitted' if refit_prior else ''}): a temperature is chosen "
-            f"for one model; run the sweep on this model (export it first, then gmdrit eval EXPORT --split val "
-            f"--temperature ...)"
+            f"for one model; run the sweep on this model (export it first, then {sweep_command(source.cfg, 'EXPORT')})"
         )
     if temperature is not None:
         source.cfg.model.sample_temperature = temperature
