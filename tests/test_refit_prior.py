@@ -336,3 +336,23 @@ def test_the_colour_refit_moves_the_prior_to_draws_that_keep_plain_pixels_and_th
     assert record["method"] == "colour" and "hues the component's domain's training images" in record["rule"]
     for c in record["components"]:  # scores are minus rank sums: the kept quarter ranks better than the average
         assert c["draws"] == 256 and c["kept"] == 64 and c["score_kept"] > c["score_all"] == pytest.approx(-255.0)
+
+
+def test_a_refit_of_a_refitted_export_keeps_both_records_and_unbinds_the_chosen_temperature(tiny_gmdrit_run, tmp_path):
+    from gmdrit_cli.inference.model_files import export_model
+
+    base, root = tiny_gmdrit_run
+    first, second = tmp_path / "first", tmp_path / "second"
+    export_model(base / "run", first, refit_prior=True, data=str(root), temperature=0.7)
+    export_model(first, second, refit_prior=True, refit_by="neutral", data=str(root))
+
+    def metadata(folder: Path) -> dict:
+        return safe_open(str(folder / "model.safetensors"), "pt").metadata()
+
+    refit = json.loads(metadata(second)["prior_refit"])
+    assert refit["method"] == "neutral" and refit["after"] == json.loads(metadata(first)["prior_refit"])
+    assert refit["after"]["method"] == "posterior"
+    chosen = json.loads(metadata(second)["sample_temperature_chosen"])
+    assert chosen["sample_temperature"] == 0.7 and "before a later --refit-prior" in chosen["rule"]
+    assert chosen["before_refit"]["rule"] == "given to gmdrit export"
+    assert load_for_inference(second)[0].model.sample_temperature == 0.7

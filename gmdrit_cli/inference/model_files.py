@@ -570,6 +570,26 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     }
 
 
+def _after_earlier_refit(record: str, earlier: str | None) -> str:
+    """The ``prior_refit`` record of a refit of an already refitted export: this refit's, with the earlier one
+    (a JSON object, kept as it was) under ``after``, so the export says every refit its prior went through."""
+    import json
+
+    before = _json_or_none(earlier)
+    return record if before is None else json.dumps({**json.loads(record), "after": before})
+
+
+def _chosen_before_refit(sampling: dict) -> dict:
+    """An export's ``sample_temperature_chosen`` once its prior is refitted again: the value stays (the model
+    samples somewhere), the record says it was chosen for the earlier prior."""
+    return {
+        "sample_temperature": sampling.get("sample_temperature"),
+        "rule": "chosen for the prior before a later --refit-prior, not for this one: sweep this export on held-out "
+        "images and export it with --temperature T --sweep SWEEP.json",
+        "before_refit": {k: v for k, v in sampling.items() if k != "before_refit"},
+    }
+
+
 def sweep_command(cfg: Config, model: str | Path) -> str:
     """The command that chooses ``model``'s temperature on images it never trained on: its run's validation
     split, or (a run without one) a folder of held-out images the user keeps apart from the test set."""
@@ -702,7 +722,9 @@ def export_model(
     if refit_prior:
         fitted, refit_record = _refit_prior(path, source, ema, data, refit_images, refit_strength, refit_by)
         tensors.update(fitted)
-        metadata["prior_refit"] = refit_record
+        metadata["prior_refit"] = _after_earlier_refit(refit_record, meta.get("prior_refit"))
+        if source.sampling is not None and temperature is None:  # chosen for the prior this refit replaced
+            source.sampling = _chosen_before_refit(source.sampling)
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
         metadata["prior_refit"] = meta["prior_refit"]
     if chosen_from is not None and chosen_from.pop("fingerprint") != weights_fingerprint(tensors):
@@ -732,7 +754,17 @@ def export_model(
     if source.sampling is not None:  # config.yaml carries the value, the metadata how it was chosen
         import json
 
-        keep = ("sample_temperature", "rule", "min_accuracy", "split", "chosen", "command", "values", "sweep")
+        keep = (
+            "sample_temperature",
+            "rule",
+            "min_accuracy",
+            "split",
+            "chosen",
+            "command",
+            "values",
+            "sweep",
+            "before_refit",
+        )
         metadata["sample_temperature_chosen"] = json.dumps(
             {k: source.sampling[k] for k in keep if k in source.sampling}
         )
