@@ -275,3 +275,11 @@ def test_a_local_world_size_that_is_not_a_number_is_one_line_or_ignored(cli, tin
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     if proc.returncode != 0:
         assert_one_line_error(proc, "LOCAL_WORLD_SIZE")
+
+
+def test_a_stray_rank_without_world_size_does_not_silence_errors(cli, tmp_path):
+    missing = str(tmp_path / "missing_run")
+    alone = cli("export", missing, "--out", tmp_path / "e", env={"RANK": "1"})
+    assert_one_line_error(alone, "missing_run")
+    in_group = cli("export", missing, "--out", tmp_path / "e", env={"RANK": "1", "WORLD_SIZE": "2"})
+    assert in_group.returncode != 0 and in_group.stderr.strip() == ""  # rank 0 of the group says it

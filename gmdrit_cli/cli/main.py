@@ -281,7 +281,9 @@ def _error_line(exc: BaseException, text: str) -> None:
 
     from ..errors import speaks
 
-    rank = os.environ.get("RANK", "0")
+    # a process is one of a group only when both torchrun variables are set (training.distributed); a RANK left
+    # in a shell by something else must not silence a plain command's errors
+    rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
     if not speaks(exc, int(rank) if rank.isdigit() else 0):
         return
     err_console.print(Text.assemble(("error: ", "bold red"), text), soft_wrap=True, highlight=False)
