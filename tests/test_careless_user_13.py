@@ -283,3 +283,10 @@ def test_a_stray_rank_without_world_size_does_not_silence_errors(cli, tmp_path):
     assert_one_line_error(alone, "missing_run")
     in_group = cli("export", missing, "--out", tmp_path / "e", env={"RANK": "1", "WORLD_SIZE": "2"})
     assert in_group.returncode != 0 and in_group.stderr.strip() == ""  # rank 0 of the group says it
+
+
+def test_a_meta_key_given_twice_is_refused(cli, tiny_gmdrit_run, tmp_path):
+    base, _ = tiny_gmdrit_run
+    proc = cli("export", base / "run", "--out", tmp_path / "e", "--meta", "note=a", "--meta", "note=b")
+    assert_one_line_error(proc, "'note' given twice")
+    assert not (tmp_path / "e").exists()

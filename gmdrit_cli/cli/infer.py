@@ -499,6 +499,8 @@ def export(
             raise InferenceError(
                 f"--meta {item!r}: not UTF-8 text, which the weights' metadata stores; write it in UTF-8"
             ) from None
+        if key.strip() in extra:
+            raise InferenceError(f"--meta {key.strip()!r} given twice; give each key once")
         extra[key.strip()] = value
     if format_ == ExportFormat.onnx:
         from .onnx import export_onnx_command
