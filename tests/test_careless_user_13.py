@@ -290,3 +290,16 @@ def test_a_meta_key_given_twice_is_refused(cli, tiny_gmdrit_run, tmp_path):
     proc = cli("export", base / "run", "--out", tmp_path / "e", "--meta", "note=a", "--meta", "note=b")
     assert_one_line_error(proc, "'note' given twice")
     assert not (tmp_path / "e").exists()
+
+
+def test_report_of_a_checkpoint_latest_or_eval_folder_reports_its_run(run_dir, tmp_path):
+    """`gmdrit report RUN/checkpoints/latest` was refused and `report RUN/eval` gave an empty report."""
+    from gmdrit_cli.reporting.report import build_report
+
+    run_dir = Path(shutil.copytree(run_dir, tmp_path / "run", symlinks=True))
+    latest = run_dir / "checkpoints" / "latest"
+    checkpoint = sorted((run_dir / "checkpoints").glob("iter_*"))[-1]
+    (run_dir / "eval").mkdir(exist_ok=True)
+    result = build_report([latest, checkpoint, run_dir / "eval"], tmp_path / "report")
+    assert [r.path.resolve() for r in result.runs] == [run_dir.resolve()] and result.runs[0].metrics
+    assert result.runs[0].label == run_dir.resolve().name

@@ -112,9 +112,19 @@ def _sample_grids(folder: Path, problems: list[str]) -> list[Path]:
     return sorted(grids, key=_iteration)
 
 
+def _run_of(path: Path) -> Path:
+    """The run folder a user means by ``path``: the run of one of its checkpoints, of ``checkpoints/latest`` or of
+    its ``eval/`` folder; any other path as given."""
+    from ..inference.model_files import run_folder_of
+
+    if path.name == "eval" and path.is_dir() and (path.parent / "checkpoints").is_dir():
+        return path.parent
+    return run_folder_of(path) or path
+
+
 def read_run(path: str | Path, label: str | None = None) -> RunFolder:
     """The parts of a run folder the report shows; a folder with none of them is a ReportError."""
-    path = Path(path)
+    path = _run_of(Path(path))
     if not path.is_dir():
         raise ReportError(f"{path} is not a folder; give run folders (runs/NAME)")
     config = path / "config.yaml"
@@ -486,8 +496,8 @@ def build_report(
         raise ReportError(f"--smoothing must be in [0, 1), not {smoothing}")
     update = progress or (lambda stage, done, total: None)
     unique: dict[Path, str | Path] = {}
-    for p in paths:  # the same run given twice (a glob and its name, `runs/a runs/a/`) is reported once
-        unique.setdefault(Path(p).expanduser().resolve(), p)
+    for p in map(_run_of, map(Path, paths)):  # the same run given twice (`runs/a runs/a/`) is reported once
+        unique.setdefault(p.expanduser().resolve(), p)
     paths = list(unique.values())
     runs = [read_run(p, label) for p, label in zip(map(Path, paths), _labels([Path(p) for p in paths]))]
     out = report_folder(Path(out))
