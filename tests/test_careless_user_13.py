@@ -37,6 +37,8 @@ import subprocess
 import traceback
 from pathlib import Path
 
+import pytest
+
 from conftest import assert_one_line_error, tiny_overrides
 
 #: an integer JSON number that no float holds (fewer digits than Python's 4,300-digit limit for int())
@@ -303,3 +305,17 @@ def test_report_of_a_checkpoint_latest_or_eval_folder_reports_its_run(run_dir, t
     result = build_report([latest, checkpoint, run_dir / "eval"], tmp_path / "report")
     assert [r.path.resolve() for r in result.runs] == [run_dir.resolve()] and result.runs[0].metrics
     assert result.runs[0].label == run_dir.resolve().name
+
+
+def test_a_val_sweep_of_a_run_that_cannot_be_written_is_refused_before_it_runs(cli, tiny_gmdrit_run, tmp_path):
+    """The sweep evaluated every temperature, then failed to store its choice in the read-only run."""
+    base, root = tiny_gmdrit_run
+    run = Path(shutil.copytree(base / "run", tmp_path / "run", symlinks=True))
+    if subprocess.run(["chattr", "+i", str(run)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root on a file system that has it)")
+    try:
+        proc = cli("eval", run, "--data", root, "--split", "val", "--temperature", "0.5,1", "--out", tmp_path / "s")
+    finally:
+        subprocess.run(["chattr", "-i", str(run)], check=True)
+    assert_one_line_error(proc, "cannot be written", "sampling.json")
+    assert not (tmp_path / "s").exists()

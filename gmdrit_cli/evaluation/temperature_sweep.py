@@ -13,6 +13,7 @@ eval and export of that run reads as ``model.sample_temperature``.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -119,13 +120,19 @@ def sweep(
 ) -> SweepResult:
     """Evaluate ``o`` once per temperature (outputs in ``OUT/t<temperature>/``), choose one (needs the
     ``domain_accuracy`` metric), and on the validation split of a run store the choice in ``RUN/sampling.json``."""
-    from ..inference.model_files import resolve_model
+    from ..inference.model_files import resolve_model, run_folder_of
 
     if o.mode != "latent":
         raise MetricError("--temperature scales random attributes: a sweep needs --mode latent")
     if not 0 < min_accuracy <= 1:
         raise MetricError(f"--min-accuracy {min_accuracy}: give a fraction in (0, 1]")
     source = resolve_model(o.run)
+    run = run_folder_of(None if o.run is None else Path(o.run))
+    if o.split == "val" and run is not None and not os.access(run, os.W_OK):  # found now, not after the sweep
+        raise MetricError(
+            f"{run} cannot be written, so a choice made on its validation split could not be stored in "
+            f"{run / 'sampling.json'}: make it writable, or export the checkpoint and sweep the export"
+        )
     # an earlier sweep (or one running at the same time) is never replaced: this one gets the first free OUT,
     # OUT-2, ... and holds it while it runs (gmdrit_cli.outputs)
     wanted = (
