@@ -319,3 +319,23 @@ def test_a_val_sweep_of_a_run_that_cannot_be_written_is_refused_before_it_runs(c
         subprocess.run(["chattr", "-i", str(run)], check=True)
     assert_one_line_error(proc, "cannot be written", "sampling.json")
     assert not (tmp_path / "s").exists()
+
+
+def test_a_full_disk_while_writing_a_report_names_the_report(run_dir, tmp_path, monkeypatch):
+    """The line was "cannot read or write a file: no space left on the device", with no path."""
+    import errno
+
+    from gmdrit_cli import atomic
+    from gmdrit_cli.errors import ReportError
+    from gmdrit_cli.reporting.report import build_report
+
+    write_text = atomic.write_text
+
+    def no_space_for_the_page(path, *args, **kwargs):  # the disk fills up once the pictures are written
+        if path.name == "index.html":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "write_text", no_space_for_the_page)
+    with pytest.raises(ReportError, match=f"cannot make the report in {tmp_path / 'report'}.*space"):
+        build_report([run_dir], tmp_path / "report")

@@ -488,7 +488,6 @@ def build_report(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ReportResult:
     """Write ``out/index.html`` and ``out/assets/`` for the run folders ``paths``; returns what was written."""
-    from .html import render_page
 
     if not paths:
         raise ReportError("give at least one run folder")
@@ -502,6 +501,25 @@ def build_report(
     runs = [read_run(p, label) for p, label in zip(map(Path, paths), _labels([Path(p) for p in paths]))]
     out = report_folder(Path(out))
     assets = _assets_folder(out)
+    try:
+        return _write_report(runs, out, assets, smoothing, max_grids, inputs_per_task, outputs_per_input, update)
+    except OSError as exc:  # a full disk or a folder made read-only meanwhile: the one line names the report
+        raise ReportError(os_error_line(exc, f"cannot make the report in {out}", "choose another --out")) from None
+
+
+def _write_report(
+    runs: list[RunFolder],
+    out: Path,
+    assets: Path,
+    smoothing: float,
+    max_grids: int,
+    inputs_per_task: int,
+    outputs_per_input: int,
+    update: Callable[[str, int, int], None],
+) -> ReportResult:
+    """The charts, pictures and ``index.html`` of :func:`build_report` for ``runs``, into ``out``."""
+    from .html import render_page
+
     notes: list[str] = [problem for run in runs for problem in run.problems]
     charts = _loss_charts(runs, assets, smoothing, update)
     images: list[Path] = [path for _, path in charts]
