@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import make_dataset, tiny_overrides
+from conftest import assert_one_line_error, make_dataset, tiny_overrides
 from gmdrit_cli.config.schema import build_config, load_config
 from gmdrit_cli.families import build_model
 from gmdrit_cli.families.gmdrit.mixture_report import (
@@ -276,3 +276,18 @@ def test_prior_fit_by_hand(monkeypatch):
     probs[2] = [0.9, 0.1]  # now component 0 claims all three: mean 4/3 -> gap |4/3 - 2| / 2
     fit = prior_fit(model, test, probs)
     assert fit[0]["mean_gap"] == pytest.approx((2 - 4 / 3) / 2) and fit[1] == {"claimed": 0}
+
+
+def test_a_full_disk_while_writing_names_the_report_folder(cli, tiny, tmp_path, monkeypatch):
+    """The line was "cannot read or write a file: no space left on the device", with no path."""
+    import errno
+
+    from gmdrit_cli.families.gmdrit import mixture_report
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    base, root, _ = tiny
+    monkeypatch.setattr(mixture_report, "write_json_atomic", no_space)
+    proc = cli("mixture", base / "run", "--data", root, "--out", tmp_path / "o", "--max-inputs", "2", "--skip-curve")
+    assert_one_line_error(proc, f"cannot write the mixture report in {tmp_path / 'o'}", "space")

@@ -678,7 +678,14 @@ def mixture_report(o: MixtureOptions, on_progress: ProgressCallback | None = Non
         result = MixtureResult(out, None, {})
         if out != wanted:
             result.notes.append(f"{wanted} holds earlier results, which are kept: this report went to {out}")
-        r = _Report(o, run, cfg, device, test, result, _common(o, run, cfg, test, device), progress)
-        probs_of = {} if o.skip_curve else _accuracy_curve(r)
-        _report_components(r, chosen, probs_of.get(chosen.resolve()))
+        try:
+            r = _Report(o, run, cfg, device, test, result, _common(o, run, cfg, test, device), progress)
+            probs_of = {} if o.skip_curve else _accuracy_curve(r)
+            _report_components(r, chosen, probs_of.get(chosen.resolve()))
+        except OSError as exc:  # a full disk or a folder made read-only meanwhile: the one line names the report
+            from ...outputs import os_error_line
+
+            raise MixtureError(
+                os_error_line(exc, f"cannot write the mixture report in {out}", "choose another --out")
+            ) from None
         return r.result
