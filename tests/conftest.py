@@ -276,7 +276,7 @@ def run_cli(*args, cwd=None, env: dict[str, Optional[str]] | None = None) -> sub
 
     ``cwd`` runs it from another folder; ``env`` sets environment variables for the call (None removes one).
     What a command changes for the whole process is put back afterwards: the working folder, those variables,
-    ``sys.argv``, the SIGTERM and SIGHUP handlers, the root logger's handlers and level, torch's thread count
+    ``sys.argv``, the SIGTERM, SIGHUP and SIGINT handlers, the root logger's handlers and level, torch's thread count
     (``--threads``, ``train.threads``) and the global random generators (torch's, ``random``'s, numpy's).
     Tests take the ``cli`` fixture; this function is for module-scoped fixtures, which cannot take a
     function-scoped one."""
@@ -288,7 +288,7 @@ def run_cli(*args, cwd=None, env: dict[str, Optional[str]] | None = None) -> sub
     saved_argv, saved_cwd, threads = sys.argv, os.getcwd(), torch.get_num_threads()
     saved_random = (torch.get_rng_state(), random.getstate(), np.random.get_state())
     saved_env = {k: os.environ.get(k) for k in (env or {})}
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     root = logging.getLogger()
     saved_logging = (root.handlers[:], root.level)
     out, err = io.StringIO(), io.StringIO()

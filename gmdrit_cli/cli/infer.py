@@ -483,6 +483,15 @@ def export(
         Optional[Path],
         typer.Option("--sweep", help="the validation sweep's sweep.json --temperature was chosen from (recorded)"),
     ] = None,
+    keep_plain: Annotated[
+        Optional[float],
+        typer.Option(
+            "--keep-plain",
+            help="the export's model.keep_plain: how much of each white, grey or black input pixel its translations "
+            "keep, 0 to 1 [default: the run's]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
@@ -506,9 +515,10 @@ def export(
         from .onnx import export_onnx_command
 
         refitting = refit_prior or refit_given(data, refit_images, refit_strength, refit_by)
-        if refitting or temperature is not None or sweep is not None:
+        if refitting or temperature is not None or sweep is not None or keep_plain is not None:
             raise InferenceError(
-                "--refit-prior and --temperature belong to a safetensors export; export with them first, then "
+                "--refit-prior, --temperature and --keep-plain belong to a safetensors export; export with them "
+                "first, then "
                 "export that folder with --format onnx"
             )
 
@@ -527,6 +537,7 @@ def export(
         temperature=temperature,
         sweep=sweep,
         refit_by=refit_by,
+        keep_plain=keep_plain,
     )
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(

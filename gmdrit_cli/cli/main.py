@@ -225,10 +225,26 @@ def _terminate(signum, frame) -> None:
     raise _Terminated(128 + signum)
 
 
+class _CtrlC:
+    """Whether Ctrl+C was pressed during this command (see :func:`_ctrl_c`)."""
+
+    pressed = False
+
+
+def _ctrl_c(signum, frame) -> None:
+    """SIGINT as Python's default (KeyboardInterrupt), remembered: torch's import swallows a KeyboardInterrupt that
+    lands while it imports numpy, and the command then fails later in some half-imported module; an exception
+    after a Ctrl+C is reported as the interruption it is, not as a traceback."""
+    _CtrlC.pressed = True
+    raise KeyboardInterrupt
+
+
 def _run_app() -> int:
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)
+    _CtrlC.pressed = False
+    signal.signal(signal.SIGINT, _ctrl_c)
     try:
         _refuse_empty_values(sys.argv[1:])
         app()
@@ -251,6 +267,11 @@ def _run_app() -> int:
         _error_line(exc, os_error_line(exc, "cannot read or write a file", "choose another path"))
         return 1
     except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception:
+        if not _CtrlC.pressed:
+            raise
         err_console.print("interrupted")
         return 130
     return 0

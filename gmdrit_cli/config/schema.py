@@ -135,6 +135,14 @@ class ModelConfig:
         min_exclusive=True,
         max=100.0,  # limits.MAX_TEMPERATURE, the bound of --temperature, which this is the default of
     )
+    keep_plain: float = _opt(
+        0.0,
+        "test time only: how much of its input's white, grey and black pixels each translation keeps "
+        "(0 = the generator's output as is; 1 = a colourless input pixel is kept, fading to untouched "
+        "at chroma 0.2); for photos whose plain background should stay plain",
+        min=0,
+        max=1.0,
+    )
 
 
 @dataclass

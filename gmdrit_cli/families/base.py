@@ -26,6 +26,7 @@ from torch import nn
 
 from ..config.schema import Config
 from ..data.unpaired import Batch
+from ..plain import keep_plain
 
 if TYPE_CHECKING:
     from ..training.engine import Engine
@@ -233,7 +234,8 @@ class ModelFamily(ABC):
         attributes: Attributes | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Translate images N x 3 x S x S into domain ``target``: N*M x 3 x S x S.
+        """Translate images N x 3 x S x S into domain ``target``: N*M x 3 x S x S (composited with the inputs by
+        ``model.keep_plain`` when it is above 0).
 
         ``attributes`` (z, condition) have N*M rows: output ``i*M + j`` is input ``i`` with attribute row
         ``i*M + j``. ``None``: one random attribute of ``target`` per input, drawn with ``generator``.
@@ -248,7 +250,11 @@ class ModelFamily(ABC):
         m = z.shape[0] // n
         if m > 1:  # one input: a broadcast view, as the CLI always did; several: each input's rows together
             content = content.expand(m, *content.shape[1:]) if n == 1 else content.repeat_interleave(m, dim=0)
-        return self.generate(content, z, condition)
+        out = self.generate(content, z, condition)
+        if self.cfg.model.keep_plain > 0:  # test time: the input's plain pixels kept (gmdrit_cli.plain)
+            sources = images if m == 1 else images.repeat_interleave(m, dim=0)
+            out = keep_plain(sources.to(out.dtype), out, self.cfg.model.keep_plain)
+        return out
 
     def refit_prior(
         self, images: list[torch.Tensor], strength: float = 1.0, method: str = "posterior"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..plain import PLAIN_CHROMA
 from ..training.shard import batch_sum_scale
 
 
@@ -49,8 +50,8 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 #: chroma (max - min of R, G, B in [0, 1]) from which a pixel counts as coloured: white, grey and black pixels of
-#: photos sit below 0.05, apples and oranges above 0.3
-NEUTRAL_CHROMA = 0.2
+#: photos sit below 0.05, apples and oranges above 0.3 (gmdrit_cli.plain, which model.keep_plain uses too)
+NEUTRAL_CHROMA = PLAIN_CHROMA
 
 
 def neutral_weights(images: torch.Tensor) -> torch.Tensor:

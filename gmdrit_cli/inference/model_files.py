@@ -625,6 +625,7 @@ def export_model(
     temperature: float | None = None,
     sweep: Path | str | None = None,
     refit_by: str | None = None,
+    keep_plain: float | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
@@ -642,7 +643,10 @@ def export_model(
     (validation split held out) of ``data`` (default: the config's ``data.root``)
     (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
     ``temperature``: the export's ``model.sample_temperature``; ``sweep``: the validation sweep (``sweep.json``
-    of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it."""
+    of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it. ``keep_plain``: the
+    export's ``model.keep_plain`` (:mod:`gmdrit_cli.plain`)."""
+    if keep_plain is not None:
+        keep_plain = finite(keep_plain, "--keep-plain", positive=False, low=0.0, high=1.0, why="a share")
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
@@ -733,6 +737,8 @@ def export_model(
             f"{', EMA' if source.ema else ''}{', prior refitted' if refit_prior else ''}): a temperature is chosen "
             f"for one model; run the sweep on this model (export it first, then {sweep_command(source.cfg, 'EXPORT')})"
         )
+    if keep_plain is not None:
+        source.cfg.model.keep_plain = keep_plain
     if temperature is not None:
         source.cfg.model.sample_temperature = temperature
         source.sampling = chosen_from or {"sample_temperature": temperature, "rule": "given to gmdrit export"}

@@ -45,6 +45,7 @@ from ..config.schema import dump_config
 from ..errors import InferenceError
 from ..families.base import ModelFamily
 from ..outputs import held_folder, os_error_line, refuse_checkpoint_area, refuse_replacing
+from ..plain import keep_plain
 from .model_files import MODEL_FILE, ONNX_META_FILE, load_for_inference
 
 FORMAT = "gmdrit-onnx"
@@ -244,6 +245,7 @@ def check_against_torch(model: ModelFamily, folder: Path, sizes: list[int], seed
                 ref_z, ref_c = model.encode_reference(refs, domains)
             got_mean, got_std = _run(sessions[PRIOR_FILE], condition=condition.numpy())
             (got,) = _run(sessions[TRANSLATE_FILE], image=image.numpy(), z=z.numpy(), condition=condition.numpy())
+            got = keep_plain(image.numpy(), got, model.cfg.model.keep_plain)  # as onnx_translate composites
             got_z, got_c = _run(sessions[REFERENCE_FILE], images=refs.numpy(), domains=domains.numpy())
             for a, b in ((got_mean, mean), (got_std, std), (got, want), (got_z, ref_z), (got_c, ref_c)):
                 if a.shape != tuple(b.shape):
@@ -375,6 +377,7 @@ def _metadata(
         "nz": cfg.model.nz,
         "condition_size": condition_size,
         "sample_temperature": cfg.model.sample_temperature,
+        "keep_plain": cfg.model.keep_plain,
         "random_by_default": caps.random_by_default,
         "paired_data": caps.paired_data,
         "components_per_domain": caps.components_per_domain,

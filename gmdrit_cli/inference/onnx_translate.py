@@ -23,6 +23,7 @@ from .. import jsonfile
 from ..errors import InferenceError
 from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
 from ..outputs import output_folder
+from ..plain import keep_plain
 from .images import (
     InputFailure,
     TranslatedInput,
@@ -134,7 +135,8 @@ class OnnxModel:
         self.threads = threads
         self._sessions: dict = {}
         self.cfg = SimpleNamespace(
-            data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"]))
+            data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"])),
+            model=SimpleNamespace(keep_plain=float(self.meta.get("keep_plain", 0.0))),  # older exports: 0
         )
         self.device = "onnxruntime (CPU, no torch)"
         self.source = self  # what the CLI's header describes
@@ -245,7 +247,7 @@ class OnnxModel:
                 f"this {self.family} export cannot translate at {image.shape[-1]} px "
                 f"({str(exc).splitlines()[0][:160]}); sizes it was checked at: {sizes}"
             ) from None
-        return np.concatenate(out)
+        return keep_plain(image, np.concatenate(out), self.cfg.model.keep_plain)  # the one input broadcasts
 
 
 def _is_int(value, low: int, high: int | None = None) -> bool:
@@ -266,6 +268,9 @@ def _meta_problem(meta: dict) -> str | None:
         return f"crop {meta.get('crop')!r} is not a multiple of 4 from 16 to {MAX_WORK_SIZE}"
     if not _is_int(meta.get("nz"), 1, 1 << 16):
         return f"nz {meta.get('nz')!r} is not a positive attribute length"
+    keep = meta.get("keep_plain", 0.0)
+    if not (isinstance(keep, (int, float)) and not isinstance(keep, bool)) or not 0 <= keep <= 1:
+        return f"keep_plain {keep!r} is not a number from 0 to 1"
     temperature = meta.get("sample_temperature", 1.0)
     if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)) or not (
         0 < temperature <= MAX_TEMPERATURE
