@@ -30,6 +30,9 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="ove
 def _setup_logging() -> None:
     handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
+    # gmdrit's own INFO lines are for the user; torch's (e.g. cache statistics its exit handlers log when an
+    # import was interrupted) are not
+    logging.getLogger("torch").setLevel(logging.WARNING)
 
 
 @app.callback()

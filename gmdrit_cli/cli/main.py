@@ -254,6 +254,9 @@ def _run_app() -> int:
                 f"stopped by signal {exc.code - 128}: what was complete is kept, nothing half-written is left"
             )
             return exc.code
+        if exc.code == 130 and _CtrlC.pressed:  # typer turns a KeyboardInterrupt into a silent exit 130
+            err_console.print("interrupted")
+            return 130
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         print(exc.code, file=sys.stderr)

@@ -235,6 +235,8 @@ def read_sampling(run: Path | None) -> dict | None:
 
 def _sampling_problem(record: dict) -> str | None:
     """What in a ``sampling.json`` is not as the temperature sweep writes it, or None."""
+    if "sample_temperature" not in record:
+        return f"it has no sample_temperature (keys: {', '.join(map(str, list(record)[:5])) or 'none'})"
     value = record.get("sample_temperature")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= MAX_TEMPERATURE):
         return f"sample_temperature {value!r} is not a number above 0 and at most {MAX_TEMPERATURE:g}"
