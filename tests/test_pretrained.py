@@ -61,18 +61,21 @@ def test_the_pretrained_model_works_at_128_px_and_its_iteration_was_chosen_on_va
     assert [Image.open(p).size for p in outs] == [(128, 128)] * 2
 
 
-def test_the_pretrained_prior_was_refitted_on_training_images_and_its_setting_chosen_on_validation_images():
-    """The shipped prior's means were moved towards the encoded training attributes (never the validation or test
-    images), and the strength and temperature were chosen on the validation split among recorded candidates."""
+def test_the_pretrained_settings_were_chosen_on_validation_images_and_any_refit_on_training_images():
+    """The shipped settings (prior refit or none, keep_plain, temperature) were chosen on the validation split among
+    recorded candidates; a refitted prior was fitted on training images (never the validation or test images)."""
     meta = pretrained_metadata()
-    refit = json.loads(meta["prior_refit"])
-    assert refit["split"].startswith("train") and 0 < refit["strength"] <= 1
-    assert [c["domain"] for c in refit["components"]] == [0, 1] and all(c["images"] > 0 for c in refit["components"])
     chosen = json.loads(meta["refit_chosen"])
-    assert chosen["split"] == "val" and chosen["chosen"]["refit_strength"] == refit["strength"]
     cfg, _ = load_for_inference(None)
-    assert chosen["chosen"]["temperature"] == cfg.model.sample_temperature
+    assert chosen["split"] == "val" and chosen["chosen"]["temperature"] == cfg.model.sample_temperature
+    assert chosen["chosen"].get("keep_plain", 0) == cfg.model.keep_plain
     assert all(a >= 0.9 for a in chosen["validation"]["domain_accuracy"])
+    if not chosen["chosen"]["refit_strength"]:
+        assert "prior_refit" not in meta
+        return
+    refit = json.loads(meta["prior_refit"])
+    assert refit["split"].startswith("train") and refit["strength"] == chosen["chosen"]["refit_strength"]
+    assert [c["domain"] for c in refit["components"]] == [0, 1]
 
 
 def test_translate_without_a_model_uses_the_pretrained_one(cli, tmp_path):
