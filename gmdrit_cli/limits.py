@@ -75,6 +75,14 @@ def finite(
     return number
 
 
+def whole_number(text: str | None, digits: int = 18) -> int | None:
+    """``text`` as a whole number >= 0 when it is 1 to ``digits`` ASCII digits (a 64-bit integer at the default),
+    else None: ``str.isdigit`` also accepts '²' and 5,000-digit strings, which ``int()`` refuses with a ValueError."""
+    if not isinstance(text, str) or not 0 < len(text) <= digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 MAX_SEED = 2**32 - 1
 
 

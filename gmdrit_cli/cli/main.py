@@ -247,6 +247,7 @@ def _run_app() -> int:
     signal.signal(signal.SIGINT, _ctrl_c)
     try:
         _refuse_empty_values(sys.argv[1:])
+        _refuse_unknown_homes(sys.argv[1:])
         app()
     except SystemExit as exc:
         if isinstance(exc, _Terminated):
@@ -272,6 +273,15 @@ def _run_app() -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except RuntimeError as exc:
+        if _CtrlC.pressed:
+            err_console.print("interrupted")
+            return 130
+        if "home directory" not in str(exc):
+            raise
+        # Path.expanduser of ~NAME in a value no argument carried (a preset file, a config): the safety net
+        _error_line(exc, "a path starts with ~NAME for a user this machine does not have; write it in full")
+        return 1
     except Exception:
         if not _CtrlC.pressed:
             raise
@@ -298,17 +308,47 @@ def _refuse_empty_values(args: list[str]) -> None:
         )
 
 
+#: environment variables gmdrit reads as paths
+PATH_VARIABLES = ("GMDRIT_CACHE",)
+
+
+def _refuse_unknown_homes(args: list[str]) -> None:
+    """A path that starts with ``~NAME`` for a user this machine does not have (a typo of ``~/``, a path copied
+    from another machine) makes ``Path.expanduser`` raise deep inside a command: named here, before any work, in
+    every argument (and the value of ``--opt=VALUE`` or ``--set key=VALUE``) and the path variables."""
+    import os
+    from pathlib import Path
+
+    from ..errors import GmdritError
+
+    given = [(a, f"argument {a!r}") for a in args]
+    given += [(a.partition("=")[2], f"argument {a!r}") for a in args if "=" in a]
+    given += [(os.environ[v], f"{v}={os.environ[v]!r}") for v in PATH_VARIABLES if v in os.environ]
+    for value, where in given:
+        if not value.startswith("~") or value.startswith("~/") or value == "~":
+            continue
+        try:
+            Path(value).expanduser()
+        except RuntimeError:
+            name = value[1:].split("/", 1)[0]
+            raise GmdritError(
+                f"{where}: this machine has no user {name!r} whose home ~{name} could be; write the path in full "
+                f"(or ~/ for your own home)"
+            ) from None
+
+
 def _error_line(exc: BaseException, text: str) -> None:
     """Print ``error: text`` on stderr; under torchrun only rank 0 does (every process meets the same
     errors), unless the error is about this process alone."""
     import os
 
     from ..errors import speaks
+    from ..limits import whole_number
 
     # a process is one of a group only when both torchrun variables are set (training.distributed); a RANK left
     # in a shell by something else must not silence a plain command's errors
     rank = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
-    if not speaks(exc, int(rank) if rank.isdigit() else 0):
+    if not speaks(exc, whole_number(rank) or 0):
         return
     err_console.print(Text.assemble(("error: ", "bold red"), text), soft_wrap=True, highlight=False)
 

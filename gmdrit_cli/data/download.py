@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import GmdritError
-from ..limits import finite
+from ..limits import finite, whole_number
 from ..outputs import checkpoints_within, os_error_line, refuse_checkpoint_area, temporary_folder
 
 
@@ -238,7 +238,7 @@ def fetch(
                 start = 0  # the server ignored Range and sends the whole file: start over
             if not start:
                 length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
+                total = whole_number(length)
             if total is not None and total > max_bytes:
                 part.unlink(missing_ok=True)
                 raise DownloadError(

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..atomic import atomic_write
 from ..errors import InferenceError
-from ..limits import MAX_WORK_SIZE, bounded
+from ..limits import MAX_WORK_SIZE, bounded, whole_number
 from ..outputs import os_error_line, refuse_checkpoint_area
 
 if TYPE_CHECKING:
@@ -181,8 +181,9 @@ def resolve_domain(cfg: Config, name: str | int) -> int:
     lower = [n.lower() for n in names]
     if text.lower() in lower:
         return lower.index(text.lower())
-    if text.isdigit() and int(text) < len(names):
-        return int(text)
+    index = whole_number(text)
+    if index is not None and index < len(names):
+        return index
     close = difflib.get_close_matches(text.lower(), lower, n=1, cutoff=0.5)
     hint = f" (did you mean '{names[lower.index(close[0])]}'?)" if close else ""
     raise InferenceError(f"unknown domain '{text}'{hint}; this model's domains are: {', '.join(names)}")

@@ -31,7 +31,7 @@ from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
 from ..families.base import ModelFamily
-from ..limits import MAX_REFIT_CRITIC_IMAGES, MAX_REFIT_IMAGES, MAX_TEMPERATURE, bounded, finite
+from ..limits import MAX_REFIT_CRITIC_IMAGES, MAX_REFIT_IMAGES, MAX_TEMPERATURE, bounded, finite, whole_number
 from ..outputs import held_folder, os_error_line, output_folder, refuse_checkpoint_area, refuse_replacing
 from ..training.checkpoint import MODEL_FILE, STATE_FILE, find_checkpoint, load_network_weights, run_of_latest
 from ..training.speed import resolve_device
@@ -163,8 +163,13 @@ def resolve_model(path: Path | str | None) -> ModelSource:
             )
         cfg = load_config_file(config)
         meta = _export_metadata(weights)
-        iteration = int(meta["iteration"]) if meta.get("iteration", "").isdigit() else None
-        phase = int(meta["phase"]) if meta.get("phase", "").isdigit() else None
+        iteration, phase = whole_number(meta.get("iteration")), whole_number(meta.get("phase"))
+        for key, value in (("iteration", iteration), ("phase", phase)):
+            if key in meta and value is None:  # a number no int64 holds, or not a number: damage, not a count
+                raise CheckpointError(
+                    f"{weights} is damaged: its metadata {key} {meta[key][:20]!r}"
+                    f"{'...' if len(meta[key]) > 20 else ''} is not a whole number; export the model again"
+                )
         sampling = _json_or_none(meta.get("sample_temperature_chosen"))
         return ModelSource(given, weights, cfg, "export", iteration, sampling=sampling, phase=phase)
     if given.is_dir() and ((given / STATE_FILE).is_file() or (given / "checkpoints").is_dir()):
@@ -243,6 +248,10 @@ def _sampling_problem(record: dict) -> str | None:
     history = record.get("history", [])
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         return "history is not a list of earlier choices"
+    model = record.get("model", {})
+    chosen_for = model.get("iteration") if isinstance(model, dict) else None
+    if not isinstance(model, dict) or not (chosen_for is None or type(chosen_for) is int):
+        return "model.iteration, the checkpoint the choice was made for, is not a whole number"
     return None
 
 
@@ -682,7 +691,10 @@ def export_model(
             f"--out {out} holds an ONNX export ({ONNX_META_FILE}), which gmdrit would keep running instead of this "
             f"model; even with --force, export into a folder of its own"
         )
-    if source.weights.parent.resolve() == out.resolve():
+    reads = {source.weights.resolve(), (source.weights.parent / CONFIG_FILE).resolve()}  # links followed
+    if source.weights.parent.resolve() == out.resolve() or reads & {
+        (out / n).resolve() for n in (MODEL_FILE, CONFIG_FILE)
+    }:
         # --force replaces an earlier export, never the model being read: that would drop what the export's
         # metadata records (iteration chosen, training command, int8) for a copy of itself
         raise InferenceError(
@@ -701,8 +713,8 @@ def export_model(
             tensors = {k[len(copy) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {source.weights}: {exc}") from None
-    # an int8 export (the pretrained model) exported again: its fp32 weights, without the heads it left out
-    omitted = tuple(p for p in meta.get("omitted", "").split(",") if p) if meta.get("quantized") else ()
+    # an int8 export (the pretrained model), or an fp32 export of one, exported again: without the heads it left out
+    omitted = tuple(p for p in meta.get("omitted", "").split(",") if p)
     if meta.get("quantized"):
         from .quantize import dequantize_tensors
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from .. import atomic, jsonfile
 from ..errors import DataError, GmdritError, ReportError
+from ..limits import whole_number
 from ..outputs import latest_name, os_error_line, output_folder
 from .charts import benchmark_chart, loss_group_chart
 from .run_metrics import damaged_metric_lines, group_titles, loss_group, read_metrics, series
@@ -353,7 +354,7 @@ def translations_composite(
     grouped: dict[str, list[tuple[int, Path]]] = {}
     for png in task_folder.glob("*.png"):
         stem, _, k = png.stem.rpartition("_")
-        if stem and k.isdigit():
+        if stem and whole_number(k) is not None:
             grouped.setdefault(stem, []).append((int(k), png))
     chosen = sorted(grouped)[:inputs]
     pictures = {stem: [im for _, p in sorted(grouped[stem])[:per_input] if (im := _picture(p))] for stem in chosen}

@@ -48,6 +48,7 @@ from ..data.unpaired import Batch, domain_folders, to_image
 from ..errors import CheckpointError, ConfigError, DataError, TrainingError
 from ..families import build_model
 from ..families.base import ModelFamily
+from ..limits import whole_number
 from ..outputs import refuse_checkpoint_area
 from . import distributed
 from .checkpoint import (
@@ -383,7 +384,7 @@ class Run:
         grids = [
             p
             for p in sorted((self.run_dir / "samples").glob("iter_*.png"))
-            if p.stem.removeprefix("iter_").isdigit() and int(p.stem.removeprefix("iter_")) > self.iteration
+            if (n := whole_number(p.stem.removeprefix("iter_"))) is not None and n > self.iteration
         ]
         if not later and not grids:
             return

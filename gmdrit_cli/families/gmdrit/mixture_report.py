@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ...config.schema import Config
 from ...errors import CheckpointError, GmdritError
 from ...evaluation.metrics import write_bytes_atomic, write_json_atomic
+from ...limits import whole_number
 from ...outputs import claimed_folder
 from ...training.checkpoint import (
     STATE_FILE,
@@ -134,7 +135,7 @@ def _pick_checkpoint(run: Path, spec: Path | str | None) -> Path:
         return found[0]
     text = str(spec)
     candidates = [Path(text).expanduser(), run / "checkpoints" / text]
-    if text.isdigit():
+    if whole_number(text, 7) is not None:  # checkpoint names hold 7 digits
         candidates.append(run / "checkpoints" / checkpoint_name(int(text)))
     for folder in candidates:
         if (folder / STATE_FILE).is_file():
