@@ -227,7 +227,13 @@ def test_cli_table_options_and_checkpoint_choice(cli, tiny, tmp_path):
     shutil.copytree(base / "run", other)
     with pytest.raises(MixtureError, match="is not a checkpoint of"):
         mixture_report(MixtureOptions(run=base / "run", checkpoint=other / "checkpoints" / "iter_0000002"))
+    with pytest.raises(MixtureError, match="is the latest checkpoint of"):
+        mixture_report(MixtureOptions(run=base / "run", checkpoint=other / "checkpoints" / "latest"))
     assert not (tmp_path / "x").exists()
+    # RUN/checkpoints/latest as --checkpoint (probe 15: "no such checkpoint") is the run's newest one
+    from gmdrit_cli.families.gmdrit.mixture_report import _pick_checkpoint
+
+    assert _pick_checkpoint(base / "run", base / "run" / "checkpoints" / "latest").name == "iter_0000004"
 
 
 @pytest.mark.slow  # two trainings

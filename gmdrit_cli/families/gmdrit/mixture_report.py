@@ -128,7 +128,10 @@ def _run_folder(path: Path | str) -> Path:
 
 def _pick_checkpoint(run: Path, spec: Path | str | None) -> Path:
     """The checkpoint folder of ``--checkpoint`` (a path, a name in RUN/checkpoints, an iteration, or ``latest``)."""
-    if spec is None or str(spec) == "latest":
+    latest_of = run_of_latest(spec) if spec is not None else None  # RUN/checkpoints/latest given as a path
+    if latest_of is not None and latest_of.resolve() != run.resolve():
+        raise MixtureError(f"--checkpoint {spec} is the latest checkpoint of {latest_of}, not of {run}")
+    if spec is None or str(spec) == "latest" or latest_of is not None:
         found = find_checkpoint(run)
         if found is None:
             raise MixtureError(f"run folder {run} has no checkpoint yet; train it first (gmdrit train)")
