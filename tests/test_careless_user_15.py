@@ -203,3 +203,14 @@ def test_a_sampling_json_whose_iteration_is_not_a_whole_number_is_damaged(cli, t
     (run / "sampling.json").write_text(json.dumps(record))
     proc = _cli(cli, "translate", input_image(root), "-d", "orange", "--run", run, "-o", tmp_path / "t")
     assert_one_line_error(proc, "sampling.json is damaged", "model.iteration")
+
+
+def test_an_empty_mapping_for_a_number_is_refused_and_an_empty_section_allowed():
+    """Fixed after the probe (its misleading list): `keep_plain: {}` in an export's config.yaml was taken as the
+    default, 0, without a word (an empty mapping vanished when the config was flattened)."""
+    from gmdrit_cli.config.schema import build_config, load_config
+    from gmdrit_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.keep_plain: expected a number, got \{\}"):
+        load_config("gmdrit_128", ["model.keep_plain={}"])
+    assert build_config({"model": {}, "train": {"seed": 3}}).train.seed == 3

@@ -470,9 +470,9 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             flat.update(_flatten(v, key + "."))
-        else:
+        else:  # an empty mapping stays a value: `model: {}` is an empty section, `model.width: {}` no number
             flat[key] = v
     return flat
 
@@ -641,6 +641,8 @@ def build_config(values: dict[str, Any]) -> Config:
     failed: set[str] = set()
     sections = {k.split(".")[0] for k in keys if "." in k}
     for key, value in flat.items():
+        if key in sections and value == {}:
+            continue
         if key in sections:
             errors.append(f"{key}: a section, it takes keys (e.g. {key}.{_first_key(keys, key)}: ...), not {value!r}")
             continue
