@@ -302,7 +302,7 @@ def test_report_of_a_checkpoint_latest_or_eval_folder_reports_its_run(run_dir, t
     latest = run_dir / "checkpoints" / "latest"
     checkpoint = sorted((run_dir / "checkpoints").glob("iter_*"))[-1]
     (run_dir / "eval").mkdir(exist_ok=True)
-    result = build_report([latest, checkpoint, run_dir / "eval"], tmp_path / "report")
+    result = build_report([latest, checkpoint, run_dir / "eval", run_dir / "checkpoints"], tmp_path / "report")
     assert [r.path.resolve() for r in result.runs] == [run_dir.resolve()] and result.runs[0].metrics
     assert result.runs[0].label == run_dir.resolve().name
 

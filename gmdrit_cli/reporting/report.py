@@ -114,11 +114,11 @@ def _sample_grids(folder: Path, problems: list[str]) -> list[Path]:
 
 
 def _run_of(path: Path) -> Path:
-    """The run folder a user means by ``path``: the run of one of its checkpoints, of ``checkpoints/latest`` or of
-    its ``eval/`` folder; any other path as given."""
+    """The run folder a user means by ``path``: the run of one of its checkpoints, of ``checkpoints/latest``, of
+    ``checkpoints/`` or of its ``eval/`` folder; any other path as given."""
     from ..inference.model_files import run_folder_of
 
-    if path.name == "eval" and path.is_dir() and (path.parent / "checkpoints").is_dir():
+    if path.name in ("eval", "checkpoints") and path.is_dir() and (path.parent / "checkpoints").is_dir():
         return path.parent
     return run_folder_of(path) or path
 
