@@ -332,6 +332,7 @@ def test_under_torchrun_only_rank_0_prints_an_error(cli, monkeypatch):
     from gmdrit_cli.training.distributed import ProcessSetupError
 
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets both (RANK alone is no group: it speaks)
     proc = cli("train", "--set", "optim.lr_eg=nan", "--dry-run")
     assert proc.returncode == 1 and proc.stderr == ""
     monkeypatch.setenv("RANK", "0")
