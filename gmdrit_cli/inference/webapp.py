@@ -652,12 +652,47 @@ def check_address(host: str, port: int) -> None:
             ) from None
 
 
+class _OneLineTracebacks:
+    """Python's ``traceback`` module for Gradio's request handling, except that ``print_exc`` logs one line: Gradio
+    prints the whole traceback of every request it refuses (text in a number field, missing inputs, a path nobody
+    uploaded), so any client could fill the terminal of ``gmdrit app`` with them; the client gets its error
+    event either way."""
+
+    def __getattr__(self, name: str):
+        import traceback
+
+        return getattr(traceback, name)
+
+    @staticmethod
+    def print_exc(*args, **kwargs) -> None:
+        import logging
+        import sys
+
+        error = sys.exc_info()[1]
+        first = str(error).strip().splitlines()[0][:200] if error is not None and str(error).strip() else ""
+        logging.getLogger("gmdrit.app").warning(f"a request was refused: {type(error).__name__}: {first}")
+
+
+def _quiet_gradio_tracebacks() -> None:
+    """Give Gradio's request-handling modules :class:`_OneLineTracebacks` in place of ``traceback``."""
+    import importlib
+    import logging
+
+    for name in ("gradio.queueing", "gradio.routes", "gradio.utils", "gradio.route_utils"):
+        module = importlib.import_module(name)
+        if hasattr(module, "traceback"):
+            module.traceback = _OneLineTracebacks()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each
+
+
 def serve(app_model: AppModel, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
-    """Start the page on ``host:port``; with ``block`` False return (page, url) and leave it serving."""
+    """Start the page on ``host:port``; with ``block`` False return (page, url) and leave it serving. Blocking,
+    the folder of the page's uploads and outputs is removed when the server stops."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports from a local tool
     check_address(host, port)
+    _quiet_gradio_tracebacks()
     work_root = Path(tempfile.mkdtemp(prefix="gmdrit-app-"))
     page = build_page(app_model, work_root)
     page.queue(default_concurrency_limit=1)
@@ -674,4 +709,7 @@ def serve(app_model: AppModel, host: str = "127.0.0.1", port: int = 7860, block:
         )
     except OSError as exc:
         raise InferenceError(f"cannot serve on {host}:{port} ({exc}); choose another --port") from None
+    finally:
+        if block:  # stopped (Ctrl+C, SIGTERM) or failed to start: nothing of the page's is left in the temp folder
+            shutil.rmtree(work_root, ignore_errors=True)
     return page, f"http://{host}:{port}/"
