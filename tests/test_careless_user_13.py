@@ -53,21 +53,26 @@ def _cli(cli, *args) -> subprocess.CompletedProcess:
         return subprocess.CompletedProcess(args, 1, "", traceback.format_exc())
 
 
-def _run_with_metrics_line(tiny_gmdrit_run, tmp_path: Path, edit) -> Path:
+def _copy_of_run(tiny_gmdrit_run, tmp_path: Path) -> Path:
+    """A copy of the shared tiny run, ``tmp_path / "run"``, for a test to damage."""
     base, _ = tiny_gmdrit_run
-    run = tmp_path / "run"
-    shutil.copytree(base / "run", run)
+    return Path(shutil.copytree(base / "run", tmp_path / "run", symlinks=True))
+
+
+def _run_with_metrics_line(tiny_gmdrit_run, tmp_path: Path, edit) -> Path:
+    run = _copy_of_run(tiny_gmdrit_run, tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     lines[0] = edit(lines[0])
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return run
 
 
-def _report_leaves_out_or_says_one_line(cli, run: Path, out: Path) -> None:
+def _report_leaves_out_or_says_one_line(cli, run: Path, out: Path, damaged: str = "metrics.jsonl") -> None:
+    """`gmdrit report` of a run with a ``damaged`` file: no traceback; the damage left out, or one line naming it."""
     proc = _cli(cli, "report", run, "--out", out)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     if proc.returncode != 0:
-        assert_one_line_error(proc, "metrics.jsonl")
+        assert_one_line_error(proc, damaged)
 
 
 def test_report_of_a_metrics_line_whose_loss_no_float_holds(cli, tiny_gmdrit_run, tmp_path):
@@ -158,38 +163,29 @@ def test_an_exports_config_with_an_integer_no_float_holds(cli, tiny_gmdrit_run, 
 
 
 def _run_with_benchmark(tiny_gmdrit_run, tmp_path: Path, row: str) -> Path:
-    base, _ = tiny_gmdrit_run
-    run = tmp_path / "run"
-    shutil.copytree(base / "run", run)
+    run = _copy_of_run(tiny_gmdrit_run, tmp_path)
     (run / "benchmark.json").write_text('{"rows": [' + row + "]}")
     return run
-
-
-def _report_leaves_out_benchmark_or_says_one_line(cli, run: Path, out: Path) -> None:
-    proc = _cli(cli, "report", run, "--out", out)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
-    if proc.returncode != 0:
-        assert_one_line_error(proc, "benchmark.json")
 
 
 def test_report_of_a_benchmark_whose_median_no_float_holds(cli, tiny_gmdrit_run, tmp_path):
     """benchmark_problem's own check (_seconds: math.isfinite) raised OverflowError on a 400-digit median."""
     run = _run_with_benchmark(tiny_gmdrit_run, tmp_path, f'{{"resolution": 108, "label": "x", "median": {HUGE}}}')
-    _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
+    _report_leaves_out_or_says_one_line(cli, run, tmp_path / "report", "benchmark.json")
 
 
 def test_report_of_a_benchmark_whose_peak_memory_no_float_holds(cli, tiny_gmdrit_run, tmp_path):
     run = _run_with_benchmark(
         tiny_gmdrit_run, tmp_path, f'{{"resolution": 108, "label": "x", "median": 1.5, "peak_memory_bytes": {HUGE}}}'
     )
-    _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
+    _report_leaves_out_or_says_one_line(cli, run, tmp_path / "report", "benchmark.json")
 
 
 def test_report_of_a_benchmark_row_without_report_seconds(cli, tiny_gmdrit_run, tmp_path):
     """benchmark_problem accepts a row without report_seconds (r.get), then charts.benchmark_chart reads
     r["report_seconds"]: KeyError traceback."""
     run = _run_with_benchmark(tiny_gmdrit_run, tmp_path, '{"resolution": 108, "label": "x", "median": 1.5}')
-    _report_leaves_out_benchmark_or_says_one_line(cli, run, tmp_path / "report")
+    _report_leaves_out_or_says_one_line(cli, run, tmp_path / "report", "benchmark.json")
 
 
 def test_a_cached_domain_classifier_with_a_damaged_summary_is_retrained_or_one_line(cli, tiny_gmdrit_run, tmp_path):
@@ -309,8 +305,8 @@ def test_report_of_a_checkpoint_latest_or_eval_folder_reports_its_run(run_dir, t
 
 def test_a_val_sweep_of_a_run_that_cannot_be_written_is_refused_before_it_runs(cli, tiny_gmdrit_run, tmp_path):
     """The sweep evaluated every temperature, then failed to store its choice in the read-only run."""
-    base, root = tiny_gmdrit_run
-    run = Path(shutil.copytree(base / "run", tmp_path / "run", symlinks=True))
+    _, root = tiny_gmdrit_run
+    run = _copy_of_run(tiny_gmdrit_run, tmp_path)
     if subprocess.run(["chattr", "+i", str(run)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available here (needs root on a file system that has it)")
     try:

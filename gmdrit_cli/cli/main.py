@@ -270,23 +270,15 @@ def _run_app() -> int:
 
         _error_line(exc, os_error_line(exc, "cannot read or write a file", "choose another path"))
         return 1
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
-    except RuntimeError as exc:
-        if _CtrlC.pressed:
+    except (KeyboardInterrupt, Exception) as exc:
+        if isinstance(exc, KeyboardInterrupt) or _CtrlC.pressed:  # any exception after a Ctrl+C is its doing
             err_console.print("interrupted")
             return 130
-        if "home directory" not in str(exc):
+        if not (isinstance(exc, RuntimeError) and "home directory" in str(exc)):
             raise
         # Path.expanduser of ~NAME in a value no argument carried (a preset file, a config): the safety net
         _error_line(exc, "a path starts with ~NAME for a user this machine does not have; write it in full")
         return 1
-    except Exception:
-        if not _CtrlC.pressed:
-            raise
-        err_console.print("interrupted")
-        return 130
     return 0
 
 

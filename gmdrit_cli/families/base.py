@@ -252,7 +252,7 @@ class ModelFamily(ABC):
             content = content.expand(m, *content.shape[1:]) if n == 1 else content.repeat_interleave(m, dim=0)
         out = self.generate(content, z, condition)
         if self.cfg.model.keep_plain > 0:  # test time: the input's plain pixels kept (gmdrit_cli.plain)
-            sources = images if m == 1 else images.repeat_interleave(m, dim=0)
+            sources = images if n == 1 or m == 1 else images.repeat_interleave(m, dim=0)  # one input broadcasts
             out = keep_plain(sources.to(out.dtype), out, self.cfg.model.keep_plain)
         return out
 
