@@ -241,7 +241,7 @@ def _task_attributes(
     o, model, device = ctx.options, ctx.model, ctx.device
     m = o.samples_per_input
     if o.mode == "latent":
-        z, y = model.sample_attributes(target, n * m, None, gen, o.temperature)
+        z, y = model.draw_attributes(target, n * m, None, gen, o.temperature)
         if not model.capabilities.random_by_default:  # e.g. the VAE: z = mu, no draws
             z, _ = model.attribute_prior(y)
         return z, y

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from ..colour_gate import gated_draw
 from ..config.schema import Config
 from ..data.unpaired import Batch
 from ..plain import keep_plain
@@ -130,6 +131,10 @@ class ModelFamily(ABC):
         self.networks = nn.ModuleDict()
         #: where the weights came from (a ``model_files.ModelSource``); set by ``load_for_inference``
         self.source: Any = None
+        #: an export's colour gate by target domain (:mod:`gmdrit_cli.colour_gate`); set by ``load_for_inference``
+        self.colour_gate: dict = {}
+        #: the JSON record the gate was read from (an ONNX export copies it), or None
+        self.colour_gate_record: dict | None = None
 
     # -- training -------------------------------------------------------------------------------
 
@@ -218,6 +223,24 @@ class ModelFamily(ABC):
         """``n`` random attributes for ``domain`` from the model's prior; ``temperature`` scales the prior's
         standard deviation (1 = the prior itself); ``component`` pins a mixture component of the domain."""
 
+    def draw_attributes(
+        self,
+        domain: int,
+        n: int,
+        component: int | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> Attributes:
+        """:meth:`sample_attributes` behind the export's colour gate, if it has one for ``domain``: the draws every
+        test-time sampler (translate, eval, the app) uses."""
+        return gated_draw(
+            lambda m: self.sample_attributes(domain, m, component, generator, temperature),
+            n,
+            self.colour_gate.get(domain),
+            lambda z: z.detach().float().cpu().numpy(),
+            lambda parts: torch.cat(parts),
+        )
+
     @abstractmethod
     def encode_reference(self, images: torch.Tensor, domains: torch.Tensor | None = None) -> Attributes:
         """The attributes of reference images N x 3 x S x S of ``domains`` (N long)."""
@@ -241,7 +264,7 @@ class ModelFamily(ABC):
         ``i*M + j``. ``None``: one random attribute of ``target`` per input, drawn with ``generator``.
         """
         if attributes is None:
-            attributes = self.sample_attributes(target, images.shape[0], None, generator)
+            attributes = self.draw_attributes(target, images.shape[0], None, generator)
         z, condition = attributes
         n = images.shape[0]
         if z.shape[0] % n:

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from .. import __version__, jsonfile
 from ..atomic import atomic_write
+from ..colour_gate import gate_from_record
 from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
@@ -359,7 +360,22 @@ def load_for_inference(
     load_network_weights(source.weights, model.networks, prefix)
     model.eval_mode()
     model.source = source
+    _attach_colour_gate(model, source.weights)
     return cfg, model
+
+
+def _attach_colour_gate(model: ModelFamily, weights: Path) -> None:
+    """The colour gate an export's metadata holds (``colour_gate``), on ``model`` (:mod:`gmdrit_cli.colour_gate`)."""
+    record = _weights_info(weights)[0].get("colour_gate")
+    if record is None:
+        return
+    try:
+        model.colour_gate_record = jsonfile.loads(record)
+        model.colour_gate = gate_from_record(model.colour_gate_record, model.cfg.model.nz)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise CheckpointError(
+            f"{weights}: its colour_gate metadata is damaged ({type(exc).__name__}); export the model again"
+        ) from None
 
 
 def untrained_note(model: ModelFamily, targets: list[int]) -> str | None:
@@ -462,6 +478,7 @@ OWN_METADATA = (
     "ema_beta",
     "sample_temperature_chosen",
     "prior_refit",
+    "colour_gate",
 )
 
 #: export --refit-prior: training images per domain used by default (the first, by file name): encoded once
@@ -509,13 +526,41 @@ def _load_training_networks(model: ModelFamily, source: ModelSource, names: tupl
         model.networks[name] = net.to(model.device).eval()
 
 
+def _training_images(model: ModelFamily, root: str, limit: int, option: str) -> list[torch.Tensor]:
+    """The first ``limit`` training images (validation split held out) of each domain under ``root``, N_d x 3 x S x S
+    in [-1, 1]."""
+    from ..evaluation.metrics.images import open_images
+
+    train = open_images(root, model.cfg, "train", limit, model.capabilities.paired_data)
+    images = []
+    for d, name in enumerate(model.cfg.data.domains):
+        batches = [b for b, _ in train.batches(d, 50) if len(b)]
+        if not batches:
+            raise InferenceError(f"{option}: no readable training image of {name!r} under {root}; give --data")
+        images.append(torch.cat(batches).float().div(127.5).sub(1.0))
+    return images
+
+
+def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, share: float) -> str:
+    """The JSON ``colour_gate`` record of the model at ``path`` (:mod:`gmdrit_cli.inference.gate_fit`)."""
+    import json
+
+    from .gate_fit import GATE_TARGETS, fit_colour_gate
+
+    cfg, model = load_for_inference(path, ema=ema)
+    if not model.capabilities.random_by_default:
+        raise InferenceError(f"--colour-gate: the {cfg.model.family} family does not draw random attributes")
+    root = data or cfg.data.root
+    record = fit_colour_gate(model, _training_images(model, root, GATE_TARGETS, "--colour-gate"), share)
+    record.update(data=str(root), split="train (the validation split held out)")
+    return json.dumps(record)
+
+
 def _refit_prior(
     path: Path | str, source: ModelSource, ema: bool, data: str | None, limit: int, strength: float, method: str
 ) -> tuple[dict, str]:
     """The weights :meth:`ModelFamily.refit_prior` replaces (fp32, CPU) and the JSON record of what it did."""
     import json
-
-    from ..evaluation.metrics.images import open_images
 
     cfg, model = load_for_inference(path, ema=ema)
     model.refit_prior([], method=method)  # no images: a family (or stage) with nothing to refit refuses first
@@ -523,13 +568,7 @@ def _refit_prior(
     if extra:
         _load_training_networks(model, model.source, extra, f"--refit-by {method}")
     root = data or cfg.data.root
-    train = open_images(root, cfg, "train", limit, model.capabilities.paired_data)
-    images = []
-    for d, name in enumerate(cfg.data.domains):
-        batches = [b for b, _ in train.batches(d, 50) if len(b)]
-        if not batches:
-            raise InferenceError(f"--refit-prior: no readable training image of {name!r} under {root}; give --data")
-        images.append(torch.cat(batches).float().div(127.5).sub(1.0))
+    images = _training_images(model, root, limit, "--refit-prior")
     fitted, records = model.refit_prior(images, strength, method=method)
     record = {
         "method": method,
@@ -637,6 +676,7 @@ def export_model(
     sweep: Path | str | None = None,
     refit_by: str | None = None,
     keep_plain: float | None = None,
+    colour_gate: float | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
@@ -655,13 +695,17 @@ def export_model(
     (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
     ``temperature``: the export's ``model.sample_temperature``; ``sweep``: the validation sweep (``sweep.json``
     of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it. ``keep_plain``: the
-    export's ``model.keep_plain`` (:mod:`gmdrit_cli.plain`)."""
+    export's ``model.keep_plain`` (:mod:`gmdrit_cli.plain`). ``colour_gate``: the share of the target domains'
+    training photos whose colours the gate's region holds (:mod:`gmdrit_cli.colour_gate`), fitted on ``data``'s
+    training images; 0 leaves an earlier gate out; None keeps the source's."""
+    if colour_gate is not None:
+        colour_gate = finite(colour_gate, "--colour-gate", positive=False, low=0.0, high=1.0, why="a share")
     if keep_plain is not None:
         keep_plain = finite(keep_plain, "--keep-plain", positive=False, low=0.0, high=1.0, why="a share")
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
     chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
-    given = refit_given(data, refit_images, refit_strength, refit_by)
+    given = refit_given(None if colour_gate else data, refit_images, refit_strength, refit_by)
     if given and not refit_prior:
         raise InferenceError(f"{given} applies to --refit-prior only; add --refit-prior, or leave {given} out")
     refit_by = refit_by or "posterior"
@@ -745,6 +789,10 @@ def export_model(
             source.sampling = _chosen_before_refit(source.sampling)
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
         metadata["prior_refit"] = meta["prior_refit"]
+    if colour_gate:  # fitted on the weights as exported (a refit above changes the prior, never the map from z)
+        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, colour_gate)
+    elif colour_gate is None and "colour_gate" in meta:  # an export of a gated export keeps its gate
+        metadata["colour_gate"] = meta["colour_gate"]
     if chosen_from is not None and chosen_from.pop("fingerprint") != weights_fingerprint(tensors):
         raise InferenceError(
             f"--sweep {sweep} evaluated other weights than this export's ({source.weights}"

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .. import jsonfile
+from ..colour_gate import gate_from_record, gated_draw
 from ..errors import InferenceError
 from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
 from ..outputs import output_folder
@@ -139,6 +140,8 @@ class OnnxModel:
             model=SimpleNamespace(keep_plain=float(self.meta.get("keep_plain", 0.0))),  # older exports: 0
         )
         self.device = "onnxruntime (CPU, no torch)"
+        gate = self.meta.get("colour_gate")
+        self.colour_gate = gate_from_record(gate, int(self.meta["nz"])) if gate is not None else {}
         self.source = self  # what the CLI's header describes
         self.pretrained = False  # the ONNX copy of the pretrained model (packaged_onnx): described as that
         self.session(TRANSLATE_FILE)  # a damaged graph is found before any input is read
@@ -268,6 +271,11 @@ def _meta_problem(meta: dict) -> str | None:
         return f"crop {meta.get('crop')!r} is not a multiple of 4 from 16 to {MAX_WORK_SIZE}"
     if not _is_int(meta.get("nz"), 1, 1 << 16):
         return f"nz {meta.get('nz')!r} is not a positive attribute length"
+    if meta.get("colour_gate") is not None:
+        try:
+            gate_from_record(meta["colour_gate"], meta["nz"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return f"colour_gate is not a gate gmdrit wrote ({type(exc).__name__})"
     keep = meta.get("keep_plain", 0.0)
     if not (isinstance(keep, (int, float)) and not isinstance(keep, bool)) or not 0 <= keep <= 1:
         return f"keep_plain {keep!r} is not a number from 0 to 1"
@@ -477,7 +485,13 @@ def _random_attributes(model: OnnxModel, d: int, opts: _Sampling, seed: int) -> 
         _, condition = model.sample_attributes(d, 1, opts.component, rng, opts.temperature)
         z, _ = model.attribute_prior(condition)
         return z, condition
-    return model.sample_attributes(d, opts.samples, opts.component, rng, opts.temperature)
+    return gated_draw(
+        lambda m: model.sample_attributes(d, m, opts.component, rng, opts.temperature),
+        opts.samples,
+        model.colour_gate.get(d),
+        np.asarray,
+        np.concatenate,
+    )
 
 
 def _readable_inputs(inputs: list[str | Path], size: int, square: bool, failures: list[InputFailure], on_progress):

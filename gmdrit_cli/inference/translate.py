@@ -259,7 +259,7 @@ def _attributes(model: ModelFamily, domain: int, opts: SamplingOptions, size: in
         _, y = model.sample_attributes(domain, 1, opts.component, _generator(model, opts.seed), opts.temperature)
         z, _ = model.attribute_prior(y)
         return _Attributes(z, y, "")
-    z, y = model.sample_attributes(domain, opts.samples, opts.component, _generator(model, opts.seed), opts.temperature)
+    z, y = model.draw_attributes(domain, opts.samples, opts.component, _generator(model, opts.seed), opts.temperature)
     return _Attributes(z, y, "")
 
 
@@ -405,8 +405,8 @@ def _check_between(
 def _random_path(model: ModelFamily, target: int, component: int | None, gen: torch.Generator, steps: int) -> Endpoints:
     """Two draws from the prior of ``target`` (of ``component`` when given), their noise interpolated spherically."""
     names = model.cfg.data.domains
-    z0, y0 = model.sample_attributes(target, 1, component, gen)
-    z1, y1 = model.sample_attributes(target, 1, component, gen)
+    z0, y0 = model.draw_attributes(target, 1, component, gen)
+    z1, y1 = model.draw_attributes(target, 1, component, gen)
     z, y = _prior_path(model, [_noise_of(model, z0, y0), _noise_of(model, z1, y1)], y0, y1, steps)
     pinned = f"_component{component}" if component is not None else ""
     return Endpoints(z, y, "random attribute 1", "random attribute 2", f"to_{names[target]}_random{pinned}")
@@ -445,8 +445,8 @@ def _components_path(
         )
     if pair[0] == pair[1]:
         raise InferenceError(f"--between components: the two components are the same ({pair[0]})")
-    z0, y0 = model.sample_attributes(target, 1, pair[0], gen)
-    _, y1 = model.sample_attributes(target, 1, pair[1], gen)
+    z0, y0 = model.draw_attributes(target, 1, pair[0], gen)
+    _, y1 = model.draw_attributes(target, 1, pair[1], gen)
     z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
     start, end = (f"{names[target]} component {c}" for c in pair)
     return Endpoints(z, y, start, end, f"to_{names[target]}_components_{pair[0]}_{pair[1]}")
@@ -467,8 +467,8 @@ def _domains_path(
         raise InferenceError(f"--between domains takes two --domain values, got {len(domains)}")
     if domains[0] == domains[1]:
         raise InferenceError(f"--between domains: start and end are the same domain ('{names[domains[0]]}')")
-    z0, y0 = model.sample_attributes(domains[0], 1, component, gen)
-    _, y1 = model.sample_attributes(domains[1], 1, component, gen)
+    z0, y0 = model.draw_attributes(domains[0], 1, component, gen)
+    _, y1 = model.draw_attributes(domains[1], 1, component, gen)
     z, y = _prior_path(model, [_noise_of(model, z0, y0)], y0, y1, steps)
     return Endpoints(z, y, names[domains[0]], names[domains[1]], f"{names[domains[0]]}_to_{names[domains[1]]}")
 

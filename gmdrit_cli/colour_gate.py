@@ -1,0 +1,99 @@
+"""The colour gate (``gmdrit export --colour-gate Q``): random attributes whose translation would give the subject a
+colour the target domain's photos do not have are drawn again. Without torch, so that the ONNX path uses it too.
+
+Why: in a trained GM-DRIT model the mean colour a random attribute z paints the input's coloured pixels (the fruit)
+is close to linear in z (held-out R^2 0.8-0.96, docs/results.md); the ends of that line are the olive, pale or
+dark fruit a user would not keep. The gate stores that line, fitted at export time on training images
+(:mod:`gmdrit_cli.inference.gate_fit`), and the colours of the target domain's own training photos; a draw is kept
+when its predicted colour lies inside the region that holds the share ``Q`` of those photos (Mahalanobis distance).
+The prior, the networks and every other draw stay as they are: the gate only chooses among the prior's draws.
+
+Colours are opponent coordinates of RGB on a 0..1 scale: lightness (R+G+B)/3, red-green R-G, yellow-blue
+(R+G)/2-B, averaged over the pixels whose chroma (their length in the last two) reaches :data:`SUBJECT_CHROMA`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: chroma (0..1 RGB, opponent length) from which a pixel counts as part of the coloured subject, not the background
+SUBJECT_CHROMA = 0.15
+#: candidates drawn per round: at least this many, or 4 per attribute asked for
+ROUND_MIN = 64
+#: rounds before giving up on the region: the rest are the candidates nearest to it (a bounded, deterministic draw)
+MAX_ROUNDS = 16
+
+
+def subject_colour(images: np.ndarray, mask_from: np.ndarray | None = None) -> np.ndarray:
+    """Mean opponent colour (lightness, red-green, yellow-blue) of each image's coloured pixels: images N x 3 x S x S
+    in [-1, 1] -> N x 3. ``mask_from`` (N x 3 x S x S, default ``images``): the images whose coloured pixels are
+    averaged (for a translation: its input's, the subject it translates). An image without a coloured pixel
+    averages all of them."""
+    rgb = images * 0.5 + 0.5
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    colour = np.stack([(r + g + b) / 3, r - g, (r + g) / 2 - b], axis=1)  # N x 3 x S x S
+    m = rgb if mask_from is None else mask_from * 0.5 + 0.5
+    rg, yb = m[:, 0] - m[:, 1], (m[:, 0] + m[:, 1]) / 2 - m[:, 2]
+    weight = (np.sqrt(rg**2 + yb**2) >= SUBJECT_CHROMA).astype(np.float64)  # N x S x S
+    empty = weight.sum(axis=(1, 2)) == 0
+    weight[empty] = 1.0
+    return (colour * weight[:, None]).sum(axis=(2, 3)) / weight.sum(axis=(1, 2))[:, None]
+
+
+@dataclass
+class DomainGate:
+    """One target domain's gate: predicted colour ``[z, 1] @ weight`` ((nz + 1) x 3); kept when its squared
+    Mahalanobis distance to ``centre`` (3) under ``precision`` (3 x 3) is at most ``limit``."""
+
+    weight: np.ndarray
+    centre: np.ndarray
+    precision: np.ndarray
+    limit: float
+
+    def distances(self, z: np.ndarray) -> np.ndarray:
+        """Squared distances M of the colours z M x nz predict, from the target photos' centre."""
+        z = np.asarray(z, dtype=np.float64)
+        offset = np.concatenate([z, np.ones((len(z), 1))], axis=1) @ self.weight - self.centre
+        return np.einsum("mi,ij,mj->m", offset, self.precision, offset)
+
+
+def gate_from_record(record: dict, nz: int) -> dict[int, DomainGate]:
+    """The gates of an export's ``colour_gate`` record (``{"domains": [{"domain": d, "weight": ..., ...}]}``), by
+    target domain. Raises ValueError when the record is not one gmdrit wrote for ``nz``-dimensional attributes."""
+    gates = {}
+    for entry in record["domains"]:
+        gate = DomainGate(
+            np.asarray(entry["weight"], dtype=np.float64),
+            np.asarray(entry["centre"], dtype=np.float64),
+            np.asarray(entry["precision"], dtype=np.float64),
+            float(entry["limit"]),
+        )
+        shapes = (gate.weight.shape, gate.centre.shape, gate.precision.shape)
+        if shapes != ((nz + 1, 3), (3,), (3, 3)) or not np.isfinite(gate.weight).all() or not gate.limit > 0:
+            raise ValueError(f"colour gate of domain {entry['domain']}: shapes {shapes} for nz {nz}")
+        gates[int(entry["domain"])] = gate
+    return gates
+
+
+def gated_draw(draw, n: int, gate: DomainGate | None, to_numpy, concat):
+    """``n`` attributes ``(z, condition)`` from ``draw(m)`` (m prior draws, torch or numpy) that ``gate`` keeps,
+    in the order drawn; without a gate, ``draw(n)`` itself. Candidates are drawn in rounds until n are kept (at
+    most :data:`MAX_ROUNDS`; short, the nearest rejected ones fill in), so a seeded draw stays reproducible.
+    ``to_numpy`` turns a z into a numpy array; ``concat`` joins a list of z's or conditions."""
+    if gate is None or n == 0:
+        return draw(n)
+    size, zs, conditions, dist = max(ROUND_MIN, 4 * n), [], [], []
+    for _ in range(MAX_ROUNDS):
+        z, condition = draw(size)
+        zs.append(z)
+        conditions.append(condition)
+        dist.append(gate.distances(to_numpy(z)))
+        if sum(int((d <= gate.limit).sum()) for d in dist) >= n:
+            break
+    dist = np.concatenate(dist)
+    kept = np.flatnonzero(dist <= gate.limit)
+    rest = np.flatnonzero(dist > gate.limit)
+    order = np.concatenate([kept, rest[np.argsort(dist[rest], kind="stable")]])[:n]
+    return concat(zs)[order], concat(conditions)[order]

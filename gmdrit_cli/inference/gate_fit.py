@@ -1,0 +1,107 @@
+"""Fitting the colour gate of an export (``gmdrit export --colour-gate Q``; :mod:`gmdrit_cli.colour_gate`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..colour_gate import subject_colour
+from ..families.base import ModelFamily
+
+#: prior draws per target domain whose translations fit the line from z to colour (a fixed-seed sample)
+GATE_DRAWS = 256
+#: of which the last quarter is held out to report how well the line predicts (R^2), then all refit
+GATE_HELD_OUT = 64
+#: training images of the other domains each draw translates
+GATE_SOURCES = 16
+#: training images of the target domain whose colours make its region (the first, by file name)
+GATE_TARGETS = 128
+#: draws translated at once (each with every source image)
+GATE_BATCH_DRAWS = 8
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy().astype(np.float64)
+
+
+@torch.no_grad()
+def draw_colours(model: ModelFamily, sources: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> np.ndarray:
+    """The mean colour each draw gives the sources' coloured pixels: sources n x 3 x S x S in [-1, 1], draws z M x
+    nz and condition M x D -> M x 3 (:func:`~gmdrit_cli.colour_gate.subject_colour` over all n translations)."""
+    content, n, colours = model.encode_content(sources), sources.shape[0], []
+    mask = _numpy(sources)
+    for z_part, c_part in zip(z.split(GATE_BATCH_DRAWS), condition.split(GATE_BATCH_DRAWS)):
+        m = len(z_part)
+        out = model.generate(
+            content.repeat(m, *(1,) * (content.dim() - 1)),
+            z_part.repeat_interleave(n, 0),
+            c_part.repeat_interleave(n, 0),
+        )
+        for one in _numpy(out.clamp(-1, 1)).reshape(m, n, *out.shape[1:]):
+            per_image = subject_colour(one, mask_from=mask)  # n x 3, then the mean over the sources
+            colours.append(per_image.mean(axis=0))
+    return np.stack(colours)
+
+
+def _least_squares(z: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    design = np.concatenate([z, np.ones((len(z), 1))], axis=1)
+    return np.linalg.lstsq(design, colours, rcond=None)[0]  # (nz + 1) x 3
+
+
+def fit_domain_gate(
+    model: ModelFamily, domain: int, sources: torch.Tensor, targets: torch.Tensor, share: float
+) -> dict:
+    """The ``colour_gate`` record entry of target ``domain``: the least-squares line from z to the colour a draw
+    gives ``sources`` (training images of the other domains, n x 3 x S x S in [-1, 1]), the mean and precision of
+    the colours of ``targets`` (training images of ``domain``), and the squared distance within which ``share`` of
+    those photos lie."""
+    generator = torch.Generator().manual_seed(0)
+    z, condition = model.sample_attributes(domain, GATE_DRAWS, None, generator, 1.0)
+    colours = draw_colours(model, sources.to(model.device), z, condition)
+    zn = _numpy(z)
+    fit = GATE_DRAWS - GATE_HELD_OUT
+    held = colours[fit:] - np.concatenate([zn[fit:], np.ones((GATE_HELD_OUT, 1))], axis=1) @ _least_squares(
+        zn[:fit], colours[:fit]
+    )
+    r2 = 1 - held.var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
+    weight = _least_squares(zn, colours)
+    real = subject_colour(_numpy(targets))
+    centre = real.mean(axis=0)
+    precision = np.linalg.inv(np.cov(real.T) + 1e-6 * np.eye(3))
+    offsets = real - centre
+    limit = float(np.quantile(np.einsum("mi,ij,mj->m", offsets, precision, offsets), share))
+    predicted = np.concatenate([zn, np.ones((GATE_DRAWS, 1))], axis=1) @ weight - centre
+    accepted = float((np.einsum("mi,ij,mj->m", predicted, precision, predicted) <= limit).mean())
+    return {
+        "domain": domain,
+        "weight": weight.round(6).tolist(),
+        "centre": centre.round(6).tolist(),
+        "precision": precision.round(4).tolist(),
+        "limit": round(limit, 6),
+        "share": share,
+        "draws": GATE_DRAWS,
+        "source_images": int(sources.shape[0]),
+        "target_images": int(targets.shape[0]),
+        "held_out_r2": [round(float(r), 3) for r in r2],
+        "kept_at_temperature_1": round(accepted, 3),
+    }
+
+
+def fit_colour_gate(model: ModelFamily, images: list[torch.Tensor], share: float) -> dict:
+    """The export's ``colour_gate`` record: one entry per domain, ``images[d]`` the training images of domain d
+    (N_d x 3 x S x S in [-1, 1]); each domain's gate is fitted on the first :data:`GATE_SOURCES` images of the
+    other domains translated into it, and on all of its own."""
+    entries = []
+    for d, targets in enumerate(images):
+        sources = torch.cat([x[:GATE_SOURCES] for other, x in enumerate(images) if other != d])
+        entries.append(fit_domain_gate(model, d, sources, targets, share))
+    return {
+        "share": share,
+        "rule": (
+            f"a random attribute is kept when the mean colour its translation is predicted to give the input's "
+            f"coloured pixels (a least-squares line from z, fitted on {GATE_DRAWS} draws x {GATE_SOURCES} training "
+            f"images of the other domain) lies inside the region holding {share:g} of the target domain's training "
+            f"photos' colours; else it is drawn again"
+        ),
+        "domains": entries,
+    }
