@@ -8,8 +8,8 @@ dark fruit a user would not keep. The gate stores that line, fitted at export ti
 when its predicted colour lies inside the region that holds the share ``Q`` of those photos (Mahalanobis distance).
 The prior, the networks and every other draw stay as they are: the gate only chooses among the prior's draws.
 
-Colours are opponent coordinates of RGB on a 0..1 scale: lightness (R+G+B)/3, red-green R-G, yellow-blue
-(R+G)/2-B, averaged over the pixels whose chroma (their length in the last two) reaches :data:`SUBJECT_CHROMA`.
+Colours are :func:`gmdrit_cli.families.drit_losses.subject_colour`: opponent coordinates of RGB on a 0..1 scale
+(lightness, red-green, yellow-blue) averaged over the input's coloured pixels.
 """
 
 from __future__ import annotations
@@ -18,28 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: chroma (0..1 RGB, opponent length) from which a pixel counts as part of the coloured subject, not the background
-SUBJECT_CHROMA = 0.15
 #: candidates drawn per round: at least this many, or 4 per attribute asked for
 ROUND_MIN = 64
 #: rounds before giving up on the region: the rest are the candidates nearest to it (a bounded, deterministic draw)
 MAX_ROUNDS = 16
-
-
-def subject_colour(images: np.ndarray, mask_from: np.ndarray | None = None) -> np.ndarray:
-    """Mean opponent colour (lightness, red-green, yellow-blue) of each image's coloured pixels: images N x 3 x S x S
-    in [-1, 1] -> N x 3. ``mask_from`` (N x 3 x S x S, default ``images``): the images whose coloured pixels are
-    averaged (for a translation: its input's, the subject it translates). An image without a coloured pixel
-    averages all of them."""
-    rgb = images * 0.5 + 0.5
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    colour = np.stack([(r + g + b) / 3, r - g, (r + g) / 2 - b], axis=1)  # N x 3 x S x S
-    m = rgb if mask_from is None else mask_from * 0.5 + 0.5
-    rg, yb = m[:, 0] - m[:, 1], (m[:, 0] + m[:, 1]) / 2 - m[:, 2]
-    weight = (np.sqrt(rg**2 + yb**2) >= SUBJECT_CHROMA).astype(np.float64)  # N x S x S
-    empty = weight.sum(axis=(1, 2)) == 0
-    weight[empty] = 1.0
-    return (colour * weight[:, None]).sum(axis=(2, 3)) / weight.sum(axis=(1, 2))[:, None]
 
 
 @dataclass

@@ -13,7 +13,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import assert_one_line_error
-from gmdrit_cli.colour_gate import MAX_ROUNDS, DomainGate, gate_from_record, gated_draw, subject_colour
+from gmdrit_cli.colour_gate import MAX_ROUNDS, DomainGate, gate_from_record, gated_draw
+from gmdrit_cli.families.drit_losses import subject_colour
 from gmdrit_cli.inference.model_files import export_model, load_for_inference
 
 
@@ -31,13 +32,17 @@ def _square_on_white(colour=(210, 30, 40), size: int = 32) -> np.ndarray:
 
 
 def test_subject_colour_is_the_mean_colour_of_the_inputs_coloured_pixels():
-    red_on_white = _square_on_white()
-    assert np.allclose(subject_colour(red_on_white)[0], _opponent((210, 30, 40)))  # the white is left out
-    blue = np.full_like(red_on_white, 0.0)
+    red_on_white = torch.from_numpy(_square_on_white())
+    assert np.allclose(subject_colour(red_on_white, red_on_white)[0], _opponent((210, 30, 40)), atol=1e-6)
+    blue = torch.zeros_like(red_on_white)
     blue[:, 2] = 1.0  # a translation painting everything (0.5, 0.5, 1.0)
-    assert np.allclose(subject_colour(blue, mask_from=red_on_white)[0], _opponent((127.5, 127.5, 255)))
-    grey = np.full((1, 3, 8, 8), 0.2)  # no coloured pixel: the mean of all of them
-    assert np.allclose(subject_colour(grey)[0], _opponent((153, 153, 153)))
+    assert np.allclose(subject_colour(blue, red_on_white)[0], _opponent((127.5, 127.5, 255)), atol=1e-6)
+    grey = torch.full((1, 3, 8, 8), 0.2)  # no coloured pixel: the mean of all of them
+    assert np.allclose(subject_colour(grey, grey)[0], _opponent((153, 153, 153)), atol=1e-6)
+    blue.requires_grad_(True)
+    subject_colour(blue, red_on_white)[0, 1].backward()  # red-green: d/dR = 0.5 on each subject pixel, / count
+    assert torch.allclose(blue.grad[0, 0, 8:24, 8:24].float(), torch.full((16, 16), 0.5 / 256))
+    assert blue.grad[0, 0, :8].abs().sum() == 0  # the white background is not the subject
 
 
 def _unit_gate(limit: float = 2.37) -> DomainGate:

@@ -169,6 +169,14 @@ class LossConfig:
         "are colourless)",
         min=0,
     )
+    match_encoded_colour: float = _opt(
+        0.0,
+        "weight of the L1 between the subject colour (mean lightness, red-green, yellow-blue over the input's "
+        "coloured pixels) of each random-attribute translation and of the same input's translation with the "
+        "encoded attribute of a real target image (0 = off; against random draws that give the object a colour "
+        "no real target's attribute gives it, e.g. olive oranges)",
+        min=0,
+    )
 
 
 @dataclass

@@ -173,11 +173,23 @@ def add_diversity_terms(family, terms: dict[str, torch.Tensor], images, t: Trans
         terms["mode_seeking"] = family.cfg.loss.mode_seeking * losses.mode_seeking(
             t.fake_random, t.fake_random2, t.attr_random, t.attr_random2
         )
+    randoms = [f for f in (t.fake_random, t.fake_random2) if f is not None]
     if family.cfg.loss.keep_neutral > 0:
-        terms["keep_neutral"] = keep_neutral(
-            family, images, [f for f in (t.fake_random, t.fake_random2) if f is not None]
-        )
+        terms["keep_neutral"] = keep_neutral(family, images, randoms)
+    if family.cfg.loss.match_encoded_colour > 0:
+        terms["match_encoded_colour"] = match_encoded_colour(family, images, randoms, t.fake_encoded)
     return terms
+
+
+def match_encoded_colour(family, images: torch.Tensor, fakes: list[torch.Tensor], encoded: torch.Tensor):
+    """loss.match_encoded_colour x the mean L1 between the subject colour of each random-attribute translation in
+    ``fakes`` and that of ``encoded`` (the same inputs translated with real target images' encoded attributes, a
+    constant here), in the order of ``keep_neutral``'s ``fakes``."""
+    h = images.shape[0] // 2
+    sources = torch.cat([images[h:], images[:h]])
+    target = losses.subject_colour(encoded.detach(), sources)
+    mean = sum((losses.subject_colour(f, sources) - target).abs().mean() for f in fakes) / len(fakes)
+    return family.cfg.loss.match_encoded_colour * mean
 
 
 # -- updates ------------------------------------------------------------------------------------

@@ -73,6 +73,24 @@ def neutral_change(source: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return (weights * (fake.float() - source.float()).abs().mean(dim=1, keepdim=True)).mean()
 
 
+#: chroma (opponent red-green, yellow-blue length, RGB in [0, 1]) from which a pixel is part of the coloured subject
+SUBJECT_CHROMA = 0.15
+
+
+def subject_colour(images: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Mean opponent colour (lightness, red-green, yellow-blue; RGB in [0, 1]) of ``images`` N x 3 x S x S over
+    the coloured pixels of ``sources`` (N x 3 x S x S, both in [-1, 1]; the subject the image translates) -> N x 3,
+    differentiable in ``images``. A source without a coloured pixel averages all of them (as
+    :func:`gmdrit_cli.colour_gate.subject_colour` measures it)."""
+    rgb, src = images.float() * 0.5 + 0.5, sources.detach().float() * 0.5 + 0.5
+    r, g, b = rgb.unbind(1)
+    colour = torch.stack([(r + g + b) / 3, r - g, (r + g) / 2 - b], dim=1)
+    rg, yb = src[:, 0] - src[:, 1], (src[:, 0] + src[:, 1]) / 2 - src[:, 2]
+    mask = ((rg.square() + yb.square()).sqrt() >= SUBJECT_CHROMA).float()  # N x S x S
+    mask = torch.where(mask.flatten(1).sum(1).view(-1, 1, 1) > 0, mask, torch.ones_like(mask))
+    return (colour * mask[:, None]).flatten(2).sum(2) / mask.flatten(1).sum(1)[:, None]
+
+
 def mode_seeking(
     fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..colour_gate import subject_colour
 from ..families.base import ModelFamily
+from ..families.drit_losses import subject_colour
 
 #: prior draws per target domain whose translations fit the line from z to colour (a fixed-seed sample)
 GATE_DRAWS = 256
@@ -27,9 +27,9 @@ def _numpy(x: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def draw_colours(model: ModelFamily, sources: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> np.ndarray:
     """The mean colour each draw gives the sources' coloured pixels: sources n x 3 x S x S in [-1, 1], draws z M x
-    nz and condition M x D -> M x 3 (:func:`~gmdrit_cli.colour_gate.subject_colour` over all n translations)."""
+    nz and condition M x D -> M x 3 (:func:`~gmdrit_cli.families.drit_losses.subject_colour` over the n
+    translations)."""
     content, n, colours = model.encode_content(sources), sources.shape[0], []
-    mask = _numpy(sources)
     for z_part, c_part in zip(z.split(GATE_BATCH_DRAWS), condition.split(GATE_BATCH_DRAWS)):
         m = len(z_part)
         out = model.generate(
@@ -37,9 +37,8 @@ def draw_colours(model: ModelFamily, sources: torch.Tensor, z: torch.Tensor, con
             z_part.repeat_interleave(n, 0),
             c_part.repeat_interleave(n, 0),
         )
-        for one in _numpy(out.clamp(-1, 1)).reshape(m, n, *out.shape[1:]):
-            per_image = subject_colour(one, mask_from=mask)  # n x 3, then the mean over the sources
-            colours.append(per_image.mean(axis=0))
+        for one in out.clamp(-1, 1).split(n):
+            colours.append(_numpy(subject_colour(one, sources).mean(dim=0)))  # the mean over the sources
     return np.stack(colours)
 
 
@@ -65,7 +64,7 @@ def fit_domain_gate(
     )
     r2 = 1 - held.var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
     weight = _least_squares(zn, colours)
-    real = subject_colour(_numpy(targets))
+    real = _numpy(subject_colour(targets, targets))
     centre = real.mean(axis=0)
     precision = np.linalg.inv(np.cov(real.T) + 1e-6 * np.eye(3))
     offsets = real - centre

@@ -95,10 +95,13 @@ class ModelSource:
     sampling: dict | None = None
     #: (temperature, iteration) of a RUN/sampling.json choice made for another checkpoint's weights, not applied
     sampling_not_applied: tuple[float, int] | None = None
+    #: the share of the target's photos an export's colour gate holds (set by load_for_inference), or None
+    colour_gate: float | None = None
 
     def describe(self) -> str:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
         it += ", EMA weights" if self.ema else ""
+        it += f", colour gate {self.colour_gate:g}" if self.colour_gate is not None else ""
         if self.sampling_not_applied is not None:
             value, chosen_for = self.sampling_not_applied
             it += (
@@ -372,6 +375,7 @@ def _attach_colour_gate(model: ModelFamily, weights: Path) -> None:
     try:
         model.colour_gate_record = jsonfile.loads(record)
         model.colour_gate = gate_from_record(model.colour_gate_record, model.cfg.model.nz)
+        model.source.colour_gate = float(model.colour_gate_record.get("share", 0.0))
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise CheckpointError(
             f"{weights}: its colour_gate metadata is damaged ({type(exc).__name__}); export the model again"

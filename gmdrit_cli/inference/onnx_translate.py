@@ -199,6 +199,8 @@ class OnnxModel:
 
     def describe(self) -> str:
         it = f", iteration {self.meta['iteration']}" if self.meta.get("iteration") is not None else ""
+        gate = self.meta.get("colour_gate") or {}
+        it += f", colour gate {gate['share']:g}" if isinstance(gate.get("share"), (int, float)) else ""
         if self.pretrained:
             return (
                 f"the embedded pretrained {self.family} model {'/'.join(self.cfg.data.domains)} "
