@@ -378,7 +378,6 @@ def _metadata(
         "condition_size": condition_size,
         "sample_temperature": cfg.model.sample_temperature,
         "keep_plain": cfg.model.keep_plain,
-        "colour_gate": model.colour_gate_record,
         "random_by_default": caps.random_by_default,
         "paired_data": caps.paired_data,
         "components_per_domain": caps.components_per_domain,
@@ -393,6 +392,7 @@ def _metadata(
         "ema": bool(source.ema) if source is not None else False,
         "tolerance": TOLERANCE,
         "metadata": dict(extra_metadata or {}),
+        **({"colour_gate": model.colour_gate_record} if model.colour_gate_record is not None else {}),
     }
 
 

@@ -128,7 +128,7 @@ class ZSensitivityScores(Evaluator):
         per_input = []
         with torch.no_grad():
             for image in inputs:
-                z, y = model.draw_attributes(target, 2, None, gen, self.options.temperature)
+                z, y = model.sample_attributes(target, 2, None, gen, self.options.temperature)
                 path = (1 - t)[:, None] * z[0] + t[:, None] * z[1]  # (steps + 1) x nz
                 code = y[:1].expand(len(path), -1)
                 out = quantise(model.translate(to_float(image[None], ctx.device), target, (path, code)))
