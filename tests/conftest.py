@@ -461,3 +461,17 @@ def make_zip(files: dict[str, bytes], top: Optional[str] = None) -> bytes:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def tiny_translation_step(root: Path, overrides: list[str]):
+    """A tiny reduced_res GM-DRIT model with ``overrides`` (``key=value``) and one forward pass of a fixed random
+    batch: (model, images 2 x 3 x 32 x 32, domain code, translation)."""
+    import torch
+
+    from gmdrit_cli.config.schema import load_config
+    from gmdrit_cli.families import build_model
+
+    model = build_model(load_config("reduced_res", tiny_overrides(root, 2) + overrides), torch.device("cpu"))
+    torch.manual_seed(0)
+    images, code = torch.rand(2, 3, 32, 32) * 2 - 1, torch.eye(2)
+    return model, images, code, model.forward_pass(images, code)

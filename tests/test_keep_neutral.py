@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from conftest import tiny_overrides
 from gmdrit_cli.families.drit_losses import NEUTRAL_CHROMA, neutral_change, neutral_weights
 
 
@@ -36,17 +35,11 @@ def test_only_a_change_of_the_colourless_pixels_counts():
 
 def test_the_term_is_trained_only_when_weighted(tmp_path):
     """With loss.keep_neutral > 0 the generator step has the term (weighted) and its gradient reaches G."""
-    from conftest import make_dataset
-    from gmdrit_cli.config.schema import load_config
-    from gmdrit_cli.families import build_model
+    from conftest import make_dataset, tiny_translation_step
 
     root = make_dataset(tmp_path / "data")
     for weight in (0.0, 10.0):
-        cfg = load_config("reduced_res", tiny_overrides(root, 2) + [f"loss.keep_neutral={weight}"])
-        model = build_model(cfg, torch.device("cpu"))
-        torch.manual_seed(0)
-        images, code = torch.rand(2, 3, 32, 32) * 2 - 1, torch.eye(2)
-        t = model.forward_pass(images, code)
+        model, images, code, t = tiny_translation_step(root, [f"loss.keep_neutral={weight}"])
         terms = model.generator_alone_terms(images, code, t)
         if weight == 0:
             assert "keep_neutral" not in terms

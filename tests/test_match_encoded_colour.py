@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from conftest import make_dataset, tiny_overrides
+from conftest import make_dataset, tiny_translation_step
 from gmdrit_cli.families.drit_losses import subject_colour
 
 
 def test_the_term_is_the_weighted_colour_gap_to_the_encoded_translation_and_trains_only_the_random_ones(tmp_path):
-    from gmdrit_cli.config.schema import load_config
-    from gmdrit_cli.families import build_model
-
     root = make_dataset(tmp_path / "data")
     for weight in (0.0, 4.0):
-        cfg = load_config("reduced_res", tiny_overrides(root, 2) + [f"loss.match_encoded_colour={weight}"])
-        model = build_model(cfg, torch.device("cpu"))
-        torch.manual_seed(0)
-        images, code = torch.rand(2, 3, 32, 32) * 2 - 1, torch.eye(2)
-        t = model.forward_pass(images, code)
+        model, images, code, t = tiny_translation_step(root, [f"loss.match_encoded_colour={weight}"])
         terms = model.generator_alone_terms(images, code, t)
         if weight == 0:
             assert "match_encoded_colour" not in terms

@@ -206,6 +206,16 @@ class ModelFamily(ABC):
     def generate(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Images N x 3 x S x S in (-1, 1) from content codes, z N x nz and conditioning N x D."""
 
+    @torch.no_grad()
+    def translations_of_draws(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor, batch: int):
+        """Every draw applied to every input: content codes of n inputs, draws z M x nz and condition M x D ->
+        yields, ``batch`` draws at a time, (m, images m*n x 3 x S x S: draw 0 on each input, then draw 1, ...)."""
+        n = content.shape[0]
+        for z_part, c_part in zip(z.split(batch), condition.split(batch)):
+            m = len(z_part)
+            repeated = content.repeat(m, *(1,) * (content.dim() - 1))
+            yield m, self.generate(repeated, z_part.repeat_interleave(n, 0), c_part.repeat_interleave(n, 0))
+
     def generate_for_export(self, content: torch.Tensor, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """:meth:`generate` as a traced graph (ONNX export) can hold it: the same images, without control flow
         that depends on the data (a trace would freeze it). The default is :meth:`generate` itself."""

@@ -30,13 +30,7 @@ def draw_colours(model: ModelFamily, sources: torch.Tensor, z: torch.Tensor, con
     nz and condition M x D -> M x 3 (:func:`~gmdrit_cli.families.drit_losses.subject_colour` over the n
     translations)."""
     content, n, colours = model.encode_content(sources), sources.shape[0], []
-    for z_part, c_part in zip(z.split(GATE_BATCH_DRAWS), condition.split(GATE_BATCH_DRAWS)):
-        m = len(z_part)
-        out = model.generate(
-            content.repeat(m, *(1,) * (content.dim() - 1)),
-            z_part.repeat_interleave(n, 0),
-            c_part.repeat_interleave(n, 0),
-        )
+    for _, out in model.translations_of_draws(content, z, condition, GATE_BATCH_DRAWS):
         for one in out.clamp(-1, 1).split(n):
             colours.append(_numpy(subject_colour(one, sources).mean(dim=0)))  # the mean over the sources
     return np.stack(colours)

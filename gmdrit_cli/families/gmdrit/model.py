@@ -492,13 +492,7 @@ class GMDRIT(ModelFamily):
         if method == "colour":
             foreign = hues.foreign_bins(histograms(targets).mean(dim=0))
         n, realism, changes, off_colour = content.shape[0], [], [], []
-        for z_part, y_part in zip(z.split(CRITIC_BATCH_DRAWS), y.split(CRITIC_BATCH_DRAWS)):
-            m = len(z_part)
-            out = self.generate(
-                content.repeat(m, *(1,) * (content.dim() - 1)),
-                z_part.repeat_interleave(n, 0),
-                y_part.repeat_interleave(n, 0),
-            )
+        for m, out in self.translations_of_draws(content, z, y, CRITIC_BATCH_DRAWS):
             if method == "discriminator":
                 logits, _ = self.networks["dis_random"](out)
                 realism.append(logits.flatten(1).mean(dim=1).view(m, n).mean(dim=1))
