@@ -34,11 +34,19 @@ class DomainGate:
     precision: np.ndarray
     limit: float
 
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        """The colours M x 3 that attributes z M x nz are predicted to give."""
+        z = np.asarray(z, dtype=np.float64)
+        return np.concatenate([z, np.ones((len(z), 1))], axis=1) @ self.weight
+
+    def colour_distances(self, colours: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distances M of colours M x 3 from the target photos' centre."""
+        offset = colours - self.centre
+        return np.einsum("mi,ij,mj->m", offset, self.precision, offset)
+
     def distances(self, z: np.ndarray) -> np.ndarray:
         """Squared distances M of the colours z M x nz predict, from the target photos' centre."""
-        z = np.asarray(z, dtype=np.float64)
-        offset = np.concatenate([z, np.ones((len(z), 1))], axis=1) @ self.weight - self.centre
-        return np.einsum("mi,ij,mj->m", offset, self.precision, offset)
+        return self.colour_distances(self.predict(z))
 
 
 def gate_from_record(record: dict, nz: int) -> dict[int, DomainGate]:
@@ -66,13 +74,14 @@ def gated_draw(draw, n: int, gate: DomainGate | None, to_numpy, concat):
     ``to_numpy`` turns a z into a numpy array; ``concat`` joins a list of z's or conditions."""
     if gate is None or n == 0:
         return draw(n)
-    size, zs, conditions, dist = max(ROUND_MIN, 4 * n), [], [], []
+    size, zs, conditions, dist, kept_so_far = max(ROUND_MIN, 4 * n), [], [], [], 0
     for _ in range(MAX_ROUNDS):
         z, condition = draw(size)
         zs.append(z)
         conditions.append(condition)
         dist.append(gate.distances(to_numpy(z)))
-        if sum(int((d <= gate.limit).sum()) for d in dist) >= n:
+        kept_so_far += int((dist[-1] <= gate.limit).sum())
+        if kept_so_far >= n:
             break
     dist = np.concatenate(dist)
     kept = np.flatnonzero(dist <= gate.limit)

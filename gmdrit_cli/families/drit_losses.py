@@ -80,8 +80,8 @@ SUBJECT_CHROMA = 0.15
 def subject_colour(images: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
     """Mean opponent colour (lightness, red-green, yellow-blue; RGB in [0, 1]) of ``images`` N x 3 x S x S over
     the coloured pixels of ``sources`` (N x 3 x S x S, both in [-1, 1]; the subject the image translates) -> N x 3,
-    differentiable in ``images``. A source without a coloured pixel averages all of them (as
-    :func:`gmdrit_cli.colour_gate.subject_colour` measures it)."""
+    differentiable in ``images``. A source without a coloured pixel averages all of them. The measure of
+    ``loss.match_encoded_colour`` and of the colour gate (:mod:`gmdrit_cli.inference.gate_fit`)."""
     rgb, src = images.float() * 0.5 + 0.5, sources.detach().float() * 0.5 + 0.5
     r, g, b = rgb.unbind(1)
     colour = torch.stack([(r + g + b) / 3, r - g, (r + g) / 2 - b], dim=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..colour_gate import DomainGate
 from ..families.base import ModelFamily
 from ..families.drit_losses import subject_colour
 
@@ -51,26 +52,20 @@ def fit_domain_gate(
     generator = torch.Generator().manual_seed(0)
     z, condition = model.sample_attributes(domain, GATE_DRAWS, None, generator, 1.0)
     colours = draw_colours(model, sources.to(model.device), z, condition)
-    zn = _numpy(z)
-    fit = GATE_DRAWS - GATE_HELD_OUT
-    held = colours[fit:] - np.concatenate([zn[fit:], np.ones((GATE_HELD_OUT, 1))], axis=1) @ _least_squares(
-        zn[:fit], colours[:fit]
-    )
-    r2 = 1 - held.var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
-    weight = _least_squares(zn, colours)
+    zn, fit = _numpy(z), GATE_DRAWS - GATE_HELD_OUT
     real = _numpy(subject_colour(targets, targets))
-    centre = real.mean(axis=0)
     precision = np.linalg.inv(np.cov(real.T) + 1e-6 * np.eye(3))
-    offsets = real - centre
-    limit = float(np.quantile(np.einsum("mi,ij,mj->m", offsets, precision, offsets), share))
-    predicted = np.concatenate([zn, np.ones((GATE_DRAWS, 1))], axis=1) @ weight - centre
-    accepted = float((np.einsum("mi,ij,mj->m", predicted, precision, predicted) <= limit).mean())
+    held_out = DomainGate(_least_squares(zn[:fit], colours[:fit]), real.mean(axis=0), precision, 0.0)
+    r2 = 1 - (colours[fit:] - held_out.predict(zn[fit:])).var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
+    gate = DomainGate(_least_squares(zn, colours), held_out.centre, precision, 0.0)
+    gate.limit = float(np.quantile(gate.colour_distances(real), share))
+    accepted = float((gate.distances(zn) <= gate.limit).mean())
     return {
         "domain": domain,
-        "weight": weight.round(6).tolist(),
-        "centre": centre.round(6).tolist(),
+        "weight": gate.weight.round(6).tolist(),
+        "centre": gate.centre.round(6).tolist(),
         "precision": precision.round(4).tolist(),
-        "limit": round(limit, 6),
+        "limit": round(gate.limit, 6),
         "share": share,
         "draws": GATE_DRAWS,
         "source_images": int(sources.shape[0]),
