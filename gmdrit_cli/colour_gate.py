@@ -8,6 +8,12 @@ dark fruit a user would not keep. The gate stores that line, fitted at export ti
 when its predicted colour lies inside the region that holds the share ``Q`` of those photos (Mahalanobis distance).
 The prior, the networks and every other draw stay as they are: the gate only chooses among the prior's draws.
 
+A chroma gate (``--gate-by chroma``) keeps a draw instead when its predicted colour carries at least a threshold of
+the target's hue: the projection of its (red-green, yellow-blue) part on the direction of the mean colour that the
+target's own training images' encoded attributes give the same inputs. Why: the good draws paint the fruit more
+saturated than the photos' mean colour (leaves and shadows included), so the photos' region holds off-colour and
+good draws alike, while the off-colour draws are the ones short of the target's hue (docs/results.md).
+
 Colours are :func:`gmdrit_cli.families.drit_losses.subject_colour`: opponent coordinates of RGB on a 0..1 scale
 (lightness, red-green, yellow-blue) averaged over the input's coloured pixels.
 """
@@ -27,12 +33,15 @@ MAX_ROUNDS = 16
 @dataclass
 class DomainGate:
     """One target domain's gate: predicted colour ``[z, 1] @ weight`` ((nz + 1) x 3); kept when its squared
-    Mahalanobis distance to ``centre`` (3) under ``precision`` (3 x 3) is at most ``limit``."""
+    Mahalanobis distance to ``centre`` (3) under ``precision`` (3 x 3) is at most ``limit``. A chroma gate has a
+    ``direction`` (3, unit length, no lightness part) instead of a precision: its distance is how far the colour
+    falls short of ``centre`` along ``direction`` (negative beyond it)."""
 
     weight: np.ndarray
     centre: np.ndarray
-    precision: np.ndarray
+    precision: np.ndarray | None
     limit: float
+    direction: np.ndarray | None = None
 
     def predict(self, z: np.ndarray) -> np.ndarray:
         """The colours M x 3 that attributes z M x nz are predicted to give."""
@@ -40,8 +49,11 @@ class DomainGate:
         return np.concatenate([z, np.ones((len(z), 1))], axis=1) @ self.weight
 
     def colour_distances(self, colours: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distances M of colours M x 3 from the target photos' centre."""
+        """Squared Mahalanobis distances M of colours M x 3 from the target photos' centre; for a chroma gate, the
+        shortfall of their chroma below the centre's."""
         offset = colours - self.centre
+        if self.direction is not None:
+            return -offset @ self.direction
         return np.einsum("mi,ij,mj->m", offset, self.precision, offset)
 
     def distances(self, z: np.ndarray) -> np.ndarray:
@@ -52,19 +64,32 @@ class DomainGate:
 def gate_from_record(record: dict, nz: int) -> dict[int, DomainGate]:
     """The gates of an export's ``colour_gate`` record (``{"domains": [{"domain": d, "weight": ..., ...}]}``), by
     target domain. Raises ValueError when the record is not one gmdrit wrote for ``nz``-dimensional attributes."""
-    gates = {}
+    gates, chroma = {}, record.get("kind", "region") == "chroma"
+    if record.get("kind", "region") not in ("region", "chroma"):
+        raise ValueError(f"colour gate kind {record['kind']!r}")
     for entry in record["domains"]:
+        shape = np.asarray(entry["direction" if chroma else "precision"], dtype=np.float64)
         gate = DomainGate(
             np.asarray(entry["weight"], dtype=np.float64),
             np.asarray(entry["centre"], dtype=np.float64),
-            np.asarray(entry["precision"], dtype=np.float64),
+            None if chroma else shape,
             float(entry["limit"]),
+            shape if chroma else None,
         )
-        shapes = (gate.weight.shape, gate.centre.shape, gate.precision.shape)
-        if shapes != ((nz + 1, 3), (3,), (3, 3)) or not np.isfinite(gate.weight).all() or not gate.limit > 0:
+        shapes = (gate.weight.shape, gate.centre.shape, shape.shape)
+        limit_ok = np.isfinite(gate.limit) if chroma else gate.limit > 0  # a shortfall may be negative
+        if shapes != ((nz + 1, 3), (3,), (3,) if chroma else (3, 3)) or not np.isfinite(gate.weight).all():
             raise ValueError(f"colour gate of domain {entry['domain']}: shapes {shapes} for nz {nz}")
+        if not limit_ok:
+            raise ValueError(f"colour gate of domain {entry['domain']}: limit {gate.limit}")
         gates[int(entry["domain"])] = gate
     return gates
+
+
+def gate_name(record: dict) -> str:
+    """How a model line names the gate of a ``colour_gate`` record: ``colour gate 0.9`` or ``chroma gate 0.75``."""
+    kind = "chroma" if record.get("kind") == "chroma" else "colour"
+    return f"{kind} gate {float(record.get('share', 0.0)):g}"
 
 
 def gated_draw(draw, n: int, gate: DomainGate | None, to_numpy, concat):

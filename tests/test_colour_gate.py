@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import assert_one_line_error
-from gmdrit_cli.colour_gate import MAX_ROUNDS, DomainGate, gate_from_record, gated_draw
+from gmdrit_cli.colour_gate import MAX_ROUNDS, DomainGate, gate_from_record, gate_name, gated_draw
 from gmdrit_cli.families.drit_losses import subject_colour
 from gmdrit_cli.inference.model_files import export_model, load_for_inference
 
@@ -269,3 +269,92 @@ def test_colour_gate_user_errors_are_one_line(cli, gated, tiny_gmdrit_run, tmp_p
         "translate", image, "-d", "orange", "--checkpoint", damaged / "model.safetensors", "--out", tmp_path / "o"
     )
     assert_one_line_error(proc, "colour_gate metadata is damaged")
+
+
+# -- the chroma gate (--gate-by chroma) ------------------------------------------------------------------------------
+
+
+def _chroma_gate(limit: float = 0.2) -> DomainGate:
+    """Colour = the first three z dimensions; the target's hue along (0, 0.6, 0.8), centre chroma 0.5: kept when
+    0.6 z[1] + 0.8 z[2] >= 0.5 - limit."""
+    weight = np.zeros((9, 3))
+    weight[:3] = np.eye(3)
+    return DomainGate(weight, np.array([0.1, 0.3, 0.4]), None, limit, np.array([0.0, 0.6, 0.8]))
+
+
+def test_a_chroma_gate_keeps_the_draws_with_enough_of_the_targets_hue():
+    gate = _chroma_gate()
+    colours = np.array([[0.9, 0.3, 0.4], [0.0, 0.0, 0.0], [0.5, 0.6, 0.8], [0.0, -0.3, 0.2]])
+    # shortfall below the centre's chroma 0.5, by hand: 0, 0.5, -0.5 (beyond it), 0.5 - (-0.18 + 0.16)
+    assert np.allclose(gate.colour_distances(colours), [0.0, 0.5, -0.5, 0.52])
+    z, _ = gated_draw(_numpy_draw(np.random.default_rng(5))[0], 12, gate, np.asarray, np.concatenate)
+    candidates = np.random.default_rng(5).standard_normal((64, 8))
+    kept = candidates[0.6 * candidates[:, 1] + 0.8 * candidates[:, 2] >= 0.3]
+    assert np.array_equal(z, kept[:12])
+
+
+def test_a_chroma_record_loads_and_a_mixed_one_is_refused():
+    entry = {"domain": 0, "weight": np.zeros((9, 3)).tolist(), "centre": [0.4, 0.2, 0.1], "limit": -0.05}
+    record = {"kind": "chroma", "share": 0.75, "domains": [{**entry, "direction": [0, 0.8, 0.6]}]}
+    gate = gate_from_record(record, 8)[0]
+    assert gate.precision is None and np.allclose(gate.direction, [0, 0.8, 0.6]) and gate.limit == -0.05
+    assert gate_name(record) == "chroma gate 0.75" and gate_name({"share": 0.9}) == "colour gate 0.9"
+    for broken in (
+        {**record, "domains": [{**entry, "precision": np.eye(3).tolist()}]},  # a region's entry in a chroma gate
+        {**record, "kind": "hue"},
+        {**record, "domains": [{**entry, "direction": [0, 1, 0], "limit": float("inf")}]},
+    ):
+        with pytest.raises((KeyError, ValueError)):
+            gate_from_record(broken, 8)
+
+
+@pytest.fixture(scope="module")
+def chroma_gated(tiny_gmdrit_run, tmp_path_factory):
+    """A chroma-gated export (Q 0.5) of the tiny GM-DRIT run."""
+    base, _ = tiny_gmdrit_run
+    out = tmp_path_factory.mktemp("chroma") / "chroma"
+    export_model(base / "run", out, colour_gate=0.5, gate_by="chroma")
+    return out
+
+
+def test_the_chroma_gate_points_along_the_encoded_translations_hue_and_passes_the_share_asked_for(gated, chroma_gated):
+    from gmdrit_cli.inference.gate_fit import fit_colour_gate
+
+    plain, region_export, root = gated
+    record = _record(chroma_gated)
+    assert record["kind"] == "chroma" and record["share"] == 0.5 and "encoded attributes" in record["rule"]
+    assert [
+        np.allclose(e["weight"], r["weight"]) for e, r in zip(record["domains"], _record(region_export)["domains"])
+    ] == [True, True]  # the same line from z (same draws and sources)
+    cfg, model = load_for_inference(plain)
+    # the tiny run's encoder gives every photo nearly one attribute; spread draws stand in for its encodings
+    stand_in = {d: model.sample_attributes(d, 4, None, torch.Generator().manual_seed(9 + d), 3.0) for d in (0, 1)}
+    model.encode_reference = lambda images, domains: stand_in[int(domains[0])]
+    images = [torch.from_numpy(_training_images(cfg, root, d).transpose(0, 3, 1, 2) * 2 - 1).float() for d in (0, 1)]
+    for entry in fit_colour_gate(model, images, 0.5, "chroma")["domains"]:
+        d = entry["domain"]
+        sources = _training_images(cfg, root, 1 - d)
+        colours = []
+        for zi, yi in zip(*stand_in[d]):  # each encoded attribute translating every source, measured by hand
+            out = model.generate(model.encode_content(images[1 - d]), zi.expand(4, -1), yi.expand(4, -1))
+            colours.append(_colours_by_hand((out.clamp(-1, 1).numpy().transpose(0, 2, 3, 1) + 1) / 2, sources))
+        colours = np.array(colours).mean(axis=1)  # E x 3: the mean over the sources
+        centre = colours.mean(axis=0)
+        assert entry["encoded_images"] == 4 and np.allclose(entry["centre"], centre, atol=1e-5)
+        assert np.allclose(entry["direction"], np.r_[0, centre[1:]] / np.hypot(*centre[1:]), atol=1e-5)
+        shortfall = (centre - colours) @ np.array(entry["direction"])
+        assert np.ptp(shortfall) > 1e-3  # the stand-ins differ in hue, so the share below is a real cut
+        assert (shortfall <= entry["limit"] + 1e-6).sum() == 2  # half of the 4 encoded translations pass
+
+
+def test_the_model_line_names_a_chroma_gate_and_gate_by_errors_are_one_line(cli, chroma_gated, tiny_gmdrit_run):
+    _, model = load_for_inference(chroma_gated)
+    assert "chroma gate 0.5" in model.source.describe()
+    base, _ = tiny_gmdrit_run
+    out = chroma_gated.parent / "refused"
+    for extra, fragment in (
+        (["--gate-by", "chroma"], "give --colour-gate Q"),
+        (["--colour-gate", "0.5", "--gate-by", "hue"], "--gate-by 'hue': choose one of region, chroma"),
+    ):
+        assert_one_line_error(cli("export", base / "run", "--out", out, *extra), fragment)
+    assert not out.exists()

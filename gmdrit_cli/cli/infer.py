@@ -503,6 +503,16 @@ def export(
             show_default=False,
         ),
     ] = None,
+    gate_by: Annotated[
+        Optional[str],
+        typer.Option(
+            "--gate-by",
+            help="what --colour-gate keeps: region (colours inside the region of that share of the target's photos) "
+            "or chroma (at least as much of the target's hue as that share of the translations the target's own "
+            "training images' encoded attributes give) [default: region]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write the test-time networks (model.safetensors) and config.yaml of a run into a folder, nothing else."""
     from ..errors import InferenceError
@@ -526,12 +536,10 @@ def export(
         from .onnx import export_onnx_command
 
         refitting = refit_prior or refit_given(data, refit_images, refit_strength, refit_by)
-        if refitting or any(v is not None for v in (temperature, sweep, keep_plain, colour_gate)):
+        if refitting or any(v is not None for v in (temperature, sweep, keep_plain, colour_gate, gate_by)):
             raise InferenceError(
-                "--refit-prior, --temperature, --keep-plain and --colour-gate belong to a safetensors export; export "
-                "with them "
-                "first, then "
-                "export that folder with --format onnx"
+                "--refit-prior, --temperature, --keep-plain, --colour-gate and --gate-by belong to a safetensors "
+                "export; export with them first, then export that folder with --format onnx"
             )
 
         return export_onnx_command(run, out, int8=int8, meta=extra, no_ema=no_ema, force=force)
@@ -551,6 +559,7 @@ def export(
         refit_by=refit_by,
         keep_plain=keep_plain,
         colour_gate=colour_gate,
+        gate_by=gate_by,
     )
     console.print(f"exported {result.source.describe()}", markup=False, highlight=False, soft_wrap=True)
     console.print(

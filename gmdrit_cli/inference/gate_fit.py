@@ -1,4 +1,5 @@
-"""Fitting the colour gate of an export (``gmdrit export --colour-gate Q``; :mod:`gmdrit_cli.colour_gate`)."""
+"""Fitting the colour gate of an export (``gmdrit export --colour-gate Q [--gate-by chroma]``;
+:mod:`gmdrit_cli.colour_gate`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ GATE_HELD_OUT = 64
 GATE_SOURCES = 16
 #: training images of the target domain whose colours make its region (the first, by file name)
 GATE_TARGETS = 128
+#: target-domain training images whose encoded attributes set a chroma gate's direction and threshold
+GATE_ENCODED = 64
 #: draws translated at once (each with every source image)
 GATE_BATCH_DRAWS = 8
 
@@ -42,54 +45,90 @@ def _least_squares(z: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(design, colours, rcond=None)[0]  # (nz + 1) x 3
 
 
+def _photo_colours(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The colours N x 3 of ``targets`` (the target domain's training photos) and their precision 3 x 3."""
+    real = _numpy(subject_colour(targets, targets))
+    return real, np.linalg.inv(np.cov(real.T) + 1e-6 * np.eye(3))
+
+
+@torch.no_grad()
+def encoded_colours(model: ModelFamily, domain: int, sources: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """The colours E x 3 that the encoded attributes of the first :data:`GATE_ENCODED` ``targets`` (photos of
+    ``domain``) give ``sources``: where the model itself puts the target's hue."""
+    targets = targets[:GATE_ENCODED].to(model.device)
+    z, condition = model.encode_reference(targets, torch.full((len(targets),), domain, device=model.device))
+    return draw_colours(model, sources, z, condition)
+
+
 def fit_domain_gate(
-    model: ModelFamily, domain: int, sources: torch.Tensor, targets: torch.Tensor, share: float
+    model: ModelFamily, domain: int, sources: torch.Tensor, targets: torch.Tensor, share: float, kind: str = "region"
 ) -> dict:
     """The ``colour_gate`` record entry of target ``domain``: the least-squares line from z to the colour a draw
-    gives ``sources`` (training images of the other domains, n x 3 x S x S in [-1, 1]), the mean and precision of
-    the colours of ``targets`` (training images of ``domain``), and the squared distance within which ``share`` of
-    those photos lie."""
-    generator = torch.Generator().manual_seed(0)
+    gives ``sources`` (training images of the other domains, n x 3 x S x S in [-1, 1]) and the region of
+    ``kind``: ``region``, the mean and precision of the colours of ``targets`` (training images of ``domain``) and
+    the squared distance within which ``share`` of those photos lie; ``chroma``, the direction of the mean colour
+    the targets' encoded attributes give the sources (red-green and yellow-blue only) and the shortfall along it
+    that ``share`` of those encoded-attribute colours pass."""
+    generator, sources = torch.Generator().manual_seed(0), sources.to(model.device)
     z, condition = model.sample_attributes(domain, GATE_DRAWS, None, generator, 1.0)
-    colours = draw_colours(model, sources.to(model.device), z, condition)
+    colours = draw_colours(model, sources, z, condition)
     zn, fit = _numpy(z), GATE_DRAWS - GATE_HELD_OUT
-    real = _numpy(subject_colour(targets, targets))
-    precision = np.linalg.inv(np.cov(real.T) + 1e-6 * np.eye(3))
-    held_out = DomainGate(_least_squares(zn[:fit], colours[:fit]), real.mean(axis=0), precision, 0.0)
+    if kind == "chroma":
+        reference, precision = encoded_colours(model, domain, sources, targets), None
+        direction = np.concatenate([[0.0], reference.mean(axis=0)[1:]])
+        direction /= max(float(np.linalg.norm(direction)), 1e-12)
+    else:
+        (reference, precision), direction = _photo_colours(targets), None
+    held_out = DomainGate(_least_squares(zn[:fit], colours[:fit]), reference.mean(axis=0), precision, 0.0, direction)
     r2 = 1 - (colours[fit:] - held_out.predict(zn[fit:])).var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
-    gate = DomainGate(_least_squares(zn, colours), held_out.centre, precision, 0.0)
-    gate.limit = float(np.quantile(gate.colour_distances(real), share))
+    gate = DomainGate(_least_squares(zn, colours), held_out.centre, precision, 0.0, direction)
+    gate.limit = float(np.quantile(gate.colour_distances(reference), share))
     accepted = float((gate.distances(zn) <= gate.limit).mean())
+    region = (
+        {"direction": direction.round(6).tolist(), "encoded_images": len(reference)}
+        if kind == "chroma"
+        else {"precision": precision.round(4).tolist(), "target_images": int(targets.shape[0])}
+    )
     return {
         "domain": domain,
         "weight": gate.weight.round(6).tolist(),
         "centre": gate.centre.round(6).tolist(),
-        "precision": precision.round(4).tolist(),
+        **region,
         "limit": round(gate.limit, 6),
         "share": share,
         "draws": GATE_DRAWS,
         "source_images": int(sources.shape[0]),
-        "target_images": int(targets.shape[0]),
         "held_out_r2": [round(float(r), 3) for r in r2],
         "kept_at_temperature_1": round(accepted, 3),
     }
 
 
-def fit_colour_gate(model: ModelFamily, images: list[torch.Tensor], share: float) -> dict:
+#: what each kind of gate keeps, in the words of the export's ``colour_gate`` record
+GATE_RULES = {
+    "region": "a random attribute is kept when the mean colour its translation is predicted to give the input's "
+    "coloured pixels (a least-squares line from z, fitted on {draws} draws x {sources} training images of the other "
+    "domain) lies inside the region holding {share:g} of the target domain's training photos' colours; else it is "
+    "drawn again",
+    "chroma": "a random attribute is kept when the mean colour its translation is predicted to give the input's "
+    "coloured pixels (a least-squares line from z, fitted on {draws} draws x {sources} training images of the other "
+    "domain) carries at least as much of the target's hue (red-green and yellow-blue, along the mean colour the "
+    "target domain's training images' own encoded attributes give those images) as {share:g} of those "
+    "encoded-attribute translations; else it is drawn again",
+}
+
+
+def fit_colour_gate(model: ModelFamily, images: list[torch.Tensor], share: float, kind: str = "region") -> dict:
     """The export's ``colour_gate`` record: one entry per domain, ``images[d]`` the training images of domain d
     (N_d x 3 x S x S in [-1, 1]); each domain's gate is fitted on the first :data:`GATE_SOURCES` images of the
-    other domains translated into it, and on all of its own."""
+    other domains translated into it, and on its own (all of them for ``region``, the first
+    :data:`GATE_ENCODED` encoded for ``chroma``)."""
     entries = []
     for d, targets in enumerate(images):
         sources = torch.cat([x[:GATE_SOURCES] for other, x in enumerate(images) if other != d])
-        entries.append(fit_domain_gate(model, d, sources, targets, share))
+        entries.append(fit_domain_gate(model, d, sources, targets, share, kind))
     return {
         "share": share,
-        "rule": (
-            f"a random attribute is kept when the mean colour its translation is predicted to give the input's "
-            f"coloured pixels (a least-squares line from z, fitted on {GATE_DRAWS} draws x {GATE_SOURCES} training "
-            f"images of the other domain) lies inside the region holding {share:g} of the target domain's training "
-            f"photos' colours; else it is drawn again"
-        ),
+        "kind": kind,
+        "rule": GATE_RULES[kind].format(draws=GATE_DRAWS, sources=GATE_SOURCES, share=share),
         "domains": entries,
     }

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from .. import __version__, jsonfile
 from ..atomic import atomic_write
-from ..colour_gate import gate_from_record
+from ..colour_gate import gate_from_record, gate_name
 from ..config.schema import Config, build_config, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
@@ -95,13 +95,13 @@ class ModelSource:
     sampling: dict | None = None
     #: (temperature, iteration) of a RUN/sampling.json choice made for another checkpoint's weights, not applied
     sampling_not_applied: tuple[float, int] | None = None
-    #: the share of the target's photos an export's colour gate holds (set by load_for_inference), or None
-    colour_gate: float | None = None
+    #: how the model line names an export's colour gate, e.g. ``colour gate 0.9`` (set by load_for_inference)
+    colour_gate: str | None = None
 
     def describe(self) -> str:
         it = f", iteration {self.iteration}" if self.iteration is not None else ""
         it += ", EMA weights" if self.ema else ""
-        it += f", colour gate {self.colour_gate:g}" if self.colour_gate is not None else ""
+        it += f", {self.colour_gate}" if self.colour_gate is not None else ""
         if self.sampling_not_applied is not None:
             value, chosen_for = self.sampling_not_applied
             it += (
@@ -375,7 +375,7 @@ def _attach_colour_gate(model: ModelFamily, weights: Path) -> None:
     try:
         model.colour_gate_record = jsonfile.loads(record)
         model.colour_gate = gate_from_record(model.colour_gate_record, model.cfg.model.nz)
-        model.source.colour_gate = float(model.colour_gate_record.get("share", 0.0))
+        model.source.colour_gate = gate_name(model.colour_gate_record)
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise CheckpointError(
             f"{weights}: its colour_gate metadata is damaged ({type(exc).__name__}); export the model again"
@@ -485,6 +485,8 @@ OWN_METADATA = (
     "colour_gate",
 )
 
+#: export --gate-by: what a colour gate keeps (:mod:`gmdrit_cli.colour_gate`)
+GATE_KINDS = ("region", "chroma")
 #: export --refit-prior: training images per domain used by default (the first, by file name): encoded once
 #: each by ``--refit-by posterior``; translated by each of the prior's judged draws by ``--refit-by discriminator``
 REFIT_IMAGES = {"posterior": 400, "discriminator": 16, "neutral": 16, "colour": 16}
@@ -545,8 +547,9 @@ def _training_images(model: ModelFamily, root: str, limit: int, option: str) -> 
     return images
 
 
-def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, share: float) -> str:
-    """The JSON ``colour_gate`` record of the model at ``path`` (:mod:`gmdrit_cli.inference.gate_fit`)."""
+def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, share: float, kind: str) -> str:
+    """The JSON ``colour_gate`` record (``kind`` region or chroma) of the model at ``path``
+    (:mod:`gmdrit_cli.inference.gate_fit`)."""
     import json
 
     from .gate_fit import GATE_TARGETS, fit_colour_gate
@@ -555,7 +558,7 @@ def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, share: float
     if not model.capabilities.random_by_default:
         raise InferenceError(f"--colour-gate: the {cfg.model.family} family does not draw random attributes")
     root = data or cfg.data.root
-    record = fit_colour_gate(model, _training_images(model, root, GATE_TARGETS, "--colour-gate"), share)
+    record = fit_colour_gate(model, _training_images(model, root, GATE_TARGETS, "--colour-gate"), share, kind)
     record.update(data=str(root), split="train (the validation split held out)")
     return json.dumps(record)
 
@@ -681,6 +684,7 @@ def export_model(
     refit_by: str | None = None,
     keep_plain: float | None = None,
     colour_gate: float | None = None,
+    gate_by: str | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
 
@@ -701,9 +705,14 @@ def export_model(
     of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it. ``keep_plain``: the
     export's ``model.keep_plain`` (:mod:`gmdrit_cli.plain`). ``colour_gate``: the share of the target domains'
     training photos whose colours the gate's region holds (:mod:`gmdrit_cli.colour_gate`), fitted on ``data``'s
-    training images; 0 leaves an earlier gate out; None keeps the source's."""
+    training images; 0 leaves an earlier gate out; None keeps the source's. ``gate_by``: ``region`` (that) or
+    ``chroma`` (the share of the encoded-attribute translations whose target chroma passes the gate)."""
     if colour_gate is not None:
         colour_gate = finite(colour_gate, "--colour-gate", positive=False, low=0.0, high=1.0, why="a share")
+    if gate_by is not None and gate_by not in GATE_KINDS:
+        raise InferenceError(f"--gate-by {gate_by!r}: choose one of {', '.join(GATE_KINDS)}")
+    if gate_by is not None and not colour_gate:
+        raise InferenceError("--gate-by says how --colour-gate fits its gate: give --colour-gate Q (0 < Q <= 1) too")
     if keep_plain is not None:
         keep_plain = finite(keep_plain, "--keep-plain", positive=False, low=0.0, high=1.0, why="a share")
     if temperature is not None:
@@ -794,7 +803,7 @@ def export_model(
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
         metadata["prior_refit"] = meta["prior_refit"]
     if colour_gate:  # fitted on the weights as exported (a refit above changes the prior, never the map from z)
-        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, colour_gate)
+        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, colour_gate, gate_by or "region")
     elif colour_gate is None and "colour_gate" in meta:  # an export of a gated export keeps its gate
         metadata["colour_gate"] = meta["colour_gate"]
     if chosen_from is not None and chosen_from.pop("fingerprint") != weights_fingerprint(tensors):

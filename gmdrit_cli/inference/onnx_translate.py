@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .. import jsonfile
-from ..colour_gate import gate_from_record, gated_draw
+from ..colour_gate import gate_from_record, gate_name, gated_draw
 from ..errors import InferenceError
 from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
 from ..outputs import output_folder
@@ -200,7 +200,7 @@ class OnnxModel:
     def describe(self) -> str:
         it = f", iteration {self.meta['iteration']}" if self.meta.get("iteration") is not None else ""
         gate = self.meta.get("colour_gate") or {}
-        it += f", colour gate {gate['share']:g}" if isinstance(gate.get("share"), (int, float)) else ""
+        it += f", {gate_name(gate)}" if isinstance(gate.get("share"), (int, float)) else ""
         if self.pretrained:
             return (
                 f"the embedded pretrained {self.family} model {'/'.join(self.cfg.data.domains)} "
