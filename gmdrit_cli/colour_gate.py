@@ -12,7 +12,9 @@ A chroma gate (``--gate-by chroma``) keeps a draw instead when its predicted col
 the target's hue: the projection of its (red-green, yellow-blue) part on the direction of the mean colour that the
 target's own training images' encoded attributes give the same inputs. Why: the good draws paint the fruit more
 saturated than the photos' mean colour (leaves and shadows included), so the photos' region holds off-colour and
-good draws alike, while the off-colour draws are the ones short of the target's hue (docs/results.md).
+good draws alike, while the off-colour draws are the ones short of the target's hue (docs/results.md). A chroma
+gate may also hold a lightness band (the central share of the target photos' subject lightness): outside it the
+colour saturates towards white or black, where the line over-predicts chroma.
 
 Colours are :func:`gmdrit_cli.families.drit_losses.subject_colour`: opponent coordinates of RGB on a 0..1 scale
 (lightness, red-green, yellow-blue) averaged over the input's coloured pixels.
@@ -35,13 +37,15 @@ class DomainGate:
     """One target domain's gate: predicted colour ``[z, 1] @ weight`` ((nz + 1) x 3); kept when its squared
     Mahalanobis distance to ``centre`` (3) under ``precision`` (3 x 3) is at most ``limit``. A chroma gate has a
     ``direction`` (3, unit length, no lightness part) instead of a precision: its distance is how far the colour
-    falls short of ``centre`` along ``direction`` (negative beyond it)."""
+    falls short of ``centre`` along ``direction`` (negative beyond it); with a ``lightness`` band (low, high), a
+    colour outside it is as far as its lightness is from the band, beyond ``limit``."""
 
     weight: np.ndarray
     centre: np.ndarray
     precision: np.ndarray | None
     limit: float
     direction: np.ndarray | None = None
+    lightness: np.ndarray | None = None
 
     def predict(self, z: np.ndarray) -> np.ndarray:
         """The colours M x 3 that attributes z M x nz are predicted to give."""
@@ -53,7 +57,13 @@ class DomainGate:
         shortfall of their chroma below the centre's."""
         offset = colours - self.centre
         if self.direction is not None:
-            return -offset @ self.direction
+            shortfall = -offset @ self.direction
+            if self.lightness is None:
+                return shortfall
+            low, high = self.lightness
+            outside = np.maximum(np.maximum(low - colours[:, 0], colours[:, 0] - high), 0.0)
+            # kept (<= limit) only inside the band and short by at most limit; else ordered by the larger miss
+            return np.where(outside > 0, np.maximum(shortfall, self.limit) + outside, shortfall)
         return np.einsum("mi,ij,mj->m", offset, self.precision, offset)
 
     def distances(self, z: np.ndarray) -> np.ndarray:
@@ -69,13 +79,17 @@ def gate_from_record(record: dict, nz: int) -> dict[int, DomainGate]:
         raise ValueError(f"colour gate kind {record['kind']!r}")
     for entry in record["domains"]:
         shape = np.asarray(entry["direction" if chroma else "precision"], dtype=np.float64)
+        band = entry.get("lightness") if chroma else None
         gate = DomainGate(
             np.asarray(entry["weight"], dtype=np.float64),
             np.asarray(entry["centre"], dtype=np.float64),
             None if chroma else shape,
             float(entry["limit"]),
             shape if chroma else None,
+            None if band is None else np.asarray(band, dtype=np.float64),
         )
+        if gate.lightness is not None and (gate.lightness.shape != (2,) or not gate.lightness[0] < gate.lightness[1]):
+            raise ValueError(f"colour gate of domain {entry['domain']}: lightness band {band}")
         shapes = (gate.weight.shape, gate.centre.shape, shape.shape)
         limit_ok = np.isfinite(gate.limit) if chroma else gate.limit > 0  # a shortfall may be negative
         if shapes != ((nz + 1, 3), (3,), (3,) if chroma else (3, 3)) or not np.isfinite(gate.weight).all():

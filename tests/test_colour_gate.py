@@ -293,13 +293,26 @@ def test_a_chroma_gate_keeps_the_draws_with_enough_of_the_targets_hue():
     assert np.array_equal(z, kept[:12])
 
 
+def test_a_lightness_band_keeps_only_colours_inside_it_and_orders_the_rest_by_their_larger_miss():
+    gate = _chroma_gate()
+    gate.lightness = np.array([0.3, 0.6])
+    colours = np.array([[0.45, 0.3, 0.4], [0.9, 0.6, 0.8], [0.1, 0.3, 0.4], [0.5, 0.0, 0.0], [0.25, 0.0, 0.0]])
+    # in the band: the shortfall (0, 0.5); outside: max(shortfall, limit 0.2) + the lightness miss, by hand
+    assert np.allclose(gate.colour_distances(colours), [0.0, 0.2 + 0.3, 0.2 + 0.2, 0.5, 0.5 + 0.05])
+    kept = gate.colour_distances(colours) <= gate.limit
+    assert kept.tolist() == [True, False, False, False, False]  # the second has chroma to spare but is too light
+
+
 def test_a_chroma_record_loads_and_a_mixed_one_is_refused():
     entry = {"domain": 0, "weight": np.zeros((9, 3)).tolist(), "centre": [0.4, 0.2, 0.1], "limit": -0.05}
     record = {"kind": "chroma", "share": 0.75, "domains": [{**entry, "direction": [0, 0.8, 0.6]}]}
     gate = gate_from_record(record, 8)[0]
     assert gate.precision is None and np.allclose(gate.direction, [0, 0.8, 0.6]) and gate.limit == -0.05
     assert gate_name(record) == "chroma gate 0.75" and gate_name({"share": 0.9}) == "colour gate 0.9"
+    banded = {**record, "domains": [{**entry, "direction": [0, 0.8, 0.6], "lightness": [0.25, 0.55]}]}
+    assert np.allclose(gate_from_record(banded, 8)[0].lightness, [0.25, 0.55])
     for broken in (
+        {**record, "domains": [{**entry, "direction": [0, 0.8, 0.6], "lightness": [0.55, 0.25]}]},
         {**record, "domains": [{**entry, "precision": np.eye(3).tolist()}]},  # a region's entry in a chroma gate
         {**record, "kind": "hue"},
         {**record, "domains": [{**entry, "direction": [0, 1, 0], "limit": float("inf")}]},
@@ -345,6 +358,9 @@ def test_the_chroma_gate_points_along_the_encoded_translations_hue_and_passes_th
         shortfall = (centre - colours) @ np.array(entry["direction"])
         assert np.ptp(shortfall) > 1e-3  # the stand-ins differ in hue, so the share below is a real cut
         assert (shortfall <= entry["limit"] + 1e-6).sum() == 2  # half of the 4 encoded translations pass
+        photos = _training_images(cfg, root, d)
+        lightness = _colours_by_hand(photos, photos)[:, 0]  # the band: the central 90% of the photos' lightness
+        assert np.allclose(entry["lightness"], np.quantile(lightness, [0.05, 0.95]), atol=1e-5)
 
 
 def test_the_model_line_names_a_chroma_gate_and_gate_by_errors_are_one_line(cli, chroma_gated, tiny_gmdrit_run):

@@ -20,6 +20,8 @@ GATE_SOURCES = 16
 GATE_TARGETS = 128
 #: target-domain training images whose encoded attributes set a chroma gate's direction and threshold
 GATE_ENCODED = 64
+#: the central share of the target photos' subject lightness a chroma gate's lightness band holds
+GATE_LIGHTNESS_SHARE = 0.9
 #: draws translated at once (each with every source image)
 GATE_BATCH_DRAWS = 8
 
@@ -67,25 +69,35 @@ def fit_domain_gate(
     gives ``sources`` (training images of the other domains, n x 3 x S x S in [-1, 1]) and the region of
     ``kind``: ``region``, the mean and precision of the colours of ``targets`` (training images of ``domain``) and
     the squared distance within which ``share`` of those photos lie; ``chroma``, the direction of the mean colour
-    the targets' encoded attributes give the sources (red-green and yellow-blue only) and the shortfall along it
-    that ``share`` of those encoded-attribute colours pass."""
+    the targets' encoded attributes give the sources (red-green and yellow-blue only), the shortfall along it
+    that ``share`` of those encoded-attribute colours pass, and the band holding the central
+    :data:`GATE_LIGHTNESS_SHARE` of the targets' lightness."""
     generator, sources = torch.Generator().manual_seed(0), sources.to(model.device)
     z, condition = model.sample_attributes(domain, GATE_DRAWS, None, generator, 1.0)
     colours = draw_colours(model, sources, z, condition)
     zn, fit = _numpy(z), GATE_DRAWS - GATE_HELD_OUT
+    band = None
     if kind == "chroma":
         reference, precision = encoded_colours(model, domain, sources, targets), None
         direction = np.concatenate([[0.0], reference.mean(axis=0)[1:]])
         direction /= max(float(np.linalg.norm(direction)), 1e-12)
+        tail = (1 - GATE_LIGHTNESS_SHARE) / 2
+        band = np.quantile(_photo_colours(targets)[0][:, 0], [tail, 1 - tail])
     else:
         (reference, precision), direction = _photo_colours(targets), None
     held_out = DomainGate(_least_squares(zn[:fit], colours[:fit]), reference.mean(axis=0), precision, 0.0, direction)
     r2 = 1 - (colours[fit:] - held_out.predict(zn[fit:])).var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
     gate = DomainGate(_least_squares(zn, colours), held_out.centre, precision, 0.0, direction)
-    gate.limit = float(np.quantile(gate.colour_distances(reference), share))
+    gate.limit = float(np.quantile(gate.colour_distances(reference), share))  # the band is set after: chroma alone
+    gate.lightness = band
     accepted = float((gate.distances(zn) <= gate.limit).mean())
     region = (
-        {"direction": direction.round(6).tolist(), "encoded_images": len(reference)}
+        {
+            "direction": direction.round(6).tolist(),
+            "encoded_images": len(reference),
+            "lightness": band.round(6).tolist(),
+            "target_images": int(targets.shape[0]),
+        }
         if kind == "chroma"
         else {"precision": precision.round(4).tolist(), "target_images": int(targets.shape[0])}
     )
@@ -113,15 +125,16 @@ GATE_RULES = {
     "coloured pixels (a least-squares line from z, fitted on {draws} draws x {sources} training images of the other "
     "domain) carries at least as much of the target's hue (red-green and yellow-blue, along the mean colour the "
     "target domain's training images' own encoded attributes give those images) as {share:g} of those "
-    "encoded-attribute translations; else it is drawn again",
+    "encoded-attribute translations, and its lightness lies within the central {band:g} of the target domain's "
+    "training photos' lightness; else it is drawn again",
 }
 
 
 def fit_colour_gate(model: ModelFamily, images: list[torch.Tensor], share: float, kind: str = "region") -> dict:
     """The export's ``colour_gate`` record: one entry per domain, ``images[d]`` the training images of domain d
     (N_d x 3 x S x S in [-1, 1]); each domain's gate is fitted on the first :data:`GATE_SOURCES` images of the
-    other domains translated into it, and on its own (all of them for ``region``, the first
-    :data:`GATE_ENCODED` encoded for ``chroma``)."""
+    other domains translated into it, and on its own (all of them for ``region`` and for a chroma gate's lightness
+    band, the first :data:`GATE_ENCODED` encoded for its hue)."""
     entries = []
     for d, targets in enumerate(images):
         sources = torch.cat([x[:GATE_SOURCES] for other, x in enumerate(images) if other != d])
@@ -129,6 +142,6 @@ def fit_colour_gate(model: ModelFamily, images: list[torch.Tensor], share: float
     return {
         "share": share,
         "kind": kind,
-        "rule": GATE_RULES[kind].format(draws=GATE_DRAWS, sources=GATE_SOURCES, share=share),
+        "rule": GATE_RULES[kind].format(draws=GATE_DRAWS, sources=GATE_SOURCES, share=share, band=GATE_LIGHTNESS_SHARE),
         "domains": entries,
     }
