@@ -62,6 +62,19 @@ def encoded_colours(model: ModelFamily, domain: int, sources: torch.Tensor, targ
     return draw_colours(model, sources, z, condition)
 
 
+def _chroma_reference(
+    model: ModelFamily, domain: int, sources: torch.Tensor, targets: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chroma gate's reference colours (:func:`encoded_colours`, E x 3), its direction (3: their mean's red-green
+    and yellow-blue, unit length) and its lightness band (2: the central :data:`GATE_LIGHTNESS_SHARE` of the
+    ``targets`` photos' own lightness)."""
+    reference = encoded_colours(model, domain, sources, targets)
+    direction = np.concatenate([[0.0], reference.mean(axis=0)[1:]])
+    direction /= max(float(np.linalg.norm(direction)), 1e-12)
+    tail = (1 - GATE_LIGHTNESS_SHARE) / 2
+    return reference, direction, np.quantile(_photo_colours(targets)[0][:, 0], [tail, 1 - tail])
+
+
 def fit_domain_gate(
     model: ModelFamily, domain: int, sources: torch.Tensor, targets: torch.Tensor, share: float, kind: str = "region"
 ) -> dict:
@@ -76,15 +89,10 @@ def fit_domain_gate(
     z, condition = model.sample_attributes(domain, GATE_DRAWS, None, generator, 1.0)
     colours = draw_colours(model, sources, z, condition)
     zn, fit = _numpy(z), GATE_DRAWS - GATE_HELD_OUT
-    band = None
     if kind == "chroma":
-        reference, precision = encoded_colours(model, domain, sources, targets), None
-        direction = np.concatenate([[0.0], reference.mean(axis=0)[1:]])
-        direction /= max(float(np.linalg.norm(direction)), 1e-12)
-        tail = (1 - GATE_LIGHTNESS_SHARE) / 2
-        band = np.quantile(_photo_colours(targets)[0][:, 0], [tail, 1 - tail])
+        (reference, direction, band), precision = _chroma_reference(model, domain, sources, targets), None
     else:
-        (reference, precision), direction = _photo_colours(targets), None
+        (reference, precision), direction, band = _photo_colours(targets), None, None
     held_out = DomainGate(_least_squares(zn[:fit], colours[:fit]), reference.mean(axis=0), precision, 0.0, direction)
     r2 = 1 - (colours[fit:] - held_out.predict(zn[fit:])).var(axis=0) / colours[fit:].var(axis=0).clip(min=1e-12)
     gate = DomainGate(_least_squares(zn, colours), held_out.centre, precision, 0.0, direction)
