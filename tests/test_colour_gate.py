@@ -374,3 +374,43 @@ def test_the_model_line_names_a_chroma_gate_and_gate_by_errors_are_one_line(cli,
     ):
         assert_one_line_error(cli("export", base / "run", "--out", out, *extra), fragment)
     assert not out.exists()
+
+
+@pytest.fixture()
+def crafted_chroma(gated, tmp_path):
+    """The gated export with its gate replaced by :func:`_chroma_gate`'s with a lightness band on z[0]: kept when
+    0.6 z[1] + 0.8 z[2] >= 0.3 and -1 <= z[0] <= 1."""
+    _, export, _ = gated
+    folder = tmp_path / "crafted_chroma"
+    folder.mkdir()
+    meta = safe_open(str(export / "model.safetensors"), "pt").metadata()
+    gate = _chroma_gate()
+    entry = {"weight": gate.weight.tolist(), "centre": gate.centre.tolist(), "direction": gate.direction.tolist()}
+    entry.update(limit=gate.limit, lightness=[-1.0, 1.0])
+    domains = [{"domain": d, **entry} for d in (0, 1)]
+    meta["colour_gate"] = json.dumps({"kind": "chroma", "share": 0.5, "domains": domains})
+    save_file(load_file(export / "model.safetensors"), str(folder / "model.safetensors"), metadata=meta)
+    (folder / "config.yaml").write_text((export / "config.yaml").read_text())
+    return folder
+
+
+def _inside_chroma(z) -> bool:
+    z = np.asarray(z, dtype=np.float64)
+    return bool(((0.6 * z[:, 1] + 0.8 * z[:, 2] >= 0.3 - 1e-9) & (np.abs(z[:, 0]) <= 1)).all())
+
+
+def test_torch_and_onnx_samplers_keep_to_a_chroma_gate(cli, crafted_chroma, tmp_path):
+    _, model = load_for_inference(crafted_chroma)
+    assert "chroma gate 0.5" in model.source.describe()
+    free, _ = model.sample_attributes(1, 40, None, torch.Generator().manual_seed(2), 1.0)
+    assert not _inside_chroma(free)
+    assert _inside_chroma(model.draw_attributes(1, 40, None, torch.Generator().manual_seed(2), 1.0)[0])
+    pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'gmdrit[onnx]'")
+    from gmdrit_cli.inference.onnx_translate import OnnxModel, _random_attributes, _sampling
+
+    proc = cli("export", crafted_chroma, "--format", "onnx", "--out", tmp_path / "onnx")
+    assert proc.returncode == 0, proc.stderr
+    onnx_model = OnnxModel(tmp_path / "onnx")
+    assert "chroma gate 0.5" in onnx_model.describe()
+    z, _ = _random_attributes(onnx_model, 0, _sampling(onnx_model, 30, None, None, None), seed=0)
+    assert z.shape[0] == 30 and _inside_chroma(z)
