@@ -509,7 +509,8 @@ def export(
             "--gate-by",
             help="what --colour-gate keeps: region (colours inside the region of that share of the target's photos) "
             "or chroma (at least as much of the target's hue as that share of the translations the target's own "
-            "training images' encoded attributes give) [default: region]",
+            "training images' encoded attributes give, inside the central 90% of the photos' lightness; about 10 "
+            "minutes at 128 px on 2 cores) [default: region]",
             show_default=False,
         ),
     ] = None,
