@@ -101,9 +101,13 @@ def gate_from_record(record: dict, nz: int) -> dict[int, DomainGate]:
 
 
 def gate_name(record: dict) -> str:
-    """How a model line names the gate of a ``colour_gate`` record: ``colour gate 0.9`` or ``chroma gate 0.75``."""
+    """How a model line names the gate of a ``colour_gate`` record: ``colour gate 0.9``, ``chroma gate 0.75``,
+    or with a share per domain ``chroma gate orange 0.75, apple 0.5``."""
     kind = "chroma" if record.get("kind") == "chroma" else "colour"
-    return f"{kind} gate {float(record.get('share', 0.0)):g}"
+    share = record.get("share", 0.0)
+    if isinstance(share, dict):
+        return f"{kind} gate " + ", ".join(f"{name} {float(q):g}" for name, q in share.items())
+    return f"{kind} gate {float(share):g}"
 
 
 def gated_draw(draw, n: int, gate: DomainGate | None, to_numpy, concat):

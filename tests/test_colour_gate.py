@@ -218,8 +218,9 @@ def test_every_torch_sampler_keeps_to_an_exports_gate(crafted):
         assert _inside(model.draw_attributes(d, 40, None, torch.Generator().manual_seed(d), 1.0)[0])
     translated = _attributes(model, 1, SamplingOptions(12, True, None, 1.0, [], 5), 32)
     assert translated.z.shape[0] == 12 and _inside(translated.z)
-    options = SimpleNamespace(mode="latent", samples_per_input=3, temperature=1.0)
-    z, _ = _task_attributes(SimpleNamespace(options=options, model=model, device="cpu"), 0, 5, torch.Generator(), None)
+    options = SimpleNamespace(mode="latent", samples_per_input=3, temperature=1.0, temperature_by_domain=None)
+    ctx = SimpleNamespace(options=options, model=model, device="cpu", domains=model.cfg.data.domains)
+    z, _ = _task_attributes(ctx, 0, 5, torch.Generator(), None)
     assert z.shape[0] == 15 and _inside(z)
 
 
@@ -344,7 +345,7 @@ def test_the_chroma_gate_points_along_the_encoded_translations_hue_and_passes_th
     stand_in = {d: model.sample_attributes(d, 4, None, torch.Generator().manual_seed(9 + d), 3.0) for d in (0, 1)}
     model.encode_reference = lambda images, domains: stand_in[int(domains[0])]
     images = [torch.from_numpy(_training_images(cfg, root, d).transpose(0, 3, 1, 2) * 2 - 1).float() for d in (0, 1)]
-    for entry in fit_colour_gate(model, images, 0.5, "chroma")["domains"]:
+    for entry in fit_colour_gate(model, images, {0: 0.5, 1: 0.5}, "chroma", cfg.data.domains)["domains"]:
         d = entry["domain"]
         sources = _training_images(cfg, root, 1 - d)
         colours = []
@@ -414,3 +415,29 @@ def test_torch_and_onnx_samplers_keep_to_a_chroma_gate(cli, crafted_chroma, tmp_
     assert "chroma gate 0.5" in onnx_model.describe()
     z, _ = _random_attributes(onnx_model, 0, _sampling(onnx_model, 30, None, None, None), seed=0)
     assert z.shape[0] == 30 and _inside_chroma(z)
+
+
+def test_a_share_per_domain_gates_those_domains_alone_each_as_its_own_export_would(cli, chroma_gated, tiny_gmdrit_run):
+    base, _ = tiny_gmdrit_run
+    one = chroma_gated.parent / "orange_only"
+    export_model(base / "run", one, colour_gate="orange=0.5", gate_by="chroma")
+    record, both = _record(one), _record(chroma_gated)
+    assert record["share"] == {"orange": 0.5} and [e["domain"] for e in record["domains"]] == [1]
+    assert record["domains"][0] == both["domains"][1]  # the same fit as the gate of Q 0.5 for every domain
+    _, model = load_for_inference(one)
+    assert set(model.colour_gate) == {1} and "chroma gate orange 0.5" in model.source.describe()
+    free = model.sample_attributes(0, 20, None, torch.Generator().manual_seed(4), 1.0)[0]
+    assert torch.equal(model.draw_attributes(0, 20, None, torch.Generator().manual_seed(4), 1.0)[0], free)
+    out = chroma_gated.parent / "refused_by_domain"
+    for given, fragment in (
+        ("pear=0.5", "'pear' is not a domain of this model (apple, orange)"),
+        ("orange=1.5", "orange=1.5: give a number above 0 and at most 1"),
+        ("orange=0.5,orange=0.7", "domain 'orange' is given twice"),
+        ("orange:0.5", "--colour-gate 'orange:0.5': give a number, or one per domain"),
+    ):
+        proc = cli("export", base / "run", "--out", out, "--colour-gate", given, "--gate-by", "chroma")
+        assert_one_line_error(proc, fragment)
+    assert not out.exists()
+    assert (
+        gate_name({"kind": "chroma", "share": {"orange": 0.75, "apple": 0.5}}) == "chroma gate orange 0.75, apple 0.5"
+    )

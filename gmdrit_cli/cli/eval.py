@@ -40,7 +40,9 @@ def _columns(metrics: list[str]) -> list:
 
 
 def _temperature(settings: dict) -> str:
-    t = settings.get("temperature", 1.0)
+    t, own = settings.get("temperature", 1.0), settings.get("temperature_by_domain")
+    if own:  # the model's defaults differ by target domain
+        return " at temperature " + ", ".join(f"{name} {value:g}" for name, value in own.items()) + f" (else {t:g})"
     return f" at temperature {t:g}" if t != 1.0 else ""
 
 

@@ -148,6 +148,15 @@ def _temperature_note(given: float | None, default: float) -> str:
     return f" at temperature {used:g}" + (" (the model's default)" if given is None else "")
 
 
+def _default_temperature(cfg, domain: str) -> float:
+    """The model's default temperature into ``domain`` (a name; one it does not have: its overall default, the
+    core refuses the name)."""
+    from ..config.schema import temperature_of
+
+    names = list(cfg.data.domains)
+    return temperature_of(cfg, names.index(domain)) if domain in names else cfg.model.sample_temperature
+
+
 def _header(model, seed: int, size: int, what: str, engine: str = "") -> str:
     """The first line of translate / interpolate; ``engine``: said after the device (" with torch")."""
     source = model.source
@@ -292,7 +301,7 @@ def translate(
         if samples is None and not model.capabilities.random_by_default
         else f"{samples or 5} random attribute(s)"
         + (f" of component {component}" if component is not None else "")
-        + _temperature_note(temperature, cfg.model.sample_temperature)
+        + _temperature_note(temperature, _default_temperature(cfg, domain))
     )
     progress, update = _progress(_header(model, seed, size or cfg.data.crop, mode, " with torch"), inputs)
     with progress:
@@ -473,16 +482,20 @@ def export(
         ),
     ] = None,
     temperature: Annotated[
-        Optional[float],
+        Optional[str],
         typer.Option(
             "--temperature",
-            help="the export's model.sample_temperature, e.g. one chosen on the validation split [default: the run's]",
+            help="the export's model.sample_temperature, e.g. one chosen on the validation split; or one per target "
+            "domain, DOMAIN=T,DOMAIN=T (model.sample_temperature_by_domain) [default: the run's]",
             show_default=False,
         ),
     ] = None,
     sweep: Annotated[
         Optional[Path],
-        typer.Option("--sweep", help="the validation sweep's sweep.json --temperature was chosen from (recorded)"),
+        typer.Option(
+            "--sweep",
+            help="the validation sweep's sweep.json --temperature was chosen from (each value one of its rows)",
+        ),
     ] = None,
     keep_plain: Annotated[
         Optional[float],
@@ -494,12 +507,13 @@ def export(
         ),
     ] = None,
     colour_gate: Annotated[
-        Optional[float],
+        Optional[str],
         typer.Option(
             "--colour-gate",
             help="redraw random attributes whose translation would give the subject a colour outside the region "
-            "holding this share of the target's training photos (0 < Q <= 1; fitted on --data's training images, "
-            "4 to 6 minutes at 128 px on 2 cores; 0 removes a gate) [default: the source's gate, if any]",
+            "holding this share of the target's training photos (0 < Q <= 1; or one per target domain, "
+            "DOMAIN=Q,DOMAIN=Q, the others ungated; fitted on --data's training images, 4 to 6 minutes at 128 px on "
+            "2 cores; 0 removes a gate) [default: the source's gate, if any]",
             show_default=False,
         ),
     ] = None,

@@ -12,7 +12,7 @@ from typing import Optional
 
 from ..errors import InferenceError
 from .app import console
-from .infer import _header, _progress, _report_failures, _seed, _table, _temperature_note
+from .infer import _default_temperature, _header, _progress, _report_failures, _seed, _table, _temperature_note
 
 
 def translate_onnx(
@@ -62,7 +62,7 @@ def translate_onnx(
         if samples is None and not model.meta.get("random_by_default", True)
         else f"{samples or 5} random attribute(s)"
         + (f" of component {component}" if component is not None else "")
-        + _temperature_note(temperature, model.meta.get("sample_temperature", 1.0))
+        + _temperature_note(temperature, _default_temperature(model.cfg, domain))
     )
     progress, update = _progress(_header(model, seed, size or model.cfg.data.crop, mode), inputs)
     with progress:

@@ -135,6 +135,12 @@ class ModelConfig:
         min_exclusive=True,
         max=100.0,  # limits.MAX_TEMPERATURE, the bound of --temperature, which this is the default of
     )
+    sample_temperature_by_domain: str = _opt(
+        "",
+        "test time only: a temperature per target domain that replaces sample_temperature for that domain's "
+        "random attributes, as DOMAIN=T,DOMAIN=T (e.g. orange=1.8,apple=1.5; empty = sample_temperature for "
+        "every domain); for a model whose directions are best sampled differently",
+    )
     keep_plain: float = _opt(
         0.0,
         "test time only: how much of its input's white, grey and black pixels each translation keeps "
@@ -585,6 +591,44 @@ def parse_duration(text: str) -> float | None:
     return seconds
 
 
+#: the range of a temperature (above 0, at most limits.MAX_TEMPERATURE)
+TEMPERATURE_RANGE = (0.0, 100.0)
+
+
+def by_domain(text: str, domains: list[str], value_range: tuple[float, float]) -> dict[str, float]:
+    """The values of ``DOMAIN=V,DOMAIN=V`` text (``model.sample_temperature_by_domain``, ``export --colour-gate``
+    per domain) by domain name, each above ``value_range[0]`` and at most ``value_range[1]``; ``{}`` for ''.
+    Raises ValueError naming what is wrong: a part without '=', an unknown or repeated domain, a value out of
+    range."""
+    values: dict[str, float] = {}
+    low, high = value_range
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        name, sep, raw = (s.strip() for s in part.partition("="))
+        if not sep:
+            raise ValueError(f"{part!r} is not DOMAIN=VALUE (e.g. {domains[-1]}=1.5)")
+        if name not in domains:
+            raise ValueError(f"{name!r} is not a domain of this model ({', '.join(domains)}){_suggest(name, domains)}")
+        if name in values:
+            raise ValueError(f"domain {name!r} is given twice")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name}={raw}: give a number") from None
+        if not (math.isfinite(value) and low < value <= high):
+            raise ValueError(f"{name}={raw}: give a number above {low:g} and at most {high:g}")
+        values[name] = value
+    return values
+
+
+def temperature_of(cfg: Config, domain: int) -> float:
+    """The default temperature of random attributes of target ``domain`` (index into ``data.domains``):
+    its ``model.sample_temperature_by_domain`` entry, else ``model.sample_temperature``."""
+    values = by_domain(cfg.model.sample_temperature_by_domain, cfg.data.domains, TEMPERATURE_RANGE)
+    return values.get(cfg.data.domains[domain], cfg.model.sample_temperature)
+
+
 def _plain_name(name) -> bool:
     """Whether ``name`` can name a folder or a file part: text without '/', '\\' or control characters, not '.'
     or '..' (domain names and the run's name become paths)."""
@@ -623,6 +667,10 @@ def _validate(cfg: Config) -> list[str]:
             f"name: {cfg.name!r} cannot name a run: the default run folder is runs/NAME, so it must be a plain "
             f"name without '/', '\\' or control characters, not '.' or '..'"
         )
+    try:
+        by_domain(cfg.model.sample_temperature_by_domain, cfg.data.domains, TEMPERATURE_RANGE)
+    except ValueError as exc:
+        errors.append(f"model.sample_temperature_by_domain: {exc}")
     for family, module in FAMILY_SECTIONS.values():
         if cfg.model.family == family and hasattr(module, "validate"):
             errors += module.validate(cfg)

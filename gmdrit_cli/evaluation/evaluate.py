@@ -44,7 +44,7 @@ import torch
 from PIL import Image
 
 from .. import __version__, atomic, jsonfile
-from ..config.schema import Config
+from ..config.schema import TEMPERATURE_RANGE, Config, by_domain
 from ..errors import LimitError
 from ..families.base import ModelFamily
 from ..inference.model_files import untrained_note
@@ -54,7 +54,7 @@ from ..outputs import claimed_folder
 from ..training.checkpoint import run_of_latest
 from .metrics import DEFAULT_METRICS, METRICS, PAIRED_DEFAULT_METRICS, MetricError, parse_metric_names
 from .metrics.eval_diversity import REAL_PAIRS as REAL_LPIPS_PAIRS  # noqa: F401  (its old home)
-from .metrics.evaluator import EvalContext, Evaluator, to_float
+from .metrics.evaluator import EvalContext, Evaluator, task_temperature, to_float
 from .metrics.images import PreprocessedImages, open_images
 from .metrics.images import quantise as _quantise
 
@@ -77,7 +77,10 @@ class EvalOptions:
     samples_per_input: int | None = None  # None: 10 (paired families: 20, BicycleGAN's protocol)
     mode: str = "latent"
     split: str = "test"  # test, or val: the images held out of training (data.val_fraction)
-    temperature: float | None = None  # latent mode: scale of the prior's std (None: model.sample_temperature)
+    temperature: float | None = None  # latent mode: scale of the prior's std (None: the model's default)
+    #: filled in from the model when --temperature is not given: the default of each target domain that has its
+    #: own (model.sample_temperature_by_domain), by name
+    temperature_by_domain: dict[str, float] | None = None
     seed: int = 0
     out: Path | str | None = None
     inception_weights: Path | str | None = None
@@ -241,7 +244,7 @@ def _task_attributes(
     o, model, device = ctx.options, ctx.model, ctx.device
     m = o.samples_per_input
     if o.mode == "latent":
-        z, y = model.draw_attributes(target, n * m, None, gen, o.temperature)
+        z, y = model.draw_attributes(target, n * m, None, gen, task_temperature(o, ctx.domains[target]))
         if not model.capabilities.random_by_default:  # e.g. the VAE: z = mu, no draws
             z, _ = model.attribute_prior(y)
         return z, y
@@ -315,8 +318,11 @@ def _prepare(o: EvalOptions) -> tuple[EvalOptions, list[str], Config, ModelFamil
     if o.samples_per_input is None:
         o = replace(o, samples_per_input=PAIRED_SAMPLES_PER_INPUT if paired else SAMPLES_PER_INPUT)
     _check_options(o, metrics)
-    if o.temperature is None:  # the model's own default; reference mode draws nothing from the prior
-        o = replace(o, temperature=cfg.model.sample_temperature if o.mode == "latent" else 1.0)
+    if o.temperature is None and o.mode == "latent":  # the model's own defaults
+        own = by_domain(cfg.model.sample_temperature_by_domain, cfg.data.domains, TEMPERATURE_RANGE)
+        o = replace(o, temperature=cfg.model.sample_temperature, temperature_by_domain=own or None)
+    elif o.temperature is None:  # reference mode draws nothing from the prior
+        o = replace(o, temperature=1.0)
     return o, metrics, cfg, model, device
 
 
@@ -343,6 +349,7 @@ def _settings(o: EvalOptions, metrics: list[str], cfg: Config, device: torch.dev
         "mode": o.mode,
         "split": o.split,
         "temperature": o.temperature,
+        **({"temperature_by_domain": o.temperature_by_domain} if o.temperature_by_domain else {}),
         "samples_per_input": o.samples_per_input,
         "seed": o.seed,
         "max_inputs": o.max_inputs,

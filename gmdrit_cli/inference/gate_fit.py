@@ -127,29 +127,34 @@ def fit_domain_gate(
 GATE_RULES = {
     "region": "a random attribute is kept when the mean colour its translation is predicted to give the input's "
     "coloured pixels (a least-squares line from z, fitted on {draws} draws x {sources} training images of the other "
-    "domain) lies inside the region holding {share:g} of the target domain's training photos' colours; else it is "
-    "drawn again",
+    "domain) lies inside the region holding the share (of its domain's entry) of the target domain's training "
+    "photos' colours; else it is drawn again",
     "chroma": "a random attribute is kept when the mean colour its translation is predicted to give the input's "
     "coloured pixels (a least-squares line from z, fitted on {draws} draws x {sources} training images of the other "
     "domain) carries at least as much of the target's hue (red-green and yellow-blue, along the mean colour the "
-    "target domain's training images' own encoded attributes give those images) as {share:g} of those "
-    "encoded-attribute translations, and its lightness lies within the central {band:g} of the target domain's "
-    "training photos' lightness; else it is drawn again",
+    "target domain's training images' own encoded attributes give those images) as the share (of its domain's "
+    "entry) of those encoded-attribute translations, and its lightness lies within the central {band:g} of the "
+    "target domain's training photos' lightness; else it is drawn again",
 }
 
 
-def fit_colour_gate(model: ModelFamily, images: list[torch.Tensor], share: float, kind: str = "region") -> dict:
-    """The export's ``colour_gate`` record: one entry per domain, ``images[d]`` the training images of domain d
-    (N_d x 3 x S x S in [-1, 1]); each domain's gate is fitted on the first :data:`GATE_SOURCES` images of the
-    other domains translated into it, and on its own (all of them for ``region`` and for a chroma gate's lightness
-    band, the first :data:`GATE_ENCODED` encoded for its hue)."""
+def fit_colour_gate(
+    model: ModelFamily, images: list[torch.Tensor], shares: dict[int, float], kind: str, names: list[str]
+) -> dict:
+    """The export's ``colour_gate`` record: one entry per domain d of ``shares`` (index -> share), ``images[d]``
+    the training images of domain d (N_d x 3 x S x S in [-1, 1]); each domain's gate is fitted on the first
+    :data:`GATE_SOURCES` images of the other domains translated into it, and on its own (all of them for
+    ``region`` and for a chroma gate's lightness band, the first :data:`GATE_ENCODED` encoded for its hue).
+    ``names``: the domains' names, which the record's ``share`` uses when the shares differ."""
     entries = []
-    for d, targets in enumerate(images):
+    for d, share in sorted(shares.items()):
         sources = torch.cat([x[:GATE_SOURCES] for other, x in enumerate(images) if other != d])
-        entries.append(fit_domain_gate(model, d, sources, targets, share, kind))
+        entries.append(fit_domain_gate(model, d, sources, images[d], share, kind))
+    values = set(shares.values())
+    one = len(values) == 1 and len(shares) == len(images)
     return {
-        "share": share,
+        "share": values.pop() if one else {names[d]: share for d, share in sorted(shares.items())},
         "kind": kind,
-        "rule": GATE_RULES[kind].format(draws=GATE_DRAWS, sources=GATE_SOURCES, share=share, band=GATE_LIGHTNESS_SHARE),
+        "rule": GATE_RULES[kind].format(draws=GATE_DRAWS, sources=GATE_SOURCES, band=GATE_LIGHTNESS_SHARE),
         "domains": entries,
     }

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from .. import __version__, jsonfile
 from ..atomic import atomic_write
 from ..colour_gate import gate_from_record, gate_name
-from ..config.schema import Config, build_config, dump_config, load_config_file
+from ..config.schema import TEMPERATURE_RANGE, Config, build_config, by_domain, dump_config, load_config_file
 from ..errors import CheckpointError, ConfigError, InferenceError
 from ..families import build_model, family_class
 from ..families.base import ModelFamily
@@ -547,9 +547,35 @@ def _training_images(model: ModelFamily, root: str, limit: int, option: str) -> 
     return images
 
 
-def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, share: float, kind: str) -> str:
-    """The JSON ``colour_gate`` record (``kind`` region or chroma) of the model at ``path``
-    (:mod:`gmdrit_cli.inference.gate_fit`)."""
+def _single_or_by_domain(value: float | str | None, option: str) -> tuple[float | None, str | None]:
+    """An option that takes one number or ``DOMAIN=V,DOMAIN=V`` (checked once the model's domains are known):
+    (the number, None), (None, the text) or (None, None) when not given."""
+    if value is None or not isinstance(value, str):
+        return value, None
+    if "=" in value:
+        return None, value
+    try:
+        return float(value), None
+    except ValueError:
+        raise InferenceError(f"{option} {value!r}: give a number, or one per domain as DOMAIN=V,DOMAIN=V") from None
+
+
+def _by_domain_option(text: str | None, domains: list[str], option: str, value_range) -> dict[str, float]:
+    """The values of ``option``'s ``DOMAIN=V,...`` ``text`` by domain name; ``{}`` when None."""
+    if text is None:
+        return {}
+    try:
+        values = by_domain(text, domains, value_range)
+    except ValueError as exc:
+        raise InferenceError(f"{option} {text!r}: {exc}") from None
+    if not values:
+        raise InferenceError(f"{option} {text!r}: give at least one DOMAIN=V")
+    return values
+
+
+def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, shares: dict[str, float], kind: str) -> str:
+    """The JSON ``colour_gate`` record (``kind`` region or chroma) of the model at ``path``, one gate per domain of
+    ``shares`` (domain name -> share; :mod:`gmdrit_cli.inference.gate_fit`)."""
     import json
 
     from .gate_fit import GATE_TARGETS, fit_colour_gate
@@ -558,7 +584,9 @@ def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, share: float
     if not model.capabilities.random_by_default:
         raise InferenceError(f"--colour-gate: the {cfg.model.family} family does not draw random attributes")
     root = data or cfg.data.root
-    record = fit_colour_gate(model, _training_images(model, root, GATE_TARGETS, "--colour-gate"), share, kind)
+    shares_by_index = {cfg.data.domains.index(name): share for name, share in shares.items() if share > 0}
+    images = _training_images(model, root, GATE_TARGETS, "--colour-gate")
+    record = fit_colour_gate(model, images, shares_by_index, kind, cfg.data.domains)
     record.update(data=str(root), split="train (the validation split held out)")
     return json.dumps(record)
 
@@ -589,11 +617,12 @@ def _refit_prior(
     return {k: v.detach().float().cpu() for k, v in fitted.items()}, json.dumps(record)
 
 
-def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
-    """The ``sample_temperature_chosen`` record of ``export --temperature T --sweep SWEEP.json``: T must be one of
-    the rows of a sweep on the validation split (a choice made on test images is refused)."""
+def _chosen_from_sweep(path: Path | str, temperature: float | None, by_domain: dict[str, float] | None = None) -> dict:
+    """The ``sample_temperature_chosen`` record of ``export --temperature T --sweep SWEEP.json``: T (or each
+    value of ``by_domain``, ``--temperature DOMAIN=T,...``) must be one of the rows of a sweep on the validation
+    split (a choice made on test images is refused)."""
 
-    if temperature is None:
+    if temperature is None and not by_domain:
         raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
     path = Path(path).expanduser()
     if path.exists() and not path.is_file() and not path.is_dir():  # reading a pipe would wait for a writer
@@ -609,8 +638,9 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
         ) from None
     if record.get("split") != "val":
         raise InferenceError(f"--sweep {path} ran on the {record.get('split')!r} split; choose on --split val")
-    if temperature not in tried:
-        raise InferenceError(f"--temperature {temperature:g} is not a row of --sweep {path} ({sorted(tried)})")
+    for value in [temperature] if temperature is not None else by_domain.values():
+        if value not in tried:
+            raise InferenceError(f"--temperature {value:g} is not a row of --sweep {path} ({sorted(tried)})")
     fingerprint = record.get("model", {}).get("fingerprint") if isinstance(record.get("model"), dict) else None
     if not isinstance(fingerprint, str):
         raise InferenceError(
@@ -621,6 +651,7 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None) -> dict:
     return {k: record[k] for k in keep if k in record} | {
         "fingerprint": fingerprint,
         "sample_temperature": temperature,
+        **({"by_domain": by_domain} if by_domain else {}),
         "rule": f"given to gmdrit export from this validation sweep (its own rule: {record.get('rule')})",
         "sweep": str(path),
         "values": [{"temperature": t, "mean": mean} for t, mean in tried.items()],
@@ -707,18 +738,22 @@ def export_model(
     training photos whose colours the gate's region holds (:mod:`gmdrit_cli.colour_gate`), fitted on ``data``'s
     training images; 0 leaves an earlier gate out; None keeps the source's. ``gate_by``: ``region`` (that) or
     ``chroma`` (the share of the encoded-attribute translations whose target chroma passes the gate)."""
+    colour_gate, gate_text = _single_or_by_domain(colour_gate, "--colour-gate")
     if colour_gate is not None:
         colour_gate = finite(colour_gate, "--colour-gate", positive=False, low=0.0, high=1.0, why="a share")
     if gate_by is not None and gate_by not in GATE_KINDS:
         raise InferenceError(f"--gate-by {gate_by!r}: choose one of {', '.join(GATE_KINDS)}")
-    if gate_by is not None and not colour_gate:
+    if gate_by is not None and not (colour_gate or gate_text):
         raise InferenceError("--gate-by says how --colour-gate fits its gate: give --colour-gate Q (0 < Q <= 1) too")
     if keep_plain is not None:
         keep_plain = finite(keep_plain, "--keep-plain", positive=False, low=0.0, high=1.0, why="a share")
+    temperature, temperature_text = _single_or_by_domain(temperature, "--temperature")
     if temperature is not None:
         temperature = finite(temperature, "--temperature", high=MAX_TEMPERATURE, why="1 = the model's prior")
-    chosen_from = _chosen_from_sweep(sweep, temperature) if sweep is not None else None
-    given = refit_given(None if colour_gate else data, refit_images, refit_strength, refit_by)
+    if sweep is not None and temperature is None and temperature_text is None:
+        raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
+    gating = bool(colour_gate or gate_text)
+    given = refit_given(None if gating else data, refit_images, refit_strength, refit_by)
     if given and not refit_prior:
         raise InferenceError(f"{given} applies to --refit-prior only; add --refit-prior, or leave {given} out")
     refit_by = refit_by or "posterior"
@@ -738,6 +773,16 @@ def export_model(
             f"store that value under another key"
         )
     source = resolve_model(path)
+    domains = list(source.cfg.data.domains)
+    temperature_by = _by_domain_option(temperature_text, domains, "--temperature", TEMPERATURE_RANGE)
+    gate_shares = (
+        _by_domain_option(gate_text, domains, "--colour-gate", (0.0, 1.0))
+        if gate_text is not None
+        else dict.fromkeys(domains, colour_gate)
+        if colour_gate
+        else {}
+    )
+    chosen_from = _chosen_from_sweep(sweep, temperature, temperature_by) if sweep is not None else None
     out = Path(out).expanduser()
     refuse_checkpoint_area(out, "--out")
     if (out / "checkpoints").is_dir():
@@ -802,9 +847,9 @@ def export_model(
             source.sampling = _chosen_before_refit(source.sampling)
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
         metadata["prior_refit"] = meta["prior_refit"]
-    if colour_gate:  # fitted on the weights as exported (a refit above changes the prior, never the map from z)
-        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, colour_gate, gate_by or "region")
-    elif colour_gate is None and "colour_gate" in meta:  # an export of a gated export keeps its gate
+    if gate_shares:  # fitted on the weights as exported (a refit above changes the prior, never the map from z)
+        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, gate_shares, gate_by or "region")
+    elif colour_gate is None and gate_text is None and "colour_gate" in meta:  # an export of a gated export keeps it
         metadata["colour_gate"] = meta["colour_gate"]
     if chosen_from is not None and chosen_from.pop("fingerprint") != weights_fingerprint(tensors):
         raise InferenceError(
@@ -816,7 +861,12 @@ def export_model(
         source.cfg.model.keep_plain = keep_plain
     if temperature is not None:
         source.cfg.model.sample_temperature = temperature
+        source.cfg.model.sample_temperature_by_domain = ""  # one temperature for every domain, as asked
         source.sampling = chosen_from or {"sample_temperature": temperature, "rule": "given to gmdrit export"}
+    elif temperature_by:
+        source.cfg.model.sample_temperature_by_domain = ",".join(f"{d}={t:g}" for d, t in temperature_by.items())
+        given_by = {"sample_temperature": source.cfg.model.sample_temperature, "by_domain": temperature_by}
+        source.sampling = (chosen_from or {"rule": "given to gmdrit export"}) | given_by
     tensors = {k: v for k, v in tensors.items() if not (int8 and k.startswith(TRAINING_ONLY))}
     parameters = sum(v.numel() for v in tensors.values())  # counted before int8 adds its scales
     if omitted:
@@ -837,6 +887,7 @@ def export_model(
 
         keep = (
             "sample_temperature",
+            "by_domain",
             "rule",
             "min_accuracy",
             "split",

@@ -377,6 +377,7 @@ def _metadata(
         "nz": cfg.model.nz,
         "condition_size": condition_size,
         "sample_temperature": cfg.model.sample_temperature,
+        "sample_temperature_by_domain": cfg.model.sample_temperature_by_domain,
         "keep_plain": cfg.model.keep_plain,
         "random_by_default": caps.random_by_default,
         "paired_data": caps.paired_data,

@@ -21,6 +21,7 @@ from PIL import Image
 
 from .. import jsonfile
 from ..colour_gate import gate_from_record, gate_name, gated_draw
+from ..config.schema import TEMPERATURE_RANGE, by_domain, temperature_of
 from ..errors import InferenceError
 from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
 from ..outputs import output_folder
@@ -137,7 +138,11 @@ class OnnxModel:
         self._sessions: dict = {}
         self.cfg = SimpleNamespace(
             data=SimpleNamespace(domains=list(self.meta["domains"]), crop=int(self.meta["crop"])),
-            model=SimpleNamespace(keep_plain=float(self.meta.get("keep_plain", 0.0))),  # older exports: 0
+            model=SimpleNamespace(
+                keep_plain=float(self.meta.get("keep_plain", 0.0)),  # older exports: 0
+                sample_temperature=float(self.meta.get("sample_temperature", 1.0)),
+                sample_temperature_by_domain=self.meta.get("sample_temperature_by_domain", ""),  # older: none
+            ),
         )
         self.device = "onnxruntime (CPU, no torch)"
         gate = self.meta.get("colour_gate")
@@ -286,6 +291,10 @@ def _meta_problem(meta: dict) -> str | None:
         0 < temperature <= MAX_TEMPERATURE
     ):
         return f"sample_temperature {temperature!r} is not a number above 0 and at most {MAX_TEMPERATURE:g}"
+    try:
+        by_domain(meta.get("sample_temperature_by_domain", ""), list(map(str, domains)), TEMPERATURE_RANGE)
+    except (TypeError, ValueError) as exc:
+        return f"sample_temperature_by_domain: {exc}"
     for key in ("random_by_default", "dynamic_size", "paired_data"):
         if key in meta and not isinstance(meta[key], bool):
             return f"{key} {meta[key]!r} is not true or false"
@@ -405,7 +414,7 @@ class _Sampling:
     samples: int  # outputs per input with random attributes
     samples_given: bool
     component: int | None
-    temperature: float
+    temperature: float | None  # None: the export's default of the target domain
     references: list[Path | str]
 
 
@@ -431,13 +440,13 @@ def _sampling(
         raise InferenceError(
             "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
         )
-    temperature = model.meta.get("sample_temperature", 1.0) if temperature is None else temperature
-    finite(
-        temperature,
-        "--temperature",
-        high=MAX_TEMPERATURE,
-        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
-    )
+    if temperature is not None:  # the export's defaults were checked with its metadata
+        finite(
+            temperature,
+            "--temperature",
+            high=MAX_TEMPERATURE,
+            why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+        )
     _check_component(model, component)
     given = samples is not None
     samples = 5 if samples is None else samples
@@ -483,12 +492,13 @@ def _random_attributes(model: OnnxModel, d: int, opts: _Sampling, seed: int) -> 
     """z M x nz and condition M x D drawn from the prior of ``d`` with numpy's generator seeded by ``seed``
     (one row at the prior's mean for an export that does not draw by default, without ``--samples``)."""
     rng = np.random.default_rng(int(seed))
+    temperature = temperature_of(model.cfg, d) if opts.temperature is None else opts.temperature
     if not opts.samples_given and not model.meta.get("random_by_default", True):
-        _, condition = model.sample_attributes(d, 1, opts.component, rng, opts.temperature)
+        _, condition = model.sample_attributes(d, 1, opts.component, rng, temperature)
         z, _ = model.attribute_prior(condition)
         return z, condition
     return gated_draw(
-        lambda m: model.sample_attributes(d, m, opts.component, rng, opts.temperature),
+        lambda m: model.sample_attributes(d, m, opts.component, rng, temperature),
         opts.samples,
         model.colour_gate.get(d),
         np.asarray,

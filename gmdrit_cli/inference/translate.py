@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..config.schema import temperature_of
 from ..data.unpaired import to_image, to_tensor
 from ..errors import InferenceError
 from ..families.base import ModelFamily
@@ -187,7 +188,7 @@ class SamplingOptions:
     samples: int  # outputs per input with random attributes (5 when not given)
     samples_given: bool  # False: a family that does not draw by default gives one output at the prior's mean
     component: int | None  # a GM-DRIT component of the target domain to draw from (None: any)
-    temperature: float  # scale of the prior's standard deviation (the model's default when not given)
+    temperature: float | None  # scale of the prior's standard deviation (None: the model's default per domain)
     references: list[Path | str]  # reference images (their attributes; no random draws)
     seed: int
 
@@ -217,13 +218,13 @@ def sampling_options(
         raise InferenceError(
             "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
         )
-    temperature = model.cfg.model.sample_temperature if temperature is None else temperature
-    finite(
-        temperature,
-        "--temperature",
-        high=MAX_TEMPERATURE,
-        why="1 = the model's prior; far past it the attributes leave what the model was trained on",
-    )
+    if temperature is not None:  # the model's defaults were checked with its config
+        finite(
+            temperature,
+            "--temperature",
+            high=MAX_TEMPERATURE,
+            why="1 = the model's prior; far past it the attributes leave what the model was trained on",
+        )
     _check_component(model, component)
     given = samples is not None
     samples = 5 if samples is None else samples
@@ -254,12 +255,13 @@ def _attributes(model: ModelFamily, domain: int, opts: SamplingOptions, size: in
     if opts.references:
         z, y, notes = _load_references(model, opts.references, [domain] * len(opts.references), size)
         return _Attributes(z, y, "ref", notes)
+    temperature = temperature_of(model.cfg, domain) if opts.temperature is None else opts.temperature
     if not opts.samples_given and not model.capabilities.random_by_default:
         # e.g. the VAE: one output per input, at the prior's mean (its z = mu translation); --samples draws
-        _, y = model.sample_attributes(domain, 1, opts.component, _generator(model, opts.seed), opts.temperature)
+        _, y = model.sample_attributes(domain, 1, opts.component, _generator(model, opts.seed), temperature)
         z, _ = model.attribute_prior(y)
         return _Attributes(z, y, "")
-    z, y = model.draw_attributes(domain, opts.samples, opts.component, _generator(model, opts.seed), opts.temperature)
+    z, y = model.draw_attributes(domain, opts.samples, opts.component, _generator(model, opts.seed), temperature)
     return _Attributes(z, y, "")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ..config.schema import temperature_of
 from ..errors import GmdritError, InferenceError
 
 #: samples per request in the page (each is decoded on the server for every visitor; the CLI allows 100)
@@ -116,7 +117,7 @@ class AppModel:
     domains: list[str]
     targets: list[str]
     components_per_domain: int
-    sample_temperature: float
+    sample_temperatures: dict[str, float]  # the model's default temperature by target domain name
     crop: int
     description: str
     paired: bool = False
@@ -154,7 +155,7 @@ def load_app_model(path: Path | str | None = None, onnx: bool = False, threads: 
             names,
             [names[t] for t in m.targets()],
             m.components_per_domain,
-            float(meta.get("sample_temperature", 1.0)),
+            {names[t]: temperature_of(m.cfg, t) for t in m.targets()},
             int(meta["crop"]),
             m.describe(),
             paired=bool(meta.get("paired_data", False)),  # exports before this key: no edge-map option
@@ -176,7 +177,7 @@ def load_app_model(path: Path | str | None = None, onnx: bool = False, threads: 
         names,
         [names[t] for t in targets],
         caps.components_per_domain if caps.has_mixture else 0,
-        float(cfg.model.sample_temperature),
+        {names[t]: temperature_of(cfg, t) for t in targets},
         cfg.data.crop,
         m.source.describe() if m.source is not None else cfg.model.family,
         paired=caps.paired_data,
@@ -298,7 +299,9 @@ def _check_options(app_model: AppModel, request: Request) -> tuple[list[str], in
         "each sample is decoded on the server for every visitor; the CLI allows more",
     )
     temperature = (
-        app_model.sample_temperature if request.temperature is None else _real(request.temperature, "temperature")
+        app_model.sample_temperatures[request.domain]
+        if request.temperature is None
+        else _real(request.temperature, "temperature")
     )
     finite(
         temperature,
@@ -479,9 +482,9 @@ def _attribute_controls(gr, app_model: AppModel) -> dict:
     c["temperature"] = gr.Slider(
         0.0,
         2.0,
-        value=app_model.sample_temperature,
+        value=app_model.sample_temperatures[default_domain],
         step=0.01,
-        label="temperature (default: the model's)",
+        label="temperature (default: the model's for the target domain)",
         elem_id="temperature",
     )
     c["component"] = gr.Number(
@@ -610,6 +613,8 @@ def build_page(app_model: AppModel, work_root: Path):
             with gr.Column(scale=2):
                 c.update(_output_controls(gr, app_model))
         c["image"].change(_upload_handler(work_root), [c["image"]], [c["preview"], c["status"]])
+        # the temperature slider starts at the model's default of the chosen target domain
+        c["domain"].change(lambda name: app_model.sample_temperatures.get(name), [c["domain"]], [c["temperature"]])
         c["button"].click(
             _translate_handler(app_model, work_root),
             [c[name] for name in _REQUEST_CONTROLS],

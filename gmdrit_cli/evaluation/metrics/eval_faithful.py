@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import MetricError
-from .evaluator import Evaluator, TableColumn, fmt, to_float
+from .evaluator import Evaluator, TableColumn, fmt, task_temperature, to_float
 from .images import quantise
 
 #: inputs per task of ``z_sensitivity`` (the first ones, sorted by file name)
@@ -128,7 +128,8 @@ class ZSensitivityScores(Evaluator):
         per_input = []
         with torch.no_grad():
             for image in inputs:
-                z, y = model.sample_attributes(target, 2, None, gen, self.options.temperature)
+                temperature = task_temperature(self.options, ctx.domains[target])
+                z, y = model.sample_attributes(target, 2, None, gen, temperature)
                 path = (1 - t)[:, None] * z[0] + t[:, None] * z[1]  # (steps + 1) x nz
                 code = y[:1].expand(len(path), -1)
                 out = quantise(model.translate(to_float(image[None], ctx.device), target, (path, code)))

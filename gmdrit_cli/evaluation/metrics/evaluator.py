@@ -65,6 +65,12 @@ class EvalContext:
         return self.model.cfg
 
 
+def task_temperature(options, target: str) -> float:
+    """The temperature of the random attributes into domain ``target`` (a name) under eval ``options``
+    (evaluate.EvalOptions, defaults filled in): --temperature when given, else the model's default for that domain."""
+    return (options.temperature_by_domain or {}).get(target, options.temperature)
+
+
 class Evaluator:
     """Computes the registered metrics ``names`` (all of one evaluator's names that were selected)."""
 
