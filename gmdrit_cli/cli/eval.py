@@ -164,7 +164,8 @@ def eval_(
         typer.Option(
             "--temperature",
             help="latent mode: scale of the prior's standard deviation (<1: more faithful, >1: more "
-            "diverse) [default: the model's model.sample_temperature, 1 unless set]. Several "
+            "diverse) [default: the model's model.sample_temperature, 1 unless set, or its "
+            "model.sample_temperature_by_domain entry for each target]. Several "
             "values (0.7,0.8,0.9,1.0): one evaluation each, one row each, and the choice (highest "
             "value with domain_accuracy >= --min-accuracy in every task); with --split val it is "
             "stored in RUN/sampling.json as the run's default",

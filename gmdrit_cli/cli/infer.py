@@ -240,7 +240,7 @@ def translate(
             "-t",
             help="scale of the prior's standard deviation for random attributes (<1: more "
             "faithful, >1: more diverse) [default: the model's model.sample_temperature, "
-            "1 unless set]",
+            "1 unless set, or its model.sample_temperature_by_domain entry for the target]",
             show_default=False,
         ),
     ] = None,

@@ -710,11 +710,11 @@ def export_model(
     data: str | None = None,
     refit_images: int | None = None,
     refit_strength: float | None = None,
-    temperature: float | None = None,
+    temperature: float | str | None = None,
     sweep: Path | str | None = None,
     refit_by: str | None = None,
     keep_plain: float | None = None,
-    colour_gate: float | None = None,
+    colour_gate: float | str | None = None,
     gate_by: str | None = None,
 ) -> ExportResult:
     """Write ``out/model.safetensors`` (the test-time networks only) and ``out/config.yaml``; nothing else.
@@ -732,11 +732,13 @@ def export_model(
     draws the run's discriminator rates most real) on the first ``refit_images`` training images of each domain
     (validation split held out) of ``data`` (default: the config's ``data.root``)
     (:meth:`~gmdrit_cli.families.base.ModelFamily.refit_prior`), recorded as metadata ``prior_refit``.
-    ``temperature``: the export's ``model.sample_temperature``; ``sweep``: the validation sweep (``sweep.json``
+    ``temperature``: the export's ``model.sample_temperature``, or ``DOMAIN=T,...`` text for its
+    ``model.sample_temperature_by_domain``; ``sweep``: the validation sweep (``sweep.json``
     of ``gmdrit eval --split val --temperature ...``) it was chosen from, recorded with it. ``keep_plain``: the
     export's ``model.keep_plain`` (:mod:`gmdrit_cli.plain`). ``colour_gate``: the share of the target domains'
     training photos whose colours the gate's region holds (:mod:`gmdrit_cli.colour_gate`), fitted on ``data``'s
-    training images; 0 leaves an earlier gate out; None keeps the source's. ``gate_by``: ``region`` (that) or
+    training images (``DOMAIN=Q,...`` text: a share per target domain, the others ungated); 0 leaves an earlier gate
+    out; None keeps the source's. ``gate_by``: ``region`` (that) or
     ``chroma`` (the share of the encoded-attribute translations whose target chroma passes the gate)."""
     colour_gate, gate_text = _single_or_by_domain(colour_gate, "--colour-gate")
     if colour_gate is not None:
@@ -775,13 +777,9 @@ def export_model(
     source = resolve_model(path)
     domains = list(source.cfg.data.domains)
     temperature_by = _by_domain_option(temperature_text, domains, "--temperature", TEMPERATURE_RANGE)
-    gate_shares = (
-        _by_domain_option(gate_text, domains, "--colour-gate", (0.0, 1.0))
-        if gate_text is not None
-        else dict.fromkeys(domains, colour_gate)
-        if colour_gate
-        else {}
-    )
+    gate_shares = dict.fromkeys(domains, colour_gate) if colour_gate else {}  # domain name -> share
+    if gate_text is not None:
+        gate_shares = _by_domain_option(gate_text, domains, "--colour-gate", (0.0, 1.0))
     chosen_from = _chosen_from_sweep(sweep, temperature, temperature_by) if sweep is not None else None
     out = Path(out).expanduser()
     refuse_checkpoint_area(out, "--out")
