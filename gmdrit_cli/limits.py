@@ -75,6 +75,15 @@ def finite(
     return number
 
 
+def temperature_option(value: float | None) -> float | None:
+    """A ``--temperature`` a user gave (None: not given, the model's default applies) checked: above 0, at most
+    :data:`MAX_TEMPERATURE`."""
+    if value is None:
+        return None
+    why = "1 = the model's prior; far past it the attributes leave what the model was trained on"
+    return finite(value, "--temperature", high=MAX_TEMPERATURE, why=why)
+
+
 def whole_number(text: str | None, digits: int = 18) -> int | None:
     """``text`` as a whole number >= 0 when it is 1 to ``digits`` ASCII digits (a 64-bit integer at the default),
     else None: ``str.isdigit`` also accepts '²' and 5,000-digit strings, which ``int()`` refuses with a ValueError."""

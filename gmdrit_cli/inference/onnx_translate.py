@@ -23,7 +23,7 @@ from .. import jsonfile
 from ..colour_gate import gate_from_record, gate_name, gated_draw
 from ..config.schema import TEMPERATURE_RANGE, by_domain, temperature_of
 from ..errors import InferenceError
-from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, finite
+from ..limits import MAX_SAMPLES, MAX_TEMPERATURE, MAX_WORK_SIZE, bounded, temperature_option
 from ..outputs import output_folder
 from ..plain import keep_plain
 from .images import (
@@ -440,13 +440,7 @@ def _sampling(
         raise InferenceError(
             "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
         )
-    if temperature is not None:  # the export's defaults were checked with its metadata
-        finite(
-            temperature,
-            "--temperature",
-            high=MAX_TEMPERATURE,
-            why="1 = the model's prior; far past it the attributes leave what the model was trained on",
-        )
+    temperature_option(temperature)  # None: the model's defaults, checked with its config
     _check_component(model, component)
     given = samples is not None
     samples = 5 if samples is None else samples

@@ -23,7 +23,7 @@ from ..config.schema import temperature_of
 from ..data.unpaired import to_image, to_tensor
 from ..errors import InferenceError
 from ..families.base import ModelFamily
-from ..limits import MAX_SAMPLES, MAX_STEPS, MAX_TEMPERATURE, bounded, finite
+from ..limits import MAX_SAMPLES, MAX_STEPS, bounded, finite, temperature_option
 
 # the torch-free half (inputs, decoding, sizes, writing) lives in image_io; these names stay importable here
 from .images import (
@@ -218,13 +218,7 @@ def sampling_options(
         raise InferenceError(
             "--temperature applies to random attributes; with --reference the attribute comes from the reference image"
         )
-    if temperature is not None:  # the model's defaults were checked with its config
-        finite(
-            temperature,
-            "--temperature",
-            high=MAX_TEMPERATURE,
-            why="1 = the model's prior; far past it the attributes leave what the model was trained on",
-        )
+    temperature_option(temperature)  # None: the model's defaults, checked with its config
     _check_component(model, component)
     given = samples is not None
     samples = 5 if samples is None else samples
