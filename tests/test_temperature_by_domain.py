@@ -146,3 +146,14 @@ def test_export_records_the_choice_and_refuses_bad_values_in_one_line(cli, by_do
     ):
         assert_one_line_error(cli("export", base / "run", "--out", tmp_path / "refused", *given), fragment)
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_eval_table_title_names_each_domains_temperature():
+    from gmdrit_cli.cli.eval import _temperature
+
+    tasks = [{"target": "orange"}, {"target": "apple"}]
+    own = {"settings": {"temperature": 1.2, "temperature_by_domain": {"orange": 1.7}}, "tasks": tasks}
+    assert _temperature(own) == " at temperature into orange 1.7, else 1.2"
+    both = {"settings": {"temperature": 1.2, "temperature_by_domain": {"orange": 1.7, "apple": 1.5}}, "tasks": tasks}
+    assert _temperature(both) == " at temperature into orange 1.7, into apple 1.5"
+    assert _temperature({"settings": {"temperature": 1.0}, "tasks": tasks}) == ""

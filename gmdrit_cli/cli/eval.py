@@ -39,10 +39,13 @@ def _columns(metrics: list[str]) -> list:
     return sorted((c for c in found if c is not None), key=lambda c: c.order)
 
 
-def _temperature(settings: dict) -> str:
+def _temperature(report: dict) -> str:
+    settings = report["settings"]
     t, own = settings.get("temperature", 1.0), settings.get("temperature_by_domain")
     if own:  # the model's defaults differ by target domain
-        return " at temperature " + ", ".join(f"{name} {value:g}" for name, value in own.items()) + f" (else {t:g})"
+        rest = {task["target"] for task in report.get("tasks", [])} - set(own)
+        by_target = ", ".join(f"into {name} {value:g}" for name, value in own.items())
+        return f" at temperature {by_target}" + (f", else {t:g}" if rest else "")
     return f" at temperature {t:g}" if t != 1.0 else ""
 
 
@@ -58,7 +61,7 @@ def render(report: dict) -> None:
             header_style="bold",
             title=f"{report['model']['family']} {report['model']['config']} "
             f"(iteration {report['model']['iteration']}), {report['settings']['mode']} mode"
-            f"{_temperature(report['settings'])}, "
+            f"{_temperature(report)}, "
             f"{report['settings']['samples_per_input']} outputs per input",
         )
         for row in report["tasks"]:
