@@ -21,6 +21,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..families import family_config_modules, family_names
+from ..limits import MAX_TEMPERATURE
 from .fields import option as _opt
 
 #: the model families: the folders of gmdrit_cli/families/ (found without importing any network code)
@@ -133,7 +134,7 @@ class ModelConfig:
         "ignores it)",
         min=0,
         min_exclusive=True,
-        max=100.0,  # limits.MAX_TEMPERATURE, the bound of --temperature, which this is the default of
+        max=MAX_TEMPERATURE,  # the bound of --temperature, which this is the default of
     )
     sample_temperature_by_domain: str = _opt(
         "",
@@ -591,8 +592,8 @@ def parse_duration(text: str) -> float | None:
     return seconds
 
 
-#: the range of a temperature (above 0, at most limits.MAX_TEMPERATURE)
-TEMPERATURE_RANGE = (0.0, 100.0)
+#: the range of a temperature (above 0, at most the bound of --temperature)
+TEMPERATURE_RANGE = (0.0, MAX_TEMPERATURE)
 
 
 def by_domain(text: str, domains: list[str], value_range: tuple[float, float]) -> dict[str, float]:
