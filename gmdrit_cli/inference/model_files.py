@@ -584,7 +584,7 @@ def _fit_colour_gate(path: Path | str, ema: bool, data: str | None, shares: dict
     if not model.capabilities.random_by_default:
         raise InferenceError(f"--colour-gate: the {cfg.model.family} family does not draw random attributes")
     root = data or cfg.data.root
-    shares_by_index = {cfg.data.domains.index(name): share for name, share in shares.items() if share > 0}
+    shares_by_index = {cfg.data.domains.index(name): share for name, share in shares.items()}
     images = _training_images(model, root, GATE_TARGETS, "--colour-gate")
     record = fit_colour_gate(model, images, shares_by_index, kind, cfg.data.domains)
     record.update(data=str(root), split="train (the validation split held out)")
@@ -620,10 +620,7 @@ def _refit_prior(
 def _chosen_from_sweep(path: Path | str, temperature: float | None, by_domain: dict[str, float] | None = None) -> dict:
     """The ``sample_temperature_chosen`` record of ``export --temperature T --sweep SWEEP.json``: T (or each
     value of ``by_domain``, ``--temperature DOMAIN=T,...``) must be one of the rows of a sweep on the validation
-    split (a choice made on test images is refused)."""
-
-    if temperature is None and not by_domain:
-        raise InferenceError("--sweep records where --temperature was chosen: give --temperature too")
+    split (a choice made on test images is refused). :func:`export_model` has refused a sweep without either."""
     path = Path(path).expanduser()
     if path.exists() and not path.is_file() and not path.is_dir():  # reading a pipe would wait for a writer
         raise InferenceError(f"--sweep {path} is not a regular file (a pipe?); give the sweep.json a sweep wrote")
