@@ -184,6 +184,12 @@ class LossConfig:
         "no real target's attribute gives it, e.g. olive oranges)",
         min=0,
     )
+    dark_patches: float = _opt(
+        0.0,
+        "weight of how dark each random-attribute translation paints the lit, coloured pixels of its input (0 = "
+        "off; against burnt-looking draws, black patches on a fruit the input shows lit)",
+        min=0,
+    )
 
 
 @dataclass

@@ -178,7 +178,17 @@ def add_diversity_terms(family, terms: dict[str, torch.Tensor], images, t: Trans
         terms["keep_neutral"] = keep_neutral(family, images, randoms)
     if family.cfg.loss.match_encoded_colour > 0:
         terms["match_encoded_colour"] = match_encoded_colour(family, images, randoms, t.fake_encoded)
+    if family.cfg.loss.dark_patches > 0:
+        terms["dark_patches"] = dark_patches(family, images, randoms)
     return terms
+
+
+def dark_patches(family, images: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
+    """loss.dark_patches x the mean :func:`~.drit_losses.dark_patches` of the random-attribute translations
+    ``fakes`` from their inputs, in the order of ``keep_neutral``'s ``fakes``."""
+    h = images.shape[0] // 2
+    sources = torch.cat([images[h:], images[:h]])
+    return family.cfg.loss.dark_patches * sum(losses.dark_patches(sources, f) for f in fakes) / len(fakes)
 
 
 def match_encoded_colour(family, images: torch.Tensor, fakes: list[torch.Tensor], encoded: torch.Tensor):

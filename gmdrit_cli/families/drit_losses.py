@@ -91,6 +91,26 @@ def subject_colour(images: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
     return (colour * mask[:, None]).flatten(2).sum(2) / mask.flatten(1).sum(1)[:, None]
 
 
+#: lightness (mean of R, G, B in [0, 1]) under which a translated pixel counts as dark, and over which an input's
+#: pixel counts as lit: a burnt-looking draw paints black patches where the input's fruit is lit (docs/results.md)
+DARK_LIGHTNESS = 0.2
+LIT_LIGHTNESS = 0.26
+
+
+def dark_patches(sources: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
+    """How much of its input's lit, coloured subject a translation paints dark: per image the mean over the pixels of
+    ``sources`` that are coloured (chroma >= :data:`SUBJECT_CHROMA`) and lit (lightness > :data:`LIT_LIGHTNESS`) of
+    ``relu(DARK_LIGHTNESS - lightness(fake)) / DARK_LIGHTNESS`` (0 where the translation keeps them lighter than
+    that, 1 where it paints them black), then the mean over images. sources, fakes N x 3 x S x S in [-1, 1] ->
+    a scalar, differentiable in ``fakes``; an input without such pixels adds 0."""
+    src, rgb = sources.detach().float() * 0.5 + 0.5, fakes.float() * 0.5 + 0.5
+    rg, yb = src[:, 0] - src[:, 1], (src[:, 0] + src[:, 1]) / 2 - src[:, 2]
+    mask = (((rg.square() + yb.square()).sqrt() >= SUBJECT_CHROMA) & (src.mean(1) > LIT_LIGHTNESS)).float()
+    depth = (DARK_LIGHTNESS - rgb.mean(1)).clamp(min=0.0) / DARK_LIGHTNESS  # N x S x S
+    per_image = (depth * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1.0)
+    return per_image.mean()
+
+
 def mode_seeking(
     fake1: torch.Tensor, fake2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:
