@@ -356,3 +356,18 @@ def test_a_refit_of_a_refitted_export_keeps_both_records_and_unbinds_the_chosen_
     assert chosen["sample_temperature"] == 0.7 and "before a later --refit-prior" in chosen["rule"]
     assert chosen["before_refit"]["rule"] == "given to gmdrit export"
     assert load_for_inference(second)[0].model.sample_temperature == 0.7
+
+
+def test_a_sweep_of_other_weights_is_refused_before_the_colour_gate_is_fitted(tiny_gmdrit_run, tmp_path, monkeypatch):
+    """The gate fit takes minutes at real size; a sweep that cannot be recorded ends the export before it."""
+    import gmdrit_cli.inference.model_files as model_files
+    from gmdrit_cli.errors import GmdritError
+
+    base, _ = tiny_gmdrit_run
+    model_files.export_model(base / "run", tmp_path / "refit", refit_prior=True)
+    sweep = _sweep_file(tmp_path / "sweep.json", "val", _fingerprint(tmp_path / "refit"))
+    fitted = []
+    monkeypatch.setattr(model_files, "_fit_colour_gate", lambda *a, **k: fitted.append(a) or "{}")
+    with pytest.raises(GmdritError, match="evaluated other weights"):
+        model_files.export_model(base / "run", tmp_path / "g", colour_gate=0.5, temperature=1.3, sweep=sweep)
+    assert fitted == [] and not (tmp_path / "g").exists()

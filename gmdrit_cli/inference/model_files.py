@@ -842,16 +842,17 @@ def export_model(
             source.sampling = _chosen_before_refit(source.sampling)
     elif "prior_refit" in meta:  # an export of a refitted export keeps saying so
         metadata["prior_refit"] = meta["prior_refit"]
-    if gate_shares:  # fitted on the weights as exported (a refit above changes the prior, never the map from z)
-        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, gate_shares, gate_by or "region")
-    elif colour_gate is None and gate_text is None and "colour_gate" in meta:  # an export of a gated export keeps it
-        metadata["colour_gate"] = meta["colour_gate"]
+    # before the minutes of a gate fit, which leaves the weights as they are
     if chosen_from is not None and chosen_from.pop("fingerprint") != weights_fingerprint(tensors):
         raise InferenceError(
             f"--sweep {sweep} evaluated other weights than this export's ({source.weights}"
             f"{', EMA' if source.ema else ''}{', prior refitted' if refit_prior else ''}): a temperature is chosen "
             f"for one model; run the sweep on this model (export it first, then {sweep_command(source.cfg, 'EXPORT')})"
         )
+    if gate_shares:  # fitted on the weights as exported (a refit above changes the prior, never the map from z)
+        metadata["colour_gate"] = _fit_colour_gate(path, ema, data, gate_shares, gate_by or "region")
+    elif colour_gate is None and gate_text is None and "colour_gate" in meta:  # an export of a gated export keeps it
+        metadata["colour_gate"] = meta["colour_gate"]
     if keep_plain is not None:
         source.cfg.model.keep_plain = keep_plain
     if temperature is not None:
