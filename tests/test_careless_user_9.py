@@ -26,6 +26,7 @@ DAMAGE = {
     "tasks": [[0, 5]],  # was IndexError
     "conditions": [1, 2],  # was TypeError
     "domains": [1, 2],  # was AttributeError
+    "colour_gate": {"domains": [{"domain": 1, "weight": [[1, 2]]}]},  # checked after the graph's nz
 }
 
 

@@ -145,12 +145,24 @@ class OnnxModel:
             ),
         )
         self.device = "onnxruntime (CPU, no torch)"
-        gate = self.meta.get("colour_gate")
-        self.colour_gate = gate_from_record(gate, int(self.meta["nz"])) if gate is not None else {}
         self.source = self  # what the CLI's header describes
         self.pretrained = False  # the ONNX copy of the pretrained model (packaged_onnx): described as that
         self.session(TRANSLATE_FILE)  # a damaged graph is found before any input is read
         self._check_graph(meta_path)
+        self.colour_gate = self._gate(meta_path)  # after the graph: a gate fits the nz the graph takes
+
+    def _gate(self, meta_path: Path) -> dict:
+        """The export's colour gates by target domain (none without a ``colour_gate`` record)."""
+        record = self.meta.get("colour_gate")
+        if record is None:
+            return {}
+        try:
+            return gate_from_record(record, int(self.meta["nz"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InferenceError(
+                f"{meta_path} is damaged (colour_gate is not a gate gmdrit wrote ({type(exc).__name__})); "
+                f"export the model again with gmdrit export MODEL --format onnx --out FOLDER"
+            ) from None
 
     def _check_graph(self, meta_path: Path) -> None:
         """``nz`` and the conditioning rows of ``onnx.json`` against the widths the translation graph takes."""
@@ -278,11 +290,6 @@ def _meta_problem(meta: dict) -> str | None:
         return f"crop {meta.get('crop')!r} is not a multiple of 4 from 16 to {MAX_WORK_SIZE}"
     if not _is_int(meta.get("nz"), 1, 1 << 16):
         return f"nz {meta.get('nz')!r} is not a positive attribute length"
-    if meta.get("colour_gate") is not None:
-        try:
-            gate_from_record(meta["colour_gate"], meta["nz"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            return f"colour_gate is not a gate gmdrit wrote ({type(exc).__name__})"
     keep = meta.get("keep_plain", 0.0)
     if not (isinstance(keep, (int, float)) and not isinstance(keep, bool)) or not 0 <= keep <= 1:
         return f"keep_plain {keep!r} is not a number from 0 to 1"
