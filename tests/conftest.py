@@ -475,3 +475,17 @@ def tiny_translation_step(root: Path, overrides: list[str]):
     torch.manual_seed(0)
     images, code = torch.rand(2, 3, 32, 32) * 2 - 1, torch.eye(2)
     return model, images, code, model.forward_pass(images, code)
+
+
+def random_term_step(root: Path, key: str, weight: float):
+    """:func:`tiny_translation_step` with ``loss.<key>=weight``, then its generator-alone terms, each
+    random-attribute translation's input (B's content into A first) and those translations:
+    (model, images, code, translation, terms, sources, fakes)."""
+    import torch
+
+    model, images, code, t = tiny_translation_step(root, [f"loss.{key}={weight}"])
+    terms = model.generator_alone_terms(images, code, t)
+    h = images.shape[0] // 2
+    sources = torch.cat([images[h:], images[:h]])
+    fakes = [f for f in (t.fake_random, t.fake_random2) if f is not None]
+    return model, images, code, t, terms, sources, fakes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import make_dataset, tiny_translation_step
+from conftest import make_dataset, random_term_step
 from gmdrit_cli.families.drit_losses import dark_patches
 
 
@@ -46,13 +46,7 @@ def test_dark_patches_gradient_lightens_the_dark_pixels_only():
 
 def test_the_term_is_the_weighted_mean_over_the_random_translations(tmp_path):
     root = make_dataset(tmp_path / "data")
-    for weight in (0.0, 7.0):
-        model, images, code, t = tiny_translation_step(root, [f"loss.dark_patches={weight}"])
-        terms = model.generator_alone_terms(images, code, t)
-        if weight == 0:
-            assert "dark_patches" not in terms
-            continue
-        sources = torch.cat([images[1:], images[:1]])  # each translation's input (B's content into A first)
-        fakes = [f for f in (t.fake_random, t.fake_random2) if f is not None]
-        expected = weight * sum(dark_patches(sources, f) for f in fakes) / len(fakes)
-        assert torch.allclose(terms["dark_patches"], expected)
+    assert "dark_patches" not in random_term_step(root, "dark_patches", 0.0)[4]
+    *_, terms, sources, fakes = random_term_step(root, "dark_patches", 7.0)
+    expected = 7.0 * sum(dark_patches(sources, f) for f in fakes) / len(fakes)
+    assert torch.allclose(terms["dark_patches"], expected)

@@ -35,24 +35,18 @@ def test_only_a_change_of_the_colourless_pixels_counts():
 
 def test_the_term_is_trained_only_when_weighted(tmp_path):
     """With loss.keep_neutral > 0 the generator step has the term (weighted) and its gradient reaches G."""
-    from conftest import make_dataset, tiny_translation_step
+    from conftest import make_dataset, random_term_step
 
     root = make_dataset(tmp_path / "data")
-    for weight in (0.0, 10.0):
-        model, images, code, t = tiny_translation_step(root, [f"loss.keep_neutral={weight}"])
-        terms = model.generator_alone_terms(images, code, t)
-        if weight == 0:
-            assert "keep_neutral" not in terms
-            assert "keep_neutral_encoded" not in model.encoder_generator_terms(images, code, t)
-            continue
-        h = images.shape[0] // 2
-        sources = torch.cat([images[h:], images[:h]])
-        fakes = [f for f in (t.fake_random, t.fake_random2) if f is not None]
-        expected = weight * sum(neutral_change(sources, f) for f in fakes) / len(fakes)
-        assert torch.allclose(terms["keep_neutral"], expected) and terms["keep_neutral"] > 0
-        # ... and the encoder-generator step the same term on the translations with encoded attributes
-        encoded = model.encoder_generator_terms(images, code, t)["keep_neutral_encoded"]
-        assert torch.allclose(encoded, weight * neutral_change(sources, t.fake_encoded))
-        terms["keep_neutral"].backward()
-        grads = [p.grad for p in model.networks["generator"].parameters() if p.grad is not None]
-        assert grads and any(g.abs().sum() > 0 for g in grads)
+    model, images, code, t, terms, _, _ = random_term_step(root, "keep_neutral", 0.0)
+    assert "keep_neutral" not in terms
+    assert "keep_neutral_encoded" not in model.encoder_generator_terms(images, code, t)
+    model, images, code, t, terms, sources, fakes = random_term_step(root, "keep_neutral", 10.0)
+    expected = 10.0 * sum(neutral_change(sources, f) for f in fakes) / len(fakes)
+    assert torch.allclose(terms["keep_neutral"], expected) and terms["keep_neutral"] > 0
+    # ... and the encoder-generator step the same term on the translations with encoded attributes
+    encoded = model.encoder_generator_terms(images, code, t)["keep_neutral_encoded"]
+    assert torch.allclose(encoded, 10.0 * neutral_change(sources, t.fake_encoded))
+    terms["keep_neutral"].backward()
+    grads = [p.grad for p in model.networks["generator"].parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
