@@ -133,16 +133,20 @@ def mdmm_encoder_generator_terms(family, images, code, t: Translation) -> dict[s
         content_logits = family.networks["dis_content"](t.content)
         terms["adv_content"] = losses.domain_classification(content_logits, 1.0 - code)
     if w.keep_neutral > 0:  # here the encoders learn to leave the background out of the attribute
-        terms["keep_neutral_encoded"] = keep_neutral(family, images, [t.fake_encoded])
+        terms["keep_neutral_encoded"] = keep_neutral(family, cross_sources(images), [t.fake_encoded])
     return terms
 
 
-def keep_neutral(family, images: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
-    """loss.keep_neutral x the mean :func:`~.drit_losses.neutral_change` of cross translations ``fakes`` (each
-    B x 3 x S x S in the order of ``fake_random`` / ``fake_encoded``: B's content into A, then A's into B) from
-    their inputs ``images`` (B x 3 x S x S, A's half first)."""
+def cross_sources(images: torch.Tensor) -> torch.Tensor:
+    """The input of each cross translation (``fake_random`` / ``fake_encoded`` order: B's content into A, then A's
+    into B) of a batch ``images`` (B x 3 x S x S, A's half first): the halves swapped."""
     h = images.shape[0] // 2
-    sources = torch.cat([images[h:], images[:h]])
+    return torch.cat([images[h:], images[:h]])
+
+
+def keep_neutral(family, sources: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
+    """loss.keep_neutral x the mean :func:`~.drit_losses.neutral_change` of cross translations ``fakes`` (each
+    B x 3 x S x S) from their inputs ``sources`` (:func:`cross_sources`)."""
     return family.cfg.loss.keep_neutral * sum(losses.neutral_change(sources, f) for f in fakes) / len(fakes)
 
 
@@ -167,39 +171,37 @@ def mdmm_generator_alone_terms(family, images, code, t: Translation) -> dict[str
 
 
 def add_diversity_terms(family, terms: dict[str, torch.Tensor], images, t: Translation) -> dict[str, torch.Tensor]:
-    """``terms`` plus the weighted mode-seeking term when the step drew two random attributes, and the
-    ``keep_neutral`` term (loss.keep_neutral > 0) that keeps where the random attributes may differ."""
+    """``terms`` plus the weighted mode-seeking term when the step drew two random attributes, and the terms on the
+    random-attribute translations each weighted above 0: ``keep_neutral`` (where the random attributes may
+    differ), ``match_encoded_colour`` and ``dark_patches`` (what colour they may give the subject)."""
     if t.fake_random2 is not None:
         terms["mode_seeking"] = family.cfg.loss.mode_seeking * losses.mode_seeking(
             t.fake_random, t.fake_random2, t.attr_random, t.attr_random2
         )
     randoms = [f for f in (t.fake_random, t.fake_random2) if f is not None]
+    sources = cross_sources(images)
     if family.cfg.loss.keep_neutral > 0:
-        terms["keep_neutral"] = keep_neutral(family, images, randoms)
+        terms["keep_neutral"] = keep_neutral(family, sources, randoms)
     if family.cfg.loss.match_encoded_colour > 0:
-        terms["match_encoded_colour"] = match_encoded_colour(family, images, randoms, t.fake_encoded)
+        terms["match_encoded_colour"] = match_encoded_colour(family, sources, randoms, t.fake_encoded)
     if family.cfg.loss.dark_patches > 0:
-        terms["dark_patches"] = dark_patches(family, images, randoms)
+        terms["dark_patches"] = dark_patches(family, sources, randoms)
     return terms
 
 
-def dark_patches(family, images: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
-    """loss.dark_patches x the mean :func:`~.drit_losses.dark_patches` of the random-attribute translations
-    ``fakes`` from their inputs, in the order of ``keep_neutral``'s ``fakes``."""
-    h = images.shape[0] // 2
-    sources = torch.cat([images[h:], images[:h]])
-    return family.cfg.loss.dark_patches * sum(losses.dark_patches(sources, f) for f in fakes) / len(fakes)
-
-
-def match_encoded_colour(family, images: torch.Tensor, fakes: list[torch.Tensor], encoded: torch.Tensor):
+def match_encoded_colour(family, sources: torch.Tensor, fakes: list[torch.Tensor], encoded: torch.Tensor):
     """loss.match_encoded_colour x the mean L1 between the subject colour of each random-attribute translation in
-    ``fakes`` and that of ``encoded`` (the same inputs translated with real target images' encoded attributes, a
-    constant here), in the order of ``keep_neutral``'s ``fakes``."""
-    h = images.shape[0] // 2
-    sources = torch.cat([images[h:], images[:h]])
+    ``fakes`` and that of ``encoded`` (the same inputs ``sources`` translated with real target images' encoded
+    attributes, a constant here), in the order of :func:`cross_sources`."""
     target = losses.subject_colour(encoded.detach(), sources)
     mean = sum((losses.subject_colour(f, sources) - target).abs().mean() for f in fakes) / len(fakes)
     return family.cfg.loss.match_encoded_colour * mean
+
+
+def dark_patches(family, sources: torch.Tensor, fakes: list[torch.Tensor]) -> torch.Tensor:
+    """loss.dark_patches x the mean :func:`~.drit_losses.dark_patches` of the random-attribute translations
+    ``fakes`` from their inputs ``sources`` (:func:`cross_sources`)."""
+    return family.cfg.loss.dark_patches * sum(losses.dark_patches(sources, f) for f in fakes) / len(fakes)
 
 
 # -- updates ------------------------------------------------------------------------------------

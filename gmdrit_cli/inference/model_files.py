@@ -617,9 +617,11 @@ def _refit_prior(
     return {k: v.detach().float().cpu() for k, v in fitted.items()}, json.dumps(record)
 
 
-def _chosen_from_sweep(path: Path | str, temperature: float | None, by_domain: dict[str, float] | None = None) -> dict:
+def _chosen_from_sweep(
+    path: Path | str, temperature: float | None, temperature_by: dict[str, float] | None = None
+) -> dict:
     """The ``sample_temperature_chosen`` record of ``export --temperature T --sweep SWEEP.json``: T (or each
-    value of ``by_domain``, ``--temperature DOMAIN=T,...``) must be one of the rows of a sweep on the validation
+    value of ``temperature_by``, ``--temperature DOMAIN=T,...``) must be one of the rows of a sweep on the validation
     split (a choice made on test images is refused). :func:`export_model` has refused a sweep without either."""
     path = Path(path).expanduser()
     if path.exists() and not path.is_file() and not path.is_dir():  # reading a pipe would wait for a writer
@@ -635,7 +637,7 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None, by_domain: d
         ) from None
     if record.get("split") != "val":
         raise InferenceError(f"--sweep {path} ran on the {record.get('split')!r} split; choose on --split val")
-    for value in [temperature] if temperature is not None else by_domain.values():
+    for value in [temperature] if temperature is not None else temperature_by.values():
         if value not in tried:
             raise InferenceError(f"--temperature {value:g} is not a row of --sweep {path} ({sorted(tried)})")
     fingerprint = record.get("model", {}).get("fingerprint") if isinstance(record.get("model"), dict) else None
@@ -648,7 +650,7 @@ def _chosen_from_sweep(path: Path | str, temperature: float | None, by_domain: d
     return {k: record[k] for k in keep if k in record} | {
         "fingerprint": fingerprint,
         "sample_temperature": temperature,
-        **({"by_domain": by_domain} if by_domain else {}),
+        **({"by_domain": temperature_by} if temperature_by else {}),
         "rule": f"given to gmdrit export from this validation sweep (its own rule: {record.get('rule')})",
         "sweep": str(path),
         "values": [{"temperature": t, "mean": mean} for t, mean in tried.items()],
